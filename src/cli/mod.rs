@@ -1,0 +1,106 @@
+//! Command-line surface: clap definitions and the fixed exit codes.
+//!
+//! Exit codes are a closed set ([`ExitStatus`]): 0 success (or "no changes" with
+//! `--detailed-exitcode`), 1 error, 2 changes present.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// meshplan: plan, apply and roll back a Kubernetes service-mesh stack from one TOML plan.
+#[derive(Debug, Parser)]
+#[command(name = "meshplan", version, about, propagate_version = true)]
+pub struct Cli {
+    /// More log output on stderr (-v info, -vv debug, -vvv trace). MESHPLAN_LOG overrides.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Parse a plan, resolve its references, build its graph; no cluster needed.
+    Validate(ValidateArgs),
+    /// Print the dependency graph of a plan as text, DOT or Mermaid.
+    Graph(GraphArgs),
+    /// A local Kubernetes API sandbox for trying plans without a cluster.
+    #[command(subcommand)]
+    Sandbox(SandboxCommand),
+}
+
+/// Where the plan comes from and how its variables are set.
+#[derive(Debug, Args)]
+pub struct PlanInput {
+    /// The plan file (TOML).
+    pub plan: PathBuf,
+    /// Set a variable the plan declares in [vars]: --var name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A TOML file of variable values (like [vars]); --var wins over it.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct ValidateArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+}
+
+#[derive(Debug, Args)]
+pub struct GraphArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    /// Output format.
+    #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
+    pub format: GraphFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum GraphFormat {
+    Text,
+    Dot,
+    Mermaid,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SandboxCommand {
+    /// Serve a Kubernetes API sandbox on 127.0.0.1 and write a kubeconfig for it.
+    Serve(SandboxServeArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct SandboxServeArgs {
+    /// Port to listen on (127.0.0.1); 0 lets the OS choose.
+    #[arg(long, default_value_t = 0)]
+    pub port: u16,
+    /// Where to write the kubeconfig that kubectl and meshplan use.
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: PathBuf,
+    /// Directory that keeps the cluster's objects across restarts.
+    #[arg(long, value_name = "DIR")]
+    pub data: Option<PathBuf>,
+}
+
+/// The process exit status: a fixed enum, never an ad-hoc number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExitStatus {
+    /// 0: success, or no changes with `--detailed-exitcode`.
+    Success,
+    /// 1: an error was reported.
+    Error,
+    /// 2: changes are present (`--detailed-exitcode`, drift).
+    Changes,
+}
+
+impl From<ExitStatus> for std::process::ExitCode {
+    fn from(status: ExitStatus) -> Self {
+        match status {
+            ExitStatus::Success => Self::from(0),
+            ExitStatus::Error => Self::from(1),
+            ExitStatus::Changes => Self::from(2),
+        }
+    }
+}

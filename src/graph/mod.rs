@@ -1,0 +1,1 @@
+//! (stage: graph) — being built.

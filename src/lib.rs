@@ -1,0 +1,21 @@
+//! meshplan: plan, apply and roll back a Kubernetes service-mesh stack from one TOML plan.
+//!
+//! The pipeline, one module per stage (folders follow the data):
+//!
+//! ```text
+//! plan.toml ─► planfile (TOML → Raw* syntax with spans)
+//!           ─► model    (validated nodes, vars, references; no I/O)
+//!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
+//!           ─► render ─► diff ─► apply ─► state          (later stages)
+//! ```
+//!
+//! `cli` holds the clap definitions and exit codes, `commands` one orchestrating function per
+//! subcommand, and `sandbox` a Kubernetes API emulator that the real kubectl accepts, used to
+//! try plans without a cluster and by the integration tests.
+
+pub mod cli;
+pub mod commands;
+pub mod graph;
+pub mod model;
+pub mod planfile;
+pub mod sandbox;

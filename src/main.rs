@@ -1,0 +1,40 @@
+//! The `meshplan` binary: parse the command line, set up logging on stderr, run, exit.
+
+use clap::Parser;
+use meshplan::cli::{Cli, ExitStatus};
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    init_tracing(cli.verbose);
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+        Ok(runtime) => runtime,
+        Err(err) => {
+            eprintln!("error: cannot start the async runtime: {err}");
+            return ExitStatus::Error.into();
+        }
+    };
+    let status = runtime.block_on(meshplan::commands::run(cli));
+    match status {
+        Ok(status) => status.into(),
+        Err(report) => {
+            eprintln!("{report:?}");
+            ExitStatus::Error.into()
+        }
+    }
+}
+
+fn init_tracing(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        2 => "debug",
+        _ => "trace",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("MESHPLAN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .init();
+}

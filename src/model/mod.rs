@@ -1,0 +1,1 @@
+//! (stage: model) — being built.

@@ -1,0 +1,1 @@
+//! (stage: planfile) — being built.
