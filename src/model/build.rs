@@ -331,16 +331,25 @@ impl Builder<'_> {
                 }
                 Err(found) => {
                     let span = self.vars.get(name).map(|v| v.span.clone());
+                    let expected = super::template::json_type_name(&declared);
+                    let example = match &declared {
+                        serde_json::Value::Bool(_) => "true or false",
+                        serde_json::Value::Number(_) => "a number such as 3",
+                        serde_json::Value::Array(_) => "a TOML array such as [\"a\", \"b\"]",
+                        serde_json::Value::Object(_) => {
+                            "an inline TOML table such as { key = \"value\" }"
+                        }
+                        _ => "a value of the declared type",
+                    };
                     let mut d = Diagnostic::new(
                         DiagnosticKind::BadVarArgument,
                         format!(
-                            "--var {name}={text}: `{name}` is declared as {} but the value is {found}",
-                            super::template::json_type_name(&declared)
+                            "--var {name}={text}: `{name}` is declared as {expected}, but `{text}` is {found}"
                         ),
                     )
-                    .help(format!("give `{name}` a value of the declared type"));
+                    .help(format!("give `{name}` {example}"));
                     if let Some(span) = span {
-                        d = d.label(span, "declared here");
+                        d = d.label(span, format!("declared here as {expected}"));
                     }
                     self.push(d);
                 }

@@ -163,7 +163,8 @@ impl Diagnostics {
         };
         let handler = GraphicalReportHandler::new_themed(theme)
             .with_width(options.width)
-            .with_links(false);
+            .with_links(false)
+            .with_show_related_as_nested(true);
         let mut out = String::new();
         for diag in &self.items {
             let report = to_miette(diag, &self.sources);
@@ -240,7 +241,8 @@ where
 /// A miette-renderable copy of one diagnostic.
 #[derive(Debug)]
 struct MietteDiagnostic {
-    code: &'static str,
+    /// None for related notes (rendered as advice, without a code).
+    code: Option<&'static str>,
     message: String,
     source: Option<NamedSource<std::sync::Arc<str>>>,
     labels: Vec<LabeledSpan>,
@@ -258,7 +260,15 @@ impl std::error::Error for MietteDiagnostic {}
 
 impl miette::Diagnostic for MietteDiagnostic {
     fn code<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
-        Some(Box::new(self.code))
+        self.code.map(|c| Box::new(c) as Box<dyn fmt::Display + 'a>)
+    }
+
+    fn severity(&self) -> Option<miette::Severity> {
+        Some(if self.code.is_some() {
+            miette::Severity::Error
+        } else {
+            miette::Severity::Advice
+        })
     }
 
     fn help<'a>(&'a self) -> Option<Box<dyn fmt::Display + 'a>> {
@@ -308,7 +318,7 @@ fn to_miette(diag: &Diagnostic, sources: &SourceMap) -> MietteDiagnostic {
             });
         } else {
             related.push(MietteDiagnostic {
-                code: diag.kind.code(),
+                code: None,
                 message: label.text.clone(),
                 source: Some(named_source(sources, label.span.file)),
                 labels: vec![LabeledSpan::new_primary_with_span(None, span)],
@@ -318,7 +328,7 @@ fn to_miette(diag: &Diagnostic, sources: &SourceMap) -> MietteDiagnostic {
         }
     }
     MietteDiagnostic {
-        code: diag.kind.code(),
+        code: Some(diag.kind.code()),
         message: diag.message.clone(),
         source: primary_file.map(|f| named_source(sources, f)),
         labels,
