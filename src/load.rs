@@ -5,8 +5,9 @@
 //!    every `--var-file`, relative paths against the plan's directory;
 //! 3. build the model ([`crate::model::build`]) and the graph ([`crate::graph::build`]).
 //!
-//! Every problem of every step is collected into one [`Diagnostics`]; the steps after a TOML
-//! syntax error are skipped (their findings would be noise).
+//! Every problem of every step is collected into one [`Diagnostics`] (cycles among the valid
+//! nodes included); the steps after a TOML syntax error are skipped (their findings would be
+//! noise).
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -119,21 +120,20 @@ pub fn load_with(
             ),
         }
     }
-    let plan = match model::build(&raw, &input, &mut sources) {
-        Ok(plan) if diags.is_empty() => plan,
-        Ok(_) => return Err(Diagnostics::new(diags, sources)),
-        Err(more) => {
-            diags.extend(more);
-            return Err(Diagnostics::new(diags, sources));
-        }
-    };
+    let (plan, more) = model::build_partial(&raw, &input, &mut sources);
+    diags.extend(more);
+    // Cycles among the valid nodes are reported together with everything else.
     match graph::build(&plan) {
-        Ok(graph) => Ok(LoadedPlan {
+        Ok(graph) if diags.is_empty() => Ok(LoadedPlan {
             plan,
             graph,
             sources,
         }),
-        Err(cycles) => Err(Diagnostics::new(cycles, sources)),
+        Ok(_) => Err(Diagnostics::new(diags, sources)),
+        Err(cycles) => {
+            diags.extend(cycles);
+            Err(Diagnostics::new(diags, sources))
+        }
     }
 }
 

@@ -20,14 +20,15 @@ pub async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
         let names: Vec<String> = plan.disabled.keys().map(|a| a.to_string()).collect();
         format!(" ({} disabled: {})", names.len(), names.join(", "))
     };
+    let count = |n: usize, what: &str| format!("{n} {what}{}", if n == 1 { "" } else { "s" });
     println!(
-        "plan {} is valid: {} nodes{disabled}, {} edges, {} layers, {} vars, {} repos",
+        "plan {} is valid: {}{disabled}, {}, {}, {}, {}",
         plan.name,
-        plan.nodes.len(),
-        loaded.graph.edges().len(),
-        loaded.graph.layers().len(),
-        plan.vars.len(),
-        plan.repos.len()
+        count(plan.nodes.len(), "node"),
+        count(loaded.graph.edges().len(), "edge"),
+        count(loaded.graph.layers().len(), "layer"),
+        count(plan.vars.len(), "var"),
+        count(plan.repos.len(), "repo")
     );
     Ok(ExitStatus::Success)
 }

@@ -54,6 +54,22 @@ pub fn build(
     input: &BuildInput,
     sources: &mut SourceMap,
 ) -> Result<Plan, Vec<Diagnostic>> {
+    let (plan, diags) = build_partial(raw, input, sources);
+    if diags.is_empty() {
+        Ok(plan)
+    } else {
+        Err(diags)
+    }
+}
+
+/// Builds as much of the plan as is valid (nodes with problems are left out) and returns it
+/// with every problem found. Used to look for cycles among the valid nodes even when other
+/// parts of the plan are broken, so one run reports everything.
+pub fn build_partial(
+    raw: &RawPlan,
+    input: &BuildInput,
+    sources: &mut SourceMap,
+) -> (Plan, Vec<Diagnostic>) {
     let mut b = Builder {
         raw,
         input,
@@ -86,10 +102,7 @@ pub fn build(
     b.check_references(&nodes, &all, &disabled);
     b.check_duplicate_objects(&nodes);
     let Builder { diags, vars, .. } = b;
-    if !diags.is_empty() {
-        return Err(diags);
-    }
-    Ok(Plan {
+    let plan = Plan {
         name: name.unwrap_or_default(),
         file: raw.file,
         base_dir: input.base_dir.clone(),
@@ -97,7 +110,8 @@ pub fn build(
         repos,
         nodes,
         disabled,
-    })
+    };
+    (plan, diags)
 }
 
 struct Builder<'a> {
@@ -854,7 +868,7 @@ impl Builder<'_> {
         written: &str,
         what: &str,
     ) -> Option<(PathBuf, FileId)> {
-        let path = self.input.base_dir.join(written);
+        let path = join_clean(&self.input.base_dir, written);
         match self.input.files.get(written) {
             Some(LoadedFile::Loaded(id)) => Some((path, *id)),
             Some(LoadedFile::Failed(reason)) => {
@@ -1266,7 +1280,7 @@ impl Builder<'_> {
             return Some(Chart::Oci(text));
         }
         if text.starts_with("./") || text.starts_with("../") || text.starts_with('/') {
-            return Some(Chart::Local(self.input.base_dir.join(&text)));
+            return Some(Chart::Local(join_clean(&self.input.base_dir, &text)));
         }
         match text.split_once('/') {
             Some((alias, name)) if !alias.is_empty() && !name.is_empty() && !name.contains('/') => {
@@ -1525,25 +1539,28 @@ impl Builder<'_> {
     }
 
     fn check_duplicate_objects(&mut self, nodes: &BTreeMap<Address, Node>) {
+        let vars = self.vars.clone();
+        let scope = VarScope(&vars);
+        // A name or namespace that depends on something known only during apply is skipped.
+        let known = |t: &Template| match t.evaluate(&scope) {
+            Ok(serde_json::Value::String(s)) => Some(s),
+            _ => None,
+        };
         let mut seen: BTreeMap<(String, String, String, String), (Address, Span)> = BTreeMap::new();
         for node in nodes.values() {
             let NodeSpec::Manifest(m) = &node.spec else {
                 continue;
             };
             for o in &m.objects {
-                let (Some(name), ns) = (
-                    o.name.as_literal(),
-                    o.namespace.as_ref().map(Template::as_literal),
-                ) else {
+                let Some(name) = known(&o.name) else {
                     continue;
                 };
-                let Some(ns) = ns.unwrap_or_else(|| {
-                    node.namespace
-                        .as_ref()
-                        .and_then(Template::as_literal)
-                        .or(Some(String::new()))
-                }) else {
-                    continue;
+                let ns = match o.namespace.as_ref().or(node.namespace.as_ref()) {
+                    Some(t) => match known(t) {
+                        Some(ns) => ns,
+                        None => continue,
+                    },
+                    None => String::new(),
                 };
                 let group = o
                     .api_version
@@ -1651,6 +1668,14 @@ impl super::template::Scope for VarScope<'_> {
             Reference::Node { .. } => Lookup::Unknown,
         }
     }
+}
+
+/// `base/rel` without `.` components (`..` is kept: symlinks make it unsafe to fold).
+fn join_clean(base: &Path, rel: &str) -> PathBuf {
+    base.join(rel)
+        .components()
+        .filter(|c| !matches!(c, std::path::Component::CurDir))
+        .collect()
 }
 
 fn display_dir(dir: &Path) -> String {

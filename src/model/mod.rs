@@ -12,12 +12,14 @@
 
 pub mod address;
 pub mod build;
+pub mod dump;
 pub mod duration;
 pub mod plan;
 pub mod template;
 
 pub use address::{Address, NodeKind};
-pub use build::{BuildInput, LoadedFile, build};
+pub use build::{BuildInput, LoadedFile, build, build_partial};
+pub use dump::{dump_plan, value_json};
 pub use duration::{format_duration, parse_duration};
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
