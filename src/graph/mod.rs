@@ -271,9 +271,14 @@ impl PlanGraph {
         for c in &mut components {
             c.sort_by(|a, b| self.graph[*a].cmp(&self.graph[*b]));
         }
-        components.sort_by(|a, b| self.graph[a[0]].cmp(&self.graph[b[0]]));
+        components.sort_by(|a, b| {
+            let first = |c: &Vec<NodeIndex>| c.first().map(|i| &self.graph[*i]);
+            first(a).cmp(&first(b))
+        });
         for component in components {
-            let start = component[0];
+            let Some(&start) = component.first() else {
+                continue;
+            };
             let self_loop = self.graph.find_edge(start, start).is_some();
             if component.len() == 1 && !self_loop {
                 continue;
@@ -327,8 +332,10 @@ impl PlanGraph {
 
     fn cycle_diagnostic(&self, path: &[NodeIndex]) -> Diagnostic {
         let names: Vec<String> = path.iter().map(|i| self.graph[*i].to_string()).collect();
-        let message = if path.len() == 2 && path[0] == path[1] {
-            format!("{} depends on itself", names[0])
+        let message = if let [a, b] = path
+            && a == b
+        {
+            format!("{} depends on itself", self.graph[*a])
         } else {
             format!("dependency cycle: {}", names.join(" → "))
         };

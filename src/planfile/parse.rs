@@ -222,6 +222,24 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             continue;
         }
         let Some(kind) = NodeKind::parse(key) else {
+            if entry.value.as_table().is_none() {
+                let help = if key == "name" {
+                    "the plan's name belongs in the [plan] table: [plan] name = \"...\"".to_string()
+                } else {
+                    "top-level keys belong in a table: variables in [vars], repositories in \
+                     [repos], node fields in [TYPE.NAME]"
+                        .to_string()
+                };
+                diags.push(
+                    Diagnostic::new(
+                        DiagnosticKind::UnknownField,
+                        format!("unknown top-level key `{key}`"),
+                    )
+                    .label(entry.key_span.clone(), "outside of any table")
+                    .help(help),
+                );
+                continue;
+            }
             let mut candidates: Vec<&str> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
             candidates.extend(SECTIONS);
             let suggestion = did_you_mean(key, candidates);
@@ -283,16 +301,21 @@ fn parse_node(kind: NodeKind, entry: &RawEntry, diags: &mut Vec<Diagnostic>) -> 
         return None;
     }
     let Some(body) = entry.value.as_table() else {
+        let help = if kind.fields().contains(&name.as_str()) {
+            format!("nodes are named tables: write [{kind}.NAME] and put `{name}` inside it")
+        } else {
+            format!("declare the node as a table: [{kind}.{name}]")
+        };
         diags.push(
             Diagnostic::new(
                 DiagnosticKind::WrongType,
                 format!(
-                    "`{kind}.{name}` must be a table, not {}",
+                    "`{kind}.{name}` must be a node table, not {}",
                     entry.value.type_name()
                 ),
             )
-            .label(entry.value.span.clone(), "expected a table")
-            .help(format!("declare the node as a table: [{kind}.{name}]")),
+            .label(entry.key_span.clone(), "not a node")
+            .help(help),
         );
         return None;
     };
