@@ -3,7 +3,7 @@
 //! 1. read the plan file and parse it ([`crate::planfile`]);
 //! 2. read every file it refers to (`file` of manifests, `values_files` of helm nodes) and
 //!    every `--var-file`, relative paths against the plan's directory;
-//! 3. build the model ([`crate::model::build`]) and the graph ([`crate::graph::build`]).
+//! 3. build the model ([`crate::model::build()`]) and the graph ([`crate::graph::build()`]).
 //!
 //! Every problem of every step is collected into one [`Diagnostics`] (cycles among the valid
 //! nodes included); the steps after a TOML syntax error are skipped (their findings would be

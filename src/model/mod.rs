@@ -1,4 +1,4 @@
-//! Stage 2, the model: the validated plan. [`build`] turns a [`crate::planfile::RawPlan`]
+//! Stage 2, the model: the validated plan. [`build()`] turns a [`crate::planfile::RawPlan`]
 //! into a [`Plan`] (vars with their final values, repos, typed nodes, every `${...}`
 //! reference checked) or the complete list of problems.
 //!

@@ -1,6 +1,6 @@
 //! The validated plan: vars with their final values, repos, and nodes with typed fields.
 //! Strings are [`Template`]s (their `${...}` references already checked); everything else is
-//! plain data. Built by [`super::build`]; nothing here does I/O.
+//! plain data. Built by [`super::build()`]; nothing here does I/O.
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
