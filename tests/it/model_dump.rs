@@ -133,3 +133,80 @@ fn references_in_inline_yaml_point_into_the_plan() {
         ]
     );
 }
+
+#[test]
+fn helm_values_merge_files_then_values() {
+    let loaded = load_fixture("tests/fixtures/valid/all_forms/plan.toml", &[]);
+    let NodeSpec::Helm(helm) = &loaded.plan.nodes[&Address::parse("helm.repo_chart").unwrap()].spec
+    else {
+        panic!()
+    };
+    // The read value is unknown until apply; everything else merges.
+    let scope = loaded.plan.static_scope();
+    assert!(matches!(
+        helm.merged_values(&scope),
+        Err(EvalError::Unknown { .. })
+    ));
+    struct WithToken<'a>(meshplan::model::StaticScope<'a>);
+    impl meshplan::model::Scope for WithToken<'_> {
+        fn lookup(&self, r: &meshplan::model::Reference) -> meshplan::model::Lookup {
+            match r.to_string().as_str() {
+                "read.token.value" => meshplan::model::Lookup::Known("s3cret".into()),
+                _ => self.0.lookup(r),
+            }
+        }
+    }
+    let merged = helm.merged_values(&WithToken(scope)).unwrap();
+    assert_eq!(
+        merged,
+        serde_json::json!({
+            "image": {"repository": "registry.example.com/web", "tag": "v1.2.3"},
+            "service": {"port": 8080, "annotations": {"team": "mesh"}},
+            "replicaCount": 2,
+            "ratio": 0.5,
+            "hosts": ["a.example.org", "b.example.org"],
+            "token": "s3cret"
+        })
+    );
+}
+
+#[test]
+fn object_refs_of_the_sample_plan() {
+    let loaded = load_fixture("plans/linkerd.toml", &[]);
+    let scope = loaded.plan.static_scope();
+    let mut refs = Vec::new();
+    for node in loaded.plan.nodes.values() {
+        match &node.spec {
+            NodeSpec::Manifest(m) => {
+                for o in &m.objects {
+                    refs.push(
+                        o.object_ref(node.namespace.as_ref(), &scope)
+                            .unwrap()
+                            .to_string(),
+                    );
+                }
+            }
+            NodeSpec::Read(r) => refs.push(format!("read {}", r.object_ref(node, &scope).unwrap())),
+            NodeSpec::Check(c) => {
+                refs.push(format!("check {}", c.object_ref(node, &scope).unwrap()))
+            }
+            NodeSpec::Helm(_) => {}
+        }
+    }
+    assert_eq!(
+        refs,
+        [
+            "check ClusterIssuer/ca-issuer",
+            "ClusterIssuer/ca-issuer",
+            "Certificate/linkerd/linkerd-identity-issuer",
+            "Namespace/linkerd",
+            "PodMonitor/monitoring/linkerd-controller",
+            "PodMonitor/monitoring/linkerd-service-mirror",
+            "PodMonitor/monitoring/linkerd-proxy",
+            "Certificate/cert-manager/root-ca",
+            "ClusterIssuer/selfsigned",
+            "Namespace/linkerd-viz",
+            "read Secret/linkerd/linkerd-identity-issuer",
+        ]
+    );
+}
