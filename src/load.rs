@@ -167,3 +167,92 @@ pub fn referenced_files(raw: &RawPlan) -> Vec<String> {
     }
     out.into_keys().collect()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    struct Memory(BTreeMap<PathBuf, String>);
+
+    impl FileReader for Memory {
+        fn read(&self, path: &Path) -> std::io::Result<String> {
+            self.0
+                .get(path)
+                .cloned()
+                .ok_or_else(|| std::io::Error::from(std::io::ErrorKind::NotFound))
+        }
+    }
+
+    fn files(entries: &[(&str, &str)]) -> Memory {
+        Memory(
+            entries
+                .iter()
+                .map(|(p, t)| (PathBuf::from(p), t.to_string()))
+                .collect(),
+        )
+    }
+
+    const PLAN: &str = r#"
+[plan]
+name = "t"
+[vars]
+ns = "apps"
+[repos]
+r = "https://example.com"
+[manifest.ns]
+file = "manifests/ns.yaml"
+[helm.app]
+chart = "r/app"
+values_files = ["values/app.yaml"]
+depends_on = ["manifest.ns"]
+"#;
+
+    #[test]
+    fn files_are_read_relative_to_the_plan() {
+        let reader = files(&[
+            ("stacks/plan.toml", PLAN),
+            (
+                "stacks/manifests/ns.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: ${var.ns}\n",
+            ),
+            ("stacks/values/app.yaml", "replicas: 2\n"),
+        ]);
+        let request = LoadRequest {
+            plan: PathBuf::from("stacks/plan.toml"),
+            ..LoadRequest::default()
+        };
+        let loaded = load_with(&request, &reader).unwrap();
+        assert_eq!(loaded.plan.nodes.len(), 2);
+        let names: Vec<&str> = (0..3)
+            .map(|i| loaded.sources.name(crate::planfile::FileId(i)))
+            .collect();
+        assert_eq!(
+            names,
+            [
+                "stacks/plan.toml",
+                "stacks/manifests/ns.yaml",
+                "stacks/values/app.yaml"
+            ]
+        );
+        assert_eq!(loaded.graph.apply_order().len(), 2);
+    }
+
+    #[test]
+    fn every_missing_file_is_reported_once() {
+        let reader = files(&[("plan.toml", PLAN)]);
+        let request = LoadRequest {
+            plan: PathBuf::from("plan.toml"),
+            vars: vec!["ns=other".into()],
+            var_files: vec![PathBuf::from("prod.toml")],
+        };
+        let diags = load_with(&request, &reader).unwrap_err();
+        let short = diags.render_short();
+        assert_eq!(
+            short,
+            "plan::io: cannot read the var file `prod.toml`: file not found\n\
+             plan.toml:9:8: plan::io: cannot read manifest file `manifests/ns.yaml`: file not found\n\
+             plan.toml:12:17: plan::io: cannot read values file `values/app.yaml`: file not found\n"
+        );
+    }
+}
