@@ -306,8 +306,8 @@ fn to_miette(diag: &Diagnostic, sources: &SourceMap) -> MietteDiagnostic {
     let mut related = Vec::new();
     for (i, label) in diag.labels.iter().enumerate() {
         let text = sources.text(label.span.file);
-        let start = label.span.range.start.min(text.len());
-        let end = label.span.range.end.clamp(start, text.len());
+        let start = super::source::floor_char_boundary(text, label.span.range.start);
+        let end = super::source::floor_char_boundary(text, label.span.range.end).max(start);
         let span = (start, end - start);
         if Some(label.span.file) == primary_file {
             let text = (!label.text.is_empty()).then(|| label.text.clone());

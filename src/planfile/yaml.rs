@@ -8,7 +8,7 @@ use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
 use super::diagnostic::{Diagnostic, DiagnosticKind};
-use super::source::{FileId, Span, offset_of};
+use super::source::{FileId, Span, floor_char_boundary, offset_of};
 use super::syntax::{RawEntry, RawKind, RawTable, RawValue};
 
 /// A YAML node as deserialized, before spans are turned into byte ranges.
@@ -123,8 +123,9 @@ fn location_range(text: &str, location: &serde_saphyr::Location) -> std::ops::Ra
     let span = location.span();
     match (span.byte_offset(), span.byte_len()) {
         (Some(start), Some(len)) if (start as usize) <= text.len() => {
-            let start = start as usize;
-            start..(start + len as usize).min(text.len())
+            let start = floor_char_boundary(text, start as usize);
+            let end = floor_char_boundary(text, (start + len as usize).min(text.len()));
+            start..end.max(start)
         }
         _ if location.line() > 0 => {
             let start = offset_of(text, location.line() as usize, location.column() as usize);

@@ -159,4 +159,15 @@ proptest! {
     fn random_yaml_never_panics(text in any::<String>()) {
         let _ = parse_yaml(FileId(0), &text, 0);
     }
+
+    #[test]
+    fn random_manifest_files_are_reported_inside_the_file(
+        text in prop_oneof![any::<String>(), "[a-z:{}\\[\\], \n$-]{0,60}"]
+    ) {
+        let (plan, mut files) = sample();
+        files.insert(PathBuf::from("manifests/linkerd-namespace.yaml"), text);
+        if let Err(diags) = load_text(&plan, &files, &[]) {
+            check_diagnostics(&diags);
+        }
+    }
 }
