@@ -89,17 +89,28 @@ pub fn build_partial(
         .collect();
     let mut nodes = BTreeMap::new();
     let mut disabled = BTreeMap::new();
+    let mut disabled_spans = BTreeMap::new();
     for raw_node in &raw.nodes {
         let address = Address::new(raw_node.kind, raw_node.name.clone());
-        if !b.is_enabled(raw_node) {
-            disabled.insert(address, raw_node.span.clone());
-            continue;
+        // Disabled nodes are checked like the others, so switching one on reveals nothing new.
+        let enabled = b.is_enabled(raw_node);
+        if !enabled {
+            disabled_spans.insert(address.clone(), raw_node.span.clone());
         }
         if let Some(node) = b.node(raw_node, &repos, &all) {
-            nodes.insert(address, node);
+            if enabled {
+                nodes.insert(address, node);
+            } else {
+                disabled.insert(address, node);
+            }
         }
     }
-    b.check_references(&nodes, &all, &disabled);
+    for node in nodes.values() {
+        b.check_references(node, true, &all, &disabled_spans);
+    }
+    for node in disabled.values() {
+        b.check_references(node, false, &all, &disabled_spans);
+    }
     b.check_duplicate_objects(&nodes);
     let Builder { diags, vars, .. } = b;
     let plan = Plan {
@@ -1417,125 +1428,117 @@ impl Builder<'_> {
 
     // ----- cross-node checks ------------------------------------------------------------
 
+    /// Checks every reference of `node`; `enabled` nodes may not refer to disabled ones.
     fn check_references(
         &mut self,
-        nodes: &BTreeMap<Address, Node>,
+        node: &Node,
+        enabled: bool,
         all: &BTreeSet<Address>,
         disabled: &BTreeMap<Address, Span>,
     ) {
         let names: Vec<String> = all.iter().map(|a| a.to_string()).collect();
         let vars = self.vars.clone();
         let scope = VarScope(&vars);
-        for node in nodes.values() {
-            for r in node.references() {
-                match &r.reference {
-                    Reference::Var { name, path } => {
-                        let Some(var) = self.vars.get(name) else {
-                            self.undefined_var(name, &r.span);
-                            continue;
-                        };
-                        let mut value = &var.value;
-                        let mut walked = format!("var.{name}");
-                        for key in path {
-                            match value.get(key) {
-                                Some(v) => {
-                                    value = v;
-                                    walked.push('.');
-                                    walked.push_str(key);
-                                }
-                                None => {
-                                    let keys: Vec<&str> = value
-                                        .as_object()
-                                        .map(|m| m.keys().map(String::as_str).collect())
-                                        .unwrap_or_default();
-                                    let help = match did_you_mean(key, keys.iter().copied()) {
-                                        Some(s) => format!("did you mean `{walked}.{s}`?"),
-                                        None if keys.is_empty() => format!(
-                                            "`{walked}` is {}, not a table",
-                                            super::template::json_type_name(value)
-                                        ),
-                                        None => format!("keys of `{walked}`: {}", keys.join(", ")),
-                                    };
-                                    self.push(
-                                        Diagnostic::new(
-                                            DiagnosticKind::UnknownAttribute,
-                                            format!("`{walked}` has no key `{key}`"),
-                                        )
-                                        .label(r.span.clone(), "no such key")
-                                        .help(help),
-                                    );
-                                    break;
-                                }
+        for r in node.references() {
+            match &r.reference {
+                Reference::Var { name, path } => {
+                    let Some(var) = self.vars.get(name) else {
+                        self.undefined_var(name, &r.span);
+                        continue;
+                    };
+                    let mut value = &var.value;
+                    let mut walked = format!("var.{name}");
+                    for key in path {
+                        match value.get(key) {
+                            Some(v) => {
+                                value = v;
+                                walked.push('.');
+                                walked.push_str(key);
+                            }
+                            None => {
+                                let keys: Vec<&str> = value
+                                    .as_object()
+                                    .map(|m| m.keys().map(String::as_str).collect())
+                                    .unwrap_or_default();
+                                let help = match did_you_mean(key, keys.iter().copied()) {
+                                    Some(s) => format!("did you mean `{walked}.{s}`?"),
+                                    None if keys.is_empty() => format!(
+                                        "`{walked}` is {}, not a table",
+                                        super::template::json_type_name(value)
+                                    ),
+                                    None => format!("keys of `{walked}`: {}", keys.join(", ")),
+                                };
+                                self.push(
+                                    Diagnostic::new(
+                                        DiagnosticKind::UnknownAttribute,
+                                        format!("`{walked}` has no key `{key}`"),
+                                    )
+                                    .label(r.span.clone(), "no such key")
+                                    .help(help),
+                                );
+                                break;
                             }
                         }
                     }
-                    Reference::Node { address, attribute } => {
-                        if let Some(span) = disabled.get(address) {
-                            self.push(
-                                Diagnostic::new(
-                                    DiagnosticKind::DisabledNode,
-                                    format!(
-                                        "{} refers to {address}, which is disabled",
-                                        node.address
-                                    ),
-                                )
-                                .label(r.span.clone(), "refers to a disabled node")
-                                .label(span.clone(), "disabled by `enabled`")
-                                .help(
-                                    "enable the node, or disable this one with the same condition",
-                                ),
-                            );
-                            continue;
-                        }
-                        if !all.contains(address) {
-                            let help = match did_you_mean(
-                                &address.to_string(),
-                                names.iter().map(String::as_str),
-                            ) {
-                                Some(s) => format!("did you mean `{s}`?"),
-                                None => format!(
-                                    "declare it as [{}.{}], or fix the reference",
-                                    address.kind, address.name
-                                ),
-                            };
-                            self.push(
-                                Diagnostic::new(
-                                    DiagnosticKind::UndefinedNode,
-                                    format!("reference to undeclared node `{address}`"),
-                                )
-                                .label(r.span.clone(), "no such node")
-                                .help(help),
-                            );
-                            continue;
-                        }
-                        let attributes = address.kind.attributes();
-                        if !attributes.contains(&attribute.as_str()) {
-                            let help = match did_you_mean(attribute, attributes.iter().copied()) {
-                                Some(s) => format!("did you mean `{address}.{s}`?"),
-                                None => format!(
-                                    "attributes of {} nodes: {}",
-                                    address.kind,
-                                    attributes.join(", ")
-                                ),
-                            };
-                            self.push(
-                                Diagnostic::new(
-                                    DiagnosticKind::UnknownAttribute,
-                                    format!(
-                                        "{} nodes have no attribute `{attribute}`",
-                                        address.kind
-                                    ),
-                                )
-                                .label(r.span.clone(), "unknown attribute")
-                                .help(help),
-                            );
-                        }
+                }
+                Reference::Node { address, attribute } => {
+                    if let Some(span) = disabled.get(address).filter(|_| enabled) {
+                        self.push(
+                            Diagnostic::new(
+                                DiagnosticKind::DisabledNode,
+                                format!("{} refers to {address}, which is disabled", node.address),
+                            )
+                            .label(r.span.clone(), "refers to a disabled node")
+                            .label(span.clone(), "disabled by `enabled`")
+                            .help("enable the node, or disable this one with the same condition"),
+                        );
+                        continue;
+                    }
+                    if !all.contains(address) {
+                        let help = match did_you_mean(
+                            &address.to_string(),
+                            names.iter().map(String::as_str),
+                        ) {
+                            Some(s) => format!("did you mean `{s}`?"),
+                            None => format!(
+                                "declare it as [{}.{}], or fix the reference",
+                                address.kind, address.name
+                            ),
+                        };
+                        self.push(
+                            Diagnostic::new(
+                                DiagnosticKind::UndefinedNode,
+                                format!("reference to undeclared node `{address}`"),
+                            )
+                            .label(r.span.clone(), "no such node")
+                            .help(help),
+                        );
+                        continue;
+                    }
+                    let attributes = address.kind.attributes();
+                    if !attributes.contains(&attribute.as_str()) {
+                        let help = match did_you_mean(attribute, attributes.iter().copied()) {
+                            Some(s) => format!("did you mean `{address}.{s}`?"),
+                            None => format!(
+                                "attributes of {} nodes: {}",
+                                address.kind,
+                                attributes.join(", ")
+                            ),
+                        };
+                        self.push(
+                            Diagnostic::new(
+                                DiagnosticKind::UnknownAttribute,
+                                format!("{} nodes have no attribute `{attribute}`", address.kind),
+                            )
+                            .label(r.span.clone(), "unknown attribute")
+                            .help(help),
+                        );
                     }
                 }
             }
-            // Vars that are tables or arrays cannot be joined into a longer string.
-            check_joins(node, &scope, &mut self.diags);
         }
+        // Vars that are tables or arrays cannot be joined into a longer string.
+        check_joins(node, &scope, &mut self.diags);
     }
 
     fn check_duplicate_objects(&mut self, nodes: &BTreeMap<Address, Node>) {

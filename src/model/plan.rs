@@ -24,8 +24,9 @@ pub struct Plan {
     pub repos: BTreeMap<String, Repo>,
     /// The enabled nodes, by address.
     pub nodes: BTreeMap<Address, Node>,
-    /// Nodes switched off with `enabled = false` (not part of the graph).
-    pub disabled: BTreeMap<Address, Span>,
+    /// Nodes switched off with `enabled = false`: validated like the others, not part of the
+    /// graph (a later apply deletes what they created before).
+    pub disabled: BTreeMap<Address, Node>,
 }
 
 impl Plan {

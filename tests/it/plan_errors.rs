@@ -45,6 +45,7 @@ invalid_cases!(
     cycle_through_reference,
     depends_on_missing_node,
     depends_on_not_an_address,
+    disabled_node_is_checked,
     disabled_node_reference,
     duplicate_depends_on,
     duplicate_node_name,
