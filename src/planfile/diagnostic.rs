@@ -181,6 +181,24 @@ impl Diagnostics {
         out
     }
 
+    /// The diagnostics as one miette report (for callers that return `miette::Result`): a
+    /// summary with every diagnostic related to it.
+    pub fn to_report(&self) -> miette::Report {
+        let n = self.items.len();
+        miette::Report::new(MietteDiagnostic {
+            code: Some("plan::invalid"),
+            message: format!("the plan has {n} problem{}", if n == 1 { "" } else { "s" }),
+            source: None,
+            labels: Vec::new(),
+            help: None,
+            related: self
+                .items
+                .iter()
+                .map(|d| to_miette(d, &self.sources))
+                .collect(),
+        })
+    }
+
     /// One line per diagnostic: `file:line:col: code: message` (for logs and tests).
     pub fn render_short(&self) -> String {
         let mut out = String::new();
@@ -378,5 +396,14 @@ mod tests {
             all.render_short(),
             "plan.toml:2:1: plan::unknown_field: unknown field `nmae` in [plan]\n"
         );
+        let report = all.to_report();
+        assert_eq!(report.to_string(), "the plan has 1 problem");
+        let related: Vec<String> = report
+            .related()
+            .into_iter()
+            .flatten()
+            .map(|d| d.to_string())
+            .collect();
+        assert_eq!(related, ["unknown field `nmae` in [plan]"]);
     }
 }
