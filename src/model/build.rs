@@ -1598,29 +1598,34 @@ impl Builder<'_> {
 
 fn check_joins(node: &Node, scope: &VarScope<'_>, diags: &mut Vec<Diagnostic>) {
     use super::template::Scope as _;
-    let mut templates: Vec<&Template> = Vec::new();
-    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a Template>) {
-        match v {
-            Value::String(t) => out.push(t),
-            Value::Array(items) => items.iter().for_each(|i| walk(i, out)),
-            Value::Table(entries) => entries.iter().for_each(|(_, i)| walk(i, out)),
-            _ => {}
-        }
-    }
+    // Fields that are strings by nature: a lone reference must not bring a table or array.
+    let mut fields: Vec<&Template> = node.namespace.iter().collect();
     match &node.spec {
-        NodeSpec::Manifest(m) => m
-            .objects
-            .iter()
-            .for_each(|o| walk(&o.value, &mut templates)),
-        NodeSpec::Helm(h) => {
-            walk(&h.values, &mut templates);
-            h.values_files
-                .iter()
-                .for_each(|f| walk(&f.values, &mut templates));
-        }
-        _ => {}
+        NodeSpec::Helm(h) => fields.extend(h.version.as_ref()),
+        NodeSpec::Read(r) => fields.extend([&r.api_version, &r.kind, &r.name]),
+        NodeSpec::Check(c) => fields.extend([&c.api_version, &c.kind, &c.name]),
+        NodeSpec::Manifest(_) => {}
     }
-    for t in templates {
+    for t in fields {
+        if let [Part::Ref(r)] = t.parts.as_slice()
+            && let super::template::Lookup::Known(v) = scope.lookup(&r.reference)
+            && (v.is_object() || v.is_array())
+        {
+            diags.push(
+                Diagnostic::new(
+                    DiagnosticKind::WrongType,
+                    format!(
+                        "`{}` is {}, but this field must be a string",
+                        r.reference,
+                        super::template::json_type_name(&v)
+                    ),
+                )
+                .label(r.span.clone(), "not a string")
+                .help("refer to a string variable, or to one key of the table"),
+            );
+        }
+    }
+    for t in node.templates() {
         if t.parts.len() < 2 {
             continue;
         }

@@ -258,16 +258,24 @@ impl Value {
 
     /// Every reference inside the value, in order.
     pub fn references(&self) -> Vec<&RefUse> {
+        self.templates()
+            .into_iter()
+            .flat_map(|t| t.references())
+            .collect()
+    }
+
+    /// Every string inside the value, in order.
+    pub fn templates(&self) -> Vec<&Template> {
         let mut out = Vec::new();
-        self.collect_references(&mut out);
+        self.collect_templates(&mut out);
         out
     }
 
-    fn collect_references<'a>(&'a self, out: &mut Vec<&'a RefUse>) {
+    fn collect_templates<'a>(&'a self, out: &mut Vec<&'a Template>) {
         match self {
-            Value::String(t) => out.extend(t.references()),
-            Value::Array(items) => items.iter().for_each(|v| v.collect_references(out)),
-            Value::Table(entries) => entries.iter().for_each(|(_, v)| v.collect_references(out)),
+            Value::String(t) => out.push(t),
+            Value::Array(items) => items.iter().for_each(|v| v.collect_templates(out)),
+            Value::Table(entries) => entries.iter().for_each(|(_, v)| v.collect_templates(out)),
             _ => {}
         }
     }
@@ -300,38 +308,37 @@ impl Value {
 }
 
 impl Node {
-    /// Every reference the node makes (all its strings), sorted by position.
-    pub fn references(&self) -> Vec<&RefUse> {
-        let mut out: Vec<&RefUse> = Vec::new();
-        if let Some(ns) = &self.namespace {
-            out.extend(ns.references());
-        }
+    /// Every string of the node that may hold references: namespace, version, helm values
+    /// (files first), manifest objects, the object fields of reads and checks.
+    pub fn templates(&self) -> Vec<&Template> {
+        let mut out: Vec<&Template> = Vec::new();
+        out.extend(self.namespace.as_ref());
         match &self.spec {
             NodeSpec::Manifest(m) => {
                 for object in &m.objects {
-                    out.extend(object.value.references());
+                    out.extend(object.value.templates());
                 }
             }
             NodeSpec::Helm(h) => {
-                if let Some(v) = &h.version {
-                    out.extend(v.references());
-                }
+                out.extend(h.version.as_ref());
                 for f in &h.values_files {
-                    out.extend(f.values.references());
+                    out.extend(f.values.templates());
                 }
-                out.extend(h.values.references());
+                out.extend(h.values.templates());
             }
-            NodeSpec::Read(r) => {
-                out.extend(r.api_version.references());
-                out.extend(r.kind.references());
-                out.extend(r.name.references());
-            }
-            NodeSpec::Check(c) => {
-                out.extend(c.api_version.references());
-                out.extend(c.kind.references());
-                out.extend(c.name.references());
-            }
+            NodeSpec::Read(r) => out.extend([&r.api_version, &r.kind, &r.name]),
+            NodeSpec::Check(c) => out.extend([&c.api_version, &c.kind, &c.name]),
         }
+        out
+    }
+
+    /// Every reference the node makes (all its strings), sorted by position.
+    pub fn references(&self) -> Vec<&RefUse> {
+        let mut out: Vec<&RefUse> = self
+            .templates()
+            .into_iter()
+            .flat_map(|t| t.references())
+            .collect();
         out.sort_by_key(|r| r.span.key());
         out
     }
