@@ -90,3 +90,14 @@ fn colour_is_off_when_not_a_terminal() {
     assert_eq!(output.status.code(), Some(1));
     assert!(!String::from_utf8_lossy(&output.stderr).contains('\u{1b}'));
 }
+
+#[test]
+fn every_form_of_the_language_validates() {
+    let (code, stdout, stderr) = run(&["validate", "tests/fixtures/valid/all_forms/plan.toml"]);
+    assert_eq!(code, Some(0), "{stderr}");
+    assert_eq!(
+        stdout,
+        "plan all-forms is valid: 8 nodes (1 disabled: manifest.optional), 4 edges, 3 layers, \
+         7 vars, 1 repo\n"
+    );
+}
