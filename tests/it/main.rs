@@ -1,1 +1,9 @@
 //! The one integration test binary: a module per command or subsystem.
+
+mod graph_cmd;
+mod model_dump;
+mod plan_errors;
+mod plan_fuzz;
+mod sample_plan;
+mod support;
+mod validate_cmd;
