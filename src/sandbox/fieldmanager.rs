@@ -22,17 +22,22 @@
 //!   children as `".": {}`.
 //! - The shape of a value comes from [`ListTypes`]: lists are atomic, sets or maps keyed by
 //!   some fields; objects are granular unless [`ListTypes::map_is_atomic`] says otherwise.
-//!   Every object key is treated as a declared (named) field.
+//!   Object keys are declared fields unless [`ListTypes::keys_are_map_keys`] says they are
+//!   map keys (which are owned themselves, like in a schemaless object).
 //! - Apply: `merged = live ⊕ config`; the applier's set becomes the fields of `config`;
 //!   fields it applied last time and nobody (the applier included) owns any more are pruned;
 //!   the differences between `live` and the result are conflicts for other managers that own
 //!   a modified or added field (moved to the applier with `force`), and removed fields leave
-//!   every set.
+//!   every set. The fields of an existing object without managedFields first go to an
+//!   `Update` entry of `before-first-apply`.
 //! - Update: the differences between `old` and `new` (modified and added fields) move to the
 //!   writer's `Update` entry and leave all other entries; removed fields leave every entry.
+//!   Beyond ten `Update` entries the oldest merge into `ancient-changes`.
 //! - Entries are sorted as the API server sorts them: `Apply` before `Update`, then by time,
-//!   manager, apiVersion and subresource. An entry's `time` changes only when the entry is
-//!   created, when its field set changes or when the write changed the object.
+//!   manager, apiVersion and subresource. One entry exists per manager, operation and
+//!   subresource. An `Apply` entry's `time` changes only when the entry is created, when its
+//!   field set changes or when the apply changed the object; an `Update` entry's when the
+//!   write gave it fields.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -131,7 +136,7 @@ pub fn apply(
         record_update(
             &types,
             &mut entries,
-            &Value::Object(Map::new()),
+            &zero_object(&live_content),
             &live_content,
             &ignored,
             BEFORE_FIRST_APPLY,
@@ -249,7 +254,7 @@ pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
     }
     let types = Types { lt: ctx.list_types };
     let ignored = ignored_set(ctx);
-    let old_content = old.map_or_else(|| Value::Object(Map::new()), strip_managed_fields);
+    let old_content = old.map_or_else(|| zero_object(new), strip_managed_fields);
     let new_content = strip_managed_fields(new);
     let original = if clears_managed_fields(new) {
         Vec::new()
@@ -268,6 +273,181 @@ pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
     );
     cap_update_managers(&mut entries);
     with_entries(new_content, entries, old, &original)
+}
+
+/// Formats conflicts as the API server does in the 409 message:
+/// `Apply failed with 1 conflict: conflict with "kubectl": .data.a` or, for several,
+/// `Apply failed with 2 conflicts: conflicts with "a":\n- .p1\n- .p2` (grouped per manager).
+pub fn conflict_message(conflicts: &[Conflict]) -> String {
+    if let [only] = conflicts {
+        return format!(
+            "Apply failed with 1 conflict: conflict with {}: {}",
+            quote(&only.manager),
+            only.path
+        );
+    }
+    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
+    for conflict in conflicts {
+        grouped
+            .entry(conflict.manager.as_str())
+            .or_default()
+            .push(conflict.path.as_str());
+    }
+    let mut lines = Vec::new();
+    for (manager, paths) in grouped {
+        lines.push(format!("conflicts with {}:", quote(manager)));
+        lines.extend(paths.into_iter().map(|p| format!("- {p}")));
+    }
+    format!(
+        "Apply failed with {} conflicts: {}",
+        conflicts.len(),
+        lines.join("\n")
+    )
+}
+
+/// The cause message of one conflict in the 409 body: `conflict with "kubectl"`.
+pub fn conflict_cause_message(conflict: &Conflict) -> String {
+    format!("conflict with {}", quote(&conflict.manager))
+}
+
+/// The list and map rules of the built-in kinds (the `listType`/`patchMergeKey`/`mapType`/
+/// `structType` markers of the core types) and of object metadata.
+///
+/// Lists: containers, initContainers, ephemeralContainers, volumes, imagePullSecrets,
+/// resourceClaims and schedulingGates by `name` (anywhere), a container's env by `name`,
+/// ports by `containerPort`+`protocol`, volumeMounts by `mountPath`, volumeDevices by
+/// `devicePath`; Service `spec.ports` by `port`+`protocol`; `metadata.ownerReferences` by
+/// `uid`; `status.conditions` by `type`; hostAliases by `ip`; topologySpreadConstraints by
+/// `topologyKey`+`whenUnsatisfiable`; `metadata.finalizers` is a set; everything else atomic.
+/// Atomic objects: `spec.selector` (workloads and Services), label/namespace/pod/node
+/// selectors, env `valueFrom` references, owner references, image pull secrets, roleRef.
+///
+/// Map-list keys are computed from the key fields present in an item, with `protocol`
+/// defaulting to `"TCP"` as the real schema defaults it, so that a container port without a
+/// protocol is identified as `k:{"containerPort":80,"protocol":"TCP"}` like on a real server.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct BuiltinListTypes;
+
+impl ListTypes for BuiltinListTypes {
+    fn list_type(&self, path: &[&str]) -> ListType {
+        let keys = |k: &[&str]| ListType::Map(k.iter().map(|s| s.to_string()).collect());
+        let Some((&last, parents)) = path.split_last() else {
+            return ListType::Atomic;
+        };
+        let parent = parents.last().copied().unwrap_or_default();
+        let in_container = matches!(
+            parent,
+            "containers" | "initContainers" | "ephemeralContainers"
+        );
+        match (path, last) {
+            (["metadata", "finalizers"], _) => ListType::Set,
+            (["metadata", "ownerReferences"], _) => keys(&["uid"]),
+            (["spec", "ports"], _) => keys(&["port", "protocol"]),
+            (["status", "conditions"], _) => keys(&["type"]),
+            (_, "ports") if in_container => keys(&["containerPort", "protocol"]),
+            (_, "env") if in_container => keys(&["name"]),
+            (_, "volumeMounts") if in_container => keys(&["mountPath"]),
+            (_, "volumeDevices") if in_container => keys(&["devicePath"]),
+            (_, "resizePolicy") if in_container => keys(&["resourceName"]),
+            (_, "containers" | "initContainers" | "ephemeralContainers") => keys(&["name"]),
+            (_, "volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates") => {
+                keys(&["name"])
+            }
+            (_, "hostAliases") => keys(&["ip"]),
+            (_, "topologySpreadConstraints") => keys(&["topologyKey", "whenUnsatisfiable"]),
+            _ => ListType::Atomic,
+        }
+    }
+
+    fn map_is_atomic(&self, path: &[&str]) -> bool {
+        matches!(
+            path,
+            ["metadata", "ownerReferences"]
+                | [.., "imagePullSecrets"]
+                | [
+                    ..,
+                    "nodeAffinity",
+                    "requiredDuringSchedulingIgnoredDuringExecution"
+                ]
+                | [.., "spec", "selector"]
+                | [
+                    ..,
+                    "labelSelector"
+                        | "namespaceSelector"
+                        | "podSelector"
+                        | "nodeSelector"
+                        | "configMapKeyRef"
+                        | "secretKeyRef"
+                        | "fieldRef"
+                        | "resourceFieldRef"
+                        | "roleRef"
+                ]
+        )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Update bookkeeping
+// ---------------------------------------------------------------------------------------
+
+/// What a create is compared against: the zero value of the object's type as the API server
+/// sees it (the non-optional structs of built-in kinds exist empty, so creating them does not
+/// own them as a whole), or an empty object for other kinds.
+fn zero_object(object: &Value) -> Value {
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let kind = object.get("kind").and_then(Value::as_str);
+    let pod_template = || {
+        json_object([
+            (
+                "metadata",
+                json_object([("creationTimestamp", Value::Null)]),
+            ),
+            ("spec", json_object([("containers", Value::Null)])),
+        ])
+    };
+    let spec = match (api_version, kind) {
+        (Some("apps/v1"), Some("Deployment")) => json_object([
+            ("selector", Value::Null),
+            ("template", pod_template()),
+            ("strategy", json_object([])),
+        ]),
+        (Some("apps/v1"), Some("StatefulSet" | "DaemonSet")) => json_object([
+            ("selector", Value::Null),
+            ("template", pod_template()),
+            ("updateStrategy", json_object([])),
+        ]),
+        (Some("apps/v1"), Some("ReplicaSet")) => {
+            json_object([("selector", Value::Null), ("template", pod_template())])
+        }
+        (Some("batch/v1"), Some("Job")) => json_object([("template", pod_template())]),
+        (Some("batch/v1"), Some("CronJob")) => json_object([(
+            "jobTemplate",
+            json_object([
+                (
+                    "metadata",
+                    json_object([("creationTimestamp", Value::Null)]),
+                ),
+                ("spec", json_object([("template", pod_template())])),
+            ]),
+        )]),
+        (Some("v1"), Some("Pod")) => json_object([("containers", Value::Null)]),
+        (Some("v1"), Some("Service" | "Namespace")) => json_object([]),
+        _ => Value::Null,
+    };
+    let mut zero = json_object([("metadata", json_object([]))]);
+    if let (Value::Object(map), false) = (&mut zero, spec.is_null()) {
+        map.insert("spec".to_string(), spec);
+    }
+    zero
+}
+
+fn json_object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+    )
 }
 
 /// The bookkeeping of an `Update` write by `manager` from `old` to `new`: the changed fields
@@ -386,108 +566,6 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
         entries[bucket].time = updater.time.clone();
         entries.retain(|e| !same(e, updater));
         length -= 1;
-    }
-}
-
-/// Formats conflicts as the API server does in the 409 message:
-/// `Apply failed with 1 conflict: conflict with "kubectl": .data.a` or, for several,
-/// `Apply failed with 2 conflicts: conflicts with "a":\n- .p1\n- .p2` (grouped per manager).
-pub fn conflict_message(conflicts: &[Conflict]) -> String {
-    if let [only] = conflicts {
-        return format!(
-            "Apply failed with 1 conflict: conflict with {}: {}",
-            quote(&only.manager),
-            only.path
-        );
-    }
-    let mut grouped: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-    for conflict in conflicts {
-        grouped
-            .entry(conflict.manager.as_str())
-            .or_default()
-            .push(conflict.path.as_str());
-    }
-    let mut lines = Vec::new();
-    for (manager, paths) in grouped {
-        lines.push(format!("conflicts with {}:", quote(manager)));
-        lines.extend(paths.into_iter().map(|p| format!("- {p}")));
-    }
-    format!(
-        "Apply failed with {} conflicts: {}",
-        conflicts.len(),
-        lines.join("\n")
-    )
-}
-
-/// The cause message of one conflict in the 409 body: `conflict with "kubectl"`.
-pub fn conflict_cause_message(conflict: &Conflict) -> String {
-    format!("conflict with {}", quote(&conflict.manager))
-}
-
-/// The list and map rules of the built-in kinds (the `listType`/`patchMergeKey`/`mapType`/
-/// `structType` markers of the core types) and of object metadata.
-///
-/// Map-list keys are computed from the key fields present in an item, with `protocol`
-/// defaulting to `"TCP"` as the real schema defaults it, so that a container port without a
-/// protocol is identified as `k:{"containerPort":80,"protocol":"TCP"}` like on a real server.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuiltinListTypes;
-
-impl ListTypes for BuiltinListTypes {
-    fn list_type(&self, path: &[&str]) -> ListType {
-        let keys = |k: &[&str]| ListType::Map(k.iter().map(|s| s.to_string()).collect());
-        let Some((&last, parents)) = path.split_last() else {
-            return ListType::Atomic;
-        };
-        let parent = parents.last().copied().unwrap_or_default();
-        let in_container = matches!(
-            parent,
-            "containers" | "initContainers" | "ephemeralContainers"
-        );
-        match (path, last) {
-            (["metadata", "finalizers"], _) => ListType::Set,
-            (["metadata", "ownerReferences"], _) => keys(&["uid"]),
-            (["spec", "ports"], _) => keys(&["port", "protocol"]),
-            (["status", "conditions"], _) => keys(&["type"]),
-            (_, "ports") if in_container => keys(&["containerPort", "protocol"]),
-            (_, "env") if in_container => keys(&["name"]),
-            (_, "volumeMounts") if in_container => keys(&["mountPath"]),
-            (_, "volumeDevices") if in_container => keys(&["devicePath"]),
-            (_, "resizePolicy") if in_container => keys(&["resourceName"]),
-            (_, "containers" | "initContainers" | "ephemeralContainers") => keys(&["name"]),
-            (_, "volumes" | "imagePullSecrets" | "resourceClaims" | "schedulingGates") => {
-                keys(&["name"])
-            }
-            (_, "hostAliases") => keys(&["ip"]),
-            (_, "topologySpreadConstraints") => keys(&["topologyKey", "whenUnsatisfiable"]),
-            _ => ListType::Atomic,
-        }
-    }
-
-    fn map_is_atomic(&self, path: &[&str]) -> bool {
-        matches!(
-            path,
-            ["metadata", "ownerReferences"]
-                | [.., "imagePullSecrets"]
-                | [
-                    ..,
-                    "nodeAffinity",
-                    "requiredDuringSchedulingIgnoredDuringExecution"
-                ]
-                | [.., "spec", "selector"]
-                | [
-                    ..,
-                    "labelSelector"
-                        | "namespaceSelector"
-                        | "podSelector"
-                        | "nodeSelector"
-                        | "configMapKeyRef"
-                        | "secretKeyRef"
-                        | "fieldRef"
-                        | "resourceFieldRef"
-                        | "roleRef"
-                ]
-        )
     }
 }
 
@@ -2847,6 +2925,101 @@ mod tests {
         assert_eq!(
             fields_of(&out, "controller-two", "Update").unwrap(),
             json!({"f:c": {"f:d": {"f:e": {"f:f": {}}}}})
+        );
+    }
+
+    #[test]
+    fn creating_a_deployment_owns_fields_like_kubectl_create_on_a_real_server() {
+        let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                     "template": {"metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "nginx", "image": "nginx",
+                                                           "resources": {}}],
+                                           "restartPolicy": "Always"}}}});
+        let out = update(None, &object, &ctx("kubectl-create", "T1"));
+        assert_eq!(
+            fields_of(&out, "kubectl-create", "Update").unwrap(),
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                                   "f:type": {}},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {
+                            "f:containers": {"k:{\"name\":\"nginx\"}": {
+                                ".": {}, "f:image": {}, "f:name": {}, "f:resources": {}}},
+                            "f:restartPolicy": {}
+                        }
+                    }
+                }
+            })
+        );
+        // Custom resources have no such zero value: their spec is owned as a whole too.
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w1"}, "spec": {"size": 1}});
+        let out = update(None, &widget, &ctx("kubectl-create", "T1"));
+        assert_eq!(
+            fields_of(&out, "kubectl-create", "Update").unwrap(),
+            json!({"f:spec": {".": {}, "f:size": {}}})
+        );
+    }
+
+    #[test]
+    fn conflict_paths_name_keys_and_set_values_like_the_api_server() {
+        let with_port = |protocol: Option<&str>, name: &str| {
+            let mut port = json!({"containerPort": 80, "name": name});
+            if let Some(protocol) = protocol {
+                port["protocol"] = json!(protocol);
+            }
+            deployment(json!([{"name": "nginx", "image": "nginx:1", "ports": [port]}]))
+        };
+        let live = apply(None, &with_port(None, "http"), false, &ctx("kubectl", "T1")).unwrap();
+        // An explicit TCP is the same item as the defaulted one.
+        let err = apply(
+            Some(&live),
+            &with_port(Some("TCP"), "web"),
+            false,
+            &ctx("other", "T2"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err[0].path,
+            ".spec.template.spec.containers[name=\"nginx\"].ports[containerPort=80,protocol=\"TCP\"].name"
+        );
+        let mut owned = cm(json!({}));
+        owned["metadata"]["ownerReferences"] =
+            json!([{"uid": "u1", "kind": "A", "name": "a", "apiVersion": "v1"}]);
+        let live = apply(None, &owned, false, &ctx("kubectl", "T1")).unwrap();
+        assert_eq!(
+            fields_of(&live, "kubectl", "Apply").unwrap()["f:metadata"],
+            json!({"f:ownerReferences": {"k:{\"uid\":\"u1\"}": {}}})
+        );
+        owned["metadata"]["ownerReferences"][0]["name"] = json!("b");
+        let err = apply(Some(&live), &owned, false, &ctx("other", "T2")).unwrap_err();
+        assert_eq!(err[0].path, ".metadata.ownerReferences[uid=\"u1\"]");
+        let mut finalized = cm(json!({}));
+        finalized["metadata"]["finalizers"] = json!(["x/a"]);
+        let live = update(None, &finalized, &ctx("controller", "T1"));
+        let mut config = cm(json!({}));
+        config["metadata"]["finalizers"] = json!([]);
+        let out = apply(Some(&live), &config, false, &ctx("kubectl", "T2")).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["x/a"]));
+        let paths: Vec<String> =
+            FieldSet::from_fields_v1(&fields_of(&out, "controller", "Update").unwrap())
+                .unwrap()
+                .paths()
+                .iter()
+                .map(|p| path_string(p))
+                .collect();
+        assert!(
+            paths.contains(&".metadata.finalizers[=\"x/a\"]".to_string()),
+            "{paths:?}"
         );
     }
 }

@@ -1,8 +1,10 @@
 //! The API sandbox, driven by the real kubectl and by kube 5.
 
+mod http;
 mod kube_client;
 mod kubectl;
 mod podmonitor;
+mod raw;
 mod restart;
 mod soak;
 
