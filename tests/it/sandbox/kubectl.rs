@@ -546,3 +546,64 @@ fn c30_crd_delete_removes_its_kind() {
     let out = c.kubectl(&["get", "crd", "widgets.example.com"]);
     assert!(out.failed().contains("NotFound"));
 }
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+        env:
+        - name: A
+          value: "1"
+"#;
+
+#[test]
+fn client_side_apply_changes_one_container_field_in_place() {
+    let c = Cluster::start();
+    let f = c.file("dep.yaml", DEPLOYMENT);
+    assert_eq!(
+        c.kubectl(&["apply", "-f", &f]).ok(),
+        "deployment.apps/web created\n"
+    );
+    let g = c.file("dep2.yaml", &DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"));
+    assert_eq!(
+        c.kubectl(&["apply", "-f", &g]).ok(),
+        "deployment.apps/web configured\n"
+    );
+    let d = c.get_json(&["deploy", "web"]);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.26");
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "A", "value": "1"}])
+    );
+    assert_eq!(
+        container["ports"],
+        serde_json::json!([{"containerPort": 80}])
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+    let out = c.kubectl(&["diff", "-f", &g]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    c.kubectl(&["label", "deploy", "web", "tier=front"]).ok();
+    c.kubectl(&["annotate", "deploy", "web", "note=x"]).ok();
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["metadata"]["labels"]["tier"], "front");
+    assert_eq!(d["metadata"]["annotations"]["note"], "x");
+    assert_eq!(
+        d["metadata"]["generation"], 2,
+        "metadata changes keep the generation"
+    );
+}
