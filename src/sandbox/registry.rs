@@ -815,33 +815,7 @@ fn version_priority(version: &str) -> (u8, u64, u64) {
     (level, major, num.parse::<u64>().unwrap_or(0))
 }
 
-/// List merge rules of the built-in kinds (the `patchMergeKey`/`listType` markers of core types)
-/// and of object metadata.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuiltinListTypes;
-
-impl ListTypes for BuiltinListTypes {
-    fn list_type(&self, path: &[&str]) -> ListType {
-        let last = path.last().copied().unwrap_or_default();
-        let in_container = path.len() >= 2
-            && matches!(
-                path[path.len() - 2],
-                "containers" | "initContainers" | "ephemeralContainers"
-            );
-        let keys = |k: &[&str]| ListType::Map(k.iter().map(|s| s.to_string()).collect());
-        match (path, last) {
-            (["metadata", "finalizers"], _) => ListType::Set,
-            (["metadata", "ownerReferences"], _) => keys(&["uid"]),
-            (["spec", "ports"], _) => keys(&["port", "protocol"]),
-            (_, "ports") if in_container => keys(&["containerPort", "protocol"]),
-            (_, "containers" | "initContainers" | "ephemeralContainers") => keys(&["name"]),
-            (_, "env") if in_container => keys(&["name"]),
-            (_, "volumeMounts") if in_container => keys(&["mountPath"]),
-            (_, "volumes" | "imagePullSecrets") => keys(&["name"]),
-            _ => ListType::Atomic,
-        }
-    }
-}
+pub use super::fieldmanager::BuiltinListTypes;
 
 /// The list rules of a custom resource: metadata as built in, the rest from its schema.
 pub struct CustomListTypes<'a> {

@@ -180,7 +180,18 @@ async fn dispatch(
             .map(|d| ok(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::NotFound => Err(ApiError::no_route()),
-        Route::Resource(rp) => resource(shared, method, rp, &query, headers, body),
+        Route::Resource(rp) => {
+            // A bug must cost one request a 500, never the connection or the server.
+            let run = std::panic::AssertUnwindSafe(|| {
+                resource(shared, method, rp, &query, headers, body)
+            });
+            match std::panic::catch_unwind(run) {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::internal_error(
+                    "the sandbox failed while handling this request",
+                )),
+            }
+        }
     }
 }
 

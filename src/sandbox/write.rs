@@ -180,6 +180,41 @@ fn strip_field_prefix(field: &str, message: &str) -> String {
         .to_string()
 }
 
+/// Label keys and values, and annotation keys, checked as apimachinery checks them.
+fn label_problems(meta: &Map<String, Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let mut invalid = |field: &str, value: &str, problems: Vec<String>| {
+        if !problems.is_empty() {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: {}",
+                    names::go_quote(value),
+                    problems.join(", ")
+                ),
+                field: field.to_string(),
+            });
+        }
+    };
+    if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
+        for (key, value) in labels {
+            invalid("metadata.labels", key, names::is_qualified_name(key));
+            let text = value.as_str().unwrap_or_default();
+            invalid("metadata.labels", text, names::is_valid_label_value(text));
+        }
+    }
+    if let Some(annotations) = meta.get("annotations").and_then(Value::as_object) {
+        for key in annotations.keys() {
+            invalid(
+                "metadata.annotations",
+                key,
+                names::is_qualified_name(&key.to_lowercase()),
+            );
+        }
+    }
+    causes
+}
+
 /// Everything but metadata and status: what a generation bump looks at.
 fn spec_part(obj: &Value) -> Value {
     let mut copy = obj.clone();
@@ -249,7 +284,24 @@ fn prepare(
         (Some(b), _) if !b.is_empty() => b,
         (_, Some(u)) => u.to_string(),
         _ => match m.get("generateName").and_then(Value::as_str) {
-            Some(prefix) if old.is_none() && !prefix.is_empty() => names::generate_name(prefix),
+            Some(prefix) if old.is_none() && !prefix.is_empty() => {
+                let problems = names::validate_generate_name(ty.name_rule, prefix);
+                if !problems.is_empty() {
+                    return Err(ApiError::invalid_field(
+                        &ty.kind,
+                        &ty.group,
+                        "",
+                        "FieldValueInvalid",
+                        "metadata.generateName",
+                        format!(
+                            "Invalid value: {}: {}",
+                            names::go_quote(prefix),
+                            problems.join(", ")
+                        ),
+                    ));
+                }
+                names::generate_name(prefix)
+            }
             _ => {
                 return Err(ApiError::invalid_field(
                     &ty.kind,
@@ -287,9 +339,17 @@ fn prepare(
                 &name,
                 "FieldValueInvalid",
                 "metadata.name",
-                format!("Invalid value: {name:?}: {}", problems.join(", ")),
+                format!(
+                    "Invalid value: {}: {}",
+                    names::go_quote(&name),
+                    problems.join(", ")
+                ),
             ));
         }
+    }
+    let label_causes = label_problems(m);
+    if !label_causes.is_empty() {
+        return Err(ApiError::invalid(&ty.kind, &ty.group, &name, label_causes));
     }
 
     // Server-set fields.
@@ -757,7 +817,12 @@ fn write_update(
             return Err(ApiError::already_exists(&ty.plural, &ty.group, &name));
         }
     }
+    let clears_managed = prepared
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
     if let Some(live) = &live
+        && !clears_managed
         && strip_managed(live) == strip_managed(&prepared)
     {
         return Ok(Written {
@@ -1010,7 +1075,7 @@ fn apply(
                 .iter()
                 .map(|x| Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with \"{}\"", x.manager),
+                    message: fieldmanager::conflict_cause_message(x),
                     field: x.path.clone(),
                 })
                 .collect();

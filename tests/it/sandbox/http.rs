@@ -126,6 +126,18 @@ fn create_checks_names_namespaces_and_url_agreement() {
     assert_eq!(a.code, 201, "{}", a.body);
     let name = a.body["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let a = api.post(
+        CMS,
+        json!({"metadata": {"name": "l", "labels": {"app": "not valid"}}}),
+    );
+    assert_status(&a, 422, "Invalid");
+    assert_eq!(a.body["details"]["causes"][0]["field"], "metadata.labels");
+    let a = api.post(CMS, json!({"metadata": {"generateName": "Bad_"}}));
+    assert_status(&a, 422, "Invalid");
+    assert_eq!(
+        a.body["details"]["causes"][0]["field"],
+        "metadata.generateName"
+    );
     assert_eq!(api.cm("dup", json!({})).code, 201);
     let again = api.cm("dup", json!({}));
     assert_status(&again, 409, "AlreadyExists");
