@@ -140,11 +140,19 @@ async fn dispatch(
             ApiError::method_not_allowed()
         });
     }
-    if !accepts_json(accept) && !matches!(route, Route::OpenApiV2) {
+    if !accepts_json(accept) && !matches!(route, Route::OpenApiV2 | Route::Health) {
         return Err(ApiError::not_acceptable());
     }
     match route {
         Route::Version => Ok(ok(200, &discovery::version())),
+        Route::Health => {
+            let mut resp = Response::new(Body::from("ok"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(resp)
+        }
         Route::Api | Route::Apis => {
             let core = matches!(route, Route::Api);
             if wants_aggregated(accept) {

@@ -709,18 +709,17 @@ fn prepare_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> Result<(), A
 
 /// Rebuilds the CRD-defined types from the stored CRDs.
 pub fn rebuild_registry(st: &mut State) {
-    let crds: Vec<Value> = st
-        .list("apiextensions.k8s.io", "customresourcedefinitions", None)
-        .into_iter()
-        .cloned()
+    let State {
+        objects, registry, ..
+    } = st;
+    let crds: Vec<&Value> = objects
+        .range(key("apiextensions.k8s.io", "customresourcedefinitions", "", "")..)
+        .take_while(|((g, r, _, _), _)| {
+            g == "apiextensions.k8s.io" && r == "customresourcedefinitions"
+        })
+        .map(|(_, v)| v)
         .collect();
-    let mut custom = Vec::new();
-    for crd in &crds {
-        if let Ok(types) = registry::crd_types(crd) {
-            custom.extend(types);
-        }
-    }
-    st.registry.set_custom(custom);
+    registry.set_crds(&crds);
 }
 
 /// Stores `obj` unless nothing changed or this is a dry run; removes it when a deletion has no
