@@ -1087,13 +1087,17 @@ fn apply(
     let prepared = prepare(
         ty,
         live.as_ref(),
-        merged,
+        merged.clone(),
         namespace,
         Some(name),
         sub,
         None,
         &mut warnings,
     )?;
+    // Fields the server set while preparing (a namespace's label and finalizer, a CRD's
+    // defaulted names, schema defaults) belong to the request's manager, as they would after
+    // a create or update, so the object never ends up untracked.
+    let prepared = fieldmanager::update(Some(&merged), &prepared, &c);
     let object = commit(st, ty, key, live.as_ref(), prepared, opts.dry_run);
     Ok(Written {
         object: present(ty, object),
