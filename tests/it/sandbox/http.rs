@@ -787,3 +787,43 @@ fn crd_delete_waits_for_custom_resource_finalizers() {
     assert_status(&api.get("/apis/example.com/v1/gadgets"), 404, "NotFound");
     assert_status(&api.get("/apis/example.com/v1"), 404, "NotFound");
 }
+
+#[test]
+fn dependents_are_collected_or_orphaned() {
+    let mut api = Api::start();
+    let owner = api.cm("owner", json!({}));
+    let uid = owner.body["metadata"]["uid"].as_str().unwrap().to_string();
+    let dependent = |name: &str| {
+        json!({"metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+        ]}})
+    };
+    api.post(CMS, dependent("child"));
+    api.call("DELETE", &format!("{CMS}/owner"), JSON, &Value::Null);
+    while api.get(&format!("{CMS}/child")).code == 200 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let owner = api.cm("owner2", json!({}));
+    let uid = owner.body["metadata"]["uid"].as_str().unwrap().to_string();
+    api.post(
+        CMS,
+        json!({"metadata": {"name": "kept", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": uid}
+        ]}}),
+    );
+    let deleted = api.call(
+        "DELETE",
+        &format!("{CMS}/owner2"),
+        JSON,
+        &json!({"propagationPolicy": "Orphan"}),
+    );
+    assert_eq!(deleted.code, 200);
+    let kept = api.get(&format!("{CMS}/kept"));
+    assert_eq!(kept.code, 200);
+    assert!(
+        kept.body["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        kept.body
+    );
+}
