@@ -180,6 +180,70 @@ fn strip_field_prefix(field: &str, message: &str) -> String {
         .to_string()
 }
 
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Metadata fields of the wrong JSON type are refused the way the API server's decoder
+/// refuses them (400).
+fn check_metadata_types(ty: &ResourceType, meta: &Map<String, Value>) -> Result<(), ApiError> {
+    let refuse = |field: &str, found: &Value, go_type: &str| {
+        Err(ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{field} of type {go_type}",
+            json_type(found),
+            kind = ty.kind,
+            v = ty.version,
+        )))
+    };
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if let Some(bad) = map.values().find(|v| !v.is_string()) {
+                    return refuse(field, bad, "string");
+                }
+            }
+            Some(other) => return refuse(field, other, "map[string]string"),
+        }
+    }
+    match meta.get("finalizers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            if let Some(bad) = items.iter().find(|v| !v.is_string()) {
+                return refuse("finalizers", bad, "string");
+            }
+        }
+        Some(other) => return refuse("finalizers", other, "[]string"),
+    }
+    for (field, go_type) in [
+        ("ownerReferences", "[]v1.OwnerReference"),
+        ("managedFields", "[]v1.ManagedFieldsEntry"),
+    ] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                if let Some(bad) = items.iter().find(|v| !v.is_object()) {
+                    return refuse(field, bad, go_type.trim_start_matches("[]"));
+                }
+            }
+            Some(other) => return refuse(field, other, go_type),
+        }
+    }
+    for field in ["name", "generateName", "namespace"] {
+        if let Some(found) = meta.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+            return refuse(field, found, "string");
+        }
+    }
+    Ok(())
+}
+
 /// Label keys and values, and annotation keys, checked as apimachinery checks them.
 fn label_problems(meta: &Map<String, Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -272,6 +336,7 @@ fn prepare(
     let Some(m) = metadata.as_object_mut() else {
         return Err(ApiError::bad_request("metadata must be an object"));
     };
+    check_metadata_types(ty, m)?;
 
     // Name and namespace agree with the URL.
     let body_name = m.get("name").and_then(Value::as_str).map(str::to_string);
@@ -1009,6 +1074,7 @@ fn apply(
     let Some(m) = metadata.as_object_mut() else {
         return Err(ApiError::bad_request("metadata must be an object"));
     };
+    check_metadata_types(ty, m)?;
     if m.get("managedFields").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }

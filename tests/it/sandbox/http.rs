@@ -101,6 +101,21 @@ fn malformed_and_unsupported_requests_get_status_bodies() {
     );
     let unknown = api.get("/apis/example.com/v1/widgets");
     assert_status(&unknown, 404, "NotFound");
+    let labels = api.post(CMS, json!({"metadata": {"name": "l", "labels": "x"}}));
+    assert_status(&labels, 400, "BadRequest");
+    assert_eq!(
+        labels.body["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"
+    );
+    let finalizers = api.post(CMS, json!({"metadata": {"name": "f", "finalizers": [1]}}));
+    assert_status(&finalizers, 400, "BadRequest");
+    let apply = api.yaml(
+        "PATCH",
+        &format!("{CMS}/a?fieldManager=m"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: [1]\n",
+    );
+    assert_status(&apply, 400, "BadRequest");
     // The server is still fine afterwards.
     assert_eq!(api.cm("ok", json!({})).code, 201);
 }
