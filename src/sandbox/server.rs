@@ -239,6 +239,7 @@ fn resource(
     match rp.sub.as_deref() {
         None => {}
         Some("status") if ty.has_status => {}
+        Some("scale") if ty.scale.is_some() => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     if rp.namespace.is_some() && !ty.namespaced {
@@ -271,6 +272,39 @@ fn resource(
         validation: FieldValidation::from_query(query)?,
         force: query.flag("force"),
     };
+    if let (Some("scale"), Some(name)) = (sub, rp.name.as_deref()) {
+        return match *method {
+            Method::GET => Ok(ok(
+                200,
+                &write::get_scale(&shared.lock(), &ty, namespace, name)?,
+            )),
+            Method::PUT | Method::PATCH => {
+                let kind = if *method == Method::PUT {
+                    None
+                } else {
+                    Some(patch_kind(content_type)?)
+                };
+                let value = body_value(kind == Some(PatchKind::Apply))?;
+                let written = write::write_scale(
+                    &mut shared.lock(),
+                    &ty,
+                    namespace,
+                    name,
+                    kind,
+                    value,
+                    &opts,
+                    &manager,
+                )?;
+                Ok(json_body(
+                    200,
+                    &written.object,
+                    "application/json",
+                    &written.warnings,
+                ))
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        };
+    }
     match (method.clone(), rp.name.as_deref()) {
         (Method::GET, None) if query.flag("watch") => {
             watch_response(shared, &ty, namespace, query, as_table, include)
@@ -349,14 +383,7 @@ fn resource(
             ))
         }
         (Method::PATCH, Some(name)) => {
-            let media = content_type.split(';').next().unwrap_or("").trim();
-            let kind = match media {
-                "application/apply-patch+yaml" | "application/apply-patch+json" => PatchKind::Apply,
-                "application/merge-patch+json" => PatchKind::Merge,
-                "application/json-patch+json" => PatchKind::Json,
-                "application/strategic-merge-patch+json" => PatchKind::Strategic,
-                other => return Err(ApiError::unsupported_media_type(other)),
-            };
+            let kind = patch_kind(content_type)?;
             let value = parse_body(&body, kind == PatchKind::Apply)?;
             let written = write::patch(
                 &mut shared.lock(),
@@ -422,6 +449,17 @@ fn resource(
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        other => Err(ApiError::unsupported_media_type(other)),
     }
 }
 

@@ -657,3 +657,26 @@ fn every_builtin_kind_applies_and_reapplies_as_a_no_op() {
     assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
     assert_eq!(diff.stdout, "");
 }
+
+#[test]
+fn scale_subresource_changes_replicas() {
+    let c = Cluster::start();
+    let f = c.file("dep.yaml", DEPLOYMENT);
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let out = c.kubectl(&["scale", "deployment/web", "--replicas=5"]);
+    assert_eq!(out.ok(), "deployment.apps/web scaled\n");
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let scale = c.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(scale.ok()).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let resources = c.kubectl(&["get", "--raw", "/apis/apps/v1"]);
+    assert!(resources.ok().contains("\"name\":\"deployments/scale\""));
+}
