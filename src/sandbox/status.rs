@@ -24,7 +24,8 @@ pub struct Details {
 }
 
 /// A failed request, rendered as a Status body with the same HTTP code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
     /// Empty for the few errors the API server sends without a reason (500 of apply).
