@@ -274,6 +274,26 @@ impl Sandbox {
         self.shared.lock().rv
     }
 
+    /// A stored object, read directly from the store (no HTTP). `group` is empty for the core
+    /// group, `resource` the plural, `namespace` empty for cluster-scoped objects.
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.shared
+            .lock()
+            .get(&store::key(group, resource, namespace, name))
+            .cloned()
+    }
+
+    /// How many objects the store holds.
+    pub fn object_count(&self) -> usize {
+        self.shared.lock().objects.len()
+    }
+
     /// Stops serving, ends watch streams and writes the data directory a last time.
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
@@ -359,6 +379,24 @@ impl BlockingSandbox {
 
     pub fn resource_version(&self) -> u64 {
         self.sandbox.as_ref().map_or(0, Sandbox::resource_version)
+    }
+
+    /// See [`Sandbox::object`].
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.sandbox
+            .as_ref()
+            .and_then(|s| s.object(group, resource, namespace, name))
+    }
+
+    /// See [`Sandbox::object_count`].
+    pub fn object_count(&self) -> usize {
+        self.sandbox.as_ref().map_or(0, Sandbox::object_count)
     }
 
     /// Stops the sandbox now (what drop does), reporting a failed final flush.

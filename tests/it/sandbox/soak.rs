@@ -159,6 +159,14 @@ fn soak_ten_thousand_requests_sixteen_clients() {
     );
     assert_eq!(writes.len(), CLIENTS * REQUESTS_PER_CLIENT * 4 / 5);
     assert_eq!(sandbox.resource_version(), start_rv + writes.len() as u64);
+    // Every client deleted what it created: only the four namespaces are left.
+    assert_eq!(sandbox.object_count(), 4);
+    assert!(sandbox.object("", "namespaces", "", "default").is_some());
+    assert!(
+        sandbox
+            .object("", "configmaps", "default", "s0-0")
+            .is_none()
+    );
 
     let mut seen = Vec::new();
     let mut pending = Vec::new();
