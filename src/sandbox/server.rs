@@ -311,25 +311,39 @@ fn resource(
         }
         (Method::GET, None) => {
             let (labels, fields) = selectors(query)?;
+            let page = Page::from_query(query)?;
             let st = shared.lock();
-            let items: Vec<Value> = st
+            let mut items: Vec<Value> = st
                 .list(&ty.group, &ty.plural, namespace)
                 .into_iter()
-                .filter(|o| selected(o, &labels, &fields))
+                .filter(|o| page.is_after_start(o) && selected(o, &labels, &fields))
                 .map(|o| write::present(&ty, o.clone()))
                 .collect();
-            let rv = st.rv.to_string();
+            let rv = page.rv.clone().unwrap_or_else(|| st.rv.to_string());
             drop(st);
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(limit) = page.limit
+                && items.len() > limit
+            {
+                let remaining = items.len() - limit;
+                items.truncate(limit);
+                if let Some(last) = items.last() {
+                    metadata["continue"] = json!(Page::token(&rv, last));
+                    metadata["remainingItemCount"] = json!(remaining);
+                }
+            }
             if as_table {
                 let refs: Vec<&Value> = items.iter().collect();
-                return Ok(ok(200, &table::table(&ty, &refs, &rv, include)));
+                let mut t = table::table(&ty, &refs, &rv, include);
+                t["metadata"] = metadata;
+                return Ok(ok(200, &t));
             }
             Ok(ok(
                 200,
                 &json!({
                     "kind": ty.list_kind(),
                     "apiVersion": ty.api_version(),
-                    "metadata": {"resourceVersion": rv},
+                    "metadata": metadata,
                     "items": items,
                 }),
             ))
@@ -449,6 +463,63 @@ fn resource(
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `limit` and `continue` of a list. The continue token names the last item returned (and
+/// the resourceVersion of the first page); the next page starts after it in the current state.
+struct Page {
+    limit: Option<usize>,
+    start: Option<(String, String)>,
+    rv: Option<String>,
+}
+
+impl Page {
+    fn from_query(query: &Query) -> Result<Self, ApiError> {
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let (start, rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+            None => (None, None),
+            Some(token) => {
+                use base64::Engine;
+                let invalid = || ApiError::bad_request("continue key is not valid");
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| invalid())?;
+                let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+                let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+                match (field("rv"), field("namespace"), field("name")) {
+                    (Some(rv), Some(ns), Some(name)) => (Some((ns, name)), Some(rv)),
+                    _ => return Err(invalid()),
+                }
+            }
+        };
+        Ok(Self { limit, start, rv })
+    }
+
+    fn ident(obj: &Value) -> (String, String) {
+        let text = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        (text("/metadata/namespace"), text("/metadata/name"))
+    }
+
+    fn is_after_start(&self, obj: &Value) -> bool {
+        self.start
+            .as_ref()
+            .is_none_or(|start| Self::ident(obj) > *start)
+    }
+
+    fn token(rv: &str, last: &Value) -> String {
+        use base64::Engine;
+        let (namespace, name) = Self::ident(last);
+        let doc = json!({"rv": rv, "namespace": namespace, "name": name});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
     }
 }
 

@@ -842,3 +842,42 @@ fn dependents_are_collected_or_orphaned() {
         kept.body
     );
 }
+
+#[test]
+fn lists_page_with_limit_and_continue() {
+    let mut api = Api::start();
+    for name in ["a", "b", "c", "d", "e"] {
+        api.cm(name, json!({}));
+    }
+    let mut names = Vec::new();
+    let mut path = format!("{CMS}?limit=2");
+    let mut pages = 0;
+    loop {
+        let page = api.get(&path);
+        assert_eq!(page.code, 200, "{}", page.body);
+        pages += 1;
+        names.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page.body["metadata"]["continue"].as_str() {
+            Some(token) => {
+                assert!(
+                    page.body["metadata"]["remainingItemCount"]
+                        .as_u64()
+                        .unwrap()
+                        > 0
+                );
+                path = format!("{CMS}?limit=2&continue={token}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(names, vec!["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    let bad = api.get(&format!("{CMS}?limit=2&continue=garbage"));
+    assert_status(&bad, 400, "BadRequest");
+}

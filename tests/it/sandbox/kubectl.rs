@@ -680,3 +680,14 @@ fn scale_subresource_changes_replicas() {
     let resources = c.kubectl(&["get", "--raw", "/apis/apps/v1"]);
     assert!(resources.ok().contains("\"name\":\"deployments/scale\""));
 }
+
+#[test]
+fn get_with_small_chunks_lists_everything() {
+    let c = Cluster::start();
+    for name in ["a1", "a2", "a3"] {
+        let f = c.file(&format!("{name}.yaml"), &CM1.replace("cm1", name));
+        c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    }
+    let out = c.kubectl(&["get", "cm", "--chunk-size=1", "-o", "name"]);
+    assert_eq!(out.ok(), "configmap/a1\nconfigmap/a2\nconfigmap/a3\n");
+}
