@@ -1,8 +1,425 @@
 //! The Kubernetes API sandbox: an API server emulator that the real kubectl and kube-rs accept
 //! (specification: SANDBOX.md of the project's shared design documents; summary in
 //! `docs/sandbox.md`).
+//!
+//! 1. [`start`] binds 127.0.0.1 (port 0 lets the OS choose), restores the data directory if one
+//!    is given (else seeds the four namespaces of a fresh cluster) and serves HTTP/1.1.
+//! 2. Requests go through [`server`] (routing, content negotiation, watch streams) to
+//!    [`write`] (the write path) over the [`store`] (one lock, one global resourceVersion).
+//! 3. Two background tasks run beside the server: the cleanup of terminating namespaces and
+//!    deleted CRDs, and the persister that snapshots the store to the data directory shortly
+//!    after writes.
+//! 4. [`Sandbox::shutdown`] stops accepting requests, ends watch streams and flushes the data.
+//!
+//! [`BlockingSandbox`] runs one on its own runtime for synchronous tests and stops it on drop.
 
+pub mod discovery;
 pub mod fieldmanager;
 pub mod names;
+pub mod openapi;
+pub mod patch;
+mod persist;
+pub mod registry;
+pub mod request;
 pub mod schema;
 pub mod selector;
+mod server;
+pub mod status;
+pub mod store;
+pub mod table;
+pub mod write;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{Notify, broadcast, watch};
+use tokio::task::JoinHandle;
+
+use server::Shared;
+use store::State;
+
+/// Name of the cluster, context and user in the written kubeconfig.
+pub const CONTEXT_NAME: &str = "meshplan-sandbox";
+
+/// Namespaces of a fresh cluster.
+pub const SEEDED_NAMESPACES: &[&str] =
+    &["default", "kube-node-lease", "kube-public", "kube-system"];
+
+/// How many events a live watch may fall behind before it gets `410 Expired`.
+const BROADCAST_CAPACITY: usize = 1 << 16;
+
+/// Why the sandbox could not start, persist or write its kubeconfig.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SandboxError {
+    #[error("cannot listen on 127.0.0.1:{port}")]
+    #[diagnostic(
+        code(sandbox::bind),
+        help("choose another --port, or 0 to let the system pick one")
+    )]
+    Bind {
+        port: u16,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start the sandbox runtime")]
+    #[diagnostic(code(sandbox::runtime))]
+    Runtime(#[source] std::io::Error),
+    #[error("cannot read the sandbox data at {path}")]
+    #[diagnostic(code(sandbox::data_read))]
+    DataRead {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("the sandbox data at {path} is unreadable: {message}")]
+    #[diagnostic(
+        code(sandbox::data_corrupt),
+        help("move the file away to start with an empty cluster")
+    )]
+    DataCorrupt { path: PathBuf, message: String },
+    #[error("cannot write the sandbox data at {path}")]
+    #[diagnostic(code(sandbox::data_write))]
+    DataWrite {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot write the kubeconfig {path}")]
+    #[diagnostic(code(sandbox::kubeconfig))]
+    Kubeconfig {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// How to run a sandbox.
+#[derive(Debug, Clone, Default)]
+pub struct SandboxConfig {
+    /// Port on 127.0.0.1; 0 lets the OS choose.
+    pub port: u16,
+    /// Directory that keeps the objects across restarts; None keeps them in memory only.
+    pub data_dir: Option<PathBuf>,
+}
+
+/// A running sandbox. Stop it with [`Sandbox::shutdown`] (flushes the data directory).
+pub struct Sandbox {
+    addr: SocketAddr,
+    shared: Arc<Shared>,
+    data_dir: Option<PathBuf>,
+    stop: watch::Sender<bool>,
+    server: JoinHandle<()>,
+    background: Vec<JoinHandle<()>>,
+    flush_lock: Arc<tokio::sync::Mutex<()>>,
+}
+
+/// Starts a sandbox. Fails when the port cannot be bound or the data directory holds an
+/// unreadable snapshot.
+pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+    let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
+    let mut state = State::new(tx);
+    let restored = match &config.data_dir {
+        Some(dir) => persist::restore(dir, &mut state)?,
+        None => false,
+    };
+    if !restored {
+        for ns in SEEDED_NAMESPACES {
+            write::seed_namespace(&mut state, ns);
+        }
+    }
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", config.port))
+        .await
+        .map_err(|source| SandboxError::Bind {
+            port: config.port,
+            source,
+        })?;
+    let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
+        port: config.port,
+        source,
+    })?;
+    let (stop, stop_rx) = watch::channel(false);
+    let shared = Arc::new(Shared {
+        state: Mutex::new(state),
+        addr,
+        wake_controller: Notify::new(),
+        wake_persist: Notify::new(),
+        shutdown: stop_rx.clone(),
+    });
+    let app = server::router(shared.clone());
+    let mut graceful = stop_rx.clone();
+    let server = tokio::spawn(async move {
+        let signal = async move {
+            let _ = graceful.wait_for(|s| *s).await;
+        };
+        if let Err(err) = axum::serve(listener, app)
+            .with_graceful_shutdown(signal)
+            .await
+        {
+            tracing::error!("sandbox server stopped: {err}");
+        }
+    });
+    let flush_lock = Arc::new(tokio::sync::Mutex::new(()));
+    let mut background = vec![tokio::spawn(cleanup_loop(shared.clone()))];
+    if let Some(dir) = &config.data_dir {
+        background.push(tokio::spawn(persist_loop(
+            shared.clone(),
+            dir.clone(),
+            flush_lock.clone(),
+        )));
+        // A fresh directory gets its first snapshot at once.
+        shared.lock().dirty = true;
+        shared.wake_persist.notify_one();
+    }
+    tracing::info!("sandbox listening on http://{addr}");
+    Ok(Sandbox {
+        addr,
+        shared,
+        data_dir: config.data_dir,
+        stop,
+        server,
+        background,
+        flush_lock,
+    })
+}
+
+async fn cleanup_loop(shared: Arc<Shared>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shared.wake_controller.notified() => {}
+            _ = tokio::time::sleep(Duration::from_millis(500)) => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        // Let the request that woke us finish first.
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let dirty = {
+            let mut st = shared.lock();
+            write::reconcile(&mut st);
+            st.dirty
+        };
+        if dirty {
+            shared.wake_persist.notify_one();
+        }
+    }
+}
+
+async fn flush(
+    shared: &Shared,
+    dir: &Path,
+    flush_lock: &tokio::sync::Mutex<()>,
+) -> Result<(), SandboxError> {
+    let _guard = flush_lock.lock().await;
+    let doc = {
+        let mut st = shared.lock();
+        if !st.dirty {
+            return Ok(());
+        }
+        st.dirty = false;
+        persist::snapshot(&st)
+    };
+    let dir_owned = dir.to_path_buf();
+    let result = tokio::task::spawn_blocking(move || persist::write(&dir_owned, &doc))
+        .await
+        .unwrap_or_else(|e| {
+            Err(SandboxError::DataWrite {
+                path: dir.to_path_buf(),
+                source: std::io::Error::other(e.to_string()),
+            })
+        });
+    if result.is_err() {
+        shared.lock().dirty = true;
+    }
+    result
+}
+
+async fn persist_loop(shared: Arc<Shared>, dir: PathBuf, flush_lock: Arc<tokio::sync::Mutex<()>>) {
+    let mut stop = shared.shutdown.clone();
+    loop {
+        tokio::select! {
+            _ = shared.wake_persist.notified() => {}
+            _ = stop.wait_for(|s| *s) => return,
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        if let Err(err) = flush(&shared, &dir, &flush_lock).await {
+            tracing::error!("{err}");
+        }
+    }
+}
+
+impl Sandbox {
+    /// The address it listens on (127.0.0.1 and the chosen port).
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// A kubeconfig whose cluster, context and user are all named `meshplan-sandbox`.
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    /// Writes [`Self::kubeconfig_yaml`] to `path`.
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        write_kubeconfig(path, &self.url())
+    }
+
+    /// The current global resourceVersion.
+    pub fn resource_version(&self) -> u64 {
+        self.shared.lock().rv
+    }
+
+    /// A stored object, read directly from the store (no HTTP). `group` is empty for the core
+    /// group, `resource` the plural, `namespace` empty for cluster-scoped objects.
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.shared
+            .lock()
+            .get(&store::key(group, resource, namespace, name))
+            .cloned()
+    }
+
+    /// How many objects the store holds.
+    pub fn object_count(&self) -> usize {
+        self.shared.lock().objects.len()
+    }
+
+    /// Stops serving, ends watch streams and writes the data directory a last time.
+    pub async fn shutdown(self) -> Result<(), SandboxError> {
+        let _ = self.stop.send(true);
+        let server = self.server;
+        if tokio::time::timeout(Duration::from_secs(5), server)
+            .await
+            .is_err()
+        {
+            tracing::warn!("sandbox connections did not close in time");
+        }
+        for task in self.background {
+            let _ = task.await;
+        }
+        if let Some(dir) = &self.data_dir {
+            flush(&self.shared, dir, &self.flush_lock).await?;
+        }
+        Ok(())
+    }
+}
+
+/// The kubeconfig text for a sandbox at `url`.
+pub fn kubeconfig_yaml(url: &str) -> String {
+    format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT_NAME}\n  cluster:\n    server: {url}\n\
+         contexts:\n- name: {CONTEXT_NAME}\n  context:\n    cluster: {CONTEXT_NAME}\n    user: {CONTEXT_NAME}\n    namespace: default\n\
+         current-context: {CONTEXT_NAME}\nusers:\n- name: {CONTEXT_NAME}\n  user: {{}}\npreferences: {{}}\n"
+    )
+}
+
+fn write_kubeconfig(path: &Path, url: &str) -> Result<(), SandboxError> {
+    if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent).map_err(|source| SandboxError::Kubeconfig {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    }
+    std::fs::write(path, kubeconfig_yaml(url)).map_err(|source| SandboxError::Kubeconfig {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// A sandbox on its own runtime, for synchronous code (tests that run kubectl). Dropping it
+/// shuts the sandbox down and flushes its data.
+pub struct BlockingSandbox {
+    runtime: Option<tokio::runtime::Runtime>,
+    sandbox: Option<Sandbox>,
+    addr: SocketAddr,
+}
+
+impl BlockingSandbox {
+    /// Starts a sandbox on a new two-thread runtime.
+    pub fn start(config: SandboxConfig) -> Result<Self, SandboxError> {
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .map_err(SandboxError::Runtime)?;
+        let sandbox = runtime.block_on(start(config))?;
+        let addr = sandbox.addr();
+        Ok(Self {
+            runtime: Some(runtime),
+            sandbox: Some(sandbox),
+            addr,
+        })
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn kubeconfig_yaml(&self) -> String {
+        kubeconfig_yaml(&self.url())
+    }
+
+    pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
+        write_kubeconfig(path, &self.url())
+    }
+
+    pub fn resource_version(&self) -> u64 {
+        self.sandbox.as_ref().map_or(0, Sandbox::resource_version)
+    }
+
+    /// See [`Sandbox::object`].
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.sandbox
+            .as_ref()
+            .and_then(|s| s.object(group, resource, namespace, name))
+    }
+
+    /// See [`Sandbox::object_count`].
+    pub fn object_count(&self) -> usize {
+        self.sandbox.as_ref().map_or(0, Sandbox::object_count)
+    }
+
+    /// Stops the sandbox now (what drop does), reporting a failed final flush.
+    pub fn shutdown(mut self) -> Result<(), SandboxError> {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> Result<(), SandboxError> {
+        let result = match (self.runtime.as_ref(), self.sandbox.take()) {
+            (Some(rt), Some(sb)) => rt.block_on(sb.shutdown()),
+            _ => Ok(()),
+        };
+        if let Some(rt) = self.runtime.take() {
+            rt.shutdown_timeout(Duration::from_secs(2));
+        }
+        result
+    }
+}
+
+impl Drop for BlockingSandbox {
+    fn drop(&mut self) {
+        if let Err(err) = self.stop() {
+            tracing::error!("{err}");
+        }
+    }
+}

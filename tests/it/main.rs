@@ -5,5 +5,6 @@ mod model_dump;
 mod plan_errors;
 mod plan_fuzz;
 mod sample_plan;
+mod sandbox;
 mod support;
 mod validate_cmd;

@@ -1,0 +1,754 @@
+//! HTTP layer: one fallback handler routes every request (discovery, OpenAPI, resources),
+//! negotiates JSON or Table, and turns [`ApiError`]s into Status bodies.
+//!
+//! Flow of a resource request:
+//! 1. [`route`] the path, find the [`ResourceType`] (404 Status when not served);
+//! 2. pick the verb from the method, the name and `watch`;
+//! 3. run it under the store lock (writes: [`super::write`]), release the lock;
+//! 4. wake the persister (writes) and the namespace/CRD cleanup (deletes).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{Request, State as AxumState};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use serde_json::{Value, json};
+use tokio::sync::{Notify, mpsc, watch};
+
+use super::discovery;
+use super::openapi;
+use super::registry::ResourceType;
+use super::request::{FieldValidation, Query, ResourcePath, Route, parse_body, route};
+use super::selector::{FieldSelector, LabelSelector};
+use super::status::ApiError;
+use super::store::{Event, EventType, State};
+use super::table::{self, IncludeObject};
+use super::write::{self, DeleteOptions, PatchKind, WriteOptions};
+
+/// Largest request body accepted.
+const BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// State shared by every request and background task.
+pub struct Shared {
+    pub state: Mutex<State>,
+    pub addr: SocketAddr,
+    pub wake_controller: Notify,
+    pub wake_persist: Notify,
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl Shared {
+    /// The store lock (a poisoned lock is recovered: every write leaves the state consistent
+    /// before it could panic).
+    pub fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+pub fn router(shared: Arc<Shared>) -> Router {
+    Router::new().fallback(handle).with_state(shared)
+}
+
+async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let (parts, body) = req.into_parts();
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
+        }
+    };
+    let method = parts.method.clone();
+    let result = dispatch(&shared, &parts.method, &parts.uri, &parts.headers, bytes).await;
+    if method != Method::GET {
+        shared.wake_persist.notify_one();
+        if method == Method::DELETE || method == Method::PATCH || method == Method::PUT {
+            shared.wake_controller.notify_one();
+        }
+    }
+    match result {
+        Ok(resp) => resp,
+        Err(e) => error_response(&e),
+    }
+}
+
+fn header_str(headers: &HeaderMap, name: header::HeaderName) -> &str {
+    headers
+        .get(name)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+}
+
+fn json_body(code: u16, value: &Value, content_type: &str, warnings: &[String]) -> Response {
+    let body = serde_json::to_vec(value).unwrap_or_default();
+    let mut resp = Response::new(Body::from(body));
+    *resp.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::OK);
+    if let Ok(ct) = HeaderValue::from_str(content_type) {
+        resp.headers_mut().insert(header::CONTENT_TYPE, ct);
+    }
+    for w in warnings {
+        let text = format!("299 - {}", serde_json::to_string(w).unwrap_or_default());
+        if let Ok(v) = HeaderValue::from_str(&text) {
+            resp.headers_mut().append(header::WARNING, v);
+        }
+    }
+    resp
+}
+
+fn ok(code: u16, value: &Value) -> Response {
+    json_body(code, value, "application/json", &[])
+}
+
+fn error_response(err: &ApiError) -> Response {
+    ok(err.code, &err.body())
+}
+
+fn wants_aggregated(accept: &str) -> bool {
+    accept.contains("as=APIGroupDiscoveryList") && accept.contains("v=v2")
+}
+
+/// Accept headers that only name protobuf get 406.
+fn accepts_json(accept: &str) -> bool {
+    accept.is_empty()
+        || accept.split(',').any(|part| {
+            let media = part.split(';').next().unwrap_or("").trim();
+            matches!(
+                media,
+                "application/json" | "*/*" | "application/*" | "application/yaml" | ""
+            )
+        })
+}
+
+async fn dispatch(
+    shared: &Arc<Shared>,
+    method: &Method,
+    uri: &axum::http::Uri,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let accept = header_str(headers, header::ACCEPT);
+    let query = Query::parse(uri.query());
+    let route = route(uri.path());
+    if !matches!(route, Route::Resource(_)) && *method != Method::GET {
+        return Err(if matches!(route, Route::NotFound) {
+            ApiError::no_route()
+        } else {
+            ApiError::method_not_allowed()
+        });
+    }
+    if !accepts_json(accept) && !matches!(route, Route::OpenApiV2 | Route::Health) {
+        return Err(ApiError::not_acceptable());
+    }
+    match route {
+        Route::Version => Ok(ok(200, &discovery::version())),
+        Route::Health => {
+            let mut resp = Response::new(Body::from("ok"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(resp)
+        }
+        Route::Api | Route::Apis => {
+            let core = matches!(route, Route::Api);
+            if wants_aggregated(accept) {
+                let doc = discovery::aggregated(&shared.lock().registry, core);
+                Ok(json_body(
+                    200,
+                    &doc,
+                    discovery::AGGREGATED_CONTENT_TYPE,
+                    &[],
+                ))
+            } else if core {
+                Ok(ok(200, &discovery::api_versions(&shared.addr.to_string())))
+            } else {
+                Ok(ok(200, &discovery::api_group_list(&shared.lock().registry)))
+            }
+        }
+        Route::Group(g) => discovery::api_group_doc(&shared.lock().registry, &g)
+            .map(|d| ok(200, &d))
+            .ok_or_else(ApiError::no_route),
+        Route::GroupVersion(g, v) => discovery::api_resource_list(&shared.lock().registry, &g, &v)
+            .map(|d| ok(200, &d))
+            .ok_or_else(ApiError::no_route),
+        Route::OpenApiV2 => {
+            let mut resp = Response::new(Body::empty());
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static(openapi::V2_CONTENT_TYPE),
+            );
+            Ok(resp)
+        }
+        Route::OpenApiV3 => Ok(ok(200, &openapi::index(&shared.lock().registry))),
+        Route::OpenApiV3Doc(g, v) => openapi::gv_document(&shared.lock().registry, &g, &v)
+            .map(|d| ok(200, &d))
+            .ok_or_else(ApiError::no_route),
+        Route::NotFound => Err(ApiError::no_route()),
+        Route::Resource(rp) => {
+            // A bug must cost one request a 500, never the connection or the server.
+            let run = std::panic::AssertUnwindSafe(|| {
+                resource(shared, method, rp, &query, headers, body)
+            });
+            match std::panic::catch_unwind(run) {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::internal_error(
+                    "the sandbox failed while handling this request",
+                )),
+            }
+        }
+    }
+}
+
+fn selectors(query: &Query) -> Result<(Option<LabelSelector>, Option<FieldSelector>), ApiError> {
+    let labels = match query.get("labelSelector").filter(|s| !s.is_empty()) {
+        Some(text) => Some(LabelSelector::parse(text).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    let fields = match query.get("fieldSelector").filter(|s| !s.is_empty()) {
+        Some(text) => Some(FieldSelector::parse(text).map_err(ApiError::bad_request)?),
+        None => None,
+    };
+    Ok((labels, fields))
+}
+
+fn selected(obj: &Value, labels: &Option<LabelSelector>, fields: &Option<FieldSelector>) -> bool {
+    let label_map = obj.pointer("/metadata/labels").and_then(Value::as_object);
+    labels.as_ref().is_none_or(|l| l.matches(label_map))
+        && fields.as_ref().is_none_or(|f| f.matches(obj))
+}
+
+fn resource(
+    shared: &Arc<Shared>,
+    method: &Method,
+    rp: ResourcePath,
+    query: &Query,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let accept = header_str(headers, header::ACCEPT);
+    let content_type = header_str(headers, header::CONTENT_TYPE);
+    let ty = shared
+        .lock()
+        .registry
+        .find(&rp.group, &rp.version, &rp.plural)
+        .ok_or_else(ApiError::no_route)?;
+    match rp.sub.as_deref() {
+        None => {}
+        Some("status") if ty.has_status => {}
+        Some("scale") if ty.scale.is_some() => {}
+        Some(_) => return Err(ApiError::no_route()),
+    }
+    if rp.namespace.is_some() && !ty.namespaced {
+        return Err(ApiError::no_route());
+    }
+    let namespace = rp.namespace.as_deref();
+    let sub = rp.sub.as_deref();
+    let as_table = table::wants_table(accept);
+    let include = IncludeObject::parse(query.get("includeObject"));
+    let body_value = |yaml_ok: bool| -> Result<Value, ApiError> {
+        if content_type.contains("protobuf") {
+            return Err(ApiError::unsupported_media_type(content_type));
+        }
+        parse_body(&body, yaml_ok || content_type.contains("yaml"))
+    };
+    let manager = query
+        .get("fieldManager")
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .unwrap_or_else(|| {
+            write::default_manager(
+                headers
+                    .get(header::USER_AGENT)
+                    .and_then(|v| v.to_str().ok()),
+            )
+        });
+    let opts = WriteOptions {
+        dry_run: query.dry_run(),
+        field_manager: query.get("fieldManager").map(str::to_string),
+        validation: FieldValidation::from_query(query)?,
+        force: query.flag("force"),
+    };
+    if let (Some("scale"), Some(name)) = (sub, rp.name.as_deref()) {
+        return match *method {
+            Method::GET => Ok(ok(
+                200,
+                &write::get_scale(&shared.lock(), &ty, namespace, name)?,
+            )),
+            Method::PUT | Method::PATCH => {
+                let kind = if *method == Method::PUT {
+                    None
+                } else {
+                    Some(patch_kind(content_type)?)
+                };
+                let value = body_value(kind == Some(PatchKind::Apply))?;
+                let written = write::write_scale(
+                    &mut shared.lock(),
+                    &ty,
+                    namespace,
+                    name,
+                    kind,
+                    value,
+                    &opts,
+                    &manager,
+                )?;
+                Ok(json_body(
+                    200,
+                    &written.object,
+                    "application/json",
+                    &written.warnings,
+                ))
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        };
+    }
+    match (method.clone(), rp.name.as_deref()) {
+        (Method::GET, None) if query.flag("watch") => {
+            watch_response(shared, &ty, namespace, query, as_table, include)
+        }
+        (Method::GET, None) => {
+            let (labels, fields) = selectors(query)?;
+            let page = Page::from_query(query)?;
+            let st = shared.lock();
+            let mut items: Vec<Value> = st
+                .list(&ty.group, &ty.plural, namespace)
+                .into_iter()
+                .filter(|o| page.is_after_start(o) && selected(o, &labels, &fields))
+                .map(|o| write::present(&ty, o.clone()))
+                .collect();
+            let rv = page.rv.clone().unwrap_or_else(|| st.rv.to_string());
+            drop(st);
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(limit) = page.limit
+                && items.len() > limit
+            {
+                let remaining = items.len() - limit;
+                items.truncate(limit);
+                if let Some(last) = items.last() {
+                    metadata["continue"] = json!(Page::token(&rv, last));
+                    metadata["remainingItemCount"] = json!(remaining);
+                }
+            }
+            if as_table {
+                let refs: Vec<&Value> = items.iter().collect();
+                let mut t = table::table(&ty, &refs, &rv, include);
+                t["metadata"] = metadata;
+                return Ok(ok(200, &t));
+            }
+            Ok(ok(
+                200,
+                &json!({
+                    "kind": ty.list_kind(),
+                    "apiVersion": ty.api_version(),
+                    "metadata": metadata,
+                    "items": items,
+                }),
+            ))
+        }
+        (Method::GET, Some(name)) => {
+            let st = shared.lock();
+            let obj = st
+                .get(&write::object_key(&ty, namespace, name))
+                .cloned()
+                .ok_or_else(|| ApiError::not_found(&ty.plural, &ty.group, name))?;
+            drop(st);
+            let obj = write::present(&ty, obj);
+            if as_table {
+                let rv = obj
+                    .pointer("/metadata/resourceVersion")
+                    .and_then(Value::as_str)
+                    .unwrap_or("")
+                    .to_string();
+                return Ok(ok(200, &table::table(&ty, &[&obj], &rv, include)));
+            }
+            Ok(ok(200, &obj))
+        }
+        (Method::POST, None) => {
+            let value = body_value(false)?;
+            let written =
+                write::create(&mut shared.lock(), &ty, namespace, value, &opts, &manager)?;
+            Ok(json_body(
+                201,
+                &written.object,
+                "application/json",
+                &written.warnings,
+            ))
+        }
+        (Method::PUT, Some(name)) => {
+            let value = body_value(false)?;
+            let written = write::replace(
+                &mut shared.lock(),
+                &ty,
+                namespace,
+                name,
+                sub,
+                value,
+                &opts,
+                &manager,
+            )?;
+            Ok(json_body(
+                200,
+                &written.object,
+                "application/json",
+                &written.warnings,
+            ))
+        }
+        (Method::PATCH, Some(name)) => {
+            let kind = patch_kind(content_type)?;
+            let value = parse_body(&body, kind == PatchKind::Apply)?;
+            let written = write::patch(
+                &mut shared.lock(),
+                &ty,
+                namespace,
+                name,
+                sub,
+                kind,
+                value,
+                &opts,
+                &manager,
+            )?;
+            let code = if written.created { 201 } else { 200 };
+            Ok(json_body(
+                code,
+                &written.object,
+                "application/json",
+                &written.warnings,
+            ))
+        }
+        (Method::DELETE, Some(name)) => {
+            let options = delete_options(&body, query)?;
+            let obj = write::delete(&mut shared.lock(), &ty, namespace, name, &options)?;
+            Ok(ok(200, &obj))
+        }
+        (Method::DELETE, None) => {
+            let options = delete_options(&body, query)?;
+            let (labels, fields) = selectors(query)?;
+            let mut st = shared.lock();
+            let names: Vec<(Option<String>, String)> = st
+                .list(&ty.group, &ty.plural, namespace)
+                .into_iter()
+                .filter(|o| selected(o, &labels, &fields))
+                .map(|o| {
+                    (
+                        o.pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .map(str::to_string),
+                        o.pointer("/metadata/name")
+                            .and_then(Value::as_str)
+                            .unwrap_or_default()
+                            .to_string(),
+                    )
+                })
+                .collect();
+            let mut items = Vec::new();
+            for (ns, name) in names {
+                match write::delete(&mut st, &ty, ns.as_deref(), &name, &options) {
+                    Ok(obj) => items.push(obj),
+                    Err(e) if e.code == 404 => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            let rv = st.rv.to_string();
+            Ok(ok(
+                200,
+                &json!({
+                    "kind": ty.list_kind(),
+                    "apiVersion": ty.api_version(),
+                    "metadata": {"resourceVersion": rv},
+                    "items": items,
+                }),
+            ))
+        }
+        _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// `limit` and `continue` of a list. The continue token names the last item returned (and
+/// the resourceVersion of the first page); the next page starts after it in the current state.
+struct Page {
+    limit: Option<usize>,
+    start: Option<(String, String)>,
+    rv: Option<String>,
+}
+
+impl Page {
+    fn from_query(query: &Query) -> Result<Self, ApiError> {
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let (start, rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+            None => (None, None),
+            Some(token) => {
+                use base64::Engine;
+                let invalid = || ApiError::bad_request("continue key is not valid");
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| invalid())?;
+                let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+                let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+                match (field("rv"), field("namespace"), field("name")) {
+                    (Some(rv), Some(ns), Some(name)) => (Some((ns, name)), Some(rv)),
+                    _ => return Err(invalid()),
+                }
+            }
+        };
+        Ok(Self { limit, start, rv })
+    }
+
+    fn ident(obj: &Value) -> (String, String) {
+        let text = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        (text("/metadata/namespace"), text("/metadata/name"))
+    }
+
+    fn is_after_start(&self, obj: &Value) -> bool {
+        self.start
+            .as_ref()
+            .is_none_or(|start| Self::ident(obj) > *start)
+    }
+
+    fn token(rv: &str, last: &Value) -> String {
+        use base64::Engine;
+        let (namespace, name) = Self::ident(last);
+        let doc = json!({"rv": rv, "namespace": namespace, "name": name});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+    }
+}
+
+fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        other => Err(ApiError::unsupported_media_type(other)),
+    }
+}
+
+fn delete_options(body: &Bytes, query: &Query) -> Result<DeleteOptions, ApiError> {
+    let parsed = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        Some(parse_body(body, false)?)
+    };
+    let mut options = DeleteOptions::from_body(parsed.as_ref(), query.dry_run());
+    options.orphan |= query.get("propagationPolicy") == Some("Orphan");
+    Ok(options)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Watch
+
+struct WatchSpec {
+    ty: Arc<ResourceType>,
+    namespace: Option<String>,
+    labels: Option<LabelSelector>,
+    fields: Option<FieldSelector>,
+    as_table: bool,
+    include: IncludeObject,
+}
+
+impl WatchSpec {
+    fn matches(&self, ev: &Event) -> bool {
+        ev.group == self.ty.group
+            && ev.resource == self.ty.plural
+            && self.namespace.as_ref().is_none_or(|n| *n == ev.namespace)
+            && selected(&ev.object, &self.labels, &self.fields)
+    }
+
+    fn line(&self, kind: &str, object: &Value) -> Bytes {
+        let object = write::present(&self.ty, object.clone());
+        let object = if self.as_table {
+            let rv = object
+                .pointer("/metadata/resourceVersion")
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string();
+            table::table(&self.ty, &[&object], &rv, self.include)
+        } else {
+            object
+        };
+        let mut text =
+            serde_json::to_vec(&json!({"type": kind, "object": object})).unwrap_or_default();
+        text.push(b'\n');
+        Bytes::from(text)
+    }
+
+    fn bookmark(&self, rv: u64, initial_end: bool) -> Bytes {
+        let mut metadata = json!({"resourceVersion": rv.to_string()});
+        if initial_end {
+            metadata["annotations"] = json!({"k8s.io/initial-events-end": "true"});
+        }
+        let object = json!({
+            "kind": self.ty.kind,
+            "apiVersion": self.ty.api_version(),
+            "metadata": metadata,
+        });
+        let mut text =
+            serde_json::to_vec(&json!({"type": "BOOKMARK", "object": object})).unwrap_or_default();
+        text.push(b'\n');
+        Bytes::from(text)
+    }
+}
+
+fn error_line(err: &ApiError) -> Bytes {
+    let mut text =
+        serde_json::to_vec(&json!({"type": "ERROR", "object": err.body()})).unwrap_or_default();
+    text.push(b'\n');
+    Bytes::from(text)
+}
+
+fn watch_response(
+    shared: &Arc<Shared>,
+    ty: &Arc<ResourceType>,
+    namespace: Option<&str>,
+    query: &Query,
+    as_table: bool,
+    include: IncludeObject,
+) -> Result<Response, ApiError> {
+    let (labels, fields) = selectors(query)?;
+    let spec = WatchSpec {
+        ty: ty.clone(),
+        namespace: namespace.map(str::to_string),
+        labels,
+        fields,
+        as_table,
+        include,
+    };
+    let requested = query
+        .get("resourceVersion")
+        .filter(|r| !r.is_empty() && *r != "0");
+    let from = match requested {
+        Some(text) => Some(
+            text.parse::<u64>()
+                .map_err(|_| ApiError::bad_request(format!("invalid resource version: {text}")))?,
+        ),
+        None => None,
+    };
+    let send_initial = query.flag("sendInitialEvents");
+    let bookmarks = query.flag("allowWatchBookmarks");
+    let timeout = query
+        .get("timeoutSeconds")
+        .and_then(|t| t.parse::<u64>().ok())
+        .map(Duration::from_secs);
+
+    let mut initial: Vec<Bytes> = Vec::new();
+    let mut expired = false;
+    let (rx, start_rv) = {
+        let st = shared.lock();
+        let rx = st.tx.subscribe();
+        match from {
+            Some(n) if !send_initial => match st.events_after(n) {
+                Some(events) => {
+                    for ev in events.iter().filter(|e| spec.matches(e)) {
+                        initial.push(spec.line(ev.kind.as_str(), &ev.object));
+                    }
+                }
+                None => {
+                    expired = true;
+                    initial.push(error_line(&ApiError::expired(format!(
+                        "too old resource version: {n} ({})",
+                        st.compacted + 1
+                    ))));
+                }
+            },
+            _ => {
+                for obj in st.list(&ty.group, &ty.plural, namespace) {
+                    let ev = Event {
+                        rv: 0,
+                        kind: EventType::Added,
+                        group: ty.group.clone(),
+                        resource: ty.plural.clone(),
+                        namespace: obj
+                            .pointer("/metadata/namespace")
+                            .and_then(Value::as_str)
+                            .unwrap_or("")
+                            .to_string(),
+                        object: obj.clone(),
+                    };
+                    if spec.matches(&ev) {
+                        initial.push(spec.line("ADDED", obj));
+                    }
+                }
+                if send_initial {
+                    initial.push(spec.bookmark(st.rv, true));
+                }
+            }
+        }
+        (rx, st.rv)
+    };
+
+    let (tx, out) = mpsc::channel::<Bytes>(256);
+    let mut shutdown = shared.shutdown.clone();
+    tokio::spawn(async move {
+        let mut rx = rx;
+        for line in initial {
+            if tx.send(line).await.is_err() {
+                return;
+            }
+        }
+        if expired {
+            return;
+        }
+        let deadline = timeout.map(|t| tokio::time::Instant::now() + t);
+        let mut last_rv = start_rv;
+        let mut tick = tokio::time::interval(Duration::from_secs(5));
+        tick.tick().await;
+        loop {
+            let sleep_until = async {
+                match deadline {
+                    Some(d) => tokio::time::sleep_until(d).await,
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(ev) => {
+                        if ev.rv <= start_rv {
+                            continue;
+                        }
+                        last_rv = ev.rv;
+                        if spec.matches(&ev)
+                            && tx.send(spec.line(ev.kind.as_str(), &ev.object)).await.is_err()
+                        {
+                            return;
+                        }
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                        let err = ApiError::expired(format!(
+                            "too old resource version: {last_rv} (the watch fell behind)"
+                        ));
+                        let _ = tx.send(error_line(&err)).await;
+                        return;
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = tick.tick(), if bookmarks => {
+                    if tx.send(spec.bookmark(last_rv, false)).await.is_err() {
+                        return;
+                    }
+                }
+                _ = sleep_until => return,
+                _ = shutdown.changed() => return,
+                _ = tx.closed() => return,
+            }
+        }
+    });
+    let stream =
+        tokio_stream::wrappers::ReceiverStream::new(out).map(Ok::<_, std::convert::Infallible>);
+    let mut resp = Response::new(Body::from_stream(stream));
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    Ok(resp)
+}
