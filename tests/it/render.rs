@@ -117,7 +117,10 @@ async fn trust_anchor_unknown_defers_only_the_control_plane() {
             unknown_references,
             known_values,
             unknown_paths,
+            sensitive_paths,
         } => {
+            // The read is of a Secret: sensitive by default.
+            assert!(sensitive_paths.contains("/identityTrustAnchorsPEM"));
             assert_eq!(unknown_references, &["read.trust_anchor.value"]);
             assert_eq!(
                 known_values["identityTrustAnchorsPEM"],
@@ -432,4 +435,171 @@ async fn output_order_does_not_depend_on_parallelism() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&a), ids(&b));
+}
+
+const MANIFEST_PLAN: &str = r#"
+[plan]
+name = "manifests"
+
+[vars]
+team = "payments"
+
+[read.db_password]
+api_version = "v1"
+kind = "Secret"
+namespace = "vault"
+name = "db"
+key = "password"
+
+[manifest.apps]
+namespace = "apps"
+yaml = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  team: ${var.team}
+  password: ${read.db_password.value}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: reader
+  namespace: apps
+rules: []
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: apps
+spec: {}
+---
+apiVersion: example.io/v1
+kind: Widget
+metadata:
+  name: w
+"""
+
+[manifest.crds]
+[[manifest.crds.objects]]
+apiVersion = "apiextensions.k8s.io/v1"
+kind = "CustomResourceDefinition"
+metadata = { name = "podmonitors.monitoring.coreos.com" }
+spec = { group = "monitoring.coreos.com", scope = "Namespaced", names = { kind = "PodMonitor", plural = "podmonitors" }, versions = [] }
+"#;
+
+fn manifest_plan() -> (tempfile::TempDir, LoadedPlan) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, MANIFEST_PLAN).unwrap();
+    let plan = load_plan(&path, &[]);
+    (dir, plan)
+}
+
+#[tokio::test]
+async fn manifests_mark_unknowns_namespaces_and_scopes() {
+    let (_dir, plan) = manifest_plan();
+    // No helm node: helm is never run, even when it is missing.
+    let r = Renderer::new(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+        RenderOptions::default(),
+    );
+    let render = r
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let apps = &render.nodes[&addr("manifest.apps")];
+    let settings = &apps.objects[0];
+    assert_eq!(settings.object_ref.to_string(), "ConfigMap/apps/settings");
+    assert_eq!(settings.object["data"]["team"], "payments");
+    assert_eq!(settings.object["data"]["password"], "(known after apply)");
+    assert!(settings.is_known_after_apply());
+    assert_eq!(
+        settings.unknown_paths.iter().collect::<Vec<_>>(),
+        ["/data/password"]
+    );
+    assert!(settings.sensitive_paths.contains("/data/password"));
+    let role = &apps.objects[1];
+    assert_eq!(role.object_ref.to_string(), "ClusterRole/reader");
+    assert!(role.object["metadata"].get("namespace").is_none());
+    // The PodMonitor's scope comes from the CRD in another node of the plan.
+    let pm = &apps.objects[2];
+    assert_eq!(pm.scope, KindScope::Namespaced);
+    assert_eq!(pm.object_ref.namespace.as_deref(), Some("apps"));
+    let widget = &apps.objects[3];
+    assert_eq!(widget.scope, KindScope::Unknown);
+    assert_eq!(widget.object_ref.namespace, None);
+    insta::assert_snapshot!(dump_render(&render, DumpOptions { digests: true }));
+
+    // Once the password is read, the object is complete and its value is sensitive.
+    let reads = BTreeMap::from([(
+        addr("read.db_password"),
+        ReadValue {
+            value: "hunter2-long".into(),
+            sensitive: true,
+        },
+    )]);
+    let render = r
+        .render(
+            &plan.plan,
+            &RenderInputs {
+                reads,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let settings = &render.nodes[&addr("manifest.apps")].objects[0];
+    assert_eq!(settings.object["data"]["password"], "hunter2-long");
+    assert!(!settings.is_known_after_apply());
+    assert!(settings.sensitive_paths.contains("/data/password"));
+    assert!(!dump_render(&render, DumpOptions::default()).contains("hunter2"));
+}
+
+#[tokio::test]
+async fn discovery_drives_helm_capabilities_and_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("caps");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: caps\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  podmonitors: {{ .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/PodMonitor\" | quote }}\n---\napiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata:\n  name: caps\nspec: {}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        "[plan]\nname = \"caps\"\n[helm.caps]\nchart = \"./caps\"\nnamespace = \"obs\"\n",
+    )
+    .unwrap();
+    let plan = load_plan(&path, &[]);
+    let discovery = meshplan::render::Discovery {
+        server_version: "v1.29.4".into(),
+        resources: vec![meshplan::render::ApiResource {
+            group: "monitoring.coreos.com".into(),
+            version: "v1".into(),
+            kind: "PodMonitor".into(),
+            namespaced: true,
+        }],
+    };
+    let options = RenderOptions {
+        discovery: Some(discovery),
+        ..Default::default()
+    };
+    let render = Renderer::new(Arc::new(helm()), Arc::new(MemoryCache::new()), options)
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let node = &render.nodes[&addr("helm.caps")];
+    assert_eq!(node.objects[0].object["data"]["kube"], "v1.29.4");
+    assert_eq!(node.objects[0].object["data"]["podmonitors"], "true");
+    assert_eq!(node.objects[1].scope, KindScope::Namespaced);
+    assert_eq!(node.objects[1].object_ref.namespace.as_deref(), Some("obs"));
 }
