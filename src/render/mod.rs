@@ -107,6 +107,18 @@ pub struct PlanRender {
 }
 
 impl PlanRender {
+    /// Every object whose kind neither the cluster nor the plan knows, as the error the plan
+    /// stage reports (in address order).
+    pub fn unknown_kinds(&self) -> Vec<UnknownKind> {
+        self.objects()
+            .filter(|(_, o)| o.scope == KindScope::Unknown)
+            .map(|(address, o)| UnknownKind {
+                node: address.clone(),
+                object: o.object_ref.clone(),
+            })
+            .collect()
+    }
+
     /// Every object (hooks included) of every rendered node, in address order.
     pub fn objects(&self) -> impl Iterator<Item = (&Address, &RenderedObject)> {
         self.nodes
@@ -227,6 +239,24 @@ impl RenderedObject {
     pub fn is_known_after_apply(&self) -> bool {
         !self.unknown_paths.is_empty()
     }
+}
+
+/// An object of a kind that is not installed and not created by the plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
+#[error(
+    "{node}: {object}: kind {} ({}) is not installed and not created by the plan",
+    object.kind,
+    object.api_version
+)]
+#[diagnostic(
+    code(render::unknown_kind),
+    help(
+        "install the CRD that defines the kind first, or add a node that creates it (and depend on it)"
+    )
+)]
+pub struct UnknownKind {
+    pub node: Address,
+    pub object: ObjectRef,
 }
 
 /// Renders plans; holds the helm runner, the render cache and the options.

@@ -603,3 +603,108 @@ async fn discovery_drives_helm_capabilities_and_scopes() {
     assert_eq!(node.objects[1].scope, KindScope::Namespaced);
     assert_eq!(node.objects[1].object_ref.namespace.as_deref(), Some("obs"));
 }
+
+#[tokio::test]
+async fn unknown_kinds_are_reported_by_the_caller() {
+    let render = render_sample(trust_anchor(TRUST_ANCHOR)).await;
+    let unknown: Vec<String> = render
+        .unknown_kinds()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    // Prometheus-Operator is not part of the plan and there is no discovery: its PodMonitors
+    // are the only objects of an unknown kind (the plan's own CRDs scope the rest).
+    assert_eq!(unknown.len(), 3, "{unknown:#?}");
+    assert!(unknown.iter().all(|e| e.contains("kind PodMonitor (monitoring.coreos.com/v1) is not installed and not created by the plan")), "{unknown:#?}");
+    assert!(
+        unknown[0]
+            .starts_with("manifest.linkerd_podmonitors: PodMonitor/monitoring/linkerd-controller:"),
+        "{unknown:#?}"
+    );
+}
+
+/// A helm stand-in: answers `version`, and `template` with a fixed text; records the values
+/// file it was given (path, existence, mode).
+struct Scripted {
+    stdout: &'static str,
+    seen: std::sync::Mutex<Vec<(String, bool, u32)>>,
+}
+
+impl HelmRunner for Scripted {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        use std::os::unix::fs::PermissionsExt;
+        let stdout = if args[0] == "version" {
+            "v4.1.4"
+        } else {
+            self.stdout
+        };
+        if let Some(i) = args.iter().position(|a| a == "--values") {
+            let path = args[i + 1].clone();
+            let meta = std::fs::metadata(&path);
+            self.seen.lock().unwrap().push((
+                path,
+                meta.is_ok(),
+                meta.map(|m| m.permissions().mode() & 0o777).unwrap_or(0),
+            ));
+        }
+        Box::pin(async move {
+            Ok(HelmOutput {
+                success: true,
+                stdout: stdout.to_string(),
+                stderr: String::new(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn values_file_is_private_and_removed_and_bad_output_is_named() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        targets: Some([addr("helm.linkerd_crds")].into()),
+        ..Default::default()
+    };
+    let good = Arc::new(Scripted {
+        stdout: "---\n# Source: x/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        seen: Default::default(),
+    });
+    let render = renderer(good.clone(), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    let node = &render.nodes[&addr("helm.linkerd_crds")];
+    assert_eq!(
+        node.objects[0].source.as_deref(),
+        Some("x/templates/a.yaml")
+    );
+    let seen = good.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (path, existed, mode) in seen {
+        assert!(existed);
+        assert_eq!(mode, 0o600);
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "{path} was left behind"
+        );
+    }
+
+    let bad = Arc::new(Scripted {
+        stdout: "---\n# Source: x/templates/broken.yaml\nkind: [\n",
+        seen: Default::default(),
+    });
+    let err = renderer(bad, Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap_err();
+    match &err.errors[..] {
+        [
+            RenderError::BadOutput {
+                node, source_file, ..
+            },
+        ] => {
+            assert_eq!(node.to_string(), "helm.linkerd_crds");
+            assert_eq!(source_file.as_deref(), Some("x/templates/broken.yaml"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
