@@ -708,3 +708,61 @@ async fn values_file_is_private_and_removed_and_bad_output_is_named() {
         other => panic!("{other:?}"),
     }
 }
+
+/// Answers like [`Scripted`], holding each `template` call open for a moment and recording
+/// how many were in flight at once.
+struct Gate {
+    in_flight: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl HelmRunner for Gate {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        Box::pin(async move {
+            if args[0] == "template" {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(HelmOutput {
+                success: true,
+                stdout: if args[0] == "version" {
+                    "v4.1.4".into()
+                } else {
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n".into()
+                },
+                stderr: String::new(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn helm_nodes_render_in_parallel_within_the_bound() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    for (bound, expected) in [(1, 1), (2, 2)] {
+        let gate = Arc::new(Gate {
+            in_flight: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+        });
+        let options = RenderOptions {
+            parallelism: bound,
+            ..offline_options()
+        };
+        let render = Renderer::new(gate.clone(), Arc::new(MemoryCache::new()), options)
+            .render(&plan.plan, &inputs)
+            .await
+            .unwrap();
+        // Four helm nodes, all rendered.
+        assert_eq!(
+            render.nodes.values().filter(|n| n.helm.is_some()).count(),
+            4
+        );
+        assert_eq!(gate.max.load(Ordering::SeqCst), expected, "bound {bound}");
+    }
+}
