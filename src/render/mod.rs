@@ -501,9 +501,15 @@ impl Renderer {
             value_marks.unknown_references.extend(m.unknown_references);
             value_marks.sensitive_paths.extend(m.sensitive_paths);
         }
-        marks
-            .unknown_references
-            .extend(value_marks.unknown_references);
+        // A later layer may replace an unknown value of an earlier one.
+        value_marks
+            .unknown_paths
+            .retain(|p| values.pointer(p).and_then(Json::as_str) == Some(KNOWN_AFTER_APPLY));
+        if !value_marks.unknown_paths.is_empty() {
+            marks
+                .unknown_references
+                .extend(value_marks.unknown_references);
+        }
         if !marks.unknown_references.is_empty() {
             return Ok(RawNode::DuringApply {
                 unknown_references: marks.unknown_references.into_iter().collect(),

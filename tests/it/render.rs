@@ -766,3 +766,59 @@ async fn helm_nodes_render_in_parallel_within_the_bound() {
         assert_eq!(gate.max.load(Ordering::SeqCst), expected, "bound {bound}");
     }
 }
+
+#[tokio::test]
+async fn values_override_an_unknown_of_a_values_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v.yaml"),
+        "anchor: ${read.ca.value}\nkeep: 1\n",
+    )
+    .unwrap();
+    let plan_text = |override_anchor: bool| {
+        format!(
+            "[plan]\nname = \"v\"\n[read.ca]\napi_version = \"v1\"\nkind = \"Secret\"\n\
+             namespace = \"x\"\nname = \"ca\"\nkey = \"ca.crt\"\n\
+             [helm.app]\nchart = \"{}\"\nnamespace = \"demo\"\nvalues_files = [\"v.yaml\"]\n{}",
+            root()
+                .join("tests/fixtures/charts/random-material")
+                .display(),
+            if override_anchor {
+                "[helm.app.values]\nanchor = \"fixed\"\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let path = dir.path().join("plan.toml");
+    let render = |text: String| {
+        let path = path.clone();
+        async move {
+            std::fs::write(&path, text).unwrap();
+            let plan = load_plan(&path, &[]);
+            let runner = Arc::new(Scripted {
+                stdout: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+                seen: Default::default(),
+            });
+            renderer(runner, Arc::new(MemoryCache::new()))
+                .render(&plan.plan, &RenderInputs::default())
+                .await
+                .unwrap()
+                .nodes[&addr("helm.app")]
+                .status
+                .clone()
+        }
+    };
+    match render(plan_text(false)).await {
+        NodeStatus::RenderedDuringApply {
+            unknown_references,
+            known_values,
+            ..
+        } => {
+            assert_eq!(unknown_references, ["read.ca.value"]);
+            assert_eq!(known_values["keep"], 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(render(plan_text(true)).await, NodeStatus::Rendered);
+}
