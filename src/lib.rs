@@ -6,7 +6,8 @@
 //! plan.toml ─► planfile (TOML → Raw* syntax with spans)
 //!           ─► model    (validated nodes, vars, references; no I/O)
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
-//!           ─► render ─► diff ─► apply ─► state          (later stages)
+//!           ─► render   (desired objects per node: manifests, helm template, digests)
+//!           ─► diff ─► apply ─► state                      (later stages)
 //! ```
 //!
 //! [`load::load`] runs the first three stages and is how every command gets a plan: it returns a
@@ -23,4 +24,5 @@ pub mod graph;
 pub mod load;
 pub mod model;
 pub mod planfile;
+pub mod render;
 pub mod sandbox;
