@@ -14,8 +14,10 @@
 //! try plans without a cluster and by the integration tests.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod graph;
 pub mod model;
 pub mod planfile;
 pub mod sandbox;
+pub mod state;
