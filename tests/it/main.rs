@@ -1,1 +1,3 @@
 //! The one integration test binary: a module per command or subsystem.
+mod cluster;
+mod state;

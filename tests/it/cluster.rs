@@ -1,0 +1,639 @@
+//! The cluster door (`KubeCluster`) against a sandbox: discovery, reads, server-side apply,
+//! conflicts, deletes, replace, watch-based waits and connection errors.
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use meshplan::cluster::{
+    ApplyOptions, Cluster, ClusterError, ConnectOptions, DeleteOptions, KindRef, KubeCluster,
+    ObjectRef, WaitOutcome, WriteOptions,
+};
+use meshplan::sandbox::{self, Sandbox, SandboxConfig};
+use serde_json::{Value, json};
+
+struct Fixture {
+    sandbox: Sandbox,
+    cluster: Arc<dyn Cluster>,
+    _dir: tempfile::TempDir,
+}
+
+async fn fixture() -> Fixture {
+    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    sandbox.write_kubeconfig(&kubeconfig).unwrap();
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(kubeconfig),
+        context: None,
+    })
+    .await
+    .unwrap();
+    Fixture {
+        sandbox,
+        cluster: Arc::new(cluster),
+        _dir: dir,
+    }
+}
+
+impl Fixture {
+    async fn stop(self) {
+        self.sandbox.shutdown().await.unwrap();
+    }
+}
+
+fn cm(name: &str, data: Value) -> Value {
+    json!({"apiVersion": "v1", "kind": "ConfigMap",
+           "metadata": {"name": name, "namespace": "default"}, "data": data})
+}
+
+fn cm_ref(name: &str) -> ObjectRef {
+    ObjectRef::new("v1", "ConfigMap", Some("default"), name)
+}
+
+fn rv(o: &Value) -> String {
+    o["metadata"]["resourceVersion"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+fn widget_crd() -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": "widgets.example.com"},
+        "spec": {
+            "group": "example.com", "scope": "Namespaced",
+            "names": {"plural": "widgets", "singular": "widget", "kind": "Widget", "listKind": "WidgetList"},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]
+        }
+    })
+}
+
+fn has_condition(o: Option<&Value>, kind: &str) -> bool {
+    o.and_then(|o| o.pointer("/status/conditions"))
+        .and_then(Value::as_array)
+        .is_some_and(|cs| {
+            cs.iter()
+                .any(|c| c["type"] == kind && c["status"] == "True")
+        })
+}
+
+#[tokio::test]
+async fn discovery_sees_configmaps_and_a_crd_once_applied() {
+    let f = fixture().await;
+    let version = f.cluster.server_version().await.unwrap();
+    assert!(
+        !version.major.is_empty() && version.git_version.starts_with('v'),
+        "{version:?}"
+    );
+
+    let d = f.cluster.discover().await.unwrap();
+    let cms = d.find(&KindRef::new("v1", "ConfigMap")).unwrap();
+    assert_eq!(cms.plural, "configmaps");
+    assert!(cms.namespaced);
+    for verb in [
+        "create", "delete", "get", "list", "patch", "update", "watch",
+    ] {
+        assert!(cms.supports(verb), "{verb} in {:?}", cms.verbs);
+    }
+    let deployments = d.find(&KindRef::new("apps/v1", "Deployment")).unwrap();
+    assert!(
+        deployments.subresources.contains(&"status".to_owned()),
+        "{deployments:?}"
+    );
+    let ns = d.find(&KindRef::new("v1", "Namespace")).unwrap();
+    assert!(!ns.namespaced);
+    assert!(d.api_versions().contains(&"apps/v1/Deployment".to_owned()));
+
+    // Before the CRD: the kind is not installed, and the message says what to do.
+    let widget = ObjectRef::new("example.com/v1", "Widget", Some("default"), "w1");
+    let err = f.cluster.get(&widget).await.unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::KindNotInstalled { kind } if kind.kind == "Widget"),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        "kind Widget (example.com/v1) is not installed in the cluster"
+    );
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert_eq!(
+        help,
+        "install its CRD first, or add the node that creates it"
+    );
+
+    let crd = widget_crd();
+    f.cluster
+        .apply(&crd, &ApplyOptions::default())
+        .await
+        .unwrap();
+    let crd_ref = ObjectRef::from_object(&crd).unwrap();
+    let established = f
+        .cluster
+        .wait_for(
+            &crd_ref,
+            &|o| has_condition(o, "Established"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert!(established.is_met(), "{established:?}");
+
+    // The kept discovery lacks Widget: the cluster rediscovers by itself.
+    assert_eq!(f.cluster.get(&widget).await.unwrap(), None);
+    let d = f.cluster.discover().await.unwrap();
+    let w = d.find(&KindRef::new("example.com/v1", "Widget")).unwrap();
+    assert_eq!((w.plural.as_str(), w.namespaced), ("widgets", true));
+    let body = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                      "metadata": {"name": "w1", "namespace": "default"}, "spec": {"size": 3}});
+    f.cluster
+        .apply(&body, &ApplyOptions::default())
+        .await
+        .unwrap();
+    let got = f.cluster.get(&widget).await.unwrap().unwrap();
+    assert_eq!(got["spec"]["size"], 3);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn apply_creates_then_a_repeat_keeps_the_resource_version() {
+    let f = fixture().await;
+    let body = cm("settings", json!({"a": "1"}));
+    let created = f
+        .cluster
+        .apply(&body, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(created["data"]["a"], "1");
+    assert_eq!(created["kind"], "ConfigMap");
+    let managers: Vec<&str> = created["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|m| m["manager"].as_str())
+        .collect();
+    assert_eq!(managers, vec!["meshplan"]);
+
+    let again = f
+        .cluster
+        .apply(&body, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(rv(&again), rv(&created));
+    let live = f.cluster.get(&cm_ref("settings")).await.unwrap().unwrap();
+    assert_eq!(rv(&live), rv(&created));
+
+    let changed = f
+        .cluster
+        .apply(&cm("settings", json!({"a": "2"})), &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_ne!(rv(&changed), rv(&created));
+    assert_eq!(changed["data"]["a"], "2");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn dry_runs_store_nothing() {
+    let f = fixture().await;
+    let dry = ApplyOptions {
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    let result = f
+        .cluster
+        .apply(&cm("ghost", json!({"a": "1"})), &dry)
+        .await
+        .unwrap();
+    assert_eq!(result["data"]["a"], "1");
+    assert_eq!(f.cluster.get(&cm_ref("ghost")).await.unwrap(), None);
+
+    let created = f
+        .cluster
+        .apply(&cm("real", json!({"a": "1"})), &ApplyOptions::default())
+        .await
+        .unwrap();
+    let preview = f
+        .cluster
+        .apply(&cm("real", json!({"a": "9"})), &dry)
+        .await
+        .unwrap();
+    assert_eq!(preview["data"]["a"], "9");
+    let live = f.cluster.get(&cm_ref("real")).await.unwrap().unwrap();
+    assert_eq!(
+        (live["data"]["a"].as_str(), rv(&live)),
+        (Some("1"), rv(&created))
+    );
+
+    let existed = f
+        .cluster
+        .delete(
+            &cm_ref("real"),
+            &DeleteOptions {
+                dry_run: true,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    assert!(existed);
+    assert!(f.cluster.get(&cm_ref("real")).await.unwrap().is_some());
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn a_conflict_with_another_manager_names_it_and_the_field() {
+    let f = fixture().await;
+    let other = ApplyOptions {
+        field_manager: "other-tool".to_owned(),
+        ..ApplyOptions::default()
+    };
+    f.cluster
+        .apply(&cm("shared", json!({"a": "1"})), &other)
+        .await
+        .unwrap();
+    let err = f
+        .cluster
+        .apply(&cm("shared", json!({"a": "2"})), &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    match &err {
+        ClusterError::Conflict {
+            object, conflicts, ..
+        } => {
+            assert_eq!(**object, cm_ref("shared"));
+            assert_eq!(conflicts.len(), 1, "{conflicts:?}");
+            assert_eq!(conflicts[0].manager, "other-tool");
+            assert_eq!(conflicts[0].field, ".data.a");
+        }
+        other => panic!("expected a conflict, got {other}"),
+    }
+    assert!(err.is_field_conflict());
+    assert!(
+        err.to_string().contains("v1 ConfigMap default/shared"),
+        "{err}"
+    );
+    // Not forced: the value is still the other manager's.
+    let live = f.cluster.get(&cm_ref("shared")).await.unwrap().unwrap();
+    assert_eq!(live["data"]["a"], "1");
+
+    let forced = ApplyOptions {
+        force: true,
+        ..ApplyOptions::default()
+    };
+    let taken = f
+        .cluster
+        .apply(&cm("shared", json!({"a": "2"})), &forced)
+        .await
+        .unwrap();
+    assert_eq!(taken["data"]["a"], "2");
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_fields_and_invalid_values_are_refused_with_causes() {
+    let f = fixture().await;
+    let crd = widget_crd();
+    f.cluster
+        .apply(&crd, &ApplyOptions::default())
+        .await
+        .unwrap();
+    let crd_ref = ObjectRef::from_object(&crd).unwrap();
+    let established = f
+        .cluster
+        .wait_for(
+            &crd_ref,
+            &|o| has_condition(o, "Established"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert!(established.is_met(), "{established:?}");
+    let widget = ObjectRef::new("example.com/v1", "Widget", Some("default"), "w");
+
+    // fieldValidation=Strict: an unknown field is an error, not silently dropped.
+    let typo = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                      "metadata": {"name": "w", "namespace": "default"}, "spec": {"sise": 3}});
+    let err = f
+        .cluster
+        .apply(&typo, &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Invalid { object, message, .. } if **object == widget && message.contains("sise")),
+        "{err}"
+    );
+    assert_eq!(f.cluster.get(&widget).await.unwrap(), None);
+
+    // A value of the wrong type: 422 with the field in the causes.
+    let wrong = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                       "metadata": {"name": "w", "namespace": "default"}, "spec": {"size": "big"}});
+    let err = f
+        .cluster
+        .apply(&wrong, &ApplyOptions::default())
+        .await
+        .unwrap_err();
+    match &err {
+        ClusterError::Invalid { causes, .. } => {
+            assert!(
+                causes.iter().any(|c| c.field.contains("spec.size")),
+                "{causes:?}"
+            );
+        }
+        other => panic!("expected Invalid, got {other}"),
+    }
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn delete_reports_whether_the_object_existed_and_honours_preconditions() {
+    let f = fixture().await;
+    let created = f
+        .cluster
+        .apply(&cm("gone", json!({"a": "1"})), &ApplyOptions::default())
+        .await
+        .unwrap();
+    let stale = DeleteOptions {
+        resource_version: Some("1".to_owned()),
+        ..Default::default()
+    };
+    assert_ne!(rv(&created), "1");
+    let err = f.cluster.delete(&cm_ref("gone"), &stale).await.unwrap_err();
+    assert!(
+        matches!(err, ClusterError::Conflict { ref conflicts, .. } if conflicts.is_empty()),
+        "{err}"
+    );
+    let exact = DeleteOptions {
+        resource_version: Some(rv(&created)),
+        propagation: Some(meshplan::cluster::Propagation::Background),
+        ..Default::default()
+    };
+    assert!(f.cluster.delete(&cm_ref("gone"), &exact).await.unwrap());
+    assert_eq!(f.cluster.get(&cm_ref("gone")).await.unwrap(), None);
+    assert!(
+        !f.cluster
+            .delete(&cm_ref("gone"), &DeleteOptions::default())
+            .await
+            .unwrap()
+    );
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn list_filters_by_namespace_and_labels_in_one_request() {
+    let f = fixture().await;
+    for (name, ns, tier) in [
+        ("a", "default", "web"),
+        ("b", "default", "db"),
+        ("c", "kube-system", "web"),
+    ] {
+        let body = json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": name, "namespace": ns, "labels": {"tier": tier}}});
+        f.cluster
+            .apply(&body, &ApplyOptions::default())
+            .await
+            .unwrap();
+    }
+    let kind = KindRef::new("v1", "ConfigMap");
+    let names = |l: &meshplan::cluster::ObjectList| -> Vec<String> {
+        let mut v: Vec<String> = l
+            .items
+            .iter()
+            .map(|o| o["metadata"]["name"].as_str().unwrap().to_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let web_everywhere = f.cluster.list(&kind, None, Some("tier=web")).await.unwrap();
+    assert_eq!(names(&web_everywhere), vec!["a", "c"]);
+    assert!(!web_everywhere.resource_version.is_empty());
+    assert!(
+        web_everywhere
+            .items
+            .iter()
+            .all(|o| o["kind"] == "ConfigMap" && o["apiVersion"] == "v1")
+    );
+    let in_default = f
+        .cluster
+        .list(&kind, Some("default"), Some("tier"))
+        .await
+        .unwrap();
+    assert_eq!(names(&in_default), vec!["a", "b"]);
+    let namespaces = f
+        .cluster
+        .list(&KindRef::new("v1", "Namespace"), None, None)
+        .await
+        .unwrap();
+    assert!(names(&namespaces).contains(&"kube-system".to_owned()));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn replace_restores_a_snapshot_and_create_refuses_an_existing_object() {
+    let f = fixture().await;
+    let snapshot = f
+        .cluster
+        .apply(&cm("restored", json!({"a": "1"})), &ApplyOptions::default())
+        .await
+        .unwrap();
+    let err = f
+        .cluster
+        .create(&cm("restored", json!({"a": "x"})), &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::AlreadyExists { .. }), "{err}");
+    f.cluster
+        .apply(
+            &cm("restored", json!({"a": "2", "b": "new"})),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    // PUT the snapshot back (resourceVersion dropped: an unconditional restore).
+    let mut body = snapshot.clone();
+    body["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("resourceVersion");
+    body["metadata"]
+        .as_object_mut()
+        .unwrap()
+        .remove("managedFields");
+    let restored = f
+        .cluster
+        .replace(&body, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(restored["data"], json!({"a": "1"}));
+    // A stale resourceVersion is a conflict.
+    let err = f
+        .cluster
+        .replace(&snapshot, &WriteOptions::default())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, ClusterError::Conflict { .. }), "{err}");
+    // Recreate after delete.
+    f.cluster
+        .delete(&cm_ref("restored"), &DeleteOptions::default())
+        .await
+        .unwrap();
+    let recreated = f
+        .cluster
+        .create(&body, &WriteOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(recreated["data"], json!({"a": "1"}));
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn wait_for_returns_when_the_condition_holds_or_the_last_object_on_timeout() {
+    let f = fixture().await;
+    f.cluster
+        .apply(
+            &cm("gate", json!({"ready": "no"})),
+            &ApplyOptions::default(),
+        )
+        .await
+        .unwrap();
+    let ready = |o: Option<&Value>| o.is_some_and(|o| o["data"]["ready"] == "yes");
+
+    let outcome = f
+        .cluster
+        .wait_for(&cm_ref("gate"), &ready, Duration::from_millis(300))
+        .await
+        .unwrap();
+    match &outcome {
+        WaitOutcome::TimedOut(Some(last)) => assert_eq!(last["data"]["ready"], "no"),
+        other => panic!("expected a timeout with the last object, got {other:?}"),
+    }
+
+    // A change made while waiting is seen through the watch.
+    let cluster = f.cluster.clone();
+    let writer = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster
+            .apply(
+                &cm("gate", json!({"ready": "yes"})),
+                &ApplyOptions::default(),
+            )
+            .await
+            .unwrap();
+    });
+    let outcome = f
+        .cluster
+        .wait_for(&cm_ref("gate"), &ready, Duration::from_secs(20))
+        .await
+        .unwrap();
+    writer.await.unwrap();
+    assert!(outcome.is_met(), "{outcome:?}");
+    assert_eq!(outcome.object().unwrap()["data"]["ready"], "yes");
+
+    // Waiting for absence.
+    let cluster = f.cluster.clone();
+    let deleter = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cluster
+            .delete(&cm_ref("gate"), &DeleteOptions::default())
+            .await
+            .unwrap();
+    });
+    let gone = f
+        .cluster
+        .wait_for(&cm_ref("gate"), &|o| o.is_none(), Duration::from_secs(20))
+        .await
+        .unwrap();
+    deleter.await.unwrap();
+    assert_eq!(gone, WaitOutcome::Met(None));
+
+    // An object that never appears times out with nothing seen.
+    let never = f
+        .cluster
+        .wait_for(
+            &cm_ref("never"),
+            &|o| o.is_some(),
+            Duration::from_millis(200),
+        )
+        .await
+        .unwrap();
+    assert_eq!(never, WaitOutcome::TimedOut(None));
+    f.stop().await;
+}
+
+fn write_kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
+    let path = dir.join("kubeconfig");
+    std::fs::write(&path, sandbox::kubeconfig_yaml(url)).unwrap();
+    path
+}
+
+#[tokio::test]
+async fn an_unreachable_cluster_is_named() {
+    let port = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap().port()
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("http://127.0.0.1:{port}");
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let err = cluster.server_version().await.unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Unreachable { url: u, .. } if *u == url),
+        "{err}"
+    );
+    assert_eq!(
+        err.to_string(),
+        format!("the cluster at {url} is unreachable")
+    );
+    let err = cluster.get(&cm_ref("x")).await.unwrap_err();
+    assert!(matches!(err, ClusterError::Unreachable { .. }), "{err}");
+}
+
+#[tokio::test]
+async fn kubeconfig_problems_name_the_file_or_the_context() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("broken.yaml");
+    std::fs::write(&bad, "clusters: [this is: not: valid").unwrap();
+    let err = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(bad.clone()),
+        context: None,
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Kubeconfig { path, .. } if *path == bad),
+        "{err}"
+    );
+    assert!(err.to_string().contains("broken.yaml"), "{err}");
+
+    let missing = dir.path().join("missing.yaml");
+    let err = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(missing.clone()),
+        context: None,
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Kubeconfig { path, .. } if *path == missing),
+        "{err}"
+    );
+
+    let good = write_kubeconfig(dir.path(), "http://127.0.0.1:1");
+    let err = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(good),
+        context: Some("nope".to_owned()),
+    })
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::NoContext { context, .. } if context == "nope"),
+        "{err}"
+    );
+}
