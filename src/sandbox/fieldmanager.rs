@@ -22,17 +22,22 @@
 //!   children as `".": {}`.
 //! - The shape of a value comes from [`ListTypes`]: lists are atomic, sets or maps keyed by
 //!   some fields; objects are granular unless [`ListTypes::map_is_atomic`] says otherwise.
-//!   Every object key is treated as a declared (named) field.
+//!   Object keys are declared fields unless [`ListTypes::keys_are_map_keys`] says they are
+//!   map keys (which are owned themselves, like in a schemaless object).
 //! - Apply: `merged = live ⊕ config`; the applier's set becomes the fields of `config`;
 //!   fields it applied last time and nobody (the applier included) owns any more are pruned;
 //!   the differences between `live` and the result are conflicts for other managers that own
 //!   a modified or added field (moved to the applier with `force`), and removed fields leave
-//!   every set.
+//!   every set. The fields of an existing object without managedFields first go to an
+//!   `Update` entry of `before-first-apply`.
 //! - Update: the differences between `old` and `new` (modified and added fields) move to the
 //!   writer's `Update` entry and leave all other entries; removed fields leave every entry.
+//!   Beyond ten `Update` entries the oldest merge into `ancient-changes`.
 //! - Entries are sorted as the API server sorts them: `Apply` before `Update`, then by time,
-//!   manager, apiVersion and subresource. An entry's `time` changes only when the entry is
-//!   created, when its field set changes or when the write changed the object.
+//!   manager, apiVersion and subresource. One entry exists per manager, operation and
+//!   subresource. An `Apply` entry's `time` changes only when the entry is created, when its
+//!   field set changes or when the apply changed the object; an `Update` entry's when the
+//!   write gave it fields.
 
 use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
@@ -60,6 +65,15 @@ pub trait ListTypes: Send + Sync {
     /// items of a list, the list's path) is atomic (`x-kubernetes-map-type: atomic`,
     /// `+structType=atomic`): replaced and owned as a whole. Default: granular.
     fn map_is_atomic(&self, path: &[&str]) -> bool {
+        let _ = path;
+        false
+    }
+
+    /// Whether the keys of the object at `path` are map keys rather than declared fields
+    /// (`additionalProperties`, `x-kubernetes-preserve-unknown-fields` without `properties`,
+    /// built-in `map[string]T`). A map key is owned itself even when its value is an object
+    /// (FieldsV1 `".": {}` beside its children). Default: declared fields.
+    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
         let _ = path;
         false
     }
@@ -116,12 +130,31 @@ pub fn apply(
     let live_content = live.map_or_else(|| Value::Object(Map::new()), strip_managed_fields);
     let original = live.map(decode_entries).unwrap_or_default();
     let mut entries = original.clone();
+    if live.is_some() && entries.is_empty() {
+        // An existing object without managedFields: its fields become the fields of an
+        // Update by `before-first-apply`, so that applying different values conflicts.
+        record_update(
+            &types,
+            &mut entries,
+            &zero_object(&live_content),
+            &live_content,
+            &ignored,
+            BEFORE_FIRST_APPLY,
+            ctx,
+        );
+    }
 
-    // The config without what this endpoint never writes.
+    // The config without what this endpoint never writes and without the server's metadata
+    // (a `creationTimestamp: null` from a generated manifest must not look like a change).
     let mut config = strip_managed_fields(config);
     if let Value::Object(map) = &mut config {
         for top in ignored.members.iter().filter_map(Pe::field_name) {
             map.remove(top);
+        }
+        if let Some(Value::Object(meta)) = map.get_mut("metadata") {
+            for field in SERVER_METADATA {
+                meta.remove(*field);
+            }
         }
     }
 
@@ -146,9 +179,9 @@ pub fn apply(
     };
     entries[applier].set = new_set;
 
-    let result = match &last_set {
+    let (mut result, emptied) = match &last_set {
         Some(last) if !last.is_empty() => types.prune(&merged, &entries, last),
-        _ => merged,
+        _ => (merged, FieldSet::default()),
     };
 
     // Ownership changes caused by the differences between live and the result.
@@ -185,6 +218,8 @@ pub fn apply(
         }
     }
 
+    types.drop_nulls(&mut result, &emptied, &mut Vec::new());
+
     let strip = untracked_set();
     for entry in &mut entries {
         entry.set = entry.set.difference(&strip);
@@ -219,7 +254,7 @@ pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
     }
     let types = Types { lt: ctx.list_types };
     let ignored = ignored_set(ctx);
-    let old_content = old.map_or_else(|| Value::Object(Map::new()), strip_managed_fields);
+    let old_content = old.map_or_else(|| zero_object(new), strip_managed_fields);
     let new_content = strip_managed_fields(new);
     let original = if clears_managed_fields(new) {
         Vec::new()
@@ -227,41 +262,16 @@ pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
         old.map(decode_entries).unwrap_or_default()
     };
     let mut entries = original.clone();
-
-    let comparison = types
-        .compare_objects(&old_content, &new_content)
-        .exclude(&ignored);
-    let changed = comparison.modified.union(&comparison.added);
-    for entry in &mut entries {
-        entry.set = entry
-            .set
-            .difference(&changed)
-            .difference(&comparison.removed);
-    }
-    entries.retain(|e| !e.set.is_empty());
-
-    let taken = changed
-        .difference(&comparison.removed)
-        .recursive_difference(&ignored)
-        .difference(&untracked_set());
-    if !taken.is_empty() {
-        let key = (ctx.manager, OP_UPDATE, ctx.subresource);
-        match entries.iter_mut().find(|e| e.has_key(key)) {
-            Some(entry) => {
-                entry.set = entry.set.union(&taken);
-                entry.api_version = ctx.api_version.to_string();
-                entry.time = Some(ctx.now.to_string());
-            }
-            None => entries.push(Entry {
-                manager: ctx.manager.to_string(),
-                operation: OP_UPDATE.to_string(),
-                api_version: ctx.api_version.to_string(),
-                time: Some(ctx.now.to_string()),
-                subresource: ctx.subresource.map(str::to_string),
-                set: taken,
-            }),
-        }
-    }
+    record_update(
+        &types,
+        &mut entries,
+        &old_content,
+        &new_content,
+        &ignored,
+        ctx.manager,
+        ctx,
+    );
+    cap_update_managers(&mut entries);
     with_entries(new_content, entries, old, &original)
 }
 
@@ -302,6 +312,15 @@ pub fn conflict_cause_message(conflict: &Conflict) -> String {
 
 /// The list and map rules of the built-in kinds (the `listType`/`patchMergeKey`/`mapType`/
 /// `structType` markers of the core types) and of object metadata.
+///
+/// Lists: containers, initContainers, ephemeralContainers, volumes, imagePullSecrets,
+/// resourceClaims and schedulingGates by `name` (anywhere), a container's env by `name`,
+/// ports by `containerPort`+`protocol`, volumeMounts by `mountPath`, volumeDevices by
+/// `devicePath`; Service `spec.ports` by `port`+`protocol`; `metadata.ownerReferences` by
+/// `uid`; `status.conditions` by `type`; hostAliases by `ip`; topologySpreadConstraints by
+/// `topologyKey`+`whenUnsatisfiable`; `metadata.finalizers` is a set; everything else atomic.
+/// Atomic objects: `spec.selector` (workloads and Services), label/namespace/pod/node
+/// selectors, env `valueFrom` references, owner references, image pull secrets, roleRef.
 ///
 /// Map-list keys are computed from the key fields present in an item, with `protocol`
 /// defaulting to `"TCP"` as the real schema defaults it, so that a container port without a
@@ -364,6 +383,189 @@ impl ListTypes for BuiltinListTypes {
                         | "roleRef"
                 ]
         )
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Update bookkeeping
+// ---------------------------------------------------------------------------------------
+
+/// What a create is compared against: the zero value of the object's type as the API server
+/// sees it (the non-optional structs of built-in kinds exist empty, so creating them does not
+/// own them as a whole), or an empty object for other kinds.
+fn zero_object(object: &Value) -> Value {
+    let api_version = object.get("apiVersion").and_then(Value::as_str);
+    let kind = object.get("kind").and_then(Value::as_str);
+    let pod_template = || {
+        json_object([
+            (
+                "metadata",
+                json_object([("creationTimestamp", Value::Null)]),
+            ),
+            ("spec", json_object([("containers", Value::Null)])),
+        ])
+    };
+    let spec = match (api_version, kind) {
+        (Some("apps/v1"), Some("Deployment")) => json_object([
+            ("selector", Value::Null),
+            ("template", pod_template()),
+            ("strategy", json_object([])),
+        ]),
+        (Some("apps/v1"), Some("StatefulSet" | "DaemonSet")) => json_object([
+            ("selector", Value::Null),
+            ("template", pod_template()),
+            ("updateStrategy", json_object([])),
+        ]),
+        (Some("apps/v1"), Some("ReplicaSet")) => {
+            json_object([("selector", Value::Null), ("template", pod_template())])
+        }
+        (Some("batch/v1"), Some("Job")) => json_object([("template", pod_template())]),
+        (Some("batch/v1"), Some("CronJob")) => json_object([(
+            "jobTemplate",
+            json_object([
+                (
+                    "metadata",
+                    json_object([("creationTimestamp", Value::Null)]),
+                ),
+                ("spec", json_object([("template", pod_template())])),
+            ]),
+        )]),
+        (Some("v1"), Some("Pod")) => json_object([("containers", Value::Null)]),
+        (Some("v1"), Some("Service" | "Namespace")) => json_object([]),
+        _ => Value::Null,
+    };
+    let mut zero = json_object([("metadata", json_object([]))]);
+    if let (Value::Object(map), false) = (&mut zero, spec.is_null()) {
+        map.insert("spec".to_string(), spec);
+    }
+    zero
+}
+
+fn json_object<const N: usize>(entries: [(&str, Value); N]) -> Value {
+    Value::Object(
+        entries
+            .into_iter()
+            .map(|(key, value)| (key.to_string(), value))
+            .collect(),
+    )
+}
+
+/// The bookkeeping of an `Update` write by `manager` from `old` to `new`: the changed fields
+/// leave every entry and join the manager's `Update` entry (created if needed, time `now`);
+/// removed fields leave every entry.
+fn record_update(
+    types: &Types<'_>,
+    entries: &mut Vec<Entry>,
+    old: &Value,
+    new: &Value,
+    ignored: &FieldSet,
+    manager: &str,
+    ctx: &Context<'_>,
+) {
+    let comparison = types.compare_objects(old, new).exclude(ignored);
+    let changed = comparison.modified.union(&comparison.added);
+    for entry in entries.iter_mut() {
+        entry.set = entry
+            .set
+            .difference(&changed)
+            .difference(&comparison.removed);
+    }
+    entries.retain(|e| !e.set.is_empty());
+
+    let taken = changed
+        .difference(&comparison.removed)
+        .recursive_difference(ignored)
+        .difference(&untracked_set());
+    if taken.is_empty() {
+        return;
+    }
+    let key = (manager, OP_UPDATE, ctx.subresource);
+    match entries.iter_mut().find(|e| e.has_key(key)) {
+        Some(entry) => {
+            entry.set = entry.set.union(&taken);
+            entry.api_version = ctx.api_version.to_string();
+            entry.time = Some(ctx.now.to_string());
+        }
+        None => entries.push(Entry {
+            manager: manager.to_string(),
+            operation: OP_UPDATE.to_string(),
+            api_version: ctx.api_version.to_string(),
+            time: Some(ctx.now.to_string()),
+            subresource: ctx.subresource.map(str::to_string),
+            set: taken,
+        }),
+    }
+}
+
+/// At most this many `Update` entries are kept; older ones merge into
+/// [`ANCIENT_CHANGES`] entries (one per apiVersion), as the API server does.
+const MAX_UPDATE_MANAGERS: usize = 10;
+
+/// The manager of the entry that collects the oldest updates.
+const ANCIENT_CHANGES: &str = "ancient-changes";
+
+/// The manager that owns the fields of an object that had no managedFields when it is
+/// first applied to.
+const BEFORE_FIRST_APPLY: &str = "before-first-apply";
+
+/// Merges the oldest `Update` entries, per apiVersion, into an `ancient-changes` entry until
+/// at most [`MAX_UPDATE_MANAGERS`] remain.
+fn cap_update_managers(entries: &mut Vec<Entry>) {
+    let mut updaters: Vec<Entry> = entries
+        .iter()
+        .filter(|e| e.operation == OP_UPDATE)
+        .cloned()
+        .collect();
+    if updaters.len() <= MAX_UPDATE_MANAGERS {
+        return;
+    }
+    updaters.sort_by(|a, b| {
+        a.time
+            .cmp(&b.time)
+            .then_with(|| a.manager.cmp(&b.manager))
+            .then_with(|| a.api_version.cmp(&b.api_version))
+            .then_with(|| a.subresource.cmp(&b.subresource))
+    });
+    let same = |a: &Entry, b: &Entry| {
+        a.manager == b.manager
+            && a.operation == b.operation
+            && a.api_version == b.api_version
+            && a.subresource == b.subresource
+    };
+    let is_bucket = |e: &Entry, version: &str| {
+        e.manager == ANCIENT_CHANGES
+            && e.operation == OP_UPDATE
+            && e.api_version == version
+            && e.subresource.is_none()
+    };
+    let mut first_of_version: BTreeMap<String, Entry> = BTreeMap::new();
+    let mut length = updaters.len();
+    for updater in &updaters {
+        if length <= MAX_UPDATE_MANAGERS {
+            break;
+        }
+        let version = updater.api_version.clone();
+        let Some(first) = first_of_version.get(&version) else {
+            first_of_version.insert(version, updater.clone());
+            continue;
+        };
+        if is_bucket(updater, &version) {
+            continue;
+        }
+        let bucket = match entries.iter().position(|e| is_bucket(e, &version)) {
+            Some(i) => Some(i),
+            None => entries.iter().position(|e| same(e, first)).inspect(|&i| {
+                entries[i].manager = ANCIENT_CHANGES.to_string();
+                entries[i].subresource = None;
+            }),
+        };
+        let Some(bucket) = bucket else {
+            continue;
+        };
+        entries[bucket].set = entries[bucket].set.union(&updater.set);
+        entries[bucket].time = updater.time.clone();
+        entries.retain(|e| !same(e, updater));
+        length -= 1;
     }
 }
 
@@ -651,19 +853,6 @@ impl FieldSet {
         FieldSet { members, children }
     }
 
-    /// Every named field on the way to an owned path becomes a member too.
-    fn ensure_named_fields(&self) -> FieldSet {
-        let mut members = self.members.clone();
-        let mut children = BTreeMap::new();
-        for (pe, child) in &self.children {
-            if matches!(pe, Pe::Field(_)) {
-                members.insert(pe.clone());
-            }
-            children.insert(pe.clone(), child.ensure_named_fields());
-        }
-        FieldSet { members, children }
-    }
-
     /// All member paths: at each level the members first, then the children, in order.
     fn paths(&self) -> Vec<Vec<Pe>> {
         fn walk(set: &FieldSet, prefix: &mut Vec<Pe>, out: &mut Vec<Vec<Pe>>) {
@@ -727,6 +916,16 @@ impl FieldSet {
     }
 }
 
+/// Metadata the server sets; never taken from an applied configuration.
+const SERVER_METADATA: &[&str] = &[
+    "uid",
+    "resourceVersion",
+    "generation",
+    "creationTimestamp",
+    "deletionTimestamp",
+    "selfLink",
+];
+
 /// The paths never tracked (removed from every set, non-recursively).
 fn untracked_set() -> FieldSet {
     let mut set = FieldSet::default();
@@ -755,11 +954,12 @@ fn untracked_set() -> FieldSet {
 /// The fields this request may not write (reset by the endpoint).
 fn ignored_set(ctx: &Context<'_>) -> FieldSet {
     let mut set = FieldSet::default();
-    if ctx.ignore_status {
-        set.insert(&[Pe::Field("status".to_string())]);
-    }
     if ctx.subresource == Some("status") {
+        // The status endpoint writes status only (as the API server's status strategies
+        // reset `spec`); `ignore_status` concerns the main endpoint.
         set.insert(&[Pe::Field("spec".to_string())]);
+    } else if ctx.ignore_status {
+        set.insert(&[Pe::Field("status".to_string())]);
     }
     set
 }
@@ -881,10 +1081,18 @@ impl Types<'_> {
         let shape = self.shape(fpath, value);
         match (&shape, value) {
             (Shape::Struct, Value::Object(map)) => {
+                // An empty object is owned itself (like null), so that `{}` can be applied.
+                if map.is_empty() {
+                    set.insert(path);
+                }
+                let keys_are_map_keys = self.lt.keys_are_map_keys(&refs(fpath));
                 for (key, child) in map {
                     fpath.push(key.clone());
                     path.push(Pe::Field(key.clone()));
                     self.collect(child, fpath, path, set);
+                    if keys_are_map_keys {
+                        set.insert(path);
+                    }
                     path.pop();
                     fpath.pop();
                 }
@@ -901,13 +1109,46 @@ impl Types<'_> {
         }
     }
 
+    /// `set` where every declared field on the way to an owned path is a member too
+    /// (structured-merge-diff `EnsureNamedFieldsAreMembers`); map keys are not.
+    fn ensure_named(&self, set: &FieldSet) -> FieldSet {
+        self.ensure_named_at(set, &mut Vec::new())
+    }
+
+    fn ensure_named_at(&self, set: &FieldSet, fpath: &mut Vec<String>) -> FieldSet {
+        let mut members = set.members.clone();
+        let mut children = BTreeMap::new();
+        let keys_are_map_keys = self.lt.keys_are_map_keys(&refs(fpath));
+        for (pe, child) in &set.children {
+            let sub = match pe {
+                Pe::Field(name) => {
+                    if !keys_are_map_keys {
+                        members.insert(pe.clone());
+                    }
+                    fpath.push(name.clone());
+                    let sub = self.ensure_named_at(child, fpath);
+                    fpath.pop();
+                    sub
+                }
+                _ => self.ensure_named_at(child, fpath),
+            };
+            children.insert(pe.clone(), sub);
+        }
+        FieldSet { members, children }
+    }
+
     /// `live` merged with `config` (structured-merge-diff `Merge`).
     fn merge(&self, live: Option<&Value>, config: &Value, fpath: &mut Vec<String>) -> Value {
         let Some(live) = live else {
             return config.clone();
         };
         let shape = self.shape(fpath, config);
-        if self.shape(fpath, live) != shape {
+        let live_shape = self.shape(fpath, live);
+        if config.is_null() && live_shape != Shape::Leaf {
+            // null is no opinion about the items of a granular object or list.
+            return live.clone();
+        }
+        if live_shape != shape {
             return config.clone();
         }
         match (&shape, live, config) {
@@ -1027,7 +1268,13 @@ impl Types<'_> {
         let shape = match (lhs, rhs) {
             (Some(l), Some(r)) => {
                 let (sl, sr) = (self.shape(fpath, l), self.shape(fpath, r));
-                if sl == sr { sr } else { Shape::Leaf }
+                if sl == sr || l.is_null() {
+                    sr
+                } else if r.is_null() {
+                    sl
+                } else {
+                    Shape::Leaf
+                }
             }
             (Some(v), None) | (None, Some(v)) => self.shape(fpath, v),
             (None, None) => return,
@@ -1113,14 +1360,17 @@ impl Types<'_> {
         }
     }
 
-    /// `value` without the paths in `set` (structured-merge-diff `RemoveItems`). Objects and
-    /// lists left empty disappear (None).
+    /// `value` without the paths in `set` (structured-merge-diff `RemoveItems`). An object or
+    /// list whose entries all go becomes null, its path recorded in `emptied`; a list item
+    /// whose fields all go disappears.
     fn remove_items(
         &self,
         value: &Value,
         set: &FieldSet,
         fpath: &mut Vec<String>,
-    ) -> Option<Value> {
+        path: &mut Vec<Pe>,
+        emptied: &mut FieldSet,
+    ) -> Value {
         let shape = self.shape(fpath, value);
         match (&shape, value) {
             (Shape::Struct, Value::Object(map)) if !map.is_empty() => {
@@ -1133,18 +1383,23 @@ impl Types<'_> {
                     match set.children.get(&pe) {
                         Some(sub) if !sub.is_empty() => {
                             fpath.push(key.clone());
-                            let kept = self.remove_items(child, sub, fpath);
+                            path.push(pe);
+                            let kept = self.remove_items(child, sub, fpath, path, emptied);
+                            path.pop();
                             fpath.pop();
-                            if let Some(kept) = kept {
-                                out.insert(key.clone(), kept);
-                            }
+                            out.insert(key.clone(), kept);
                         }
                         _ => {
                             out.insert(key.clone(), child.clone());
                         }
                     }
                 }
-                (!out.is_empty()).then_some(Value::Object(out))
+                if out.is_empty() {
+                    emptied.insert(path);
+                    Value::Null
+                } else {
+                    Value::Object(out)
+                }
             }
             (Shape::Set | Shape::Assoc(_), Value::Array(items)) if !items.is_empty() => {
                 let mut out = Vec::new();
@@ -1155,44 +1410,92 @@ impl Types<'_> {
                     }
                     match set.children.get(&pe) {
                         Some(sub) if !sub.is_empty() => {
-                            if let Some(kept) = self.remove_items(item, sub, fpath) {
+                            path.push(pe);
+                            let kept = self.remove_items(item, sub, fpath, path, emptied);
+                            path.pop();
+                            if !kept.is_null() {
                                 out.push(kept);
                             }
                         }
                         _ => out.push(item.clone()),
                     }
                 }
-                (!out.is_empty()).then_some(Value::Array(out))
+                if out.is_empty() {
+                    emptied.insert(path);
+                    Value::Null
+                } else {
+                    Value::Array(out)
+                }
             }
-            _ => Some(value.clone()),
+            _ => value.clone(),
         }
     }
 
     fn remove(&self, value: &Value, set: &FieldSet) -> Value {
+        self.remove_recording(value, set, &mut FieldSet::default())
+    }
+
+    fn remove_recording(&self, value: &Value, set: &FieldSet, emptied: &mut FieldSet) -> Value {
         if set.is_empty() {
             return value.clone();
         }
-        self.remove_items(value, set, &mut Vec::new())
-            .unwrap_or_else(|| Value::Object(Map::new()))
+        match self.remove_items(value, set, &mut Vec::new(), &mut Vec::new(), emptied) {
+            Value::Null => Value::Object(Map::new()),
+            kept => kept,
+        }
     }
 
     /// Removes what the applier applied last time (`last`) and nobody owns any more
     /// (structured-merge-diff `prune`, `addBackOwnedItems`, `addBackDanglingItems`).
-    fn prune(&self, merged: &Value, entries: &[Entry], last: &FieldSet) -> Value {
-        let last = last.ensure_named_fields();
+    /// Returns the pruned object and the paths that pruning left null.
+    fn prune(&self, merged: &Value, entries: &[Entry], last: &FieldSet) -> (Value, FieldSet) {
+        let last = self.ensure_named(last);
         let pruned = self.remove(merged, &last);
-        let managed = entries
-            .iter()
-            .fold(FieldSet::default(), |acc, e| acc.union(&e.set))
-            .ensure_named_fields();
-        let merged_set = self.to_set(merged).ensure_named_fields();
-        let pruned_set = self.to_set(&pruned).ensure_named_fields();
+        let managed = self.ensure_named(
+            &entries
+                .iter()
+                .fold(FieldSet::default(), |acc, e| acc.union(&e.set)),
+        );
+        let merged_set = self.ensure_named(&self.to_set(merged));
+        let pruned_set = self.ensure_named(&self.to_set(&pruned));
         let pruned = self.remove(merged, &merged_set.difference(&pruned_set.union(&managed)));
-        let pruned_set = self.to_set(&pruned).ensure_named_fields();
-        self.remove(
+        let pruned_set = self.ensure_named(&self.to_set(&pruned));
+        let mut emptied = FieldSet::default();
+        let result = self.remove_recording(
             merged,
             &merged_set.difference(&pruned_set).intersection(&last),
-        )
+            &mut emptied,
+        );
+        (result, emptied)
+    }
+
+    /// Drops the null values at the paths of `set` (what the API server's conversion of the
+    /// stored object does with the nulls that pruning leaves).
+    fn drop_nulls(&self, value: &mut Value, set: &FieldSet, fpath: &mut Vec<String>) {
+        let shape = self.shape(fpath, value);
+        match (&shape, value) {
+            (Shape::Struct, Value::Object(map)) => {
+                map.retain(|key, child| {
+                    !(child.is_null() && set.members.contains(&Pe::Field(key.clone())))
+                });
+                for (key, child) in map.iter_mut() {
+                    if let Some(sub) = set.children.get(&Pe::Field(key.clone())) {
+                        fpath.push(key.clone());
+                        self.drop_nulls(child, sub, fpath);
+                        fpath.pop();
+                    }
+                }
+            }
+            (Shape::Set | Shape::Assoc(_), Value::Array(items)) => {
+                for item in items.iter_mut() {
+                    let pe = self.item_pe(&shape, fpath, item);
+                    if let Some(sub) = set.children.get(&pe) {
+                        self.drop_nulls(item, sub, fpath);
+                    }
+                }
+            }
+            _ => {}
+        }
     }
 }
 
@@ -1905,6 +2208,7 @@ mod tests {
         config["status"] = json!({"phase": "Done"});
         let mut context = ctx("kubectl", "T3");
         context.subresource = Some("status");
+        context.ignore_status = true;
         let err = apply(Some(&out), &config, false, &context).unwrap_err();
         assert_eq!(
             err,
@@ -1913,6 +2217,18 @@ mod tests {
                 path: ".status.phase".into()
             }]
         );
+        // The status endpoint does not write spec.
+        let mut config = cm(json!({}));
+        config.as_object_mut().unwrap().remove("data");
+        config["spec"] = json!({"replicas": 3});
+        config["status"] = json!({"phase": "Ready"});
+        let applied = apply(Some(&out), &config, false, &context).unwrap();
+        assert!(applied.get("spec").is_none());
+        let entry = entries(&applied)
+            .into_iter()
+            .find(|e| e["manager"] == "kubectl" && e["subresource"] == "status")
+            .unwrap();
+        assert_eq!(entry["fieldsV1"], json!({"f:status": {"f:phase": {}}}));
     }
 
     #[test]
@@ -2048,5 +2364,662 @@ mod tests {
         assert_eq!(merged, items(&["b", "c", "a"]));
         let merged = types.merge(Some(&items(&["a", "b"])), &items(&["x", "b"]), &mut fpath);
         assert_eq!(merged, items(&["a", "x", "b"]));
+    }
+
+    #[test]
+    fn applying_to_an_object_without_managed_fields_records_before_first_apply() {
+        let live = cm(json!({"a": "1"}));
+        let err = apply(
+            Some(&live),
+            &cm(json!({"a": "2"})),
+            false,
+            &ctx("kubectl", "T1"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![Conflict {
+                manager: "before-first-apply".into(),
+                path: ".data.a".into()
+            }]
+        );
+        let out = apply(
+            Some(&live),
+            &cm(json!({"a": "1", "b": "2"})),
+            false,
+            &ctx("kubectl", "T1"),
+        )
+        .unwrap();
+        assert_eq!(
+            fields_of(&out, "kubectl", "Apply").unwrap(),
+            json!({"f:data": {"f:a": {}, "f:b": {}}})
+        );
+        assert_eq!(
+            fields_of(&out, "before-first-apply", "Update").unwrap(),
+            json!({"f:data": {".": {}, "f:a": {}}})
+        );
+    }
+
+    #[test]
+    fn more_than_ten_update_managers_merge_into_ancient_changes() {
+        let mut live = update(None, &cm(json!({"k0": "0"})), &ctx("m0", "T00"));
+        for i in 1..12 {
+            let mut next = live.clone();
+            next["data"][format!("k{i}")] = json!("x");
+            let manager = format!("m{i}");
+            let now = format!("T{i:02}");
+            live = update(Some(&live), &next, &ctx(&manager, &now));
+        }
+        let all = entries(&live);
+        assert_eq!(all.len(), 10, "{all:#?}");
+        assert_eq!(all[0]["manager"], "ancient-changes");
+        assert_eq!(all[0]["time"], "T02");
+        assert_eq!(
+            all[0]["fieldsV1"],
+            json!({"f:data": {".": {}, "f:k0": {}, "f:k1": {}, "f:k2": {}}})
+        );
+        assert_eq!(all[9]["manager"], "m11");
+    }
+
+    #[test]
+    fn server_metadata_in_a_config_is_not_a_change() {
+        let live = apply(None, &cm(json!({"a": "1"})), false, &ctx("kubectl", "T1")).unwrap();
+        let mut stored = live.clone();
+        stored["metadata"]["creationTimestamp"] = json!("2026-01-01T00:00:00Z");
+        stored["metadata"]["uid"] = json!("u-1");
+        stored["metadata"]["resourceVersion"] = json!("7");
+        let mut config = cm(json!({"a": "1"}));
+        config["metadata"]["creationTimestamp"] = Value::Null;
+        let again = apply(Some(&stored), &config, false, &ctx("kubectl", "T2")).unwrap();
+        assert_eq!(again, stored);
+    }
+
+    /// `list` is a set of scalars, everything else as built in.
+    struct SetList;
+
+    impl ListTypes for SetList {
+        fn list_type(&self, path: &[&str]) -> ListType {
+            if path == ["list"] {
+                ListType::Set
+            } else {
+                BuiltinListTypes.list_type(path)
+            }
+        }
+    }
+
+    static SET_LIST: SetList = SetList;
+
+    fn set_ctx<'a>(manager: &'a str, now: &'a str) -> Context<'a> {
+        Context {
+            list_types: &SET_LIST,
+            ..ctx(manager, now)
+        }
+    }
+
+    fn list(items: &[&str]) -> Value {
+        json!({"list": items})
+    }
+
+    fn set_fields(items: &[&str]) -> Value {
+        let mut map = Map::new();
+        for item in items {
+            map.insert(format!("v:\"{item}\""), json!({}));
+        }
+        json!({"f:list": map})
+    }
+
+    #[test]
+    fn set_apply_twice_adds_items_in_config_order() {
+        let live = apply(None, &list(&["a", "c"]), false, &set_ctx("default", "T1")).unwrap();
+        let out = apply(
+            Some(&live),
+            &list(&["a", "b", "c", "d"]),
+            false,
+            &set_ctx("default", "T2"),
+        )
+        .unwrap();
+        assert_eq!(out["list"], json!(["a", "b", "c", "d"]));
+        assert_eq!(
+            fields_of(&out, "default", "Apply").unwrap(),
+            set_fields(&["a", "b", "c", "d"])
+        );
+    }
+
+    #[test]
+    fn set_apply_update_apply_without_overlap_keeps_controller_items() {
+        let live = apply(None, &list(&["a", "c"]), false, &set_ctx("default", "T1")).unwrap();
+        let mut next = live.clone();
+        next["list"] = json!(["a", "b", "c", "d"]);
+        let updated = update(Some(&live), &next, &set_ctx("controller", "T2"));
+        let out = apply(
+            Some(&updated),
+            &list(&["a", "aprime", "c", "cprime"]),
+            false,
+            &set_ctx("default", "T3"),
+        )
+        .unwrap();
+        let mut items: Vec<String> = out["list"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        items.sort();
+        assert_eq!(items, ["a", "aprime", "b", "c", "cprime", "d"]);
+        assert_eq!(
+            fields_of(&out, "default", "Apply").unwrap(),
+            set_fields(&["a", "aprime", "c", "cprime"])
+        );
+        assert_eq!(
+            fields_of(&out, "controller", "Update").unwrap(),
+            set_fields(&["b", "d"])
+        );
+    }
+
+    #[test]
+    fn set_apply_update_apply_with_overlap_shares_items() {
+        let live = apply(None, &list(&["a", "c"]), false, &set_ctx("default", "T1")).unwrap();
+        let mut next = live.clone();
+        next["list"] = json!(["a", "b", "c", "d"]);
+        let updated = update(Some(&live), &next, &set_ctx("controller", "T2"));
+        let out = apply(
+            Some(&updated),
+            &list(&["a", "b", "c"]),
+            false,
+            &set_ctx("default", "T3"),
+        )
+        .unwrap();
+        assert_eq!(out["list"], json!(["a", "b", "c", "d"]));
+        assert_eq!(
+            fields_of(&out, "default", "Apply").unwrap(),
+            set_fields(&["a", "b", "c"])
+        );
+        assert_eq!(
+            fields_of(&out, "controller", "Update").unwrap(),
+            set_fields(&["b", "d"])
+        );
+    }
+
+    #[test]
+    fn set_reorders_follow_the_applier_and_updates_that_only_reorder_own_nothing() {
+        let live = apply(
+            None,
+            &list(&["a", "b", "c", "d"]),
+            false,
+            &set_ctx("default", "T1"),
+        )
+        .unwrap();
+        let reordered = apply(
+            Some(&live),
+            &list(&["a", "d", "c", "b"]),
+            false,
+            &set_ctx("default", "T2"),
+        )
+        .unwrap();
+        assert_eq!(reordered["list"], json!(["a", "d", "c", "b"]));
+        let mut next = live.clone();
+        next["list"] = json!(["a", "d", "c", "b"]);
+        let updated = update(Some(&live), &next, &set_ctx("controller", "T2"));
+        assert!(fields_of(&updated, "controller", "Update").is_none());
+        let out = apply(
+            Some(&updated),
+            &list(&["a", "b", "c", "d"]),
+            false,
+            &set_ctx("default", "T3"),
+        )
+        .unwrap();
+        assert_eq!(out["list"], json!(["a", "b", "c", "d"]));
+        assert_eq!(entries(&out).len(), 1);
+    }
+
+    #[test]
+    fn set_apply_twice_removes_dropped_items() {
+        let live = apply(
+            None,
+            &list(&["a", "b", "c", "d"]),
+            false,
+            &set_ctx("default", "T1"),
+        )
+        .unwrap();
+        let out = apply(
+            Some(&live),
+            &list(&["a", "c"]),
+            false,
+            &set_ctx("default", "T2"),
+        )
+        .unwrap();
+        assert_eq!(out["list"], json!(["a", "c"]));
+        assert_eq!(
+            fields_of(&out, "default", "Apply").unwrap(),
+            set_fields(&["a", "c"])
+        );
+    }
+
+    /// `list` and `listOfLists` are keyed by name, `listOfLists[].value` is a set.
+    struct Nested;
+
+    impl ListTypes for Nested {
+        fn list_type(&self, path: &[&str]) -> ListType {
+            match path {
+                ["list"] | ["listOfLists"] => ListType::Map(vec!["name".to_string()]),
+                ["listOfLists", "value"] => ListType::Set,
+                _ => ListType::Atomic,
+            }
+        }
+    }
+
+    static NESTED: Nested = Nested;
+
+    fn nested_ctx<'a>(manager: &'a str, now: &'a str) -> Context<'a> {
+        Context {
+            list_types: &NESTED,
+            ..ctx(manager, now)
+        }
+    }
+
+    /// Applies or updates in sequence from an empty start: `(manager, is_apply, object)`.
+    fn run(ops: &[(&str, bool, Value)]) -> Value {
+        let mut live: Option<Value> = None;
+        for (n, (manager, is_apply, object)) in ops.iter().enumerate() {
+            let now = format!("T{n}");
+            let context = nested_ctx(manager, &now);
+            let next = if *is_apply {
+                apply(live.as_ref(), object, false, &context).unwrap()
+            } else {
+                update(live.as_ref(), object, &context)
+            };
+            live = Some(next);
+        }
+        live.unwrap()
+    }
+
+    #[test]
+    fn appliers_remove_only_their_own_list_items() {
+        let out = run(&[
+            (
+                "one",
+                true,
+                json!({"list": [{"name": "a"}, {"name": "b"}, {"name": "c"}]}),
+            ),
+            ("two", true, json!({"list": [{"name": "c"}, {"name": "d"}]})),
+            ("one", true, json!({"list": [{"name": "a"}]})),
+        ]);
+        assert_eq!(
+            out["list"],
+            json!([{"name": "a"}, {"name": "c"}, {"name": "d"}])
+        );
+        assert_eq!(
+            fields_of(&out, "one", "Apply").unwrap(),
+            json!({"f:list": {"k:{\"name\":\"a\"}": {".": {}, "f:name": {}}}})
+        );
+        assert_eq!(
+            fields_of(&out, "two", "Apply").unwrap(),
+            json!({"f:list": {"k:{\"name\":\"c\"}": {".": {}, "f:name": {}},
+                              "k:{\"name\":\"d\"}": {".": {}, "f:name": {}}}})
+        );
+    }
+
+    #[test]
+    fn same_value_in_a_list_item_is_shared_and_a_change_conflicts() {
+        let live = run(&[
+            ("one", true, json!({"list": [{"name": "a", "value": 0}]})),
+            ("two", true, json!({"list": [{"name": "a", "value": 0}]})),
+        ]);
+        assert_eq!(
+            fields_of(&live, "one", "Apply"),
+            fields_of(&live, "two", "Apply")
+        );
+        let err = apply(
+            Some(&live),
+            &json!({"list": [{"name": "a", "value": 1}]}),
+            false,
+            &nested_ctx("three", "T9"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err,
+            vec![
+                Conflict {
+                    manager: "one".into(),
+                    path: ".list[name=\"a\"].value".into()
+                },
+                Conflict {
+                    manager: "two".into(),
+                    path: ".list[name=\"a\"].value".into()
+                },
+            ]
+        );
+    }
+
+    #[test]
+    fn unsetting_a_field_shared_with_an_updater_keeps_it() {
+        let out = run(&[
+            (
+                "updater",
+                false,
+                json!({"struct": {"name": "a", "scalarField": "a"}}),
+            ),
+            (
+                "applier",
+                true,
+                json!({"struct": {"name": "a", "scalarField": "a"}}),
+            ),
+            ("applier", true, json!({"struct": {"name": "a"}})),
+        ]);
+        assert_eq!(out["struct"], json!({"name": "a", "scalarField": "a"}));
+        assert_eq!(
+            fields_of(&out, "updater", "Update").unwrap(),
+            json!({"f:struct": {".": {}, "f:name": {}, "f:scalarField": {}}})
+        );
+        assert_eq!(
+            fields_of(&out, "applier", "Apply").unwrap(),
+            json!({"f:struct": {"f:name": {}}})
+        );
+    }
+
+    #[test]
+    fn an_updater_claims_the_field_it_changes() {
+        let out = run(&[
+            (
+                "applier",
+                true,
+                json!({"struct": {"name": "a", "scalarField": "a"}}),
+            ),
+            (
+                "updater",
+                false,
+                json!({"struct": {"name": "a", "scalarField": "b"}}),
+            ),
+        ]);
+        assert_eq!(
+            fields_of(&out, "updater", "Update").unwrap(),
+            json!({"f:struct": {"f:scalarField": {}}})
+        );
+        assert_eq!(
+            fields_of(&out, "applier", "Apply").unwrap(),
+            json!({"f:struct": {"f:name": {}}})
+        );
+    }
+
+    #[test]
+    fn unsetting_a_nested_object_removes_it_unless_shared() {
+        let sole = run(&[
+            (
+                "one",
+                true,
+                json!({"struct": {"name": "a", "complexField": {"name": "b"}}}),
+            ),
+            ("one", true, json!({"struct": {"name": "a"}})),
+        ]);
+        assert_eq!(sole["struct"], json!({"name": "a"}));
+        let shared = run(&[
+            (
+                "one",
+                true,
+                json!({"struct": {"name": "a", "complexField": {"name": "b"}}}),
+            ),
+            (
+                "two",
+                true,
+                json!({"struct": {"complexField": {"name": "b"}}}),
+            ),
+            ("one", true, json!({"struct": {"name": "a"}})),
+        ]);
+        assert_eq!(
+            shared["struct"],
+            json!({"name": "a", "complexField": {"name": "b"}})
+        );
+        assert_eq!(
+            fields_of(&shared, "two", "Apply").unwrap(),
+            json!({"f:struct": {"f:complexField": {"f:name": {}}}})
+        );
+    }
+
+    #[test]
+    fn nested_set_items_of_others_survive_their_parent_being_unapplied() {
+        let out = run(&[
+            (
+                "one",
+                true,
+                json!({"listOfLists": [{"name": "a"}, {"name": "b", "value": ["c"]}]}),
+            ),
+            (
+                "two",
+                true,
+                json!({"listOfLists": [{"name": "b", "value": ["d"]}]}),
+            ),
+            (
+                "controller",
+                false,
+                json!({"listOfLists": [{"name": "a"}, {"name": "b", "value": ["c", "d", "e"]}]}),
+            ),
+            ("one", true, json!({"listOfLists": [{"name": "a"}]})),
+        ]);
+        assert_eq!(
+            out["listOfLists"],
+            json!([{"name": "a"}, {"name": "b", "value": ["d", "e"]}])
+        );
+        assert_eq!(
+            fields_of(&out, "controller", "Update").unwrap(),
+            json!({"f:listOfLists": {"k:{\"name\":\"b\"}": {"f:value": {"v:\"e\"": {}}}}})
+        );
+    }
+
+    #[test]
+    fn an_unapplied_item_goes_even_if_an_updater_owns_a_sub_item() {
+        let out = run(&[
+            (
+                "one",
+                true,
+                json!({"listOfLists": [{"name": "a"}, {"name": "b", "value": ["c"]}]}),
+            ),
+            (
+                "two",
+                true,
+                json!({"listOfLists": [{"name": "a", "value": ["b"]}]}),
+            ),
+            (
+                "controller",
+                false,
+                json!({"listOfLists": [{"name": "a", "value": ["b"]}, {"name": "b", "value": ["c", "d"]}]}),
+            ),
+            ("one", true, json!({"listOfLists": [{"name": "a"}]})),
+        ]);
+        assert_eq!(out["listOfLists"], json!([{"name": "a", "value": ["b"]}]));
+    }
+
+    #[test]
+    fn empty_objects_and_nulls_are_owned_and_null_keeps_live_items() {
+        let config = deployment(json!([{"name": "nginx", "image": "nginx:1", "resources": {}}]));
+        let out = apply(None, &config, false, &ctx("kubectl", "T1")).unwrap();
+        let fields = fields_of(&out, "kubectl", "Apply").unwrap();
+        assert_eq!(
+            fields["f:spec"]["f:template"]["f:spec"]["f:containers"]["k:{\"name\":\"nginx\"}"]["f:resources"],
+            json!({})
+        );
+        let live = run(&[
+            ("one", true, json!({"struct": {"a": {"b": "1"}, "c": "2"}})),
+            ("two", true, json!({"struct": {"a": {"x": "3"}}})),
+        ]);
+        let out = apply(
+            Some(&live),
+            &json!({"struct": {"a": null, "c": "2"}}),
+            false,
+            &nested_ctx("one", "T9"),
+        )
+        .unwrap();
+        assert_eq!(out["struct"], json!({"a": {"x": "3"}, "c": "2"}));
+        assert_eq!(
+            fields_of(&out, "one", "Apply").unwrap(),
+            json!({"f:struct": {"f:a": {}, "f:c": {}}})
+        );
+    }
+
+    /// A schemaless object: every key is a map key, every list atomic.
+    struct Deduced;
+
+    impl ListTypes for Deduced {
+        fn list_type(&self, _: &[&str]) -> ListType {
+            ListType::Atomic
+        }
+
+        fn keys_are_map_keys(&self, _: &[&str]) -> bool {
+            true
+        }
+    }
+
+    static DEDUCED: Deduced = Deduced;
+
+    #[test]
+    fn deduced_maps_own_their_keys_and_prune_like_structured_merge_diff() {
+        let ops = [
+            (
+                "apply-one",
+                true,
+                json!({"a": {"b": null}, "c": {"d": null}}),
+            ),
+            ("apply-two", true, json!({"a": null, "c": {"d": null}})),
+            (
+                "controller-one",
+                false,
+                json!({"a": {"b": {"c": null}}, "c": {"d": {"e": null}}}),
+            ),
+            (
+                "controller-two",
+                false,
+                json!({"a": {"b": {"c": {"d": null}}}, "c": {"d": {"e": {"f": null}}}}),
+            ),
+            (
+                "controller-one",
+                false,
+                json!({"a": {"b": {"c": {"d": {"e": null}}}}, "c": {"d": {"e": {"f": {"g": null}}}}}),
+            ),
+            ("apply-one", true, json!({})),
+        ];
+        let mut live: Option<Value> = None;
+        for (n, (manager, is_apply, object)) in ops.iter().enumerate() {
+            let now = format!("T{n}");
+            let context = Context {
+                list_types: &DEDUCED,
+                ..ctx(manager, &now)
+            };
+            live = Some(if *is_apply {
+                apply(live.as_ref(), object, false, &context).unwrap()
+            } else {
+                update(live.as_ref(), object, &context)
+            });
+        }
+        let out = live.unwrap();
+        // structured-merge-diff leaves `a: null`; the stored object drops that null.
+        assert_eq!(out["c"], json!({"d": {"e": {"f": {"g": null}}}}));
+        assert!(out.get("a").is_none(), "{out}");
+        assert!(fields_of(&out, "apply-one", "Apply").is_none());
+        assert_eq!(
+            fields_of(&out, "apply-two", "Apply").unwrap(),
+            json!({"f:a": {}, "f:c": {".": {}, "f:d": {}}})
+        );
+        assert_eq!(
+            fields_of(&out, "controller-one", "Update").unwrap(),
+            json!({"f:c": {"f:d": {"f:e": {".": {}, "f:f": {"f:g": {}}}}}})
+        );
+        assert_eq!(
+            fields_of(&out, "controller-two", "Update").unwrap(),
+            json!({"f:c": {"f:d": {"f:e": {"f:f": {}}}}})
+        );
+    }
+
+    #[test]
+    fn creating_a_deployment_owns_fields_like_kubectl_create_on_a_real_server() {
+        let object = json!({"apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"name": "web", "labels": {"app": "web"}},
+            "spec": {"replicas": 1, "selector": {"matchLabels": {"app": "web"}},
+                     "strategy": {"type": "RollingUpdate",
+                                  "rollingUpdate": {"maxSurge": "25%", "maxUnavailable": "25%"}},
+                     "template": {"metadata": {"creationTimestamp": null, "labels": {"app": "web"}},
+                                  "spec": {"containers": [{"name": "nginx", "image": "nginx",
+                                                           "resources": {}}],
+                                           "restartPolicy": "Always"}}}});
+        let out = update(None, &object, &ctx("kubectl-create", "T1"));
+        assert_eq!(
+            fields_of(&out, "kubectl-create", "Update").unwrap(),
+            json!({
+                "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                "f:spec": {
+                    "f:replicas": {},
+                    "f:selector": {},
+                    "f:strategy": {"f:rollingUpdate": {".": {}, "f:maxSurge": {}, "f:maxUnavailable": {}},
+                                   "f:type": {}},
+                    "f:template": {
+                        "f:metadata": {"f:labels": {".": {}, "f:app": {}}},
+                        "f:spec": {
+                            "f:containers": {"k:{\"name\":\"nginx\"}": {
+                                ".": {}, "f:image": {}, "f:name": {}, "f:resources": {}}},
+                            "f:restartPolicy": {}
+                        }
+                    }
+                }
+            })
+        );
+        // Custom resources have no such zero value: their spec is owned as a whole too.
+        let widget = json!({"apiVersion": "example.com/v1", "kind": "Widget",
+            "metadata": {"name": "w1"}, "spec": {"size": 1}});
+        let out = update(None, &widget, &ctx("kubectl-create", "T1"));
+        assert_eq!(
+            fields_of(&out, "kubectl-create", "Update").unwrap(),
+            json!({"f:spec": {".": {}, "f:size": {}}})
+        );
+    }
+
+    #[test]
+    fn conflict_paths_name_keys_and_set_values_like_the_api_server() {
+        let with_port = |protocol: Option<&str>, name: &str| {
+            let mut port = json!({"containerPort": 80, "name": name});
+            if let Some(protocol) = protocol {
+                port["protocol"] = json!(protocol);
+            }
+            deployment(json!([{"name": "nginx", "image": "nginx:1", "ports": [port]}]))
+        };
+        let live = apply(None, &with_port(None, "http"), false, &ctx("kubectl", "T1")).unwrap();
+        // An explicit TCP is the same item as the defaulted one.
+        let err = apply(
+            Some(&live),
+            &with_port(Some("TCP"), "web"),
+            false,
+            &ctx("other", "T2"),
+        )
+        .unwrap_err();
+        assert_eq!(
+            err[0].path,
+            ".spec.template.spec.containers[name=\"nginx\"].ports[containerPort=80,protocol=\"TCP\"].name"
+        );
+        let mut owned = cm(json!({}));
+        owned["metadata"]["ownerReferences"] =
+            json!([{"uid": "u1", "kind": "A", "name": "a", "apiVersion": "v1"}]);
+        let live = apply(None, &owned, false, &ctx("kubectl", "T1")).unwrap();
+        assert_eq!(
+            fields_of(&live, "kubectl", "Apply").unwrap()["f:metadata"],
+            json!({"f:ownerReferences": {"k:{\"uid\":\"u1\"}": {}}})
+        );
+        owned["metadata"]["ownerReferences"][0]["name"] = json!("b");
+        let err = apply(Some(&live), &owned, false, &ctx("other", "T2")).unwrap_err();
+        assert_eq!(err[0].path, ".metadata.ownerReferences[uid=\"u1\"]");
+        let mut finalized = cm(json!({}));
+        finalized["metadata"]["finalizers"] = json!(["x/a"]);
+        let live = update(None, &finalized, &ctx("controller", "T1"));
+        let mut config = cm(json!({}));
+        config["metadata"]["finalizers"] = json!([]);
+        let out = apply(Some(&live), &config, false, &ctx("kubectl", "T2")).unwrap();
+        assert_eq!(out["metadata"]["finalizers"], json!(["x/a"]));
+        let paths: Vec<String> =
+            FieldSet::from_fields_v1(&fields_of(&out, "controller", "Update").unwrap())
+                .unwrap()
+                .paths()
+                .iter()
+                .map(|p| path_string(p))
+                .collect();
+        assert!(
+            paths.contains(&".metadata.finalizers[=\"x/a\"]".to_string()),
+            "{paths:?}"
+        );
     }
 }

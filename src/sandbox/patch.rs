@@ -1,7 +1,9 @@
 //! JSON merge patch (RFC 7386), JSON patch (RFC 6902) and the map-merge approximation of
 //! strategic merge patch.
 
-use serde_json::Value;
+use serde_json::{Map, Value};
+
+use super::fieldmanager::{ListType, ListTypes};
 
 /// RFC 7386: objects merge recursively, `null` removes, everything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -25,18 +27,20 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
     }
 }
 
-/// Strategic merge patch approximated by a map merge: lists are replaced as a whole and the
-/// `$patch`/`$retainKeys`/`$setElementOrder` directives are dropped.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value) {
-    let mut cleaned = patch.clone();
-    strip_directives(&mut cleaned);
-    merge_patch(target, &cleaned);
+/// Strategic merge patch: maps merge as in a merge patch; lists whose type is `Map` (the
+/// built-in merge keys: containers by name, ports by port, ...) merge item by item on their
+/// first key, honouring `$patch: delete` items and `$setElementOrder/<field>`; `Set` lists
+/// take the union (minus `$deleteFromPrimitiveList/<field>`); other lists are replaced.
+/// `$retainKeys` is not emulated.
+pub fn strategic_merge_patch(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) {
+    let mut path = Vec::new();
+    smp(target, patch, &mut path, list_types);
 }
 
 fn strip_directives(value: &mut Value) {
     match value {
         Value::Object(map) => {
-            map.retain(|k, _| !k.starts_with('$') && !k.starts_with("$setElementOrder/"));
+            map.retain(|k, _| !k.starts_with('$'));
             for v in map.values_mut() {
                 strip_directives(v);
             }
@@ -44,6 +48,151 @@ fn strip_directives(value: &mut Value) {
         Value::Array(items) => items.iter_mut().for_each(strip_directives),
         _ => {}
     }
+}
+
+fn stripped(value: &Value) -> Value {
+    let mut copy = value.clone();
+    strip_directives(&mut copy);
+    copy
+}
+
+fn smp(target: &mut Value, patch: &Value, path: &mut Vec<String>, lt: &dyn ListTypes) {
+    let Value::Object(patch_map) = patch else {
+        *target = patch.clone();
+        return;
+    };
+    if patch_map.get("$patch").and_then(Value::as_str) == Some("replace") {
+        *target = stripped(patch);
+        return;
+    }
+    if !target.is_object() {
+        *target = Value::Object(Map::new());
+    }
+    let Some(target_map) = target.as_object_mut() else {
+        return;
+    };
+    let mut orders: Vec<(String, Vec<Value>)> = Vec::new();
+    for (key, value) in patch_map {
+        if let Some(field) = key.strip_prefix("$setElementOrder/") {
+            if let Some(order) = value.as_array() {
+                orders.push((field.to_string(), order.clone()));
+            }
+            continue;
+        }
+        if let Some(field) = key.strip_prefix("$deleteFromPrimitiveList/") {
+            if let (Some(Value::Array(live)), Some(remove)) =
+                (target_map.get_mut(field), value.as_array())
+            {
+                live.retain(|item| !remove.contains(item));
+            }
+            continue;
+        }
+        if key.starts_with('$') {
+            continue;
+        }
+        if value.is_null() {
+            target_map.remove(key);
+            continue;
+        }
+        path.push(key.clone());
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        match value {
+            Value::Object(_) => {
+                let entry = target_map.entry(key.clone()).or_insert(Value::Null);
+                smp(entry, value, path, lt);
+            }
+            Value::Array(items) => match lt.list_type(&path_refs) {
+                ListType::Map(keys) if !keys.is_empty() => {
+                    let entry = target_map
+                        .entry(key.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if !entry.is_array() {
+                        *entry = Value::Array(Vec::new());
+                    }
+                    merge_keyed(entry, items, &keys[0], path, lt);
+                }
+                ListType::Set => {
+                    let entry = target_map
+                        .entry(key.clone())
+                        .or_insert_with(|| Value::Array(Vec::new()));
+                    if let Value::Array(live) = entry {
+                        for item in items {
+                            if !live.contains(item) {
+                                live.push(item.clone());
+                            }
+                        }
+                    } else {
+                        *entry = Value::Array(items.clone());
+                    }
+                }
+                _ => {
+                    target_map.insert(key.clone(), stripped(value));
+                }
+            },
+            other => {
+                target_map.insert(key.clone(), other.clone());
+            }
+        }
+        path.pop();
+    }
+    for (field, order) in orders {
+        path.push(field.clone());
+        let path_refs: Vec<&str> = path.iter().map(String::as_str).collect();
+        let list_type = lt.list_type(&path_refs);
+        path.pop();
+        if let Some(Value::Array(live)) = target_map.get_mut(&field) {
+            reorder(live, &order, &list_type);
+        }
+    }
+}
+
+fn merge_keyed(
+    live: &mut Value,
+    items: &[Value],
+    key: &str,
+    path: &mut Vec<String>,
+    lt: &dyn ListTypes,
+) {
+    let Value::Array(list) = live else {
+        return;
+    };
+    for item in items {
+        let Some(id) = item.get(key) else {
+            list.push(stripped(item));
+            continue;
+        };
+        let position = list.iter().position(|l| l.get(key) == Some(id));
+        if item.get("$patch").and_then(Value::as_str) == Some("delete") {
+            list.retain(|l| l.get(key) != Some(id));
+            continue;
+        }
+        match position {
+            Some(i) => smp(&mut list[i], item, path, lt),
+            None => list.push(stripped(item)),
+        }
+    }
+}
+
+/// Orders `live` as `order` says (items named there first, in that order; the rest after).
+fn reorder(live: &mut Vec<Value>, order: &[Value], list_type: &ListType) {
+    let key = match list_type {
+        ListType::Map(keys) => keys.first().cloned(),
+        _ => None,
+    };
+    let ident = |v: &Value| -> Value {
+        match &key {
+            Some(k) => v.get(k).cloned().unwrap_or(Value::Null),
+            None => v.clone(),
+        }
+    };
+    let mut rest = std::mem::take(live);
+    for wanted in order {
+        let wanted_id = ident(wanted);
+        if let Some(i) = rest.iter().position(|v| ident(v) == wanted_id) {
+            live.push(rest.remove(i));
+        }
+    }
+    live.extend(rest);
 }
 
 /// Why a JSON patch could not be applied.
@@ -238,6 +387,35 @@ mod tests {
         let mut doc = json!({"a": {"b": 1, "c": 2}, "d": [1, 2]});
         merge_patch(&mut doc, &json!({"a": {"b": null, "e": 3}, "d": [3]}));
         assert_eq!(doc, json!({"a": {"c": 2, "e": 3}, "d": [3]}));
+    }
+
+    #[test]
+    fn strategic_merge_merges_containers_by_name() {
+        use crate::sandbox::registry::BuiltinListTypes;
+        let mut live = json!({"spec": {"template": {"spec": {"containers": [
+            {"name": "a", "image": "1", "env": [{"name": "X", "value": "1"}]},
+            {"name": "b", "image": "1"}
+        ]}}}});
+        let patch = json!({"spec": {"template": {"spec": {
+            "$setElementOrder/containers": [{"name": "b"}, {"name": "a"}],
+            "containers": [{"name": "a", "image": "2"}, {"name": "c", "$patch": "delete"}]
+        }}}});
+        strategic_merge_patch(&mut live, &patch, &BuiltinListTypes);
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"],
+            json!([
+                {"name": "b", "image": "1"},
+                {"name": "a", "image": "2", "env": [{"name": "X", "value": "1"}]}
+            ])
+        );
+        let delete = json!({"spec": {"template": {"spec": {"containers": [{"name": "b", "$patch": "delete"}]}}}});
+        strategic_merge_patch(&mut live, &delete, &BuiltinListTypes);
+        assert_eq!(
+            live["spec"]["template"]["spec"]["containers"]
+                .as_array()
+                .map(Vec::len),
+            Some(1)
+        );
     }
 
     #[test]

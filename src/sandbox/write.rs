@@ -430,10 +430,24 @@ fn prepare(
     if ty.is_namespace() {
         prepare_namespace(&mut obj, &name, old.is_none());
     }
+    canonical_order(&mut obj);
     if ty.is_crd() && sub.is_none() {
         prepare_crd(&mut obj, old, &name)?;
     }
     Ok(obj)
+}
+
+/// `apiVersion`, `kind`, `metadata` first, the rest in the client's order.
+fn canonical_order(obj: &mut Value) {
+    if let Some(map) = obj.as_object_mut() {
+        let mut rest = std::mem::take(map);
+        for key in ["apiVersion", "kind", "metadata"] {
+            if let Some(v) = rest.shift_remove(key) {
+                map.insert(key.to_string(), v);
+            }
+        }
+        map.extend(rest);
+    }
 }
 
 fn prepare_namespace(obj: &mut Value, name: &str, created: bool) {
@@ -838,12 +852,17 @@ pub fn patch(
             patch::merge_patch(&mut doc, &body);
         }
         PatchKind::Strategic => {
+            if ty.crd.is_some() {
+                return Err(ApiError::unsupported_media_type(
+                    "application/strategic-merge-patch+json",
+                ));
+            }
             if !body.is_object() {
                 return Err(ApiError::bad_request(
                     "a strategic merge patch must be a JSON object",
                 ));
             }
-            patch::strategic_merge_patch(&mut doc, &body);
+            patch::strategic_merge_patch(&mut doc, &body, &BuiltinListTypes);
         }
         PatchKind::Json => match patch::json_patch(&mut doc, &body) {
             Ok(()) => {}

@@ -1,0 +1,609 @@
+//! SANDBOX.md's kubectl conformance checklist, one test per item, each against a fresh sandbox.
+
+use std::io::{BufRead, BufReader};
+use std::sync::mpsc;
+use std::time::Duration;
+
+use super::{CM1, Cluster, widget};
+
+#[test]
+fn c01_version_shows_server_v1_32() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["version"]);
+    assert!(
+        out.ok().contains("Server Version: v1.32.0"),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn c02_api_resources_lists_core_crd_and_apps() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["api-resources"]);
+    let lines: Vec<Vec<&str>> = out
+        .ok()
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let has = |want: &[&str]| lines.iter().any(|l| l.starts_with(want));
+    assert!(
+        has(&["configmaps", "cm", "v1", "true", "ConfigMap"]),
+        "{}",
+        out.stdout
+    );
+    assert!(has(&[
+        "customresourcedefinitions",
+        "crd,crds",
+        "apiextensions.k8s.io/v1",
+        "false"
+    ]));
+    assert!(has(&[
+        "deployments",
+        "deploy",
+        "apps/v1",
+        "true",
+        "Deployment"
+    ]));
+}
+
+#[test]
+fn c03_get_namespaces_lists_the_four_seeded() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["get", "ns", "-o", "name"]);
+    assert_eq!(
+        out.ok(),
+        "namespace/default\nnamespace/kube-node-lease\nnamespace/kube-public\nnamespace/kube-system\n"
+    );
+}
+
+#[test]
+fn c04_server_side_apply_creates() {
+    let c = Cluster::start();
+    let f = c.file("cm.yaml", CM1);
+    let out = c.kubectl(&["apply", "--server-side", "-f", &f]);
+    assert_eq!(out.ok(), "configmap/cm1 serverside-applied\n");
+    let cm = c.get_json(&["cm", "cm1"]);
+    assert_eq!(cm["data"]["b"], "2");
+}
+
+#[test]
+fn c05_reapply_keeps_resource_version() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let before = c.rv(&["cm", "cm1"]);
+    c.apply_cm1();
+    assert_eq!(c.rv(&["cm", "cm1"]), before);
+}
+
+#[test]
+fn c06_diff_server_side_of_applied_is_empty() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let f = c.file("cm.yaml", CM1);
+    let out = c.kubectl(&["diff", "--server-side", "-f", &f]);
+    assert_eq!(out.code, 0, "{} {}", out.stdout, out.stderr);
+    assert_eq!(out.stdout, "");
+}
+
+const CM1_CHANGED: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm1\n  namespace: default\ndata:\n  a: \"1\"\n  c: \"3\"\n";
+
+#[test]
+fn c07_diff_shows_dropped_and_added_keys() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let f = c.file("cm2.yaml", CM1_CHANGED);
+    let out = c.kubectl(&["diff", "--server-side", "-f", &f]);
+    assert_eq!(out.code, 1, "{}", out.stderr);
+    let lines: Vec<&str> = out.stdout.lines().collect();
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('-') && l.contains("b: \"2\"")),
+        "{}",
+        out.stdout
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with('+') && l.contains("c: \"3\"")),
+        "{}",
+        out.stdout
+    );
+}
+
+#[test]
+fn c08_apply_leaves_exactly_the_new_data() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let f = c.file("cm2.yaml", CM1_CHANGED);
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let cm = c.get_json(&["cm", "cm1"]);
+    assert_eq!(cm["data"], serde_json::json!({"a": "1", "c": "3"}));
+}
+
+#[test]
+fn c09_managed_fields_show_one_apply_entry() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let out = c.kubectl(&["get", "cm", "cm1", "-o", "yaml", "--show-managed-fields"]);
+    assert!(out.ok().contains("managedFields:"));
+    let cm = c.get_json(&["cm", "cm1", "--show-managed-fields"]);
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0]["manager"], "kubectl");
+    assert_eq!(entries[0]["operation"], "Apply");
+    assert_eq!(entries[0]["fieldsType"], "FieldsV1");
+    assert_eq!(
+        entries[0]["fieldsV1"],
+        serde_json::json!({"f:data": {"f:a": {}, "f:b": {}}})
+    );
+}
+
+const CM1_OTHER: &str = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm1\n  namespace: default\ndata:\n  a: \"changed\"\n";
+
+#[test]
+fn c10_other_manager_conflicts() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let f = c.file("other.yaml", CM1_OTHER);
+    let out = c.kubectl(&["apply", "--server-side", "--field-manager=other", "-f", &f]);
+    let err = out.failed();
+    assert!(err.contains("Apply failed with 1 conflict"), "{err}");
+    assert!(err.contains(".data.a"), "{err}");
+    assert_eq!(c.get_json(&["cm", "cm1"])["data"]["a"], "1");
+}
+
+#[test]
+fn c11_force_conflicts_moves_ownership() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let f = c.file("other.yaml", CM1_OTHER);
+    c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=other",
+        "--force-conflicts",
+        "-f",
+        &f,
+    ])
+    .ok();
+    let cm = c.get_json(&["cm", "cm1", "--show-managed-fields"]);
+    assert_eq!(cm["data"]["a"], "changed");
+    let entries = cm["metadata"]["managedFields"].as_array().unwrap();
+    let of = |m: &str| {
+        entries
+            .iter()
+            .find(|e| e["manager"] == m)
+            .map(|e| e["fieldsV1"].clone())
+            .unwrap()
+    };
+    assert_eq!(of("other"), serde_json::json!({"f:data": {"f:a": {}}}));
+    assert_eq!(of("kubectl"), serde_json::json!({"f:data": {"f:b": {}}}));
+}
+
+#[test]
+fn c12_dry_run_server_changes_nothing() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let before = c.get_json(&["cm", "cm1"]);
+    let f = c.file("cm2.yaml", CM1_CHANGED);
+    let out = c.kubectl(&["apply", "--server-side", "--dry-run=server", "-f", &f]);
+    assert!(
+        out.ok().contains("serverside-applied (server dry run)"),
+        "{}",
+        out.stdout
+    );
+    let after = c.get_json(&["cm", "cm1"]);
+    assert_eq!(before, after);
+    let g = c.file("cm3.yaml", &CM1.replace("cm1", "cm9"));
+    c.kubectl(&["create", "--dry-run=server", "-f", &g]).ok();
+    assert!(
+        c.kubectl(&["get", "cm", "cm9"])
+            .failed()
+            .contains("NotFound")
+    );
+}
+
+#[test]
+fn c13_get_missing_is_not_found() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["get", "cm", "nope"]);
+    assert!(
+        out.failed()
+            .contains("Error from server (NotFound): configmaps \"nope\" not found"),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn c14_delete_ignore_not_found_succeeds() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["delete", "cm", "nope", "--ignore-not-found"]);
+    assert_eq!(out.ok(), "");
+    assert!(
+        c.kubectl(&["delete", "cm", "nope"])
+            .failed()
+            .contains("NotFound")
+    );
+}
+
+#[test]
+fn c15_delete_reports_deleted() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let out = c.kubectl(&["delete", "cm", "cm1"]);
+    assert_eq!(out.ok(), "configmap \"cm1\" deleted\n");
+    assert!(
+        c.kubectl(&["get", "cm", "cm1"])
+            .failed()
+            .contains("NotFound")
+    );
+}
+
+#[test]
+fn c16_delete_waits_for_finalizer() {
+    let c = Cluster::start();
+    let held = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: held\n  namespace: default\n  finalizers: [example.com/hold]\ndata:\n  a: \"1\"\n";
+    let f = c.file("held.yaml", held);
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let mut child = c.spawn(&["delete", "cm", "held", "--timeout=60s"]);
+    // The object is marked, not removed, while the finalizer is there.
+    let marked = loop {
+        let cm = c.get_json(&["cm", "held"]);
+        if cm["metadata"]["deletionTimestamp"].is_string() {
+            break cm;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_eq!(marked["metadata"]["finalizers"][0], "example.com/hold");
+    assert!(
+        child.try_wait().unwrap().is_none(),
+        "kubectl delete returned before the finalizer was removed"
+    );
+    c.kubectl(&[
+        "patch",
+        "cm",
+        "held",
+        "--type=merge",
+        "-p",
+        r#"{"metadata":{"finalizers":null}}"#,
+    ])
+    .ok();
+    let output = child.wait_with_output().unwrap();
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout),
+        "configmap \"held\" deleted\n"
+    );
+    assert!(
+        c.kubectl(&["get", "cm", "held"])
+            .failed()
+            .contains("NotFound")
+    );
+}
+
+#[test]
+fn c17_crd_apply_and_wait_established() {
+    let c = Cluster::start();
+    let crd = c.file("crd.yaml", super::WIDGET_CRD);
+    let out = c.kubectl(&["apply", "--server-side", "-f", &crd]);
+    assert_eq!(
+        out.ok(),
+        "customresourcedefinition.apiextensions.k8s.io/widgets.example.com serverside-applied\n"
+    );
+    let out = c.kubectl(&[
+        "wait",
+        "--for=condition=Established",
+        "--timeout=30s",
+        "crd/widgets.example.com",
+    ]);
+    assert!(out.ok().contains("condition met"), "{}", out.stdout);
+    let crd = c.get_json(&["crd", "widgets.example.com"]);
+    assert_eq!(crd["status"]["acceptedNames"]["kind"], "Widget");
+    assert_eq!(crd["status"]["storedVersions"], serde_json::json!(["v1"]));
+}
+
+#[test]
+fn c18_api_resources_shows_the_new_kind() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let out = c.kubectl(&["api-resources", "--api-group=example.com"]);
+    let row: Vec<&str> = out
+        .ok()
+        .lines()
+        .find(|l| l.starts_with("widgets"))
+        .unwrap_or_else(|| panic!("{}", out.stdout))
+        .split_whitespace()
+        .collect();
+    assert_eq!(
+        row,
+        vec!["widgets", "wd", "example.com/v1", "true", "Widget"]
+    );
+}
+
+#[test]
+fn c19_custom_resource_applies_and_reads_back() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n"));
+    let out = c.kubectl(&["apply", "--server-side", "-f", &f]);
+    assert_eq!(out.ok(), "widget.example.com/w1 serverside-applied\n");
+    let w = c.get_json(&["widget", "w1"]);
+    assert_eq!(w["spec"]["size"], 3);
+    assert_eq!(w["spec"]["color"], "blue", "schema default applied");
+    assert_eq!(w["metadata"]["generation"], 1);
+}
+
+#[test]
+fn c20_get_shows_printer_columns() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n  color: red\n"));
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let out = c.kubectl(&["get", "widgets"]);
+    let lines: Vec<Vec<&str>> = out
+        .ok()
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    assert_eq!(lines[0], vec!["NAME", "SIZE", "COLOR", "AGE"]);
+    assert_eq!(&lines[1][..3], &["w1", "3", "red"]);
+}
+
+#[test]
+fn c21_describe_works() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n"));
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let out = c.kubectl(&["describe", "widget", "w1"]);
+    let text = out.ok();
+    assert!(
+        text.lines()
+            .any(|l| l.starts_with("Name:") && l.ends_with("w1")),
+        "{text}"
+    );
+    assert!(text.contains("Kind:         Widget"), "{text}");
+    assert!(text.contains("Size:"), "{text}");
+}
+
+#[test]
+fn c22_apply_with_unknown_field_is_refused() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n  foo: bar\n"));
+    let out = c.kubectl(&["apply", "--server-side", "-f", &f]);
+    let err = out.failed();
+    assert!(
+        err.contains(".spec.foo: field not declared in schema"),
+        "{err}"
+    );
+    assert!(
+        c.kubectl(&["get", "widget", "w1"])
+            .failed()
+            .contains("NotFound")
+    );
+}
+
+#[test]
+fn c23_create_with_unknown_field_is_a_strict_decoding_error() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n  foo: bar\n"));
+    let out = c.kubectl(&["create", "-f", &f]);
+    let err = out.failed();
+    assert!(
+        err.contains("strict decoding error: unknown field \"spec.foo\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn c24_validate_false_prunes_the_unknown_field() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n  foo: bar\n"));
+    let out = c.kubectl(&["create", "--validate=false", "-f", &f]);
+    assert_eq!(out.ok(), "widget.example.com/w1 created\n");
+    let w = c.get_json(&["widget", "w1"]);
+    assert_eq!(w["spec"]["size"], 3);
+    assert!(w["spec"].get("foo").is_none(), "{w}");
+}
+
+#[test]
+fn c25_wrong_type_is_invalid() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: big\n"));
+    let out = c.kubectl(&["create", "-f", &f]);
+    let err = out.failed();
+    assert!(err.contains("is invalid"), "{err}");
+    assert!(err.contains("spec.size"), "{err}");
+    assert!(err.contains("Invalid value"), "{err}");
+}
+
+#[test]
+fn c26_uninstalled_kind_has_no_matches() {
+    let c = Cluster::start();
+    let f = c.file(
+        "gadget.yaml",
+        "apiVersion: example.com/v1\nkind: Gadget\nmetadata:\n  name: g1\n",
+    );
+    let out = c.kubectl(&["apply", "-f", &f]);
+    let err = out.failed();
+    assert!(
+        err.contains("no matches for kind \"Gadget\" in version \"example.com/v1\""),
+        "{err}"
+    );
+}
+
+#[test]
+fn c27_unknown_resource_type() {
+    let c = Cluster::start();
+    let out = c.kubectl(&["get", "foos"]);
+    assert!(
+        out.failed()
+            .contains("the server doesn't have a resource type \"foos\""),
+        "{}",
+        out.stderr
+    );
+}
+
+#[test]
+fn c28_get_watch_shows_rows_for_events() {
+    let c = Cluster::start();
+    c.apply_cm1();
+    let mut child = c.spawn(&["get", "configmaps", "-w"]);
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines() {
+            if tx.send(line.unwrap_or_default()).is_err() {
+                break;
+            }
+        }
+    });
+    let mut seen = Vec::new();
+    let wait_for = |name: &str, seen: &mut Vec<String>| {
+        while !seen
+            .iter()
+            .any(|l| l.split_whitespace().next() == Some(name))
+        {
+            let line = rx
+                .recv_timeout(Duration::from_secs(30))
+                .unwrap_or_else(|_| panic!("no row for {name}; saw {seen:?}"));
+            seen.push(line);
+        }
+    };
+    wait_for("cm1", &mut seen);
+    let f = c.file("cm2.yaml", &CM1.replace("cm1", "cm2"));
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    wait_for("cm2", &mut seen);
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(seen[0].starts_with("NAME"), "{seen:?}");
+    let row: Vec<&str> = seen
+        .iter()
+        .find(|l| l.starts_with("cm2"))
+        .unwrap()
+        .split_whitespace()
+        .collect();
+    assert_eq!(&row[..2], &["cm2", "2"]);
+}
+
+#[test]
+fn c29_namespace_delete_removes_content() {
+    let c = Cluster::start();
+    let f = c.file(
+        "ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: team\n",
+    );
+    c.kubectl(&["apply", "-f", &f]).ok();
+    let g = c.file(
+        "cm.yaml",
+        &CM1.replace("namespace: default", "namespace: team"),
+    );
+    c.kubectl(&["apply", "--server-side", "-f", &g]).ok();
+    assert_eq!(c.get_json(&["cm", "cm1", "-n", "team"])["data"]["a"], "1");
+    let out = c.kubectl(&["delete", "ns", "team", "--timeout=60s"]);
+    assert_eq!(out.ok(), "namespace \"team\" deleted\n");
+    assert!(
+        c.kubectl(&["get", "ns", "team"])
+            .failed()
+            .contains("NotFound")
+    );
+    let list = c.get_json(&["cm", "--all-namespaces"]);
+    assert!(
+        list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|i| i["metadata"]["namespace"] != "team")
+    );
+    let out = c.kubectl(&["delete", "ns", "kube-system"]);
+    assert!(out.failed().contains("Forbidden"), "{}", out.stderr);
+}
+
+#[test]
+fn c30_crd_delete_removes_its_kind() {
+    let c = Cluster::start();
+    c.install_widgets();
+    let f = c.file("w1.yaml", &widget("w1", "  size: 3\n"));
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let out = c.kubectl(&["delete", "crd", "widgets.example.com", "--timeout=60s"]);
+    assert_eq!(
+        out.ok(),
+        "customresourcedefinition.apiextensions.k8s.io \"widgets.example.com\" deleted\n"
+    );
+    let out = c.kubectl(&["api-resources", "--api-group=example.com"]);
+    assert!(!out.ok().contains("widgets"), "{}", out.stdout);
+    let out = c.kubectl(&["get", "crd", "widgets.example.com"]);
+    assert!(out.failed().contains("NotFound"));
+}
+
+const DEPLOYMENT: &str = r#"apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: default
+spec:
+  replicas: 2
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.25
+        ports:
+        - containerPort: 80
+        env:
+        - name: A
+          value: "1"
+"#;
+
+#[test]
+fn client_side_apply_changes_one_container_field_in_place() {
+    let c = Cluster::start();
+    let f = c.file("dep.yaml", DEPLOYMENT);
+    assert_eq!(
+        c.kubectl(&["apply", "-f", &f]).ok(),
+        "deployment.apps/web created\n"
+    );
+    let g = c.file("dep2.yaml", &DEPLOYMENT.replace("nginx:1.25", "nginx:1.26"));
+    assert_eq!(
+        c.kubectl(&["apply", "-f", &g]).ok(),
+        "deployment.apps/web configured\n"
+    );
+    let d = c.get_json(&["deploy", "web"]);
+    let container = &d["spec"]["template"]["spec"]["containers"][0];
+    assert_eq!(container["image"], "nginx:1.26");
+    assert_eq!(
+        container["env"],
+        serde_json::json!([{"name": "A", "value": "1"}])
+    );
+    assert_eq!(
+        container["ports"],
+        serde_json::json!([{"containerPort": 80}])
+    );
+    assert_eq!(d["metadata"]["generation"], 2);
+    let out = c.kubectl(&["diff", "-f", &g]);
+    assert_eq!(out.code, 0, "{}", out.stdout);
+    c.kubectl(&["label", "deploy", "web", "tier=front"]).ok();
+    c.kubectl(&["annotate", "deploy", "web", "note=x"]).ok();
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["metadata"]["labels"]["tier"], "front");
+    assert_eq!(d["metadata"]["annotations"]["note"], "x");
+    assert_eq!(
+        d["metadata"]["generation"], 2,
+        "metadata changes keep the generation"
+    );
+}
