@@ -198,24 +198,34 @@ impl ClusterError {
                     conflicts: field_conflicts(&status),
                     message: status.message,
                 },
-                (400 | 422, _) if matches!(target, Target::Object(_)) => Self::Invalid {
-                    object: object(),
-                    causes: status
-                        .details
-                        .as_ref()
-                        .map(|d| {
-                            d.causes
-                                .iter()
-                                .map(|c| InvalidCause {
-                                    field: c.field.clone(),
-                                    reason: c.reason.clone(),
-                                    message: c.message.clone(),
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    message: status.message,
-                },
+                // Server-side apply of a field the schema does not declare is answered with a
+                // 500 "failed to create typed patch object" by real API servers.
+                (400 | 422, _) | (500, _)
+                    if matches!(target, Target::Object(_))
+                        && (status.code != 500
+                            || status
+                                .message
+                                .contains("failed to create typed patch object")) =>
+                {
+                    Self::Invalid {
+                        object: object(),
+                        causes: status
+                            .details
+                            .as_ref()
+                            .map(|d| {
+                                d.causes
+                                    .iter()
+                                    .map(|c| InvalidCause {
+                                        field: c.field.clone(),
+                                        reason: c.reason.clone(),
+                                        message: c.message.clone(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        message: status.message,
+                    }
+                }
                 _ => Self::Other {
                     target: Box::new(target),
                     status,
