@@ -167,6 +167,17 @@ impl ClusterError {
         matches!(self, Self::Conflict { conflicts, .. } if !conflicts.is_empty())
     }
 
+    /// Whether an admission webhook could not be called (`failed calling webhook`): the
+    /// webhook's service is not ready yet, and the write is worth retrying.
+    pub fn is_webhook_unavailable(&self) -> bool {
+        let message = match self {
+            Self::Other { status, .. } => status.message.as_str(),
+            Self::Invalid { message, .. } | Self::Forbidden { message, .. } => message.as_str(),
+            _ => return false,
+        };
+        message.contains("failed calling webhook")
+    }
+
     /// Maps a kube error for a request about `target` to the cluster at `url`.
     pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
         let object = || match &target {
@@ -291,6 +302,28 @@ fn quoted(text: &str) -> Option<&str> {
 mod tests {
     use super::*;
     use kube::core::response::StatusDetails;
+
+    #[test]
+    fn webhook_failures_are_recognised() {
+        let mut status = kube::core::Status::failure(
+            "Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": connection refused",
+            "InternalError",
+        );
+        status.code = 500;
+        let target = Target::Object(ObjectRef::new(
+            "cert-manager.io/v1",
+            "Issuer",
+            Some("a"),
+            "b",
+        ));
+        let err = ClusterError::from_kube(kube::Error::Api(Box::new(status)), target.clone(), "u");
+        assert!(err.is_webhook_unavailable(), "{err}");
+        let mut status = kube::core::Status::failure("boom", "InternalError");
+        status.code = 500;
+        let err = ClusterError::from_kube(kube::Error::Api(Box::new(status)), target, "u");
+        assert!(!err.is_webhook_unavailable());
+        assert!(matches!(err, ClusterError::Other { .. }));
+    }
 
     #[test]
     fn conflicts_come_from_causes_or_the_message() {

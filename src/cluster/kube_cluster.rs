@@ -362,30 +362,47 @@ impl Cluster for KubeCluster {
             let mut stream = std::pin::pin!(stream);
             let mut last: Option<Value> = None;
             let mut listing: Option<Value> = None;
+            // Until the first complete listing, a failure is what the caller should see on
+            // timeout (the cluster went away), not an empty "timed out".
+            let mut listed = false;
+            let mut failure: Option<kube::Error> = None;
             loop {
                 let next = match tokio::time::timeout_at(deadline, stream.next()).await {
-                    Err(_) | Ok(None) => return Ok(WaitOutcome::TimedOut(last)),
+                    Err(_) | Ok(None) => {
+                        return match failure {
+                            Some(e) if !listed => Err(self.err(e, Target::Object(object.clone()))),
+                            _ => Ok(WaitOutcome::TimedOut(last)),
+                        };
+                    }
                     Ok(Some(next)) => next,
                 };
                 let event = match next {
                     Ok(event) => event,
                     Err(e) => {
+                        let e = match e {
+                            watcher::Error::InitialListFailed(e)
+                            | watcher::Error::WatchStartFailed(e)
+                            | watcher::Error::WatchFailed(e) => e,
+                            watcher::Error::WatchError(status) => kube::Error::Api(status),
+                            watcher::Error::NoResourceVersion => continue,
+                        };
                         // The backoff retries transient failures; a refusal is final.
-                        if let Some(kube::Error::Api(status)) = watcher_api_error(&e)
+                        if let kube::Error::Api(status) = &e
                             && matches!(status.code, 401 | 403 | 404)
                         {
-                            let status = status.clone();
-                            return Err(
-                                self.err(kube::Error::Api(status), Target::Object(object.clone()))
-                            );
+                            return Err(self.err(e, Target::Object(object.clone())));
                         }
+                        failure = Some(e);
                         continue;
                     }
                 };
                 match event {
                     watcher::Event::Init => listing = None,
                     watcher::Event::InitApply(o) => listing = Some(to_value(o, &kind)),
-                    watcher::Event::InitDone => last = listing.take(),
+                    watcher::Event::InitDone => {
+                        listed = true;
+                        last = listing.take();
+                    }
                     watcher::Event::Apply(o) => last = Some(to_value(o, &kind)),
                     watcher::Event::Delete(_) => last = None,
                 }
@@ -394,15 +411,6 @@ impl Cluster for KubeCluster {
                 }
             }
         })
-    }
-}
-
-fn watcher_api_error(e: &watcher::Error) -> Option<&kube::Error> {
-    match e {
-        watcher::Error::InitialListFailed(e)
-        | watcher::Error::WatchStartFailed(e)
-        | watcher::Error::WatchFailed(e) => Some(e),
-        _ => None,
     }
 }
 

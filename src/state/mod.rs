@@ -364,3 +364,34 @@ pub fn digest_json(value: &serde_json::Value) -> String {
         .to_hex()
         .to_string()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_dir_defaults_under_the_working_directory() {
+        let cwd = Path::new("/work/project");
+        assert_eq!(
+            resolve_dir(None, cwd, "linkerd"),
+            PathBuf::from("/work/project/state/linkerd")
+        );
+        assert_eq!(
+            resolve_dir(Some(Path::new("elsewhere")), cwd, "linkerd"),
+            PathBuf::from("/work/project/elsewhere")
+        );
+        assert_eq!(
+            resolve_dir(Some(Path::new("/var/lib/mp")), cwd, "linkerd"),
+            PathBuf::from("/var/lib/mp")
+        );
+    }
+
+    #[test]
+    fn digests_ignore_key_order() {
+        let a = serde_json::json!({"a": 1, "b": {"y": 2, "x": [1, {"k": 1, "j": 2}]}});
+        let b = serde_json::json!({"b": {"x": [1, {"j": 2, "k": 1}], "y": 2}, "a": 1});
+        assert_eq!(digest_json(&a), digest_json(&b));
+        assert_ne!(digest_json(&a), digest_json(&serde_json::json!({"a": 2})));
+        assert_eq!(digest_json(&a).len(), 64);
+    }
+}

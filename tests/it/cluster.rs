@@ -637,3 +637,104 @@ async fn kubeconfig_problems_name_the_file_or_the_context() {
         "{err}"
     );
 }
+
+#[tokio::test]
+async fn a_named_context_is_used() {
+    let f = fixture().await;
+    let dir = tempfile::tempdir().unwrap();
+    // Current context: a dead port; context "sandbox": the sandbox.
+    let text = format!(
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: dead\n  cluster:\n    server: http://127.0.0.1:1\n\
+         - name: sandbox\n  cluster:\n    server: {}\ncontexts:\n- name: dead\n  context:\n    cluster: dead\n    user: u\n\
+         - name: sandbox\n  context:\n    cluster: sandbox\n    user: u\n    namespace: kube-system\n\
+         current-context: dead\nusers:\n- name: u\n  user: {{}}\n",
+        f.sandbox.url()
+    );
+    let path = dir.path().join("config");
+    std::fs::write(&path, text).unwrap();
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(path.clone()),
+        context: Some("sandbox".to_owned()),
+    })
+    .await
+    .unwrap();
+    assert_eq!(cluster.url(), f.sandbox.url());
+    cluster.server_version().await.unwrap();
+    // The context's namespace is the default for objects without one.
+    let body = json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "here"}});
+    let applied = cluster
+        .apply(&body, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(applied["metadata"]["namespace"], "kube-system");
+
+    let current = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(path),
+        context: None,
+    })
+    .await
+    .unwrap();
+    assert_eq!(current.url(), "http://127.0.0.1:1");
+    f.stop().await;
+}
+
+/// Set in a child process: the expected server URL.
+const CHILD_URL: &str = "MESHPLAN_TEST_CLUSTER_CHILD_URL";
+
+#[test]
+fn kubeconfig_comes_from_the_environment_when_not_given() {
+    if let Some(url) = std::env::var_os(CHILD_URL) {
+        // Child: KUBECONFIG is set by the parent.
+        let rt = tokio::runtime::Runtime::new().unwrap();
+        rt.block_on(async {
+            let cluster = KubeCluster::connect(&ConnectOptions::default())
+                .await
+                .unwrap();
+            assert_eq!(cluster.url(), url.to_str().unwrap());
+            let version = cluster.server_version().await.unwrap();
+            println!("VERSION {}", version.git_version);
+        });
+        return;
+    }
+    let sandbox = sandbox::BlockingSandbox::start(SandboxConfig::default()).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("from-env");
+    sandbox.write_kubeconfig(&path).unwrap();
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kubeconfig_comes_from_the_environment_when_not_given",
+            "--nocapture",
+        ])
+        .env("KUBECONFIG", &path)
+        .env(CHILD_URL, sandbox.url())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("VERSION v"), "{stdout}");
+
+    // A KUBECONFIG naming a missing file is reported with that file.
+    let missing = dir.path().join("nowhere");
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([
+            "--exact",
+            "cluster::kubeconfig_comes_from_the_environment_when_not_given",
+            "--nocapture",
+        ])
+        .env("KUBECONFIG", &missing)
+        .env(CHILD_URL, sandbox.url())
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(text.contains("nowhere"), "{text}");
+}

@@ -715,3 +715,19 @@ fn the_dump_is_deterministic_and_sorted() {
         insta::assert_snapshot!(dump);
     });
 }
+
+#[test]
+fn a_database_held_without_the_lock_is_reported_in_use() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = open(tmp.path());
+    // Someone removed the lock file of a running meshplan: the database's own lock still
+    // protects it, and the error says so instead of sled's raw text.
+    let removed = WriterLock::force_break(tmp.path()).unwrap().unwrap();
+    assert_eq!(removed.pid, std::process::id());
+    let err = SledStore::open(tmp.path(), "apply").unwrap_err();
+    assert!(matches!(err, StateError::InUse { .. }), "{err}");
+    // The failed open released the lock it took.
+    assert_eq!(WriterLock::holder(tmp.path()).unwrap(), None);
+    drop(store);
+    drop(open(tmp.path()));
+}
