@@ -1,5 +1,6 @@
 //! [`KubeCluster`]: the [`Cluster`] on a kube client.
 
+use std::collections::HashSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -15,7 +16,7 @@ use kube::core::discovery::v2::APIGroupDiscoveryList;
 use kube::discovery::{ApiResource, Scope};
 use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
-use tokio::sync::RwLock;
+use tokio::sync::Mutex;
 
 use super::{
     ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
@@ -29,8 +30,22 @@ pub struct KubeCluster {
     client: kube::Client,
     url: String,
     default_namespace: String,
-    discovery: Arc<RwLock<Option<Arc<Discovery>>>>,
+    kinds: Arc<Mutex<Kinds>>,
 }
+
+/// What the cluster is known to serve, and kinds known not to be served.
+#[derive(Default)]
+struct Kinds {
+    discovery: Option<Discovery>,
+    /// Kinds missing from a fresh discovery. They are not looked up again (a plan with many
+    /// objects of a kind that is not installed costs one discovery, not one per object)
+    /// until the served kinds may have changed: an explicit [`Cluster::discover`], or a
+    /// write through this cluster to a CRD or an APIService.
+    missing: HashSet<KindRef>,
+}
+
+/// Groups whose objects change the set of served kinds.
+const KIND_GROUPS: &[&str] = &["apiextensions.k8s.io", "apiregistration.k8s.io"];
 
 impl std::fmt::Debug for KubeCluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -77,7 +92,7 @@ impl KubeCluster {
             client,
             url,
             default_namespace,
-            discovery: Arc::new(RwLock::new(None)),
+            kinds: Arc::new(Mutex::new(Kinds::default())),
         })
     }
 
@@ -90,6 +105,7 @@ impl KubeCluster {
         ClusterError::from_kube(e, target, &self.url)
     }
 
+    /// Fetches discovery (aggregated, else per group version).
     async fn fetch_discovery(&self) -> Result<Discovery, ClusterError> {
         let aggregated = async {
             let groups = self.client.list_api_groups_aggregated().await?;
@@ -97,9 +113,9 @@ impl KubeCluster {
             Ok::<_, kube::Error>((groups, core))
         }
         .await;
-        let discovery = match aggregated {
+        match aggregated {
             Ok((groups, core)) if is_aggregated(&groups) && is_aggregated(&core) => {
-                from_aggregated([core, groups])
+                Ok(from_aggregated([core, groups]))
             }
             Ok(_) | Err(kube::Error::Api(_)) | Err(kube::Error::SerdeError(_)) => {
                 // A server without aggregated discovery: one request per group version.
@@ -107,26 +123,40 @@ impl KubeCluster {
                     .run()
                     .await
                     .map_err(|e| self.err(e, Target::Cluster))?;
-                from_legacy(&d)
+                Ok(from_legacy(&d))
             }
-            Err(e) => return Err(self.err(e, Target::Cluster)),
-        };
-        *self.discovery.write().await = Some(Arc::new(discovery.clone()));
-        Ok(discovery)
+            Err(e) => Err(self.err(e, Target::Cluster)),
+        }
     }
 
-    /// The resource serving `kind`: from the kept discovery, else from a fresh one.
+    /// The resource serving `kind`: from the kept discovery, else from a fresh one (one at
+    /// a time: concurrent misses share it).
     async fn resolve(&self, kind: &KindRef) -> Result<ApiResourceInfo, ClusterError> {
-        if let Some(d) = self.discovery.read().await.as_ref()
-            && let Some(r) = d.find(kind)
-        {
+        let mut kinds = self.kinds.lock().await;
+        if let Some(r) = kinds.discovery.as_ref().and_then(|d| d.find(kind)) {
             return Ok(r.clone());
         }
+        let not_installed = || ClusterError::KindNotInstalled { kind: kind.clone() };
+        if kinds.missing.contains(kind) {
+            return Err(not_installed());
+        }
         let fresh = self.fetch_discovery().await?;
-        fresh
-            .find(kind)
-            .cloned()
-            .ok_or_else(|| ClusterError::KindNotInstalled { kind: kind.clone() })
+        let found = fresh.find(kind).cloned();
+        kinds.discovery = Some(fresh);
+        match found {
+            Some(r) => Ok(r),
+            None => {
+                kinds.missing.insert(kind.clone());
+                Err(not_installed())
+            }
+        }
+    }
+
+    /// After a change to `object` (not a dry run): a CRD or APIService may serve new kinds.
+    async fn note_write(&self, object: &ObjectRef, dry_run: bool) {
+        if !dry_run && KIND_GROUPS.contains(&object.group()) {
+            self.kinds.lock().await.missing.clear();
+        }
     }
 
     /// An API handle for objects of `kind`, scoped to `namespace` when the kind is
@@ -207,12 +237,20 @@ impl Cluster for KubeCluster {
     }
 
     fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>> {
-        Box::pin(self.fetch_discovery())
+        Box::pin(async move {
+            let mut kinds = self.kinds.lock().await;
+            let fresh = self.fetch_discovery().await?;
+            kinds.discovery = Some(fresh.clone());
+            kinds.missing.clear();
+            Ok(fresh)
+        })
     }
 
     fn prime_discovery(&self, discovery: Discovery) -> BoxFuture<'_, ()> {
         Box::pin(async move {
-            *self.discovery.write().await = Some(Arc::new(discovery));
+            let mut kinds = self.kinds.lock().await;
+            kinds.discovery = Some(discovery);
+            kinds.missing.clear();
         })
     }
 
@@ -274,6 +312,7 @@ impl Cluster for KubeCluster {
                 .patch(&object.name, &params, &Patch::Apply(body))
                 .await
                 .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
             Ok(to_value(result, &object.kind_ref()))
         })
     }
@@ -294,6 +333,7 @@ impl Cluster for KubeCluster {
                 .create(&params, &to_dynamic(body)?)
                 .await
                 .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
             Ok(to_value(result, &object.kind_ref()))
         })
     }
@@ -314,6 +354,7 @@ impl Cluster for KubeCluster {
                 .replace(&object.name, &params, &to_dynamic(body)?)
                 .await
                 .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
             Ok(to_value(result, &object.kind_ref()))
         })
     }
@@ -339,7 +380,10 @@ impl Cluster for KubeCluster {
                 ..DeleteParams::default()
             };
             match api.delete(&object.name, &params).await {
-                Ok(_) => Ok(true),
+                Ok(_) => {
+                    self.note_write(object, options.dry_run).await;
+                    Ok(true)
+                }
                 Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
                 Err(e) => Err(self.err(e, Target::Object(object.clone()))),
             }
@@ -407,6 +451,8 @@ impl Cluster for KubeCluster {
                     watcher::Event::Delete(_) => last = None,
                 }
                 if condition(last.as_ref()) {
+                    // A CRD that became established may serve a kind looked up before.
+                    self.note_write(object, false).await;
                     return Ok(WaitOutcome::Met(last));
                 }
             }

@@ -738,3 +738,107 @@ fn kubeconfig_comes_from_the_environment_when_not_given() {
     );
     assert!(text.contains("nowhere"), "{text}");
 }
+
+#[tokio::test]
+async fn a_missing_kind_is_looked_up_again_only_when_kinds_may_have_changed() {
+    let f = fixture().await;
+    let widget = ObjectRef::new("example.com/v1", "Widget", Some("default"), "w1");
+    assert!(matches!(
+        f.cluster.get(&widget).await,
+        Err(ClusterError::KindNotInstalled { .. })
+    ));
+    // The CRD is created by someone else: this cluster keeps its answer...
+    let other = {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("kubeconfig");
+        f.sandbox.write_kubeconfig(&path).unwrap();
+        KubeCluster::connect(&ConnectOptions {
+            kubeconfig: Some(path),
+            context: None,
+        })
+        .await
+        .unwrap()
+    };
+    let crd = widget_crd();
+    other.apply(&crd, &ApplyOptions::default()).await.unwrap();
+    let established = other
+        .wait_for(
+            &ObjectRef::from_object(&crd).unwrap(),
+            &|o| has_condition(o, "Established"),
+            Duration::from_secs(20),
+        )
+        .await
+        .unwrap();
+    assert!(established.is_met());
+    assert!(matches!(
+        f.cluster.get(&widget).await,
+        Err(ClusterError::KindNotInstalled { .. })
+    ));
+    // ...until it discovers again.
+    f.cluster.discover().await.unwrap();
+    assert_eq!(f.cluster.get(&widget).await.unwrap(), None);
+    f.stop().await;
+}
+
+/// A server that answers every request with `code` and a Status body; returns its URL.
+async fn refusing_server(code: u16, reason: &'static str) -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 16384];
+                let mut seen = Vec::new();
+                while !seen.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match socket.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => seen.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let body = json!({"kind": "Status", "apiVersion": "v1", "status": "Failure",
+                    "message": format!("{reason} by the test server"), "reason": reason, "code": code})
+                .to_string();
+                let response = format!(
+                    "HTTP/1.1 {code} {reason}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = socket.write_all(response.as_bytes()).await;
+            });
+        }
+    });
+    url
+}
+
+#[tokio::test]
+async fn refused_credentials_and_permissions_are_told_apart() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = refusing_server(401, "Unauthorized").await;
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let err = cluster.server_version().await.unwrap_err();
+    assert!(
+        matches!(&err, ClusterError::Unauthorized { url: u, .. } if *u == url),
+        "{err}"
+    );
+    let help = miette::Diagnostic::help(&err).unwrap().to_string();
+    assert!(help.contains("expired"), "{help}");
+
+    let url = refusing_server(403, "Forbidden").await;
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let err = cluster.server_version().await.unwrap_err();
+    assert!(matches!(err, ClusterError::Forbidden { .. }), "{err}");
+    assert!(
+        err.to_string().contains("Forbidden by the test server"),
+        "{err}"
+    );
+}
