@@ -48,6 +48,12 @@ impl ProtectedBody {
         &self.redacted
     }
 
+    /// The sealed values: base64 of a 24-byte nonce followed by the XChaCha20-Poly1305
+    /// ciphertext of a JSON map from JSON pointer to original value.
+    pub fn sealed(&self) -> Option<&str> {
+        self.sealed.as_deref()
+    }
+
     /// Whether sensitive values were sealed away.
     pub fn has_sealed(&self) -> bool {
         self.sealed.is_some()

@@ -90,6 +90,11 @@ impl SledStore {
         Self::open_with(dir, command, &migrate::FORMATS)
     }
 
+    /// Whether `dir` holds a state (a database), without opening or creating anything.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_DIR).join("conf").is_file()
+    }
+
     pub(crate) fn open_with(
         dir: &Path,
         command: &str,

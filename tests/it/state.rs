@@ -77,7 +77,9 @@ fn child_dir() -> Option<PathBuf> {
 #[test]
 fn records_round_trip_sorted_with_serial_and_lineage() {
     let tmp = tempfile::tempdir().unwrap();
+    assert!(!SledStore::exists(tmp.path()));
     let store = open(tmp.path());
+    assert!(SledStore::exists(tmp.path()));
     let m0 = store.meta().unwrap();
     assert_eq!((m0.format, m0.serial), (meshplan::state::FORMAT_VERSION, 0));
     assert!(uuid::Uuid::parse_str(&m0.lineage).is_ok());
