@@ -6,6 +6,7 @@
 //! [`Registry`] holds the built-in table and the CRD-derived types (rebuilt from the stored
 //! CRDs whenever one changes).
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use serde_json::Value;
@@ -713,6 +714,8 @@ pub struct GroupInfo {
 pub struct Registry {
     builtin: Vec<Arc<ResourceType>>,
     custom: Vec<Arc<ResourceType>>,
+    /// Compiled types per CRD name, with a digest of the CRD they were built from.
+    compiled: BTreeMap<String, (blake3::Hash, Vec<Arc<ResourceType>>)>,
 }
 
 impl Default for Registry {
@@ -726,11 +729,35 @@ impl Registry {
         Self {
             builtin: builtin_types(),
             custom: Vec::new(),
+            compiled: BTreeMap::new(),
         }
     }
 
-    /// Replaces the CRD-defined types.
-    pub fn set_custom(&mut self, custom: Vec<Arc<ResourceType>>) {
+    /// Serves the types of these CRDs (and no other custom types), compiling only the CRDs
+    /// whose definition changed since the last call. CRDs that do not compile are skipped.
+    pub fn set_crds(&mut self, crds: &[&Value]) {
+        let mut compiled = BTreeMap::new();
+        let mut custom = Vec::new();
+        for crd in crds {
+            let name = str_at(crd, &["metadata", "name"])
+                .unwrap_or_default()
+                .to_string();
+            let digest = blake3::hash(
+                serde_json::to_string(&crd.get("spec"))
+                    .unwrap_or_default()
+                    .as_bytes(),
+            );
+            let types = match self.compiled.remove(&name) {
+                Some((old, types)) if old == digest => types,
+                _ => match crd_types(crd) {
+                    Ok(types) => types,
+                    Err(_) => continue,
+                },
+            };
+            custom.extend(types.iter().cloned());
+            compiled.insert(name, (digest, types));
+        }
+        self.compiled = compiled;
         self.custom = custom;
     }
 
@@ -815,33 +842,7 @@ fn version_priority(version: &str) -> (u8, u64, u64) {
     (level, major, num.parse::<u64>().unwrap_or(0))
 }
 
-/// List merge rules of the built-in kinds (the `patchMergeKey`/`listType` markers of core types)
-/// and of object metadata.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct BuiltinListTypes;
-
-impl ListTypes for BuiltinListTypes {
-    fn list_type(&self, path: &[&str]) -> ListType {
-        let last = path.last().copied().unwrap_or_default();
-        let in_container = path.len() >= 2
-            && matches!(
-                path[path.len() - 2],
-                "containers" | "initContainers" | "ephemeralContainers"
-            );
-        let keys = |k: &[&str]| ListType::Map(k.iter().map(|s| s.to_string()).collect());
-        match (path, last) {
-            (["metadata", "finalizers"], _) => ListType::Set,
-            (["metadata", "ownerReferences"], _) => keys(&["uid"]),
-            (["spec", "ports"], _) => keys(&["port", "protocol"]),
-            (_, "ports") if in_container => keys(&["containerPort", "protocol"]),
-            (_, "containers" | "initContainers" | "ephemeralContainers") => keys(&["name"]),
-            (_, "env") if in_container => keys(&["name"]),
-            (_, "volumeMounts") if in_container => keys(&["mountPath"]),
-            (_, "volumes" | "imagePullSecrets") => keys(&["name"]),
-            _ => ListType::Atomic,
-        }
-    }
-}
+pub use super::fieldmanager::BuiltinListTypes;
 
 /// The list rules of a custom resource: metadata as built in, the rest from its schema.
 pub struct CustomListTypes<'a> {

@@ -10,6 +10,8 @@ use super::status::ApiError;
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Route {
     Version,
+    /// `/healthz`, `/livez`, `/readyz`.
+    Health,
     /// `/api`.
     Api,
     /// `/apis`.
@@ -72,6 +74,7 @@ pub fn route(path: &str) -> Route {
     let segs: Vec<&str> = segments.iter().map(String::as_str).collect();
     match segs.as_slice() {
         ["version"] => Route::Version,
+        ["healthz" | "livez" | "readyz"] => Route::Health,
         ["api"] => Route::Api,
         ["apis"] => Route::Apis,
         ["api", v] => Route::GroupVersion(String::new(), (*v).to_string()),

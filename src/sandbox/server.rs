@@ -140,11 +140,19 @@ async fn dispatch(
             ApiError::method_not_allowed()
         });
     }
-    if !accepts_json(accept) && !matches!(route, Route::OpenApiV2) {
+    if !accepts_json(accept) && !matches!(route, Route::OpenApiV2 | Route::Health) {
         return Err(ApiError::not_acceptable());
     }
     match route {
         Route::Version => Ok(ok(200, &discovery::version())),
+        Route::Health => {
+            let mut resp = Response::new(Body::from("ok"));
+            resp.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; charset=utf-8"),
+            );
+            Ok(resp)
+        }
         Route::Api | Route::Apis => {
             let core = matches!(route, Route::Api);
             if wants_aggregated(accept) {
@@ -180,7 +188,18 @@ async fn dispatch(
             .map(|d| ok(200, &d))
             .ok_or_else(ApiError::no_route),
         Route::NotFound => Err(ApiError::no_route()),
-        Route::Resource(rp) => resource(shared, method, rp, &query, headers, body),
+        Route::Resource(rp) => {
+            // A bug must cost one request a 500, never the connection or the server.
+            let run = std::panic::AssertUnwindSafe(|| {
+                resource(shared, method, rp, &query, headers, body)
+            });
+            match std::panic::catch_unwind(run) {
+                Ok(result) => result,
+                Err(_) => Err(ApiError::internal_error(
+                    "the sandbox failed while handling this request",
+                )),
+            }
+        }
     }
 }
 

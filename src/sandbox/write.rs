@@ -180,6 +180,41 @@ fn strip_field_prefix(field: &str, message: &str) -> String {
         .to_string()
 }
 
+/// Label keys and values, and annotation keys, checked as apimachinery checks them.
+fn label_problems(meta: &Map<String, Value>) -> Vec<Cause> {
+    let mut causes = Vec::new();
+    let mut invalid = |field: &str, value: &str, problems: Vec<String>| {
+        if !problems.is_empty() {
+            causes.push(Cause {
+                reason: "FieldValueInvalid".into(),
+                message: format!(
+                    "Invalid value: {}: {}",
+                    names::go_quote(value),
+                    problems.join(", ")
+                ),
+                field: field.to_string(),
+            });
+        }
+    };
+    if let Some(labels) = meta.get("labels").and_then(Value::as_object) {
+        for (key, value) in labels {
+            invalid("metadata.labels", key, names::is_qualified_name(key));
+            let text = value.as_str().unwrap_or_default();
+            invalid("metadata.labels", text, names::is_valid_label_value(text));
+        }
+    }
+    if let Some(annotations) = meta.get("annotations").and_then(Value::as_object) {
+        for key in annotations.keys() {
+            invalid(
+                "metadata.annotations",
+                key,
+                names::is_qualified_name(&key.to_lowercase()),
+            );
+        }
+    }
+    causes
+}
+
 /// Everything but metadata and status: what a generation bump looks at.
 fn spec_part(obj: &Value) -> Value {
     let mut copy = obj.clone();
@@ -249,7 +284,24 @@ fn prepare(
         (Some(b), _) if !b.is_empty() => b,
         (_, Some(u)) => u.to_string(),
         _ => match m.get("generateName").and_then(Value::as_str) {
-            Some(prefix) if old.is_none() && !prefix.is_empty() => names::generate_name(prefix),
+            Some(prefix) if old.is_none() && !prefix.is_empty() => {
+                let problems = names::validate_generate_name(ty.name_rule, prefix);
+                if !problems.is_empty() {
+                    return Err(ApiError::invalid_field(
+                        &ty.kind,
+                        &ty.group,
+                        "",
+                        "FieldValueInvalid",
+                        "metadata.generateName",
+                        format!(
+                            "Invalid value: {}: {}",
+                            names::go_quote(prefix),
+                            problems.join(", ")
+                        ),
+                    ));
+                }
+                names::generate_name(prefix)
+            }
             _ => {
                 return Err(ApiError::invalid_field(
                     &ty.kind,
@@ -287,9 +339,17 @@ fn prepare(
                 &name,
                 "FieldValueInvalid",
                 "metadata.name",
-                format!("Invalid value: {name:?}: {}", problems.join(", ")),
+                format!(
+                    "Invalid value: {}: {}",
+                    names::go_quote(&name),
+                    problems.join(", ")
+                ),
             ));
         }
+    }
+    let label_causes = label_problems(m);
+    if !label_causes.is_empty() {
+        return Err(ApiError::invalid(&ty.kind, &ty.group, &name, label_causes));
     }
 
     // Server-set fields.
@@ -649,18 +709,17 @@ fn prepare_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> Result<(), A
 
 /// Rebuilds the CRD-defined types from the stored CRDs.
 pub fn rebuild_registry(st: &mut State) {
-    let crds: Vec<Value> = st
-        .list("apiextensions.k8s.io", "customresourcedefinitions", None)
-        .into_iter()
-        .cloned()
+    let State {
+        objects, registry, ..
+    } = st;
+    let crds: Vec<&Value> = objects
+        .range(key("apiextensions.k8s.io", "customresourcedefinitions", "", "")..)
+        .take_while(|((g, r, _, _), _)| {
+            g == "apiextensions.k8s.io" && r == "customresourcedefinitions"
+        })
+        .map(|(_, v)| v)
         .collect();
-    let mut custom = Vec::new();
-    for crd in &crds {
-        if let Ok(types) = registry::crd_types(crd) {
-            custom.extend(types);
-        }
-    }
-    st.registry.set_custom(custom);
+    registry.set_crds(&crds);
 }
 
 /// Stores `obj` unless nothing changed or this is a dry run; removes it when a deletion has no
@@ -757,7 +816,12 @@ fn write_update(
             return Err(ApiError::already_exists(&ty.plural, &ty.group, &name));
         }
     }
+    let clears_managed = prepared
+        .pointer("/metadata/managedFields")
+        .and_then(Value::as_array)
+        .is_some_and(Vec::is_empty);
     if let Some(live) = &live
+        && !clears_managed
         && strip_managed(live) == strip_managed(&prepared)
     {
         return Ok(Written {
@@ -1010,7 +1074,7 @@ fn apply(
                 .iter()
                 .map(|x| Cause {
                     reason: "FieldManagerConflict".into(),
-                    message: format!("conflict with \"{}\"", x.manager),
+                    message: fieldmanager::conflict_cause_message(x),
                     field: x.path.clone(),
                 })
                 .collect();
@@ -1023,13 +1087,17 @@ fn apply(
     let prepared = prepare(
         ty,
         live.as_ref(),
-        merged,
+        merged.clone(),
         namespace,
         Some(name),
         sub,
         None,
         &mut warnings,
     )?;
+    // Fields the server set while preparing (a namespace's label and finalizer, a CRD's
+    // defaulted names, schema defaults) belong to the request's manager, as they would after
+    // a create or update, so the object never ends up untracked.
+    let prepared = fieldmanager::update(Some(&merged), &prepared, &c);
     let object = commit(st, ty, key, live.as_ref(), prepared, opts.dry_run);
     Ok(Written {
         object: present(ty, object),

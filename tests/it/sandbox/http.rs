@@ -126,6 +126,18 @@ fn create_checks_names_namespaces_and_url_agreement() {
     assert_eq!(a.code, 201, "{}", a.body);
     let name = a.body["metadata"]["name"].as_str().unwrap();
     assert!(name.starts_with("gen-") && name.len() == 9, "{name}");
+    let a = api.post(
+        CMS,
+        json!({"metadata": {"name": "l", "labels": {"app": "not valid"}}}),
+    );
+    assert_status(&a, 422, "Invalid");
+    assert_eq!(a.body["details"]["causes"][0]["field"], "metadata.labels");
+    let a = api.post(CMS, json!({"metadata": {"generateName": "Bad_"}}));
+    assert_status(&a, 422, "Invalid");
+    assert_eq!(
+        a.body["details"]["causes"][0]["field"],
+        "metadata.generateName"
+    );
     assert_eq!(api.cm("dup", json!({})).code, 201);
     let again = api.cm("dup", json!({}));
     assert_status(&again, 409, "AlreadyExists");
@@ -636,4 +648,142 @@ fn tables_discovery_and_openapi_details() {
         .map(|r| r["name"].as_str().unwrap())
         .collect();
     assert_eq!(names, vec!["widgets", "widgets/status"]);
+}
+
+const CRDS: &str = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions";
+
+fn gadget_crd(name: &str, versions: Value) -> Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1",
+        "kind": "CustomResourceDefinition",
+        "metadata": {"name": name},
+        "spec": {
+            "group": "example.com",
+            "scope": "Cluster",
+            "names": {"plural": "gadgets", "kind": "Gadget"},
+            "versions": versions,
+        }
+    })
+}
+
+fn version(name: &str, storage: bool) -> Value {
+    json!({
+        "name": name, "served": true, "storage": storage,
+        "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+            "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}
+    })
+}
+
+#[test]
+fn crd_definitions_are_checked() {
+    let mut api = Api::start();
+    let wrong_name = api.post(
+        CRDS,
+        gadget_crd("gadget.example.com", json!([version("v1", true)])),
+    );
+    assert_status(&wrong_name, 422, "Invalid");
+    assert_eq!(
+        wrong_name.body["details"]["causes"][0]["field"],
+        "metadata.name"
+    );
+    let two_storage = api.post(
+        CRDS,
+        gadget_crd(
+            "gadgets.example.com",
+            json!([version("v1", true), version("v2", true)]),
+        ),
+    );
+    assert_status(&two_storage, 422, "Invalid");
+    let mut bad_schema = version("v1", true);
+    bad_schema["schema"]["openAPIV3Schema"] = json!({"type": "object", "properties": {"spec": {}}});
+    let not_structural = api.post(CRDS, gadget_crd("gadgets.example.com", json!([bad_schema])));
+    assert_status(&not_structural, 422, "Invalid");
+    // Nothing was installed by the refused requests.
+    assert_status(&api.get("/apis/example.com/v1/gadgets"), 404, "NotFound");
+}
+
+#[test]
+fn multi_version_crd_serves_every_version_and_records_status() {
+    let mut api = Api::start();
+    let created = api.post(
+        CRDS,
+        gadget_crd(
+            "gadgets.example.com",
+            json!([version("v1beta1", false), version("v1", true)]),
+        ),
+    );
+    assert_eq!(created.code, 201, "{}", created.body);
+    assert_eq!(created.body["spec"]["names"]["singular"], "gadget");
+    assert_eq!(created.body["spec"]["names"]["listKind"], "GadgetList");
+    assert_eq!(created.body["status"]["storedVersions"], json!(["v1"]));
+    let conditions: Vec<(&str, &str)> = created.body["status"]["conditions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| (c["type"].as_str().unwrap(), c["status"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        conditions,
+        vec![("NamesAccepted", "True"), ("Established", "True")]
+    );
+    assert_eq!(
+        created.body["metadata"]["finalizers"],
+        json!(["customresourcecleanup.apiextensions.k8s.io"])
+    );
+    let group = api.get("/apis/example.com");
+    assert_eq!(group.body["preferredVersion"]["version"], "v1");
+    let g = api.post(
+        "/apis/example.com/v1beta1/gadgets",
+        json!({"apiVersion": "example.com/v1beta1", "kind": "Gadget", "metadata": {"name": "g1"}, "spec": {"any": {"thing": 1}}}),
+    );
+    assert_eq!(g.code, 201, "{}", g.body);
+    let v1 = api.get("/apis/example.com/v1/gadgets/g1");
+    assert_eq!(v1.body["apiVersion"], "example.com/v1");
+    assert_eq!(
+        v1.body["spec"]["any"]["thing"], 1,
+        "preserve-unknown-fields keeps it"
+    );
+    let list = api.get("/apis/example.com/v1beta1/gadgets");
+    assert_eq!(list.body["kind"], "GadgetList");
+    assert_eq!(list.body["items"][0]["apiVersion"], "example.com/v1beta1");
+}
+
+#[test]
+fn crd_delete_waits_for_custom_resource_finalizers() {
+    let mut api = Api::start();
+    api.post(
+        CRDS,
+        gadget_crd("gadgets.example.com", json!([version("v1", true)])),
+    );
+    let g = api.post(
+        "/apis/example.com/v1/gadgets",
+        json!({"apiVersion": "example.com/v1", "kind": "Gadget",
+               "metadata": {"name": "g1", "finalizers": ["example.com/hold"]}}),
+    );
+    assert_eq!(g.code, 201, "{}", g.body);
+    let deleting = api.call(
+        "DELETE",
+        &format!("{CRDS}/gadgets.example.com"),
+        JSON,
+        &Value::Null,
+    );
+    assert!(deleting.body["metadata"]["deletionTimestamp"].is_string());
+    while !api.get("/apis/example.com/v1/gadgets/g1").body["metadata"]["deletionTimestamp"]
+        .is_string()
+    {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    // The kind stays served while its objects are finalized.
+    assert_eq!(api.get(&format!("{CRDS}/gadgets.example.com")).code, 200);
+    api.call(
+        "PATCH",
+        "/apis/example.com/v1/gadgets/g1",
+        "application/merge-patch+json",
+        &json!({"metadata": {"finalizers": null}}),
+    );
+    while api.get(&format!("{CRDS}/gadgets.example.com")).code == 200 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_status(&api.get("/apis/example.com/v1/gadgets"), 404, "NotFound");
+    assert_status(&api.get("/apis/example.com/v1"), 404, "NotFound");
 }

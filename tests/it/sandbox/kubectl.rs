@@ -607,3 +607,53 @@ fn client_side_apply_changes_one_container_field_in_place() {
         "metadata changes keep the generation"
     );
 }
+
+#[test]
+fn every_builtin_kind_applies_and_reapplies_as_a_no_op() {
+    let c = Cluster::start();
+    let f = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/sandbox/all-kinds.yaml"
+    );
+    let out = c.kubectl(&["apply", "--server-side", "-f", f]);
+    let lines: Vec<&str> = out.ok().lines().collect();
+    assert_eq!(lines.len(), 25, "{}", out.stdout);
+    assert!(
+        lines.iter().all(|l| l.ends_with(" serverside-applied")),
+        "{}",
+        out.stdout
+    );
+    let snapshot = |c: &Cluster| {
+        let list = c.get_json(&[
+            "-n",
+            "mesh",
+            "all,cm,secret,sa,role,rolebinding,pdb,ingress,netpol,lease,events",
+        ]);
+        let cluster = c.get_json(&[
+            "clusterrole,clusterrolebinding,validatingwebhookconfiguration,mutatingwebhookconfiguration,apiservice,ns",
+        ]);
+        let mut versions: Vec<String> = list["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .chain(cluster["items"].as_array().unwrap())
+            .map(|i| {
+                format!(
+                    "{}/{} {}",
+                    i["kind"].as_str().unwrap(),
+                    i["metadata"]["name"].as_str().unwrap(),
+                    i["metadata"]["resourceVersion"].as_str().unwrap()
+                )
+            })
+            .collect();
+        versions.sort();
+        versions
+    };
+    let before = snapshot(&c);
+    assert!(before.len() >= 25, "{before:?}");
+    c.kubectl(&["apply", "--server-side", "-f", f]).ok();
+    assert_eq!(snapshot(&c), before, "re-applying changed something");
+    let diff = c.kubectl(&["diff", "--server-side", "-f", f]);
+    assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
+    assert_eq!(diff.stdout, "");
+}
