@@ -842,3 +842,169 @@ async fn refused_credentials_and_permissions_are_told_apart() {
         "{err}"
     );
 }
+
+/// A TCP proxy in front of `upstream` that records the request line of every HTTP request
+/// passing through; returns its URL and the recorded lines.
+async fn recording_proxy(
+    upstream: std::net::SocketAddr,
+) -> (String, Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = requests.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let Ok(server) = tokio::net::TcpStream::connect(upstream).await else {
+                continue;
+            };
+            let (mut client_read, mut client_write) = client.into_split();
+            let (mut server_read, mut server_write) = server.into_split();
+            let log = log.clone();
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 65536];
+                let mut pending = Vec::new();
+                loop {
+                    let n = match client_read.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => n,
+                    };
+                    pending.extend_from_slice(&buf[..n]);
+                    while let Some(at) = pending.windows(2).position(|w| w == b"\r\n") {
+                        let line = String::from_utf8_lossy(&pending[..at]).into_owned();
+                        pending.drain(..at + 2);
+                        // A body has no line end: the next request line follows it directly.
+                        let start = ["GET ", "PATCH ", "POST ", "PUT ", "DELETE "]
+                            .iter()
+                            .filter_map(|m| line.rfind(m))
+                            .max();
+                        if let (Some(start), true) = (start, line.ends_with(" HTTP/1.1")) {
+                            let request = line[start..].trim_end_matches(" HTTP/1.1").to_owned();
+                            log.lock().unwrap().push(request);
+                        }
+                    }
+                    if server_write.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+            tokio::spawn(async move {
+                let _ = tokio::io::copy(&mut server_read, &mut client_write).await;
+            });
+        }
+    });
+    (url, requests)
+}
+
+#[tokio::test]
+async fn discovery_is_two_requests_and_known_kinds_cost_none() {
+    let f = fixture().await;
+    let (url, requests) = recording_proxy(f.sandbox.addr()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
+        context: None,
+    })
+    .await
+    .unwrap();
+    let take = || std::mem::take(&mut *requests.lock().unwrap());
+
+    // Aggregated discovery: /api and /apis, nothing per group.
+    let d = cluster.discover().await.unwrap();
+    assert!(d.resources.len() > 20);
+    let mut sent = take();
+    sent.sort();
+    assert_eq!(sent, vec!["GET /api", "GET /apis"]);
+
+    // Kinds in the kept discovery resolve without requests: one GET per object.
+    cluster.get(&cm_ref("a")).await.unwrap();
+    cluster.get(&cm_ref("b")).await.unwrap();
+    let sent = take();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    assert!(
+        sent.iter()
+            .all(|r| r.starts_with("GET /api/v1/namespaces/default/configmaps/")),
+        "{sent:?}"
+    );
+
+    // A primed discovery (from the state's cache) is used as is.
+    let primed = KubeCluster::connect(&ConnectOptions {
+        kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
+        context: None,
+    })
+    .await
+    .unwrap();
+    primed.prime_discovery(d).await;
+    primed.get(&cm_ref("a")).await.unwrap();
+    assert_eq!(take().len(), 1);
+
+    // Fifty objects of a kind that is not installed cost one fresh discovery, not fifty.
+    for i in 0..50 {
+        let pm = ObjectRef::new(
+            "monitoring.coreos.com/v1",
+            "PodMonitor",
+            Some("linkerd"),
+            format!("pm{i}"),
+        );
+        assert!(matches!(
+            primed.get(&pm).await,
+            Err(ClusterError::KindNotInstalled { .. })
+        ));
+    }
+    let mut sent = take();
+    sent.sort();
+    assert_eq!(sent, vec!["GET /api", "GET /apis"]);
+
+    // One LIST for a kind in a namespace.
+    cluster
+        .list(
+            &KindRef::new("v1", "ConfigMap"),
+            Some("default"),
+            Some("app=x"),
+        )
+        .await
+        .unwrap();
+    let sent = take();
+    assert_eq!(sent.len(), 1, "{sent:?}");
+    assert!(
+        sent[0].starts_with("GET /api/v1/namespaces/default/configmaps?"),
+        "{sent:?}"
+    );
+    assert!(sent[0].contains("labelSelector=app%3Dx"), "{sent:?}");
+
+    // Apply sends the manager, strict validation, and force / dry run only when asked.
+    cluster
+        .apply(&cm("p", json!({"a": "1"})), &ApplyOptions::default())
+        .await
+        .unwrap();
+    let options = ApplyOptions {
+        force: true,
+        dry_run: true,
+        ..ApplyOptions::default()
+    };
+    cluster
+        .apply(&cm("p", json!({"a": "2"})), &options)
+        .await
+        .unwrap();
+    let sent = take();
+    assert_eq!(sent.len(), 2, "{sent:?}");
+    for line in &sent {
+        assert!(
+            line.starts_with("PATCH /api/v1/namespaces/default/configmaps/p?"),
+            "{line}"
+        );
+        assert!(line.contains("fieldManager=meshplan"), "{line}");
+        assert!(line.contains("fieldValidation=Strict"), "{line}");
+    }
+    assert!(
+        !sent[0].contains("force") && !sent[0].contains("dryRun"),
+        "{}",
+        sent[0]
+    );
+    assert!(
+        sent[1].contains("force=true") && sent[1].contains("dryRun=All"),
+        "{}",
+        sent[1]
+    );
+    f.stop().await;
+}
