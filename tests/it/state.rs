@@ -733,3 +733,27 @@ fn a_database_held_without_the_lock_is_reported_in_use() {
     drop(store);
     drop(open(tmp.path()));
 }
+
+#[test]
+fn concurrent_commits_from_many_threads_each_count_once() {
+    let tmp = tempfile::tempdir().unwrap();
+    let store = std::sync::Arc::new(open(tmp.path()));
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let store = store.clone();
+            std::thread::spawn(move || {
+                for i in 0..20 {
+                    let body = config_map(&format!("t{t}-{i}"), "v");
+                    let rec = record(store.as_ref(), &format!("manifest.t{t}"), &body);
+                    store.commit(WriteBatch::new().put_object(rec)).unwrap();
+                }
+            })
+        })
+        .collect();
+    for t in threads {
+        t.join().unwrap();
+    }
+    assert_eq!(store.meta().unwrap().serial, 160);
+    assert_eq!(store.objects().unwrap().len(), 160);
+    assert_eq!(store.node_objects("manifest.t3").unwrap().len(), 20);
+}
