@@ -431,7 +431,9 @@ fn delete_options(body: &Bytes, query: &Query) -> Result<DeleteOptions, ApiError
     } else {
         Some(parse_body(body, false)?)
     };
-    Ok(DeleteOptions::from_body(parsed.as_ref(), query.dry_run()))
+    let mut options = DeleteOptions::from_body(parsed.as_ref(), query.dry_run());
+    options.orphan |= query.get("propagationPolicy") == Some("Orphan");
+    Ok(options)
 }
 
 // ---------------------------------------------------------------------------------------------

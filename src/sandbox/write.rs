@@ -180,6 +180,70 @@ fn strip_field_prefix(field: &str, message: &str) -> String {
         .to_string()
 }
 
+fn json_type(value: &Value) -> &'static str {
+    match value {
+        Value::Null => "null",
+        Value::Bool(_) => "bool",
+        Value::Number(_) => "number",
+        Value::String(_) => "string",
+        Value::Array(_) => "array",
+        Value::Object(_) => "object",
+    }
+}
+
+/// Metadata fields of the wrong JSON type are refused the way the API server's decoder
+/// refuses them (400).
+fn check_metadata_types(ty: &ResourceType, meta: &Map<String, Value>) -> Result<(), ApiError> {
+    let refuse = |field: &str, found: &Value, go_type: &str| {
+        Err(ApiError::bad_request(format!(
+            "{kind} in version \"{v}\" cannot be handled as a {kind}: json: cannot unmarshal {} into Go struct field ObjectMeta.metadata.{field} of type {go_type}",
+            json_type(found),
+            kind = ty.kind,
+            v = ty.version,
+        )))
+    };
+    for field in ["labels", "annotations"] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Object(map)) => {
+                if let Some(bad) = map.values().find(|v| !v.is_string()) {
+                    return refuse(field, bad, "string");
+                }
+            }
+            Some(other) => return refuse(field, other, "map[string]string"),
+        }
+    }
+    match meta.get("finalizers") {
+        None | Some(Value::Null) => {}
+        Some(Value::Array(items)) => {
+            if let Some(bad) = items.iter().find(|v| !v.is_string()) {
+                return refuse("finalizers", bad, "string");
+            }
+        }
+        Some(other) => return refuse("finalizers", other, "[]string"),
+    }
+    for (field, go_type) in [
+        ("ownerReferences", "[]v1.OwnerReference"),
+        ("managedFields", "[]v1.ManagedFieldsEntry"),
+    ] {
+        match meta.get(field) {
+            None | Some(Value::Null) => {}
+            Some(Value::Array(items)) => {
+                if let Some(bad) = items.iter().find(|v| !v.is_object()) {
+                    return refuse(field, bad, go_type.trim_start_matches("[]"));
+                }
+            }
+            Some(other) => return refuse(field, other, go_type),
+        }
+    }
+    for field in ["name", "generateName", "namespace"] {
+        if let Some(found) = meta.get(field).filter(|v| !v.is_string() && !v.is_null()) {
+            return refuse(field, found, "string");
+        }
+    }
+    Ok(())
+}
+
 /// Label keys and values, and annotation keys, checked as apimachinery checks them.
 fn label_problems(meta: &Map<String, Value>) -> Vec<Cause> {
     let mut causes = Vec::new();
@@ -272,6 +336,7 @@ fn prepare(
     let Some(m) = metadata.as_object_mut() else {
         return Err(ApiError::bad_request("metadata must be an object"));
     };
+    check_metadata_types(ty, m)?;
 
     // Name and namespace agree with the URL.
     let body_name = m.get("name").and_then(Value::as_str).map(str::to_string);
@@ -1009,6 +1074,7 @@ fn apply(
     let Some(m) = metadata.as_object_mut() else {
         return Err(ApiError::bad_request("metadata must be an object"));
     };
+    check_metadata_types(ty, m)?;
     if m.get("managedFields").is_some_and(|v| !v.is_null()) {
         return Err(ApiError::bad_request("metadata.managedFields must be nil"));
     }
@@ -1112,6 +1178,9 @@ pub struct DeleteOptions {
     pub dry_run: bool,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
+    /// `propagationPolicy: Orphan` (or `orphanDependents: true`): dependents lose their owner
+    /// reference instead of being garbage collected.
+    pub orphan: bool,
 }
 
 impl DeleteOptions {
@@ -1122,8 +1191,13 @@ impl DeleteOptions {
             .and_then(Value::as_array)
             .is_some_and(|d| d.iter().any(|x| x == "All"));
         let pre = body.and_then(|b| b.get("preconditions"));
+        let orphan = body.is_some_and(|b| {
+            b.get("propagationPolicy").and_then(Value::as_str) == Some("Orphan")
+                || b.get("orphanDependents").and_then(Value::as_bool) == Some(true)
+        });
         Self {
             dry_run: query_dry_run || dry_body,
+            orphan,
             uid: pre
                 .and_then(|p| p.get("uid"))
                 .and_then(Value::as_str)
@@ -1173,6 +1247,9 @@ pub fn delete(
             "this namespace may not be deleted",
         ));
     }
+    if opts.orphan && !opts.dry_run {
+        orphan_dependents(st, meta_str(&live, "uid").unwrap_or_default());
+    }
     let two_phase = !finalizers(&live).is_empty() || ty.is_namespace();
     if !two_phase {
         if opts.dry_run {
@@ -1204,6 +1281,72 @@ pub fn delete(
     Ok(present(ty, stored))
 }
 
+/// Removes owner references to `uid` from every object (orphaning its dependents).
+fn orphan_dependents(st: &mut State, uid: &str) {
+    if uid.is_empty() {
+        return;
+    }
+    let dependents: Vec<(Key, Value)> = st
+        .objects
+        .iter()
+        .filter(|(_, obj)| owner_uids(obj).iter().any(|u| u == uid))
+        .map(|(k, obj)| (k.clone(), obj.clone()))
+        .collect();
+    for (k, mut obj) in dependents {
+        if let Some(m) = meta_mut(&mut obj) {
+            let kept: Vec<Value> = m
+                .get("ownerReferences")
+                .and_then(Value::as_array)
+                .map(|refs| {
+                    refs.iter()
+                        .filter(|r| r.get("uid").and_then(Value::as_str) != Some(uid))
+                        .cloned()
+                        .collect()
+                })
+                .unwrap_or_default();
+            if kept.is_empty() {
+                m.remove("ownerReferences");
+            } else {
+                m.insert("ownerReferences".into(), Value::Array(kept));
+            }
+        }
+        st.put(k, obj);
+    }
+}
+
+fn owner_uids(obj: &Value) -> Vec<String> {
+    meta(obj)
+        .and_then(|m| m.get("ownerReferences"))
+        .and_then(Value::as_array)
+        .map(|refs| {
+            refs.iter()
+                .filter_map(|r| r.get("uid").and_then(Value::as_str).map(str::to_string))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// Garbage collection: deletes objects all of whose owners are gone.
+fn collect_garbage(st: &mut State) {
+    let live: std::collections::BTreeSet<String> = st
+        .objects
+        .values()
+        .filter_map(|o| meta_str(o, "uid").map(str::to_string))
+        .collect();
+    let orphans: Vec<Key> = st
+        .objects
+        .iter()
+        .filter(|(_, obj)| {
+            let owners = owner_uids(obj);
+            !owners.is_empty() && !is_deleting(obj) && owners.iter().all(|u| !live.contains(u))
+        })
+        .map(|(k, _)| k.clone())
+        .collect();
+    for k in orphans {
+        delete_stored(st, &k);
+    }
+}
+
 /// Seeds a namespace the way a fresh cluster has it (no managedFields).
 pub fn seed_namespace(st: &mut State, name: &str) {
     let k = key("", "namespaces", "", name);
@@ -1225,11 +1368,13 @@ pub fn seed_namespace(st: &mut State, name: &str) {
     st.put(k, obj);
 }
 
-/// One step of the namespace and CRD cleanup: deletes the content of terminating namespaces
-/// and the custom resources of deleted CRDs, then removes them once empty. Returns whether
+/// One step of the cleanup: garbage-collects objects whose owners are all gone, deletes the
+/// content of terminating namespaces and the custom resources of deleted CRDs, then removes
+/// those once empty. Returns whether
 /// anything is still pending.
 pub fn reconcile(st: &mut State) -> bool {
     let mut pending = false;
+    collect_garbage(st);
     let terminating: Vec<String> = st
         .list("", "namespaces", None)
         .into_iter()

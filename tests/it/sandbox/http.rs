@@ -101,6 +101,21 @@ fn malformed_and_unsupported_requests_get_status_bodies() {
     );
     let unknown = api.get("/apis/example.com/v1/widgets");
     assert_status(&unknown, 404, "NotFound");
+    let labels = api.post(CMS, json!({"metadata": {"name": "l", "labels": "x"}}));
+    assert_status(&labels, 400, "BadRequest");
+    assert_eq!(
+        labels.body["message"],
+        "ConfigMap in version \"v1\" cannot be handled as a ConfigMap: json: cannot unmarshal string into Go struct field ObjectMeta.metadata.labels of type map[string]string"
+    );
+    let finalizers = api.post(CMS, json!({"metadata": {"name": "f", "finalizers": [1]}}));
+    assert_status(&finalizers, 400, "BadRequest");
+    let apply = api.yaml(
+        "PATCH",
+        &format!("{CMS}/a?fieldManager=m"),
+        "application/apply-patch+yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n  annotations: [1]\n",
+    );
+    assert_status(&apply, 400, "BadRequest");
     // The server is still fine afterwards.
     assert_eq!(api.cm("ok", json!({})).code, 201);
 }
@@ -786,4 +801,44 @@ fn crd_delete_waits_for_custom_resource_finalizers() {
     }
     assert_status(&api.get("/apis/example.com/v1/gadgets"), 404, "NotFound");
     assert_status(&api.get("/apis/example.com/v1"), 404, "NotFound");
+}
+
+#[test]
+fn dependents_are_collected_or_orphaned() {
+    let mut api = Api::start();
+    let owner = api.cm("owner", json!({}));
+    let uid = owner.body["metadata"]["uid"].as_str().unwrap().to_string();
+    let dependent = |name: &str| {
+        json!({"metadata": {"name": name, "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner", "uid": uid}
+        ]}})
+    };
+    api.post(CMS, dependent("child"));
+    api.call("DELETE", &format!("{CMS}/owner"), JSON, &Value::Null);
+    while api.get(&format!("{CMS}/child")).code == 200 {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+
+    let owner = api.cm("owner2", json!({}));
+    let uid = owner.body["metadata"]["uid"].as_str().unwrap().to_string();
+    api.post(
+        CMS,
+        json!({"metadata": {"name": "kept", "ownerReferences": [
+            {"apiVersion": "v1", "kind": "ConfigMap", "name": "owner2", "uid": uid}
+        ]}}),
+    );
+    let deleted = api.call(
+        "DELETE",
+        &format!("{CMS}/owner2"),
+        JSON,
+        &json!({"propagationPolicy": "Orphan"}),
+    );
+    assert_eq!(deleted.code, 200);
+    let kept = api.get(&format!("{CMS}/kept"));
+    assert_eq!(kept.code, 200);
+    assert!(
+        kept.body["metadata"].get("ownerReferences").is_none(),
+        "{}",
+        kept.body
+    );
 }
