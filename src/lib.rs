@@ -19,6 +19,7 @@
 //! try plans without a cluster and by the integration tests.
 
 pub mod cli;
+pub mod cluster;
 pub mod commands;
 pub mod graph;
 pub mod load;
@@ -26,3 +27,4 @@ pub mod model;
 pub mod planfile;
 pub mod render;
 pub mod sandbox;
+pub mod state;

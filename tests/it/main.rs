@@ -1,5 +1,6 @@
 //! The one integration test binary: a module per command or subsystem.
 
+mod cluster;
 mod graph_cmd;
 mod model_dump;
 mod plan_errors;
@@ -8,5 +9,6 @@ mod render;
 mod render_stability;
 mod sample_plan;
 mod sandbox;
+mod state;
 mod support;
 mod validate_cmd;

@@ -1,0 +1,365 @@
+//! What can go wrong talking to a cluster, each error naming the object or the URL.
+
+use std::fmt;
+use std::path::PathBuf;
+
+use super::object::{KindRef, ObjectRef};
+
+/// What a failed request was about.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    Object(ObjectRef),
+    /// A list or watch of a kind, in a namespace or cluster-wide.
+    Kind {
+        kind: KindRef,
+        namespace: Option<String>,
+    },
+    /// A request about the cluster itself (version, discovery).
+    Cluster,
+}
+
+impl fmt::Display for Target {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::Object(o) => write!(f, "{o}"),
+            Self::Kind {
+                kind,
+                namespace: Some(ns),
+            } => write!(f, "{kind} in namespace {ns}"),
+            Self::Kind {
+                kind,
+                namespace: None,
+            } => write!(f, "{kind} in all namespaces"),
+            Self::Cluster => write!(f, "the cluster"),
+        }
+    }
+}
+
+/// A field another field manager owns, from an apply conflict.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct FieldConflict {
+    /// The other field manager, e.g. `kubectl-client-side-apply`.
+    pub manager: String,
+    /// The field path, e.g. `.data.a`.
+    pub field: String,
+}
+
+/// One reason the server gave for refusing an object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidCause {
+    pub field: String,
+    pub reason: String,
+    pub message: String,
+}
+
+/// Why a cluster operation failed.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ClusterError {
+    #[error("the kubeconfig {path} cannot be used: {message}")]
+    #[diagnostic(
+        code(cluster::kubeconfig),
+        help("check the file, or point --kubeconfig / KUBECONFIG at another one")
+    )]
+    Kubeconfig { path: PathBuf, message: String },
+
+    #[error("no kubeconfig found: {message}")]
+    #[diagnostic(
+        code(cluster::no_kubeconfig),
+        help("pass --kubeconfig FILE, set KUBECONFIG, or create ~/.kube/config")
+    )]
+    NoKubeconfig { message: String },
+
+    #[error("the kubeconfig {path} has no context named {context}")]
+    #[diagnostic(
+        code(cluster::no_context),
+        help("list the contexts with `kubectl config get-contexts`")
+    )]
+    NoContext { path: PathBuf, context: String },
+
+    #[error("the cluster at {url} is unreachable")]
+    #[diagnostic(
+        code(cluster::unreachable),
+        help("check that the cluster runs and that the kubeconfig's server URL is right")
+    )]
+    Unreachable {
+        url: String,
+        #[source]
+        source: kube::Error,
+    },
+
+    #[error("the cluster at {url} refused the credentials: {message}")]
+    #[diagnostic(
+        code(cluster::unauthorized),
+        help("the credentials are invalid or expired: log in again or refresh the kubeconfig")
+    )]
+    Unauthorized { url: String, message: String },
+
+    #[error("access to {target} is forbidden: {message}")]
+    #[diagnostic(
+        code(cluster::forbidden),
+        help("the kubeconfig's user lacks the RBAC permission; ask for it or use another context")
+    )]
+    Forbidden {
+        target: Box<Target>,
+        message: String,
+    },
+
+    #[error("{object} does not exist")]
+    #[diagnostic(code(cluster::not_found))]
+    NotFound { object: Box<ObjectRef> },
+
+    #[error("{object} already exists")]
+    #[diagnostic(code(cluster::already_exists))]
+    AlreadyExists { object: Box<ObjectRef> },
+
+    #[error("{object}: {message}")]
+    #[diagnostic(
+        code(cluster::conflict),
+        help(
+            "another field manager owns these fields (or the object changed meanwhile); meshplan never takes fields silently"
+        )
+    )]
+    Conflict {
+        object: Box<ObjectRef>,
+        /// The fields and their managers; empty for a resourceVersion conflict.
+        conflicts: Vec<FieldConflict>,
+        message: String,
+    },
+
+    #[error("{object} is invalid: {message}")]
+    #[diagnostic(code(cluster::invalid))]
+    Invalid {
+        object: Box<ObjectRef>,
+        causes: Vec<InvalidCause>,
+        message: String,
+    },
+
+    #[error("kind {kind} is not installed in the cluster")]
+    #[diagnostic(
+        code(cluster::kind_not_installed),
+        help("install its CRD first, or add the node that creates it")
+    )]
+    KindNotInstalled { kind: KindRef },
+
+    #[error("the object body is not a usable Kubernetes object: {message}")]
+    #[diagnostic(code(cluster::bad_object))]
+    BadObject { message: String },
+
+    #[error("request about {target} failed: {} ({})", status.message, status.code)]
+    #[diagnostic(code(cluster::api))]
+    Other {
+        target: Box<Target>,
+        status: Box<kube::core::Status>,
+    },
+
+    #[error("request about {target} failed")]
+    #[diagnostic(code(cluster::request))]
+    Request {
+        target: Box<Target>,
+        #[source]
+        source: kube::Error,
+    },
+}
+
+impl ClusterError {
+    /// Whether this is an apply conflict with another field manager.
+    pub fn is_field_conflict(&self) -> bool {
+        matches!(self, Self::Conflict { conflicts, .. } if !conflicts.is_empty())
+    }
+
+    /// Whether an admission webhook could not be called (`failed calling webhook`): the
+    /// webhook's service is not ready yet, and the write is worth retrying.
+    pub fn is_webhook_unavailable(&self) -> bool {
+        let message = match self {
+            Self::Other { status, .. } => status.message.as_str(),
+            Self::Invalid { message, .. } | Self::Forbidden { message, .. } => message.as_str(),
+            _ => return false,
+        };
+        message.contains("failed calling webhook")
+    }
+
+    /// Maps a kube error for a request about `target` to the cluster at `url`.
+    pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
+        let object = || match &target {
+            Target::Object(o) => Box::new(o.clone()),
+            Target::Kind { kind, namespace } => Box::new(ObjectRef {
+                api_version: kind.api_version.clone(),
+                kind: kind.kind.clone(),
+                namespace: namespace.clone(),
+                name: String::new(),
+            }),
+            Target::Cluster => Box::new(ObjectRef::new("", "", None, "")),
+        };
+        match err {
+            kube::Error::Api(status) => match (status.code, status.reason.as_str()) {
+                (401, _) => Self::Unauthorized {
+                    url: url.to_owned(),
+                    message: status.message,
+                },
+                (403, _) => Self::Forbidden {
+                    target: Box::new(target),
+                    message: status.message,
+                },
+                (404, _) if matches!(target, Target::Object(_)) => {
+                    Self::NotFound { object: object() }
+                }
+                (409, "AlreadyExists") => Self::AlreadyExists { object: object() },
+                (409, _) => Self::Conflict {
+                    object: object(),
+                    conflicts: field_conflicts(&status),
+                    message: status.message,
+                },
+                // Server-side apply of a field the schema does not declare is answered with a
+                // 500 "failed to create typed patch object" by real API servers.
+                (400 | 422, _) | (500, _)
+                    if matches!(target, Target::Object(_))
+                        && (status.code != 500
+                            || status
+                                .message
+                                .contains("failed to create typed patch object")) =>
+                {
+                    Self::Invalid {
+                        object: object(),
+                        causes: status
+                            .details
+                            .as_ref()
+                            .map(|d| {
+                                d.causes
+                                    .iter()
+                                    .map(|c| InvalidCause {
+                                        field: c.field.clone(),
+                                        reason: c.reason.clone(),
+                                        message: c.message.clone(),
+                                    })
+                                    .collect()
+                            })
+                            .unwrap_or_default(),
+                        message: status.message,
+                    }
+                }
+                _ => Self::Other {
+                    target: Box::new(target),
+                    status,
+                },
+            },
+            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unreachable {
+                url: url.to_owned(),
+                source: err,
+            },
+            kube::Error::Auth(e) => Self::Unauthorized {
+                url: url.to_owned(),
+                message: e.to_string(),
+            },
+            other => Self::Request {
+                target: Box::new(target),
+                source: other,
+            },
+        }
+    }
+}
+
+/// The conflicts of an apply: from `details.causes` (`FieldManagerConflict`, message
+/// `conflict with "MANAGER"...`, field `.data.a`), else from the message's lines
+/// (`conflict with "MANAGER" using v1: .data.a`). Sorted.
+pub fn field_conflicts(status: &kube::core::Status) -> Vec<FieldConflict> {
+    let mut out: Vec<FieldConflict> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter(|c| c.reason == "FieldManagerConflict")
+        .filter_map(|c| {
+            Some(FieldConflict {
+                manager: quoted(&c.message)?.to_owned(),
+                field: c.field.clone(),
+            })
+        })
+        .collect();
+    if out.is_empty() {
+        for part in status.message.split('\n') {
+            let Some(manager) = quoted(part) else {
+                continue;
+            };
+            if let Some((_, field)) = part.rsplit_once(": ") {
+                out.push(FieldConflict {
+                    manager: manager.to_owned(),
+                    field: field.trim().to_owned(),
+                });
+            }
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+fn quoted(text: &str) -> Option<&str> {
+    let start = text.find("conflict with \"")? + "conflict with \"".len();
+    let len = text[start..].find('"')?;
+    Some(&text[start..start + len])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use kube::core::response::StatusDetails;
+
+    #[test]
+    fn webhook_failures_are_recognised() {
+        let mut status = kube::core::Status::failure(
+            "Internal error occurred: failed calling webhook \"webhook.cert-manager.io\": connection refused",
+            "InternalError",
+        );
+        status.code = 500;
+        let target = Target::Object(ObjectRef::new(
+            "cert-manager.io/v1",
+            "Issuer",
+            Some("a"),
+            "b",
+        ));
+        let err = ClusterError::from_kube(kube::Error::Api(Box::new(status)), target.clone(), "u");
+        assert!(err.is_webhook_unavailable(), "{err}");
+        let mut status = kube::core::Status::failure("boom", "InternalError");
+        status.code = 500;
+        let err = ClusterError::from_kube(kube::Error::Api(Box::new(status)), target, "u");
+        assert!(!err.is_webhook_unavailable());
+        assert!(matches!(err, ClusterError::Other { .. }));
+    }
+
+    #[test]
+    fn conflicts_come_from_causes_or_the_message() {
+        let mut status = kube::core::Status::failure(
+            "Apply failed with 2 conflicts: conflict with \"kubectl\" using v1: .data.a\nconflict with \"helm\" using v1: .data.b",
+            "Conflict",
+        );
+        status.code = 409;
+        let from_message = field_conflicts(&status);
+        assert_eq!(
+            from_message,
+            vec![
+                FieldConflict {
+                    manager: "helm".into(),
+                    field: ".data.b".into()
+                },
+                FieldConflict {
+                    manager: "kubectl".into(),
+                    field: ".data.a".into()
+                },
+            ]
+        );
+        status.details = Some(
+            serde_json::from_value::<StatusDetails>(serde_json::json!({
+                "name": "cm", "kind": "configmaps",
+                "causes": [{"reason": "FieldManagerConflict",
+                            "message": "conflict with \"other\" using v1", "field": ".data.a"}]
+            }))
+            .unwrap(),
+        );
+        assert_eq!(
+            field_conflicts(&status),
+            vec![FieldConflict {
+                manager: "other".into(),
+                field: ".data.a".into()
+            }]
+        );
+    }
+}

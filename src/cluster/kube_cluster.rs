@@ -1,0 +1,565 @@
+//! [`KubeCluster`]: the [`Cluster`] on a kube client.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use futures::future::BoxFuture;
+use kube::api::{
+    Api, DeleteParams, DynamicObject, ListParams, Patch, PatchParams, PostParams, Preconditions,
+    PropagationPolicy, ValidationDirective,
+};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::core::discovery::v2::APIGroupDiscoveryList;
+use kube::discovery::{ApiResource, Scope};
+use kube::runtime::{WatchStreamExt as _, watcher};
+use serde_json::Value;
+use tokio::sync::Mutex;
+
+use super::{
+    ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
+    Discovery, KindRef, ObjectList, ObjectRef, Propagation, ServerVersion, Target, WaitOutcome,
+    WriteOptions, split_api_version,
+};
+
+/// A cluster reached through a kubeconfig.
+#[derive(Clone)]
+pub struct KubeCluster {
+    client: kube::Client,
+    url: String,
+    default_namespace: String,
+    kinds: Arc<Mutex<Kinds>>,
+}
+
+/// What the cluster is known to serve, and kinds known not to be served.
+#[derive(Default)]
+struct Kinds {
+    discovery: Option<Discovery>,
+    /// Kinds missing from a fresh discovery. They are not looked up again (a plan with many
+    /// objects of a kind that is not installed costs one discovery, not one per object)
+    /// until the served kinds may have changed: an explicit [`Cluster::discover`], or a
+    /// write through this cluster to a CRD or an APIService.
+    missing: HashSet<KindRef>,
+}
+
+/// Groups whose objects change the set of served kinds.
+const KIND_GROUPS: &[&str] = &["apiextensions.k8s.io", "apiregistration.k8s.io"];
+
+impl std::fmt::Debug for KubeCluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KubeCluster")
+            .field("url", &self.url)
+            .finish_non_exhaustive()
+    }
+}
+
+impl KubeCluster {
+    /// Reads the kubeconfig (`options.kubeconfig`, else `KUBECONFIG`, else
+    /// `~/.kube/config`) and builds a client for the chosen context. Sends no request.
+    pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
+        let path = match &options.kubeconfig {
+            Some(p) => p.clone(),
+            None => default_kubeconfig_path(),
+        };
+        let kubeconfig = match &options.kubeconfig {
+            Some(p) => Kubeconfig::read_from(p),
+            None => Kubeconfig::read(),
+        }
+        .map_err(|e| kubeconfig_error(&path, e, options.kubeconfig.is_none()))?;
+        let context_options = KubeConfigOptions {
+            context: options.context.clone(),
+            ..Default::default()
+        };
+        let config = kube::Config::from_custom_kubeconfig(kubeconfig, &context_options)
+            .await
+            .map_err(|e| match (&e, &options.context) {
+                (KubeconfigError::LoadContext(_), Some(context)) => ClusterError::NoContext {
+                    path: path.clone(),
+                    context: context.clone(),
+                },
+                _ => kubeconfig_error(&path, e, false),
+            })?;
+        let url = config.cluster_url.to_string();
+        let url = url.trim_end_matches('/').to_owned();
+        let default_namespace = config.default_namespace.clone();
+        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+            path: path.clone(),
+            message: e.to_string(),
+        })?;
+        Ok(Self {
+            client,
+            url,
+            default_namespace,
+            kinds: Arc::new(Mutex::new(Kinds::default())),
+        })
+    }
+
+    /// The kube client (for code that must go beyond the trait, such as tests).
+    pub fn client(&self) -> &kube::Client {
+        &self.client
+    }
+
+    fn err(&self, e: kube::Error, target: Target) -> ClusterError {
+        ClusterError::from_kube(e, target, &self.url)
+    }
+
+    /// Fetches discovery (aggregated, else per group version).
+    async fn fetch_discovery(&self) -> Result<Discovery, ClusterError> {
+        let aggregated = async {
+            let groups = self.client.list_api_groups_aggregated().await?;
+            let core = self.client.list_core_api_versions_aggregated().await?;
+            Ok::<_, kube::Error>((groups, core))
+        }
+        .await;
+        match aggregated {
+            Ok((groups, core)) if is_aggregated(&groups) && is_aggregated(&core) => {
+                Ok(from_aggregated([core, groups]))
+            }
+            Ok(_) | Err(kube::Error::Api(_)) | Err(kube::Error::SerdeError(_)) => {
+                // A server without aggregated discovery: one request per group version.
+                let d = kube::Discovery::new(self.client.clone())
+                    .run()
+                    .await
+                    .map_err(|e| self.err(e, Target::Cluster))?;
+                Ok(from_legacy(&d))
+            }
+            Err(e) => Err(self.err(e, Target::Cluster)),
+        }
+    }
+
+    /// The resource serving `kind`: from the kept discovery, else from a fresh one (one at
+    /// a time: concurrent misses share it).
+    async fn resolve(&self, kind: &KindRef) -> Result<ApiResourceInfo, ClusterError> {
+        let mut kinds = self.kinds.lock().await;
+        if let Some(r) = kinds.discovery.as_ref().and_then(|d| d.find(kind)) {
+            return Ok(r.clone());
+        }
+        let not_installed = || ClusterError::KindNotInstalled { kind: kind.clone() };
+        if kinds.missing.contains(kind) {
+            return Err(not_installed());
+        }
+        let fresh = self.fetch_discovery().await?;
+        let found = fresh.find(kind).cloned();
+        kinds.discovery = Some(fresh);
+        match found {
+            Some(r) => Ok(r),
+            None => {
+                kinds.missing.insert(kind.clone());
+                Err(not_installed())
+            }
+        }
+    }
+
+    /// After a change to `object` (not a dry run): a CRD or APIService may serve new kinds.
+    async fn note_write(&self, object: &ObjectRef, dry_run: bool) {
+        if !dry_run && KIND_GROUPS.contains(&object.group()) {
+            self.kinds.lock().await.missing.clear();
+        }
+    }
+
+    /// An API handle for objects of `kind`, scoped to `namespace` when the kind is
+    /// namespaced (None: the context's default namespace, or all namespaces if `all`).
+    async fn api(
+        &self,
+        kind: &KindRef,
+        namespace: Option<&str>,
+        all: bool,
+    ) -> Result<Api<DynamicObject>, ClusterError> {
+        let info = self.resolve(kind).await?;
+        let resource = ApiResource {
+            group: info.group.clone(),
+            version: info.version.clone(),
+            api_version: info.api_version(),
+            kind: info.kind.clone(),
+            plural: info.plural.clone(),
+        };
+        Ok(match (info.namespaced, namespace) {
+            (false, _) => Api::all_with(self.client.clone(), &resource),
+            (true, Some(ns)) => Api::namespaced_with(self.client.clone(), ns, &resource),
+            (true, None) if all => Api::all_with(self.client.clone(), &resource),
+            (true, None) => {
+                Api::namespaced_with(self.client.clone(), &self.default_namespace, &resource)
+            }
+        })
+    }
+
+    async fn object_api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
+        self.api(&object.kind_ref(), object.namespace.as_deref(), false)
+            .await
+    }
+}
+
+fn body_ref(body: &Value) -> Result<ObjectRef, ClusterError> {
+    ObjectRef::from_object(body).ok_or_else(|| ClusterError::BadObject {
+        message: "apiVersion, kind and metadata.name are required".to_owned(),
+    })
+}
+
+fn to_dynamic(body: &Value) -> Result<DynamicObject, ClusterError> {
+    serde_json::from_value(body.clone()).map_err(|e| ClusterError::BadObject {
+        message: e.to_string(),
+    })
+}
+
+/// The object as JSON, with apiVersion and kind (list items may lack them).
+fn to_value(object: DynamicObject, kind: &KindRef) -> Value {
+    let mut value = serde_json::to_value(object).unwrap_or(Value::Null);
+    if let Value::Object(map) = &mut value {
+        for (k, v) in [("apiVersion", &kind.api_version), ("kind", &kind.kind)] {
+            if map.get(k).and_then(Value::as_str).is_none_or(str::is_empty) {
+                map.insert(k.to_owned(), Value::String(v.clone()));
+            }
+        }
+    }
+    value
+}
+
+impl Cluster for KubeCluster {
+    fn url(&self) -> &str {
+        &self.url
+    }
+
+    fn server_version(&self) -> BoxFuture<'_, Result<ServerVersion, ClusterError>> {
+        Box::pin(async move {
+            let info = self
+                .client
+                .apiserver_version()
+                .await
+                .map_err(|e| self.err(e, Target::Cluster))?;
+            Ok(ServerVersion {
+                major: info.major,
+                minor: info.minor,
+                git_version: info.git_version,
+            })
+        })
+    }
+
+    fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>> {
+        Box::pin(async move {
+            let mut kinds = self.kinds.lock().await;
+            let fresh = self.fetch_discovery().await?;
+            kinds.discovery = Some(fresh.clone());
+            kinds.missing.clear();
+            Ok(fresh)
+        })
+    }
+
+    fn prime_discovery(&self, discovery: Discovery) -> BoxFuture<'_, ()> {
+        Box::pin(async move {
+            let mut kinds = self.kinds.lock().await;
+            kinds.discovery = Some(discovery);
+            kinds.missing.clear();
+        })
+    }
+
+    fn get<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
+        Box::pin(async move {
+            let api = self.object_api(object).await?;
+            let found = api
+                .get_opt(&object.name)
+                .await
+                .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            Ok(found.map(|o| to_value(o, &object.kind_ref())))
+        })
+    }
+
+    fn list<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        label_selector: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectList, ClusterError>> {
+        Box::pin(async move {
+            let api = self.api(kind, namespace, true).await?;
+            let mut params = ListParams::default();
+            if let Some(selector) = label_selector {
+                params = params.labels(selector);
+            }
+            let list = api.list(&params).await.map_err(|e| {
+                self.err(
+                    e,
+                    Target::Kind {
+                        kind: kind.clone(),
+                        namespace: namespace.map(str::to_owned),
+                    },
+                )
+            })?;
+            Ok(ObjectList {
+                resource_version: list.metadata.resource_version.unwrap_or_default(),
+                items: list.items.into_iter().map(|o| to_value(o, kind)).collect(),
+            })
+        })
+    }
+
+    fn apply<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a ApplyOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+        Box::pin(async move {
+            let object = body_ref(body)?;
+            let api = self.object_api(&object).await?;
+            let mut params = PatchParams::apply(&options.field_manager);
+            params.force = options.force;
+            params.dry_run = options.dry_run;
+            params.field_validation = Some(ValidationDirective::Strict);
+            let result = api
+                .patch(&object.name, &params, &Patch::Apply(body))
+                .await
+                .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
+            Ok(to_value(result, &object.kind_ref()))
+        })
+    }
+
+    fn create<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+        Box::pin(async move {
+            let object = body_ref(body)?;
+            let api = self.object_api(&object).await?;
+            let params = PostParams {
+                dry_run: options.dry_run,
+                field_manager: Some(options.field_manager.clone()),
+            };
+            let result = api
+                .create(&params, &to_dynamic(body)?)
+                .await
+                .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
+            Ok(to_value(result, &object.kind_ref()))
+        })
+    }
+
+    fn replace<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+        Box::pin(async move {
+            let object = body_ref(body)?;
+            let api = self.object_api(&object).await?;
+            let params = PostParams {
+                dry_run: options.dry_run,
+                field_manager: Some(options.field_manager.clone()),
+            };
+            let result = api
+                .replace(&object.name, &params, &to_dynamic(body)?)
+                .await
+                .map_err(|e| self.err(e, Target::Object(object.clone())))?;
+            self.note_write(&object, options.dry_run).await;
+            Ok(to_value(result, &object.kind_ref()))
+        })
+    }
+
+    fn delete<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        options: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+        Box::pin(async move {
+            let api = self.object_api(object).await?;
+            let params = DeleteParams {
+                dry_run: options.dry_run,
+                propagation_policy: options.propagation.map(|p| match p {
+                    Propagation::Foreground => PropagationPolicy::Foreground,
+                    Propagation::Background => PropagationPolicy::Background,
+                    Propagation::Orphan => PropagationPolicy::Orphan,
+                }),
+                preconditions: options.resource_version.as_ref().map(|rv| Preconditions {
+                    resource_version: Some(rv.clone()),
+                    uid: None,
+                }),
+                ..DeleteParams::default()
+            };
+            match api.delete(&object.name, &params).await {
+                Ok(_) => {
+                    self.note_write(object, options.dry_run).await;
+                    Ok(true)
+                }
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+                Err(e) => Err(self.err(e, Target::Object(object.clone()))),
+            }
+        })
+    }
+
+    fn wait_for<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        condition: &'a Condition,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<WaitOutcome, ClusterError>> {
+        Box::pin(async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            let api = self.object_api(object).await?;
+            let kind = object.kind_ref();
+            let config =
+                watcher::Config::default().fields(&format!("metadata.name={}", object.name));
+            let stream = watcher(api, config).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut last: Option<Value> = None;
+            let mut listing: Option<Value> = None;
+            // Until the first complete listing, a failure is what the caller should see on
+            // timeout (the cluster went away), not an empty "timed out".
+            let mut listed = false;
+            let mut failure: Option<kube::Error> = None;
+            loop {
+                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) | Ok(None) => {
+                        return match failure {
+                            Some(e) if !listed => Err(self.err(e, Target::Object(object.clone()))),
+                            _ => Ok(WaitOutcome::TimedOut(last)),
+                        };
+                    }
+                    Ok(Some(next)) => next,
+                };
+                let event = match next {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let e = match e {
+                            watcher::Error::InitialListFailed(e)
+                            | watcher::Error::WatchStartFailed(e)
+                            | watcher::Error::WatchFailed(e) => e,
+                            watcher::Error::WatchError(status) => kube::Error::Api(status),
+                            watcher::Error::NoResourceVersion => continue,
+                        };
+                        // The backoff retries transient failures; a refusal is final.
+                        if let kube::Error::Api(status) = &e
+                            && matches!(status.code, 401 | 403 | 404)
+                        {
+                            return Err(self.err(e, Target::Object(object.clone())));
+                        }
+                        failure = Some(e);
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Init => listing = None,
+                    watcher::Event::InitApply(o) => listing = Some(to_value(o, &kind)),
+                    watcher::Event::InitDone => {
+                        listed = true;
+                        last = listing.take();
+                    }
+                    watcher::Event::Apply(o) => last = Some(to_value(o, &kind)),
+                    watcher::Event::Delete(_) => last = None,
+                }
+                if condition(last.as_ref()) {
+                    // A CRD that became established may serve a kind looked up before.
+                    self.note_write(object, false).await;
+                    return Ok(WaitOutcome::Met(last));
+                }
+            }
+        })
+    }
+}
+
+fn is_aggregated(list: &APIGroupDiscoveryList) -> bool {
+    !list.items.is_empty()
+}
+
+fn from_aggregated(lists: [APIGroupDiscoveryList; 2]) -> Discovery {
+    let mut out = Vec::new();
+    for list in lists {
+        for group in list.items {
+            let name = group
+                .metadata
+                .as_ref()
+                .and_then(|m| m.name.clone())
+                .unwrap_or_default();
+            for version in group.versions {
+                let Some(v) = version.version else { continue };
+                for r in version.resources {
+                    let (Some(plural), Some(kind)) =
+                        (r.resource, r.response_kind.and_then(|k| k.kind))
+                    else {
+                        continue;
+                    };
+                    let mut verbs = r.verbs;
+                    verbs.sort();
+                    let mut subresources: Vec<String> = r
+                        .subresources
+                        .into_iter()
+                        .filter_map(|s| s.subresource)
+                        .collect();
+                    subresources.sort();
+                    out.push(ApiResourceInfo {
+                        group: name.clone(),
+                        version: v.clone(),
+                        kind,
+                        plural,
+                        namespaced: r.scope.as_deref() == Some("Namespaced"),
+                        verbs,
+                        subresources,
+                    });
+                }
+            }
+        }
+    }
+    Discovery::new(out)
+}
+
+fn from_legacy(d: &kube::Discovery) -> Discovery {
+    let mut out = Vec::new();
+    for group in d.groups() {
+        for version in group.versions() {
+            for (ar, caps) in group.versioned_resources(version) {
+                let mut verbs = caps.operations.clone();
+                verbs.sort();
+                let mut subresources: Vec<String> = caps
+                    .subresources
+                    .iter()
+                    .map(|(s, _)| s.plural.clone())
+                    .collect();
+                subresources.sort();
+                let (group, version) = split_api_version(&ar.api_version);
+                out.push(ApiResourceInfo {
+                    group: group.to_owned(),
+                    version: version.to_owned(),
+                    kind: ar.kind,
+                    plural: ar.plural,
+                    namespaced: caps.scope == Scope::Namespaced,
+                    verbs,
+                    subresources,
+                });
+            }
+        }
+    }
+    Discovery::new(out)
+}
+
+fn default_kubeconfig_path() -> PathBuf {
+    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
+        Some(v) => PathBuf::from(v),
+        None => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(".kube")
+            .join("config"),
+    }
+}
+
+fn kubeconfig_error(path: &std::path::Path, e: KubeconfigError, implicit: bool) -> ClusterError {
+    match e {
+        KubeconfigError::FindPath => ClusterError::NoKubeconfig {
+            message: e.to_string(),
+        },
+        KubeconfigError::ReadConfig(ref io, _)
+            if implicit && io.kind() == std::io::ErrorKind::NotFound =>
+        {
+            ClusterError::NoKubeconfig {
+                message: format!("{} does not exist", path.display()),
+            }
+        }
+        e => ClusterError::Kubeconfig {
+            path: path.to_path_buf(),
+            message: e.to_string(),
+        },
+    }
+}

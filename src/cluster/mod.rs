@@ -1,0 +1,211 @@
+//! The only door to Kubernetes: the [`Cluster`] trait and its kube implementation.
+//!
+//! The engine never names a kube client: it talks to `dyn Cluster` (object-safe, `Send +
+//! Sync`, async methods returning boxed futures). Objects travel as `serde_json::Value`
+//! bodies; references as [`ObjectRef`] / [`KindRef`].
+//!
+//! 1. [`KubeCluster::connect`] reads a kubeconfig (a given file, else `KUBECONFIG`, else
+//!    `~/.kube/config`) and a context.
+//! 2. [`Cluster::discover`] lists every served resource with aggregated discovery (two
+//!    requests), falling back to per-group discovery on servers without it. The result is
+//!    kept to resolve kinds to URLs; a kind missing from it triggers one fresh discovery
+//!    (a CRD may have just been created) before [`ClusterError::KindNotInstalled`].
+//! 3. Reads ([`Cluster::get`], [`Cluster::list`]), writes ([`Cluster::apply`] by server-side
+//!    apply with strict field validation, [`Cluster::create`], [`Cluster::replace`],
+//!    [`Cluster::delete`]) and [`Cluster::wait_for`], a watch (never a poll) with a timeout
+//!    that returns the last object seen.
+//!
+//! Errors are typed and carry the object ([`ClusterError`]).
+
+mod discovery;
+mod error;
+mod kube_cluster;
+mod object;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+
+pub use discovery::{ApiResourceInfo, Discovery};
+pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflicts};
+pub use kube_cluster::KubeCluster;
+pub use object::{KindRef, ObjectRef, split_api_version};
+
+/// The field manager meshplan applies with.
+pub const FIELD_MANAGER: &str = "meshplan";
+
+/// Where to find the cluster.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConnectOptions {
+    /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG`, else `~/.kube/config`.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context name (`--context`); None uses the current context.
+    pub context: Option<String>,
+}
+
+/// The server's version (`/version`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ServerVersion {
+    pub major: String,
+    pub minor: String,
+    /// e.g. `v1.31.0`.
+    pub git_version: String,
+}
+
+/// The items of one list request and the list's resourceVersion.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectList {
+    /// Each with `apiVersion` and `kind` set.
+    pub items: Vec<Value>,
+    pub resource_version: String,
+}
+
+/// How to server-side apply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApplyOptions {
+    pub field_manager: String,
+    /// Take fields owned by other managers (`--force-conflicts`).
+    pub force: bool,
+    /// Validate and compute the result, store nothing.
+    pub dry_run: bool,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            field_manager: FIELD_MANAGER.to_owned(),
+            force: false,
+            dry_run: false,
+        }
+    }
+}
+
+/// How to create or replace a whole object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WriteOptions {
+    pub field_manager: String,
+    pub dry_run: bool,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        Self {
+            field_manager: FIELD_MANAGER.to_owned(),
+            dry_run: false,
+        }
+    }
+}
+
+/// What happens to the dependents of a deleted object.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Propagation {
+    Foreground,
+    Background,
+    Orphan,
+}
+
+/// How to delete.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DeleteOptions {
+    /// None: the kind's default.
+    pub propagation: Option<Propagation>,
+    pub dry_run: bool,
+    /// Delete only if the object still has this resourceVersion (else
+    /// [`ClusterError::Conflict`]).
+    pub resource_version: Option<String>,
+}
+
+/// A predicate on the watched object (None: it does not exist).
+pub type Condition = dyn Fn(Option<&Value>) -> bool + Send + Sync;
+
+/// The end of a wait.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WaitOutcome {
+    /// The condition held; the object as it was then (None: absent).
+    Met(Option<Value>),
+    /// The timeout passed; the last object seen (None: absent or never seen).
+    TimedOut(Option<Value>),
+}
+
+impl WaitOutcome {
+    pub fn is_met(&self) -> bool {
+        matches!(self, Self::Met(_))
+    }
+
+    /// The object at the end of the wait.
+    pub fn object(&self) -> Option<&Value> {
+        match self {
+            Self::Met(o) | Self::TimedOut(o) => o.as_ref(),
+        }
+    }
+}
+
+/// A Kubernetes cluster, as the engine uses it.
+pub trait Cluster: Send + Sync {
+    /// The API server URL (for messages).
+    fn url(&self) -> &str;
+
+    /// The server's version.
+    fn server_version(&self) -> BoxFuture<'_, Result<ServerVersion, ClusterError>>;
+
+    /// Every resource the server serves, fetched now (and kept to resolve kinds).
+    fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>>;
+
+    /// Uses `discovery` (e.g. from the state's cache) to resolve kinds until a kind is
+    /// missing from it.
+    fn prime_discovery(&self, discovery: Discovery) -> BoxFuture<'_, ()>;
+
+    /// The object, or None when it does not exist. Fails with
+    /// [`ClusterError::KindNotInstalled`] when its kind is not served.
+    fn get<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+    ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>>;
+
+    /// The objects of a kind in `namespace` (None: all namespaces, or a cluster-scoped kind)
+    /// matching `label_selector`, in one request.
+    fn list<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        label_selector: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectList, ClusterError>>;
+
+    /// Server-side apply of `body` (with `fieldValidation=Strict`); the resulting object.
+    fn apply<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a ApplyOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>>;
+
+    /// Creates `body` (POST); the created object.
+    fn create<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>>;
+
+    /// Replaces the object with `body` (PUT), e.g. to restore a snapshot; the result.
+    fn replace<'a>(
+        &'a self,
+        body: &'a Value,
+        options: &'a WriteOptions,
+    ) -> BoxFuture<'a, Result<Value, ClusterError>>;
+
+    /// Deletes the object; whether it existed.
+    fn delete<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        options: &'a DeleteOptions,
+    ) -> BoxFuture<'a, Result<bool, ClusterError>>;
+
+    /// Watches the object until `condition` holds or `timeout` passes.
+    fn wait_for<'a>(
+        &'a self,
+        object: &'a ObjectRef,
+        condition: &'a Condition,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<WaitOutcome, ClusterError>>;
+}

@@ -1,0 +1,135 @@
+//! References to Kubernetes objects and kinds, as the cluster door and the state name them.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+/// A kind at one API version: `apps/v1` `Deployment`, `v1` `ConfigMap`.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KindRef {
+    /// `group/version`, or `version` alone for the core group (`v1`).
+    pub api_version: String,
+    pub kind: String,
+}
+
+impl KindRef {
+    pub fn new(api_version: impl Into<String>, kind: impl Into<String>) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+        }
+    }
+
+    /// The API group: empty for the core group.
+    pub fn group(&self) -> &str {
+        split_api_version(&self.api_version).0
+    }
+
+    /// The version part of `api_version`.
+    pub fn version(&self) -> &str {
+        split_api_version(&self.api_version).1
+    }
+}
+
+impl fmt::Display for KindRef {
+    /// `PodMonitor (monitoring.coreos.com/v1)`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} ({})", self.kind, self.api_version)
+    }
+}
+
+/// One object: its kind at an API version, its namespace (None for cluster-scoped objects)
+/// and its name. Ordered by apiVersion, kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    pub fn new(
+        api_version: impl Into<String>,
+        kind: impl Into<String>,
+        namespace: Option<&str>,
+        name: impl Into<String>,
+    ) -> Self {
+        Self {
+            api_version: api_version.into(),
+            kind: kind.into(),
+            namespace: namespace.map(str::to_owned),
+            name: name.into(),
+        }
+    }
+
+    /// Reads apiVersion, kind, metadata.namespace and metadata.name of an object body; None
+    /// when apiVersion, kind or name is missing.
+    pub fn from_object(body: &serde_json::Value) -> Option<Self> {
+        let text = |p: &str| body.pointer(p).and_then(|v| v.as_str());
+        Some(Self {
+            api_version: text("/apiVersion")?.to_owned(),
+            kind: text("/kind")?.to_owned(),
+            namespace: text("/metadata/namespace")
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
+            name: text("/metadata/name")?.to_owned(),
+        })
+    }
+
+    pub fn kind_ref(&self) -> KindRef {
+        KindRef::new(self.api_version.clone(), self.kind.clone())
+    }
+
+    /// The API group: empty for the core group.
+    pub fn group(&self) -> &str {
+        split_api_version(&self.api_version).0
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    /// `apps/v1 Deployment linkerd/linkerd-destination`, `v1 Namespace linkerd`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {} ", self.api_version, self.kind)?;
+        if let Some(ns) = &self.namespace {
+            write!(f, "{ns}/")?;
+        }
+        write!(f, "{}", self.name)
+    }
+}
+
+/// Splits `group/version` (core group: `v1` → `("", "v1")`).
+pub fn split_api_version(api_version: &str) -> (&str, &str) {
+    api_version.rsplit_once('/').unwrap_or(("", api_version))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_an_object_and_displays_it() {
+        let body = serde_json::json!({
+            "apiVersion": "apps/v1", "kind": "Deployment",
+            "metadata": {"namespace": "linkerd", "name": "linkerd-destination"}
+        });
+        let r = ObjectRef::from_object(&body).unwrap();
+        assert_eq!(r.group(), "apps");
+        assert_eq!(
+            r.to_string(),
+            "apps/v1 Deployment linkerd/linkerd-destination"
+        );
+        let ns = ObjectRef::new("v1", "Namespace", None, "linkerd");
+        assert_eq!(ns.group(), "");
+        assert_eq!(ns.to_string(), "v1 Namespace linkerd");
+        assert_eq!(
+            ObjectRef::from_object(&serde_json::json!({"kind": "X"})),
+            None
+        );
+        assert_eq!(
+            KindRef::new("monitoring.coreos.com/v1", "PodMonitor").to_string(),
+            "PodMonitor (monitoring.coreos.com/v1)"
+        );
+    }
+}

@@ -1,0 +1,183 @@
+//! What can go wrong with the state, each error naming the path and the fix.
+
+use std::path::PathBuf;
+
+use super::lock::LockHolder;
+
+/// Why the state could not be opened, read, written or locked.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum StateError {
+    #[error(
+        "the state at {path} was written by a newer meshplan (format {found}, this one knows {known})"
+    )]
+    #[diagnostic(
+        code(state::newer_format),
+        help("upgrade meshplan; this version does not touch the state")
+    )]
+    NewerFormat {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+
+    #[error(
+        "the state at {path} has format {found}, and no migration from it to format {known} exists"
+    )]
+    #[diagnostic(
+        code(state::no_migration),
+        help("migrate the state with the meshplan release that wrote it, or start a new state")
+    )]
+    NoMigration {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+
+    #[error("migrating the state at {path} from format {from} failed: {message}")]
+    #[diagnostic(
+        code(state::migration),
+        help("the state was left as it was; report this together with `meshplan state show`")
+    )]
+    Migration {
+        path: PathBuf,
+        from: u32,
+        message: String,
+    },
+
+    #[error("the state at {path} is locked by {holder}")]
+    #[diagnostic(
+        code(state::locked),
+        help("wait for that run to finish; only one meshplan may write a state at a time")
+    )]
+    Locked { path: PathBuf, holder: LockHolder },
+
+    #[error("the state at {path} holds a stale lock: {holder} is no longer running")]
+    #[diagnostic(
+        code(state::stale_lock),
+        help(
+            "that run stopped without unlocking (crash or kill); if no meshplan is running on this state, break the lock with `meshplan state unlock`"
+        )
+    )]
+    StaleLock { path: PathBuf, holder: LockHolder },
+
+    #[error("the lock at {path} is held by {holder}, which is still running")]
+    #[diagnostic(
+        code(state::lock_alive),
+        help("a lock is broken only when its holder is gone; wait for that run to finish")
+    )]
+    LockHolderAlive { path: PathBuf, holder: LockHolder },
+
+    #[error("the lock file {path} is unreadable: {message}")]
+    #[diagnostic(
+        code(state::lock_corrupt),
+        help("if no meshplan is running on this state, remove the file")
+    )]
+    LockCorrupt { path: PathBuf, message: String },
+
+    #[error("cannot {action} {path}")]
+    #[diagnostic(code(state::io))]
+    Io {
+        action: &'static str,
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    #[error("the state database at {path} is in use by another process")]
+    #[diagnostic(
+        code(state::in_use),
+        help("another meshplan has the state open; wait for it to finish")
+    )]
+    InUse {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+
+    #[error("the state database at {path} failed")]
+    #[diagnostic(
+        code(state::database),
+        help("check the disk; the last committed step is kept, a failed step is not")
+    )]
+    Database {
+        path: PathBuf,
+        #[source]
+        source: sled::Error,
+    },
+
+    #[error("the state at {path} holds an unreadable {what} ({key}): {message}")]
+    #[diagnostic(
+        code(state::corrupt),
+        help("the state was damaged outside meshplan; restore it from a backup")
+    )]
+    Corrupt {
+        path: PathBuf,
+        what: &'static str,
+        key: String,
+        message: String,
+    },
+
+    #[error("the state key from {source_name} is not valid: {message}")]
+    #[diagnostic(
+        code(state::bad_key),
+        help("the key is 32 random bytes in base64, e.g. `head -c 32 /dev/urandom | base64`")
+    )]
+    BadKey {
+        source_name: String,
+        message: String,
+    },
+
+    #[error("the state key file {path} is readable by other users (mode {mode:o})")]
+    #[diagnostic(code(state::key_mode), help("run `chmod 600 {}`", path.display()))]
+    KeyFileMode { path: PathBuf, mode: u32 },
+
+    #[error("the state at {path} was encrypted with another key than the one from {source_name}")]
+    #[diagnostic(
+        code(state::wrong_key),
+        help(
+            "use the key the state was written with (MESHPLAN_STATE_KEY or the state.key file beside it)"
+        )
+    )]
+    WrongKey { path: PathBuf, source_name: String },
+
+    #[error(
+        "the key of the state is missing: neither {} nor {path} is there",
+        super::crypto::KEY_ENV
+    )]
+    #[diagnostic(
+        code(state::missing_key),
+        help(
+            "set MESHPLAN_STATE_KEY to the key the state was written with, or put it back in that file"
+        )
+    )]
+    MissingKey { path: PathBuf },
+
+    #[error("cannot decrypt a sensitive value in the state at {path}")]
+    #[diagnostic(
+        code(state::decrypt),
+        help("the state was damaged or written with another key")
+    )]
+    Decrypt { path: PathBuf },
+
+    #[error("cannot encrypt a sensitive value for the state at {path}")]
+    #[diagnostic(code(state::encrypt))]
+    Encrypt { path: PathBuf },
+
+    #[error("the write to the state at {path} was refused: {message}")]
+    #[diagnostic(
+        code(state::batch),
+        help("nothing of this step was written; this is a bug in the caller")
+    )]
+    Batch { path: PathBuf, message: String },
+
+    #[error("the state at {path} changed since it was read (serial {found}, expected {expected})")]
+    #[diagnostic(
+        code(state::serial),
+        help("another run wrote the state meanwhile; plan again")
+    )]
+    SerialMismatch {
+        path: PathBuf,
+        expected: u64,
+        found: u64,
+    },
+}

@@ -1,0 +1,397 @@
+//! The state: what meshplan last applied, and what an apply in progress has done.
+//!
+//! A local sled database (default `state/<plan name>/` under the working directory) behind
+//! the [`StateStore`] trait. What it holds:
+//!
+//! 1. **Meta**: the format version (a newer one is refused, an older one migrated), a lineage
+//!    id (uuid, fixed at creation) and a serial, incremented by every committed batch that
+//!    changes object records (the part a saved change set depends on).
+//! 2. **Objects**: per node address and object reference, the uid, resourceVersion, applied
+//!    digest and last-applied body ([`ObjectRecord`]).
+//! 3. **Caches**: rendered objects by input digest, and the cluster's discovery with the time
+//!    it was fetched; both disposable (an unreadable entry is a miss).
+//! 4. **Journal**: per apply run, an entry before each mutation (the live object or its
+//!    absence) and one after it (the outcome), so an interrupted run can be finished or
+//!    rolled back by the next one.
+//!
+//! Every write goes through one [`WriteBatch`], committed atomically across all of these
+//! (one sled transaction): a crash leaves the previous step or the next one, never half.
+//!
+//! Sensitive values (a Secret's data, values marked sensitive) exist in the state only as
+//! [`ProtectedBody`]: redacted markers plus the values encrypted with the state key
+//! ([`crypto`]). One process writes a state at a time ([`lock`]).
+//!
+//! Caveat: the sled database allows one open handle per process tree at a time, so the lock
+//! is taken on every open, readers included.
+
+pub mod crypto;
+mod dump;
+mod error;
+pub mod lock;
+mod migrate;
+mod sled_store;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub use crate::cluster::{Discovery, ObjectRef};
+pub use crypto::{KeySource, ProtectedBody, StateCipher};
+pub use error::StateError;
+pub use lock::{Liveness, LockHolder, WriterLock};
+pub use sled_store::SledStore;
+
+/// The state format this meshplan reads and writes.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// The folder that holds the states of all plans, under the working directory.
+pub const DEFAULT_STATE_ROOT: &str = "state";
+
+/// The state directory: `explicit` (from `--state DIR`) if given, else
+/// `<cwd>/state/<plan name>`.
+pub fn resolve_dir(explicit: Option<&Path>, cwd: &Path, plan_name: &str) -> PathBuf {
+    match explicit {
+        Some(dir) if dir.is_absolute() => dir.to_path_buf(),
+        Some(dir) => cwd.join(dir),
+        None => cwd.join(DEFAULT_STATE_ROOT).join(plan_name),
+    }
+}
+
+/// Format, lineage and serial of a state.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StateMeta {
+    pub format: u32,
+    /// A uuid fixed when the state is created: two states with different lineages are
+    /// unrelated, whatever their serials.
+    pub lineage: String,
+    pub serial: u64,
+}
+
+/// What meshplan last applied for one object of one node.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ObjectRecord {
+    /// The node address, e.g. `helm.linkerd_crds`.
+    pub node: String,
+    pub object: ObjectRef,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uid: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub resource_version: Option<String>,
+    /// blake3 hex digest of the desired body that was applied.
+    pub applied_digest: String,
+    /// The body that was applied, sensitive values protected.
+    pub last_applied: ProtectedBody,
+}
+
+/// Rendered objects of one node for one input digest.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RenderCacheEntry {
+    pub objects: Vec<ProtectedBody>,
+    /// What produced them (chart, version, helm version...), sorted.
+    #[serde(default)]
+    pub meta: BTreeMap<String, String>,
+    pub created_at: jiff::Timestamp,
+}
+
+/// The cluster's discovery and when it was fetched.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DiscoveryCacheEntry {
+    pub fetched_at: jiff::Timestamp,
+    pub discovery: Discovery,
+}
+
+impl DiscoveryCacheEntry {
+    /// Whether the entry is younger than `max_age` at `now` (an entry from the future, after
+    /// a clock change, is not fresh).
+    pub fn is_fresh(&self, now: jiff::Timestamp, max_age: Duration) -> bool {
+        let age = now.as_millisecond() - self.fetched_at.as_millisecond();
+        age >= 0 && u128::from(age.unsigned_abs()) <= max_age.as_millis()
+    }
+}
+
+/// One apply (or destroy, or rollback) run, from its start until it is cleared.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// A uuid.
+    pub run: String,
+    pub command: String,
+    pub started_at: jiff::Timestamp,
+}
+
+impl RunRecord {
+    /// A new run with a fresh id, started now.
+    pub fn start(command: &str) -> Self {
+        Self {
+            run: uuid::Uuid::new_v4().to_string(),
+            command: command.to_owned(),
+            started_at: jiff::Timestamp::now(),
+        }
+    }
+}
+
+/// The kind of mutation a journal entry is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Mutation {
+    /// Server-side apply.
+    Apply,
+    /// POST of a whole object (recreating a deleted one).
+    Create,
+    /// PUT of a whole object (restoring a snapshot).
+    Replace,
+    Delete,
+}
+
+/// The live object before a mutation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum LiveSnapshot {
+    Absent,
+    Present(ProtectedBody),
+}
+
+/// How a mutation ended.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Succeeded {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        resource_version: Option<String>,
+    },
+    Failed {
+        message: String,
+    },
+}
+
+/// The half of a journal entry: before the mutation, or after it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum JournalRecord {
+    Before { live: LiveSnapshot },
+    After { outcome: Outcome },
+}
+
+/// One journal entry. A step has a `Before` entry and, once it ended, an `After` entry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub run: String,
+    /// The step number within the run (the caller's; unique per run).
+    pub step: u64,
+    pub node: String,
+    pub object: ObjectRef,
+    pub mutation: Mutation,
+    pub record: JournalRecord,
+}
+
+impl JournalEntry {
+    pub fn is_before(&self) -> bool {
+        matches!(self.record, JournalRecord::Before { .. })
+    }
+}
+
+/// A run that was not cleared, with its journal in step order (Before before After).
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnfinishedRun {
+    pub run: RunRecord,
+    pub entries: Vec<JournalEntry>,
+}
+
+impl UnfinishedRun {
+    /// Steps that have a Before entry but no After entry: their outcome is unknown.
+    pub fn open_steps(&self) -> Vec<&JournalEntry> {
+        self.entries
+            .iter()
+            .filter(|e| {
+                e.is_before()
+                    && !self
+                        .entries
+                        .iter()
+                        .any(|a| a.step == e.step && !a.is_before())
+            })
+            .collect()
+    }
+}
+
+/// One change in a [`WriteBatch`].
+#[derive(Debug, Clone, PartialEq)]
+pub enum WriteOp {
+    PutObject(ObjectRecord),
+    RemoveObject {
+        node: String,
+        object: ObjectRef,
+    },
+    PutRender {
+        digest: String,
+        entry: RenderCacheEntry,
+    },
+    RemoveRender {
+        digest: String,
+    },
+    PutDiscovery(DiscoveryCacheEntry),
+    /// Registers a run; journal entries need it.
+    BeginRun(RunRecord),
+    /// Appends a journal entry (an entry is never overwritten).
+    Journal(JournalEntry),
+    /// Removes a finished run and its journal.
+    ClearRun {
+        run: String,
+    },
+}
+
+/// Changes committed together or not at all.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct WriteBatch {
+    pub ops: Vec<WriteOp>,
+    /// Refuse the batch unless the serial is still this one (optimistic concurrency).
+    pub expect_serial: Option<u64>,
+}
+
+impl WriteBatch {
+    pub fn new() -> Self {
+        Self::default()
+    }
+    pub fn put_object(mut self, record: ObjectRecord) -> Self {
+        self.ops.push(WriteOp::PutObject(record));
+        self
+    }
+    pub fn remove_object(mut self, node: &str, object: &ObjectRef) -> Self {
+        self.ops.push(WriteOp::RemoveObject {
+            node: node.to_owned(),
+            object: object.clone(),
+        });
+        self
+    }
+    pub fn put_render(mut self, digest: &str, entry: RenderCacheEntry) -> Self {
+        self.ops.push(WriteOp::PutRender {
+            digest: digest.to_owned(),
+            entry,
+        });
+        self
+    }
+    pub fn remove_render(mut self, digest: &str) -> Self {
+        self.ops.push(WriteOp::RemoveRender {
+            digest: digest.to_owned(),
+        });
+        self
+    }
+    pub fn put_discovery(mut self, entry: DiscoveryCacheEntry) -> Self {
+        self.ops.push(WriteOp::PutDiscovery(entry));
+        self
+    }
+    pub fn begin_run(mut self, run: RunRecord) -> Self {
+        self.ops.push(WriteOp::BeginRun(run));
+        self
+    }
+    pub fn journal(mut self, entry: JournalEntry) -> Self {
+        self.ops.push(WriteOp::Journal(entry));
+        self
+    }
+    pub fn clear_run(mut self, run: &str) -> Self {
+        self.ops.push(WriteOp::ClearRun {
+            run: run.to_owned(),
+        });
+        self
+    }
+    pub fn expect_serial(mut self, serial: u64) -> Self {
+        self.expect_serial = Some(serial);
+        self
+    }
+    /// Whether the batch changes object records (and so bumps the serial).
+    pub fn changes_objects(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::PutObject(_) | WriteOp::RemoveObject { .. }))
+    }
+}
+
+/// The state as the engine sees it. Reads return sorted data; [`StateStore::commit`] writes a
+/// batch atomically.
+pub trait StateStore: Send + Sync {
+    /// The state directory.
+    fn dir(&self) -> &Path;
+
+    fn meta(&self) -> Result<StateMeta, StateError>;
+
+    /// Every object record, sorted by node, then group, kind, namespace and name.
+    fn objects(&self) -> Result<Vec<ObjectRecord>, StateError>;
+
+    /// The records of one node, in the same order.
+    fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError>;
+
+    fn object(&self, node: &str, object: &ObjectRef) -> Result<Option<ObjectRecord>, StateError>;
+
+    /// The cached render for an input digest; None when absent or unreadable.
+    fn render_cache(&self, digest: &str) -> Result<Option<RenderCacheEntry>, StateError>;
+
+    /// The cached discovery (check [`DiscoveryCacheEntry::is_fresh`]); None when absent or
+    /// unreadable.
+    fn discovery_cache(&self) -> Result<Option<DiscoveryCacheEntry>, StateError>;
+
+    /// Runs that were begun and not cleared, oldest first.
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StateError>;
+
+    /// Writes the batch atomically; returns the meta after it. On error nothing was written.
+    fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError>;
+
+    /// The cipher for sensitive values of this state.
+    fn cipher(&self) -> &StateCipher;
+
+    /// A deterministic text dump of the whole state (sorted; sealed values never shown).
+    fn dump(&self) -> Result<String, StateError>;
+
+    /// Redacts and seals the sensitive values of `body` (see [`StateCipher::protect`]).
+    fn protect(
+        &self,
+        body: &serde_json::Value,
+        extra: &[&str],
+    ) -> Result<ProtectedBody, StateError> {
+        self.cipher().protect(body, extra)
+    }
+
+    /// The original body of a protected one.
+    fn reveal(&self, body: &ProtectedBody) -> Result<serde_json::Value, StateError> {
+        self.cipher().reveal(body)
+    }
+}
+
+/// blake3 hex digest of a JSON value in canonical form (object keys sorted), so the same
+/// object gives the same digest whatever the key order of its source.
+pub fn digest_json(value: &serde_json::Value) -> String {
+    let canonical = dump::canonical(value);
+    blake3::hash(canonical.to_string().as_bytes())
+        .to_hex()
+        .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_state_dir_defaults_under_the_working_directory() {
+        let cwd = Path::new("/work/project");
+        assert_eq!(
+            resolve_dir(None, cwd, "linkerd"),
+            PathBuf::from("/work/project/state/linkerd")
+        );
+        assert_eq!(
+            resolve_dir(Some(Path::new("elsewhere")), cwd, "linkerd"),
+            PathBuf::from("/work/project/elsewhere")
+        );
+        assert_eq!(
+            resolve_dir(Some(Path::new("/var/lib/mp")), cwd, "linkerd"),
+            PathBuf::from("/var/lib/mp")
+        );
+    }
+
+    #[test]
+    fn digests_ignore_key_order() {
+        let a = serde_json::json!({"a": 1, "b": {"y": 2, "x": [1, {"k": 1, "j": 2}]}});
+        let b = serde_json::json!({"b": {"x": [1, {"j": 2, "k": 1}], "y": 2}, "a": 1});
+        assert_eq!(digest_json(&a), digest_json(&b));
+        assert_ne!(digest_json(&a), digest_json(&serde_json::json!({"a": 2})));
+        assert_eq!(digest_json(&a).len(), 64);
+    }
+}

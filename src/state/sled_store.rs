@@ -1,0 +1,645 @@
+//! [`SledStore`]: the [`StateStore`] on a sled database in `<state dir>/db`.
+//!
+//! Trees: `meta` (format, lineage, serial, key check), `objects` (key: node, group, kind,
+//! namespace, name joined by NUL), `render` (key: input digest), `discovery` (one entry),
+//! `runs` (key: run id) and `journal` (key: run id, NUL, step as 8 big-endian bytes, phase).
+//! Values are JSON. Every batch is one transaction over all trees.
+
+use std::path::{Path, PathBuf};
+
+use sled::transaction::{
+    ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
+};
+
+use super::migrate::{self, Formats, RawWrite};
+use super::{
+    DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RenderCacheEntry,
+    RunRecord, StateCipher, StateError, StateMeta, StateStore, UnfinishedRun, WriteBatch, WriteOp,
+    WriterLock,
+};
+
+/// The database folder inside the state directory.
+pub const DB_DIR: &str = "db";
+
+const K_FORMAT: &[u8] = b"format";
+const K_LINEAGE: &[u8] = b"lineage";
+const K_SERIAL: &[u8] = b"serial";
+const K_KEY_CHECK: &[u8] = b"key_check";
+const K_DISCOVERY: &[u8] = b"discovery";
+
+/// The trees of the database, in transaction order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TreeId {
+    Meta = 0,
+    Objects = 1,
+    Render = 2,
+    Discovery = 3,
+    Runs = 4,
+    Journal = 5,
+}
+
+const TREE_NAMES: [&str; 6] = ["meta", "objects", "render", "discovery", "runs", "journal"];
+
+/// The open trees.
+pub(crate) struct Trees {
+    trees: Vec<sled::Tree>,
+}
+
+impl Trees {
+    fn open(db: &sled::Db, path: &Path) -> Result<Self, StateError> {
+        let trees = TREE_NAMES
+            .iter()
+            .map(|name| db.open_tree(name).map_err(|e| db_err(path, e)))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Self { trees })
+    }
+
+    pub(crate) fn get(&self, id: TreeId) -> &sled::Tree {
+        &self.trees[id as usize]
+    }
+
+    fn refs(&self) -> Vec<&sled::Tree> {
+        self.trees.iter().collect()
+    }
+}
+
+/// The sled-backed state. Holds the writer lock while open; dropping it closes the database,
+/// then releases the lock.
+pub struct SledStore {
+    // Field order is drop order: the database closes before the lock is released.
+    trees: Trees,
+    db: sled::Db,
+    cipher: StateCipher,
+    dir: PathBuf,
+    _lock: WriterLock,
+}
+
+impl std::fmt::Debug for SledStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SledStore")
+            .field("dir", &self.dir)
+            .finish_non_exhaustive()
+    }
+}
+
+impl SledStore {
+    /// Opens (creating if needed) the state in `dir` for `command` (`plan`, `apply`, ...):
+    /// takes the writer lock, opens the database, creates or checks the format (migrating an
+    /// older one), and loads the key.
+    pub fn open(dir: &Path, command: &str) -> Result<Self, StateError> {
+        Self::open_with(dir, command, &migrate::FORMATS)
+    }
+
+    /// Whether `dir` holds a state (a database), without opening or creating anything.
+    pub fn exists(dir: &Path) -> bool {
+        dir.join(DB_DIR).join("conf").is_file()
+    }
+
+    pub(crate) fn open_with(
+        dir: &Path,
+        command: &str,
+        formats: &Formats<'_>,
+    ) -> Result<Self, StateError> {
+        let lock = WriterLock::acquire(dir, command)?;
+        let db_path = dir.join(DB_DIR);
+        let db = sled::Config::new()
+            .path(&db_path)
+            .open()
+            .map_err(|e| match e {
+                sled::Error::Io(ref io)
+                    if io.kind() == std::io::ErrorKind::WouldBlock
+                        || io.to_string().contains("lock") =>
+                {
+                    StateError::InUse {
+                        path: db_path.clone(),
+                        source: e,
+                    }
+                }
+                e => db_err(&db_path, e),
+            })?;
+        let trees = Trees::open(&db, dir)?;
+        let meta = trees.get(TreeId::Meta);
+        let fresh = match read_u32(dir, meta, K_FORMAT)? {
+            None => {
+                let empty = trees.trees.iter().all(sled::Tree::is_empty);
+                if !empty {
+                    return Err(StateError::Corrupt {
+                        path: dir.to_path_buf(),
+                        what: "format version",
+                        key: "meta/format".to_owned(),
+                        message: "missing, but the state holds data".to_owned(),
+                    });
+                }
+                true
+            }
+            Some(found) if found > formats.current => {
+                return Err(StateError::NewerFormat {
+                    path: dir.to_path_buf(),
+                    found,
+                    known: formats.current,
+                });
+            }
+            Some(found) => {
+                if found < formats.current {
+                    migrate::migrate(dir, &trees, found, formats)?;
+                }
+                false
+            }
+        };
+        let key_check = meta.get(K_KEY_CHECK).map_err(|e| db_err(dir, e))?;
+        let cipher = StateCipher::load(dir, fresh || key_check.is_none())?;
+        if fresh {
+            let writes = [
+                raw(TreeId::Meta, K_LINEAGE, uuid::Uuid::new_v4().to_string()),
+                raw(TreeId::Meta, K_SERIAL, 0u64.to_be_bytes()),
+                raw(TreeId::Meta, K_KEY_CHECK, cipher.key_check()),
+            ];
+            commit_raw(dir, &trees, &writes, formats.current)?;
+        } else if let Some(check) = key_check {
+            if check.as_ref() != cipher.key_check().as_bytes() {
+                return Err(StateError::WrongKey {
+                    path: dir.to_path_buf(),
+                    source_name: cipher.source().describe(),
+                });
+            }
+        } else {
+            meta.insert(K_KEY_CHECK, cipher.key_check().as_bytes())
+                .map_err(|e| db_err(dir, e))?;
+        }
+        db.flush().map_err(|e| db_err(dir, e))?;
+        Ok(Self {
+            trees,
+            db,
+            cipher,
+            dir: dir.to_path_buf(),
+            _lock: lock,
+        })
+    }
+
+    fn decode<T: serde::de::DeserializeOwned>(
+        &self,
+        what: &'static str,
+        key: &[u8],
+        bytes: &[u8],
+    ) -> Result<T, StateError> {
+        serde_json::from_slice(bytes).map_err(|e| StateError::Corrupt {
+            path: self.dir.clone(),
+            what,
+            key: String::from_utf8_lossy(key).replace('\0', "/"),
+            message: e.to_string(),
+        })
+    }
+
+    fn scan_objects(&self, prefix: &[u8]) -> Result<Vec<ObjectRecord>, StateError> {
+        self.trees
+            .get(TreeId::Objects)
+            .scan_prefix(prefix)
+            .map(|item| {
+                let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+                self.decode("object record", &k, &v)
+            })
+            .collect()
+    }
+
+    fn run_journal(&self, run: &str) -> Result<Vec<JournalEntry>, StateError> {
+        self.trees
+            .get(TreeId::Journal)
+            .scan_prefix(run_prefix(run))
+            .map(|item| {
+                let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+                self.decode("journal entry", &k, &v)
+            })
+            .collect()
+    }
+}
+
+impl StateStore for SledStore {
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn meta(&self) -> Result<StateMeta, StateError> {
+        let meta = self.trees.get(TreeId::Meta);
+        let missing = |what: &'static str, key: &str| StateError::Corrupt {
+            path: self.dir.clone(),
+            what,
+            key: key.to_owned(),
+            message: "missing".to_owned(),
+        };
+        let format =
+            read_u32(&self.dir, meta, K_FORMAT)?.ok_or_else(|| missing("format", "meta/format"))?;
+        let lineage = meta
+            .get(K_LINEAGE)
+            .map_err(|e| db_err(&self.dir, e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .ok_or_else(|| missing("lineage", "meta/lineage"))?;
+        let serial =
+            read_u64(&self.dir, meta, K_SERIAL)?.ok_or_else(|| missing("serial", "meta/serial"))?;
+        Ok(StateMeta {
+            format,
+            lineage,
+            serial,
+        })
+    }
+
+    fn objects(&self) -> Result<Vec<ObjectRecord>, StateError> {
+        self.scan_objects(b"")
+    }
+
+    fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
+        let mut prefix = node.as_bytes().to_vec();
+        prefix.push(0);
+        self.scan_objects(&prefix)
+    }
+
+    fn object(&self, node: &str, object: &ObjectRef) -> Result<Option<ObjectRecord>, StateError> {
+        let key = object_key(node, object);
+        match self
+            .trees
+            .get(TreeId::Objects)
+            .get(&key)
+            .map_err(|e| db_err(&self.dir, e))?
+        {
+            Some(v) => self.decode("object record", &key, &v).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn render_cache(&self, digest: &str) -> Result<Option<RenderCacheEntry>, StateError> {
+        let found = self
+            .trees
+            .get(TreeId::Render)
+            .get(digest.as_bytes())
+            .map_err(|e| db_err(&self.dir, e))?;
+        // A cache entry that does not decode (older layout) is a miss, not an error.
+        Ok(found.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    fn discovery_cache(&self) -> Result<Option<DiscoveryCacheEntry>, StateError> {
+        let found = self
+            .trees
+            .get(TreeId::Discovery)
+            .get(K_DISCOVERY)
+            .map_err(|e| db_err(&self.dir, e))?;
+        Ok(found.and_then(|v| serde_json::from_slice(&v).ok()))
+    }
+
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StateError> {
+        let mut runs = Vec::new();
+        for item in self.trees.get(TreeId::Runs).iter() {
+            let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+            let run: RunRecord = self.decode("run record", &k, &v)?;
+            let entries = self.run_journal(&run.run)?;
+            runs.push(UnfinishedRun { run, entries });
+        }
+        runs.sort_by(|a, b| (a.run.started_at, &a.run.run).cmp(&(b.run.started_at, &b.run.run)));
+        Ok(runs)
+    }
+
+    fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError> {
+        let bump = batch.changes_objects();
+        let encoded = encode_ops(&self.dir, &self.trees, &batch)?;
+        let refs = self.trees.refs();
+        let result = refs.as_slice().transaction(|tx: &Vec<TransactionalTree>| {
+            let meta = &tx[TreeId::Meta as usize];
+            let serial = meta
+                .get(K_SERIAL)?
+                .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+                .map(u64::from_be_bytes)
+                .unwrap_or(0);
+            if let Some(expected) = batch.expect_serial
+                && expected != serial
+            {
+                return Err(ConflictableTransactionError::Abort(
+                    StateError::SerialMismatch {
+                        path: self.dir.clone(),
+                        expected,
+                        found: serial,
+                    },
+                ));
+            }
+            for op in &encoded {
+                apply_op(&self.dir, tx, op)?;
+            }
+            let serial = if bump { serial + 1 } else { serial };
+            meta.insert(K_SERIAL, &serial.to_be_bytes())?;
+            Ok(serial)
+        });
+        match result {
+            Ok(_) => {}
+            Err(TransactionError::Abort(e)) => return Err(e),
+            Err(TransactionError::Storage(e)) => return Err(db_err(&self.dir, e)),
+        }
+        self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        self.meta()
+    }
+
+    fn cipher(&self) -> &StateCipher {
+        &self.cipher
+    }
+
+    fn dump(&self) -> Result<String, StateError> {
+        let meta = self.meta()?;
+        let objects = self.objects()?;
+        let mut render = Vec::new();
+        for item in self.trees.get(TreeId::Render).iter() {
+            let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+            render.push((
+                String::from_utf8_lossy(&k).into_owned(),
+                serde_json::from_slice::<RenderCacheEntry>(&v).ok(),
+            ));
+        }
+        let discovery = self.discovery_cache()?;
+        let runs = self.unfinished_runs()?;
+        Ok(super::dump::dump(
+            &meta,
+            &objects,
+            &render,
+            discovery.as_ref(),
+            &runs,
+        ))
+    }
+}
+
+/// An op with its key and value bytes, ready for the transaction.
+enum EncodedOp {
+    Put {
+        tree: TreeId,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Remove {
+        tree: TreeId,
+        key: Vec<u8>,
+    },
+    BeginRun {
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Journal {
+        run: String,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    /// `keys`: the run's journal entries (transactional trees cannot scan, so they are
+    /// listed before the transaction; the lock keeps other writers out meanwhile).
+    ClearRun {
+        run: String,
+        keys: Vec<Vec<u8>>,
+    },
+}
+
+fn encode_ops(
+    path: &Path,
+    trees: &Trees,
+    batch: &WriteBatch,
+) -> Result<Vec<EncodedOp>, StateError> {
+    let json = |v: &dyn erased::Json| {
+        v.to_json().map_err(|message| StateError::Batch {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    batch
+        .ops
+        .iter()
+        .map(|op| {
+            Ok(match op {
+                WriteOp::PutObject(r) => EncodedOp::Put {
+                    tree: TreeId::Objects,
+                    key: object_key(&r.node, &r.object),
+                    value: json(r)?,
+                },
+                WriteOp::RemoveObject { node, object } => EncodedOp::Remove {
+                    tree: TreeId::Objects,
+                    key: object_key(node, object),
+                },
+                WriteOp::PutRender { digest, entry } => EncodedOp::Put {
+                    tree: TreeId::Render,
+                    key: digest.as_bytes().to_vec(),
+                    value: json(entry)?,
+                },
+                WriteOp::RemoveRender { digest } => EncodedOp::Remove {
+                    tree: TreeId::Render,
+                    key: digest.as_bytes().to_vec(),
+                },
+                WriteOp::PutDiscovery(entry) => EncodedOp::Put {
+                    tree: TreeId::Discovery,
+                    key: K_DISCOVERY.to_vec(),
+                    value: json(entry)?,
+                },
+                WriteOp::BeginRun(run) => EncodedOp::BeginRun {
+                    key: run.run.as_bytes().to_vec(),
+                    value: json(run)?,
+                },
+                WriteOp::Journal(entry) => EncodedOp::Journal {
+                    run: entry.run.clone(),
+                    key: journal_key(entry),
+                    value: json(entry)?,
+                },
+                WriteOp::ClearRun { run } => {
+                    let mut keys = Vec::new();
+                    for item in trees.get(TreeId::Journal).scan_prefix(run_prefix(run)) {
+                        let (k, _) = item.map_err(|e| db_err(path, e))?;
+                        keys.push(k.to_vec());
+                    }
+                    keys.extend(batch.ops.iter().filter_map(|op| match op {
+                        WriteOp::Journal(e) if &e.run == run => Some(journal_key(e)),
+                        _ => None,
+                    }));
+                    EncodedOp::ClearRun {
+                        run: run.clone(),
+                        keys,
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+type TxResult<T> = Result<T, ConflictableTransactionError<StateError>>;
+
+fn apply_op(path: &Path, tx: &[TransactionalTree], op: &EncodedOp) -> TxResult<()> {
+    let refuse = |message: String| {
+        ConflictableTransactionError::Abort(StateError::Batch {
+            path: path.to_path_buf(),
+            message,
+        })
+    };
+    match op {
+        EncodedOp::Put { tree, key, value } => {
+            tx[*tree as usize].insert(key.as_slice(), value.as_slice())?;
+        }
+        EncodedOp::Remove { tree, key } => {
+            tx[*tree as usize].remove(key.as_slice())?;
+        }
+        EncodedOp::BeginRun { key, value } => {
+            let runs = &tx[TreeId::Runs as usize];
+            if runs.get(key.as_slice())?.is_some() {
+                return Err(refuse(format!(
+                    "run {} was already begun",
+                    String::from_utf8_lossy(key)
+                )));
+            }
+            runs.insert(key.as_slice(), value.as_slice())?;
+        }
+        EncodedOp::Journal { run, key, value } => {
+            if tx[TreeId::Runs as usize].get(run.as_bytes())?.is_none() {
+                return Err(refuse(format!(
+                    "journal entry for run {run}, which was not begun"
+                )));
+            }
+            let journal = &tx[TreeId::Journal as usize];
+            if journal.get(key.as_slice())?.is_some() {
+                return Err(refuse(format!(
+                    "journal entry {} of run {run} is already recorded",
+                    describe_journal_key(key)
+                )));
+            }
+            journal.insert(key.as_slice(), value.as_slice())?;
+        }
+        EncodedOp::ClearRun { run, keys } => {
+            let runs = &tx[TreeId::Runs as usize];
+            if runs.remove(run.as_bytes())?.is_none() {
+                return Err(refuse(format!("run {run} is not in the journal")));
+            }
+            let journal = &tx[TreeId::Journal as usize];
+            for key in keys {
+                journal.remove(key.as_slice())?;
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Commits raw writes plus a format number in one transaction (creation and migrations).
+pub(crate) fn commit_raw(
+    path: &Path,
+    trees: &Trees,
+    writes: &[RawWrite],
+    format: u32,
+) -> Result<(), StateError> {
+    let refs = trees.refs();
+    let result = refs
+        .as_slice()
+        .transaction(|tx: &Vec<TransactionalTree>| -> TxResult<()> {
+            for w in writes {
+                let tree = &tx[w.tree as usize];
+                match &w.value {
+                    Some(v) => {
+                        tree.insert(w.key.as_slice(), v.as_slice())?;
+                    }
+                    None => {
+                        tree.remove(w.key.as_slice())?;
+                    }
+                }
+            }
+            tx[TreeId::Meta as usize].insert(K_FORMAT, &format.to_be_bytes())?;
+            Ok(())
+        });
+    match result {
+        Ok(()) => Ok(()),
+        Err(TransactionError::Abort(e)) => Err(e),
+        Err(TransactionError::Storage(e)) => Err(db_err(path, e)),
+    }
+}
+
+fn raw(tree: TreeId, key: &[u8], value: impl AsRef<[u8]>) -> RawWrite {
+    RawWrite {
+        tree,
+        key: key.to_vec(),
+        value: Some(value.as_ref().to_vec()),
+    }
+}
+
+fn db_err(path: &Path, source: sled::Error) -> StateError {
+    StateError::Database {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn read_u32(path: &Path, tree: &sled::Tree, key: &[u8]) -> Result<Option<u32>, StateError> {
+    let Some(v) = tree.get(key).map_err(|e| db_err(path, e))? else {
+        return Ok(None);
+    };
+    <[u8; 4]>::try_from(v.as_ref())
+        .map(|b| Some(u32::from_be_bytes(b)))
+        .map_err(|_| corrupt_number(path, key))
+}
+
+fn read_u64(path: &Path, tree: &sled::Tree, key: &[u8]) -> Result<Option<u64>, StateError> {
+    let Some(v) = tree.get(key).map_err(|e| db_err(path, e))? else {
+        return Ok(None);
+    };
+    <[u8; 8]>::try_from(v.as_ref())
+        .map(|b| Some(u64::from_be_bytes(b)))
+        .map_err(|_| corrupt_number(path, key))
+}
+
+fn corrupt_number(path: &Path, key: &[u8]) -> StateError {
+    StateError::Corrupt {
+        path: path.to_path_buf(),
+        what: "number",
+        key: format!("meta/{}", String::from_utf8_lossy(key)),
+        message: "wrong length".to_owned(),
+    }
+}
+
+/// `node NUL group NUL kind NUL namespace NUL name`.
+pub(crate) fn object_key(node: &str, object: &ObjectRef) -> Vec<u8> {
+    [
+        node,
+        object.group(),
+        &object.kind,
+        object.namespace.as_deref().unwrap_or(""),
+        &object.name,
+    ]
+    .join("\0")
+    .into_bytes()
+}
+
+fn run_prefix(run: &str) -> Vec<u8> {
+    let mut key = run.as_bytes().to_vec();
+    key.push(0);
+    key
+}
+
+fn step_key(run: &str, step: u64, phase: u8) -> Vec<u8> {
+    let mut key = run_prefix(run);
+    key.extend(step.to_be_bytes());
+    key.push(phase);
+    key
+}
+
+fn journal_key(entry: &JournalEntry) -> Vec<u8> {
+    let phase = match entry.record {
+        JournalRecord::Before { .. } => 0,
+        JournalRecord::After { .. } => 1,
+    };
+    step_key(&entry.run, entry.step, phase)
+}
+
+fn describe_journal_key(key: &[u8]) -> String {
+    let n = key.len();
+    if n < 9 {
+        return "?".to_owned();
+    }
+    let step = <[u8; 8]>::try_from(&key[n - 9..n - 1])
+        .map(u64::from_be_bytes)
+        .unwrap_or(0);
+    let phase = if key[n - 1] == 0 { "before" } else { "after" };
+    format!("step {step} ({phase})")
+}
+
+mod erased {
+    /// Serialisation to JSON bytes behind a trait object (keeps `encode_ops` short).
+    pub(super) trait Json {
+        fn to_json(&self) -> Result<Vec<u8>, String>;
+    }
+    impl<T: serde::Serialize> Json for T {
+        fn to_json(&self) -> Result<Vec<u8>, String> {
+            serde_json::to_vec(self).map_err(|e| e.to_string())
+        }
+    }
+}
