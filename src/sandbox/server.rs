@@ -166,13 +166,22 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         .extensions
         .get::<ConnectInfo<ConnInfo>>()
         .map(|c| c.0.clone());
+    // Read the body first: a connection whose request body is left unread cannot be reused.
+    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+        Ok(b) => b,
+        Err(e) => {
+            return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
+        }
+    };
     if parts.uri.path().starts_with(admin::PREFIX) {
-        if !authorized(&shared, &parts.headers, conn.as_ref()) {
+        // The admin endpoint always needs credentials (unless auth is off altogether).
+        let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
+            || conn.as_ref().is_some_and(|c| c.client_cert);
+        if !(shared.auth == AuthMode::Anonymous
+            || has_credentials && authorized(&shared, &parts.headers, conn.as_ref()))
+        {
             return unauthorized();
         }
-        let bytes = axum::body::to_bytes(body, BODY_LIMIT)
-            .await
-            .unwrap_or_default();
         let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
@@ -206,7 +215,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         }
         None => {}
     }
-    let resp = handle_api(&shared, parts, body).await;
+    let resp = handle_api(&shared, parts, bytes).await;
     shared
         .observer()
         .record(&info, resp.status().as_u16(), injection.describe());
@@ -216,14 +225,8 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
 async fn handle_api(
     shared: &Arc<Shared>,
     parts: axum::http::request::Parts,
-    body: Body,
+    bytes: Bytes,
 ) -> Response {
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
-        Ok(b) => b,
-        Err(e) => {
-            return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
-        }
-    };
     let method = parts.method.clone();
     let result = dispatch(shared, &parts.method, &parts.uri, &parts.headers, bytes).await;
     if method != Method::GET {

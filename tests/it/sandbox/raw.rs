@@ -95,6 +95,27 @@ impl Conn {
         self.answer()
     }
 
+    /// Sends a request and reads the answer; None when the server closed the connection
+    /// without answering.
+    pub fn request_or_eof(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Option<Answer> {
+        self.send(method, path, content_type, body);
+        let buf = self
+            .reader
+            .fill_buf()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        if buf.is_empty() {
+            return None;
+        }
+        Some(self.answer())
+    }
+
     fn answer(&mut self) -> Answer {
         let (code, headers) = self.head();
         let len: usize = headers["content-length"][0].parse().unwrap();
