@@ -394,6 +394,7 @@ impl LoopState {
         self.pending.retain(|k, _| seen.contains(k));
         for ns in &snap.namespaces {
             if self.config.workloads
+                && !pauses.is_paused(Controller::Workloads)
                 && !write::is_deleting(ns)
                 && let Some(status) = workloads::namespace_status(ns)
             {

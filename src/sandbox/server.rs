@@ -441,7 +441,16 @@ fn resource(
         *method,
         Method::POST | Method::PUT | Method::PATCH | Method::DELETE
     ) {
-        admit(shared, &ty, &rp, method, content_type, namespace, sub)?;
+        admit(
+            shared,
+            &ty,
+            &rp,
+            method,
+            content_type,
+            namespace,
+            sub,
+            &body,
+        )?;
     }
     if let (Some("scale"), Some(name)) = (sub, rp.name.as_deref()) {
         return match *method {
@@ -638,7 +647,9 @@ fn resource(
 }
 
 /// Refuses a write the way the API server does while a matching admission webhook cannot be
-/// called (see [`reconciler::admission`]).
+/// called (see [`reconciler::admission`]). Object selectors see the labels of the body, or of
+/// the stored object when the body has none.
+#[allow(clippy::too_many_arguments)]
 fn admit(
     shared: &Shared,
     ty: &ResourceType,
@@ -647,6 +658,7 @@ fn admit(
     content_type: &str,
     namespace: Option<&str>,
     sub: Option<&str>,
+    body: &Bytes,
 ) -> Result<(), ApiError> {
     if !shared.controllers.webhooks || shared.pauses.is_paused(Controller::Webhooks) {
         return Ok(());
@@ -665,6 +677,24 @@ fn admit(
         }
         _ => Operation::Update,
     };
+    let labels_of = |v: &Value| {
+        v.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .cloned()
+    };
+    let body_labels = if body.is_empty() || content_type.contains("protobuf") {
+        None
+    } else {
+        parse_body(body, content_type.contains("yaml"))
+            .ok()
+            .and_then(|v| labels_of(&v))
+    };
+    let object_labels = body_labels.or_else(|| {
+        rp.name
+            .as_deref()
+            .and_then(|name| st.get(&write::object_key(ty, namespace, name)))
+            .and_then(labels_of)
+    });
     match reconciler::admission(
         &st,
         shared.controllers.webhook_delay,
@@ -674,7 +704,7 @@ fn admit(
         sub,
         operation,
         namespace.filter(|_| ty.namespaced),
-        None,
+        object_labels.as_ref(),
     ) {
         Some(err) => Err(err),
         None => Ok(()),

@@ -203,6 +203,17 @@ fn cert_manager_chain_issues_real_certificates_and_renews_on_the_scaled_clock() 
     ])
     .ok();
 
+    // The printer column reads the Ready condition.
+    let table = c.kubectl(&[
+        "get",
+        "-n",
+        "linkerd",
+        "certificate",
+        "linkerd-trust-anchor",
+    ]);
+    let row = table.ok().lines().nth(1).unwrap_or_default().to_string();
+    assert!(row.contains(" True "), "{row}");
+
     let secret = c.get_json(&["-n", "linkerd", "secret", "linkerd-trust-anchor"]);
     assert_eq!(secret["type"], "kubernetes.io/tls");
     let tls_crt = secret_data(&secret, "tls.crt");
