@@ -132,6 +132,8 @@ pub struct RequestInfo {
     pub path: String,
     pub query: String,
     pub field_manager: Option<String>,
+    /// Who it was served as; empty when refused with 401.
+    pub user: String,
 }
 
 /// One audit log line.
@@ -153,6 +155,9 @@ pub struct AuditEntry {
     pub name: String,
     /// HTTP status; 0 when the connection was dropped by a fault.
     pub status: u16,
+    /// `meshplan-sandbox` (token or client certificate), `system:anonymous`, or empty (401).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub user: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub field_manager: Option<String>,
     /// The injected fault, if one hit this request.
@@ -332,6 +337,7 @@ impl Observer {
             namespace: req.namespace.clone(),
             name: req.name.clone(),
             status,
+            user: req.user.clone(),
             field_manager: req.field_manager.clone(),
             fault,
         };

@@ -359,7 +359,10 @@ impl LoopState {
                 _ => {
                     let due = instant_now + self.config.rollout_delay;
                     self.pending.insert(k.clone(), (gen_now, due));
-                    let progressing = if *resource == "deployments" {
+                    let progressing = if self.config.rollout_delay.is_zero() {
+                        // Settled in this very pass: no in-between status.
+                        None
+                    } else if *resource == "deployments" {
                         workloads::deployment_progressing_status(obj, now)
                     } else if is_job {
                         workloads::job_running_status(obj, now)
@@ -734,4 +737,116 @@ pub fn admission(
         webhooks::backend_status(service, &deployments, delay, now)
     })?;
     Some(ApiError::internal_error(refusal.message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn deployment(generation: i64) -> Value {
+        json!({"apiVersion": "apps/v1", "kind": "Deployment",
+               "metadata": {"name": "web", "namespace": "default", "generation": generation,
+                            "resourceVersion": "5"},
+               "spec": {"replicas": 2, "template": {"metadata": {"labels": {"app": "web"}}}}})
+    }
+
+    fn snapshot_of(workloads: Vec<(&'static str, &'static str, Value)>) -> Snapshot {
+        Snapshot {
+            workloads,
+            namespaces: Vec::new(),
+            apiservices: Vec::new(),
+            deployments: Vec::new(),
+            linkerd_config: None,
+            cert_manager: false,
+            issuers: Vec::new(),
+            cluster_issuers: Vec::new(),
+            certificates: Vec::new(),
+            secrets: BTreeMap::new(),
+        }
+    }
+
+    fn state(delay: Duration) -> LoopState {
+        LoopState {
+            config: ControllerConfig {
+                rollout_delay: delay,
+                ..ControllerConfig::default()
+            },
+            clock: None,
+            pending: BTreeMap::new(),
+        }
+    }
+
+    fn statuses(actions: &[Action]) -> Vec<Value> {
+        actions
+            .iter()
+            .map(|a| match a {
+                Action::Status { status, .. } => status.clone(),
+                Action::Apply { object, .. } => object.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rollout_is_in_progress_until_the_delay_then_settles() {
+        let pauses = Pauses::default();
+        let mut st = state(Duration::from_secs(3600));
+        let snap = snapshot_of(vec![("apps", "deployments", deployment(1))]);
+        let (actions, next) = st.plan(&snap, &pauses);
+        let written = statuses(&actions);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0]["conditions"][0]["type"], "Progressing");
+        assert!(next.is_some_and(|n| n > Instant::now() + Duration::from_secs(3000)));
+        // Not due yet: nothing more, the same wake-up.
+        let (actions, again) = st.plan(&snap, &pauses);
+        assert!(actions.is_empty());
+        assert_eq!(again, next);
+
+        // A template change (new generation) restarts the delay from now.
+        let (actions, _) = st.plan(
+            &snapshot_of(vec![("apps", "deployments", deployment(2))]),
+            &pauses,
+        );
+        assert_eq!(statuses(&actions)[0]["observedGeneration"], 2);
+
+        // Without a delay the settled status comes at once, with no in-between status.
+        let mut quick = state(Duration::ZERO);
+        let (actions, next) = quick.plan(&snap, &pauses);
+        let written = statuses(&actions);
+        assert_eq!(written.len(), 1);
+        assert_eq!(written[0]["availableReplicas"], 2);
+        assert!(next.is_none());
+    }
+
+    #[test]
+    fn a_paused_or_settled_workload_is_left_alone() {
+        let pauses = Pauses::default();
+        let mut quick = state(Duration::ZERO);
+        let mut d = deployment(1);
+        let snap = snapshot_of(vec![("apps", "deployments", d.clone())]);
+        let (actions, _) = quick.plan(&snap, &pauses);
+        d["status"] = statuses(&actions)[0].clone();
+        let (actions, next) = quick.plan(&snapshot_of(vec![("apps", "deployments", d)]), &pauses);
+        assert!(actions.is_empty(), "settled: nothing to write");
+        assert!(next.is_none());
+
+        pauses.set(Controller::Workloads, true);
+        assert_eq!(pauses.paused(), vec!["workloads"]);
+        let cfg = ControllerConfig::default();
+        let (tx, _) = tokio::sync::broadcast::channel(4);
+        let mut store = State::new(tx);
+        store.put(key("apps", "deployments", "default", "web"), deployment(1));
+        assert!(snapshot(&store, &cfg, &pauses).workloads.is_empty());
+        pauses.set(Controller::Workloads, false);
+        assert_eq!(snapshot(&store, &cfg, &pauses).workloads.len(), 1);
+    }
+
+    #[test]
+    fn controller_names_round_trip() {
+        for c in Controller::ALL {
+            assert_eq!(Controller::parse(c.name()), Some(c));
+        }
+        assert_eq!(Controller::parse("nope"), None);
+        assert!(!ControllerConfig::none().any_enabled());
+    }
 }

@@ -79,18 +79,38 @@ fn is_public(path: &str) -> bool {
 /// The authentication of one request (see [`AuthMode`]): credentials that are present must be
 /// right; none at all is anonymous, allowed only over plain HTTP in the default mode.
 fn authorized(shared: &Shared, headers: &HeaderMap, conn: Option<&ConnInfo>) -> bool {
-    if shared.auth == AuthMode::Anonymous {
-        return true;
-    }
+    authenticate(shared, headers, conn).is_some()
+}
+
+/// The user a request is served as (`meshplan-sandbox` with credentials,
+/// `system:anonymous` without), or None for a 401.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    conn: Option<&ConnInfo>,
+) -> Option<&'static str> {
+    const USER: &str = crate::sandbox::CONTEXT_NAME;
+    const ANONYMOUS: &str = "system:anonymous";
     let Some(header_value) = headers.get(header::AUTHORIZATION) else {
         let tls = conn.is_some_and(|c| c.tls);
-        return conn.is_some_and(|c| c.client_cert) || (!tls && shared.auth == AuthMode::Token);
+        return if conn.is_some_and(|c| c.client_cert) {
+            Some(USER)
+        } else if shared.auth == AuthMode::Anonymous || (!tls && shared.auth == AuthMode::Token) {
+            Some(ANONYMOUS)
+        } else {
+            None
+        };
     };
-    header_value
+    let right = header_value
         .to_str()
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
-        .is_some_and(|t| t.trim() == shared.token)
+        .is_some_and(|t| t.trim() == shared.token);
+    match (right, shared.auth) {
+        (true, _) => Some(USER),
+        (false, AuthMode::Anonymous) => Some(ANONYMOUS),
+        (false, _) => None,
+    }
 }
 
 fn unauthorized() -> Response {
@@ -185,10 +205,14 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
-    let info = request_info(&parts.method, &parts.uri, &parts.headers);
-    if !is_public(parts.uri.path()) && !authorized(&shared, &parts.headers, conn.as_ref()) {
-        shared.observer().record(&info, 401, None);
-        return unauthorized();
+    let mut info = request_info(&parts.method, &parts.uri, &parts.headers);
+    match authenticate(&shared, &parts.headers, conn.as_ref()) {
+        Some(user) => info.user = user.to_string(),
+        None if is_public(parts.uri.path()) => info.user = "system:anonymous".into(),
+        None => {
+            shared.observer().record(&info, 401, None);
+            return unauthorized();
+        }
     }
     let injection = shared.observer().faults_for(&info);
     if !injection.latency.is_zero() {

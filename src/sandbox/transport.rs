@@ -304,9 +304,14 @@ impl Listener {
             Some(config) => {
                 let (tx, rx) = mpsc::channel(64);
                 let acceptor = TlsAcceptor::from(config);
+                // Ends (and frees the port) when the server drops the listener.
                 tokio::spawn(async move {
                     loop {
-                        let (tcp, peer) = match TcpListener::accept(&listener).await {
+                        let accepted = tokio::select! {
+                            accepted = TcpListener::accept(&listener) => accepted,
+                            _ = tx.closed() => return,
+                        };
+                        let (tcp, peer) = match accepted {
                             Ok(pair) => pair,
                             Err(e) => {
                                 tracing::debug!("sandbox accept failed: {e}");
@@ -314,9 +319,6 @@ impl Listener {
                                 continue;
                             }
                         };
-                        if tx.is_closed() {
-                            return;
-                        }
                         let acceptor = acceptor.clone();
                         let tx = tx.clone();
                         tokio::spawn(async move {

@@ -62,6 +62,17 @@ fn default_mode_refuses_a_wrong_token_and_serves_plain_http_without_one() {
     // kubectl never sends credentials to an http:// server: a request without any is served.
     let mut none = Conn::open(sb.addr(), None);
     assert_eq!(none.request("GET", CMS, JSON, b"").code, 200);
+    let mut right = Conn::open(sb.addr(), Some(TOKEN));
+    assert_eq!(right.request("GET", CMS, JSON, b"").code, 200);
+    let users: Vec<(u16, String)> = sb.audit().into_iter().map(|e| (e.status, e.user)).collect();
+    assert_eq!(
+        users,
+        [
+            (401, String::new()),
+            (200, "system:anonymous".to_string()),
+            (200, "meshplan-sandbox".to_string())
+        ]
+    );
     assert!(sb.kubeconfig_yaml().contains(&format!("token: {TOKEN}")));
 }
 
@@ -270,4 +281,8 @@ fn serve_with_tls_and_an_audit_file_works_with_kubectl() {
     assert_eq!(lists.len(), 1, "{entries:?}");
     assert_eq!(lists[0]["namespace"], "kube-system");
     assert_eq!(lists[0]["status"], 200);
+    assert_eq!(
+        lists[0]["user"], "meshplan-sandbox",
+        "kubectl authenticated over TLS"
+    );
 }
