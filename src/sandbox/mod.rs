@@ -173,7 +173,10 @@ pub struct Sandbox {
 /// Starts a sandbox. Fails when the port cannot be bound or the data directory holds an
 /// unreadable snapshot.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
-    let credentials = Credentials::generate(config.token.clone(), config.tls)?;
+    let credentials = match &config.data_dir {
+        Some(dir) => Credentials::load_or_generate(dir, config.token.clone(), config.tls)?,
+        None => Credentials::generate(config.token.clone(), config.tls)?,
+    };
     let mut observer = admin::Observer::default();
     let mut audit_paths: Vec<PathBuf> = config
         .data_dir

@@ -45,7 +45,7 @@ pub enum TransportError {
 }
 
 /// The TLS material of a sandbox, PEM encoded.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct TlsMaterial {
     pub ca_crt: String,
     pub server_crt: String,
@@ -55,7 +55,7 @@ pub struct TlsMaterial {
 }
 
 /// What clients need to talk to a sandbox.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Credentials {
     /// The bearer token (`Authorization: Bearer <token>`).
     pub token: String,
@@ -78,6 +78,60 @@ impl Credentials {
         };
         let tls = if tls { Some(generate_pki()?) } else { None };
         Ok(Self { token, tls })
+    }
+}
+
+/// Where a data directory keeps the credentials.
+const CREDENTIALS_FILE: &str = "credentials.json";
+
+impl Credentials {
+    /// The credentials kept in `dir` (so that a restarted sandbox accepts the kubeconfig it
+    /// wrote before), completed or replaced as the configuration asks: a configured token
+    /// wins, TLS material is generated when `tls` is asked for and none is kept. Writes them
+    /// back when anything changed. An unreadable file is replaced.
+    pub fn load_or_generate(
+        dir: &std::path::Path,
+        token: Option<String>,
+        tls: bool,
+    ) -> Result<Self, TransportError> {
+        let path = dir.join(CREDENTIALS_FILE);
+        let kept: Option<Credentials> = std::fs::read(&path)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+        let mut creds = match kept.clone() {
+            Some(c) => c,
+            None => Self::generate(None, false)?,
+        };
+        if let Some(t) = token {
+            creds.token = t;
+        }
+        if tls && creds.tls.is_none() {
+            creds.tls = Some(generate_pki()?);
+        }
+        let changed = kept
+            .as_ref()
+            .is_none_or(|k| k.token != creds.token || k.tls.is_some() != creds.tls.is_some());
+        if changed {
+            let write = || -> std::io::Result<()> {
+                std::fs::create_dir_all(dir)?;
+                let text = serde_json::to_vec_pretty(&creds).map_err(std::io::Error::other)?;
+                let tmp = dir.join(format!("{CREDENTIALS_FILE}.tmp"));
+                std::fs::write(&tmp, text)?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&tmp, std::fs::Permissions::from_mode(0o600))?;
+                }
+                std::fs::rename(&tmp, &path)
+            };
+            write().map_err(|e| {
+                TransportError::Config(format!("cannot write {}: {e}", path.display()))
+            })?;
+        }
+        if !tls {
+            creds.tls = None;
+        }
+        Ok(creds)
     }
 }
 

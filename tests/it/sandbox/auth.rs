@@ -286,3 +286,41 @@ fn serve_with_tls_and_an_audit_file_works_with_kubectl() {
         "kubectl authenticated over TLS"
     );
 }
+
+#[test]
+fn a_data_directory_keeps_the_token_and_the_tls_material_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = SandboxConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        tls: true,
+        auth: AuthMode::Strict,
+        ..SandboxConfig::api_only()
+    };
+    let first = BlockingSandbox::start(config.clone()).unwrap();
+    let token = first.token().unwrap().to_string();
+    let ca = first.credentials().tls.as_ref().unwrap().ca_crt.clone();
+    drop(first);
+    let second = BlockingSandbox::start(config).unwrap();
+    assert_eq!(second.token(), Some(token.as_str()));
+    assert_eq!(second.credentials().tls.as_ref().unwrap().ca_crt, ca);
+    // A plain-HTTP restart keeps the token too, and drops nothing from the file.
+    drop(second);
+    let plain = BlockingSandbox::start(SandboxConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        auth: AuthMode::Strict,
+        ..SandboxConfig::api_only()
+    })
+    .unwrap();
+    assert_eq!(plain.token(), Some(token.as_str()));
+    assert!(plain.credentials().tls.is_none());
+    let mut conn = Conn::open(plain.addr(), Some(&token));
+    assert_eq!(conn.request("GET", CMS, JSON, b"").code, 200);
+    drop(plain);
+    let again = BlockingSandbox::start(SandboxConfig {
+        data_dir: Some(dir.path().to_path_buf()),
+        tls: true,
+        ..SandboxConfig::api_only()
+    })
+    .unwrap();
+    assert_eq!(again.credentials().tls.as_ref().unwrap().ca_crt, ca);
+}
