@@ -314,3 +314,70 @@ fn latency_rules_delay_without_failing() {
         ]
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn closed_watch_streams_are_resumed_by_the_kube_watcher() {
+    use futures::StreamExt;
+    use kube::runtime::watcher;
+    use std::time::Duration;
+
+    let sb = start(SandboxConfig::api_only()).await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let client = kube_client(&sb, dir.path()).await;
+    let api: Api<ConfigMap> = Api::namespaced(client, "default");
+    // The watcher runs in its own task and reports the names it sees applied.
+    let (tx, mut seen) = tokio::sync::mpsc::unbounded_channel();
+    let mut stream = watcher(api.clone(), watcher::Config::default()).boxed();
+    let watcher_task = tokio::spawn(async move {
+        while let Some(event) = stream.next().await {
+            if let Ok(watcher::Event::Apply(o) | watcher::Event::InitApply(o)) = event
+                && tx.send(o.metadata.name.unwrap_or_default()).is_err()
+            {
+                return;
+            }
+        }
+    });
+    let cm = |name: &str| -> ConfigMap {
+        serde_json::from_value(json!({"metadata": {"name": name}})).unwrap()
+    };
+    let watches = |sb: &Sandbox| {
+        sb.counters()
+            .get(&("watch".to_string(), "configmaps".to_string()))
+            .copied()
+            .unwrap_or(0)
+    };
+    let wait_for = async |seen: &mut tokio::sync::mpsc::UnboundedReceiver<String>, name: &str| {
+        loop {
+            let got = tokio::time::timeout(Duration::from_secs(30), seen.recv())
+                .await
+                .expect("the watcher did not report it")
+                .unwrap();
+            if got == name {
+                return;
+            }
+        }
+    };
+    api.create(&PostParams::default(), &cm("one"))
+        .await
+        .unwrap();
+    wait_for(&mut seen, "one").await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while watches(&sb) == 0 {
+        assert!(tokio::time::Instant::now() < deadline, "no watch opened");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let before = watches(&sb);
+    sb.close_watches();
+    api.create(&PostParams::default(), &cm("two"))
+        .await
+        .unwrap();
+    wait_for(&mut seen, "two").await;
+    // The watcher opened a new watch after the close.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while watches(&sb) <= before {
+        assert!(tokio::time::Instant::now() < deadline, "no new watch");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    watcher_task.abort();
+    sb.shutdown().await.unwrap();
+}
