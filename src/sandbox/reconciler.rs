@@ -31,7 +31,7 @@ use super::controllers::{certmanager, linkerd, webhooks, workloads};
 use super::request::FieldValidation;
 use super::server::Shared;
 use super::status::ApiError;
-use super::store::{Key, State, key};
+use super::store::{Event, Key, State, key};
 use super::write::{self, PatchKind, WriteOptions};
 
 /// One simulated controller, for switches and pauses.
@@ -263,14 +263,28 @@ fn snapshot(st: &State, cfg: &ControllerConfig, pauses: &Pauses) -> Snapshot {
             );
         }
     }
-    let linkerd_config = st
-        .objects
+    let namespaces = all("", "namespaces");
+    // The control plane's configuration, in a namespace labelled as the control plane.
+    let linkerd_config = namespaces
         .iter()
-        .find(|((g, r, _, n), _)| g.is_empty() && r == "configmaps" && n == "linkerd-config")
-        .map(|(_, v)| v.clone());
+        .filter(|ns| {
+            ns.pointer("/metadata/labels")
+                .and_then(|l| l.get(linkerd::CONTROL_PLANE_LABEL))
+                .and_then(Value::as_str)
+                == Some("true")
+        })
+        .find_map(|ns| {
+            st.get(&key(
+                "",
+                "configmaps",
+                meta_str(ns, "name"),
+                "linkerd-config",
+            ))
+        })
+        .cloned();
     Snapshot {
         workloads,
-        namespaces: all("", "namespaces"),
+        namespaces,
         apiservices: if workloads_on {
             all("apiregistration.k8s.io", "apiservices")
         } else {
@@ -654,24 +668,47 @@ pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
                 }
             }
         }
-        let sleep = async {
-            match next {
-                Some(at) => tokio::time::sleep_until(at).await,
-                None => std::future::pending::<()>().await,
-            }
-        };
-        tokio::select! {
-            received = rx.recv() => {
-                if matches!(received, Err(tokio::sync::broadcast::error::RecvError::Closed)) {
-                    return;
+        // Wait for a write the controllers read (others, such as ConfigMaps, do not wake them),
+        // a due timer, or a pause/resume.
+        loop {
+            let sleep = async {
+                match next {
+                    Some(at) => tokio::time::sleep_until(at).await,
+                    None => std::future::pending::<()>().await,
                 }
-                // Coalesce a burst of writes into one pass.
-                while rx.try_recv().is_ok() {}
+            };
+            let wake = tokio::select! {
+                received = rx.recv() => match received {
+                    Ok(event) => {
+                        // Coalesce a burst of writes into one pass.
+                        let mut relevant = is_relevant(&event);
+                        while let Ok(more) = rx.try_recv() {
+                            relevant |= is_relevant(&more);
+                        }
+                        relevant
+                    }
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => true,
+                    Err(tokio::sync::broadcast::error::RecvError::Closed) => return,
+                },
+                _ = sleep => true,
+                _ = shared.wake_controllers.notified() => true,
+                _ = stop.wait_for(|s| *s) => return,
+            };
+            if wake {
+                break;
             }
-            _ = sleep => {}
-            _ = shared.wake_controllers.notified() => {}
-            _ = stop.wait_for(|s| *s) => return,
         }
+    }
+}
+
+/// Whether a committed write can change what a controller decides.
+fn is_relevant(event: &Event) -> bool {
+    match (event.group.as_str(), event.resource.as_str()) {
+        ("apps", _) | ("batch", "jobs") | ("apiregistration.k8s.io", _) => true,
+        ("", "namespaces" | "secrets") => true,
+        ("", "configmaps") => meta_str(&event.object, "name") == "linkerd-config",
+        ("apiextensions.k8s.io", _) => true,
+        (group, _) => group == certmanager::GROUP,
     }
 }
 
