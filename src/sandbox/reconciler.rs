@@ -180,6 +180,8 @@ enum Action {
         resource: &'static str,
         object: Value,
         manager: &'static str,
+        /// Committed only when the apply succeeded (a Certificate's status after its Secret).
+        then: Option<Box<Action>>,
     },
 }
 
@@ -527,8 +529,8 @@ impl LoopState {
                         resource: "secrets",
                         object: secret,
                         manager: MANAGER_ISSUING,
+                        then: Some(Box::new(status_action(status))),
                     });
-                    actions.push(status_action(status));
                 }
                 Ok(certmanager::CertificateAction::UpToDate {
                     status,
@@ -544,6 +546,7 @@ impl LoopState {
                             resource: "secrets",
                             object: secret,
                             manager: MANAGER_ISSUING,
+                            then: None,
                         });
                     }
                     let at = to_instant(clock.real_at(renewal_time));
@@ -606,6 +609,7 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
             resource,
             object,
             manager,
+            then,
         } => {
             let Some(ty) = st.registry.find_any_version(group, resource) else {
                 return Ok(());
@@ -628,8 +632,11 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
                 object,
                 &opts,
                 manager,
-            )
-            .map(|_| ())
+            )?;
+            match then {
+                Some(next) => commit(st, *next),
+                None => Ok(()),
+            }
         }
     }
 }
@@ -661,12 +668,17 @@ pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
         };
         state = Some(current);
         if !actions.is_empty() {
-            let mut st = shared.lock();
-            for action in actions {
-                if let Err(e) = commit(&mut st, action) {
-                    tracing::debug!("controller write deferred: {e}");
+            {
+                let mut st = shared.lock();
+                for action in actions {
+                    if let Err(e) = commit(&mut st, action) {
+                        tracing::debug!("controller write deferred: {e}");
+                    }
                 }
             }
+            // Our own writes wake the next pass: let requests in between, and bound the pass
+            // rate should a controller ever fail to settle.
+            tokio::time::sleep(Duration::from_millis(5)).await;
         }
         // Wait for a write the controllers read (others, such as ConfigMaps, do not wake them),
         // a due timer, or a pause/resume.

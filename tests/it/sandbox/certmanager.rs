@@ -203,6 +203,15 @@ fn cert_manager_chain_issues_real_certificates_and_renews_on_the_scaled_clock() 
     ])
     .ok();
 
+    // Settled: the controllers write nothing more until the renewal.
+    let rv = c.sandbox.resource_version();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        c.sandbox.resource_version(),
+        rv,
+        "the controllers keep writing"
+    );
+
     // The printer column reads the Ready condition.
     let table = c.kubectl(&[
         "get",
