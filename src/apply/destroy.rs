@@ -132,7 +132,7 @@ impl DestroyRunner<'_> {
             .map_err(|source| StepError::Write {
                 node: node.to_owned(),
                 object: Box::new(object.clone()),
-                source,
+                source: Box::new(source),
             })?;
         let Some(live) = live else {
             let step = ctx
@@ -151,7 +151,7 @@ impl DestroyRunner<'_> {
             step.map_err(|source| StepError::State {
                 node: node.to_owned(),
                 object: Box::new(object.clone()),
-                source,
+                source: Box::new(source),
             })?;
             return Ok(Some(StepAction::Forget));
         };
@@ -172,7 +172,7 @@ impl DestroyRunner<'_> {
                     .map_err(|source| StepError::Write {
                         node: node.to_owned(),
                         object: Box::new(object.clone()),
-                        source,
+                        source: Box::new(source),
                     })?;
             if !foreign.is_empty() {
                 let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
@@ -220,7 +220,17 @@ impl DestroyRunner<'_> {
             let kind = crate::cluster::KindRef::new(r.api_version(), r.kind.clone());
             let list = match self.ctx.cluster.list(&kind, Some(namespace), None).await {
                 Ok(l) => l,
-                Err(crate::cluster::ClusterError::Forbidden { .. }) => continue,
+                // Not allowed to look, or the kind went away meanwhile (its CRD deleted).
+                Err(
+                    crate::cluster::ClusterError::Forbidden { .. }
+                    | crate::cluster::ClusterError::KindNotInstalled { .. }
+                    | crate::cluster::ClusterError::NotFound { .. },
+                ) => continue,
+                Err(crate::cluster::ClusterError::Other { status, .. })
+                    if matches!(status.code, 404 | 405) =>
+                {
+                    continue;
+                }
                 Err(e) => return Err(e),
             };
             for item in list.items {

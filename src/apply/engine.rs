@@ -220,7 +220,7 @@ impl<'a> Context<'a> {
         StepError::Write {
             node: node.to_owned(),
             object: Box::new(object.clone()),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -228,7 +228,7 @@ impl<'a> Context<'a> {
         StepError::State {
             node: node.to_owned(),
             object: Box::new(object.clone()),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -386,7 +386,7 @@ impl<'a> Context<'a> {
             Err(e) => Err(StepError::Wait {
                 node: node.to_owned(),
                 object: Box::new(object.clone()),
-                source: e,
+                source: Box::new(e),
             }),
         }
     }
@@ -439,7 +439,7 @@ impl<'a> Context<'a> {
         let outcome = outcome.map_err(|source| StepError::Wait {
             node: node.to_owned(),
             object: Box::new(object.clone()),
-            source,
+            source: Box::new(source),
         })?;
         let last = outcome.object().cloned();
         match (outcome.is_met(), rule.evaluate(last.as_ref())) {

@@ -23,7 +23,7 @@ pub enum StepError {
         node: String,
         object: Box<ObjectRef>,
         #[source]
-        source: ClusterError,
+        source: Box<ClusterError>,
     },
 
     #[error(
@@ -80,7 +80,7 @@ pub enum StepError {
         node: String,
         object: Box<ObjectRef>,
         #[source]
-        source: ClusterError,
+        source: Box<ClusterError>,
     },
 
     #[error("{node}: the state could not record the step on {object}")]
@@ -92,7 +92,7 @@ pub enum StepError {
         node: String,
         object: Box<ObjectRef>,
         #[source]
-        source: StateError,
+        source: Box<StateError>,
     },
 
     #[error("{node}: {object} has no desired body")]

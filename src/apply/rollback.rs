@@ -120,7 +120,7 @@ impl Context<'_> {
         StepError::Write {
             node: node.to_owned(),
             object: Box::new(object.clone()),
-            source,
+            source: Box::new(source),
         }
     }
 
@@ -143,12 +143,11 @@ impl Context<'_> {
                     StepError::State {
                         node: node.to_owned(),
                         object: Box::new(object.clone()),
-                        source,
+                        source: Box::new(source),
                     },
                 )
             })?),
         };
-        let write = WriteOptions::default();
         let action = match (&target, &current) {
             (None, None) => None,
             (None, Some(cur)) => {
@@ -181,63 +180,21 @@ impl Context<'_> {
                 }
                 Some(act)
             }
-            (Some(snap), None) => {
-                let act = StepAction::Recreate;
-                self.reporter.event(&Event::StepStarted {
-                    node: node.to_owned(),
-                    object: object.clone(),
-                    action: act,
-                });
-                self.cluster
-                    .create(&strip_server_fields(snap), &write)
-                    .await
-                    .map_err(|e| (act, Self::restore_err(node, object, e)))?;
-                Some(act)
-            }
             (Some(snap), Some(cur)) if comparable(snap) == comparable(cur) => None,
-            (Some(snap), Some(cur)) => {
-                let act = StepAction::Restore;
+            (Some(snap), current) => {
+                let act = if current.is_some() {
+                    StepAction::Restore
+                } else {
+                    StepAction::Recreate
+                };
                 self.reporter.event(&Event::StepStarted {
                     node: node.to_owned(),
                     object: object.clone(),
                     action: act,
                 });
-                let mut current = cur.clone();
-                let mut attempts = 0;
-                loop {
-                    let mut body = snap.clone();
-                    if let Some(meta) = body.get_mut("metadata").and_then(Value::as_object_mut) {
-                        for key in SERVER_METADATA {
-                            if *key != "managedFields" {
-                                meta.remove(*key);
-                            }
-                        }
-                        if let Some(rv) = current.pointer("/metadata/resourceVersion") {
-                            meta.insert("resourceVersion".to_owned(), rv.clone());
-                        }
-                    }
-                    match self.cluster.replace(&body, &write).await {
-                        Ok(_) => break,
-                        // Changed meanwhile (a controller): read again and retry.
-                        Err(ClusterError::Conflict { conflicts, .. })
-                            if conflicts.is_empty() && attempts < 3 =>
-                        {
-                            attempts += 1;
-                            match read_live(self.cluster, object).await {
-                                Ok(Some(fresh)) => current = fresh,
-                                Ok(None) => {
-                                    self.cluster
-                                        .create(&strip_server_fields(snap), &write)
-                                        .await
-                                        .map_err(|e| (act, Self::restore_err(node, object, e)))?;
-                                    break;
-                                }
-                                Err(e) => return Err((act, Self::restore_err(node, object, e))),
-                            }
-                        }
-                        Err(e) => return Err((act, Self::restore_err(node, object, e))),
-                    }
-                }
+                self.put_back(node, object, snap, step.previous_record.as_ref())
+                    .await
+                    .map_err(|e| (act, e))?;
                 Some(act)
             }
         };
@@ -249,7 +206,7 @@ impl Context<'_> {
                 StepError::State {
                     node: node.to_owned(),
                     object: Box::new(object.clone()),
-                    source,
+                    source: Box::new(source),
                 },
             )
         };
@@ -262,6 +219,75 @@ impl Context<'_> {
             store.commit(batch).map_err(state_err)?;
         }
         Ok(action)
+    }
+}
+
+impl Context<'_> {
+    /// Writes the snapshot back. When meshplan had applied the object before the run, its
+    /// previous configuration is applied again first (server-side apply as field manager
+    /// meshplan), which restores the fields and their ownership exactly; whatever still
+    /// differs from the snapshot (fields of other managers) is then replaced with the
+    /// snapshot itself (server fields stripped).
+    async fn put_back(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        snap: &Value,
+        previous: Option<&ObjectRecord>,
+    ) -> Result<(), StepError> {
+        let err = |e| Self::restore_err(node, object, e);
+        let write = WriteOptions::default();
+        if let Some(previous) = previous {
+            let body = self
+                .store()
+                .reveal(&previous.last_applied)
+                .map_err(|source| StepError::State {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                    source: Box::new(source),
+                })?;
+            match self
+                .cluster
+                .apply(&body, &crate::cluster::ApplyOptions::default())
+                .await
+            {
+                Ok(_) => {}
+                // Someone else took fields meanwhile: the replace below restores them.
+                Err(e) if e.is_field_conflict() => {}
+                Err(e) => return Err(err(e)),
+            }
+        }
+        let mut attempts = 0;
+        loop {
+            let current = read_live(self.cluster, object).await.map_err(err)?;
+            let Some(current) = current else {
+                self.cluster
+                    .create(&strip_server_fields(snap), &write)
+                    .await
+                    .map_err(err)?;
+                return Ok(());
+            };
+            if comparable(&current) == comparable(snap) {
+                return Ok(());
+            }
+            let mut body = strip_server_fields(snap);
+            if let (Some(meta), Some(rv)) = (
+                body.get_mut("metadata").and_then(Value::as_object_mut),
+                current.pointer("/metadata/resourceVersion"),
+            ) {
+                meta.insert("resourceVersion".to_owned(), rv.clone());
+            }
+            match self.cluster.replace(&body, &write).await {
+                Ok(_) => return Ok(()),
+                // Changed meanwhile (a controller): read again and retry.
+                Err(ClusterError::Conflict { conflicts, .. })
+                    if conflicts.is_empty() && attempts < 3 =>
+                {
+                    attempts += 1;
+                }
+                Err(e) => return Err(err(e)),
+            }
+        }
     }
 }
 
@@ -306,7 +332,7 @@ fn restore_units(
     let names: Vec<String> = plan.iter().map(|(n, _)| n.clone()).collect();
     let mut units = Vec::new();
     for (i, (node, mut steps)) in plan.into_iter().enumerate() {
-        steps.sort_by(|a, b| b.first_step.cmp(&a.first_step));
+        steps.sort_by_key(|s| std::cmp::Reverse(s.first_step));
         let mut groups: Vec<Vec<RestoreStep>> = vec![Vec::new(), Vec::new(), Vec::new()];
         for s in steps {
             let g = match ObjectClass::of(&s.object) {
@@ -321,10 +347,7 @@ fn restore_units(
             Some(deps) => names
                 .iter()
                 .enumerate()
-                .filter(|(_, other)| {
-                    deps.get(*other)
-                        .is_some_and(|d| d.iter().any(|x| *x == node))
-                })
+                .filter(|(_, other)| deps.get(*other).is_some_and(|d| d.contains(&node)))
                 .map(|(j, _)| j)
                 .collect(),
             None => (i + 1..names.len()).collect(),
@@ -343,7 +366,9 @@ fn restore_units(
 /// Deleting CRDs waits for units with objects of their kinds; deleting Namespaces waits for
 /// units with objects in them.
 pub(crate) fn add_structural_deps<S: HasObject>(units: &mut [Unit<S>]) {
-    let holds: Vec<(BTreeSet<(String, String)>, BTreeSet<String>)> = units
+    // Per unit: the (group, kind)s of its objects and the namespaces they are in.
+    type Holds = (BTreeSet<(String, String)>, BTreeSet<String>);
+    let holds: Vec<Holds> = units
         .iter()
         .map(|u| {
             let mut kinds = BTreeSet::new();
