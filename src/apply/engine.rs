@@ -124,6 +124,9 @@ pub(crate) struct Context<'a> {
     pub root_cause: Mutex<Option<String>>,
     pub left_in_place: Mutex<Vec<(ObjectRef, String)>>,
     pub immediate: CancellationToken,
+    /// Cancelled by a graceful interrupt: readiness waits end early (writes still finish).
+    /// Replaced by a fresh token before a rollback, whose waits must run to their end.
+    pub interrupted: Mutex<CancellationToken>,
 }
 
 impl<'a> Context<'a> {
@@ -146,6 +149,7 @@ impl<'a> Context<'a> {
             root_cause: Mutex::new(None),
             left_in_place: Mutex::new(Vec::new()),
             immediate,
+            interrupted: Mutex::new(CancellationToken::new()),
         }
     }
 
@@ -418,11 +422,23 @@ impl<'a> Context<'a> {
             }
             Readiness::Ready | Readiness::Failed(_) => true,
         };
+        let interrupted = self
+            .interrupted
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
         let wait = self.cluster.wait_for(object, &condition, timeout);
         tokio::pin!(wait);
         let outcome = loop {
             tokio::select! {
                 outcome = &mut wait => break outcome,
+                () = interrupted.cancelled() => {
+                    return Err(StepError::Interrupted {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        waited_for: rule.describe(),
+                    });
+                }
                 changed = rx.changed() => {
                     if changed.is_err() {
                         break (&mut wait).await;
@@ -815,6 +831,9 @@ pub async fn apply(
         input.plan.clone(),
         interrupt.immediate().clone(),
     );
+    if let Ok(mut t) = ctx.interrupted.lock() {
+        *t = interrupt.graceful().clone();
+    }
     let stop = interrupt.graceful().child_token();
     let schedule = Schedule {
         parallelism: options.parallelism,
@@ -882,6 +901,9 @@ pub async fn apply(
     reporter.event(&Event::RollbackStarted {
         reason: summary.root_cause.clone().unwrap_or_default(),
     });
+    if let Ok(mut t) = ctx.interrupted.lock() {
+        *t = CancellationToken::new();
+    }
     let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&deps), interrupt).await;
     summary.rolled_back = ctx.take_actions();
     summary.left_in_place = ctx.take_left_in_place();

@@ -66,6 +66,14 @@ pub enum StepError {
         hint: Option<String>,
     },
 
+    #[error("{node}: interrupted while waiting for {waited_for} of {object}")]
+    #[diagnostic(code(apply::interrupted))]
+    Interrupted {
+        node: String,
+        object: Box<ObjectRef>,
+        waited_for: String,
+    },
+
     #[error("{node}: {object} will not become ready: {reason}")]
     #[diagnostic(code(apply::not_ready))]
     NotReady {
@@ -119,6 +127,7 @@ impl StepError {
             | Self::WebhookUnavailable { object, .. }
             | Self::TimedOut { object, .. }
             | Self::NotReady { object, .. }
+            | Self::Interrupted { object, .. }
             | Self::Wait { object, .. }
             | Self::State { object, .. }
             | Self::NoBody { object, .. }

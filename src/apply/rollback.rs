@@ -4,8 +4,9 @@
 //!
 //! 1. Read the run's journal from the state. Per object, the *first* `Before` entry holds the
 //!    target: the live object before the run touched it (or its absence) and the state's
-//!    record then. Later steps on the same object do not matter: rollback restores the net
-//!    effect, reading the live object now (so a step whose outcome is unknown is handled).
+//!    record then (per node, when several nodes touched it). Later steps on the same object do
+//!    not matter: rollback restores the net effect, reading the live object now (so a step
+//!    whose outcome is unknown is handled), in the node that touched the object first.
 //! 2. Build one unit per node, in reverse dependency order (reverse journal order when the
 //!    dependencies are unknown); inside a node the objects in reverse order by class: other
 //!    objects, then Namespaces, then CRDs.
@@ -51,6 +52,9 @@ pub(crate) struct RestoreStep {
     pub previous_record: Option<ObjectRecord>,
     /// The step number of the run's first step on the object.
     pub first_step: u64,
+    /// Every node whose record of the object the run may have changed, with the record
+    /// before the run (an object is normally one node's; a run may move it).
+    pub records: BTreeMap<String, Option<ObjectRecord>>,
 }
 
 /// The snapshot cleaned for a write: server metadata stripped.
@@ -210,12 +214,17 @@ impl Context<'_> {
                 },
             )
         };
-        let now = store.object(node, object).map_err(state_err)?;
-        if now != step.previous_record {
-            let batch = match &step.previous_record {
-                Some(record) => WriteBatch::new().put_object(record.clone()),
-                None => WriteBatch::new().remove_object(node, object),
-            };
+        let mut batch = WriteBatch::new();
+        for (record_node, previous) in &step.records {
+            let now = store.object(record_node, object).map_err(state_err)?;
+            if now != *previous {
+                batch = match previous {
+                    Some(record) => batch.put_object(record.clone()),
+                    None => batch.remove_object(record_node, object),
+                };
+            }
+        }
+        if !batch.ops.is_empty() {
             store.commit(batch).map_err(state_err)?;
         }
         Ok(action)
@@ -294,27 +303,45 @@ impl Context<'_> {
 /// The objects of a run to restore, per node, with the nodes in the order they were first
 /// touched.
 fn restore_plan(run: &UnfinishedRun) -> Vec<(String, Vec<RestoreStep>)> {
-    let mut first: BTreeMap<(String, ObjectRef), RestoreStep> = BTreeMap::new();
+    // Per object: the first Before of the run (whatever the node), in that node.
+    let mut first: BTreeMap<ObjectRef, (String, RestoreStep)> = BTreeMap::new();
     for entry in &run.entries {
         let JournalRecord::Before { live } = &entry.record else {
             continue;
         };
-        let key = (entry.node.clone(), entry.object.clone());
-        let known = first.get(&key).is_some_and(|s| s.first_step <= entry.step);
-        if !known {
-            first.insert(
-                key,
-                RestoreStep {
-                    object: entry.object.clone(),
-                    target: live.clone(),
-                    previous_record: entry.previous_record.as_deref().cloned(),
-                    first_step: entry.step,
-                },
-            );
+        let previous = entry.previous_record.as_deref().cloned();
+        match first.get_mut(&entry.object) {
+            Some((node, step)) => {
+                step.records
+                    .entry(entry.node.clone())
+                    .or_insert_with(|| previous.clone());
+                if entry.step < step.first_step {
+                    *node = entry.node.clone();
+                    step.first_step = entry.step;
+                    step.target = live.clone();
+                    step.previous_record = previous.clone();
+                    step.records.insert(entry.node.clone(), previous);
+                }
+            }
+            None => {
+                first.insert(
+                    entry.object.clone(),
+                    (
+                        entry.node.clone(),
+                        RestoreStep {
+                            object: entry.object.clone(),
+                            target: live.clone(),
+                            previous_record: previous.clone(),
+                            first_step: entry.step,
+                            records: BTreeMap::from([(entry.node.clone(), previous)]),
+                        },
+                    ),
+                );
+            }
         }
     }
     let mut nodes: BTreeMap<String, Vec<RestoreStep>> = BTreeMap::new();
-    for ((node, _), step) in first {
+    for (_, (node, step)) in first {
         nodes.entry(node).or_default().push(step);
     }
     let mut out: Vec<(String, Vec<RestoreStep>)> = nodes.into_iter().collect();

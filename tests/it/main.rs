@@ -2,6 +2,7 @@
 
 mod apply;
 mod apply_destroy;
+mod apply_faults;
 mod apply_rollback;
 mod cluster;
 mod graph_cmd;
