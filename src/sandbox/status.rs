@@ -260,7 +260,19 @@ impl ApiError {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        let mut cause = Map::new();
+                        for (k, v) in [
+                            ("reason", &c.reason),
+                            ("message", &c.message),
+                            ("field", &c.field),
+                        ] {
+                            if !v.is_empty() {
+                                cause.insert(k.into(), json!(v));
+                            }
+                        }
+                        Value::Object(cause)
+                    })
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }
