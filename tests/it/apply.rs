@@ -15,7 +15,7 @@ use meshplan::apply::{
 };
 use meshplan::cluster::{ApplyOptions, Cluster, ConnectOptions, KindRef, KubeCluster, ObjectRef};
 use meshplan::render::{HookDeletePolicy, HookPhase};
-use meshplan::sandbox::{self, Sandbox, SandboxConfig};
+use meshplan::sandbox::{self, Controller, Sandbox, SandboxConfig};
 use meshplan::state::{SledStore, StateError, StateStore};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
@@ -56,6 +56,11 @@ pub async fn fixture() -> Fixture {
 }
 
 impl Fixture {
+    /// Pauses (or resumes) the simulated workload controller: rollouts and Jobs stand still.
+    pub fn pause_workloads(&self, paused: bool) {
+        self.sandbox.set_paused(Controller::Workloads, paused);
+    }
+
     pub fn state_dir(&self) -> std::path::PathBuf {
         self.dir.path().join("state")
     }
@@ -409,6 +414,8 @@ async fn independent_nodes_run_while_another_waits_for_readiness() {
             )],
         ),
     ]);
+    // The rollout waits until the test lets the controller go on.
+    f.pause_workloads(true);
     let (tx, mut rx) = mpsc::unbounded_channel();
     let reporter = ChannelReporter(tx);
     let options = quick();
@@ -444,13 +451,8 @@ async fn independent_nodes_run_while_another_waits_for_readiness() {
                 .any(|e| matches!(e, Event::NodeStarted { node } if node == "manifest.after_web")),
             "a dependent node started before its dependency was ready"
         );
-        // The "controller" rolls the Deployment out.
-        f.set_status(
-            &ObjectRef::new("apps/v1", "Deployment", Some("app"), "web"),
-            json!({"observedGeneration": 1, "replicas": 1, "updatedReplicas": 1,
-                   "readyReplicas": 1, "availableReplicas": 1}),
-        )
-        .await;
+        // The simulated controller rolls the Deployment out.
+        f.pause_workloads(false);
         seen
     };
     let (summary, mut seen) = tokio::join!(run, drive);

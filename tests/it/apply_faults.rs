@@ -347,6 +347,7 @@ async fn writes_wait_for_an_unreachable_webhook_within_the_node_timeout() {
 async fn the_overall_timeout_bounds_every_wait() {
     let f = fixture().await;
     let store = f.open_state();
+    f.pause_workloads(true);
     let input = input(vec![node(
         "manifest.web",
         &[],
@@ -390,6 +391,7 @@ async fn interrupted_apply(twice: bool) {
     first_apply(&f, &store).await;
     let before = f.dump().await;
     let records = store.objects().unwrap();
+    f.pause_workloads(true);
     let input = input(vec![
         node(
             "manifest.base",

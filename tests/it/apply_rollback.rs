@@ -165,6 +165,8 @@ async fn a_wait_timeout_is_rolled_back_and_says_what_it_waited_for() {
     first_apply(&f, &store).await;
     let before = f.dump().await;
     let records_before = store.objects().unwrap();
+    // No rollout ever finishes.
+    f.pause_workloads(true);
     let mut web = node(
         "manifest.web",
         &["manifest.base"],
@@ -206,6 +208,26 @@ async fn a_wait_timeout_is_rolled_back_and_says_what_it_waited_for() {
 async fn a_job_in_a_meshed_namespace_times_out_with_the_linkerd_hint() {
     let f = fixture().await;
     let store = f.open_state();
+    // A running Linkerd control plane (as the sandbox's Linkerd simulation recognises it).
+    let mut control_plane = namespace("linkerd");
+    control_plane["metadata"]["labels"] = json!({"linkerd.io/is-control-plane": "true"});
+    let linkerd = node(
+        "manifest.linkerd",
+        &[],
+        vec![
+            object("manifest.linkerd", ObjectAction::Create, control_plane),
+            object(
+                "manifest.linkerd",
+                ObjectAction::Create,
+                deployment("linkerd", "linkerd-destination"),
+            ),
+            object(
+                "manifest.linkerd",
+                ObjectAction::Create,
+                deployment("linkerd", "linkerd-proxy-injector"),
+            ),
+        ],
+    );
     let mut meshed = namespace("meshed");
     meshed["metadata"]["annotations"] = json!({"linkerd.io/inject": "enabled"});
     let job = json!({"apiVersion": "batch/v1", "kind": "Job",
@@ -214,11 +236,12 @@ async fn a_job_in_a_meshed_namespace_times_out_with_the_linkerd_hint() {
             "containers": [{"name": "migrate", "image": "busybox"}]}}}});
     let mut jobs = node(
         "manifest.job",
-        &["manifest.ns"],
+        &["manifest.ns", "manifest.linkerd"],
         vec![object("manifest.job", ObjectAction::Create, job)],
     );
-    jobs.wait.timeout = Some(Duration::from_millis(500));
+    jobs.wait.timeout = Some(Duration::from_secs(2));
     let input = input(vec![
+        linkerd,
         node(
             "manifest.ns",
             &[],
