@@ -503,3 +503,97 @@ async fn a_first_interrupt_stops_and_rolls_back() {
 async fn a_second_interrupt_stops_at_once_and_keeps_the_journal() {
     interrupted_apply(true).await;
 }
+
+#[tokio::test]
+async fn a_fault_injected_by_the_sandbox_is_rolled_back() {
+    let f = fixture().await;
+    let store = f.open_state();
+    first_apply(&f, &store).await;
+    let before = f.dump().await;
+    let records = store.objects().unwrap();
+    // The second server-side apply of a ConfigMap in this run answers 500.
+    f.sandbox.add_fault(meshplan::sandbox::FaultRule::new(
+        "patch",
+        "configmaps",
+        2,
+        meshplan::sandbox::FaultAction::Error { code: 500 },
+    ));
+    let (summary, _) = run_apply(&f, &store, &second_apply(), &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
+    assert!(
+        summary.root_cause.as_deref().unwrap().contains("(500)"),
+        "{summary:#?}"
+    );
+    assert_eq!(f.dump().await, before);
+    assert_eq!(store.objects().unwrap(), records);
+    drop(store);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn writes_guarded_by_a_webhook_wait_until_its_backend_serves() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let mut backend = deployment("hooks", "hook");
+    backend["spec"]["template"]["metadata"]["labels"] = json!({"app": "hook"});
+    backend["spec"]["selector"]["matchLabels"] = json!({"app": "hook"});
+    let service = json!({"apiVersion": "v1", "kind": "Service",
+        "metadata": {"name": "hook", "namespace": "hooks"},
+        "spec": {"selector": {"app": "hook"}, "ports": [{"port": 443, "targetPort": 8443}]}});
+    let webhook = json!({"apiVersion": "admissionregistration.k8s.io/v1",
+        "kind": "ValidatingWebhookConfiguration", "metadata": {"name": "hook"},
+        "webhooks": [{"name": "hook.example.com",
+            "clientConfig": {"service": {"namespace": "hooks", "name": "hook", "path": "/validate"}},
+            "rules": [{"apiGroups": [""], "apiVersions": ["v1"], "operations": ["CREATE", "UPDATE"],
+                       "resources": ["configmaps"], "scope": "Namespaced"}],
+            "namespaceSelector": {"matchLabels": {"guarded": "yes"}},
+            "failurePolicy": "Fail", "sideEffects": "None", "admissionReviewVersions": ["v1"]}]});
+    let mut guarded = namespace("guarded");
+    guarded["metadata"]["labels"] = json!({"guarded": "yes"});
+    let input = input(vec![
+        node(
+            "manifest.webhook",
+            &[],
+            vec![
+                object("manifest.webhook", ObjectAction::Create, namespace("hooks")),
+                object("manifest.webhook", ObjectAction::Create, backend),
+                object("manifest.webhook", ObjectAction::Create, service),
+                object("manifest.webhook", ObjectAction::Create, webhook),
+                object("manifest.webhook", ObjectAction::Create, guarded),
+            ],
+        ),
+        node(
+            "manifest.guarded",
+            &["manifest.webhook"],
+            vec![object(
+                "manifest.guarded",
+                ObjectAction::Create,
+                cm("guarded", "checked", json!({})),
+            )],
+        ),
+    ]);
+    let reporter = RecordingReporter::new();
+    let summary = apply::apply(
+        f.cluster.as_ref(),
+        &store,
+        &input,
+        &quick(),
+        &reporter,
+        &Interrupt::new(),
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let waited = reporter.events().into_iter().any(|e| {
+        matches!(&e, Event::Waiting { object, reason, .. }
+            if object.name == "checked" && reason.contains("failed calling webhook \"hook.example.com\""))
+    });
+    assert!(
+        waited,
+        "the refused write was reported as waiting for the webhook"
+    );
+    let checked = ObjectRef::new("v1", "ConfigMap", Some("guarded"), "checked");
+    assert!(f.cluster.get(&checked).await.unwrap().is_some());
+    drop(store);
+    f.stop().await;
+}
