@@ -378,8 +378,9 @@ pub async fn destroy(
         reporter,
     };
     let ends = tokio::select! {
-        ends = schedule.run(&units, &runner) => Some(ends),
+        biased;
         () = interrupt.immediate().cancelled() => None,
+        ends = schedule.run(&units, &runner) => Some(ends),
     };
     let ctx = &runner.ctx;
     let mut summary = Summary {

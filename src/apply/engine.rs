@@ -843,8 +843,9 @@ pub async fn apply(
         reporter,
     };
     let forward = tokio::select! {
-        ends = schedule.run(&units, &ctx) => Some(ends),
+        biased;
         () = interrupt.immediate().cancelled() => None,
+        ends = schedule.run(&units, &ctx) => Some(ends),
     };
     let actions = ctx.take_actions();
     let mut summary = Summary {

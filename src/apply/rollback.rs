@@ -489,10 +489,11 @@ pub(crate) async fn roll_back_run(
         reporter: ctx.reporter,
     };
     let ends = tokio::select! {
-        ends = schedule.run(&units, ctx) => ends,
+        biased;
         () = interrupt.immediate().cancelled() => {
             return Err("stopped at once by a second interrupt".to_owned());
         }
+        ends = schedule.run(&units, ctx) => ends,
     };
     let failures: Vec<String> = units
         .iter()

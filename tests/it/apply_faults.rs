@@ -597,3 +597,85 @@ async fn writes_guarded_by_a_webhook_wait_until_its_backend_serves() {
     drop(store);
     f.stop().await;
 }
+
+/// Stops the run at once when the `at`-th event arrives (like a kill between two steps).
+struct StopAt {
+    at: usize,
+    seen: AtomicUsize,
+    interrupt: Interrupt,
+}
+
+impl apply::Reporter for StopAt {
+    fn event(&self, _event: &Event) {
+        if self.seen.fetch_add(1, Ordering::SeqCst) + 1 == self.at {
+            self.interrupt.stop_now();
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_run_stopped_at_any_point_is_rolled_back_by_resume() {
+    let mut stopped = 0;
+    for at in 1.. {
+        let f = fixture().await;
+        let store = f.open_state();
+        first_apply(&f, &store).await;
+        let before = f.dump().await;
+        let records = store.objects().unwrap();
+        let reporter = StopAt {
+            at,
+            seen: AtomicUsize::new(0),
+            interrupt: Interrupt::new(),
+        };
+        let summary = apply::apply(
+            f.cluster.as_ref(),
+            &store,
+            &second_apply(),
+            &quick(),
+            &reporter,
+            &reporter.interrupt,
+        )
+        .await
+        .unwrap();
+        if summary.outcome == RunOutcome::Succeeded {
+            // The stop came after the end.
+            assert!(store.unfinished_runs().unwrap().is_empty());
+            drop(store);
+            f.stop().await;
+            break;
+        }
+        stopped += 1;
+        assert_eq!(
+            summary.outcome,
+            RunOutcome::Aborted,
+            "event {at}: {summary:#?}"
+        );
+        // The next command finds the run and rolls it back.
+        assert_eq!(store.unfinished_runs().unwrap().len(), 1, "event {at}");
+        let resumed = apply::resume_unfinished(
+            &store,
+            f.cluster.as_ref(),
+            ResumeChoice::RollBack,
+            &quick(),
+            &apply::NoReporter,
+        )
+        .await
+        .unwrap();
+        assert_eq!(
+            resumed[0].outcome,
+            RunOutcome::RolledBack,
+            "event {at}: {:#?}",
+            resumed[0]
+        );
+        assert_eq!(f.dump().await, before, "event {at}: cluster restored");
+        assert_eq!(
+            store.objects().unwrap(),
+            records,
+            "event {at}: state restored"
+        );
+        assert!(store.unfinished_runs().unwrap().is_empty(), "event {at}");
+        drop(store);
+        f.stop().await;
+    }
+    assert!(stopped >= 10, "{stopped}");
+}
