@@ -401,7 +401,10 @@ pub async fn destroy(
                 .iter()
                 .zip(&ends)
                 .filter_map(|(u, e)| match e {
-                    UnitEnd::Skipped(r) => Some((u.name.clone(), r.clone())),
+                    UnitEnd::Skipped(r) => Some(super::events::Skipped {
+                        node: u.name.clone(),
+                        reason: r.clone(),
+                    }),
                     _ => None,
                 })
                 .collect();

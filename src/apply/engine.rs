@@ -22,7 +22,9 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use super::error::{ApplyError, StepError};
-use super::events::{ActionTaken, Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
+use super::events::{
+    ActionTaken, Event, LeftInPlace, Reporter, RunKind, RunOutcome, Skipped, StepAction, Summary,
+};
 use super::input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
 use super::journal::{Journal, RecordChange, read_live};
 use super::readiness::{Readiness, Rule, job_timeout_hint};
@@ -122,7 +124,7 @@ pub(crate) struct Context<'a> {
     pub plan: String,
     pub actions: Mutex<Vec<ActionTaken>>,
     pub root_cause: Mutex<Option<String>>,
-    pub left_in_place: Mutex<Vec<(ObjectRef, String)>>,
+    pub left_in_place: Mutex<Vec<LeftInPlace>>,
     pub immediate: CancellationToken,
     /// Cancelled by a graceful interrupt: readiness waits end early (writes still finish).
     /// Replaced by a fresh token before a rollback, whose waits must run to their end.
@@ -173,7 +175,10 @@ impl<'a> Context<'a> {
             reason: reason.clone(),
         });
         if let Ok(mut l) = self.left_in_place.lock() {
-            l.push((object.clone(), reason));
+            l.push(LeftInPlace {
+                object: object.clone(),
+                reason,
+            });
         }
     }
 
@@ -205,7 +210,7 @@ impl<'a> Context<'a> {
             .unwrap_or_default()
     }
 
-    pub fn take_left_in_place(&self) -> Vec<(ObjectRef, String)> {
+    pub fn take_left_in_place(&self) -> Vec<LeftInPlace> {
         self.left_in_place
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
@@ -873,7 +878,10 @@ pub async fn apply(
         .iter()
         .zip(&ends)
         .filter_map(|(u, e)| match e {
-            UnitEnd::Skipped(r) => Some((u.name.clone(), r.clone())),
+            UnitEnd::Skipped(r) => Some(Skipped {
+                node: u.name.clone(),
+                reason: r.clone(),
+            }),
             _ => None,
         })
         .collect();

@@ -202,12 +202,26 @@ pub struct Summary {
     /// Every rollback action, in order.
     pub rolled_back: Vec<ActionTaken>,
     /// Nodes not run, with why.
-    pub skipped: Vec<(String, String)>,
+    pub skipped: Vec<Skipped>,
     /// Objects deliberately left in place, with why.
-    pub left_in_place: Vec<(ObjectRef, String)>,
+    pub left_in_place: Vec<LeftInPlace>,
     /// What to do next when the run left a journal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
+}
+
+/// A node that did not run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    pub node: String,
+    pub reason: String,
+}
+
+/// An object deliberately left in place.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeftInPlace {
+    pub object: ObjectRef,
+    pub reason: String,
 }
 
 /// What the engine returns: the summary (also sent as [`Event::Finished`]).

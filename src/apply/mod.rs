@@ -38,8 +38,8 @@ pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};
 pub use engine::{Interrupt, RunOptions, apply};
 pub use error::{ApplyError, StepError};
 pub use events::{
-    ActionTaken, Event, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome, RunReport,
-    StepAction, Summary,
+    ActionTaken, Event, LeftInPlace, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome,
+    RunReport, Skipped, StepAction, Summary,
 };
 pub use input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
 pub use readiness::{Builtin, Readiness, Rule, job_timeout_hint};

@@ -95,10 +95,11 @@ pub fn summary_lines(summary: &Summary) -> Vec<String> {
             a.object
         ));
     }
-    for (node, reason) in &summary.skipped {
-        out.push(format!("  skipped {node}: {reason}"));
+    for s in &summary.skipped {
+        out.push(format!("  skipped {}: {}", s.node, s.reason));
     }
-    for (object, reason) in &summary.left_in_place {
+    for l in &summary.left_in_place {
+        let (object, reason) = (&l.object, &l.reason);
         out.push(format!("  left in place {object}: {reason}"));
     }
     if let Some(next) = &summary.next_step {
@@ -350,7 +351,10 @@ mod tests {
                         object,
                         action: StepAction::UndoCreate,
                     }],
-                    skipped: vec![("manifest.b".into(), "dependency manifest.a failed".into())],
+                    skipped: vec![crate::apply::Skipped {
+                        node: "manifest.b".into(),
+                        reason: "dependency manifest.a failed".into(),
+                    }],
                     left_in_place: Vec::new(),
                     next_step: None,
                 },

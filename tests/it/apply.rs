@@ -756,3 +756,12 @@ pub fn recorded(store: &dyn StateStore) -> BTreeSet<(String, String)> {
         .map(|r| (r.node, r.object.to_string()))
         .collect()
 }
+
+/// The skipped nodes of a summary as (node, reason).
+pub fn skipped(summary: &Summary) -> Vec<(String, String)> {
+    summary
+        .skipped
+        .iter()
+        .map(|s| (s.node.clone(), s.reason.clone()))
+        .collect()
+}

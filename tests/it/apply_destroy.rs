@@ -207,7 +207,11 @@ async fn destroy_keeps_what_the_plan_does_not_own() {
     };
     let (summary, _) = run_destroy(&f, &store, &request(false)).await.unwrap();
     let ns = ObjectRef::new("v1", "Namespace", None, "app");
-    let left: Vec<&(ObjectRef, String)> = summary.left_in_place.iter().collect();
+    let left: Vec<(ObjectRef, String)> = summary
+        .left_in_place
+        .iter()
+        .map(|l| (l.object.clone(), l.reason.clone()))
+        .collect();
     assert_eq!(left.len(), 1, "{summary:#?}");
     assert_eq!(left[0].0, ns);
     assert!(
@@ -276,7 +280,7 @@ async fn destroy_leaves_objects_without_the_ownership_marks() {
     .unwrap();
     assert!(summary.actions.is_empty(), "{summary:#?}");
     assert_eq!(summary.left_in_place.len(), 1);
-    assert!(summary.left_in_place[0].1.contains("ownership marks"));
+    assert!(summary.left_in_place[0].reason.contains("ownership marks"));
     assert!(f.cluster.get(&cfg).await.unwrap().is_some());
     drop(store);
     f.stop().await;

@@ -14,8 +14,8 @@ use meshplan::state::StateStore;
 use serde_json::json;
 
 use crate::apply::{
-    cm, deployment, fixture, input, namespace, node, object, quick, recorded, run_apply, widget,
-    widget_crd,
+    cm, deployment, fixture, input, namespace, node, object, quick, recorded, run_apply, skipped,
+    widget, widget_crd,
 };
 
 /// A first apply that leaves a namespace, three ConfigMaps and a CRD in the cluster and the
@@ -118,7 +118,7 @@ async fn a_failed_step_is_rolled_back_to_the_exact_previous_cluster() {
         "the root cause names the object: {cause}"
     );
     assert_eq!(
-        summary.skipped,
+        skipped(&summary),
         vec![(
             "manifest.later".to_owned(),
             "dependency manifest.widgets failed".to_owned()
@@ -417,6 +417,95 @@ async fn resume_complete_keeps_what_the_run_did() {
     )));
     let good = ObjectRef::new("example.com/v1", "Widget", Some("app"), "good");
     assert!(f.cluster.get(&good).await.unwrap().is_some());
+    drop(store);
+    f.stop().await;
+}
+
+fn cert_manager_crd(kind: &str, plural: &str, scope: &str) -> serde_json::Value {
+    json!({
+        "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+        "metadata": {"name": format!("{plural}.cert-manager.io")},
+        "spec": {
+            "group": "cert-manager.io", "scope": scope,
+            "names": {"plural": plural, "singular": kind.to_lowercase(), "kind": kind,
+                      "listKind": format!("{kind}List")},
+            "versions": [{"name": "v1", "served": true, "storage": true,
+                "subresources": {"status": {}},
+                "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                    "spec": {"type": "object", "x-kubernetes-preserve-unknown-fields": true},
+                    "status": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}]
+        }
+    })
+}
+
+#[tokio::test]
+async fn objects_controllers_made_in_reaction_are_listed_not_deleted() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        "metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}});
+    let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "demo", "namespace": "default"},
+        "spec": {"secretName": "demo-tls", "commonName": "demo.example.com",
+                 "issuerRef": {"name": "selfsigned", "kind": "ClusterIssuer", "group": "cert-manager.io"}}});
+    let input = input(vec![
+        node(
+            "manifest.crds",
+            &[],
+            vec![
+                object(
+                    "manifest.crds",
+                    ObjectAction::Create,
+                    cert_manager_crd("Certificate", "certificates", "Namespaced"),
+                ),
+                object(
+                    "manifest.crds",
+                    ObjectAction::Create,
+                    cert_manager_crd("ClusterIssuer", "clusterissuers", "Cluster"),
+                ),
+                object("manifest.crds", ObjectAction::Create, widget_crd()),
+            ],
+        ),
+        node(
+            "manifest.issuer",
+            &["manifest.crds"],
+            vec![object("manifest.issuer", ObjectAction::Create, issuer)],
+        ),
+        node(
+            "manifest.cert",
+            &["manifest.issuer"],
+            vec![object("manifest.cert", ObjectAction::Create, cert)],
+        ),
+        node(
+            "manifest.bad",
+            &["manifest.cert"],
+            vec![object(
+                "manifest.bad",
+                ObjectAction::Create,
+                widget("default", "bad", json!("big")),
+            )],
+        ),
+    ]);
+    let (summary, events) = run_apply(&f, &store, &input, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
+    // The Certificate was waited for until cert-manager made it Ready.
+    assert!(events.iter().any(|e| matches!(e,
+        meshplan::apply::Event::StepDone { object, .. } if object.kind == "Certificate")));
+    let secret = ObjectRef::new("v1", "Secret", Some("default"), "demo-tls");
+    assert_eq!(summary.left_in_place.len(), 1, "{summary:#?}");
+    assert_eq!(summary.left_in_place[0].object, secret);
+    assert!(
+        summary.left_in_place[0]
+            .reason
+            .contains("created by cert-manager")
+    );
+    assert!(
+        f.cluster.get(&secret).await.unwrap().is_some(),
+        "listed, not deleted"
+    );
+    let certificate = ObjectRef::new("cert-manager.io/v1", "Certificate", Some("default"), "demo");
+    assert!(f.cluster.get(&certificate).await.unwrap_or(None).is_none());
+    assert!(store.objects().unwrap().is_empty());
     drop(store);
     f.stop().await;
 }
