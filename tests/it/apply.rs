@@ -765,3 +765,49 @@ pub fn skipped(summary: &Summary) -> Vec<(String, String)> {
         .map(|s| (s.node.clone(), s.reason.clone()))
         .collect()
 }
+
+#[tokio::test]
+async fn an_unchanged_input_sends_no_write() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let make = |action| {
+        input(vec![
+            node(
+                "manifest.ns",
+                &[],
+                vec![object("manifest.ns", action, namespace("app"))],
+            ),
+            node(
+                "manifest.web",
+                &["manifest.ns"],
+                vec![
+                    object("manifest.web", action, deployment("app", "web")),
+                    object("manifest.web", action, cm("app", "web", json!({"k": "v"}))),
+                ],
+            ),
+        ])
+    };
+    let (summary, _) = run_apply(&f, &store, &make(ObjectAction::Create), &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let writes = |f: &Fixture| {
+        f.sandbox
+            .audit()
+            .into_iter()
+            .filter(|e| matches!(e.verb.as_str(), "create" | "update" | "patch" | "delete"))
+            .count()
+    };
+    let after_first = writes(&f);
+    assert_eq!(after_first, 3, "one server-side apply per object");
+    let serial = store.meta().unwrap().serial;
+    let (summary, _) = run_apply(&f, &store, &make(ObjectAction::NoOp), &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded);
+    assert!(summary.actions.is_empty());
+    assert_eq!(writes(&f), after_first, "no write request");
+    assert_eq!(
+        store.meta().unwrap().serial,
+        serial,
+        "no state record changed"
+    );
+    drop(store);
+    f.stop().await;
+}
