@@ -18,6 +18,7 @@
 //! subcommand, and `sandbox` a Kubernetes API emulator that the real kubectl accepts, used to
 //! try plans without a cluster and by the integration tests.
 
+pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
@@ -26,5 +27,6 @@ pub mod load;
 pub mod model;
 pub mod planfile;
 pub mod render;
+pub mod report;
 pub mod sandbox;
 pub mod state;

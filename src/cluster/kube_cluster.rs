@@ -450,7 +450,8 @@ impl Cluster for KubeCluster {
                     watcher::Event::Apply(o) => last = Some(to_value(o, &kind)),
                     watcher::Event::Delete(_) => last = None,
                 }
-                if condition(last.as_ref()) {
+                // Before the first complete listing, `last` says nothing about the object.
+                if listed && condition(last.as_ref()) {
                     // A CRD that became established may serve a kind looked up before.
                     self.note_write(object, false).await;
                     return Ok(WaitOutcome::Met(last));

@@ -183,6 +183,10 @@ pub struct JournalEntry {
     pub object: ObjectRef,
     pub mutation: Mutation,
     pub record: JournalRecord,
+    /// On a `Before` entry: the state's record of the object before the step (None: no
+    /// record), so that a rollback restores the records exactly, even after a crash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous_record: Option<Box<ObjectRecord>>,
 }
 
 impl JournalEntry {

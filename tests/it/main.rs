@@ -1,5 +1,9 @@
 //! The one integration test binary: a module per command or subsystem.
 
+mod apply;
+mod apply_destroy;
+mod apply_faults;
+mod apply_rollback;
 mod cluster;
 mod graph_cmd;
 mod model_dump;

@@ -153,6 +153,7 @@ fn a_failed_batch_writes_nothing() {
         record: JournalRecord::Before {
             live: LiveSnapshot::Absent,
         },
+        previous_record: None,
     };
     let err = store
         .commit(
@@ -216,6 +217,7 @@ fn journal_lists_unfinished_runs_and_clears_finished_ones() {
         object: object.clone(),
         mutation: Mutation::Apply,
         record,
+        previous_record: None,
     };
     let snapshot = LiveSnapshot::Present(store.protect(&live, &[]).unwrap());
     store
@@ -540,6 +542,7 @@ fn secret_values_are_never_stored_in_clear() {
                     record: JournalRecord::Before {
                         live: LiveSnapshot::Present(protected),
                     },
+                    previous_record: None,
                 }),
         )
         .unwrap();
@@ -695,6 +698,7 @@ fn the_dump_is_deterministic_and_sorted() {
                     record: JournalRecord::Before {
                         live: LiveSnapshot::Absent,
                     },
+                    previous_record: None,
                 })
                 .journal(JournalEntry {
                     run: run.run.clone(),
@@ -707,6 +711,7 @@ fn the_dump_is_deterministic_and_sorted() {
                             message: "conflict".into(),
                         },
                     },
+                    previous_record: None,
                 }),
         )
         .unwrap();

@@ -1,0 +1,432 @@
+//! Destroy: delete every object the plan owns, in reverse dependency order.
+//!
+//! 1. The objects are the state's records (of the targeted nodes and the nodes that depend
+//!    on them, when `targets` is given). A targeted node with `prevent_destroy` refuses the
+//!    whole destroy before anything is deleted.
+//! 2. One unit per node; a node is destroyed after the nodes that depend on it, a CRD after
+//!    the units holding objects of its kind, a Namespace after the units holding objects in
+//!    it. Inside a node: other objects, then Namespaces, then CRDs.
+//! 3. Per object: a live object without the plan's ownership marks (label
+//!    `app.kubernetes.io/managed-by: meshplan`, annotation `meshplan.io/plan`) is left in
+//!    place and reported; a Namespace that holds objects the plan does not own is left in
+//!    place with those objects listed, unless `take_foreign`; otherwise it is deleted
+//!    (journaled, record removed in the same batch) and waited for until gone (finalizers).
+//!    A record of an object already gone is dropped.
+//! 4. A failure stops new deletions; nothing is recreated (the records of what was deleted
+//!    are already gone, so the state matches the cluster).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use super::engine::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
+use super::error::{ApplyError, StepError};
+use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
+use super::input::ObjectClass;
+use super::journal::{RecordChange, read_live};
+use super::rollback::{HasObject, add_structural_deps, crd_group_kind};
+use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd, find_cycle};
+use crate::cluster::{Cluster, ObjectRef};
+use crate::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLAN_ANNOTATION};
+use crate::state::{ObjectRecord, RunRecord, StateStore, WriteBatch};
+
+/// A node of the plan, as destroy needs it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DestroyNode {
+    pub address: String,
+    pub depends_on: BTreeSet<String>,
+    pub prevent_destroy: bool,
+}
+
+/// What to destroy.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct DestroyRequest {
+    /// The plan's name (ownership marks).
+    pub plan: String,
+    /// The plan's nodes (nodes recorded in the state but gone from the plan are destroyed
+    /// too, without dependencies).
+    pub nodes: Vec<DestroyNode>,
+    /// Destroy only these nodes and the nodes that depend on them (`--target`).
+    pub targets: Option<BTreeSet<String>>,
+    /// Delete Namespaces even when they hold objects the plan does not own.
+    pub take_foreign: bool,
+}
+
+/// Objects a namespace gets by itself, never counted as foreign.
+const AUTOMATIC: &[(&str, &str, &str)] = &[
+    ("", "ServiceAccount", "default"),
+    ("", "ConfigMap", "kube-root-ca.crt"),
+];
+
+pub(crate) struct DestroyStep {
+    record: ObjectRecord,
+}
+
+impl HasObject for DestroyStep {
+    fn object(&self) -> &ObjectRef {
+        &self.record.object
+    }
+    fn crd_kind(&self) -> Option<(String, String)> {
+        crd_group_kind(self.record.last_applied.redacted())
+    }
+}
+
+/// Whether a live object carries the ownership marks of `plan`.
+pub fn is_owned(body: &Value, plan: &str) -> bool {
+    let label = body
+        .pointer("/metadata/labels")
+        .and_then(|l| l.get(MANAGED_BY_LABEL))
+        .and_then(Value::as_str);
+    let annotation = body
+        .pointer("/metadata/annotations")
+        .and_then(|a| a.get(PLAN_ANNOTATION))
+        .and_then(Value::as_str);
+    label == Some(MANAGED_BY_VALUE) && annotation == Some(plan)
+}
+
+struct DestroyRunner<'a> {
+    ctx: Context<'a>,
+    take_foreign: bool,
+    /// Every object the plan owns (all records), to tell foreign objects from own ones.
+    owned: BTreeSet<ObjectRef>,
+}
+
+impl StepRunner<DestroyStep> for DestroyRunner<'_> {
+    fn run_step<'a>(
+        &'a self,
+        unit: &'a str,
+        step: &'a DestroyStep,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let object = &step.record.object;
+            match self.destroy_one(unit, object, deadline).await {
+                Ok(Some(action)) => {
+                    self.ctx.took(unit, object, action);
+                    self.ctx.reporter.event(&Event::StepDone {
+                        node: unit.to_owned(),
+                        object: object.clone(),
+                        action,
+                    });
+                    Ok(())
+                }
+                Ok(None) => Ok(()),
+                Err(e) => Err(self.ctx.failed(unit, StepAction::Delete, &e)),
+            }
+        })
+    }
+}
+
+impl DestroyRunner<'_> {
+    async fn destroy_one(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        deadline: Option<Instant>,
+    ) -> Result<Option<StepAction>, StepError> {
+        let ctx = &self.ctx;
+        let live = read_live(ctx.cluster, object)
+            .await
+            .map_err(|source| StepError::Write {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                source: Box::new(source),
+            })?;
+        let Some(live) = live else {
+            let step = ctx
+                .journal
+                .before(node, object, crate::state::Mutation::Delete, None)
+                .and_then(|step| {
+                    ctx.journal.after(
+                        step,
+                        node,
+                        object,
+                        crate::state::Mutation::Delete,
+                        Ok(None),
+                        RecordChange::Remove,
+                    )
+                });
+            step.map_err(|source| StepError::State {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                source: Box::new(source),
+            })?;
+            return Ok(Some(StepAction::Forget));
+        };
+        if !is_owned(&live, &ctx.plan) {
+            ctx.leave(
+                object,
+                format!(
+                    "it lacks the ownership marks of plan {} (label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}, annotation {PLAN_ANNOTATION}={})",
+                    ctx.plan, ctx.plan
+                ),
+            );
+            return Ok(None);
+        }
+        if ObjectClass::of(object) == ObjectClass::Namespace && !self.take_foreign {
+            let foreign =
+                self.foreign_objects(&object.name)
+                    .await
+                    .map_err(|source| StepError::Write {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        source: Box::new(source),
+                    })?;
+            if !foreign.is_empty() {
+                let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+                ctx.leave(
+                    object,
+                    format!(
+                        "it holds objects this plan does not own: {} (destroy with the flag that takes them along to delete them too)",
+                        list.join(", ")
+                    ),
+                );
+                return Ok(None);
+            }
+        }
+        ctx.reporter.event(&Event::StepStarted {
+            node: node.to_owned(),
+            object: object.clone(),
+            action: StepAction::Delete,
+        });
+        ctx.delete_journaled(node, object, RecordChange::Remove, deadline)
+            .await?;
+        Ok(Some(StepAction::Delete))
+    }
+
+    /// Objects in `namespace` that the plan does not own, were not made by a controller
+    /// (no ownerReferences) and are not a namespace's automatic objects. Sorted.
+    async fn foreign_objects(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<ObjectRef>, crate::cluster::ClusterError> {
+        let discovery = self.ctx.cluster.discover().await?;
+        let mut seen = BTreeSet::new();
+        let mut out = BTreeSet::new();
+        for r in &discovery.resources {
+            if !r.namespaced || !r.supports("list") || r.plural.contains('/') {
+                continue;
+            }
+            if !seen.insert((r.group.clone(), r.kind.clone())) {
+                continue;
+            }
+            if (r.group.as_str(), r.kind.as_str()) == ("", "Event")
+                || (r.group.as_str(), r.kind.as_str()) == ("events.k8s.io", "Event")
+            {
+                continue;
+            }
+            let kind = crate::cluster::KindRef::new(r.api_version(), r.kind.clone());
+            let list = match self.ctx.cluster.list(&kind, Some(namespace), None).await {
+                Ok(l) => l,
+                // Not allowed to look, or the kind went away meanwhile (its CRD deleted).
+                Err(
+                    crate::cluster::ClusterError::Forbidden { .. }
+                    | crate::cluster::ClusterError::KindNotInstalled { .. }
+                    | crate::cluster::ClusterError::NotFound { .. },
+                ) => continue,
+                Err(crate::cluster::ClusterError::Other { status, .. })
+                    if matches!(status.code, 404 | 405) =>
+                {
+                    continue;
+                }
+                Err(e) => return Err(e),
+            };
+            for item in list.items {
+                let Some(o) = ObjectRef::from_object(&item) else {
+                    continue;
+                };
+                let has_owner = item
+                    .pointer("/metadata/ownerReferences")
+                    .and_then(Value::as_array)
+                    .is_some_and(|a| !a.is_empty());
+                let automatic = AUTOMATIC
+                    .iter()
+                    .any(|(g, k, n)| *g == o.group() && *k == o.kind && *n == o.name);
+                let own = self.owned.iter().any(|x| {
+                    x.group() == o.group()
+                        && x.kind == o.kind
+                        && x.namespace == o.namespace
+                        && x.name == o.name
+                });
+                if !has_owner && !automatic && !own {
+                    out.insert(o);
+                }
+            }
+        }
+        Ok(out.into_iter().collect())
+    }
+}
+
+/// The nodes to destroy: the targets and every node depending on them, or everything.
+fn selected_nodes(request: &DestroyRequest, recorded: &BTreeSet<String>) -> BTreeSet<String> {
+    let Some(targets) = &request.targets else {
+        return recorded.clone();
+    };
+    let mut selected: BTreeSet<String> = targets.clone();
+    let mut changed = true;
+    while changed {
+        changed = false;
+        for n in &request.nodes {
+            if !selected.contains(&n.address) && n.depends_on.iter().any(|d| selected.contains(d)) {
+                selected.insert(n.address.clone());
+                changed = true;
+            }
+        }
+    }
+    selected.retain(|n| recorded.contains(n));
+    selected
+}
+
+/// Deletes what the plan owns (see the module overview). Fails before deleting anything when
+/// the state holds an unfinished run, a selected node has `prevent_destroy`, or the
+/// dependencies form a cycle; everything after that is in the returned report.
+pub async fn destroy(
+    cluster: &dyn Cluster,
+    store: &dyn StateStore,
+    request: &DestroyRequest,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    interrupt: &Interrupt,
+) -> Result<Summary, ApplyError> {
+    ensure_no_unfinished(store)?;
+    let records = store.objects()?;
+    let owned: BTreeSet<ObjectRef> = records.iter().map(|r| r.object.clone()).collect();
+    let mut by_node: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
+    for r in records {
+        by_node.entry(r.node.clone()).or_default().push(r);
+    }
+    let recorded: BTreeSet<String> = by_node.keys().cloned().collect();
+    let selected = selected_nodes(request, &recorded);
+    let prevented: Vec<String> = request
+        .nodes
+        .iter()
+        .filter(|n| n.prevent_destroy && selected.contains(&n.address))
+        .map(|n| n.address.clone())
+        .collect();
+    if !prevented.is_empty() {
+        return Err(ApplyError::PreventDestroy { nodes: prevented });
+    }
+    let names: Vec<String> = selected.iter().cloned().collect();
+    let deps_of: BTreeMap<&str, &BTreeSet<String>> = request
+        .nodes
+        .iter()
+        .map(|n| (n.address.as_str(), &n.depends_on))
+        .collect();
+    let mut units: Vec<Unit<DestroyStep>> = names
+        .iter()
+        .map(|name| {
+            // Destroyed after every selected node that depends on it.
+            let after = names
+                .iter()
+                .enumerate()
+                .filter(|(_, other)| {
+                    deps_of
+                        .get(other.as_str())
+                        .is_some_and(|d| d.contains(name))
+                })
+                .map(|(j, _)| j)
+                .collect();
+            let mut groups: Vec<Vec<DestroyStep>> = vec![Vec::new(), Vec::new(), Vec::new()];
+            for record in by_node.remove(name).unwrap_or_default() {
+                let g = match ObjectClass::of(&record.object) {
+                    ObjectClass::Other => 0,
+                    ObjectClass::Namespace => 1,
+                    ObjectClass::Crd => 2,
+                };
+                groups[g].push(DestroyStep { record });
+            }
+            groups.retain(|g| !g.is_empty());
+            Unit {
+                name: name.clone(),
+                deps: after,
+                groups,
+                timeout: None,
+            }
+        })
+        .collect();
+    add_structural_deps(&mut units);
+    if let Some(nodes) = find_cycle(&units) {
+        return Err(ApplyError::Cycle { nodes });
+    }
+    let run = RunRecord::start("destroy");
+    store.commit(WriteBatch::new().begin_run(run.clone()))?;
+    reporter.event(&Event::RunStarted {
+        run: run.run.clone(),
+        kind: RunKind::Destroy,
+        nodes: units.len(),
+    });
+    let runner = DestroyRunner {
+        ctx: Context::new(
+            cluster,
+            store,
+            run.run.clone(),
+            reporter,
+            options,
+            request.plan.clone(),
+            interrupt.immediate().clone(),
+        ),
+        take_foreign: request.take_foreign,
+        owned,
+    };
+    let schedule = Schedule {
+        parallelism: options.parallelism,
+        stop: interrupt.graceful().child_token(),
+        stop_on_failure: true,
+        deadline: options.overall_timeout.map(|t| Instant::now() + t),
+        reporter,
+    };
+    let ends = tokio::select! {
+        biased;
+        () = interrupt.immediate().cancelled() => None,
+        ends = schedule.run(&units, &runner) => Some(ends),
+    };
+    let ctx = &runner.ctx;
+    let mut summary = Summary {
+        run: run.run.clone(),
+        kind: RunKind::Destroy,
+        outcome: RunOutcome::Succeeded,
+        root_cause: ctx.root_cause(),
+        actions: ctx.take_actions(),
+        rolled_back: Vec::new(),
+        skipped: Vec::new(),
+        left_in_place: ctx.take_left_in_place(),
+        next_step: None,
+    };
+    match ends {
+        None => summary.outcome = RunOutcome::Aborted,
+        Some(ends) => {
+            summary.skipped = units
+                .iter()
+                .zip(&ends)
+                .filter_map(|(u, e)| match e {
+                    UnitEnd::Skipped(r) => Some(super::events::Skipped {
+                        node: u.name.clone(),
+                        reason: r.clone(),
+                    }),
+                    _ => None,
+                })
+                .collect();
+            if !ends.iter().all(|e| *e == UnitEnd::Done) || interrupt.graceful().is_cancelled() {
+                summary.outcome = RunOutcome::Failed;
+                if summary.root_cause.is_none() {
+                    summary.root_cause = Some("interrupted".to_owned());
+                }
+            }
+        }
+    }
+    // Every deletion already removed its record with it: the state matches the cluster,
+    // so the journal of a destroy is not kept.
+    if let Err(e) = store.commit(WriteBatch::new().clear_run(&run.run)) {
+        summary.outcome = RunOutcome::Failed;
+        summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
+    }
+    if !summary.left_in_place.is_empty() && summary.outcome.is_success() {
+        summary.next_step = Some(
+            "some objects were left in place (listed above); their state records are kept"
+                .to_owned(),
+        );
+    }
+    Ok(finish(reporter, summary))
+}

@@ -1,0 +1,949 @@
+//! The forward apply: the executor's steps (server-side apply, replace, prune, adopt, forget,
+//! hooks), each journaled and waited for, and the run around them.
+//!
+//! 1. Refuse to start over an unfinished run (it must be completed or rolled back first).
+//! 2. Begin a run in the journal; build one unit per node: pre-hooks (one group each, by
+//!    weight), CRDs (applied, waited for `Established`), Namespaces (`Active`), the other
+//!    objects (applied concurrently, each waited for by its readiness rule), post-hooks, then
+//!    the node's deletions (others, Namespaces, CRDs). Hooks run only when the node changes.
+//! 3. Schedule the units ([`scheduler`](super::scheduler)). On a failure or a first interrupt
+//!    nothing new starts and in-flight steps finish; then, unless `no_rollback`, the run is
+//!    rolled back through the same scheduler ([`rollback`](super::rollback)). A second
+//!    interrupt abandons in-flight steps at once and keeps the journal.
+//! 4. On success the run is cleared from the journal; the report lists every action.
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use futures::future::BoxFuture;
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ApplyError, StepError};
+use super::events::{
+    ActionTaken, Event, LeftInPlace, Reporter, RunKind, RunOutcome, Skipped, StepAction, Summary,
+};
+use super::input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
+use super::journal::{Journal, RecordChange, read_live};
+use super::readiness::{Readiness, Rule, job_timeout_hint};
+use super::rollback;
+use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd, find_cycle, indices};
+use crate::cluster::{
+    self, Cluster, ClusterError, DeleteOptions, ObjectRef, Propagation, WaitOutcome,
+};
+use crate::render::{HookDeletePolicy, HookPhase};
+use crate::state::{Mutation, RunRecord, StateStore, WriteBatch, digest_json};
+
+/// How to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// How many steps (writes and waits) at once (`--parallelism`).
+    pub parallelism: usize,
+    /// How long one object may take to become ready (or to be deleted), unless its node
+    /// says otherwise (`wait.timeout`).
+    pub object_timeout: Duration,
+    /// Upper bound for the whole run (rollback not included).
+    pub overall_timeout: Option<Duration>,
+    /// Take fields other managers own (`--force-conflicts`).
+    pub force_conflicts: bool,
+    /// Leave everything in place on failure (`--no-rollback`).
+    pub no_rollback: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 10,
+            object_timeout: Duration::from_secs(300),
+            overall_timeout: None,
+            force_conflicts: false,
+            no_rollback: false,
+        }
+    }
+}
+
+/// Ctrl-C, as the engine sees it: the first [`Interrupt::stop_gracefully`] stops new steps
+/// and lets in-flight ones finish, then rolls back; [`Interrupt::stop_now`] abandons
+/// in-flight steps at once and keeps the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    graceful: CancellationToken,
+    immediate: CancellationToken,
+}
+
+impl Interrupt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stop_gracefully(&self) {
+        self.graceful.cancel();
+    }
+
+    pub fn stop_now(&self) {
+        self.graceful.cancel();
+        self.immediate.cancel();
+    }
+
+    /// The first call stops gracefully, the next ones at once (what Ctrl-C does).
+    pub fn press(&self) {
+        if self.graceful.is_cancelled() {
+            self.stop_now();
+        } else {
+            self.stop_gracefully();
+        }
+    }
+
+    /// Presses on every Ctrl-C until the returned task is aborted.
+    pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+        let interrupt = self.clone();
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.press();
+            }
+        })
+    }
+
+    pub(crate) fn graceful(&self) -> &CancellationToken {
+        &self.graceful
+    }
+
+    pub(crate) fn immediate(&self) -> &CancellationToken {
+        &self.immediate
+    }
+}
+
+/// What one run shares with its steps.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub journal: Journal<'a>,
+    pub reporter: &'a dyn Reporter,
+    pub options: &'a RunOptions,
+    pub plan: String,
+    pub actions: Mutex<Vec<ActionTaken>>,
+    pub root_cause: Mutex<Option<String>>,
+    pub left_in_place: Mutex<Vec<LeftInPlace>>,
+    pub immediate: CancellationToken,
+    /// Cancelled by a graceful interrupt: readiness waits end early (writes still finish).
+    /// Replaced by a fresh token before a rollback, whose waits must run to their end.
+    pub interrupted: Mutex<CancellationToken>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        cluster: &'a dyn Cluster,
+        store: &'a dyn StateStore,
+        run: String,
+        reporter: &'a dyn Reporter,
+        options: &'a RunOptions,
+        plan: String,
+        immediate: CancellationToken,
+    ) -> Self {
+        Self {
+            cluster,
+            journal: Journal::new(store, run, 1),
+            reporter,
+            options,
+            plan,
+            actions: Mutex::new(Vec::new()),
+            root_cause: Mutex::new(None),
+            left_in_place: Mutex::new(Vec::new()),
+            immediate,
+            interrupted: Mutex::new(CancellationToken::new()),
+        }
+    }
+
+    pub fn store(&self) -> &'a dyn StateStore {
+        self.journal.store
+    }
+
+    pub fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
+        if let Ok(mut a) = self.actions.lock() {
+            a.push(ActionTaken {
+                node: node.to_owned(),
+                object: object.clone(),
+                action,
+            });
+        }
+    }
+
+    pub fn leave(&self, object: &ObjectRef, reason: String) {
+        self.reporter.event(&Event::LeftInPlace {
+            object: object.clone(),
+            reason: reason.clone(),
+        });
+        if let Ok(mut l) = self.left_in_place.lock() {
+            l.push(LeftInPlace {
+                object: object.clone(),
+                reason,
+            });
+        }
+    }
+
+    /// Records the failure (the first one is the root cause) and returns its message.
+    pub fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
+        let message = error.full_message();
+        self.reporter.event(&Event::StepFailed {
+            node: node.to_owned(),
+            object: error.object().clone(),
+            action,
+            message: message.clone(),
+        });
+        if let Ok(mut root) = self.root_cause.lock()
+            && root.is_none()
+        {
+            *root = Some(message.clone());
+        }
+        message
+    }
+
+    pub fn root_cause(&self) -> Option<String> {
+        self.root_cause.lock().ok().and_then(|r| r.clone())
+    }
+
+    pub fn take_actions(&self) -> Vec<ActionTaken> {
+        self.actions
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    pub fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+        self.left_in_place
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// The time left before `deadline`, capped by `cap`.
+    pub fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
+        match deadline {
+            Some(d) => cap.min(d.saturating_duration_since(Instant::now())),
+            None => cap,
+        }
+    }
+
+    fn write_err(node: &str, object: &ObjectRef, source: ClusterError) -> StepError {
+        StepError::Write {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        }
+    }
+
+    fn state_err(node: &str, object: &ObjectRef, source: crate::state::StateError) -> StepError {
+        StepError::State {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        }
+    }
+
+    /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
+    /// reachable yet, within `deadline`. Returns the applied object.
+    pub async fn apply_journaled(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        body: &Value,
+        change: RecordChange,
+        deadline: Option<Instant>,
+    ) -> Result<Value, StepError> {
+        let live = read_live(self.cluster, object)
+            .await
+            .map_err(|e| Self::write_err(node, object, e))?;
+        let step = self
+            .journal
+            .before(node, object, Mutation::Apply, live.as_ref())
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let options = cluster::ApplyOptions {
+            force: self.options.force_conflicts,
+            ..cluster::ApplyOptions::default()
+        };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        let result = loop {
+            match self.cluster.apply(body, &options).await {
+                Err(e) if e.is_webhook_unavailable() => {
+                    let limit = deadline.unwrap_or(started + self.options.object_timeout);
+                    let left = limit.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.immediate.is_cancelled() {
+                        break Err(StepError::WebhookUnavailable {
+                            node: node.to_owned(),
+                            object: Box::new(object.clone()),
+                            waited: started.elapsed(),
+                            message: e.to_string(),
+                        });
+                    }
+                    self.reporter.event(&Event::Waiting {
+                        node: node.to_owned(),
+                        object: object.clone(),
+                        reason: format!("the admission webhook is not reachable yet ({e})"),
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.min(left)) => {}
+                        () = self.immediate.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) if e.is_field_conflict() => {
+                    let conflicts = match &e {
+                        ClusterError::Conflict { conflicts, .. } => conflicts.clone(),
+                        _ => Vec::new(),
+                    };
+                    break Err(StepError::Conflict {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        conflicts,
+                    });
+                }
+                Err(e) => break Err(Self::write_err(node, object, e)),
+                Ok(v) => break Ok(v),
+            }
+        };
+        let outcome = match &result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => Err(e.full_message()),
+        };
+        self.journal
+            .after(step, node, object, Mutation::Apply, outcome, change)
+            .map_err(|e| Self::state_err(node, object, e))?;
+        result
+    }
+
+    /// Deletes the object (journaled) and waits until it is gone (finalizers included).
+    /// Returns whether it existed.
+    pub async fn delete_journaled(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        change: RecordChange,
+        deadline: Option<Instant>,
+    ) -> Result<bool, StepError> {
+        let live = read_live(self.cluster, object)
+            .await
+            .map_err(|e| Self::write_err(node, object, e))?;
+        let step = self
+            .journal
+            .before(node, object, Mutation::Delete, live.as_ref())
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let result = if live.is_some() {
+            self.cluster
+                .delete(
+                    object,
+                    &DeleteOptions {
+                        propagation: Some(Propagation::Background),
+                        ..DeleteOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| Self::write_err(node, object, e))
+        } else {
+            Ok(false)
+        };
+        let outcome = match &result {
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.full_message()),
+        };
+        self.journal
+            .after(step, node, object, Mutation::Delete, outcome, change)
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let existed = result?;
+        if existed {
+            self.await_gone(node, object, deadline).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Waits until the object no longer exists.
+    pub async fn await_gone(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        deadline: Option<Instant>,
+    ) -> Result<(), StepError> {
+        let timeout = Self::budget(self.options.object_timeout, deadline);
+        let gone = |o: Option<&Value>| o.is_none();
+        match self.cluster.wait_for(object, &gone, timeout).await {
+            Ok(WaitOutcome::Met(_)) => Ok(()),
+            Ok(WaitOutcome::TimedOut(last)) => {
+                let finalizers = last
+                    .as_ref()
+                    .and_then(|o| o.pointer("/metadata/finalizers"))
+                    .and_then(Value::as_array)
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|f| !f.is_empty());
+                Err(StepError::TimedOut {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                    timeout,
+                    waited_for: "the object to be deleted".to_owned(),
+                    last_seen: match finalizers {
+                        Some(f) => format!("still there, held by finalizers {f}"),
+                        None => "still there".to_owned(),
+                    },
+                    hint: None,
+                })
+            }
+            Err(e) => Err(StepError::Wait {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Waits until `rule` holds for the object (watch-based), reporting what it waits for
+    /// whenever that changes.
+    pub async fn await_ready(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        rule: &Rule,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        // The condition must own what it uses: it sends each new reason through a watch
+        // channel, and this function reports them while the wait runs.
+        let (tx, mut rx) = tokio::sync::watch::channel(String::new());
+        let owned_rule = rule.clone();
+        let condition = move |o: Option<&Value>| match owned_rule.evaluate(o) {
+            Readiness::Waiting(reason) => {
+                tx.send_if_modified(|last| {
+                    if *last == reason {
+                        false
+                    } else {
+                        *last = reason;
+                        true
+                    }
+                });
+                false
+            }
+            Readiness::Ready | Readiness::Failed(_) => true,
+        };
+        let interrupted = self
+            .interrupted
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        let wait = self.cluster.wait_for(object, &condition, timeout);
+        tokio::pin!(wait);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut wait => break outcome,
+                () = interrupted.cancelled() => {
+                    return Err(StepError::Interrupted {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        waited_for: rule.describe(),
+                    });
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break (&mut wait).await;
+                    }
+                    let reason = rx.borrow_and_update().clone();
+                    self.reporter.event(&Event::Waiting {
+                        node: node.to_owned(),
+                        object: object.clone(),
+                        reason: format!("waiting for {}: {reason}", rule.describe()),
+                    });
+                }
+            }
+        };
+        let outcome = outcome.map_err(|source| StepError::Wait {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        })?;
+        let last = outcome.object().cloned();
+        match (outcome.is_met(), rule.evaluate(last.as_ref())) {
+            (_, Readiness::Ready) => Ok(()),
+            (_, Readiness::Failed(reason)) => Err(StepError::NotReady {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                reason,
+            }),
+            (_, Readiness::Waiting(reason)) => {
+                let hint = match (&last, object.group(), object.kind.as_str()) {
+                    (Some(job), "batch", "Job") => {
+                        let ns = match &object.namespace {
+                            Some(ns) => {
+                                let ns_ref = ObjectRef::new("v1", "Namespace", None, ns.clone());
+                                self.cluster.get(&ns_ref).await.ok().flatten()
+                            }
+                            None => None,
+                        };
+                        job_timeout_hint(job, ns.as_ref())
+                    }
+                    _ => None,
+                };
+                Err(StepError::TimedOut {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                    timeout,
+                    waited_for: rule.describe(),
+                    last_seen: reason,
+                    hint,
+                })
+            }
+        }
+    }
+}
+
+/// One forward step.
+pub(crate) enum ForwardStep {
+    Object {
+        object: ApplyObject,
+        rule: Option<Rule>,
+        wait_timeout: Duration,
+    },
+    Hook {
+        hook: HookObject,
+        wait_timeout: Duration,
+    },
+}
+
+impl ForwardStep {
+    fn action(&self) -> StepAction {
+        match self {
+            Self::Hook { .. } => StepAction::Hook,
+            Self::Object { object, .. } => match object.action {
+                ObjectAction::Create => StepAction::Create,
+                ObjectAction::Update | ObjectAction::Replace => StepAction::Update,
+                ObjectAction::Delete => StepAction::Delete,
+                ObjectAction::Adopt | ObjectAction::NoOp => StepAction::Adopt,
+                ObjectAction::Forget => StepAction::Forget,
+            },
+        }
+    }
+
+    fn object(&self) -> &ObjectRef {
+        match self {
+            Self::Hook { hook, .. } => &hook.object,
+            Self::Object { object, .. } => &object.object,
+        }
+    }
+}
+
+impl StepRunner<ForwardStep> for Context<'_> {
+    fn run_step<'a>(
+        &'a self,
+        unit: &'a str,
+        step: &'a ForwardStep,
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let action = step.action();
+            self.reporter.event(&Event::StepStarted {
+                node: unit.to_owned(),
+                object: step.object().clone(),
+                action,
+            });
+            let result = match step {
+                ForwardStep::Object {
+                    object,
+                    rule,
+                    wait_timeout,
+                } => {
+                    self.run_object(unit, object, rule.as_ref(), *wait_timeout, deadline)
+                        .await
+                }
+                ForwardStep::Hook { hook, wait_timeout } => {
+                    self.run_hook(unit, hook, *wait_timeout, deadline).await
+                }
+            };
+            match result {
+                Ok(()) => {
+                    self.reporter.event(&Event::StepDone {
+                        node: unit.to_owned(),
+                        object: step.object().clone(),
+                        action,
+                    });
+                    Ok(())
+                }
+                Err(e) => Err(self.failed(unit, action, &e)),
+            }
+        })
+    }
+}
+
+impl Context<'_> {
+    async fn run_object(
+        &self,
+        node: &str,
+        o: &ApplyObject,
+        rule: Option<&Rule>,
+        wait_timeout: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), StepError> {
+        let object = &o.object;
+        let desired = || {
+            o.desired.clone().ok_or_else(|| StepError::NoBody {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+            })
+        };
+        let put = |desired: Value| {
+            let digest = o.digest.clone().unwrap_or_else(|| digest_json(&desired));
+            RecordChange::Put { desired, digest }
+        };
+        match o.action {
+            ObjectAction::NoOp => return Ok(()),
+            ObjectAction::Create | ObjectAction::Update => {
+                let body = desired()?;
+                self.apply_journaled(node, object, &body, put(body.clone()), deadline)
+                    .await?;
+                self.took(
+                    node,
+                    object,
+                    if o.action == ObjectAction::Create {
+                        StepAction::Create
+                    } else {
+                        StepAction::Update
+                    },
+                );
+            }
+            ObjectAction::Replace => {
+                let body = desired()?;
+                self.delete_journaled(node, object, RecordChange::Remove, deadline)
+                    .await?;
+                self.took(node, object, StepAction::Delete);
+                self.apply_journaled(node, object, &body, put(body.clone()), deadline)
+                    .await?;
+                self.took(node, object, StepAction::Create);
+            }
+            ObjectAction::Delete => {
+                self.delete_journaled(node, object, RecordChange::Remove, deadline)
+                    .await?;
+                self.took(node, object, StepAction::Delete);
+                return Ok(());
+            }
+            ObjectAction::Adopt | ObjectAction::Forget => {
+                let live = read_live(self.cluster, object)
+                    .await
+                    .map_err(|e| Context::write_err(node, object, e))?;
+                let (mutation, change, action) = if o.action == ObjectAction::Adopt {
+                    (Mutation::Apply, put(desired()?), StepAction::Adopt)
+                } else {
+                    (Mutation::Delete, RecordChange::Remove, StepAction::Forget)
+                };
+                let step = self
+                    .journal
+                    .before(node, object, mutation, live.as_ref())
+                    .map_err(|e| Context::state_err(node, object, e))?;
+                self.journal
+                    .after(step, node, object, mutation, Ok(live.as_ref()), change)
+                    .map_err(|e| Context::state_err(node, object, e))?;
+                self.took(node, object, action);
+                if o.action == ObjectAction::Forget {
+                    return Ok(());
+                }
+            }
+        }
+        if let Some(rule) = rule {
+            let timeout = Context::budget(wait_timeout, deadline);
+            self.await_ready(node, object, rule, timeout).await?;
+        }
+        Ok(())
+    }
+
+    async fn run_hook(
+        &self,
+        node: &str,
+        hook: &HookObject,
+        wait_timeout: Duration,
+        deadline: Option<Instant>,
+    ) -> Result<(), StepError> {
+        let object = &hook.object;
+        let policy = |p: HookDeletePolicy| hook.delete_policies.contains(&p);
+        if policy(HookDeletePolicy::BeforeHookCreation)
+            && self
+                .delete_journaled(node, object, RecordChange::Keep, deadline)
+                .await?
+        {
+            self.took(node, object, StepAction::Delete);
+        }
+        self.apply_journaled(node, object, &hook.body, RecordChange::Keep, deadline)
+            .await?;
+        self.took(node, object, StepAction::Hook);
+        let rule = Rule::builtin(object).map_or(Rule::Exists, Rule::Builtin);
+        let timeout = Context::budget(wait_timeout, deadline);
+        match self.await_ready(node, object, &rule, timeout).await {
+            Ok(()) => {
+                if policy(HookDeletePolicy::HookSucceeded) {
+                    self.delete_journaled(node, object, RecordChange::Keep, deadline)
+                        .await?;
+                    self.took(node, object, StepAction::Delete);
+                }
+                Ok(())
+            }
+            Err(e) => {
+                if policy(HookDeletePolicy::HookFailed)
+                    && self
+                        .delete_journaled(node, object, RecordChange::Keep, deadline)
+                        .await
+                        .is_ok()
+                {
+                    self.took(node, object, StepAction::Delete);
+                }
+                Err(e)
+            }
+        }
+    }
+}
+
+/// The units of a forward apply, in input order.
+fn forward_units(
+    input: &ApplyInput,
+    options: &RunOptions,
+) -> Result<Vec<Unit<ForwardStep>>, ApplyError> {
+    let names: Vec<String> = input.nodes.iter().map(|n| n.address.clone()).collect();
+    let index = indices(&names);
+    input
+        .nodes
+        .iter()
+        .map(|node| {
+            let deps = node
+                .depends_on
+                .iter()
+                .filter_map(|d| index.get(d.as_str()).copied())
+                .collect();
+            Ok(Unit {
+                name: node.address.clone(),
+                deps,
+                groups: node_groups(node, options),
+                timeout: node.timeout,
+            })
+        })
+        .collect()
+}
+
+/// A node's groups: pre-hooks, CRDs, Namespaces, the rest, post-hooks, then deletions.
+fn node_groups(node: &ApplyNode, options: &RunOptions) -> Vec<Vec<ForwardStep>> {
+    let wait_timeout = node.wait.timeout.unwrap_or(options.object_timeout);
+    let mut groups: Vec<Vec<ForwardStep>> = Vec::new();
+    let changes = node.changes_cluster();
+    let install = node.is_install();
+    let hooks = |pre: bool| -> Vec<Vec<ForwardStep>> {
+        if !changes {
+            return Vec::new();
+        }
+        let phase = match (pre, install) {
+            (true, true) => HookPhase::PreInstall,
+            (true, false) => HookPhase::PreUpgrade,
+            (false, true) => HookPhase::PostInstall,
+            (false, false) => HookPhase::PostUpgrade,
+        };
+        let mut selected: Vec<&HookObject> = node
+            .hooks
+            .iter()
+            .filter(|h| h.phases.contains(&phase))
+            .collect();
+        selected.sort_by(|a, b| (a.weight, &a.object).cmp(&(b.weight, &b.object)));
+        selected
+            .into_iter()
+            .map(|h| {
+                vec![ForwardStep::Hook {
+                    hook: h.clone(),
+                    wait_timeout,
+                }]
+            })
+            .collect()
+    };
+    groups.extend(hooks(true));
+    let step = |o: &ApplyObject| ForwardStep::Object {
+        rule: Rule::for_object(&o.object, &node.wait),
+        object: o.clone(),
+        wait_timeout,
+    };
+    let writes = |class: ObjectClass| -> Vec<ForwardStep> {
+        node.objects
+            .iter()
+            .filter(|o| ObjectClass::of(&o.object) == class)
+            .filter(|o| !matches!(o.action, ObjectAction::Delete | ObjectAction::NoOp))
+            .map(step)
+            .collect()
+    };
+    let deletes = |class: ObjectClass| -> Vec<ForwardStep> {
+        node.objects
+            .iter()
+            .filter(|o| ObjectClass::of(&o.object) == class && o.action == ObjectAction::Delete)
+            .map(step)
+            .collect()
+    };
+    for class in [ObjectClass::Crd, ObjectClass::Namespace, ObjectClass::Other] {
+        groups.push(writes(class));
+    }
+    groups.extend(hooks(false));
+    for class in [ObjectClass::Other, ObjectClass::Namespace, ObjectClass::Crd] {
+        groups.push(deletes(class));
+    }
+    groups.retain(|g| !g.is_empty());
+    groups
+}
+
+/// Refuses to start when the state holds an unfinished run.
+pub(crate) fn ensure_no_unfinished(store: &dyn StateStore) -> Result<(), ApplyError> {
+    if let Some(run) = store.unfinished_runs()?.into_iter().next() {
+        return Err(ApplyError::UnfinishedRun {
+            run: run.run.run,
+            command: run.run.command,
+            started_at: run.run.started_at.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Applies `input`: every node in dependency order, independent nodes concurrently, each
+/// step journaled and waited for; on failure (or a first interrupt) stops, drains and rolls
+/// back (unless `options.no_rollback`).
+///
+/// Fails only before anything was done: an unfinished run in the state, an unreadable state,
+/// a dependency cycle. Everything after that is in the returned report (and the events).
+pub async fn apply(
+    cluster: &dyn Cluster,
+    store: &dyn StateStore,
+    input: &ApplyInput,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    interrupt: &Interrupt,
+) -> Result<Summary, ApplyError> {
+    ensure_no_unfinished(store)?;
+    let units = forward_units(input, options)?;
+    if let Some(nodes) = find_cycle(&units) {
+        return Err(ApplyError::Cycle { nodes });
+    }
+    let run = RunRecord::start("apply");
+    store.commit(WriteBatch::new().begin_run(run.clone()))?;
+    reporter.event(&Event::RunStarted {
+        run: run.run.clone(),
+        kind: RunKind::Apply,
+        nodes: units.len(),
+    });
+    let ctx = Context::new(
+        cluster,
+        store,
+        run.run.clone(),
+        reporter,
+        options,
+        input.plan.clone(),
+        interrupt.immediate().clone(),
+    );
+    if let Ok(mut t) = ctx.interrupted.lock() {
+        *t = interrupt.graceful().clone();
+    }
+    let stop = interrupt.graceful().child_token();
+    let schedule = Schedule {
+        parallelism: options.parallelism,
+        stop: stop.clone(),
+        stop_on_failure: true,
+        deadline: options.overall_timeout.map(|t| Instant::now() + t),
+        reporter,
+    };
+    let forward = tokio::select! {
+        biased;
+        () = interrupt.immediate().cancelled() => None,
+        ends = schedule.run(&units, &ctx) => Some(ends),
+    };
+    let actions = ctx.take_actions();
+    let mut summary = Summary {
+        run: run.run.clone(),
+        kind: RunKind::Apply,
+        outcome: RunOutcome::Succeeded,
+        root_cause: ctx.root_cause(),
+        actions,
+        rolled_back: Vec::new(),
+        skipped: Vec::new(),
+        left_in_place: Vec::new(),
+        next_step: None,
+    };
+    let Some(ends) = forward else {
+        summary.outcome = RunOutcome::Aborted;
+        summary.root_cause = Some(
+            summary
+                .root_cause
+                .unwrap_or_else(|| "stopped at once by a second interrupt".to_owned()),
+        );
+        summary.next_step = Some(resume_hint(&run.run));
+        return Ok(finish(reporter, summary));
+    };
+    summary.skipped = units
+        .iter()
+        .zip(&ends)
+        .filter_map(|(u, e)| match e {
+            UnitEnd::Skipped(r) => Some(Skipped {
+                node: u.name.clone(),
+                reason: r.clone(),
+            }),
+            _ => None,
+        })
+        .collect();
+    let all_done = ends.iter().all(|e| *e == UnitEnd::Done);
+    if all_done && !interrupt.graceful().is_cancelled() {
+        if let Err(e) = store.commit(WriteBatch::new().clear_run(&run.run)) {
+            summary.outcome = RunOutcome::Failed;
+            summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
+            summary.next_step = Some(resume_hint(&run.run));
+        }
+        return Ok(finish(reporter, summary));
+    }
+    if summary.root_cause.is_none() {
+        summary.root_cause = Some("interrupted".to_owned());
+    }
+    if options.no_rollback {
+        summary.outcome = RunOutcome::FailedNoRollback;
+        summary.next_step = Some(resume_hint(&run.run));
+        return Ok(finish(reporter, summary));
+    }
+    let deps: BTreeMap<String, Vec<String>> = input
+        .nodes
+        .iter()
+        .map(|n| (n.address.clone(), n.depends_on.iter().cloned().collect()))
+        .collect();
+    reporter.event(&Event::RollbackStarted {
+        reason: summary.root_cause.clone().unwrap_or_default(),
+    });
+    if let Ok(mut t) = ctx.interrupted.lock() {
+        *t = CancellationToken::new();
+    }
+    let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&deps), interrupt).await;
+    summary.rolled_back = ctx.take_actions();
+    summary.left_in_place = ctx.take_left_in_place();
+    match rolled {
+        Ok(()) => summary.outcome = RunOutcome::RolledBack,
+        Err(message) => {
+            summary.outcome = if interrupt.immediate().is_cancelled() {
+                RunOutcome::Aborted
+            } else {
+                RunOutcome::RollbackFailed
+            };
+            summary.root_cause = Some(format!(
+                "{}; the rollback failed too: {message}",
+                summary.root_cause.clone().unwrap_or_default()
+            ));
+            summary.next_step = Some(resume_hint(&run.run));
+        }
+    }
+    Ok(finish(reporter, summary))
+}
+
+/// What to tell the user when a run left a journal.
+pub(crate) fn resume_hint(run: &str) -> String {
+    format!(
+        "the journal of run {run} is kept: the next `meshplan apply` finishes it (complete it or roll it back), or run `meshplan rollback`"
+    )
+}
+
+pub(crate) fn finish(reporter: &dyn Reporter, summary: Summary) -> Summary {
+    reporter.event(&Event::Finished {
+        summary: summary.clone(),
+    });
+    summary
+}

@@ -1,0 +1,141 @@
+//! Journaled mutations: every change to the cluster is recorded in the state's journal
+//! before it is sent (the live object, or its absence, and the state's record of it) and
+//! after it (the outcome, together with the new state record, in one atomic batch).
+//!
+//! A crash at any point leaves either no trace of the step, a `Before` entry without an
+//! `After` (the outcome is unknown: rollback reads the live object to find out), or both.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use serde_json::Value;
+
+use crate::cluster::{Cluster, ObjectRef};
+use crate::state::{
+    JournalEntry, JournalRecord, LiveSnapshot, Mutation, ObjectRecord, Outcome, StateError,
+    StateStore, WriteBatch,
+};
+
+/// What the step does to the state's record of the object once the mutation succeeded.
+pub(crate) enum RecordChange {
+    /// Nothing (hooks: they are not recorded).
+    Keep,
+    /// Record the object as applied from `desired` with `digest`.
+    Put { desired: Value, digest: String },
+    /// Drop the record.
+    Remove,
+}
+
+/// The journal of one run.
+pub(crate) struct Journal<'a> {
+    pub store: &'a dyn StateStore,
+    pub run: String,
+    next_step: AtomicU64,
+}
+
+impl<'a> Journal<'a> {
+    pub fn new(store: &'a dyn StateStore, run: String, first_step: u64) -> Self {
+        Self {
+            store,
+            run,
+            next_step: AtomicU64::new(first_step),
+        }
+    }
+
+    fn step(&self) -> u64 {
+        self.next_step.fetch_add(1, Ordering::SeqCst)
+    }
+
+    /// Records the live object before a mutation; returns the step number.
+    pub fn before(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        mutation: Mutation,
+        live: Option<&Value>,
+    ) -> Result<u64, StateError> {
+        let step = self.step();
+        let live = match live {
+            Some(body) => LiveSnapshot::Present(self.store.protect(body, &[])?),
+            None => LiveSnapshot::Absent,
+        };
+        let previous_record = self.store.object(node, object)?.map(Box::new);
+        self.store.commit(WriteBatch::new().journal(JournalEntry {
+            run: self.run.clone(),
+            step,
+            node: node.to_owned(),
+            object: object.clone(),
+            mutation,
+            record: JournalRecord::Before { live },
+            previous_record,
+        }))?;
+        Ok(step)
+    }
+
+    /// Records the outcome of step `step`, and on success the record change, atomically.
+    /// `result` is the object after the mutation (None: deleted or absent).
+    pub fn after(
+        &self,
+        step: u64,
+        node: &str,
+        object: &ObjectRef,
+        mutation: Mutation,
+        outcome: Result<Option<&Value>, String>,
+        change: RecordChange,
+    ) -> Result<(), StateError> {
+        let mut batch = WriteBatch::new();
+        let outcome = match outcome {
+            Ok(result) => {
+                match change {
+                    RecordChange::Keep => {}
+                    RecordChange::Remove => batch = batch.remove_object(node, object),
+                    RecordChange::Put { desired, digest } => {
+                        let meta = |key: &str| {
+                            result
+                                .and_then(|r| r.pointer(&format!("/metadata/{key}")))
+                                .and_then(Value::as_str)
+                                .map(str::to_owned)
+                        };
+                        batch = batch.put_object(ObjectRecord {
+                            node: node.to_owned(),
+                            object: object.clone(),
+                            uid: meta("uid"),
+                            resource_version: meta("resourceVersion"),
+                            applied_digest: digest,
+                            last_applied: self.store.protect(&desired, &[])?,
+                        });
+                    }
+                }
+                Outcome::Succeeded {
+                    resource_version: result
+                        .and_then(|r| r.pointer("/metadata/resourceVersion"))
+                        .and_then(Value::as_str)
+                        .map(str::to_owned),
+                }
+            }
+            Err(message) => Outcome::Failed { message },
+        };
+        self.store.commit(batch.journal(JournalEntry {
+            run: self.run.clone(),
+            step,
+            node: node.to_owned(),
+            object: object.clone(),
+            mutation,
+            record: JournalRecord::After { outcome },
+            previous_record: None,
+        }))?;
+        Ok(())
+    }
+}
+
+/// Reads the live object for a snapshot (None: absent).
+pub(crate) async fn read_live(
+    cluster: &dyn Cluster,
+    object: &ObjectRef,
+) -> Result<Option<Value>, crate::cluster::ClusterError> {
+    match cluster.get(object).await {
+        Ok(v) => Ok(v),
+        // A kind not served yet has no objects.
+        Err(crate::cluster::ClusterError::KindNotInstalled { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}

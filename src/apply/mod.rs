@@ -1,0 +1,46 @@
+//! Stage 6, apply: execute a change set on the cluster, in order, in parallel, waited for,
+//! journaled, and rolled back on failure; and destroy.
+//!
+//! ```text
+//! ApplyInput (nodes, dependencies, object actions, hooks)
+//!   └─ engine::apply ─► scheduler (units per node, bounded parallelism, stop on failure)
+//!        ├─ steps: server-side apply / delete / adopt / forget / hooks   (engine)
+//!        │    each journaled before and after (journal), then waited for (readiness)
+//!        └─ on failure or first Ctrl-C: drain, then rollback::roll_back_run through
+//!           the same scheduler, restoring the journal's snapshots in reverse order
+//! DestroyRequest ─► destroy::destroy (reverse dependency order, ownership checked)
+//! unfinished runs ─► rollback::resume_unfinished (complete or roll back)
+//! ```
+//!
+//! - [`input`]: what the executor is asked to do (translated from the change set).
+//! - [`readiness`]: pure readiness rules, one per kind, and custom conditions.
+//! - [`scheduler`]: the DAG walk that never `?`s out.
+//! - [`journal`]: journaled mutations and atomic state records per step.
+//! - [`engine`]: the forward steps and [`apply`]; [`rollback`]: restore and resume;
+//!   [`destroy`](mod@destroy): destroy.
+//! - [`events`]: the [`Reporter`] the engine emits to and the run [`Summary`]. The engine
+//!   never prints.
+//!
+//! Caveats: nodes whose objects are known only during apply (reads, helm nodes rendered
+//! during apply) are not handled here yet: the caller renders them before building the input.
+
+pub mod destroy;
+pub mod engine;
+pub mod error;
+pub mod events;
+pub mod input;
+mod journal;
+pub mod readiness;
+pub mod rollback;
+mod scheduler;
+
+pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};
+pub use engine::{Interrupt, RunOptions, apply};
+pub use error::{ApplyError, StepError};
+pub use events::{
+    ActionTaken, Event, LeftInPlace, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome,
+    RunReport, Skipped, StepAction, Summary,
+};
+pub use input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
+pub use readiness::{Builtin, Readiness, Rule, job_timeout_hint};
+pub use rollback::{ResumeChoice, resume_unfinished, strip_server_fields};

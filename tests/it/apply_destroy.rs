@@ -1,0 +1,287 @@
+//! Destroy against a sandbox: reverse dependency order, custom resources before their CRD,
+//! namespace contents before the namespace, prevent_destroy, ownership marks, and a
+//! namespace holding objects the plan does not own.
+
+use std::collections::BTreeSet;
+
+use meshplan::apply::{
+    self, ApplyError, DestroyNode, DestroyRequest, Event, Interrupt, ObjectAction,
+    RecordingReporter, RunOutcome, StepAction,
+};
+use meshplan::cluster::{ApplyOptions, Cluster, ObjectRef};
+use meshplan::state::StateStore;
+use serde_json::json;
+
+use crate::apply::{
+    PLAN, cm, fixture, input, namespace, node, object, position, quick, run_apply, widget,
+    widget_crd,
+};
+
+fn plan_nodes(prevent: bool) -> Vec<DestroyNode> {
+    let n = |address: &str, deps: &[&str], prevent_destroy: bool| DestroyNode {
+        address: address.to_owned(),
+        depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+        prevent_destroy,
+    };
+    vec![
+        n("manifest.crds", &[], prevent),
+        n("manifest.ns", &[], false),
+        n("manifest.app", &["manifest.crds", "manifest.ns"], false),
+    ]
+}
+
+async fn apply_stack(f: &crate::apply::Fixture, store: &dyn StateStore) {
+    let stack = input(vec![
+        node(
+            "manifest.crds",
+            &[],
+            vec![object("manifest.crds", ObjectAction::Create, widget_crd())],
+        ),
+        node(
+            "manifest.ns",
+            &[],
+            vec![object(
+                "manifest.ns",
+                ObjectAction::Create,
+                namespace("app"),
+            )],
+        ),
+        node(
+            "manifest.app",
+            &["manifest.crds", "manifest.ns"],
+            vec![
+                object(
+                    "manifest.app",
+                    ObjectAction::Create,
+                    widget("app", "w1", json!(1)),
+                ),
+                object(
+                    "manifest.app",
+                    ObjectAction::Create,
+                    cm("app", "settings", json!({})),
+                ),
+            ],
+        ),
+    ]);
+    let (summary, _) = run_apply(f, store, &stack, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+}
+
+async fn run_destroy(
+    f: &crate::apply::Fixture,
+    store: &dyn StateStore,
+    request: &DestroyRequest,
+) -> Result<(meshplan::apply::Summary, Vec<Event>), ApplyError> {
+    let reporter = RecordingReporter::new();
+    let summary = apply::destroy(
+        f.cluster.as_ref(),
+        store,
+        request,
+        &quick(),
+        &reporter,
+        &Interrupt::new(),
+    )
+    .await?;
+    Ok((summary, reporter.events()))
+}
+
+#[tokio::test]
+async fn destroy_deletes_in_reverse_order_and_honours_prevent_destroy() {
+    let f = fixture().await;
+    let store = f.open_state();
+    apply_stack(&f, &store).await;
+    let before = f.dump().await;
+
+    let refused = run_destroy(
+        &f,
+        &store,
+        &DestroyRequest {
+            plan: PLAN.into(),
+            nodes: plan_nodes(true),
+            targets: None,
+            take_foreign: false,
+        },
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&refused, ApplyError::PreventDestroy { nodes } if nodes == &["manifest.crds"])
+    );
+    assert!(
+        refused
+            .to_string()
+            .contains("manifest.crds has prevent_destroy = true"),
+        "{refused}"
+    );
+    assert_eq!(f.dump().await, before, "nothing was deleted");
+    assert!(store.unfinished_runs().unwrap().is_empty());
+
+    // --target manifest.app leaves the others (and their prevent_destroy does not matter).
+    let (summary, _) = run_destroy(
+        &f,
+        &store,
+        &DestroyRequest {
+            plan: PLAN.into(),
+            nodes: plan_nodes(true),
+            targets: Some(BTreeSet::from(["manifest.app".to_owned()])),
+            take_foreign: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    assert_eq!(summary.actions.len(), 2);
+    assert_eq!(store.objects().unwrap().len(), 2);
+
+    apply_stack(&f, &store).await;
+    let (summary, events) = run_destroy(
+        &f,
+        &store,
+        &DestroyRequest {
+            plan: PLAN.into(),
+            nodes: plan_nodes(false),
+            targets: None,
+            take_foreign: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let deleted = |kind: &str, name: &str| {
+        let (kind, name) = (kind.to_owned(), name.to_owned());
+        move |e: &Event| {
+            matches!(e, Event::StepDone { object, action: StepAction::Delete, .. }
+                if object.kind == kind && object.name == name)
+        }
+    };
+    let widget_gone = position(&events, deleted("Widget", "w1"));
+    let settings_gone = position(&events, deleted("ConfigMap", "settings"));
+    let crd_gone = position(
+        &events,
+        deleted("CustomResourceDefinition", "widgets.example.com"),
+    );
+    let ns_gone = position(&events, deleted("Namespace", "app"));
+    assert!(widget_gone < crd_gone, "custom resources before their CRD");
+    assert!(
+        widget_gone < ns_gone && settings_gone < ns_gone,
+        "contents before the namespace"
+    );
+    assert!(store.objects().unwrap().is_empty());
+    assert!(store.unfinished_runs().unwrap().is_empty());
+    for o in [
+        ObjectRef::new("v1", "Namespace", None, "app"),
+        ObjectRef::new(
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            None,
+            "widgets.example.com",
+        ),
+    ] {
+        assert!(f.cluster.get(&o).await.unwrap().is_none(), "{o} is gone");
+    }
+    drop(store);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn destroy_keeps_what_the_plan_does_not_own() {
+    let f = fixture().await;
+    let store = f.open_state();
+    apply_stack(&f, &store).await;
+    // Someone else's ConfigMap in the plan's namespace.
+    f.cluster
+        .apply(
+            &cm("app", "theirs", json!({"x": "1"})),
+            &ApplyOptions {
+                field_manager: "kubectl".into(),
+                ..ApplyOptions::default()
+            },
+        )
+        .await
+        .unwrap();
+    let request = |take_foreign| DestroyRequest {
+        plan: PLAN.into(),
+        nodes: plan_nodes(false),
+        targets: None,
+        take_foreign,
+    };
+    let (summary, _) = run_destroy(&f, &store, &request(false)).await.unwrap();
+    let ns = ObjectRef::new("v1", "Namespace", None, "app");
+    let left: Vec<(ObjectRef, String)> = summary
+        .left_in_place
+        .iter()
+        .map(|l| (l.object.clone(), l.reason.clone()))
+        .collect();
+    assert_eq!(left.len(), 1, "{summary:#?}");
+    assert_eq!(left[0].0, ns);
+    assert!(
+        left[0].1.contains("v1 ConfigMap app/theirs"),
+        "{}",
+        left[0].1
+    );
+    assert!(
+        f.cluster.get(&ns).await.unwrap().is_some(),
+        "the namespace stays"
+    );
+    let theirs = ObjectRef::new("v1", "ConfigMap", Some("app"), "theirs");
+    assert!(f.cluster.get(&theirs).await.unwrap().is_some());
+    let remaining: Vec<String> = store
+        .objects()
+        .unwrap()
+        .into_iter()
+        .map(|r| r.object.to_string())
+        .collect();
+    assert_eq!(remaining, vec!["v1 Namespace app".to_owned()]);
+
+    // With the explicit flag the namespace goes, and what it holds with it.
+    let (summary, _) = run_destroy(&f, &store, &request(true)).await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    assert!(f.cluster.get(&ns).await.unwrap().is_none());
+    assert!(store.objects().unwrap().is_empty());
+    drop(store);
+    f.stop().await;
+}
+
+#[tokio::test]
+async fn destroy_leaves_objects_without_the_ownership_marks() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let stack = input(vec![node(
+        "manifest.cfg",
+        &[],
+        vec![object(
+            "manifest.cfg",
+            ObjectAction::Create,
+            cm("default", "cfg", json!({})),
+        )],
+    )]);
+    let (summary, _) = run_apply(&f, &store, &stack, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded);
+    // Another tool took the object over and removed the marks.
+    let cfg = ObjectRef::new("v1", "ConfigMap", Some("default"), "cfg");
+    let mut live = f.cluster.get(&cfg).await.unwrap().unwrap();
+    live["metadata"]["labels"] = json!({});
+    live["metadata"]["annotations"] = json!({});
+    f.cluster
+        .replace(&live, &meshplan::cluster::WriteOptions::default())
+        .await
+        .unwrap();
+    let (summary, _) = run_destroy(
+        &f,
+        &store,
+        &DestroyRequest {
+            plan: PLAN.into(),
+            nodes: vec![],
+            targets: None,
+            take_foreign: false,
+        },
+    )
+    .await
+    .unwrap();
+    assert!(summary.actions.is_empty(), "{summary:#?}");
+    assert_eq!(summary.left_in_place.len(), 1);
+    assert!(summary.left_in_place[0].reason.contains("ownership marks"));
+    assert!(f.cluster.get(&cfg).await.unwrap().is_some());
+    drop(store);
+    f.stop().await;
+}
