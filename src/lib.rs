@@ -9,6 +9,10 @@
 //!           ─► render ─► diff ─► apply ─► state          (later stages)
 //! ```
 //!
+//! [`load::load`] runs the first three stages and is how every command gets a plan: it returns a
+//! [`load::LoadedPlan`] (model + graph + sources) or every problem as
+//! [`planfile::Diagnostics`].
+//!
 //! `cli` holds the clap definitions and exit codes, `commands` one orchestrating function per
 //! subcommand, and `sandbox` a Kubernetes API emulator that the real kubectl accepts, used to
 //! try plans without a cluster and by the integration tests.
@@ -17,6 +21,7 @@ pub mod cli;
 pub mod cluster;
 pub mod commands;
 pub mod graph;
+pub mod load;
 pub mod model;
 pub mod planfile;
 pub mod sandbox;

@@ -35,10 +35,10 @@ pub enum Command {
 pub struct PlanInput {
     /// The plan file (TOML).
     pub plan: PathBuf,
-    /// Set a variable the plan declares in [vars]: --var name=value (repeatable).
+    /// Set a variable the plan declares (in its vars table): --var name=value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
     pub vars: Vec<String>,
-    /// A TOML file of variable values (like [vars]); --var wins over it.
+    /// A TOML file of variable values (NAME = value lines); --var wins over it.
     #[arg(long = "var-file", value_name = "FILE")]
     pub var_files: Vec<PathBuf>,
 }

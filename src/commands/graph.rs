@@ -1,5 +1,24 @@
-use crate::cli::{ExitStatus, GraphArgs};
+//! `meshplan graph PLAN --format text|dot|mermaid`: the dependency graph on stdout.
 
-pub async fn run(_args: GraphArgs) -> miette::Result<ExitStatus> {
-    Err(miette::miette!("`meshplan graph` is not built yet"))
+use crate::cli::{ExitStatus, GraphArgs, GraphFormat};
+use crate::graph::{render_dot, render_mermaid, render_text};
+use crate::load::load;
+
+use super::{load_request, print_diagnostics};
+
+pub async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
+    let loaded = match load(&load_request(&args.input)) {
+        Ok(loaded) => loaded,
+        Err(diags) => {
+            print_diagnostics(&diags);
+            return Ok(ExitStatus::Error);
+        }
+    };
+    let text = match args.format {
+        GraphFormat::Text => render_text(&loaded.graph),
+        GraphFormat::Dot => render_dot(&loaded.graph),
+        GraphFormat::Mermaid => render_mermaid(&loaded.graph),
+    };
+    print!("{text}");
+    Ok(ExitStatus::Success)
 }

@@ -4,7 +4,11 @@ mod graph;
 mod sandbox;
 mod validate;
 
-use crate::cli::{Cli, Command, ExitStatus, SandboxCommand};
+use std::io::IsTerminal as _;
+
+use crate::cli::{Cli, Command, ExitStatus, PlanInput, SandboxCommand};
+use crate::load::LoadRequest;
+use crate::planfile::{Diagnostics, RenderOptions};
 
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
@@ -14,4 +18,26 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Graph(args) => graph::run(args).await,
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,
     }
+}
+
+/// The load request of a plan given on the command line.
+fn load_request(input: &PlanInput) -> LoadRequest {
+    LoadRequest {
+        plan: input.plan.clone(),
+        vars: input.vars.clone(),
+        var_files: input.var_files.clone(),
+    }
+}
+
+/// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width
+/// follows `COLUMNS` when set (100 otherwise).
+fn print_diagnostics(diags: &Diagnostics) {
+    let stderr = std::io::stderr();
+    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(100);
+    eprint!("{}", diags.render(RenderOptions { width, color }));
 }

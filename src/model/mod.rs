@@ -1,1 +1,32 @@
-//! (stage: model) — being built.
+//! Stage 2, the model: the validated plan. [`build()`] turns a [`crate::planfile::RawPlan`]
+//! into a [`Plan`] (vars with their final values, repos, typed nodes, every `${...}`
+//! reference checked) or the complete list of problems.
+//!
+//! The model does no I/O: manifest files, values files and var files are read by
+//! [`crate::load`] and handed in as sources. Later stages use:
+//! - [`Plan`], [`Node`], [`NodeSpec`] and the per-type specs ([`Manifest`], [`Helm`],
+//!   [`Read`], [`Check`]);
+//! - [`Template`] / [`Value`] with `evaluate(&dyn Scope)`: strings with references are
+//!   evaluated against a scope ([`Plan::static_scope`] at plan time; apply adds read values);
+//! - [`Address`] (`TYPE.NAME`) and [`Reference`];
+//! - [`ObjectRef`] (the identity of a Kubernetes object) from manifest objects, reads and
+//!   checks, and [`Helm::merged_values`] (values files, then `values`, deep-merged).
+
+pub mod address;
+pub mod build;
+pub mod dump;
+pub mod duration;
+pub mod object_ref;
+pub mod plan;
+pub mod template;
+
+pub use address::{Address, NodeKind};
+pub use build::{BuildInput, LoadedFile, build, build_partial};
+pub use dump::{dump_plan, value_json};
+pub use duration::{format_duration, parse_duration};
+pub use object_ref::{ObjectRef, deep_merge};
+pub use plan::{
+    Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
+    Read, ReadSelect, Repo, StaticScope, Value, ValuesFile, Var, VarOrigin, Wait,
+};
+pub use template::{EvalError, Lookup, Part, RefUse, Reference, Scope, Template};

@@ -1,4 +1,12 @@
 //! The one integration test binary: a module per command or subsystem.
+
 mod cluster;
+mod graph_cmd;
+mod model_dump;
+mod plan_errors;
+mod plan_fuzz;
+mod sample_plan;
 mod sandbox;
 mod state;
+mod support;
+mod validate_cmd;

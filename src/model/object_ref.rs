@@ -1,0 +1,169 @@
+//! References to Kubernetes objects (`apiVersion`, `kind`, namespace, name), as evaluated from
+//! the model: what a manifest declares, what a read or a check looks at.
+
+use std::fmt;
+
+use super::plan::{Check, Helm, ManifestObject, Node, Read, Value};
+use super::template::{EvalError, Scope, Template};
+
+/// One Kubernetes object, by identity. Ordered by group/kind, namespace, name.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct ObjectRef {
+    pub api_version: String,
+    pub kind: String,
+    /// `None` for cluster-scoped objects (or when no namespace is given).
+    pub namespace: Option<String>,
+    pub name: String,
+}
+
+impl ObjectRef {
+    /// The API group (`""` for the core group).
+    pub fn group(&self) -> &str {
+        self.api_version
+            .rsplit_once('/')
+            .map(|(g, _)| g)
+            .unwrap_or("")
+    }
+}
+
+impl fmt::Display for ObjectRef {
+    /// `Kind/name` or `Kind/namespace/name`, as kubectl users read it.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.namespace {
+            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name),
+            None => write!(f, "{}/{}", self.kind, self.name),
+        }
+    }
+}
+
+fn string(t: &Template, scope: &dyn Scope) -> Result<String, EvalError> {
+    Ok(match t.evaluate(scope)? {
+        serde_json::Value::String(s) => s,
+        other => other.to_string(),
+    })
+}
+
+fn optional(t: Option<&Template>, scope: &dyn Scope) -> Result<Option<String>, EvalError> {
+    t.map(|t| string(t, scope)).transpose()
+}
+
+impl ManifestObject {
+    /// The object's identity; `default_namespace` (the node's `namespace`) applies when the
+    /// object sets none. Whether the kind is namespaced is for the cluster to say.
+    pub fn object_ref(
+        &self,
+        default_namespace: Option<&Template>,
+        scope: &dyn Scope,
+    ) -> Result<ObjectRef, EvalError> {
+        Ok(ObjectRef {
+            api_version: self.api_version.clone(),
+            kind: self.kind.clone(),
+            namespace: optional(self.namespace.as_ref().or(default_namespace), scope)?,
+            name: string(&self.name, scope)?,
+        })
+    }
+}
+
+impl Read {
+    /// The object this read looks at (`namespace` is the node's).
+    pub fn object_ref(&self, node: &Node, scope: &dyn Scope) -> Result<ObjectRef, EvalError> {
+        Ok(ObjectRef {
+            api_version: string(&self.api_version, scope)?,
+            kind: string(&self.kind, scope)?,
+            namespace: optional(node.namespace.as_ref(), scope)?,
+            name: string(&self.name, scope)?,
+        })
+    }
+}
+
+impl Check {
+    /// The object this check looks at (`namespace` is the node's).
+    pub fn object_ref(&self, node: &Node, scope: &dyn Scope) -> Result<ObjectRef, EvalError> {
+        Ok(ObjectRef {
+            api_version: string(&self.api_version, scope)?,
+            kind: string(&self.kind, scope)?,
+            namespace: optional(node.namespace.as_ref(), scope)?,
+            name: string(&self.name, scope)?,
+        })
+    }
+}
+
+impl Helm {
+    /// The chart values: every values file in order, then `values`, deep-merged (tables merge
+    /// key by key; anything else is replaced), evaluated in `scope`.
+    pub fn merged_values(&self, scope: &dyn Scope) -> Result<serde_json::Value, EvalError> {
+        let mut merged = serde_json::Value::Object(serde_json::Map::new());
+        let layers = self
+            .values_files
+            .iter()
+            .map(|f| &f.values)
+            .chain(std::iter::once(&self.values));
+        for layer in layers {
+            deep_merge(&mut merged, layer.evaluate(scope)?);
+        }
+        Ok(merged)
+    }
+}
+
+/// Merges `top` into `base`: tables key by key, everything else replaced.
+pub fn deep_merge(base: &mut serde_json::Value, top: serde_json::Value) {
+    match (base, top) {
+        (serde_json::Value::Object(b), serde_json::Value::Object(t)) => {
+            for (k, v) in t {
+                match b.get_mut(&k) {
+                    Some(existing) => deep_merge(existing, v),
+                    None => {
+                        b.insert(k, v);
+                    }
+                }
+            }
+        }
+        (b, t) => *b = t,
+    }
+}
+
+impl Value {
+    /// True when the value is a table without entries.
+    pub fn is_empty_table(&self) -> bool {
+        matches!(self, Value::Table(entries) if entries.is_empty())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn deep_merge_merges_tables_and_replaces_the_rest() {
+        let mut base = json!({"image": {"repo": "a", "tag": "1"}, "list": [1, 2], "x": 1});
+        deep_merge(
+            &mut base,
+            json!({"image": {"tag": "2"}, "list": [3], "y": true}),
+        );
+        assert_eq!(
+            base,
+            json!({"image": {"repo": "a", "tag": "2"}, "list": [3], "x": 1, "y": true})
+        );
+    }
+
+    #[test]
+    fn display_and_group() {
+        let r = ObjectRef {
+            api_version: "cert-manager.io/v1".into(),
+            kind: "Certificate".into(),
+            namespace: Some("linkerd".into()),
+            name: "linkerd-identity-issuer".into(),
+        };
+        assert_eq!(r.to_string(), "Certificate/linkerd/linkerd-identity-issuer");
+        assert_eq!(r.group(), "cert-manager.io");
+        let core = ObjectRef {
+            api_version: "v1".into(),
+            kind: "Namespace".into(),
+            namespace: None,
+            name: "linkerd".into(),
+        };
+        assert_eq!(core.group(), "");
+        assert_eq!(core.to_string(), "Namespace/linkerd");
+    }
+}

@@ -1,0 +1,195 @@
+//! YAML text (manifest files, values files, inline manifests) → [`RawValue`] documents with
+//! spans, so that references and mistakes inside a YAML file are reported at its own line and
+//! column. Empty documents are skipped.
+
+use std::fmt;
+
+use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+use super::diagnostic::{Diagnostic, DiagnosticKind};
+use super::source::{FileId, Span, floor_char_boundary, offset_of};
+use super::syntax::{RawEntry, RawKind, RawTable, RawValue};
+
+/// A YAML node as deserialized, before spans are turned into byte ranges.
+enum Node {
+    Null,
+    Bool(bool),
+    Integer(i64),
+    Float(f64),
+    String(String),
+    Seq(Vec<Spanned<Node>>),
+    Map(Vec<(Spanned<String>, Spanned<Node>)>),
+}
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(NodeVisitor)
+    }
+}
+
+struct NodeVisitor;
+
+impl<'de> Visitor<'de> for NodeVisitor {
+    type Value = Node;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a YAML value")
+    }
+    fn visit_unit<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_none<E>(self) -> Result<Node, E> {
+        Ok(Node::Null)
+    }
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Node, D::Error> {
+        Node::deserialize(d)
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Node, E> {
+        Ok(Node::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Node, E> {
+        Ok(Node::Integer(v))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Node, E> {
+        Ok(i64::try_from(v).map_or(Node::Float(v as f64), Node::Integer))
+    }
+    fn visit_i128<E>(self, v: i128) -> Result<Node, E> {
+        Ok(i64::try_from(v).map_or(Node::Float(v as f64), Node::Integer))
+    }
+    fn visit_u128<E>(self, v: u128) -> Result<Node, E> {
+        Ok(i64::try_from(v).map_or(Node::Float(v as f64), Node::Integer))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Node, E> {
+        Ok(Node::Float(v))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Node, E> {
+        Ok(Node::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Node, E> {
+        Ok(Node::String(v))
+    }
+    fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Node, E> {
+        Ok(Node::String(String::from_utf8_lossy(v).into_owned()))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Node, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Spanned<Node>>()? {
+            items.push(item);
+        }
+        Ok(Node::Seq(items))
+    }
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Node, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Spanned<String>>()? {
+            let value = map.next_value::<Spanned<Node>>()?;
+            entries.push((key, value));
+        }
+        Ok(Node::Map(entries))
+    }
+}
+
+/// Parses every document of a YAML text. `base` is added to all offsets (for YAML embedded in a
+/// larger file, such as an inline manifest string whose raw text starts at `base`).
+pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>, Diagnostic> {
+    match serde_saphyr::from_multiple::<Spanned<Node>>(text) {
+        Ok(docs) => Ok(docs
+            .into_iter()
+            .map(|d| convert(file, text, base, d))
+            .collect()),
+        Err(err) => {
+            let plain = err.without_snippet().to_string();
+            let message = match plain.rfind(" at line ") {
+                Some(i) => plain[..i].to_string(),
+                None => plain,
+            };
+            let offset = err
+                .location()
+                .filter(|l| l.line() > 0)
+                .map(|l| offset_of(text, l.line() as usize, l.column() as usize))
+                .unwrap_or(0);
+            let span = Span::new(file, base + offset..base + offset);
+            Err(Diagnostic::new(
+                DiagnosticKind::YamlSyntax,
+                format!("invalid YAML: {message}"),
+            )
+            .label(span, message)
+            .help("fix the YAML here; every document must be a valid YAML mapping"))
+        }
+    }
+}
+
+fn location_range(text: &str, location: &serde_saphyr::Location) -> std::ops::Range<usize> {
+    let span = location.span();
+    match (span.byte_offset(), span.byte_len()) {
+        (Some(start), Some(len)) if (start as usize) <= text.len() => {
+            let start = floor_char_boundary(text, start as usize);
+            let end = floor_char_boundary(text, (start + len as usize).min(text.len()));
+            start..end.max(start)
+        }
+        _ if location.line() > 0 => {
+            let start = offset_of(text, location.line() as usize, location.column() as usize);
+            start..start
+        }
+        _ => 0..0,
+    }
+}
+
+fn convert(file: FileId, text: &str, base: usize, node: Spanned<Node>) -> RawValue {
+    let range = location_range(text, &node.referenced);
+    let span = Span::new(file, base + range.start..base + range.end);
+    let kind = match node.value {
+        Node::Null => RawKind::Null,
+        Node::Bool(b) => RawKind::Bool(b),
+        Node::Integer(i) => RawKind::Integer(i),
+        Node::Float(f) => RawKind::Float(f),
+        Node::String(s) => RawKind::String(s),
+        Node::Seq(items) => RawKind::Array(
+            items
+                .into_iter()
+                .map(|i| convert(file, text, base, i))
+                .collect(),
+        ),
+        Node::Map(entries) => RawKind::Table(RawTable {
+            entries: entries
+                .into_iter()
+                .map(|(k, v)| {
+                    let kr = location_range(text, &k.referenced);
+                    RawEntry {
+                        key: k.value,
+                        key_span: Span::new(file, base + kr.start..base + kr.end),
+                        value: convert(file, text, base, v),
+                    }
+                })
+                .collect(),
+        }),
+    };
+    RawValue { span, kind }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::planfile::source::line_col;
+
+    #[test]
+    fn documents_keep_their_spans() {
+        let text = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: \"${var.ns}\"\n---\n---\nkind: B\n";
+        let docs = parse_yaml(FileId(3), text, 0).unwrap();
+        assert_eq!(docs.len(), 2);
+        let meta = docs[0].as_table().unwrap().get("metadata").unwrap();
+        let name = meta.value.as_table().unwrap().get("name").unwrap();
+        assert_eq!(name.value.as_str(), Some("${var.ns}"));
+        assert_eq!(&text[name.value.span.range.clone()], "\"${var.ns}\"");
+        assert_eq!(line_col(text, name.key_span.range.start), (4, 3));
+    }
+
+    #[test]
+    fn errors_have_their_own_line_and_column() {
+        let text = "a: 1\nb: [1, 2\nc: 3\n";
+        let err = parse_yaml(FileId(0), text, 0).unwrap_err();
+        let span = err.primary().unwrap();
+        assert_eq!(line_col(text, span.range.start), (3, 2));
+        assert!(!err.message.contains("at line"), "{}", err.message);
+    }
+}
