@@ -20,9 +20,11 @@
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;
 pub mod planfile;
+pub mod report;
 pub mod sandbox;
 pub mod state;
