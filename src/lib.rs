@@ -6,7 +6,9 @@
 //! plan.toml ─► planfile (TOML → Raw* syntax with spans)
 //!           ─► model    (validated nodes, vars, references; no I/O)
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
-//!           ─► render ─► diff ─► apply ─► state          (later stages)
+//!           ─► render   (desired objects per node: manifests, helm template, digests)
+//!           ─► diff     (refresh + server-side dry runs → change set; report/ shows it)
+//!           ─► apply ─► state                              (later stages)
 //! ```
 //!
 //! [`load::load`] runs the first three stages and is how every command gets a plan: it returns a
@@ -25,6 +27,7 @@ pub mod graph;
 pub mod load;
 pub mod model;
 pub mod planfile;
+pub mod render;
 pub mod report;
 pub mod sandbox;
 pub mod state;

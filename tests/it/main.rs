@@ -5,6 +5,8 @@ mod graph_cmd;
 mod model_dump;
 mod plan_errors;
 mod plan_fuzz;
+mod render;
+mod render_stability;
 mod sample_plan;
 mod sandbox;
 mod state;

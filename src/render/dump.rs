@@ -1,0 +1,87 @@
+//! A deterministic text dump of a render, for reading and for snapshots. Digests and cache
+//! keys are left out when they depend on generated material or on the machine (chart paths).
+
+use std::fmt::Write;
+
+use super::{NodeRender, NodeStatus, PlanRender, RenderedObject};
+
+/// What [`dump_render`] prints besides the objects.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct DumpOptions {
+    /// Print each object's digest (only stable for charts without generated material).
+    pub digests: bool,
+}
+
+/// One block per node in address order, one line per object (hooks after the objects), with
+/// its scope, hook marks and the unknown, sensitive and volatile paths.
+pub fn dump_render(render: &PlanRender, options: DumpOptions) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "plan {}", render.plan);
+    for node in render.nodes.values() {
+        dump_node(&mut out, node, options);
+    }
+    out
+}
+
+fn dump_node(out: &mut String, node: &NodeRender, options: DumpOptions) {
+    match &node.status {
+        NodeStatus::Rendered => {
+            let _ = write!(out, "{}: {} object(s)", node.address, node.objects.len());
+            if !node.hooks.is_empty() {
+                let _ = write!(out, ", {} hook(s)", node.hooks.len());
+            }
+            if let Some(h) = &node.helm {
+                let _ = write!(out, " [release {} in {}]", h.release, h.namespace);
+            }
+            out.push('\n');
+        }
+        NodeStatus::RenderedDuringApply {
+            unknown_references, ..
+        } => {
+            let _ = writeln!(
+                out,
+                "{}: rendered during apply (uses {})",
+                node.address,
+                unknown_references.join(", ")
+            );
+        }
+    }
+    for object in node.objects.iter().chain(&node.hooks) {
+        dump_object(out, object, options);
+    }
+}
+
+fn dump_object(out: &mut String, o: &RenderedObject, options: DumpOptions) {
+    let _ = write!(
+        out,
+        "  {} {} ({})",
+        o.object_ref.api_version,
+        o.object_ref,
+        o.scope.as_str()
+    );
+    if let Some(h) = &o.hook {
+        let phases: Vec<&str> = h.phases.iter().map(|p| p.as_str()).collect();
+        let policies: Vec<&str> = h.delete_policies.iter().map(|p| p.as_str()).collect();
+        let _ = write!(
+            out,
+            " hook {} weight {} delete {}",
+            phases.join(","),
+            h.weight,
+            policies.join(",")
+        );
+    }
+    if options.digests {
+        let _ = write!(out, " digest {}", &o.digest[..o.digest.len().min(16)]);
+    }
+    out.push('\n');
+    for (label, paths) in [
+        ("known after apply", &o.unknown_paths),
+        ("sensitive", &o.sensitive_paths),
+        ("generated", &o.volatile_paths),
+    ] {
+        if !paths.is_empty() {
+            let list: Vec<&str> = paths.iter().map(String::as_str).collect();
+            let _ = writeln!(out, "    {label}: {}", list.join(" "));
+        }
+    }
+}

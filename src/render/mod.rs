@@ -1,0 +1,804 @@
+//! Stage 4, render: the model → the desired Kubernetes objects of every node.
+//!
+//! 1. Each manifest and helm node is rendered in a [`RenderScope`] (vars, static attributes,
+//!    the read values known so far). Manifest objects are evaluated leaf by leaf: a leaf that
+//!    uses a value known only during apply becomes `(known after apply)` and its path is
+//!    recorded ([`RenderedObject::unknown_paths`]). A helm node whose version, namespace or
+//!    values use such a value is not run at all (charts refuse empty required values): it is
+//!    [`NodeStatus::RenderedDuringApply`], with the references that are unknown.
+//! 2. Helm nodes run the real `helm template` ([`helm`]), in parallel with a bound
+//!    ([`RenderOptions::parallelism`]); output order never depends on timing. The chart output
+//!    is looked up first in the previous render (same cache key) and in the [`RenderCache`];
+//!    on a miss the chart is rendered twice to find generated material ([`stability`]), whose
+//!    previous values are carried over.
+//! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
+//!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
+//!    ownership marks, sensitive paths, digest, hook marks, and its comparison with the
+//!    previous render ([`SincePrevious`]).
+//!
+//! Read and check nodes have no objects and are not part of the result. Only the helm runner
+//! does I/O (it runs helm, reads local charts and writes a temporary 0600 values file).
+
+pub mod cache;
+pub mod dump;
+pub mod error;
+pub mod helm;
+pub mod json;
+pub mod kinds;
+pub mod objects;
+pub mod scope;
+pub mod stability;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+use tokio::sync::{OnceCell, Semaphore};
+
+use crate::model::{
+    Address, Helm, Manifest, Node, NodeSpec, ObjectRef, Plan, Template, deep_merge,
+};
+
+pub use cache::{CacheError, ChartIdentity, KeyInputs, MemoryCache, RenderCache, cache_key};
+pub use dump::{DumpOptions, dump_render};
+pub use error::{RenderError, RenderErrors};
+pub use helm::{HELM_ENV, HelmOutput, HelmProcess, HelmRunError, HelmRunner};
+pub use kinds::{ApiResource, Discovery, KindScope, KindScopes, PlanKinds};
+pub use objects::{
+    Hook, HookDeletePolicy, HookPhase, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION,
+    PLAN_ANNOTATION,
+};
+pub use scope::{KNOWN_AFTER_APPLY, ReadValue, RenderScope};
+pub use stability::{CarryOver, ChartDocument, ChartOutput};
+
+use helm::{ChartProblem, ResolvedChart, TemplateArgs};
+use objects::{DefaultNamespace, FinishContext};
+use scope::{Marked, evaluate_marked, evaluate_template_marked};
+
+/// Settings of the render stage.
+#[derive(Debug, Clone, Default)]
+pub struct RenderOptions {
+    /// Repository alias → a local directory holding the alias's charts as `DIR/<chart>`
+    /// (`--repo-dir NAME=DIR`); relative directories are resolved against the plan's
+    /// directory. The chart's `Chart.yaml` version must match the version the plan pins.
+    pub repo_dirs: BTreeMap<String, PathBuf>,
+    /// The cluster's discovery: helm's `--kube-version` / `--api-versions` and kind scopes.
+    /// `None` renders offline (helm's defaults, built-in kinds and the plan's CRDs).
+    pub discovery: Option<Discovery>,
+    /// How many helm nodes render at once; 0 means the available parallelism.
+    pub parallelism: usize,
+}
+
+/// What a render run knows besides the plan.
+#[derive(Debug, Clone, Default)]
+pub struct RenderInputs {
+    /// Values of reads known so far; reads not listed are `(known after apply)`.
+    pub reads: BTreeMap<Address, ReadValue>,
+    /// What was applied last, per node (from state).
+    pub previous: BTreeMap<Address, PreviousRender>,
+    /// Render only these nodes (all manifest and helm nodes when `None`).
+    pub targets: Option<BTreeSet<Address>>,
+}
+
+/// What a later render needs from an applied one: kept in state per node.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct PreviousRender {
+    /// The render cache key of a helm node.
+    pub cache_key: Option<String>,
+    /// The chart output of a helm node, before finishing.
+    pub chart_output: Option<ChartOutput>,
+    /// The finished objects (hooks included).
+    pub objects: Vec<Json>,
+}
+
+/// Every rendered node, by address.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct PlanRender {
+    pub plan: String,
+    pub nodes: BTreeMap<Address, NodeRender>,
+    /// `helm version`, when helm ran.
+    pub helm_version: Option<String>,
+}
+
+impl PlanRender {
+    /// Every object (hooks included) of every rendered node, in address order.
+    pub fn objects(&self) -> impl Iterator<Item = (&Address, &RenderedObject)> {
+        self.nodes
+            .iter()
+            .flat_map(|(a, n)| n.objects.iter().chain(&n.hooks).map(move |o| (a, o)))
+    }
+}
+
+/// One node's render.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeRender {
+    pub address: Address,
+    pub status: NodeStatus,
+    /// Ordinary objects, in the order written (manifests) or printed by helm.
+    pub objects: Vec<RenderedObject>,
+    /// Helm hook objects, in helm's order, each with its [`Hook`] marks.
+    pub hooks: Vec<RenderedObject>,
+    /// Details of a helm render.
+    pub helm: Option<HelmRender>,
+}
+
+impl NodeRender {
+    /// What to keep in state once this render is applied.
+    pub fn to_previous(&self) -> PreviousRender {
+        PreviousRender {
+            cache_key: self.helm.as_ref().map(|h| h.cache_key.clone()),
+            chart_output: self.helm.as_ref().map(|h| h.output.clone()),
+            objects: self
+                .objects
+                .iter()
+                .chain(&self.hooks)
+                .map(|o| o.object.clone())
+                .collect(),
+        }
+    }
+}
+
+/// Whether the node's objects are known now.
+#[derive(Debug, Clone, PartialEq)]
+pub enum NodeStatus {
+    /// Rendered; single fields may still be `(known after apply)`.
+    Rendered,
+    /// A helm node that can only be rendered during apply.
+    RenderedDuringApply {
+        /// The references known only during apply (e.g. `read.trust_anchor.value`), sorted.
+        unknown_references: Vec<String>,
+        /// The merged values with `(known after apply)` at the unknown paths.
+        known_values: Json,
+        /// Paths of the unknown values inside `known_values`.
+        unknown_paths: BTreeSet<String>,
+    },
+}
+
+/// Where a helm node's chart output came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RenderSource {
+    /// `helm template` ran (twice, to find generated material).
+    Helm,
+    /// The render cache had the key.
+    Cache,
+    /// The previous (applied) render had the same key.
+    Previous,
+}
+
+/// A helm node's render details.
+#[derive(Debug, Clone, PartialEq)]
+pub struct HelmRender {
+    /// The chart as shown to users.
+    pub chart: String,
+    pub release: String,
+    pub namespace: String,
+    pub cache_key: String,
+    pub source: RenderSource,
+    /// Generated material handling; `None` when the output was reused.
+    pub carry_over: Option<CarryOver>,
+    /// The chart output as cached (before finishing).
+    pub output: ChartOutput,
+}
+
+/// How an object compares with the node's previous render.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SincePrevious {
+    /// No previous render has the object.
+    New,
+    Same,
+    Changed,
+    /// Differs from the previous render only at volatile paths: the chart regenerated material.
+    OnlyRegeneratedMaterial,
+}
+
+/// One desired object.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RenderedObject {
+    pub object_ref: ObjectRef,
+    pub scope: KindScope,
+    /// The object with ownership marks; sensitive paths must never be shown.
+    pub object: Json,
+    /// The manifest file or helm's `# Source:` template.
+    pub source: Option<String>,
+    pub hook: Option<Hook>,
+    /// blake3 of the canonical JSON of `object`.
+    pub digest: String,
+    /// Paths holding `(known after apply)`.
+    pub unknown_paths: BTreeSet<String>,
+    /// Paths whose values are sensitive (never printed).
+    pub sensitive_paths: BTreeSet<String>,
+    /// Paths the chart regenerates on every render.
+    pub volatile_paths: BTreeSet<String>,
+    pub since_previous: SincePrevious,
+}
+
+impl RenderedObject {
+    /// True when some field is known only during apply.
+    pub fn is_known_after_apply(&self) -> bool {
+        !self.unknown_paths.is_empty()
+    }
+}
+
+/// Renders plans; holds the helm runner, the render cache and the options.
+pub struct Renderer {
+    helm: Arc<dyn HelmRunner>,
+    cache: Arc<dyn RenderCache>,
+    options: RenderOptions,
+    helm_version: OnceCell<String>,
+}
+
+impl std::fmt::Debug for Renderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Renderer")
+            .field("options", &self.options)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A node's objects before finishing.
+struct RawDoc {
+    source: Option<String>,
+    object: Json,
+    unknown_paths: BTreeSet<String>,
+    sensitive_paths: BTreeSet<String>,
+    volatile_paths: BTreeSet<String>,
+}
+
+enum RawNode {
+    Objects {
+        docs: Vec<RawDoc>,
+        default_namespace: DefaultNamespace,
+        helm: Option<HelmRender>,
+    },
+    DuringApply {
+        unknown_references: Vec<String>,
+        known_values: Json,
+        unknown_paths: BTreeSet<String>,
+    },
+}
+
+impl Renderer {
+    pub fn new(
+        helm: Arc<dyn HelmRunner>,
+        cache: Arc<dyn RenderCache>,
+        options: RenderOptions,
+    ) -> Self {
+        Self {
+            helm,
+            cache,
+            options,
+            helm_version: OnceCell::new(),
+        }
+    }
+
+    /// Renders every manifest and helm node of `plan` (or the targets). All nodes are tried;
+    /// the errors of every failed node are returned together.
+    pub async fn render(
+        &self,
+        plan: &Plan,
+        inputs: &RenderInputs,
+    ) -> Result<PlanRender, RenderErrors> {
+        let scope = RenderScope::new(plan, &inputs.reads);
+        let selected: Vec<&Node> = plan
+            .nodes
+            .values()
+            .filter(|n| matches!(n.spec, NodeSpec::Manifest(_) | NodeSpec::Helm(_)))
+            .filter(|n| {
+                inputs
+                    .targets
+                    .as_ref()
+                    .is_none_or(|t| t.contains(&n.address))
+            })
+            .collect();
+        let permits = match self.options.parallelism {
+            0 => std::thread::available_parallelism()
+                .map(|n| n.get())
+                .unwrap_or(1),
+            n => n,
+        };
+        let semaphore = Semaphore::new(permits);
+        let jobs = selected.iter().map(|node| {
+            let scope = &scope;
+            let semaphore = &semaphore;
+            async move {
+                let result = match &node.spec {
+                    NodeSpec::Manifest(m) => render_manifest(node, m, scope),
+                    NodeSpec::Helm(h) => {
+                        let _permit = semaphore.acquire().await.ok();
+                        self.render_helm(plan, node, h, scope, inputs.previous.get(&node.address))
+                            .await
+                    }
+                    NodeSpec::Read(_) | NodeSpec::Check(_) => Ok(RawNode::Objects {
+                        docs: Vec::new(),
+                        default_namespace: DefaultNamespace::Known("default".into()),
+                        helm: None,
+                    }),
+                };
+                (node.address.clone(), result)
+            }
+        });
+        let results = futures::future::join_all(jobs).await;
+
+        let mut errors = Vec::new();
+        let mut raw: BTreeMap<Address, RawNode> = BTreeMap::new();
+        for (address, result) in results {
+            match result {
+                Ok(r) => {
+                    raw.insert(address, r);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+
+        let mut kinds = PlanKinds::new(
+            self.options
+                .discovery
+                .as_ref()
+                .map(|d| d as &dyn KindScopes),
+        );
+        for node in raw.values() {
+            if let RawNode::Objects { docs, .. } = node {
+                docs.iter().for_each(|d| kinds.learn(&d.object));
+            }
+        }
+        let sensitive_values = scope.sensitive_values();
+        let mut nodes = BTreeMap::new();
+        for (address, node) in raw {
+            match finish_node(
+                &plan.name,
+                &address,
+                node,
+                &kinds,
+                &sensitive_values,
+                inputs.previous.get(&address),
+            ) {
+                Ok(n) => {
+                    nodes.insert(address, n);
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            errors.sort_by(|a, b| a.node().cmp(b.node()));
+            return Err(RenderErrors { errors });
+        }
+        Ok(PlanRender {
+            plan: plan.name.clone(),
+            nodes,
+            helm_version: self.helm_version.get().cloned(),
+        })
+    }
+
+    async fn helm_version(&self, node: &Address) -> Result<String, RenderError> {
+        self.helm_version
+            .get_or_try_init(|| async {
+                let args = vec![
+                    "version".to_string(),
+                    "--template".to_string(),
+                    "{{.Version}}".to_string(),
+                ];
+                let out = self.run_helm(node, "helm", args).await?;
+                Ok(out.trim().to_string())
+            })
+            .await
+            .cloned()
+    }
+
+    async fn run_helm(
+        &self,
+        node: &Address,
+        chart: &str,
+        args: Vec<String>,
+    ) -> Result<String, RenderError> {
+        let command = args.first().cloned().unwrap_or_default();
+        let out = self.helm.run(args).await.map_err(|e| match e {
+            HelmRunError::NotFound { program } => RenderError::HelmNotFound {
+                node: node.clone(),
+                program,
+            },
+            HelmRunError::Io { program, source } => RenderError::HelmIo {
+                node: node.clone(),
+                program,
+                source,
+            },
+        })?;
+        if !out.success {
+            return Err(RenderError::HelmFailed {
+                node: node.clone(),
+                chart: chart.to_string(),
+                command,
+                stderr: out.stderr.trim_end().to_string(),
+            });
+        }
+        Ok(out.stdout)
+    }
+
+    async fn render_helm(
+        &self,
+        plan: &Plan,
+        node: &Node,
+        helm: &Helm,
+        scope: &RenderScope<'_>,
+        previous: Option<&PreviousRender>,
+    ) -> Result<RawNode, RenderError> {
+        let address = &node.address;
+        let eval_err = |source| RenderError::Eval {
+            node: address.clone(),
+            source: Box::new(source),
+        };
+        // Namespace, version and values, with unknowns marked.
+        let mut marks = Marked::default();
+        let text = |t: Option<&Template>, path: &str, marks: &mut Marked| {
+            t.map(|t| evaluate_template_marked(t, scope, path, marks))
+                .transpose()
+                .map(|v| v.map(|v| json_text(&v)))
+        };
+        let namespace = text(node.namespace.as_ref(), "/namespace", &mut marks)
+            .map_err(eval_err)?
+            .unwrap_or_else(|| "default".to_string());
+        let version = text(helm.version.as_ref(), "/version", &mut marks).map_err(eval_err)?;
+        let mut values = Json::Object(serde_json::Map::new());
+        let mut value_marks = Marked::default();
+        for layer in helm
+            .values_files
+            .iter()
+            .map(|f| &f.values)
+            .chain(std::iter::once(&helm.values))
+        {
+            let m = evaluate_marked(layer, scope).map_err(eval_err)?;
+            deep_merge(&mut values, m.value);
+            value_marks.unknown_paths.extend(m.unknown_paths);
+            value_marks.unknown_references.extend(m.unknown_references);
+        }
+        marks
+            .unknown_references
+            .extend(value_marks.unknown_references);
+        if !marks.unknown_references.is_empty() {
+            return Ok(RawNode::DuringApply {
+                unknown_references: marks.unknown_references.into_iter().collect(),
+                known_values: values,
+                unknown_paths: value_marks.unknown_paths,
+            });
+        }
+
+        let chart = resolve_chart_for(plan, address, helm, version.as_deref(), &self.options)?;
+        let helm_version = self.helm_version(address).await?;
+        let (api_versions, kube_version) = match &self.options.discovery {
+            Some(d) => (d.api_versions(), Some(d.server_version.clone())),
+            None => (Vec::new(), None),
+        };
+        let key = cache_key(&KeyInputs {
+            chart: &chart.identity,
+            values: &values,
+            helm_version: &helm_version,
+            api_versions: &api_versions,
+            kube_version: kube_version.as_deref(),
+            namespace: &namespace,
+            release: &helm.release,
+            include_crds: helm.include_crds,
+        });
+
+        let cache_err = |source| RenderError::Cache {
+            node: address.clone(),
+            source,
+        };
+        let reused_previous = previous
+            .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
+            .and_then(|p| p.chart_output.clone());
+        let (output, source, carry) = if let Some(output) = reused_previous {
+            (output, RenderSource::Previous, None)
+        } else if let Some(output) = self
+            .cache
+            .get(&key)
+            .map_err(cache_err)?
+            .as_ref()
+            .and_then(ChartOutput::from_json)
+        {
+            (output, RenderSource::Cache, None)
+        } else {
+            let values_file =
+                ValuesFile::write(&values).map_err(|source| RenderError::ValuesFile {
+                    node: address.clone(),
+                    source,
+                })?;
+            let args = helm::template_args(
+                &chart,
+                &TemplateArgs {
+                    release: &helm.release,
+                    namespace: &namespace,
+                    values_file: &values_file.path,
+                    include_crds: helm.include_crds,
+                    api_versions: &api_versions,
+                    kube_version: kube_version.as_deref(),
+                },
+            );
+            let first = self.template(address, &chart, args.clone()).await?;
+            let second = self.template(address, &chart, args).await?;
+            drop(values_file);
+            let volatile = stability::volatile_paths(&first, &second);
+            let mut output = ChartOutput {
+                documents: first
+                    .into_iter()
+                    .zip(volatile)
+                    .map(|((source, object), volatile_paths)| ChartDocument {
+                        source,
+                        object,
+                        volatile_paths,
+                    })
+                    .collect(),
+                carried_over: false,
+            };
+            let carry =
+                stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
+            self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
+            (output, RenderSource::Helm, Some(carry))
+        };
+
+        let mut docs = Vec::new();
+        if helm.create_namespace {
+            docs.push(RawDoc {
+                source: None,
+                object: serde_json::json!({
+                    "apiVersion": "v1",
+                    "kind": "Namespace",
+                    "metadata": {"name": namespace},
+                }),
+                unknown_paths: BTreeSet::new(),
+                sensitive_paths: BTreeSet::new(),
+                volatile_paths: BTreeSet::new(),
+            });
+        }
+        docs.extend(output.documents.iter().map(|d| RawDoc {
+            source: d.source.clone(),
+            object: d.object.clone(),
+            unknown_paths: BTreeSet::new(),
+            sensitive_paths: BTreeSet::new(),
+            volatile_paths: d.volatile_paths.clone(),
+        }));
+        Ok(RawNode::Objects {
+            docs,
+            default_namespace: DefaultNamespace::Known(namespace.clone()),
+            helm: Some(HelmRender {
+                chart: chart.display.clone(),
+                release: helm.release.clone(),
+                namespace,
+                cache_key: key,
+                source,
+                carry_over: carry,
+                output,
+            }),
+        })
+    }
+
+    async fn template(
+        &self,
+        node: &Address,
+        chart: &ResolvedChart,
+        args: Vec<String>,
+    ) -> Result<Vec<(Option<String>, Json)>, RenderError> {
+        let stdout = self.run_helm(node, &chart.display, args).await?;
+        helm::parse_documents(&stdout).map_err(|e| RenderError::BadOutput {
+            node: node.clone(),
+            source_file: e.source,
+            message: e.message,
+        })
+    }
+}
+
+fn json_text(v: &Json) -> String {
+    match v {
+        Json::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+fn resolve_chart_for(
+    plan: &Plan,
+    address: &Address,
+    helm: &Helm,
+    version: Option<&str>,
+    options: &RenderOptions,
+) -> Result<ResolvedChart, RenderError> {
+    helm::resolve_chart(&helm.chart, version, &plan.base_dir, &options.repo_dirs).map_err(|p| {
+        let chart = match &helm.chart {
+            crate::model::Chart::Repo { repo, name, .. } => format!("{repo}/{name}"),
+            crate::model::Chart::Oci(url) => url.clone(),
+            crate::model::Chart::Local(path) => path.display().to_string(),
+        };
+        match p {
+            ChartProblem::NotFound { path } => RenderError::ChartNotFound {
+                node: address.clone(),
+                chart,
+                path,
+            },
+            ChartProblem::VersionMismatch {
+                path,
+                wanted,
+                found,
+            } => RenderError::ChartVersionMismatch {
+                node: address.clone(),
+                path,
+                wanted,
+                found,
+            },
+            ChartProblem::Unreadable { path, message } => RenderError::ChartUnreadable {
+                node: address.clone(),
+                path,
+                message,
+            },
+        }
+    })
+}
+
+/// Renders a manifest node's objects (pure).
+fn render_manifest(
+    node: &Node,
+    manifest: &Manifest,
+    scope: &RenderScope<'_>,
+) -> Result<RawNode, RenderError> {
+    let eval_err = |source| RenderError::Eval {
+        node: node.address.clone(),
+        source: Box::new(source),
+    };
+    let default_namespace = match &node.namespace {
+        None => DefaultNamespace::Known("default".into()),
+        Some(t) => {
+            let mut marks = Marked::default();
+            let v = evaluate_template_marked(t, scope, "", &mut marks).map_err(eval_err)?;
+            if marks.unknown_paths.is_empty() {
+                DefaultNamespace::Known(json_text(&v))
+            } else {
+                DefaultNamespace::Unknown
+            }
+        }
+    };
+    let source = match &manifest.source {
+        crate::model::ManifestSource::File { written, .. } => Some(written.clone()),
+        _ => None,
+    };
+    let mut docs = Vec::new();
+    for object in &manifest.objects {
+        let marked = evaluate_marked(&object.value, scope).map_err(eval_err)?;
+        docs.push(RawDoc {
+            source: source.clone(),
+            object: marked.value,
+            unknown_paths: marked.unknown_paths,
+            sensitive_paths: marked.sensitive_paths,
+            volatile_paths: BTreeSet::new(),
+        });
+    }
+    Ok(RawNode::Objects {
+        docs,
+        default_namespace,
+        helm: None,
+    })
+}
+
+fn finish_node(
+    plan_name: &str,
+    address: &Address,
+    node: RawNode,
+    kinds: &PlanKinds<'_>,
+    sensitive_values: &[String],
+    previous: Option<&PreviousRender>,
+) -> Result<NodeRender, RenderError> {
+    let (docs, default_namespace, helm) = match node {
+        RawNode::DuringApply {
+            unknown_references,
+            known_values,
+            unknown_paths,
+        } => {
+            return Ok(NodeRender {
+                address: address.clone(),
+                status: NodeStatus::RenderedDuringApply {
+                    unknown_references,
+                    known_values,
+                    unknown_paths,
+                },
+                objects: Vec::new(),
+                hooks: Vec::new(),
+                helm: None,
+            });
+        }
+        RawNode::Objects {
+            docs,
+            default_namespace,
+            helm,
+        } => (docs, default_namespace, helm),
+    };
+    let node_text = address.to_string();
+    let ctx = FinishContext {
+        plan_name,
+        node: &node_text,
+        default_namespace,
+        kinds,
+        sensitive_values,
+    };
+    let previous_objects: BTreeMap<ObjectRef, &Json> = previous
+        .map(|p| {
+            p.objects
+                .iter()
+                .map(|o| (objects::identity(o), o))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut out = NodeRender {
+        address: address.clone(),
+        status: NodeStatus::Rendered,
+        objects: Vec::new(),
+        hooks: Vec::new(),
+        helm,
+    };
+    for doc in docs {
+        let hook = objects::hook_of(&doc.object).map_err(|bad| RenderError::BadHook {
+            node: address.clone(),
+            object: objects::identity(&doc.object).to_string(),
+            annotation: bad.annotation,
+            value: bad.value,
+        })?;
+        let finished = objects::finish(doc.object, doc.unknown_paths, doc.sensitive_paths, &ctx);
+        let since_previous = match previous_objects.get(&objects::identity(&finished.object)) {
+            None => SincePrevious::New,
+            Some(before) if **before == finished.object => SincePrevious::Same,
+            Some(before)
+                if !doc.volatile_paths.is_empty()
+                    && json::equal_outside(before, &finished.object, &doc.volatile_paths) =>
+            {
+                SincePrevious::OnlyRegeneratedMaterial
+            }
+            Some(_) => SincePrevious::Changed,
+        };
+        let rendered = RenderedObject {
+            object_ref: finished.object_ref,
+            scope: finished.scope,
+            object: finished.object,
+            source: doc.source,
+            hook: hook.clone(),
+            digest: finished.digest,
+            unknown_paths: finished.unknown_paths,
+            sensitive_paths: finished.sensitive_paths,
+            volatile_paths: doc.volatile_paths,
+            since_previous,
+        };
+        if hook.is_some() {
+            out.hooks.push(rendered);
+        } else {
+            out.objects.push(rendered);
+        }
+    }
+    Ok(out)
+}
+
+/// A temporary values file (mode 0600), removed when dropped.
+struct ValuesFile {
+    path: PathBuf,
+}
+
+impl ValuesFile {
+    fn write(values: &Json) -> std::io::Result<Self> {
+        use std::io::Write;
+        let path =
+            std::env::temp_dir().join(format!("meshplan-values-{}.json", uuid::Uuid::new_v4()));
+        let mut options = std::fs::OpenOptions::new();
+        options.write(true).create_new(true);
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::OpenOptionsExt;
+            options.mode(0o600);
+        }
+        let mut file = options.open(&path)?;
+        let file_guard = Self { path };
+        file.write_all(values.to_string().as_bytes())?;
+        Ok(file_guard)
+    }
+}
+
+impl Drop for ValuesFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}

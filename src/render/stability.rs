@@ -1,0 +1,209 @@
+//! Render stability: charts that generate material (certificates, random tokens, checksums of
+//! generated files) on every `helm template`.
+//!
+//! 1. Unchanged inputs (same cache key): the previous chart output is reused as is (from what
+//!    was applied last, or from the render cache), so a re-plan after an apply is empty.
+//! 2. Changed inputs: the chart is rendered twice with the same inputs; the paths whose values
+//!    differ between the two renders are the node's *volatile* paths ([`volatile_paths`]).
+//! 3. When the previous output has every object and every volatile path of the new one, the
+//!    previous values are carried over for all volatile paths of the node together
+//!    ([`carry_over`]): a certificate, its key and the `caBundle`s and checksums derived from
+//!    it always come from the same render. Otherwise nothing is carried over and the node's
+//!    objects that differ only at volatile paths are reported as regenerated material.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value as Json;
+
+use crate::model::ObjectRef;
+
+use super::json::diff_paths;
+use super::objects::identity;
+
+/// One document of a chart's output (after stability handling): what the render cache holds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ChartDocument {
+    /// The `# Source:` comment helm writes before the document.
+    pub source: Option<String>,
+    pub object: Json,
+    /// Paths whose values change from one render to the next with the same inputs.
+    pub volatile_paths: BTreeSet<String>,
+}
+
+/// A chart's output, in helm's order.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct ChartOutput {
+    pub documents: Vec<ChartDocument>,
+    /// True when the volatile values were carried over from the previous output.
+    pub carried_over: bool,
+}
+
+impl ChartOutput {
+    pub fn to_json(&self) -> Json {
+        serde_json::to_value(self).unwrap_or(Json::Null)
+    }
+
+    pub fn from_json(value: &Json) -> Option<Self> {
+        serde_json::from_value(value.clone()).ok()
+    }
+
+    fn by_identity(&self) -> BTreeMap<ObjectRef, &ChartDocument> {
+        self.documents
+            .iter()
+            .map(|d| (identity(&d.object), d))
+            .collect()
+    }
+}
+
+/// Pairs the documents of two renders with the same inputs (by identity) and returns, for
+/// each document of `first`, the paths that differ in `second`. A document missing from
+/// `second` is volatile as a whole (path `""`).
+pub fn volatile_paths(
+    first: &[(Option<String>, Json)],
+    second: &[(Option<String>, Json)],
+) -> Vec<BTreeSet<String>> {
+    let others: BTreeMap<ObjectRef, &Json> = second.iter().map(|(_, o)| (identity(o), o)).collect();
+    first
+        .iter()
+        .map(|(_, object)| match others.get(&identity(object)) {
+            Some(other) => diff_paths(object, other),
+            None => BTreeSet::from([String::new()]),
+        })
+        .collect()
+}
+
+/// Why volatile values could not be carried over.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CarryOver {
+    /// The node has no volatile paths.
+    NothingVolatile,
+    /// Every volatile value now comes from the previous output.
+    CarriedOver,
+    /// Nothing was carried over; the reason names the first object or path that was missing.
+    Regenerated { reason: String },
+}
+
+/// Carries the previous values of all volatile paths over into `output`, all or nothing.
+pub fn carry_over(output: &mut ChartOutput, previous: Option<&ChartOutput>) -> CarryOver {
+    if output.documents.iter().all(|d| d.volatile_paths.is_empty()) {
+        return CarryOver::NothingVolatile;
+    }
+    let Some(previous) = previous else {
+        return CarryOver::Regenerated {
+            reason: "no previous render to take generated material from".into(),
+        };
+    };
+    let previous = previous.by_identity();
+    let mut updates: Vec<(usize, String, Json)> = Vec::new();
+    for (i, doc) in output.documents.iter().enumerate() {
+        if doc.volatile_paths.is_empty() {
+            continue;
+        }
+        let id = identity(&doc.object);
+        let Some(before) = previous.get(&id) else {
+            return CarryOver::Regenerated {
+                reason: format!("{id} is new"),
+            };
+        };
+        for path in &doc.volatile_paths {
+            match before.object.pointer(path) {
+                Some(value) if doc.object.pointer(path).is_some() => {
+                    updates.push((i, path.clone(), value.clone()))
+                }
+                _ => {
+                    return CarryOver::Regenerated {
+                        reason: format!("{id} has no `{path}` in both renders"),
+                    };
+                }
+            }
+        }
+    }
+    for (i, path, value) in updates {
+        if let Some(slot) = output.documents[i].object.pointer_mut(&path) {
+            *slot = value;
+        }
+    }
+    output.carried_over = true;
+    CarryOver::CarriedOver
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn doc(name: &str, crt: &str, bundle: &str) -> Vec<(Option<String>, Json)> {
+        vec![
+            (
+                None,
+                json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": name},
+                       "data": {"tls.crt": crt}, "type": "kubernetes.io/tls"}),
+            ),
+            (
+                None,
+                json!({"apiVersion": "admissionregistration.k8s.io/v1",
+                       "kind": "MutatingWebhookConfiguration", "metadata": {"name": "w"},
+                       "webhooks": [{"clientConfig": {"caBundle": bundle}}]}),
+            ),
+        ]
+    }
+
+    fn output(docs: Vec<(Option<String>, Json)>, volatile: &[BTreeSet<String>]) -> ChartOutput {
+        ChartOutput {
+            documents: docs
+                .into_iter()
+                .zip(volatile)
+                .map(|((source, object), v)| ChartDocument {
+                    source,
+                    object,
+                    volatile_paths: v.clone(),
+                })
+                .collect(),
+            carried_over: false,
+        }
+    }
+
+    #[test]
+    fn volatile_paths_come_from_two_renders() {
+        let v = volatile_paths(&doc("s", "A", "X"), &doc("s", "B", "Y"));
+        assert_eq!(v[0].iter().collect::<Vec<_>>(), ["/data/tls.crt"]);
+        assert_eq!(
+            v[1].iter().collect::<Vec<_>>(),
+            ["/webhooks/0/clientConfig/caBundle"]
+        );
+    }
+
+    #[test]
+    fn carries_over_all_volatile_paths_together() {
+        let v = volatile_paths(&doc("s", "A", "X"), &doc("s", "B", "Y"));
+        let previous = output(doc("s", "OLD", "OLDCA"), &v);
+        let mut new = output(doc("s", "A", "X"), &v);
+        assert_eq!(
+            carry_over(&mut new, Some(&previous)),
+            CarryOver::CarriedOver
+        );
+        assert_eq!(new.documents[0].object["data"]["tls.crt"], "OLD");
+        assert_eq!(
+            new.documents[1].object["webhooks"][0]["clientConfig"]["caBundle"],
+            "OLDCA"
+        );
+        assert!(new.carried_over);
+    }
+
+    #[test]
+    fn nothing_is_carried_when_one_object_is_new() {
+        let v = volatile_paths(&doc("s", "A", "X"), &doc("s", "B", "Y"));
+        let mut previous = output(doc("s", "OLD", "OLDCA"), &v);
+        previous.documents.remove(1);
+        let mut new = output(doc("s", "A", "X"), &v);
+        let r = carry_over(&mut new, Some(&previous));
+        assert!(
+            matches!(&r, CarryOver::Regenerated { reason } if reason.contains("MutatingWebhookConfiguration/w is new")),
+            "{r:?}"
+        );
+        // Not even the certificate is carried over: it would not match the new caBundle.
+        assert_eq!(new.documents[0].object["data"]["tls.crt"], "A");
+        assert!(!new.carried_over);
+    }
+}

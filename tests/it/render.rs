@@ -1,0 +1,435 @@
+//! The render stage on the sample plan with the stand-in charts: unknowns, namespaces,
+//! ownership marks, hooks, helm errors and the render cache.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use futures::future::BoxFuture;
+use meshplan::load::{LoadRequest, LoadedPlan, load};
+use meshplan::model::Address;
+use meshplan::render::{
+    DumpOptions, HelmOutput, HelmProcess, HelmRunError, HelmRunner, HookDeletePolicy, HookPhase,
+    KindScope, MANAGED_BY_LABEL, MemoryCache, NODE_ANNOTATION, NodeStatus, PLAN_ANNOTATION,
+    PlanRender, ReadValue, RenderError, RenderInputs, RenderOptions, RenderSource, Renderer,
+    dump_render,
+};
+
+use crate::support::root;
+
+/// Runs real helm and counts `helm template` calls.
+pub struct Counting {
+    inner: HelmProcess,
+    pub templates: AtomicUsize,
+}
+
+impl Counting {
+    pub fn new(inner: HelmProcess) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            templates: AtomicUsize::new(0),
+        })
+    }
+
+    pub fn count(&self) -> usize {
+        self.templates.load(Ordering::SeqCst)
+    }
+}
+
+impl HelmRunner for Counting {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        if args.first().map(String::as_str) == Some("template") {
+            self.templates.fetch_add(1, Ordering::SeqCst);
+        }
+        self.inner.run(args)
+    }
+}
+
+pub fn load_plan(path: &std::path::Path, vars: &[&str]) -> LoadedPlan {
+    load(&LoadRequest {
+        plan: path.to_path_buf(),
+        vars: vars.iter().map(|s| s.to_string()).collect(),
+        var_files: Vec::new(),
+    })
+    .unwrap()
+}
+
+pub fn sample() -> LoadedPlan {
+    load_plan(&root().join("plans/linkerd.toml"), &[])
+}
+
+pub fn offline_options() -> RenderOptions {
+    let charts = root().join("plans/charts");
+    RenderOptions {
+        repo_dirs: BTreeMap::from([
+            ("jetstack".to_string(), charts.clone()),
+            ("linkerd".to_string(), charts),
+        ]),
+        ..Default::default()
+    }
+}
+
+pub fn renderer(helm: Arc<dyn HelmRunner>, cache: Arc<MemoryCache>) -> Renderer {
+    Renderer::new(helm, cache, offline_options())
+}
+
+pub fn helm() -> HelmProcess {
+    HelmProcess::new("helm")
+}
+
+pub const TRUST_ANCHOR: &str =
+    "-----BEGIN CERTIFICATE-----\nMIIBfakeTrustAnchorForTests\n-----END CERTIFICATE-----\n";
+
+pub fn trust_anchor(pem: &str) -> BTreeMap<Address, ReadValue> {
+    BTreeMap::from([(
+        Address::parse("read.trust_anchor").unwrap(),
+        ReadValue {
+            value: pem.into(),
+            sensitive: true,
+        },
+    )])
+}
+
+fn addr(s: &str) -> Address {
+    Address::parse(s).unwrap()
+}
+
+async fn render_sample(reads: BTreeMap<Address, ReadValue>) -> PlanRender {
+    let plan = sample();
+    renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(
+            &plan.plan,
+            &RenderInputs {
+                reads,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn trust_anchor_unknown_defers_only_the_control_plane() {
+    let render = render_sample(BTreeMap::new()).await;
+    let cp = &render.nodes[&addr("helm.linkerd_control_plane")];
+    match &cp.status {
+        NodeStatus::RenderedDuringApply {
+            unknown_references,
+            known_values,
+            unknown_paths,
+        } => {
+            assert_eq!(unknown_references, &["read.trust_anchor.value"]);
+            assert_eq!(
+                known_values["identityTrustAnchorsPEM"],
+                "(known after apply)"
+            );
+            assert_eq!(
+                known_values["identity"]["issuer"]["scheme"],
+                "kubernetes.io/tls"
+            );
+            assert!(unknown_paths.contains("/identityTrustAnchorsPEM"));
+        }
+        other => panic!("control plane should render during apply, got {other:?}"),
+    }
+    assert!(cp.objects.is_empty());
+    // viz does not use the read: it renders now.
+    let viz = &render.nodes[&addr("helm.linkerd_viz")];
+    assert_eq!(viz.status, NodeStatus::Rendered);
+    assert!(viz.objects.len() > 10, "{}", viz.objects.len());
+    for a in ["helm.cert_manager", "helm.linkerd_crds", "manifest.root_ca"] {
+        assert_eq!(render.nodes[&addr(a)].status, NodeStatus::Rendered, "{a}");
+    }
+    // Read and check nodes have no objects.
+    assert!(!render.nodes.contains_key(&addr("read.trust_anchor")));
+    assert!(!render.nodes.contains_key(&addr("check.ca_issuer_ready")));
+}
+
+#[tokio::test]
+async fn trust_anchor_known_renders_everything_marked_and_namespaced() {
+    let render = render_sample(trust_anchor(TRUST_ANCHOR)).await;
+    assert!(
+        render
+            .helm_version
+            .as_deref()
+            .unwrap_or("")
+            .starts_with('v')
+    );
+    for (address, node) in &render.nodes {
+        assert_eq!(node.status, NodeStatus::Rendered, "{address}");
+    }
+    let mut count = 0;
+    for (address, o) in render.objects() {
+        count += 1;
+        let meta = &o.object["metadata"];
+        assert_eq!(
+            meta["labels"][MANAGED_BY_LABEL], "meshplan",
+            "{}",
+            o.object_ref
+        );
+        assert_eq!(meta["annotations"][PLAN_ANNOTATION], "linkerd");
+        assert_eq!(meta["annotations"][NODE_ANNOTATION], address.to_string());
+        match o.scope {
+            KindScope::Namespaced => assert!(meta["namespace"].is_string(), "{}", o.object_ref),
+            KindScope::Cluster => assert!(meta.get("namespace").is_none(), "{}", o.object_ref),
+            KindScope::Unknown => {}
+        }
+        assert_eq!(o.digest.len(), 64);
+    }
+    assert!(count > 60, "{count}");
+    // Namespaces: release namespace for helm objects, the manifest's own otherwise.
+    let cp = &render.nodes[&addr("helm.linkerd_control_plane")];
+    let injector = cp
+        .objects
+        .iter()
+        .find(|o| {
+            o.object_ref.kind == "Deployment" && o.object_ref.name == "linkerd-proxy-injector"
+        })
+        .unwrap();
+    assert_eq!(injector.object_ref.namespace.as_deref(), Some("linkerd"));
+    let trust_roots = cp
+        .objects
+        .iter()
+        .find(|o| {
+            o.object_ref.kind == "ConfigMap" && o.object_ref.name == "linkerd-identity-trust-roots"
+        })
+        .unwrap();
+    // The trust anchor came from a sensitive read: the paths holding it are sensitive.
+    assert!(
+        !trust_roots.sensitive_paths.is_empty(),
+        "{:?}",
+        trust_roots.object
+    );
+    // cert-manager's namespace is created by the node (create_namespace = true).
+    let cm = &render.nodes[&addr("helm.cert_manager")];
+    assert_eq!(
+        cm.objects[0].object_ref.to_string(),
+        "Namespace/cert-manager"
+    );
+    assert!(
+        cm.objects
+            .iter()
+            .any(|o| o.object_ref.kind == "CustomResourceDefinition"
+                && o.scope == KindScope::Cluster)
+    );
+    // Kinds learned from the plan's CRDs: the ClusterIssuer manifest is cluster-scoped offline.
+    let ca = &render.nodes[&addr("manifest.ca_issuer")];
+    assert_eq!(ca.objects[0].scope, KindScope::Cluster);
+    // PodMonitors: no CRD in the plan and no discovery, so their scope is unknown.
+    let pm = &render.nodes[&addr("manifest.linkerd_podmonitors")];
+    assert!(pm.objects.iter().all(|o| o.scope == KindScope::Unknown));
+    assert!(
+        pm.objects
+            .iter()
+            .all(|o| o.object_ref.namespace.as_deref() == Some("monitoring"))
+    );
+}
+
+#[tokio::test]
+async fn hooks_are_kept_apart_with_phase_weight_and_policy() {
+    let render = render_sample(trust_anchor(TRUST_ANCHOR)).await;
+    let cm = &render.nodes[&addr("helm.cert_manager")];
+    let job = cm
+        .hooks
+        .iter()
+        .find(|o| o.object_ref.kind == "Job" && o.object_ref.name == "cert-manager-startupapicheck")
+        .unwrap();
+    let hook = job.hook.as_ref().unwrap();
+    assert_eq!(hook.phases, [HookPhase::PostInstall]);
+    assert_eq!(hook.weight, 1);
+    assert_eq!(
+        hook.delete_policies,
+        [
+            HookDeletePolicy::BeforeHookCreation,
+            HookDeletePolicy::HookSucceeded
+        ]
+    );
+    assert!(cm.objects.iter().all(|o| o.hook.is_none()));
+    assert!(cm.hooks.len() >= 4);
+    assert_eq!(
+        job.object["metadata"]["labels"][MANAGED_BY_LABEL],
+        "meshplan"
+    );
+    let viz = &render.nodes[&addr("helm.linkerd_viz")];
+    let ns_meta = viz
+        .hooks
+        .iter()
+        .find(|o| o.object_ref.kind == "Job" && o.object_ref.name == "namespace-metadata")
+        .unwrap();
+    let hook = ns_meta.hook.as_ref().unwrap();
+    assert_eq!(hook.phases, [HookPhase::PostInstall]);
+    assert_eq!(hook.weight, 1);
+    assert_eq!(ns_meta.object_ref.namespace.as_deref(), Some("linkerd-viz"));
+}
+
+#[tokio::test]
+async fn dump_of_the_sample_plan() {
+    let render = render_sample(BTreeMap::new()).await;
+    insta::assert_snapshot!(dump_render(&render, DumpOptions::default()));
+}
+
+#[tokio::test]
+async fn helm_missing_is_a_clear_error() {
+    let plan = sample();
+    let r = renderer(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+    )
+    .render(&plan.plan, &RenderInputs::default())
+    .await
+    .unwrap_err();
+    // Every helm node that runs helm reports it; manifests still render.
+    assert!(!r.errors.is_empty());
+    for e in &r.errors {
+        assert!(
+            matches!(e, RenderError::HelmNotFound { program, .. } if program == "/nonexistent/helm"),
+            "{e:?}"
+        );
+        let shown = format!(
+            "{:?}",
+            miette::Report::new(RenderError::HelmNotFound {
+                node: e.node().clone(),
+                program: "/nonexistent/helm".into()
+            })
+        );
+        assert!(shown.contains("bash scripts/install-helm.sh"), "{shown}");
+    }
+    let nodes: Vec<String> = r.errors.iter().map(|e| e.node().to_string()).collect();
+    assert_eq!(
+        nodes,
+        ["helm.cert_manager", "helm.linkerd_crds", "helm.linkerd_viz"]
+    );
+}
+
+#[tokio::test]
+async fn missing_chart_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        "[plan]\nname = \"m\"\n[repos]\nlinkerd = \"https://helm.linkerd.io/stable\"\n\
+         [helm.nope]\nchart = \"linkerd/linkerd-nope\"\nnamespace = \"x\"\n",
+    )
+    .unwrap();
+    let plan = load_plan(&plan_path, &[]);
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap_err();
+    match &r.errors[..] {
+        [RenderError::ChartNotFound { node, chart, path }] => {
+            assert_eq!(node.to_string(), "helm.nope");
+            assert_eq!(chart, "linkerd/linkerd-nope");
+            assert!(path.ends_with("plans/charts/linkerd-nope"));
+        }
+        other => panic!("{other:?}"),
+    }
+    let text = r.errors[0].to_string();
+    assert!(
+        text.contains("helm.nope") && text.contains("linkerd/linkerd-nope"),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn helm_failure_shows_its_stderr() {
+    let plan = sample();
+    let mut inputs = RenderInputs {
+        reads: trust_anchor(""),
+        ..Default::default()
+    };
+    inputs.targets = Some([addr("helm.linkerd_control_plane")].into());
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap_err();
+    match &r.errors[..] {
+        [
+            RenderError::HelmFailed {
+                node,
+                chart,
+                stderr,
+                ..
+            },
+        ] => {
+            assert_eq!(node.to_string(), "helm.linkerd_control_plane");
+            assert!(chart.contains("linkerd/linkerd-control-plane"), "{chart}");
+            assert!(
+                stderr.contains("Please provide the identity trust anchors"),
+                "{stderr}"
+            );
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        r.errors[0]
+            .to_string()
+            .contains("Please provide the identity trust anchors")
+    );
+}
+
+#[tokio::test]
+async fn cache_hit_avoids_running_helm() {
+    let plan = sample();
+    let cache = Arc::new(MemoryCache::new());
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    let first = Counting::new(helm());
+    let r1 = renderer(first.clone(), cache.clone())
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    // Four helm nodes, each rendered twice to find generated material.
+    assert_eq!(first.count(), 8);
+    assert_eq!(cache.len(), 4);
+    let second = Counting::new(helm());
+    let r2 = renderer(second.clone(), cache.clone())
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    assert_eq!(second.count(), 0);
+    for (address, node) in &r2.nodes {
+        if let Some(h) = &node.helm {
+            assert_eq!(h.source, RenderSource::Cache, "{address}");
+        }
+    }
+    // The cached render is the same render, generated material included.
+    assert_eq!(
+        r1.objects()
+            .map(|(_, o)| o.object.clone())
+            .collect::<Vec<_>>(),
+        r2.objects()
+            .map(|(_, o)| o.object.clone())
+            .collect::<Vec<_>>()
+    );
+}
+
+#[tokio::test]
+async fn output_order_does_not_depend_on_parallelism() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    let cache = Arc::new(MemoryCache::new());
+    let mut serial = offline_options();
+    serial.parallelism = 1;
+    let a = Renderer::new(Arc::new(helm()), cache.clone(), serial)
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    let mut wide = offline_options();
+    wide.parallelism = 8;
+    // A fresh cache: everything is rendered again, in parallel.
+    let b = Renderer::new(Arc::new(helm()), Arc::new(MemoryCache::new()), wide)
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    let ids = |r: &PlanRender| {
+        r.objects()
+            .map(|(a, o)| format!("{a} {}", o.object_ref))
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&a), ids(&b));
+}

@@ -1,0 +1,303 @@
+//! Render stability: charts that generate material on every render (a test chart of our own
+//! and the stand-in Linkerd control plane).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
+
+use meshplan::load::LoadedPlan;
+use meshplan::model::Address;
+use meshplan::render::{
+    CarryOver, MemoryCache, NodeRender, PreviousRender, RenderInputs, RenderSource, SincePrevious,
+};
+
+use crate::render::{Counting, TRUST_ANCHOR, helm, load_plan, renderer, sample, trust_anchor};
+use crate::support::root;
+
+fn material_plan(dir: &std::path::Path, greeting: &str) -> LoadedPlan {
+    let chart = root().join("tests/fixtures/charts/random-material");
+    let path = dir.join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[plan]\nname = \"material\"\n[vars]\ngreeting = \"hello\"\n\
+             [helm.material]\nchart = \"{}\"\nnamespace = \"demo\"\n\
+             [helm.material.values]\ngreeting = \"${{var.greeting}}\"\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    load_plan(&path, &[&format!("greeting={greeting}")])
+}
+
+fn material() -> Address {
+    Address::parse("helm.material").unwrap()
+}
+
+async fn render_material(
+    plan: &LoadedPlan,
+    previous: Option<PreviousRender>,
+    cache: Arc<MemoryCache>,
+) -> (NodeRender, usize) {
+    let counting = Counting::new(helm());
+    let mut inputs = RenderInputs::default();
+    if let Some(p) = previous {
+        inputs.previous.insert(material(), p);
+    }
+    let r = renderer(counting.clone(), cache)
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    (r.nodes[&material()].clone(), counting.count())
+}
+
+fn by_name(node: &NodeRender) -> BTreeMap<String, (SincePrevious, BTreeSet<String>)> {
+    node.objects
+        .iter()
+        .chain(&node.hooks)
+        .map(|o| {
+            (
+                format!("{}/{}", o.object_ref.kind, o.object_ref.name),
+                (o.since_previous, o.volatile_paths.clone()),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test]
+async fn volatile_paths_are_found_by_rendering_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    assert_eq!(runs, 2);
+    let objects = by_name(&node);
+    let paths = |k: &str| objects[k].1.iter().cloned().collect::<Vec<_>>();
+    assert_eq!(
+        paths("Secret/webhook-tls"),
+        ["/data/tls.crt", "/data/tls.key"]
+    );
+    assert_eq!(
+        paths("MutatingWebhookConfiguration/random-material-webhook"),
+        ["/webhooks/0/clientConfig/caBundle"]
+    );
+    assert_eq!(
+        paths("Deployment/webhook"),
+        ["/spec/template/metadata/annotations/checksum~1config"]
+    );
+    assert_eq!(paths("Secret/token"), ["/stringData/token"]);
+    assert!(paths("ConfigMap/greeting").is_empty());
+    assert!(paths("Job/random-material-post-install").is_empty());
+    let helm = node.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert!(matches!(
+        helm.carry_over,
+        Some(CarryOver::Regenerated { .. })
+    ));
+    assert!(objects.values().all(|(s, _)| *s == SincePrevious::New));
+    // Secrets are sensitive.
+    let token = node
+        .objects
+        .iter()
+        .find(|o| o.object_ref.name == "token")
+        .unwrap();
+    assert!(token.sensitive_paths.contains("/stringData"));
+}
+
+#[tokio::test]
+async fn replan_with_unchanged_inputs_reuses_the_applied_render() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let (applied, _) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    // A new run: empty cache, the applied render from state.
+    let (again, runs) = render_material(
+        &plan,
+        Some(applied.to_previous()),
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    assert_eq!(runs, 0, "helm must not run when the inputs did not change");
+    assert_eq!(again.helm.as_ref().unwrap().source, RenderSource::Previous);
+    assert_eq!(again.objects, {
+        let mut expected = applied.objects.clone();
+        for o in &mut expected {
+            o.since_previous = SincePrevious::Same;
+        }
+        expected
+    });
+    assert!(
+        by_name(&again)
+            .values()
+            .all(|(s, _)| *s == SincePrevious::Same)
+    );
+}
+
+#[tokio::test]
+async fn changed_inputs_carry_generated_material_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "hello"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    let plan = material_plan(dir.path(), "bonjour");
+    let (next, runs) = render_material(
+        &plan,
+        Some(applied.to_previous()),
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    assert_eq!(runs, 2);
+    assert_eq!(
+        next.helm.as_ref().unwrap().carry_over,
+        Some(CarryOver::CarriedOver)
+    );
+    let objects = by_name(&next);
+    for (name, (since, _)) in &objects {
+        let expected = if name == "ConfigMap/greeting" {
+            SincePrevious::Changed
+        } else {
+            SincePrevious::Same
+        };
+        assert_eq!(*since, expected, "{name}");
+    }
+    // The certificate and the caBundle still come from the same (previous) render.
+    let find = |n: &NodeRender, name: &str| {
+        n.objects
+            .iter()
+            .find(|o| o.object_ref.name == name)
+            .unwrap()
+            .object
+            .clone()
+    };
+    assert_eq!(find(&next, "webhook-tls"), find(&applied, "webhook-tls"));
+    assert_eq!(
+        find(&next, "random-material-webhook"),
+        find(&applied, "random-material-webhook")
+    );
+    assert_eq!(find(&next, "greeting")["data"]["greeting"], "bonjour");
+}
+
+#[tokio::test]
+async fn regenerated_material_is_reported_when_it_cannot_be_carried_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "hello"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    // The applied render had no webhook configuration (e.g. an older chart version).
+    let mut previous = applied.to_previous();
+    let output = previous.chart_output.as_mut().unwrap();
+    output
+        .documents
+        .retain(|d| d.object["kind"] != "MutatingWebhookConfiguration");
+    previous
+        .objects
+        .retain(|o| o["kind"] != "MutatingWebhookConfiguration");
+    let plan = material_plan(dir.path(), "bonjour");
+    let (next, _) = render_material(&plan, Some(previous), Arc::new(MemoryCache::new())).await;
+    match &next.helm.as_ref().unwrap().carry_over {
+        Some(CarryOver::Regenerated { reason }) => {
+            assert!(
+                reason.contains("MutatingWebhookConfiguration/random-material-webhook is new"),
+                "{reason}"
+            )
+        }
+        other => panic!("{other:?}"),
+    }
+    let objects = by_name(&next);
+    let since = |k: &str| objects[k].0;
+    assert_eq!(
+        since("Secret/webhook-tls"),
+        SincePrevious::OnlyRegeneratedMaterial
+    );
+    assert_eq!(
+        since("Deployment/webhook"),
+        SincePrevious::OnlyRegeneratedMaterial
+    );
+    assert_eq!(
+        since("Secret/token"),
+        SincePrevious::OnlyRegeneratedMaterial
+    );
+    assert_eq!(since("ConfigMap/greeting"), SincePrevious::Changed);
+    assert_eq!(
+        since("MutatingWebhookConfiguration/random-material-webhook"),
+        SincePrevious::New
+    );
+    assert_eq!(
+        since("Job/random-material-post-install"),
+        SincePrevious::Same
+    );
+}
+
+#[tokio::test]
+async fn control_plane_stand_in_is_stable_across_plans() {
+    let plan = sample();
+    let cp = Address::parse("helm.linkerd_control_plane").unwrap();
+    let render = |reads, previous: BTreeMap<Address, PreviousRender>| {
+        let plan = &plan;
+        async move {
+            let inputs = RenderInputs {
+                reads,
+                previous,
+                targets: Some([Address::parse("helm.linkerd_control_plane").unwrap()].into()),
+            };
+            renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+                .render(&plan.plan, &inputs)
+                .await
+                .unwrap()
+                .nodes[&Address::parse("helm.linkerd_control_plane").unwrap()]
+                .clone()
+        }
+    };
+    let applied = render(trust_anchor(TRUST_ANCHOR), BTreeMap::new()).await;
+    let volatile: usize = applied.objects.iter().map(|o| o.volatile_paths.len()).sum();
+    assert!(
+        volatile >= 3,
+        "the stand-in generates certificates and checksums"
+    );
+    assert!(
+        applied
+            .objects
+            .iter()
+            .any(|o| o.volatile_paths.iter().any(|p| p.ends_with("/caBundle")))
+    );
+    let previous = BTreeMap::from([(cp.clone(), applied.to_previous())]);
+    // Same inputs: nothing changes.
+    let same = render(trust_anchor(TRUST_ANCHOR), previous.clone()).await;
+    assert!(
+        same.objects
+            .iter()
+            .all(|o| o.since_previous == SincePrevious::Same)
+    );
+    // A new trust anchor: only what holds it changes; webhook material is carried over.
+    let rotated = "-----BEGIN CERTIFICATE-----\nMIIBanotherAnchor\n-----END CERTIFICATE-----\n";
+    let next = render(trust_anchor(rotated), previous).await;
+    assert_eq!(
+        next.helm.as_ref().unwrap().carry_over,
+        Some(CarryOver::CarriedOver)
+    );
+    let changed: Vec<String> = next
+        .objects
+        .iter()
+        .filter(|o| o.since_previous != SincePrevious::Same)
+        .map(|o| o.object_ref.to_string())
+        .collect();
+    assert!(!changed.is_empty());
+    for o in next
+        .objects
+        .iter()
+        .filter(|o| o.since_previous != SincePrevious::Same)
+    {
+        assert_eq!(o.since_previous, SincePrevious::Changed);
+        assert!(
+            o.object.to_string().contains("anotherAnchor"),
+            "{}",
+            o.object_ref
+        );
+    }
+    assert!(next.objects.iter().all(|o| !o.volatile_paths.is_empty()
+        || o.since_previous == SincePrevious::Same
+        || o.object.to_string().contains("anotherAnchor")));
+}
