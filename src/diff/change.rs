@@ -151,6 +151,10 @@ pub struct ObjectChange {
     /// The object's kind is defined by a CRD that this plan creates.
     #[serde(default, skip_serializing_if = "is_false")]
     pub kind_created_by_plan: bool,
+    /// The object's kind is not installed yet and no CRD of the plan defines it, but nodes
+    /// it depends on change first (and may install it): checked during apply.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub kind_pending: bool,
     /// Why a replace is needed (the immutable fields, or the server's message).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replace_reason: Option<String>,
@@ -177,6 +181,7 @@ impl ObjectChange {
             fields: Vec::new(),
             regenerated_only: false,
             kind_created_by_plan: false,
+            kind_pending: false,
             replace_reason: None,
             conflicts: Vec::new(),
             hook: None,
@@ -212,6 +217,9 @@ pub struct NodeChange {
     pub status: NodeStatus,
     /// The node's objects, in render order (deletes last, sorted).
     pub objects: Vec<ObjectChange>,
+    /// A helm node's render cache key: the digest of its chart, values and helm inputs.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub render_key: Option<String>,
 }
 
 impl NodeChange {

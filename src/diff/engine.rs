@@ -97,6 +97,10 @@ pub struct DiffInput<'a> {
     pub plan_crds: &'a PlanCrds,
     /// At most this many requests at a time.
     pub parallelism: usize,
+    /// Per node address, every node it depends on (transitively).
+    pub upstream: &'a BTreeMap<String, BTreeSet<String>>,
+    /// Nodes outside `nodes` known to have changes.
+    pub changed_outside: &'a BTreeSet<String>,
 }
 
 /// Kinds defined by CRDs that the plan renders: (group, kind) → versions with schemas.
@@ -173,6 +177,7 @@ pub async fn diff(
 
     // 1. Kinds, and which objects need their live copy.
     let mut from_plan_kinds: BTreeSet<(&str, &ObjectRef)> = BTreeSet::new();
+    let mut missing_kinds: Vec<(&str, &DesiredObject)> = Vec::new();
     let mut to_read: BTreeSet<&ObjectRef> = BTreeSet::new();
     for node in input.nodes {
         for d in &node.objects {
@@ -192,11 +197,7 @@ pub async fn diff(
                     from_plan_kinds.insert((node.address.as_str(), &d.object));
                 }
                 None => {
-                    return Err(DiffError::KindNotInstalled {
-                        node: node.address.clone(),
-                        kind: kind.to_string(),
-                        object: Box::new(d.object.clone()),
-                    });
+                    missing_kinds.push((node.address.as_str(), d));
                 }
             }
         }
@@ -236,6 +237,16 @@ pub async fn diff(
             if matches!(node.state, DesiredState::DuringApply { .. }) || has_unknown_identity(d) {
                 let mut c = base_change(d, Action::KnownAfterApply);
                 c.fields = unknown_fields(d);
+                decided.insert(key, c);
+                continue;
+            }
+            if missing_kinds
+                .iter()
+                .any(|(n, m)| *n == node.address && m.object == d.object)
+            {
+                let mut c = base_change(d, Action::Create);
+                c.kind_pending = true;
+                c.fields = create_fields(d);
                 decided.insert(key, c);
                 continue;
             }
@@ -292,24 +303,23 @@ pub async fn diff(
     let options = &options;
     let live_ref = &live;
     let records_ref = &records_by_object;
-    let results: Vec<Decided<'_>> =
-        futures::stream::iter(wants.into_iter().map(|w| async move {
-            let Want { node, desired } = w;
-            let current = live_ref.get(&desired.object).and_then(Option::as_ref);
-            let in_state = records_ref
-                .get(&desired.object)
-                .is_some_and(|rs| rs.iter().any(|r| r.node == node));
-            let result = match current {
-                Some(current) => {
-                    dry_run_change(cluster, node, desired, current, in_state, options).await
-                }
-                None => Ok(base_change(desired, Action::Create)),
-            };
-            ((node, &desired.object), result)
-        }))
-        .buffer_unordered(parallelism)
-        .collect()
-        .await;
+    let results: Vec<Decided<'_>> = futures::stream::iter(wants.into_iter().map(|w| async move {
+        let Want { node, desired } = w;
+        let current = live_ref.get(&desired.object).and_then(Option::as_ref);
+        let in_state = records_ref
+            .get(&desired.object)
+            .is_some_and(|rs| rs.iter().any(|r| r.node == node));
+        let result = match current {
+            Some(current) => {
+                dry_run_change(cluster, node, desired, current, in_state, options).await
+            }
+            None => Ok(base_change(desired, Action::Create)),
+        };
+        ((node, &desired.object), result)
+    }))
+    .buffer_unordered(parallelism)
+    .collect()
+    .await;
     let mut errors: BTreeMap<(usize, &ObjectRef), DiffError> = BTreeMap::new();
     let order: BTreeMap<&str, usize> = input
         .nodes
@@ -358,6 +368,7 @@ pub async fn diff(
             address: node.address.clone(),
             status,
             objects,
+            render_key: node.render_key.clone(),
         });
     }
     let mut removed: BTreeMap<&str, Vec<ObjectChange>> = BTreeMap::new();
@@ -375,7 +386,29 @@ pub async fn diff(
             address: address.to_owned(),
             status: NodeStatus::Removed,
             objects,
+            render_key: None,
         });
+    }
+    // A kind nobody installs is an error, unless something upstream changes first (a chart
+    // may install an operator that registers it): then it is checked during apply.
+    let changed: BTreeSet<&str> = out
+        .iter()
+        .filter(|n| n.has_changes())
+        .map(|n| n.address.as_str())
+        .chain(input.changed_outside.iter().map(String::as_str))
+        .collect();
+    for (node, d) in missing_kinds {
+        let upstream_changes = input.upstream.get(node).is_some_and(|deps| {
+            deps.iter()
+                .any(|u| u != node && changed.contains(u.as_str()))
+        });
+        if !upstream_changes {
+            return Err(DiffError::KindNotInstalled {
+                node: node.to_owned(),
+                kind: d.object.kind_ref().to_string(),
+                object: Box::new(d.object.clone()),
+            });
+        }
     }
     Ok(out)
 }

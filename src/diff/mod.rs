@@ -17,6 +17,7 @@ pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod planner;
+pub mod render_bridge;
 pub mod saved;
 
 pub use change::{

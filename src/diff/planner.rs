@@ -89,6 +89,20 @@ pub async fn plan(
             .filter(|a| keep.contains(a))
             .collect()
     };
+    let upstream: BTreeMap<String, BTreeSet<String>> = order
+        .iter()
+        .map(|a| {
+            let deps = request
+                .graph
+                .with_dependencies(std::slice::from_ref(a))
+                .into_iter()
+                .filter(|d| d != a)
+                .map(|d| d.to_string())
+                .collect();
+            (a.to_string(), deps)
+        })
+        .collect();
+    let nothing = BTreeSet::new();
     let mut reads: BTreeMap<Address, ReadValue> = BTreeMap::new();
     let desired = render_all(renderer, request.plan, &order, &reads).await?;
     let mut crds = PlanCrds::default();
@@ -106,6 +120,8 @@ pub async fn plan(
             prune_other_nodes: request.targets.is_empty(),
             plan_crds: &crds,
             parallelism: request.parallelism,
+            upstream: &upstream,
+            changed_outside: &nothing,
         },
     )
     .await?;
@@ -187,6 +203,12 @@ pub async fn plan(
                 .iter()
                 .flat_map(|n| n.objects.iter().map(|o| &o.body)),
         );
+        let redone_names: BTreeSet<&str> = again_names(&rerendered);
+        let changed_outside: BTreeSet<String> = changes
+            .iter()
+            .filter(|c| c.has_changes() && !redone_names.contains(c.address.as_str()))
+            .map(|c| c.address.clone())
+            .collect();
         let redone = diff(
             cluster,
             DiffInput {
@@ -196,6 +218,8 @@ pub async fn plan(
                 prune_other_nodes: false,
                 plan_crds: &crds,
                 parallelism: request.parallelism,
+                upstream: &upstream,
+                changed_outside: &changed_outside,
             },
         )
         .await?;
@@ -211,6 +235,10 @@ pub async fn plan(
         plan: request.plan.name.clone(),
         nodes: changes,
     })
+}
+
+fn again_names(nodes: &[DesiredNode]) -> BTreeSet<&str> {
+    nodes.iter().map(|n| n.address.as_str()).collect()
 }
 
 /// Renders the manifest and helm nodes among `order` and describes reads and checks.

@@ -198,6 +198,7 @@ mod tests {
                     address: "manifest.a".into(),
                     status: NodeStatus::Planned,
                     objects: vec![c],
+                    render_key: None,
                 }],
             },
         )

@@ -159,6 +159,9 @@ fn render_object(out: &mut String, o: &ObjectChange, options: HumanOptions) {
     if o.kind_created_by_plan {
         notes.push("its kind is created by this plan".to_owned());
     }
+    if o.kind_pending {
+        notes.push("its kind is not installed yet: checked during apply".to_owned());
+    }
     if let Some(h) = &o.hook {
         notes.push(format!("hook {}", h.phases.join(",")));
     }
@@ -407,11 +410,13 @@ mod tests {
                     address: "manifest.a".into(),
                     status: NodeStatus::Planned,
                     objects: vec![create, update, secret, noop],
+                    render_key: None,
                 },
                 NodeChange {
                     address: "read.r".into(),
                     status: NodeStatus::ReadDuringApply,
                     objects: vec![],
+                    render_key: None,
                 },
                 NodeChange {
                     address: "manifest.gone".into(),
@@ -420,6 +425,7 @@ mod tests {
                         ObjectRef::new("v1", "ConfigMap", Some("d"), "old"),
                         Action::Delete,
                     )],
+                    render_key: None,
                 },
             ],
         }
@@ -461,6 +467,7 @@ mod tests {
                     ObjectRef::new("v1", "ConfigMap", Some("d"), "c"),
                     Action::NoOp,
                 )],
+                render_key: None,
             }],
         };
         assert_eq!(
