@@ -133,7 +133,7 @@ pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     if change_set.has_conflicts() {
         return Err(miette!(
             help = "change the plan to agree with the other manager, or let that manager give the fields up; meshplan never forces",
-            "{} conflict with another field manager (see the plan above)",
+            "objects conflict with another field manager (see the plan above): {}",
             conflict_summary(&change_set)
         ));
     }
@@ -237,13 +237,5 @@ fn conflict_summary(change_set: &ChangeSet) -> String {
         .filter(|(_, o)| o.action == crate::diff::Action::Conflict)
         .map(|(node, o)| format!("{node}: {}", o.object))
         .collect();
-    format!(
-        "{} {}",
-        if names.len() == 1 {
-            "this object would"
-        } else {
-            "these objects would"
-        },
-        names.join(", ")
-    )
+    format!("{} ({})", names.len(), names.join(", "))
 }

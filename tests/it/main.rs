@@ -3,6 +3,7 @@
 mod cluster;
 mod graph_cmd;
 mod model_dump;
+mod plan_cmd;
 mod plan_errors;
 mod plan_fuzz;
 mod render;
