@@ -505,6 +505,11 @@ fn leaves_vs(pointer: String, desired: &Value, live: Option<&Value>, out: &mut V
                 leaves_vs(super::fields::push(&pointer, k), v, other.get(k), out);
             }
         }
+        (Value::Array(items), Some(Value::Array(other))) if items.len() == other.len() => {
+            for (i, (v, o)) in items.iter().zip(other).enumerate() {
+                leaves_vs(super::fields::push(&pointer, &i.to_string()), v, Some(o), out);
+            }
+        }
         (d, l) if Some(d) == l => {}
         (d, l) => out.push((pointer, l.cloned(), Some(d.clone()))),
     }
@@ -744,5 +749,459 @@ fn validate_offline(node: &str, d: &DesiredObject, schema: &Value) -> Result<(),
         Ok(())
     } else {
         Err(err(errors))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use futures::future::BoxFuture;
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{
+        ApiResourceInfo, Condition, DeleteOptions, ObjectList, ServerVersion, WaitOutcome,
+        WriteOptions,
+    };
+    use crate::state::ProtectedBody;
+
+    /// A cluster in memory: live objects, a scripted apply answer, and a log of requests.
+    #[derive(Default)]
+    struct Fake {
+        live: BTreeMap<ObjectRef, Value>,
+        /// Answers of apply by object name (default: the body merged over the live object).
+        apply_errors: BTreeMap<String, fn() -> ClusterError>,
+        log: Mutex<Vec<String>>,
+    }
+
+    impl Fake {
+        fn log(&self) -> Vec<String> {
+            self.log.lock().unwrap().clone()
+        }
+    }
+
+    fn merge(into: &mut Value, from: &Value) {
+        match (into, from) {
+            (Value::Object(a), Value::Object(b)) => {
+                for (k, v) in b {
+                    merge(a.entry(k.clone()).or_insert(Value::Null), v);
+                }
+            }
+            (slot, v) => *slot = v.clone(),
+        }
+    }
+
+    impl Cluster for Fake {
+        fn url(&self) -> &str {
+            "fake"
+        }
+        fn server_version(&self) -> BoxFuture<'_, Result<ServerVersion, ClusterError>> {
+            unimplemented!()
+        }
+        fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>> {
+            unimplemented!()
+        }
+        fn prime_discovery(&self, _: Discovery) -> BoxFuture<'_, ()> {
+            Box::pin(async {})
+        }
+        fn get<'a>(
+            &'a self,
+            object: &'a ObjectRef,
+        ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
+            self.log
+                .lock()
+                .unwrap()
+                .push(format!("get {}", object.name));
+            Box::pin(async move { Ok(self.live.get(object).cloned()) })
+        }
+        fn list<'a>(
+            &'a self,
+            kind: &'a KindRef,
+            namespace: Option<&'a str>,
+            _: Option<&'a str>,
+        ) -> BoxFuture<'a, Result<ObjectList, ClusterError>> {
+            self.log.lock().unwrap().push(format!(
+                "list {} {}",
+                kind.kind,
+                namespace.unwrap_or("-")
+            ));
+            let items = self
+                .live
+                .iter()
+                .filter(|(r, _)| r.kind == kind.kind && r.namespace.as_deref() == namespace)
+                .map(|(_, v)| v.clone())
+                .collect();
+            Box::pin(async move {
+                Ok(ObjectList {
+                    items,
+                    resource_version: "1".into(),
+                })
+            })
+        }
+        fn apply<'a>(
+            &'a self,
+            body: &'a Value,
+            options: &'a ApplyOptions,
+        ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+            assert!(options.dry_run && !options.force);
+            let r = ObjectRef::from_object(body).unwrap();
+            self.log.lock().unwrap().push(format!("apply {}", r.name));
+            Box::pin(async move {
+                if let Some(e) = self.apply_errors.get(&r.name) {
+                    return Err(e());
+                }
+                let mut out = self.live.get(&r).cloned().unwrap_or(json!({}));
+                merge(&mut out, body);
+                Ok(out)
+            })
+        }
+        fn create<'a>(
+            &'a self,
+            _: &'a Value,
+            _: &'a WriteOptions,
+        ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+            unimplemented!()
+        }
+        fn replace<'a>(
+            &'a self,
+            _: &'a Value,
+            _: &'a WriteOptions,
+        ) -> BoxFuture<'a, Result<Value, ClusterError>> {
+            unimplemented!()
+        }
+        fn delete<'a>(
+            &'a self,
+            _: &'a ObjectRef,
+            _: &'a DeleteOptions,
+        ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+            unimplemented!()
+        }
+        fn wait_for<'a>(
+            &'a self,
+            _: &'a ObjectRef,
+            _: &'a Condition,
+            _: Duration,
+        ) -> BoxFuture<'a, Result<WaitOutcome, ClusterError>> {
+            unimplemented!()
+        }
+    }
+
+    fn discovery() -> Discovery {
+        let res = |group: &str, kind: &str, plural: &str, namespaced: bool| ApiResourceInfo {
+            group: group.into(),
+            version: "v1".into(),
+            kind: kind.into(),
+            plural: plural.into(),
+            namespaced,
+            verbs: vec![],
+            subresources: vec![],
+        };
+        Discovery::new(vec![
+            res("", "ConfigMap", "configmaps", true),
+            res("", "Secret", "secrets", true),
+            res("batch", "Job", "jobs", true),
+            res(
+                "apiextensions.k8s.io",
+                "CustomResourceDefinition",
+                "customresourcedefinitions",
+                false,
+            ),
+        ])
+    }
+
+    fn cm(name: &str, data: Value) -> Value {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": name, "namespace": "d"}, "data": data})
+    }
+
+    fn live(mut body: Value, rv: &str) -> Value {
+        body["metadata"]["resourceVersion"] = rv.into();
+        body["metadata"]["uid"] = "u".into();
+        body["metadata"]["managedFields"] = json!([{"manager": "x"}]);
+        body
+    }
+
+    fn desired(body: Value) -> DesiredObject {
+        DesiredObject {
+            object: ObjectRef::from_object(&body).unwrap(),
+            digest: crate::state::digest_json(&body),
+            body,
+            unknown_paths: BTreeSet::new(),
+            sensitive_paths: BTreeSet::new(),
+            volatile_paths: BTreeSet::new(),
+            hook: None,
+        }
+    }
+
+    fn node(objects: Vec<DesiredObject>) -> DesiredNode {
+        DesiredNode {
+            address: "manifest.a".into(),
+            state: DesiredState::Rendered,
+            objects,
+            render_key: None,
+        }
+    }
+
+    fn record(d: &DesiredObject, rv: &str) -> ObjectRecord {
+        ObjectRecord {
+            node: "manifest.a".into(),
+            object: d.object.clone(),
+            uid: Some("u".into()),
+            resource_version: Some(rv.into()),
+            applied_digest: d.digest.clone(),
+            last_applied: ProtectedBody::plain(json!({})).unwrap(),
+        }
+    }
+
+    async fn run(
+        fake: &Fake,
+        nodes: &[DesiredNode],
+        records: &[ObjectRecord],
+    ) -> Result<Vec<NodeChange>, DiffError> {
+        let d = discovery();
+        let crds = PlanCrds::default();
+        let upstream = BTreeMap::new();
+        let none = BTreeSet::new();
+        diff(
+            fake,
+            DiffInput {
+                nodes,
+                records,
+                discovery: &d,
+                prune_other_nodes: true,
+                plan_crds: &crds,
+                parallelism: 4,
+                upstream: &upstream,
+                changed_outside: &none,
+            },
+        )
+        .await
+    }
+
+    fn actions(changes: &[NodeChange]) -> Vec<(String, Action)> {
+        changes
+            .iter()
+            .flat_map(|n| n.objects.iter().map(|o| (o.object.name.clone(), o.action)))
+            .collect()
+    }
+
+    #[tokio::test]
+    async fn the_fast_path_sends_no_dry_run_and_lists_kinds_with_several_objects() {
+        let a = desired(cm("a", json!({"k": "1"})));
+        let b = desired(cm("b", json!({"k": "2"})));
+        let mut fake = Fake::default();
+        fake.live
+            .insert(a.object.clone(), live(a.body.clone(), "5"));
+        fake.live
+            .insert(b.object.clone(), live(b.body.clone(), "6"));
+        let records = vec![record(&a, "5"), record(&b, "1")];
+        let changes = run(&fake, &[node(vec![a, b])], &records).await.unwrap();
+        // a: fast path; b: its resourceVersion moved, so a dry run (which finds nothing).
+        assert_eq!(
+            actions(&changes),
+            [("a".into(), Action::NoOp), ("b".into(), Action::NoOp)]
+        );
+        assert_eq!(fake.log(), ["list ConfigMap d", "apply b"]);
+    }
+
+    #[tokio::test]
+    async fn server_fields_never_show_and_unknown_objects_are_adopted() {
+        let a = desired(cm("a", json!({"k": "1"})));
+        let mut fake = Fake::default();
+        let mut current = live(a.body.clone(), "5");
+        current["metadata"]["creationTimestamp"] = "2025-01-01T00:00:00Z".into();
+        current["status"] = json!({"x": 1});
+        fake.live.insert(a.object.clone(), current);
+        let changes = run(&fake, &[node(vec![a])], &[]).await.unwrap();
+        assert_eq!(actions(&changes), [("a".into(), Action::Adopt)]);
+        assert_eq!(fake.log(), ["get a", "apply a"]);
+    }
+
+    #[tokio::test]
+    async fn immutable_fields_replace_from_the_table_or_the_server() {
+        let job = |image: &str, name: &str| {
+            json!({"apiVersion": "batch/v1", "kind": "Job",
+                   "metadata": {"name": name, "namespace": "d"},
+                   "spec": {"template": {"spec": {"containers": [{"name": "c", "image": image}]}}}})
+        };
+        let table = desired(job("new", "table"));
+        let server = desired(job("new", "server"));
+        let mut fake = Fake::default();
+        fake.live
+            .insert(table.object.clone(), live(job("old", "table"), "3"));
+        fake.live
+            .insert(server.object.clone(), live(job("old", "server"), "4"));
+        fake.apply_errors.insert("server".into(), || ClusterError::Invalid {
+            object: Box::new(ObjectRef::new("batch/v1", "Job", Some("d"), "server")),
+            causes: vec![crate::cluster::InvalidCause {
+                field: "spec.template".into(),
+                reason: "FieldValueInvalid".into(),
+                message: "Invalid value: ...: field is immutable".into(),
+            }],
+            message: "Job.batch \"server\" is invalid: spec.template: Invalid value: field is immutable".into(),
+        });
+        let changes = run(&fake, &[node(vec![table, server])], &[]).await.unwrap();
+        assert_eq!(
+            actions(&changes),
+            [
+                ("table".into(), Action::Replace),
+                ("server".into(), Action::Replace)
+            ]
+        );
+        let t = &changes[0].objects[0];
+        assert_eq!(
+            t.replace_reason.as_deref(),
+            Some("immutable fields change: spec.template.spec.containers[0].image")
+        );
+        assert!(t.fields[0].forces_replacement);
+        let s = &changes[0].objects[1];
+        assert!(
+            s.replace_reason
+                .as_deref()
+                .unwrap()
+                .contains("field is immutable")
+        );
+        assert_eq!(s.fields[0].path, "spec.template.spec.containers[0].image");
+        assert!(s.fields[0].forces_replacement);
+    }
+
+    #[tokio::test]
+    async fn conflicts_and_rejections() {
+        let a = desired(cm("a", json!({"k": "1"})));
+        let bad = desired(cm("bad", json!({"k": "1"})));
+        let mut fake = Fake::default();
+        fake.live
+            .insert(a.object.clone(), live(cm("a", json!({"k": "0"})), "5"));
+        fake.apply_errors
+            .insert("a".into(), || ClusterError::Conflict {
+                object: Box::new(ObjectRef::new("v1", "ConfigMap", Some("d"), "a")),
+                conflicts: vec![crate::cluster::FieldConflict {
+                    manager: "kubectl".into(),
+                    field: ".data.k".into(),
+                }],
+                message: "conflict".into(),
+            });
+        let changes = run(&fake, &[node(vec![a.clone()])], &[]).await.unwrap();
+        let c = &changes[0].objects[0];
+        assert_eq!(c.action, Action::Conflict);
+        assert_eq!(c.conflicts[0].manager, "kubectl");
+        assert_eq!(c.fields[0].before, Some(json!("0")));
+        assert_eq!(c.fields[0].after, Some(json!("1")));
+
+        fake.live
+            .insert(bad.object.clone(), live(cm("bad", json!({"k": "0"})), "6"));
+        fake.apply_errors
+            .insert("bad".into(), || ClusterError::Invalid {
+                object: Box::new(ObjectRef::new("v1", "ConfigMap", Some("d"), "bad")),
+                causes: vec![],
+                message: "unknown field \"spec\"".into(),
+            });
+        let e = run(&fake, &[node(vec![bad])], &[]).await.unwrap_err();
+        assert!(
+            matches!(&e, DiffError::Rejected { node, message, .. } if node == "manifest.a" && message.contains("unknown field")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn crd_kinds_of_the_plan_are_created_and_checked_offline() {
+        let crd = json!({
+            "apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+            "metadata": {"name": "widgets.example.com"},
+            "spec": {"group": "example.com", "scope": "Namespaced",
+                     "names": {"kind": "Widget", "plural": "widgets"},
+                     "versions": [{"name": "v1", "served": true, "storage": true,
+                        "schema": {"openAPIV3Schema": {"type": "object", "properties": {
+                            "spec": {"type": "object", "properties": {"size": {"type": "integer"}}}}}}}]}
+        });
+        let widget = |size: Value| {
+            desired(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                           "metadata": {"name": "w", "namespace": "d"}, "spec": {"size": size}}))
+        };
+        let mut crds = PlanCrds::default();
+        crds.learn([&crd]);
+        let d = discovery();
+        let upstream = BTreeMap::new();
+        let none = BTreeSet::new();
+        let fake = Fake::default();
+        let nodes = [node(vec![desired(crd.clone()), widget(json!(3))])];
+        let input = DiffInput {
+            nodes: &nodes,
+            records: &[],
+            discovery: &d,
+            prune_other_nodes: true,
+            plan_crds: &crds,
+            parallelism: 4,
+            upstream: &upstream,
+            changed_outside: &none,
+        };
+        let changes = diff(&fake, input).await.unwrap();
+        assert_eq!(
+            actions(&changes),
+            [
+                ("widgets.example.com".into(), Action::Create),
+                ("w".into(), Action::Create)
+            ]
+        );
+        assert!(changes[0].objects[1].kind_created_by_plan);
+        // The Widget was never looked up: its kind is not served yet.
+        assert_eq!(fake.log(), ["get widgets.example.com"]);
+
+        let nodes = [node(vec![widget(json!("big"))])];
+        let e = diff(
+            &fake,
+            DiffInput {
+                nodes: &nodes,
+                ..input
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, DiffError::CrdSchema { errors, .. } if errors[0].contains("spec.size")),
+            "{e}"
+        );
+        // A kind neither served nor defined by the plan, with nothing upstream changing.
+        let other = desired(json!({"apiVersion": "example.com/v2", "kind": "Gadget",
+                                   "metadata": {"name": "g", "namespace": "d"}}));
+        let nodes = [node(vec![other])];
+        let e = diff(
+            &fake,
+            DiffInput {
+                nodes: &nodes,
+                ..input
+            },
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&e, DiffError::KindNotInstalled { node, .. } if node == "manifest.a"),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn secrets_are_masked_and_regenerated_material_is_marked() {
+        let secret = |v: &str| {
+            json!({"apiVersion": "v1", "kind": "Secret",
+                   "metadata": {"name": "s", "namespace": "d"}, "data": {"tls.crt": v}})
+        };
+        let mut s = desired(secret("TkVX"));
+        s.volatile_paths.insert("/data/tls.crt".into());
+        let mut fake = Fake::default();
+        fake.live
+            .insert(s.object.clone(), live(secret("T0xE"), "2"));
+        let changes = run(&fake, &[node(vec![s])], &[]).await.unwrap();
+        let c = &changes[0].objects[0];
+        assert_eq!(c.action, Action::Update);
+        assert!(c.regenerated_only);
+        assert_eq!(c.fields.len(), 1);
+        assert!(c.fields[0].sensitive);
+        assert_eq!(c.fields[0].before, None);
+        assert_eq!(c.fields[0].after, None);
+        let text = serde_json::to_string(&changes).unwrap();
+        assert!(!text.contains("TkVX") && !text.contains("T0xE"), "{text}");
     }
 }

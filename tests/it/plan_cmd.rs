@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 
 use meshplan::cluster::ObjectRef;
-use meshplan::state::{ObjectRecord, ProtectedBody, SledStore, StateStore, WriteBatch};
+use meshplan::state::{ObjectRecord, SledStore, StateStore, WriteBatch};
 use serde_json::Value;
 
 use crate::sandbox::Cluster;
