@@ -223,6 +223,22 @@ pub struct NodeChange {
 }
 
 impl NodeChange {
+    /// Whether applying this node changes objects in the cluster (adopting or forgetting
+    /// records changes only the state).
+    pub fn changes_cluster(&self) -> bool {
+        matches!(self.status, NodeStatus::RenderedDuringApply { .. })
+            || self.objects.iter().any(|o| {
+                matches!(
+                    o.action,
+                    Action::Create
+                        | Action::Update
+                        | Action::Replace
+                        | Action::Delete
+                        | Action::KnownAfterApply
+                )
+            })
+    }
+
     /// Whether applying this node changes something.
     pub fn has_changes(&self) -> bool {
         matches!(self.status, NodeStatus::RenderedDuringApply { .. })

@@ -217,7 +217,9 @@ pub async fn diff(
     }
 
     // 2. Refresh.
+    let started = std::time::Instant::now();
     let live = refresh(cluster, &to_read, input, parallelism).await?;
+    tracing::info!(elapsed = ?started.elapsed(), objects = to_read.len(), "refreshed");
 
     // 3. Decide: the fast path and creates without requests, the rest with a dry run.
     let mut wants: Vec<Want<'_>> = Vec::new();
@@ -320,6 +322,7 @@ pub async fn diff(
     .buffer_unordered(parallelism)
     .collect()
     .await;
+    tracing::info!(elapsed = ?started.elapsed(), "dry runs done");
     let mut errors: BTreeMap<(usize, &ObjectRef), DiffError> = BTreeMap::new();
     let order: BTreeMap<&str, usize> = input
         .nodes
@@ -393,7 +396,7 @@ pub async fn diff(
     // may install an operator that registers it): then it is checked during apply.
     let changed: BTreeSet<&str> = out
         .iter()
-        .filter(|n| n.has_changes())
+        .filter(|n| n.changes_cluster())
         .map(|n| n.address.as_str())
         .chain(input.changed_outside.iter().map(String::as_str))
         .collect();
@@ -507,7 +510,12 @@ fn leaves_vs(pointer: String, desired: &Value, live: Option<&Value>, out: &mut V
         }
         (Value::Array(items), Some(Value::Array(other))) if items.len() == other.len() => {
             for (i, (v, o)) in items.iter().zip(other).enumerate() {
-                leaves_vs(super::fields::push(&pointer, &i.to_string()), v, Some(o), out);
+                leaves_vs(
+                    super::fields::push(&pointer, &i.to_string()),
+                    v,
+                    Some(o),
+                    out,
+                );
             }
         }
         (d, l) if Some(d) == l => {}

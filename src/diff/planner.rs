@@ -3,7 +3,8 @@
 //!
 //! 1. Every node in scope is rendered with no read values (values of reads are unknown).
 //! 2. Everything is diffed in one batch ([`super::engine::diff`]).
-//! 3. A `read` whose dependencies all have no changes, and whose object exists, is resolved
+//! 3. A `read` whose dependencies change nothing in the cluster (adopting existing objects
+//!    changes only the state), and whose object exists, is resolved
 //!    now (its value is the same during apply); the nodes that use it are rendered again with
 //!    the value, and diffed again. This repeats while reads get resolved, so a re-plan right
 //!    after an apply is empty instead of full of `(known after apply)`.
@@ -104,7 +105,9 @@ pub async fn plan(
         .collect();
     let nothing = BTreeSet::new();
     let mut reads: BTreeMap<Address, ReadValue> = BTreeMap::new();
+    let started = std::time::Instant::now();
     let desired = render_all(renderer, request.plan, &order, &reads).await?;
+    tracing::info!(elapsed = ?started.elapsed(), nodes = desired.len(), "rendered");
     let mut crds = PlanCrds::default();
     crds.learn(
         desired
@@ -129,7 +132,7 @@ pub async fn plan(
     loop {
         let changed: BTreeSet<&str> = changes
             .iter()
-            .filter(|c| c.has_changes())
+            .filter(|c| c.changes_cluster())
             .map(|c| c.address.as_str())
             .collect();
         let mut newly: Vec<Address> = Vec::new();
@@ -197,7 +200,9 @@ pub async fn plan(
             .filter(|a| again.contains(*a))
             .cloned()
             .collect();
+        tracing::info!(elapsed = ?started.elapsed(), reads = newly.len(), "reads resolved");
         let rerendered = render_all(renderer, request.plan, &again, &reads).await?;
+        tracing::info!(elapsed = ?started.elapsed(), nodes = rerendered.len(), "rendered again");
         crds.learn(
             rerendered
                 .iter()
@@ -206,7 +211,7 @@ pub async fn plan(
         let redone_names: BTreeSet<&str> = again_names(&rerendered);
         let changed_outside: BTreeSet<String> = changes
             .iter()
-            .filter(|c| c.has_changes() && !redone_names.contains(c.address.as_str()))
+            .filter(|c| c.changes_cluster() && !redone_names.contains(c.address.as_str()))
             .map(|c| c.address.clone())
             .collect();
         let redone = diff(
@@ -231,6 +236,7 @@ pub async fn plan(
             }
         }
     }
+    tracing::info!(elapsed = ?started.elapsed(), "planned");
     Ok(ChangeSet {
         plan: request.plan.name.clone(),
         nodes: changes,
