@@ -7,7 +7,8 @@
 //!           ─► model    (validated nodes, vars, references; no I/O)
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
 //!           ─► render   (desired objects per node: manifests, helm template, digests)
-//!           ─► diff ─► apply ─► state                      (later stages)
+//!           ─► diff     (refresh + server-side dry runs → change set; report/ shows it)
+//!           ─► apply ─► state                              (later stages)
 //! ```
 //!
 //! [`load::load`] runs the first three stages and is how every command gets a plan: it returns a
@@ -22,6 +23,7 @@ pub mod apply;
 pub mod cli;
 pub mod cluster;
 pub mod commands;
+pub mod diff;
 pub mod graph;
 pub mod load;
 pub mod model;

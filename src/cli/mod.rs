@@ -25,6 +25,8 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the dependency graph of a plan as text, DOT or Mermaid.
     Graph(GraphArgs),
+    /// Render, refresh and diff: show what apply would change (writes only caches to state).
+    Plan(PlanArgs),
     /// A local Kubernetes API sandbox for trying plans without a cluster.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
@@ -56,6 +58,53 @@ pub struct GraphArgs {
     /// Output format.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct PlanArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The state directory (default: state/<plan name> under the working directory).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
+    /// (repeatable; DIR holds one folder per chart).
+    #[arg(long = "repo-dir", value_name = "NAME=DIR")]
+    pub repo_dirs: Vec<String>,
+    /// Plan only this node and what it depends on (repeatable), e.g. --target helm.linkerd_crds.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// At most this many requests to the cluster (and helm renders) at a time.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    /// Save the change set to FILE, for `meshplan apply FILE`.
+    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Exit 0 when nothing changes, 2 when something does (1 stays an error).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+/// Where the cluster is.
+#[derive(Debug, Args)]
+pub struct ClusterArgs {
+    /// The kubeconfig file (default: KUBECONFIG, else ~/.kube/config).
+    #[arg(long, value_name = "FILE")]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context (default: its current context).
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Human,
+    Json,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

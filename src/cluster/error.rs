@@ -36,7 +36,7 @@ impl fmt::Display for Target {
 }
 
 /// A field another field manager owns, from an apply conflict.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, serde::Serialize, serde::Deserialize)]
 pub struct FieldConflict {
     /// The other field manager, e.g. `kubectl-client-side-apply`.
     pub manager: String,

@@ -1,6 +1,7 @@
 //! One orchestrating async function per subcommand: glue only, no logic.
 
 mod graph;
+mod plan;
 mod sandbox;
 mod validate;
 
@@ -16,6 +17,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(args).await,
         Command::Graph(args) => graph::run(args).await,
+        Command::Plan(args) => plan::run(args).await,
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,
     }
 }

@@ -1,6 +1,11 @@
-//! Renderings for people and machines; the engine never prints, it emits events and returns
-//! data that these modules turn into text.
+//! Reports: turning engine results into text for people and JSON for programs. The engine
+//! never prints; it returns data and emits events, and commands print what these modules make
+//! of them (data on stdout, progress on stderr).
 //!
+//! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
 
+pub mod plan;
 pub mod progress;
+
+pub use plan::{HumanOptions, render_human, render_json};

@@ -7,6 +7,7 @@ mod apply_rollback;
 mod cluster;
 mod graph_cmd;
 mod model_dump;
+mod plan_cmd;
 mod plan_errors;
 mod plan_fuzz;
 mod render;

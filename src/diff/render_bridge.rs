@@ -1,0 +1,191 @@
+//! The render stage seen through the planner's [`Renderer`] trait: renders nodes with
+//! [`crate::render::Renderer`] and turns its objects into [`DesiredNode`]s.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use futures::future::BoxFuture;
+
+use crate::cluster::ObjectRef;
+use crate::model::{Address, Plan};
+use crate::render::{self, NodeRender, PreviousRender, RenderInputs, RenderedObject};
+
+use super::change::HookMarks;
+use super::engine::{DesiredNode, DesiredObject, DesiredState};
+use super::planner::{ReadValue, RenderFailure, Renderer};
+
+/// The render stage for one plan.
+pub struct RenderStage<'p> {
+    pub renderer: render::Renderer,
+    pub plan: &'p Plan,
+    /// What was applied last, per node.
+    pub previous: BTreeMap<Address, PreviousRender>,
+}
+
+impl Renderer for RenderStage<'_> {
+    fn render<'a>(
+        &'a self,
+        nodes: &'a [Address],
+        reads: &'a BTreeMap<Address, ReadValue>,
+    ) -> BoxFuture<'a, Result<Vec<DesiredNode>, RenderFailure>> {
+        Box::pin(async move {
+            if nodes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let inputs = RenderInputs {
+                reads: reads
+                    .iter()
+                    .map(|(a, r)| {
+                        (
+                            a.clone(),
+                            render::ReadValue {
+                                value: r.value.clone(),
+                                sensitive: r.sensitive,
+                            },
+                        )
+                    })
+                    .collect(),
+                previous: self.previous.clone(),
+                targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
+                regenerate: BTreeSet::new(),
+            };
+            let mut rendered = self
+                .renderer
+                .render(self.plan, &inputs)
+                .await
+                .map_err(|e| Box::new(e) as RenderFailure)?;
+            Ok(nodes
+                .iter()
+                .filter_map(|a| rendered.nodes.remove(a).map(desired_node))
+                .collect())
+        })
+    }
+}
+
+/// One rendered node as the diff sees it.
+pub fn desired_node(node: NodeRender) -> DesiredNode {
+    let state = match &node.status {
+        render::NodeStatus::Rendered => DesiredState::Rendered,
+        render::NodeStatus::RenderedDuringApply {
+            unknown_references, ..
+        } => DesiredState::DuringApply {
+            reason: format!(
+                "its values use {}, known only during apply",
+                unknown_references.join(", ")
+            ),
+        },
+    };
+    let render_key = node.helm.as_ref().map(|h| h.cache_key.clone());
+    let objects = node
+        .objects
+        .into_iter()
+        .chain(node.hooks)
+        .map(desired_object)
+        .collect();
+    DesiredNode {
+        address: node.address.to_string(),
+        state,
+        objects,
+        render_key,
+    }
+}
+
+fn desired_object(o: RenderedObject) -> DesiredObject {
+    DesiredObject {
+        object: ObjectRef {
+            api_version: o.object_ref.api_version,
+            kind: o.object_ref.kind,
+            namespace: o.object_ref.namespace,
+            name: o.object_ref.name,
+        },
+        body: o.object,
+        digest: o.digest,
+        unknown_paths: o.unknown_paths,
+        sensitive_paths: o.sensitive_paths,
+        volatile_paths: o.volatile_paths,
+        hook: o.hook.map(|h| HookMarks {
+            phases: h.phases.iter().map(|p| p.as_str().to_owned()).collect(),
+            weight: h.weight,
+            delete_policies: h
+                .delete_policies
+                .iter()
+                .map(|p| p.as_str().to_owned())
+                .collect(),
+        }),
+    }
+}
+
+/// The render cache kept in the state: chart outputs by render cache key, a chart's
+/// generated Secrets encrypted with the state key.
+pub struct StateRenderCache {
+    pub store: std::sync::Arc<dyn crate::state::StateStore>,
+}
+
+impl render::RenderCache for StateRenderCache {
+    fn get(&self, key: &str) -> Result<Option<serde_json::Value>, render::CacheError> {
+        let err = |e: crate::state::StateError| render::CacheError {
+            message: e.to_string(),
+        };
+        let Some(entry) = self.store.render_cache(key).map_err(err)? else {
+            return Ok(None);
+        };
+        match entry.objects.first() {
+            Some(body) => self.store.reveal(body).map(Some).map_err(err),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&self, key: &str, output: &serde_json::Value) -> Result<(), render::CacheError> {
+        let err = |e: crate::state::StateError| render::CacheError {
+            message: e.to_string(),
+        };
+        let sensitive: Vec<String> = output
+            .get("documents")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(|(_, d)| {
+                d.pointer("/object/kind")
+                    .and_then(serde_json::Value::as_str)
+                    == Some("Secret")
+            })
+            .flat_map(|(i, d)| {
+                ["data", "stringData"]
+                    .into_iter()
+                    .filter(move |k| d.pointer(&format!("/object/{k}")).is_some())
+                    .map(move |k| format!("/documents/{i}/object/{k}"))
+            })
+            .collect();
+        let extra: Vec<&str> = sensitive.iter().map(String::as_str).collect();
+        let body = self.store.protect(output, &extra).map_err(err)?;
+        let entry = crate::state::RenderCacheEntry {
+            objects: vec![body],
+            meta: BTreeMap::from([("kind".to_owned(), "chart-output".to_owned())]),
+            created_at: jiff::Timestamp::now(),
+        };
+        self.store
+            .commit(crate::state::WriteBatch::new().put_render(key, entry))
+            .map(|_| ())
+            .map_err(err)
+    }
+}
+
+/// The cluster's discovery as the render stage takes it.
+pub fn render_discovery(
+    discovery: &crate::cluster::Discovery,
+    server_version: &str,
+) -> render::Discovery {
+    render::Discovery {
+        server_version: server_version.to_owned(),
+        resources: discovery
+            .resources
+            .iter()
+            .map(|r| render::ApiResource {
+                group: r.group.clone(),
+                version: r.version.clone(),
+                kind: r.kind.clone(),
+                namespaced: r.namespaced,
+            })
+            .collect(),
+    }
+}
