@@ -21,9 +21,11 @@
 //! - [`events`]: the [`Reporter`] the engine emits to and the run [`Summary`]. The engine
 //!   never prints.
 //!
-//! Caveats: nodes whose objects are known only during apply (reads, helm nodes rendered
-//! during apply) are not handled here yet: the caller renders them before building the input.
+//! - [`adapter`]: the plan stage's change set translated into [`ApplyInput`] and
+//!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase (the `apply`
+//!   command applies in phases, see `docs/apply.md`).
 
+pub mod adapter;
 pub mod destroy;
 pub mod engine;
 pub mod error;

@@ -27,9 +27,146 @@ pub enum Command {
     Graph(GraphArgs),
     /// Render, refresh and diff: show what apply would change (writes only caches to state).
     Plan(PlanArgs),
+    /// Plan, confirm and apply: in dependency order, waited for, rolled back on failure.
+    Apply(ApplyArgs),
+    /// Delete every object the plan owns, in reverse dependency order.
+    Destroy(DestroyArgs),
+    /// Finish the rollback of an unfinished run (after a crash or a failed rollback).
+    Rollback(RollbackArgs),
+    /// Look at and repair the state.
+    #[command(subcommand)]
+    State(StateCommand),
     /// A local Kubernetes API sandbox for trying plans without a cluster.
     #[command(subcommand)]
     Sandbox(SandboxCommand),
+}
+
+/// The state and render settings every cluster command takes.
+#[derive(Debug, Args)]
+pub struct StackArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The state directory (default: state/<plan name> under the working directory).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
+    /// (repeatable; DIR holds one folder per chart).
+    #[arg(long = "repo-dir", value_name = "NAME=DIR")]
+    pub repo_dirs: Vec<String>,
+    /// Only this node and what it depends on (repeatable), e.g. --target helm.linkerd_crds.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+}
+
+#[derive(Debug, Args)]
+pub struct ApplyArgs {
+    /// The plan file (TOML), or a change set saved by `meshplan plan -o FILE`.
+    pub plan: PathBuf,
+    /// Set a variable the plan declares: --var name=value (repeatable).
+    #[arg(long = "var", value_name = "NAME=VALUE")]
+    pub vars: Vec<String>,
+    /// A TOML file of variable values; --var wins over it.
+    #[arg(long = "var-file", value_name = "FILE")]
+    pub var_files: Vec<PathBuf>,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Apply without asking for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// On failure leave everything in place (the journal is kept for a later rollback).
+    #[arg(long)]
+    pub no_rollback: bool,
+    /// Take fields other field managers own.
+    #[arg(long)]
+    pub force_conflicts: bool,
+    /// At most this many steps (and cluster requests while planning) at a time.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    /// Upper bound for the whole apply, e.g. 15m (rollback not included).
+    #[arg(long, value_name = "DURATION")]
+    pub timeout: Option<String>,
+    /// Progress and report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+    /// What to do with an unfinished run found in the state (after a crash): complete it
+    /// (keep what it did) or roll it back. Without this flag such a run stops the apply.
+    #[arg(long, value_enum, value_name = "CHOICE")]
+    pub on_unfinished: Option<OnUnfinished>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OnUnfinished {
+    Complete,
+    Rollback,
+}
+
+#[derive(Debug, Args)]
+pub struct DestroyArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Destroy without asking for confirmation (required when stdin is not a terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Also delete namespaces that hold objects the plan does not own (with those objects).
+    #[arg(long)]
+    pub with_foreign_objects: bool,
+    /// At most this many deletions at a time.
+    #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    /// Progress and report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct RollbackArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub stack: StackArgs,
+    /// Progress and report format.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum StateCommand {
+    /// List the objects the state records, by node.
+    List(StateArgs),
+    /// Show the records of one node (or one object: NODE/KIND/NAMESPACE/NAME).
+    Show(StateAddressArgs),
+    /// Forget the records of a node (the objects stay in the cluster).
+    Rm(StateAddressArgs),
+    /// Remove the writer lock left by a run that is no longer running.
+    Unlock(StateUnlockArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct StateArgs {
+    /// The plan file (names the default state directory).
+    pub plan: PathBuf,
+    /// The state directory (default: state/<plan name> under the working directory).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub struct StateAddressArgs {
+    #[command(flatten)]
+    pub at: StateArgs,
+    /// A node address, e.g. manifest.root_ca.
+    pub address: String,
+}
+
+#[derive(Debug, Args)]
+pub struct StateUnlockArgs {
+    #[command(flatten)]
+    pub at: StateArgs,
+    /// Remove the lock even when its holder cannot be judged (another host).
+    #[arg(long)]
+    pub force: bool,
 }
 
 /// Where the plan comes from and how its variables are set.

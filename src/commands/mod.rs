@@ -1,5 +1,6 @@
 //! One orchestrating async function per subcommand: glue only, no logic.
 
+mod apply;
 mod graph;
 mod plan;
 mod sandbox;
@@ -18,6 +19,10 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Validate(args) => validate::run(args).await,
         Command::Graph(args) => graph::run(args).await,
         Command::Plan(args) => plan::run(args).await,
+        Command::Apply(args) => apply::run(args).await,
+        Command::Destroy(args) => apply::destroy(args).await,
+        Command::Rollback(args) => apply::rollback(args).await,
+        Command::State(command) => apply::state(command).await,
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,
     }
 }

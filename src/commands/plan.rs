@@ -14,13 +14,13 @@ use miette::{IntoDiagnostic as _, miette};
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::{Cluster, ConnectOptions, Discovery, KubeCluster};
-use crate::diff::render_bridge::{RenderStage, StateRenderCache, render_discovery};
+use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_node, render_discovery};
 use crate::diff::saved::{self, InputDigests, SavedChangeSet, StateRef};
-use crate::diff::{ChangeSet, DiffError, PlanError, PlanRequest};
+use crate::diff::{ChangeSet, DiffError, PlanError, PlanRequest, RenderFailure};
 use crate::load::{LoadedPlan, load};
 use crate::model::{Address, NodeSpec};
 use crate::planfile::FileId;
-use crate::render::{self, HelmProcess, RenderOptions};
+use crate::render::{self, HelmProcess, PreviousRender, RenderOptions};
 use crate::report::{HumanOptions, render_human, render_json};
 use crate::state::{self, DiscoveryCacheEntry, SledStore, StateStore, WriteBatch, digest_json};
 
@@ -29,84 +29,154 @@ use super::{load_request, print_diagnostics};
 /// How long a cached discovery is used before it is fetched again.
 const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(300);
 
-pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
-    let loaded = match load(&load_request(&args.input)) {
-        Ok(loaded) => loaded,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(ExitStatus::Error);
-        }
-    };
-    let targets = parse_targets(&loaded, &args.targets)?;
-    let cwd = std::env::current_dir().into_diagnostic()?;
-    let repo_dirs = parse_repo_dirs(&args.repo_dirs, &cwd)?;
-    let state_dir = state::resolve_dir(args.state.as_deref(), &cwd, &loaded.plan.name);
-    let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, "plan")?);
-    let cluster = KubeCluster::connect(&ConnectOptions {
-        kubeconfig: args.cluster.kubeconfig.clone(),
-        context: args.cluster.context.clone(),
-    })
-    .await?;
-    let records = store.objects()?;
-    let meta = store.meta()?;
-    let parallelism = usize::from(args.parallelism);
+/// What plan, apply and destroy share: the loaded plan, its state, the cluster and the
+/// render settings.
+pub(super) struct Session {
+    pub loaded: LoadedPlan,
+    pub targets: Vec<Address>,
+    pub store: Arc<dyn StateStore>,
+    pub cluster: KubeCluster,
+    pub parallelism: usize,
+    repo_dirs: BTreeMap<String, PathBuf>,
+    server_version: String,
+}
 
-    let (discovery, cached) = discovery(&cluster, store.as_ref(), false).await?;
-    let has_helm = loaded
-        .plan
-        .nodes
-        .values()
-        .any(|n| matches!(n.spec, NodeSpec::Helm(_)));
-    let server_version = if has_helm {
-        cluster.server_version().await?.git_version
-    } else {
-        String::new()
-    };
-    let attempt = |discovery: Discovery| {
-        let store = store.clone();
-        let repo_dirs = repo_dirs.clone();
-        let loaded = &loaded;
-        let records = &records;
-        let targets = &targets;
-        let cluster = &cluster;
-        let server_version = &server_version;
-        async move {
-            let stage = RenderStage {
-                renderer: render::Renderer::new(
-                    Arc::new(HelmProcess::from_env()),
-                    Arc::new(StateRenderCache { store }),
-                    RenderOptions {
-                        repo_dirs,
-                        discovery: Some(render_discovery(&discovery, server_version)),
-                        parallelism,
+/// How to open a [`Session`].
+pub(super) struct SessionArgs<'a> {
+    pub input: &'a crate::cli::PlanInput,
+    pub cluster: &'a crate::cli::ClusterArgs,
+    pub state: Option<&'a std::path::Path>,
+    pub repo_dirs: &'a [String],
+    pub targets: &'a [String],
+    pub parallelism: u16,
+    /// The command named in the writer lock.
+    pub command: &'a str,
+}
+
+impl Session {
+    /// Loads the plan (diagnostics printed; `Ok(None)` when it does not load), opens the
+    /// state (taking the writer lock) and connects to the cluster.
+    pub async fn open(args: SessionArgs<'_>) -> miette::Result<Option<Self>> {
+        let loaded = match load(&load_request(args.input)) {
+            Ok(loaded) => loaded,
+            Err(diags) => {
+                print_diagnostics(&diags);
+                return Ok(None);
+            }
+        };
+        let targets = parse_targets(&loaded, args.targets)?;
+        let cwd = std::env::current_dir().into_diagnostic()?;
+        let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
+        let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
+        let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
+        let cluster = KubeCluster::connect(&ConnectOptions {
+            kubeconfig: args.cluster.kubeconfig.clone(),
+            context: args.cluster.context.clone(),
+        })
+        .await?;
+        let has_helm = loaded
+            .plan
+            .nodes
+            .values()
+            .any(|n| matches!(n.spec, NodeSpec::Helm(_)));
+        let server_version = if has_helm {
+            cluster.server_version().await?.git_version
+        } else {
+            String::new()
+        };
+        Ok(Some(Self {
+            loaded,
+            targets,
+            store,
+            cluster,
+            parallelism: usize::from(args.parallelism),
+            repo_dirs,
+            server_version,
+        }))
+    }
+
+    /// Renders, refreshes and diffs the plan against the cluster and the state's records.
+    /// `previous` is what was applied last per node (render stability when inputs change);
+    /// every node rendered is kept in `rendered` for the caller to store once applied.
+    pub async fn change_set(
+        &self,
+        previous: &BTreeMap<Address, PreviousRender>,
+        rendered: Option<&RenderedLog>,
+        fresh_discovery: bool,
+    ) -> miette::Result<ChangeSet> {
+        let records = self.store.objects()?;
+        let (discovery, cached) =
+            discovery(&self.cluster, self.store.as_ref(), fresh_discovery).await?;
+        let attempt = |discovery: Discovery| {
+            let records = &records;
+            async move {
+                let stage = RecordingStage {
+                    inner: RenderStage {
+                        renderer: render::Renderer::new(
+                            Arc::new(HelmProcess::from_env()),
+                            Arc::new(StateRenderCache {
+                                store: self.store.clone(),
+                            }),
+                            RenderOptions {
+                                repo_dirs: self.repo_dirs.clone(),
+                                discovery: Some(render_discovery(&discovery, &self.server_version)),
+                                parallelism: self.parallelism,
+                            },
+                        ),
+                        plan: &self.loaded.plan,
+                        previous: previous.clone(),
                     },
-                ),
-                plan: &loaded.plan,
-                previous: BTreeMap::new(),
-            };
-            crate::diff::plan(
-                cluster,
-                &stage,
-                PlanRequest {
-                    plan: &loaded.plan,
-                    graph: &loaded.graph,
-                    targets,
-                    records,
-                    discovery: &discovery,
-                    parallelism,
-                },
-            )
-            .await
-        }
+                    log: rendered,
+                };
+                crate::diff::plan(
+                    &self.cluster,
+                    &stage,
+                    PlanRequest {
+                        plan: &self.loaded.plan,
+                        graph: &self.loaded.graph,
+                        targets: &self.targets,
+                        records,
+                        discovery: &discovery,
+                        parallelism: self.parallelism,
+                    },
+                )
+                .await
+            }
+        };
+        Ok(match attempt(discovery).await {
+            // A kind missing from a cached discovery may have been installed since.
+            Err(PlanError::Diff(DiffError::KindNotInstalled { .. })) if cached => {
+                let (fresh, _) = self::discovery(&self.cluster, self.store.as_ref(), true).await?;
+                attempt(fresh).await?
+            }
+            other => other?,
+        })
+    }
+
+    /// The digests of the plan's inputs (saved change sets).
+    pub fn input_digests(&self, change_set: &ChangeSet) -> InputDigests {
+        input_digests(&self.loaded, change_set)
+    }
+}
+
+pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+    let Some(session) = Session::open(SessionArgs {
+        input: &args.input,
+        cluster: &args.cluster,
+        state: args.state.as_deref(),
+        repo_dirs: &args.repo_dirs,
+        targets: &args.targets,
+        parallelism: args.parallelism,
+        command: "plan",
+    })
+    .await?
+    else {
+        return Ok(ExitStatus::Error);
     };
-    let change_set = match attempt(discovery).await {
-        // A kind missing from a cached discovery may have been installed since.
-        Err(PlanError::Diff(DiffError::KindNotInstalled { .. })) if cached => {
-            let (fresh, _) = self::discovery(&cluster, store.as_ref(), true).await?;
-            attempt(fresh).await?
-        }
-        other => other?,
-    };
+    let meta = session.store.meta()?;
+    let previous = load_previous(session.store.as_ref())?;
+    let change_set = session.change_set(&previous, None, false).await?;
+    let (loaded, targets, cluster) = (&session.loaded, &session.targets, &session.cluster);
 
     match args.output {
         OutputFormat::Human => {
@@ -118,7 +188,7 @@ pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     if let Some(path) = &args.out {
         let saved = SavedChangeSet::new(
             args.input.plan.display().to_string(),
-            input_digests(&loaded, &change_set),
+            input_digests(loaded, &change_set),
             StateRef {
                 lineage: meta.lineage.clone(),
                 serial: meta.serial,
@@ -238,4 +308,143 @@ fn conflict_summary(change_set: &ChangeSet) -> String {
         .map(|(node, o)| format!("{node}: {}", o.object))
         .collect();
     format!("{} ({})", names.len(), names.join(", "))
+}
+
+/// The renders of one plan run, by node (what is stored as "previous render" once applied).
+pub(super) type RenderedLog = std::sync::Mutex<BTreeMap<Address, PreviousRender>>;
+
+/// The render stage, keeping what each node rendered to.
+struct RecordingStage<'p, 'l> {
+    inner: RenderStage<'p>,
+    log: Option<&'l RenderedLog>,
+}
+
+impl crate::diff::Renderer for RecordingStage<'_, '_> {
+    fn render<'a>(
+        &'a self,
+        nodes: &'a [Address],
+        reads: &'a BTreeMap<Address, crate::diff::ReadValue>,
+    ) -> futures::future::BoxFuture<'a, Result<Vec<crate::diff::DesiredNode>, RenderFailure>> {
+        Box::pin(async move {
+            if nodes.is_empty() {
+                return Ok(Vec::new());
+            }
+            let inputs = render::RenderInputs {
+                reads: reads
+                    .iter()
+                    .map(|(a, r)| {
+                        (
+                            a.clone(),
+                            render::ReadValue {
+                                value: r.value.clone(),
+                                sensitive: r.sensitive,
+                            },
+                        )
+                    })
+                    .collect(),
+                previous: self.inner.previous.clone(),
+                targets: Some(nodes.iter().cloned().collect()),
+                regenerate: std::collections::BTreeSet::new(),
+            };
+            let mut rendered = self
+                .inner
+                .renderer
+                .render(self.inner.plan, &inputs)
+                .await
+                .map_err(|e| Box::new(e) as RenderFailure)?;
+            if let Some(log) = self.log
+                && let Ok(mut log) = log.lock()
+            {
+                for (address, node) in &rendered.nodes {
+                    if matches!(node.status, render::NodeStatus::Rendered) {
+                        log.insert(address.clone(), node.to_previous());
+                    }
+                }
+            }
+            Ok(nodes
+                .iter()
+                .filter_map(|a| rendered.nodes.remove(a).map(desired_node))
+                .collect())
+        })
+    }
+}
+
+/// The render-cache key under which a node's previous render is kept.
+fn previous_key(address: &Address) -> String {
+    format!("previous:{address}")
+}
+
+/// What was applied last per node of the plan (stored by apply).
+pub(super) fn load_previous(
+    store: &dyn StateStore,
+) -> miette::Result<BTreeMap<Address, PreviousRender>> {
+    let mut out = BTreeMap::new();
+    let nodes: std::collections::BTreeSet<String> =
+        store.objects()?.into_iter().map(|r| r.node).collect();
+    for node in nodes {
+        let Some(address) = Address::parse(&node) else {
+            continue;
+        };
+        let Some(entry) = store.render_cache(&previous_key(&address))? else {
+            continue;
+        };
+        let Some(body) = entry.objects.first() else {
+            continue;
+        };
+        let value = store.reveal(body)?;
+        if let Ok(previous) = serde_json::from_value::<PreviousRender>(value) {
+            out.insert(address, previous);
+        }
+    }
+    Ok(out)
+}
+
+/// Keeps `previous` as the last applied render of its node (Secret data encrypted).
+pub(super) fn store_previous(
+    store: &dyn StateStore,
+    address: &Address,
+    previous: &PreviousRender,
+) -> miette::Result<()> {
+    let value = serde_json::to_value(previous).into_diagnostic()?;
+    let mut sensitive = Vec::new();
+    let secret =
+        |v: &serde_json::Value| v.get("kind").and_then(serde_json::Value::as_str) == Some("Secret");
+    if let Some(objects) = value.get("objects").and_then(serde_json::Value::as_array) {
+        for (i, o) in objects.iter().enumerate() {
+            if secret(o) {
+                for k in ["data", "stringData"] {
+                    if o.get(k).is_some() {
+                        sensitive.push(format!("/objects/{i}/{k}"));
+                    }
+                }
+            }
+        }
+    }
+    if let Some(docs) = value
+        .pointer("/chart_output/documents")
+        .and_then(serde_json::Value::as_array)
+    {
+        for (i, d) in docs.iter().enumerate() {
+            if let Some(o) = d.get("object")
+                && secret(o)
+            {
+                for k in ["data", "stringData"] {
+                    if o.get(k).is_some() {
+                        sensitive.push(format!("/chart_output/documents/{i}/object/{k}"));
+                    }
+                }
+            }
+        }
+    }
+    let extra: Vec<&str> = sensitive.iter().map(String::as_str).collect();
+    let body = store.protect(&value, &extra)?;
+    store.commit(WriteBatch::new().put_render(
+        &previous_key(address),
+        state::RenderCacheEntry {
+            objects: vec![body],
+            meta: BTreeMap::from([("kind".to_owned(), "previous-render".to_owned())]),
+            created_at: jiff::Timestamp::now(),
+        },
+    ))?;
+    Ok(())
 }
