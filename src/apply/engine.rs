@@ -266,6 +266,25 @@ impl<'a> Context<'a> {
         let mut backoff = Duration::from_millis(200);
         let result = loop {
             match self.cluster.apply(body, &options).await {
+                // Fields meshplan itself holds as an `Update` manager (left by a rollback's
+                // replace): taken back as the `Apply` manager.
+                Err(ClusterError::Conflict { conflicts, .. })
+                    if !options.force
+                        && !conflicts.is_empty()
+                        && conflicts
+                            .iter()
+                            .all(|c| c.manager == cluster::FIELD_MANAGER) =>
+                {
+                    let forced = cluster::ApplyOptions {
+                        force: true,
+                        ..options.clone()
+                    };
+                    break self
+                        .cluster
+                        .apply(body, &forced)
+                        .await
+                        .map_err(|e| Self::write_err(node, object, e));
+                }
                 Err(e) if e.is_webhook_unavailable() => {
                     let limit = deadline.unwrap_or(started + self.options.object_timeout);
                     let left = limit.saturating_duration_since(Instant::now());

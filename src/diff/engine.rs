@@ -592,6 +592,17 @@ async fn dry_run_change(
             conflicts, message, ..
         }) if !conflicts.is_empty() => {
             let _ = message;
+            // Fields meshplan itself holds as an `Update` manager (left by a rollback's
+            // replace) are not another manager's: apply takes them back.
+            if conflicts
+                .iter()
+                .all(|c| c.manager == crate::cluster::FIELD_MANAGER)
+            {
+                let mut c = base_change(d, Action::Update);
+                c.live_resource_version = live_rv;
+                c.fields = desired_vs_live(d, live);
+                return Ok(c);
+            }
             let mut c = base_change(d, Action::Conflict);
             c.live_resource_version = live_rv;
             c.conflicts = conflicts;

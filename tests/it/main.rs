@@ -1,6 +1,7 @@
 //! The one integration test binary: a module per command or subsystem.
 
 mod apply;
+mod apply_cmd;
 mod apply_destroy;
 mod apply_faults;
 mod apply_rollback;

@@ -1,0 +1,539 @@
+//! `meshplan apply`, `destroy`, `rollback` and `state` as a user runs them, against a
+//! sandbox: the sample plan end to end, a second apply that sends nothing, prune, the writer
+//! lock, stale saved change sets, kill -9 at many points, destroy with prevent_destroy and
+//! foreign objects.
+
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::Duration;
+
+use base64::Engine as _;
+use meshplan::sandbox::SandboxConfig;
+use serde_json::Value;
+
+use crate::sandbox::Cluster;
+use crate::support::root;
+
+const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
+
+struct Setup {
+    cluster: Cluster,
+    plan: PathBuf,
+    state: PathBuf,
+}
+
+fn quick() -> SandboxConfig {
+    let mut config = SandboxConfig::default();
+    config.controllers.rollout_delay = Duration::from_millis(30);
+    config.controllers.webhook_delay = Duration::from_millis(50);
+    config
+}
+
+impl Setup {
+    /// A sandbox with the cluster's own Prometheus pieces (namespace and PodMonitor CRD) and
+    /// the sample plan.
+    fn sample() -> Self {
+        let cluster = Cluster::start_with(quick());
+        cluster
+            .apply(
+                "monitoring.yaml",
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n",
+            )
+            .ok();
+        let crd =
+            std::fs::read_to_string(root().join("tests/fixtures/crds/podmonitor.yaml")).unwrap();
+        cluster.apply("podmonitor-crd.yaml", &crd).ok();
+        let state = cluster.dir.path().join("state");
+        Self {
+            cluster,
+            plan: root().join("plans/linkerd.toml"),
+            state,
+        }
+    }
+
+    fn with_plan(text: &str) -> Self {
+        let cluster = Cluster::start_with(quick());
+        let plan = cluster.dir.path().join("plan.toml");
+        std::fs::write(&plan, text).unwrap();
+        let state = cluster.dir.path().join("state");
+        Self {
+            cluster,
+            plan,
+            state,
+        }
+    }
+
+    fn command(&self, sub: &str, plan: &std::path::Path, extra: &[&str]) -> Command {
+        let mut cmd = Command::new(BIN);
+        cmd.current_dir(root())
+            .arg(sub)
+            .arg(plan)
+            .arg("--kubeconfig")
+            .arg(&self.cluster.kubeconfig)
+            .arg("--state")
+            .arg(&self.state)
+            .args([
+                "--repo-dir",
+                "linkerd=plans/charts",
+                "--repo-dir",
+                "jetstack=plans/charts",
+            ])
+            .args(extra)
+            .stdin(Stdio::null());
+        cmd
+    }
+
+    fn run(&self, sub: &str, extra: &[&str]) -> (i32, String, String) {
+        let out = self.command(sub, &self.plan, extra).output().unwrap();
+        decode(out)
+    }
+
+    fn apply(&self, extra: &[&str]) -> (i32, String, String) {
+        let mut args = vec!["--auto-approve"];
+        args.extend_from_slice(extra);
+        self.run("apply", &args)
+    }
+
+    fn state_cmd(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(BIN)
+            .current_dir(root())
+            .arg("state")
+            .args(args)
+            .arg("--state")
+            .arg(&self.state)
+            .output()
+            .unwrap();
+        decode(out)
+    }
+
+    fn writes(&self) -> usize {
+        self.cluster
+            .sandbox
+            .audit()
+            .iter()
+            .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+            .filter(|e| !e.query.contains("dryRun"))
+            .count()
+    }
+}
+
+fn decode(out: Output) -> (i32, String, String) {
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
+    let s = Setup::sample();
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("Apply complete."), "{err}");
+    assert!(
+        err.contains("read.trust_anchor.value = (sensitive)"),
+        "the value unknown at plan time is reported, masked: {err}"
+    );
+    // Every workload is ready.
+    for kind in ["deployments", "statefulsets", "daemonsets"] {
+        let list = s.cluster.get_json(&[kind, "-A"]);
+        for item in list["items"].as_array().unwrap() {
+            let want = item["spec"]["replicas"].as_i64().unwrap_or(1);
+            let ready = item["status"]["readyReplicas"]
+                .as_i64()
+                .or(item["status"]["numberReady"].as_i64())
+                .unwrap_or(0);
+            assert!(
+                ready >= want.min(1),
+                "{kind} {} not ready: {:#}",
+                item["metadata"]["name"],
+                item["status"]
+            );
+        }
+    }
+    // The trust anchor in the control plane's config is the issuer Secret's ca.crt.
+    let secret = s
+        .cluster
+        .get_json(&["secret", "-n", "linkerd", "linkerd-identity-issuer"]);
+    let ca = base64::engine::general_purpose::STANDARD
+        .decode(secret["data"]["ca.crt"].as_str().unwrap())
+        .unwrap();
+    let ca = String::from_utf8(ca).unwrap();
+    let roots = s
+        .cluster
+        .get_json(&["configmap", "-n", "linkerd", "linkerd-identity-trust-roots"]);
+    assert_eq!(
+        roots["data"]["ca-bundle.crt"].as_str().unwrap().trim(),
+        ca.trim()
+    );
+
+    // A second apply sends no write request.
+    let before = s.writes();
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("No changes."), "{err}");
+    assert_eq!(s.writes(), before, "the second apply wrote to the cluster");
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // The state lists what was applied.
+    let (code, out, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("manifest.root_ca  cert-manager.io/v1 Certificate cert-manager/root-ca"));
+
+    // Prune: without the PodMonitors node, its objects (and only them) are deleted.
+    let text = std::fs::read_to_string(&s.plan).unwrap();
+    let cut = text.find("[manifest.linkerd_podmonitors]").unwrap();
+    let pruned = s.cluster.dir.path().join("pruned.toml");
+    std::fs::write(&pruned, &text[..cut]).unwrap();
+    std::fs::create_dir_all(s.cluster.dir.path().join("manifests")).unwrap();
+    for entry in std::fs::read_dir(root().join("plans/manifests")).unwrap() {
+        let entry = entry.unwrap();
+        std::fs::copy(
+            entry.path(),
+            s.cluster
+                .dir
+                .path()
+                .join("manifests")
+                .join(entry.file_name()),
+        )
+        .unwrap();
+    }
+    let out = s.command("plan", &pruned, &[]).output().unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("Plan: 0 to add, 0 to change, 3 to destroy."),
+        "{out}"
+    );
+    let before = s.cluster.sandbox.object_count();
+    let out = s
+        .command("apply", &pruned, &["--auto-approve"])
+        .output()
+        .unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(s.cluster.sandbox.object_count(), before - 3);
+    let monitors = s.cluster.get_json(&["podmonitors", "-A"]);
+    assert_eq!(monitors["items"].as_array().unwrap().len(), 0);
+}
+
+/// A small plan: a namespace, ConfigMaps and a Deployment, quick to apply many times.
+const SMALL: &str = r#"
+[plan]
+name = "small"
+
+[vars]
+mode = "blue"
+
+[manifest.ns]
+yaml = '''
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: app
+'''
+
+[manifest.config]
+namespace = "app"
+depends_on = ["manifest.ns"]
+yaml = '''
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  mode: ${var.mode}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: more
+data:
+  a: "1"
+'''
+
+[manifest.web]
+namespace = "app"
+depends_on = ["manifest.config"]
+yaml = '''
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+'''
+"#;
+
+#[test]
+fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
+    let s = Setup::with_plan(SMALL);
+    // Hold the lock with a slow apply: the Deployment's rollout is paused.
+    s.cluster
+        .sandbox
+        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+    let mut first = s
+        .command("apply", &s.plan, &["--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let lock = s.state.join("lock");
+    for _ in 0..200 {
+        if lock.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    assert!(lock.exists());
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    // The message may be wrapped: compare with whitespace collapsed.
+    let flat = err.replace('│', " ");
+    let flat: Vec<&str> = flat.split_whitespace().collect();
+    let flat = flat.join(" ");
+    assert!(flat.contains("is locked by meshplan apply (pid"), "{err}");
+    assert!(
+        flat.contains(&format!("pid {} on host", first.id())),
+        "{err}"
+    );
+    s.cluster
+        .sandbox
+        .set_paused(meshplan::sandbox::Controller::Workloads, false);
+    let status = first.wait().unwrap();
+    assert!(status.success());
+}
+
+#[test]
+fn a_stale_saved_change_set_is_refused_with_the_reason() {
+    let s = Setup::with_plan(SMALL);
+    let saved = s.cluster.dir.path().join("changes.json");
+    let (code, _, err) = s.run("plan", &["-o", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    // Someone else applies first: the state moved on.
+    let (code, _, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{err}");
+    let out = s.command("apply", &saved, &[]).output().unwrap();
+    let (code, _, err) = decode(out);
+    assert_eq!(code, 1);
+    assert!(err.contains("the saved change set is stale"), "{err}");
+    assert!(err.contains("serial"), "{err}");
+
+    // A fresh saved change set, then a live change of a planned object.
+    let (code, _, _) = s.run(
+        "plan",
+        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    s.cluster.apply(
+        "edit.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: settings\n  namespace: app\ndata:\n  extra: x\n",
+    )
+    .ok();
+    let out = s
+        .command("apply", &saved, &["--var", "mode=green"])
+        .output()
+        .unwrap();
+    let (code, _, err) = decode(out);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("changed in the cluster since it was planned"),
+        "{err}"
+    );
+    // A saved change set that is still current is applied.
+    let (code, _, _) = s.run(
+        "plan",
+        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    let out = s
+        .command("apply", &saved, &["--var", "mode=green"])
+        .output()
+        .unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let cm = s.cluster.get_json(&["configmap", "-n", "app", "settings"]);
+    assert_eq!(cm["data"]["mode"], "green");
+}
+
+#[test]
+fn apply_refuses_without_a_terminal_or_auto_approve() {
+    let s = Setup::with_plan(SMALL);
+    let (code, _, err) = s.run("apply", &[]);
+    assert_eq!(code, 1);
+    assert!(err.contains("--auto-approve"), "{err}");
+    assert_eq!(s.writes(), 0);
+}
+
+/// [`SMALL`] and a node of ten ConfigMaps that follow `mode`: many writes per run.
+fn many_writes() -> String {
+    let mut text = SMALL.to_owned();
+    text.push_str(
+        "\n[manifest.extra]\nnamespace = \"app\"\ndepends_on = [\"manifest.ns\"]\nyaml = \"\"\"\n",
+    );
+    for k in 0..10 {
+        text.push_str(&format!(
+            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: extra-{k}\ndata:\n  mode: ${{var.mode}}\n"
+        ));
+    }
+    text.push_str("\"\"\"\n");
+    text
+}
+
+#[test]
+fn kill_9_at_many_points_then_apply_converges() {
+    let s = Setup::with_plan(&many_writes());
+    let mut points = 0;
+    let mut mid_run = 0;
+    for i in 0..20u64 {
+        // Alternate the desired content so every run has work to do.
+        let mode = if i % 2 == 0 { "green" } else { "blue" };
+        let mut child = s
+            .command(
+                "apply",
+                &s.plan,
+                &["--auto-approve", "--var", &format!("mode={mode}")],
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        // SIGKILL once the run has sent `target` write requests (or after 10 s).
+        let target = s.writes() + 1 + (i as usize % 12);
+        for _ in 0..5000 {
+            if s.writes() >= target || child.try_wait().unwrap().is_some() {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        let _ = child.kill(); // SIGKILL
+        let _ = child.wait();
+        points += 1;
+        let choice = if i % 2 == 0 { "rollback" } else { "complete" };
+        let (code, _, err) = s.state_cmd(&["unlock", s.plan.to_str().unwrap()]);
+        assert_eq!(code, 0, "{err}");
+        let (code, listed, err) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+        assert_eq!(code, 0, "point {i}: state unreadable after kill -9: {err}");
+        if listed.contains("unfinished run") {
+            mid_run += 1;
+        }
+        let (code, out, err) =
+            s.apply(&["--var", &format!("mode={mode}"), "--on-unfinished", choice]);
+        assert_eq!(code, 0, "point {i}: {out}\n{err}");
+        let (code, out, err) = s.run(
+            "plan",
+            &["--var", &format!("mode={mode}"), "--detailed-exitcode"],
+        );
+        assert_eq!(code, 0, "point {i}: not converged:\n{out}\n{err}");
+        let (code, _, err) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+        assert_eq!(code, 0, "point {i}: state unreadable: {err}");
+    }
+    assert_eq!(points, 20);
+    // Some kills must have hit a run between its journal's start and end.
+    assert!(
+        mid_run >= 3,
+        "only {mid_run} of 20 kills hit a running apply"
+    );
+}
+
+#[test]
+fn destroy_removes_what_the_plan_owns_and_honours_prevent_destroy() {
+    let text = SMALL.replace(
+        "[manifest.web]\n",
+        "[manifest.web]\nprevent_destroy = true\n",
+    );
+    let s = Setup::with_plan(&text);
+    let (code, _, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{err}");
+    // A foreign object in the plan's namespace.
+    s.cluster
+        .apply(
+            "foreign.yaml",
+            "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: foreign\n  namespace: app\n",
+        )
+        .ok();
+    let (code, _, err) = s.run("destroy", &["--auto-approve"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("prevent_destroy is set on manifest.web"),
+        "{err}"
+    );
+    let web = s
+        .cluster
+        .kubectl(&["get", "deployment", "-n", "app", "web", "-o", "name"]);
+    assert_eq!(web.code, 0, "nothing was deleted");
+
+    // Without prevent_destroy: the namespace with a foreign object is kept.
+    std::fs::write(&s.plan, SMALL).unwrap();
+    let (code, out, err) = s.run("destroy", &["--auto-approve"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        out.contains("manifest.web  apps/v1 Deployment app/web"),
+        "{out}"
+    );
+    assert!(err.contains("foreign"), "{err}");
+    let cms = s.cluster.get_json(&["configmaps", "-n", "app"]);
+    let names: Vec<&str> = cms["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|i| i["metadata"]["name"].as_str())
+        .filter(|n| *n != "kube-root-ca.crt")
+        .collect();
+    assert_eq!(names, ["foreign"]);
+    let (code, out, err) = s.run("destroy", &["--auto-approve", "--with-foreign-objects"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let ns = s
+        .cluster
+        .kubectl(&["get", "namespace", "app", "-o", "json"]);
+    let gone = ns.code != 0
+        || serde_json::from_str::<Value>(&ns.stdout).unwrap()["status"]["phase"] == "Terminating";
+    assert!(gone, "{}", ns.stdout);
+}
+
+#[test]
+fn destroy_of_the_sample_plan_refuses_root_ca_and_a_target_avoids_it() {
+    let s = Setup::sample();
+    let (code, _, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = s.run("destroy", &["--auto-approve"]);
+    assert_eq!(code, 1);
+    assert!(
+        err.contains("prevent_destroy is set on manifest.root_ca"),
+        "{err}"
+    );
+    let (code, out, err) = s.run(
+        "destroy",
+        &[
+            "--auto-approve",
+            "--target",
+            "helm.linkerd_crds",
+            "--target",
+            "manifest.linkerd_namespace",
+        ],
+    );
+    assert_eq!(code, 0, "{out}\n{err}");
+    let deploys = s.cluster.get_json(&["deployments", "-n", "linkerd"]);
+    assert_eq!(deploys["items"].as_array().unwrap().len(), 0);
+    let root_ca = s.cluster.kubectl(&[
+        "get",
+        "certificates.cert-manager.io",
+        "-n",
+        "cert-manager",
+        "root-ca",
+        "-o",
+        "name",
+    ]);
+    assert_eq!(root_ca.code, 0, "root_ca is kept");
+}
