@@ -128,9 +128,37 @@ pub struct SandboxServeArgs {
     /// Where to write the kubeconfig that kubectl and meshplan use.
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: PathBuf,
-    /// Directory that keeps the cluster's objects across restarts.
+    /// Directory that keeps the cluster's objects across restarts (and `audit.log`).
     #[arg(long, value_name = "DIR")]
     pub data: Option<PathBuf>,
+    /// Also write the audit log (JSON lines) to FILE.
+    #[arg(long, value_name = "FILE")]
+    pub audit: Option<PathBuf>,
+    /// Serve HTTPS with a generated CA; the kubeconfig carries the CA and a client certificate.
+    #[arg(long)]
+    pub tls: bool,
+    /// Authentication: `token` (credentials required over TLS; over plain HTTP, where kubectl
+    /// sends none, requests without any are anonymous), `strict` (required everywhere),
+    /// `anonymous` (no checks).
+    #[arg(long, value_name = "MODE", default_value = "token", value_parser = ["token", "strict", "anonymous"])]
+    pub auth: String,
+    /// Turn every simulated controller off (a plain API server).
+    #[arg(long)]
+    pub no_controllers: bool,
+    /// Turn one simulated controller off: workloads, cert-manager, webhooks, linkerd
+    /// (repeatable).
+    #[arg(long = "disable-controller", value_name = "NAME", value_parser = ["workloads", "cert-manager", "webhooks", "linkerd"])]
+    pub disable_controller: Vec<String>,
+    /// Milliseconds from a workload's new spec to its completed rollout (and a Job's end).
+    #[arg(long, value_name = "MS", default_value_t = 300)]
+    pub rollout_delay_ms: u64,
+    /// Milliseconds a webhook's Deployment must have been available before writes it
+    /// guards are admitted.
+    #[arg(long, value_name = "MS", default_value_t = 1000)]
+    pub webhook_delay_ms: u64,
+    /// How many times faster than real time cert-manager's clock runs (renewals).
+    #[arg(long, value_name = "FACTOR", default_value_t = 1.0)]
+    pub time_scale: f64,
 }
 
 /// The process exit status: a fixed enum, never an ad-hoc number.

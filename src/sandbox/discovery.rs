@@ -114,6 +114,17 @@ pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Opt
                 "verbs": ["get", "patch", "update"],
             }));
         }
+        if t.scale.is_some() {
+            resources.push(json!({
+                "name": format!("{}/scale", t.plural),
+                "singularName": "",
+                "namespaced": t.namespaced,
+                "group": "autoscaling",
+                "version": "v1",
+                "kind": "Scale",
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
     }
     let group_version = if group.is_empty() {
         version.to_string()
@@ -144,15 +155,23 @@ fn aggregated_resource(t: &ResourceType) -> Value {
         if !t.categories.is_empty() {
             map.insert("categories".into(), json!(t.categories));
         }
+        let mut subresources = Vec::new();
         if t.has_status {
-            map.insert(
-                "subresources".into(),
-                json!([{
-                    "subresource": "status",
-                    "responseKind": response_kind,
-                    "verbs": ["get", "patch", "update"],
-                }]),
-            );
+            subresources.push(json!({
+                "subresource": "status",
+                "responseKind": response_kind,
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if t.scale.is_some() {
+            subresources.push(json!({
+                "subresource": "scale",
+                "responseKind": {"group": "autoscaling", "version": "v1", "kind": "Scale"},
+                "verbs": ["get", "patch", "update"],
+            }));
+        }
+        if !subresources.is_empty() {
+            map.insert("subresources".into(), Value::Array(subresources));
         }
     }
     entry

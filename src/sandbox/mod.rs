@@ -6,19 +6,25 @@
 //!    is given (else seeds the four namespaces of a fresh cluster) and serves HTTP/1.1.
 //! 2. Requests go through [`server`] (routing, content negotiation, watch streams) to
 //!    [`write`] (the write path) over the [`store`] (one lock, one global resourceVersion).
-//! 3. Two background tasks run beside the server: the cleanup of terminating namespaces and
-//!    deleted CRDs, and the persister that snapshots the store to the data directory shortly
-//!    after writes.
-//! 4. [`Sandbox::shutdown`] stops accepting requests, ends watch streams and flushes the data.
+//! 3. Background tasks run beside the server: the cleanup of terminating namespaces and
+//!    deleted CRDs, the persister that snapshots the store to the data directory shortly
+//!    after writes, and the [`reconciler`] that runs the simulated [`controllers`]
+//!    (workloads, cert-manager, Linkerd's Jobs; webhook admission runs in the write path).
+//! 4. Every request passes the [`transport`] (plain HTTP or TLS with client certificates),
+//!    the bearer token check, then [`admin`] (fault injection, counters, audit log).
+//! 5. [`Sandbox::shutdown`] stops accepting requests, ends watch streams and flushes the data.
 //!
 //! [`BlockingSandbox`] runs one on its own runtime for synchronous tests and stops it on drop.
 
+pub mod admin;
+pub mod controllers;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod names;
 pub mod openapi;
 pub mod patch;
 mod persist;
+pub mod reconciler;
 pub mod registry;
 pub mod request;
 pub mod schema;
@@ -27,6 +33,7 @@ mod server;
 pub mod status;
 pub mod store;
 pub mod table;
+pub mod transport;
 pub mod write;
 
 use std::net::SocketAddr;
@@ -36,6 +43,10 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
+
+pub use admin::{AuditEntry, FaultAction, FaultRule};
+pub use reconciler::{Controller, ControllerConfig};
+pub use transport::{Credentials, TlsMaterial};
 
 use server::Shared;
 use store::State;
@@ -86,6 +97,12 @@ pub enum SandboxError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Transport(#[from] transport::TransportError),
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Audit(#[from] admin::AuditFileError),
     #[error("cannot write the kubeconfig {path}")]
     #[diagnostic(code(sandbox::kubeconfig))]
     Kubeconfig {
@@ -95,18 +112,56 @@ pub enum SandboxError {
     },
 }
 
+/// How clients authenticate. Credentials are the bearer token, or over TLS a client
+/// certificate signed by the sandbox CA; a request with a wrong token always gets 401.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum AuthMode {
+    /// Credentials are required over TLS. Over plain HTTP a request without any is served as
+    /// anonymous: kubectl (client-go) never sends credentials to an `http://` server, so this
+    /// is what lets it use a plain-HTTP sandbox.
+    #[default]
+    Token,
+    /// Credentials are required on every API request, plain HTTP included (kube-rs sends
+    /// the token over HTTP; kubectl then needs `tls`).
+    Strict,
+    /// No checks (no token in the kubeconfig).
+    Anonymous,
+}
+
 /// How to run a sandbox.
 #[derive(Debug, Clone, Default)]
 pub struct SandboxConfig {
     /// Port on 127.0.0.1; 0 lets the OS choose.
     pub port: u16,
-    /// Directory that keeps the objects across restarts; None keeps them in memory only.
+    /// Directory that keeps the objects across restarts (and the audit log `audit.log`);
+    /// None keeps them in memory only.
     pub data_dir: Option<PathBuf>,
+    /// The simulated controllers: switches, delays, time scale, webhook delay.
+    pub controllers: ControllerConfig,
+    pub auth: AuthMode,
+    /// The bearer token; None makes a random one.
+    pub token: Option<String>,
+    /// Serve HTTPS with a generated CA, and accept client certificates it signed.
+    pub tls: bool,
+    /// Also write the audit log (JSON lines) to this file.
+    pub audit_file: Option<PathBuf>,
+}
+
+impl SandboxConfig {
+    /// A plain API server: no simulated controllers (objects keep the status clients write).
+    pub fn api_only() -> Self {
+        Self {
+            controllers: ControllerConfig::none(),
+            ..Self::default()
+        }
+    }
 }
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] (flushes the data directory).
 pub struct Sandbox {
     addr: SocketAddr,
+    credentials: Credentials,
+    anonymous: bool,
     shared: Arc<Shared>,
     data_dir: Option<PathBuf>,
     stop: watch::Sender<bool>,
@@ -118,6 +173,22 @@ pub struct Sandbox {
 /// Starts a sandbox. Fails when the port cannot be bound or the data directory holds an
 /// unreadable snapshot.
 pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
+    let credentials = match &config.data_dir {
+        Some(dir) => Credentials::load_or_generate(dir, config.token.clone(), config.tls)?,
+        None => Credentials::generate(config.token.clone(), config.tls)?,
+    };
+    let mut observer = admin::Observer::default();
+    let mut audit_paths: Vec<PathBuf> = config
+        .data_dir
+        .iter()
+        .map(|d| admin::data_dir_audit_path(d))
+        .collect();
+    audit_paths.extend(config.audit_file.iter().cloned());
+    observer.open_files(&audit_paths)?;
+    let tls_config = match &credentials.tls {
+        Some(material) => Some(transport::server_config(material)?),
+        None => None,
+    };
     let (tx, _) = broadcast::channel(BROADCAST_CAPACITY);
     let mut state = State::new(tx);
     let restored = match &config.data_dir {
@@ -135,19 +206,34 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
             port: config.port,
             source,
         })?;
-    let addr = listener.local_addr().map_err(|source| SandboxError::Bind {
-        port: config.port,
-        source,
-    })?;
+    let listener =
+        transport::Listener::new(listener, tls_config).map_err(|source| SandboxError::Bind {
+            port: config.port,
+            source,
+        })?;
+    let addr =
+        axum::serve::Listener::local_addr(&listener).map_err(|source| SandboxError::Bind {
+            port: config.port,
+            source,
+        })?;
     let (stop, stop_rx) = watch::channel(false);
+    let anonymous = config.auth == AuthMode::Anonymous;
     let shared = Arc::new(Shared {
         state: Mutex::new(state),
         addr,
         wake_controller: Notify::new(),
+        wake_controllers: Notify::new(),
         wake_persist: Notify::new(),
         shutdown: stop_rx.clone(),
+        token: credentials.token.clone(),
+        auth: config.auth,
+        controllers: config.controllers.clone(),
+        pauses: reconciler::Pauses::default(),
+        observer: Mutex::new(observer),
+        close_watches: watch::channel(0).0,
     });
-    let app = server::router(shared.clone());
+    let app =
+        server::router(shared.clone()).into_make_service_with_connect_info::<transport::ConnInfo>();
     let mut graceful = stop_rx.clone();
     let server = tokio::spawn(async move {
         let signal = async move {
@@ -162,6 +248,12 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
     });
     let flush_lock = Arc::new(tokio::sync::Mutex::new(()));
     let mut background = vec![tokio::spawn(cleanup_loop(shared.clone()))];
+    if config.controllers.any_enabled() {
+        background.push(tokio::spawn(reconciler::run(
+            shared.clone(),
+            config.controllers.clone(),
+        )));
+    }
     if let Some(dir) = &config.data_dir {
         background.push(tokio::spawn(persist_loop(
             shared.clone(),
@@ -172,9 +264,16 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         shared.lock().dirty = true;
         shared.wake_persist.notify_one();
     }
-    tracing::info!("sandbox listening on http://{addr}");
+    let scheme = if credentials.tls.is_some() {
+        "https"
+    } else {
+        "http"
+    };
+    tracing::info!("sandbox listening on {scheme}://{addr}");
     Ok(Sandbox {
         addr,
+        credentials,
+        anonymous,
         shared,
         data_dir: config.data_dir,
         stop,
@@ -254,24 +353,90 @@ impl Sandbox {
         self.addr
     }
 
-    /// `http://127.0.0.1:PORT`.
+    /// `http://127.0.0.1:PORT`, or `https://` with TLS.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.credentials.tls.is_some() {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
+    }
+
+    /// The token and, with TLS, the CA and client certificate.
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// The bearer token API requests must carry (None with anonymous access).
+    pub fn token(&self) -> Option<&str> {
+        (!self.anonymous).then_some(self.credentials.token.as_str())
     }
 
     /// A kubeconfig whose cluster, context and user are all named `meshplan-sandbox`.
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url())
+        kubeconfig_yaml(&self.url(), self.token(), self.credentials.tls.as_ref())
     }
 
     /// Writes [`Self::kubeconfig_yaml`] to `path`.
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
-        write_kubeconfig(path, &self.url())
+        write_kubeconfig(path, &self.kubeconfig_yaml())
+    }
+
+    /// Adds a fault rule; returns its id.
+    pub fn add_fault(&self, rule: FaultRule) -> u64 {
+        self.shared.observer().add_fault(rule)
+    }
+
+    /// Removes every fault rule.
+    pub fn clear_faults(&self) {
+        self.shared.observer().clear_faults();
+    }
+
+    /// Ends every open watch stream (clients see the stream close and watch again).
+    pub fn close_watches(&self) {
+        self.shared.close_watches.send_modify(|n| *n += 1);
+    }
+
+    /// Pauses or resumes one simulated controller.
+    pub fn set_paused(&self, controller: Controller, paused: bool) {
+        self.shared.pauses.set(controller, paused);
+        self.shared.wake_controllers.notify_one();
+    }
+
+    /// The audit log (the most recent entries; see [`admin::AUDIT_MEMORY_LIMIT`]).
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.shared.observer().audit_since(0)
+    }
+
+    /// Requests answered per (verb, resource).
+    pub fn counters(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        self.shared.observer().counters()
     }
 
     /// The current global resourceVersion.
     pub fn resource_version(&self) -> u64 {
         self.shared.lock().rv
+    }
+
+    /// A stored object, read directly from the store (no HTTP). `group` is empty for the core
+    /// group, `resource` the plural, `namespace` empty for cluster-scoped objects.
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.shared
+            .lock()
+            .get(&store::key(group, resource, namespace, name))
+            .cloned()
+    }
+
+    /// How many objects the store holds.
+    pub fn object_count(&self) -> usize {
+        self.shared.lock().objects.len()
     }
 
     /// Stops serving, ends watch streams and writes the data directory a last time.
@@ -294,23 +459,45 @@ impl Sandbox {
     }
 }
 
-/// The kubeconfig text for a sandbox at `url`.
-pub fn kubeconfig_yaml(url: &str) -> String {
+/// The kubeconfig text for a sandbox at `url`: the token (if any) and, with TLS, the CA and
+/// the client certificate and key (base64 data fields).
+pub fn kubeconfig_yaml(url: &str, token: Option<&str>, tls: Option<&TlsMaterial>) -> String {
+    use base64::Engine;
+    let b64 = |s: &str| base64::engine::general_purpose::STANDARD.encode(s.as_bytes());
+    let ca = tls
+        .map(|t| format!("    certificate-authority-data: {}\n", b64(&t.ca_crt)))
+        .unwrap_or_default();
+    let mut user = String::new();
+    if let Some(t) = tls {
+        user.push_str(&format!(
+            "    client-certificate-data: {}\n    client-key-data: {}\n",
+            b64(&t.client_crt),
+            b64(&t.client_key)
+        ));
+    }
+    if let Some(token) = token {
+        user.push_str(&format!("    token: {token}\n"));
+    }
+    let user = if user.is_empty() {
+        "  user: {}\n".to_string()
+    } else {
+        format!("  user:\n{user}")
+    };
     format!(
-        "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT_NAME}\n  cluster:\n    server: {url}\n\
+        "apiVersion: v1\nkind: Config\nclusters:\n- name: {CONTEXT_NAME}\n  cluster:\n{ca}    server: {url}\n\
          contexts:\n- name: {CONTEXT_NAME}\n  context:\n    cluster: {CONTEXT_NAME}\n    user: {CONTEXT_NAME}\n    namespace: default\n\
-         current-context: {CONTEXT_NAME}\nusers:\n- name: {CONTEXT_NAME}\n  user: {{}}\npreferences: {{}}\n"
+         current-context: {CONTEXT_NAME}\nusers:\n- name: {CONTEXT_NAME}\n{user}preferences: {{}}\n"
     )
 }
 
-fn write_kubeconfig(path: &Path, url: &str) -> Result<(), SandboxError> {
+fn write_kubeconfig(path: &Path, text: &str) -> Result<(), SandboxError> {
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|source| SandboxError::Kubeconfig {
             path: path.to_path_buf(),
             source,
         })?;
     }
-    std::fs::write(path, kubeconfig_yaml(url)).map_err(|source| SandboxError::Kubeconfig {
+    std::fs::write(path, text).map_err(|source| SandboxError::Kubeconfig {
         path: path.to_path_buf(),
         source,
     })
@@ -322,6 +509,10 @@ pub struct BlockingSandbox {
     runtime: Option<tokio::runtime::Runtime>,
     sandbox: Option<Sandbox>,
     addr: SocketAddr,
+    url: String,
+    kubeconfig: String,
+    credentials: Credentials,
+    token: Option<String>,
 }
 
 impl BlockingSandbox {
@@ -333,11 +524,14 @@ impl BlockingSandbox {
             .build()
             .map_err(SandboxError::Runtime)?;
         let sandbox = runtime.block_on(start(config))?;
-        let addr = sandbox.addr();
         Ok(Self {
+            addr: sandbox.addr(),
+            url: sandbox.url(),
+            kubeconfig: sandbox.kubeconfig_yaml(),
+            credentials: sandbox.credentials().clone(),
+            token: sandbox.token().map(str::to_string),
             runtime: Some(runtime),
             sandbox: Some(sandbox),
-            addr,
         })
     }
 
@@ -346,19 +540,89 @@ impl BlockingSandbox {
     }
 
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        self.url.clone()
     }
 
     pub fn kubeconfig_yaml(&self) -> String {
-        kubeconfig_yaml(&self.url())
+        self.kubeconfig.clone()
     }
 
     pub fn write_kubeconfig(&self, path: &Path) -> Result<(), SandboxError> {
-        write_kubeconfig(path, &self.url())
+        write_kubeconfig(path, &self.kubeconfig)
+    }
+
+    /// See [`Sandbox::credentials`].
+    pub fn credentials(&self) -> &Credentials {
+        &self.credentials
+    }
+
+    /// See [`Sandbox::token`].
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// See [`Sandbox::add_fault`].
+    pub fn add_fault(&self, rule: FaultRule) -> u64 {
+        self.sandbox.as_ref().map_or(0, |s| s.add_fault(rule))
+    }
+
+    /// See [`Sandbox::clear_faults`].
+    pub fn clear_faults(&self) {
+        if let Some(s) = &self.sandbox {
+            s.clear_faults();
+        }
+    }
+
+    /// See [`Sandbox::close_watches`].
+    pub fn close_watches(&self) {
+        if let Some(s) = &self.sandbox {
+            s.close_watches();
+        }
+    }
+
+    /// See [`Sandbox::set_paused`].
+    pub fn set_paused(&self, controller: Controller, paused: bool) {
+        if let Some(s) = &self.sandbox {
+            s.set_paused(controller, paused);
+        }
+    }
+
+    /// See [`Sandbox::audit`].
+    pub fn audit(&self) -> Vec<AuditEntry> {
+        self.sandbox
+            .as_ref()
+            .map(Sandbox::audit)
+            .unwrap_or_default()
+    }
+
+    /// See [`Sandbox::counters`].
+    pub fn counters(&self) -> std::collections::BTreeMap<(String, String), u64> {
+        self.sandbox
+            .as_ref()
+            .map(Sandbox::counters)
+            .unwrap_or_default()
     }
 
     pub fn resource_version(&self) -> u64 {
         self.sandbox.as_ref().map_or(0, Sandbox::resource_version)
+    }
+
+    /// See [`Sandbox::object`].
+    pub fn object(
+        &self,
+        group: &str,
+        resource: &str,
+        namespace: &str,
+        name: &str,
+    ) -> Option<serde_json::Value> {
+        self.sandbox
+            .as_ref()
+            .and_then(|s| s.object(group, resource, namespace, name))
+    }
+
+    /// See [`Sandbox::object_count`].
+    pub fn object_count(&self) -> usize {
+        self.sandbox.as_ref().map_or(0, Sandbox::object_count)
     }
 
     /// Stops the sandbox now (what drop does), reporting a failed final flush.

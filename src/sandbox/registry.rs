@@ -60,6 +60,27 @@ impl Column {
     }
 }
 
+/// The `scale` subresource of a type: JSONPaths of the replica counts and the selector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScalePaths {
+    /// e.g. `.spec.replicas`.
+    pub spec_replicas: String,
+    /// e.g. `.status.replicas`.
+    pub status_replicas: String,
+    /// e.g. `.spec.selector` (a label selector object) or a CRD's `labelSelectorPath`.
+    pub label_selector: Option<String>,
+}
+
+impl ScalePaths {
+    fn workload() -> Self {
+        Self {
+            spec_replicas: ".spec.replicas".into(),
+            status_replicas: ".status.replicas".into(),
+            label_selector: Some(".spec.selector".into()),
+        }
+    }
+}
+
 /// A served resource (one group/version/resource).
 #[derive(Debug, Clone)]
 pub struct ResourceType {
@@ -72,6 +93,8 @@ pub struct ResourceType {
     pub categories: Vec<String>,
     pub namespaced: bool,
     pub has_status: bool,
+    /// Where the `scale` subresource reads and writes, when the type has one.
+    pub scale: Option<ScalePaths>,
     pub tracks_generation: bool,
     pub name_rule: NameRule,
     pub columns: Vec<Column>,
@@ -569,6 +592,8 @@ fn builtin_types() -> Vec<Arc<ResourceType>> {
                 },
                 namespaced: bt.namespaced,
                 has_status: bt.status,
+                scale: matches!(bt.plural, "deployments" | "statefulsets" | "replicasets")
+                    .then(ScalePaths::workload),
                 tracks_generation: bt.generation,
                 name_rule: bt.rule,
                 columns: builtin_columns(bt.group, bt.plural),
@@ -649,6 +674,15 @@ pub fn crd_types(crd: &Value) -> Result<Vec<Arc<ResourceType>>, CrdTypeError> {
             None => None,
         };
         let has_status = version.pointer("/subresources/status").is_some();
+        let scale = version.pointer("/subresources/scale").map(|sc| {
+            let text = |k: &str| sc.get(k).and_then(Value::as_str).map(str::to_string);
+            ScalePaths {
+                spec_replicas: text("specReplicasPath").unwrap_or_else(|| ".spec.replicas".into()),
+                status_replicas: text("statusReplicasPath")
+                    .unwrap_or_else(|| ".status.replicas".into()),
+                label_selector: text("labelSelectorPath"),
+            }
+        });
         let mut columns = vec![Column::new("Name", "string", CellSource::Name)];
         match version
             .get("additionalPrinterColumns")
@@ -692,6 +726,7 @@ pub fn crd_types(crd: &Value) -> Result<Vec<Arc<ResourceType>>, CrdTypeError> {
             categories: categories.clone(),
             namespaced,
             has_status,
+            scale,
             tracks_generation: true,
             name_rule: NameRule::Subdomain,
             columns,

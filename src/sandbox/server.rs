@@ -13,21 +13,26 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::body::{Body, Bytes};
-use axum::extract::{Request, State as AxumState};
+use axum::extract::{ConnectInfo, Request, State as AxumState};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
 use tokio::sync::{Notify, mpsc, watch};
 
+use super::AuthMode;
+use super::admin::{self, Observer, RequestInfo};
+use super::controllers::webhooks::Operation;
 use super::discovery;
 use super::openapi;
+use super::reconciler::{self, Controller, ControllerConfig, Pauses};
 use super::registry::ResourceType;
 use super::request::{FieldValidation, Query, ResourcePath, Route, parse_body, route};
 use super::selector::{FieldSelector, LabelSelector};
 use super::status::ApiError;
 use super::store::{Event, EventType, State};
 use super::table::{self, IncludeObject};
+use super::transport::ConnInfo;
 use super::write::{self, DeleteOptions, PatchKind, WriteOptions};
 
 /// Largest request body accepted.
@@ -37,9 +42,20 @@ const BODY_LIMIT: usize = 64 * 1024 * 1024;
 pub struct Shared {
     pub state: Mutex<State>,
     pub addr: SocketAddr,
+    /// Wakes the cleanup of terminating namespaces and deleted CRDs.
     pub wake_controller: Notify,
+    /// Wakes the simulated controllers (after a pause or resume).
+    pub wake_controllers: Notify,
     pub wake_persist: Notify,
     pub shutdown: watch::Receiver<bool>,
+    /// The bearer token.
+    pub token: String,
+    pub auth: AuthMode,
+    pub controllers: ControllerConfig,
+    pub pauses: Pauses,
+    pub observer: Mutex<Observer>,
+    /// Bumped to end every open watch stream.
+    pub close_watches: watch::Sender<u64>,
 }
 
 impl Shared {
@@ -48,6 +64,116 @@ impl Shared {
     pub fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
+
+    /// The fault, counter and audit lock.
+    pub fn observer(&self) -> MutexGuard<'_, Observer> {
+        self.observer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Paths any client may read without credentials (as with anonymous auth on real clusters).
+fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/livez" | "/readyz" | "/version")
+}
+
+/// The authentication of one request (see [`AuthMode`]): credentials that are present must be
+/// right; none at all is anonymous, allowed only over plain HTTP in the default mode.
+fn authorized(shared: &Shared, headers: &HeaderMap, conn: Option<&ConnInfo>) -> bool {
+    authenticate(shared, headers, conn).is_some()
+}
+
+/// The user a request is served as (`meshplan-sandbox` with credentials,
+/// `system:anonymous` without), or None for a 401.
+fn authenticate(
+    shared: &Shared,
+    headers: &HeaderMap,
+    conn: Option<&ConnInfo>,
+) -> Option<&'static str> {
+    const USER: &str = crate::sandbox::CONTEXT_NAME;
+    const ANONYMOUS: &str = "system:anonymous";
+    let Some(header_value) = headers.get(header::AUTHORIZATION) else {
+        let tls = conn.is_some_and(|c| c.tls);
+        return if conn.is_some_and(|c| c.client_cert) {
+            Some(USER)
+        } else if shared.auth == AuthMode::Anonymous || (!tls && shared.auth == AuthMode::Token) {
+            Some(ANONYMOUS)
+        } else {
+            None
+        };
+    };
+    let right = header_value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .is_some_and(|t| t.trim() == shared.token);
+    match (right, shared.auth) {
+        (true, _) => Some(USER),
+        (false, AuthMode::Anonymous) => Some(ANONYMOUS),
+        (false, _) => None,
+    }
+}
+
+fn unauthorized() -> Response {
+    ok(
+        401,
+        &json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
+                "message":"Unauthorized","reason":"Unauthorized","code":401}),
+    )
+}
+
+/// Classifies a request for the counters, faults and audit log.
+fn request_info(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> RequestInfo {
+    let query = Query::parse(uri.query());
+    let mut info = RequestInfo {
+        method: method.to_string(),
+        path: uri.path().to_string(),
+        query: uri.query().unwrap_or("").to_string(),
+        ..RequestInfo::default()
+    };
+    let is_write = !matches!(*method, Method::GET | Method::HEAD);
+    if is_write && *method != Method::DELETE {
+        info.field_manager = Some(
+            query
+                .get("fieldManager")
+                .filter(|m| !m.is_empty())
+                .map(str::to_string)
+                .unwrap_or_else(|| {
+                    write::default_manager(
+                        headers
+                            .get(header::USER_AGENT)
+                            .and_then(|v| v.to_str().ok()),
+                    )
+                }),
+        );
+    }
+    match route(uri.path()) {
+        Route::Resource(rp) => {
+            info.is_resource = true;
+            info.verb = match (method.clone(), rp.name.is_some()) {
+                (Method::GET, false) if query.flag("watch") => "watch",
+                (Method::GET, false) => "list",
+                (Method::GET, true) => "get",
+                (Method::POST, _) => "create",
+                (Method::PUT, _) => "update",
+                (Method::PATCH, _) => "patch",
+                (Method::DELETE, true) => "delete",
+                (Method::DELETE, false) => "deletecollection",
+                _ => "unknown",
+            }
+            .to_string();
+            info.resource = match &rp.sub {
+                Some(sub) => format!("{}/{sub}", rp.plural),
+                None => rp.plural.clone(),
+            };
+            info.namespace = rp.namespace.clone().unwrap_or_default();
+            info.name = rp.name.clone().unwrap_or_default();
+        }
+        _ => {
+            info.verb = method.as_str().to_ascii_lowercase();
+            info.resource = uri.path().to_string();
+        }
+    }
+    info
 }
 
 pub fn router(shared: Arc<Shared>) -> Router {
@@ -56,14 +182,77 @@ pub fn router(shared: Arc<Shared>) -> Router {
 
 async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
+    let conn = parts
+        .extensions
+        .get::<ConnectInfo<ConnInfo>>()
+        .map(|c| c.0.clone());
+    // Read the body first: a connection whose request body is left unread cannot be reused.
     let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
         Ok(b) => b,
         Err(e) => {
             return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
         }
     };
+    if parts.uri.path().starts_with(admin::PREFIX) {
+        // The admin endpoint always needs credentials (unless auth is off altogether).
+        let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
+            || conn.as_ref().is_some_and(|c| c.client_cert);
+        if !(shared.auth == AuthMode::Anonymous
+            || has_credentials && authorized(&shared, &parts.headers, conn.as_ref()))
+        {
+            return unauthorized();
+        }
+        let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
+        return ok(code, &value);
+    }
+    let mut info = request_info(&parts.method, &parts.uri, &parts.headers);
+    match authenticate(&shared, &parts.headers, conn.as_ref()) {
+        Some(user) => info.user = user.to_string(),
+        None if is_public(parts.uri.path()) => info.user = "system:anonymous".into(),
+        None => {
+            shared.observer().record(&info, 401, None);
+            return unauthorized();
+        }
+    }
+    let injection = shared.observer().faults_for(&info);
+    if !injection.latency.is_zero() {
+        tokio::time::sleep(injection.latency).await;
+    }
+    match &injection.outcome {
+        Some(None) => {
+            if let Some(c) = &conn {
+                c.abort();
+            }
+            shared.observer().record(&info, 0, injection.describe());
+            return Response::new(Body::empty());
+        }
+        Some(Some(err)) => {
+            shared
+                .observer()
+                .record(&info, err.code, injection.describe());
+            let mut resp = error_response(err);
+            if err.code == 429 {
+                resp.headers_mut()
+                    .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+            }
+            return resp;
+        }
+        None => {}
+    }
+    let resp = handle_api(&shared, parts, bytes).await;
+    shared
+        .observer()
+        .record(&info, resp.status().as_u16(), injection.describe());
+    resp
+}
+
+async fn handle_api(
+    shared: &Arc<Shared>,
+    parts: axum::http::request::Parts,
+    bytes: Bytes,
+) -> Response {
     let method = parts.method.clone();
-    let result = dispatch(&shared, &parts.method, &parts.uri, &parts.headers, bytes).await;
+    let result = dispatch(shared, &parts.method, &parts.uri, &parts.headers, bytes).await;
     if method != Method::GET {
         shared.wake_persist.notify_one();
         if method == Method::DELETE || method == Method::PATCH || method == Method::PUT {
@@ -239,6 +428,7 @@ fn resource(
     match rp.sub.as_deref() {
         None => {}
         Some("status") if ty.has_status => {}
+        Some("scale") if ty.scale.is_some() => {}
         Some(_) => return Err(ApiError::no_route()),
     }
     if rp.namespace.is_some() && !ty.namespaced {
@@ -271,31 +461,93 @@ fn resource(
         validation: FieldValidation::from_query(query)?,
         force: query.flag("force"),
     };
+    if matches!(
+        *method,
+        Method::POST | Method::PUT | Method::PATCH | Method::DELETE
+    ) {
+        admit(
+            shared,
+            &ty,
+            &rp,
+            method,
+            content_type,
+            namespace,
+            sub,
+            &body,
+        )?;
+    }
+    if let (Some("scale"), Some(name)) = (sub, rp.name.as_deref()) {
+        return match *method {
+            Method::GET => Ok(ok(
+                200,
+                &write::get_scale(&shared.lock(), &ty, namespace, name)?,
+            )),
+            Method::PUT | Method::PATCH => {
+                let kind = if *method == Method::PUT {
+                    None
+                } else {
+                    Some(patch_kind(content_type)?)
+                };
+                let value = body_value(kind == Some(PatchKind::Apply))?;
+                let written = write::write_scale(
+                    &mut shared.lock(),
+                    &ty,
+                    namespace,
+                    name,
+                    kind,
+                    value,
+                    &opts,
+                    &manager,
+                )?;
+                Ok(json_body(
+                    200,
+                    &written.object,
+                    "application/json",
+                    &written.warnings,
+                ))
+            }
+            _ => Err(ApiError::method_not_allowed()),
+        };
+    }
     match (method.clone(), rp.name.as_deref()) {
         (Method::GET, None) if query.flag("watch") => {
             watch_response(shared, &ty, namespace, query, as_table, include)
         }
         (Method::GET, None) => {
             let (labels, fields) = selectors(query)?;
+            let page = Page::from_query(query)?;
             let st = shared.lock();
-            let items: Vec<Value> = st
+            let mut items: Vec<Value> = st
                 .list(&ty.group, &ty.plural, namespace)
                 .into_iter()
-                .filter(|o| selected(o, &labels, &fields))
+                .filter(|o| page.is_after_start(o) && selected(o, &labels, &fields))
                 .map(|o| write::present(&ty, o.clone()))
                 .collect();
-            let rv = st.rv.to_string();
+            let rv = page.rv.clone().unwrap_or_else(|| st.rv.to_string());
             drop(st);
+            let mut metadata = json!({"resourceVersion": rv});
+            if let Some(limit) = page.limit
+                && items.len() > limit
+            {
+                let remaining = items.len() - limit;
+                items.truncate(limit);
+                if let Some(last) = items.last() {
+                    metadata["continue"] = json!(Page::token(&rv, last));
+                    metadata["remainingItemCount"] = json!(remaining);
+                }
+            }
             if as_table {
                 let refs: Vec<&Value> = items.iter().collect();
-                return Ok(ok(200, &table::table(&ty, &refs, &rv, include)));
+                let mut t = table::table(&ty, &refs, &rv, include);
+                t["metadata"] = metadata;
+                return Ok(ok(200, &t));
             }
             Ok(ok(
                 200,
                 &json!({
                     "kind": ty.list_kind(),
                     "apiVersion": ty.api_version(),
-                    "metadata": {"resourceVersion": rv},
+                    "metadata": metadata,
                     "items": items,
                 }),
             ))
@@ -349,14 +601,7 @@ fn resource(
             ))
         }
         (Method::PATCH, Some(name)) => {
-            let media = content_type.split(';').next().unwrap_or("").trim();
-            let kind = match media {
-                "application/apply-patch+yaml" | "application/apply-patch+json" => PatchKind::Apply,
-                "application/merge-patch+json" => PatchKind::Merge,
-                "application/json-patch+json" => PatchKind::Json,
-                "application/strategic-merge-patch+json" => PatchKind::Strategic,
-                other => return Err(ApiError::unsupported_media_type(other)),
-            };
+            let kind = patch_kind(content_type)?;
             let value = parse_body(&body, kind == PatchKind::Apply)?;
             let written = write::patch(
                 &mut shared.lock(),
@@ -422,6 +667,139 @@ fn resource(
             ))
         }
         _ => Err(ApiError::method_not_allowed()),
+    }
+}
+
+/// Refuses a write the way the API server does while a matching admission webhook cannot be
+/// called (see [`reconciler::admission`]). Object selectors see the labels of the body, or of
+/// the stored object when the body has none.
+#[allow(clippy::too_many_arguments)]
+fn admit(
+    shared: &Shared,
+    ty: &ResourceType,
+    rp: &ResourcePath,
+    method: &Method,
+    content_type: &str,
+    namespace: Option<&str>,
+    sub: Option<&str>,
+    body: &Bytes,
+) -> Result<(), ApiError> {
+    if !shared.controllers.webhooks || shared.pauses.is_paused(Controller::Webhooks) {
+        return Ok(());
+    }
+    let st = shared.lock();
+    let operation = match *method {
+        Method::POST => Operation::Create,
+        Method::DELETE => Operation::Delete,
+        Method::PATCH
+            if content_type.starts_with("application/apply-patch")
+                && rp.name.as_deref().is_some_and(|name| {
+                    st.get(&write::object_key(ty, namespace, name)).is_none()
+                }) =>
+        {
+            Operation::Create
+        }
+        _ => Operation::Update,
+    };
+    let labels_of = |v: &Value| {
+        v.pointer("/metadata/labels")
+            .and_then(Value::as_object)
+            .cloned()
+    };
+    let body_labels = if body.is_empty() || content_type.contains("protobuf") {
+        None
+    } else {
+        parse_body(body, content_type.contains("yaml"))
+            .ok()
+            .and_then(|v| labels_of(&v))
+    };
+    let object_labels = body_labels.or_else(|| {
+        rp.name
+            .as_deref()
+            .and_then(|name| st.get(&write::object_key(ty, namespace, name)))
+            .and_then(labels_of)
+    });
+    match reconciler::admission(
+        &st,
+        shared.controllers.webhook_delay,
+        &ty.group,
+        &ty.version,
+        &ty.plural,
+        sub,
+        operation,
+        namespace.filter(|_| ty.namespaced),
+        object_labels.as_ref(),
+    ) {
+        Some(err) => Err(err),
+        None => Ok(()),
+    }
+}
+
+/// `limit` and `continue` of a list. The continue token names the last item returned (and
+/// the resourceVersion of the first page); the next page starts after it in the current state.
+struct Page {
+    limit: Option<usize>,
+    start: Option<(String, String)>,
+    rv: Option<String>,
+}
+
+impl Page {
+    fn from_query(query: &Query) -> Result<Self, ApiError> {
+        let limit = query
+            .get("limit")
+            .and_then(|l| l.parse::<usize>().ok())
+            .filter(|l| *l > 0);
+        let (start, rv) = match query.get("continue").filter(|c| !c.is_empty()) {
+            None => (None, None),
+            Some(token) => {
+                use base64::Engine;
+                let invalid = || ApiError::bad_request("continue key is not valid");
+                let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+                    .decode(token)
+                    .map_err(|_| invalid())?;
+                let doc: Value = serde_json::from_slice(&bytes).map_err(|_| invalid())?;
+                let field = |k: &str| doc.get(k).and_then(Value::as_str).map(str::to_string);
+                match (field("rv"), field("namespace"), field("name")) {
+                    (Some(rv), Some(ns), Some(name)) => (Some((ns, name)), Some(rv)),
+                    _ => return Err(invalid()),
+                }
+            }
+        };
+        Ok(Self { limit, start, rv })
+    }
+
+    fn ident(obj: &Value) -> (String, String) {
+        let text = |p: &str| {
+            obj.pointer(p)
+                .and_then(Value::as_str)
+                .unwrap_or("")
+                .to_string()
+        };
+        (text("/metadata/namespace"), text("/metadata/name"))
+    }
+
+    fn is_after_start(&self, obj: &Value) -> bool {
+        self.start
+            .as_ref()
+            .is_none_or(|start| Self::ident(obj) > *start)
+    }
+
+    fn token(rv: &str, last: &Value) -> String {
+        use base64::Engine;
+        let (namespace, name) = Self::ident(last);
+        let doc = json!({"rv": rv, "namespace": namespace, "name": name});
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(doc.to_string())
+    }
+}
+
+fn patch_kind(content_type: &str) -> Result<PatchKind, ApiError> {
+    let media = content_type.split(';').next().unwrap_or("").trim();
+    match media {
+        "application/apply-patch+yaml" | "application/apply-patch+json" => Ok(PatchKind::Apply),
+        "application/merge-patch+json" => Ok(PatchKind::Merge),
+        "application/json-patch+json" => Ok(PatchKind::Json),
+        "application/strategic-merge-patch+json" => Ok(PatchKind::Strategic),
+        other => Err(ApiError::unsupported_media_type(other)),
     }
 }
 
@@ -580,6 +958,7 @@ fn watch_response(
 
     let (tx, out) = mpsc::channel::<Bytes>(256);
     let mut shutdown = shared.shutdown.clone();
+    let mut close = shared.close_watches.subscribe();
     tokio::spawn(async move {
         let mut rx = rx;
         for line in initial {
@@ -630,6 +1009,7 @@ fn watch_response(
                 }
                 _ = sleep_until => return,
                 _ = shutdown.changed() => return,
+                _ = close.changed() => return,
                 _ = tx.closed() => return,
             }
         }

@@ -24,7 +24,8 @@ pub struct Details {
 }
 
 /// A failed request, rendered as a Status body with the same HTTP code.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{code} {reason}: {message}")]
 pub struct ApiError {
     pub code: u16,
     /// Empty for the few errors the API server sends without a reason (500 of apply).
@@ -259,7 +260,19 @@ impl ApiError {
                 let causes: Vec<Value> = d
                     .causes
                     .iter()
-                    .map(|c| json!({"reason": c.reason, "message": c.message, "field": c.field}))
+                    .map(|c| {
+                        let mut cause = Map::new();
+                        for (k, v) in [
+                            ("reason", &c.reason),
+                            ("message", &c.message),
+                            ("field", &c.field),
+                        ] {
+                            if !v.is_empty() {
+                                cause.insert(k.into(), json!(v));
+                            }
+                        }
+                        Value::Object(cause)
+                    })
                     .collect();
                 details.insert("causes".into(), Value::Array(causes));
             }

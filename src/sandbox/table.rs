@@ -86,25 +86,38 @@ fn age(object: &Value, now: jiff::Timestamp) -> Value {
     }
 }
 
-/// Reads a simple JSONPath (`.a.b`, `.a[0].b`, `{.a.b}`).
+/// Reads a simple JSONPath (`.a.b`, `.a[0].b`, `{.a.b}`, and filters on list items
+/// `.conditions[?(@.type=="Ready")].status`, which take the first matching item).
 pub fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     let path = path.trim().trim_start_matches('{').trim_end_matches('}');
     let mut cur = object;
-    for part in path.split('.').filter(|p| !p.is_empty()) {
-        let (name, index) = match part.find('[') {
-            Some(i) => (&part[..i], Some(&part[i..])),
-            None => (part, None),
-        };
-        if !name.is_empty() {
-            cur = cur.get(name)?;
-        }
-        if let Some(mut idx) = index {
-            while let Some(rest) = idx.strip_prefix('[') {
-                let end = rest.find(']')?;
-                let n = rest[..end].parse::<usize>().ok()?;
-                cur = cur.get(n)?;
-                idx = &rest[end + 1..];
+    let mut rest = path;
+    while !rest.is_empty() {
+        if let Some(after) = rest.strip_prefix('[') {
+            let end = after.find(']')?;
+            let inside = &after[..end];
+            rest = &after[end + 1..];
+            match inside
+                .strip_prefix("?(@.")
+                .and_then(|f| f.strip_suffix(')'))
+            {
+                Some(filter) => {
+                    let (field, wanted) = filter.split_once("==")?;
+                    let wanted = wanted.trim().trim_matches(|c| c == '"' || c == '\'');
+                    cur = cur.as_array()?.iter().find(|item| {
+                        json_path(item, field.trim()).and_then(Value::as_str) == Some(wanted)
+                    })?;
+                }
+                None => cur = cur.get(inside.parse::<usize>().ok()?)?,
             }
+        } else {
+            let body = rest.strip_prefix('.').unwrap_or(rest);
+            let end = body.find(['.', '[']).unwrap_or(body.len());
+            let name = &body[..end];
+            if !name.is_empty() {
+                cur = cur.get(name)?;
+            }
+            rest = &body[end..];
         }
     }
     Some(cur)
@@ -232,6 +245,16 @@ mod tests {
         let obj = json!({"spec": {"items": [{"x": 1}]}});
         assert_eq!(json_path(&obj, ".spec.items[0].x"), Some(&json!(1)));
         assert_eq!(json_path(&obj, ".spec.missing"), None);
+        let cert = json!({"status": {"conditions": [
+            {"type": "Issuing", "status": "False"}, {"type": "Ready", "status": "True"}]}});
+        assert_eq!(
+            json_path(&cert, r#".status.conditions[?(@.type=="Ready")].status"#),
+            Some(&json!("True"))
+        );
+        assert_eq!(
+            json_path(&cert, ".status.conditions[?(@.type=='Gone')].status"),
+            None
+        );
     }
 
     #[test]

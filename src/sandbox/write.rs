@@ -1479,3 +1479,181 @@ pub fn default_manager(user_agent: Option<&str>) -> String {
         _ => "unknown".to_string(),
     }
 }
+
+/// Sets a simple dotted JSONPath (`.spec.replicas`), creating objects along the way.
+fn set_path(obj: &mut Value, path: &str, value: Value) {
+    let parts: Vec<&str> = path.split('.').filter(|p| !p.is_empty()).collect();
+    let Some((last, parents)) = parts.split_last() else {
+        return;
+    };
+    let mut cur = obj;
+    for part in parents {
+        if !cur.get(*part).is_some_and(Value::is_object)
+            && let Some(map) = cur.as_object_mut()
+        {
+            map.insert((*part).to_string(), json!({}));
+        }
+        match cur.get_mut(*part) {
+            Some(next) => cur = next,
+            None => return,
+        }
+    }
+    if let Some(map) = cur.as_object_mut() {
+        map.insert((*last).to_string(), value);
+    }
+}
+
+/// A label selector object (`matchLabels`, `matchExpressions`) in its string form.
+fn selector_string(selector: &Value) -> String {
+    if let Some(text) = selector.as_str() {
+        return text.to_string();
+    }
+    let mut parts = Vec::new();
+    if let Some(labels) = selector.get("matchLabels").and_then(Value::as_object) {
+        for (k, v) in labels {
+            parts.push(format!("{k}={}", v.as_str().unwrap_or_default()));
+        }
+    }
+    for expr in selector
+        .get("matchExpressions")
+        .and_then(Value::as_array)
+        .map(Vec::as_slice)
+        .unwrap_or_default()
+    {
+        let key = expr.get("key").and_then(Value::as_str).unwrap_or_default();
+        let values: Vec<&str> = expr
+            .get("values")
+            .and_then(Value::as_array)
+            .map(|v| v.iter().filter_map(Value::as_str).collect())
+            .unwrap_or_default();
+        match expr.get("operator").and_then(Value::as_str) {
+            Some("In") => parts.push(format!("{key} in ({})", values.join(","))),
+            Some("NotIn") => parts.push(format!("{key} notin ({})", values.join(","))),
+            Some("Exists") => parts.push(key.to_string()),
+            Some("DoesNotExist") => parts.push(format!("!{key}")),
+            _ => {}
+        }
+    }
+    parts.join(",")
+}
+
+/// The `autoscaling/v1` Scale of an object.
+pub fn scale_of(ty: &ResourceType, obj: &Value) -> Value {
+    let Some(paths) = &ty.scale else {
+        return Value::Null;
+    };
+    let read = |p: &str| super::table::json_path(obj, p).cloned();
+    let mut metadata = Map::new();
+    for field in [
+        "name",
+        "namespace",
+        "uid",
+        "resourceVersion",
+        "creationTimestamp",
+    ] {
+        if let Some(v) = meta(obj).and_then(|m| m.get(field)) {
+            metadata.insert(field.to_string(), v.clone());
+        }
+    }
+    let mut status = json!({
+        "replicas": read(&paths.status_replicas).and_then(|v| v.as_i64()).unwrap_or(0),
+    });
+    if let Some(selector) = paths.label_selector.as_deref().and_then(read) {
+        status["selector"] = json!(selector_string(&selector));
+    }
+    json!({
+        "kind": "Scale",
+        "apiVersion": "autoscaling/v1",
+        "metadata": metadata,
+        "spec": {"replicas": read(&paths.spec_replicas).and_then(|v| v.as_i64()).unwrap_or(0)},
+        "status": status,
+    })
+}
+
+/// GET of the `scale` subresource.
+pub fn get_scale(
+    st: &State,
+    ty: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+) -> Result<Value, ApiError> {
+    let live = st
+        .get(&object_key(ty, namespace, name))
+        .ok_or_else(|| ApiError::not_found(&ty.plural, &ty.group, name))?;
+    Ok(scale_of(ty, live))
+}
+
+/// PUT (`kind` None) or PATCH of the `scale` subresource: writes the replica count into the
+/// object's spec (a spec change: generation +1) and answers the new Scale.
+#[allow(clippy::too_many_arguments)]
+pub fn write_scale(
+    st: &mut State,
+    ty: &ResourceType,
+    namespace: Option<&str>,
+    name: &str,
+    kind: Option<PatchKind>,
+    body: Value,
+    opts: &WriteOptions,
+    manager: &str,
+) -> Result<Written, ApiError> {
+    let Some(paths) = ty.scale.clone() else {
+        return Err(ApiError::no_route());
+    };
+    let live = st
+        .get(&object_key(ty, namespace, name))
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(&ty.plural, &ty.group, name))?;
+    let mut scale = scale_of(ty, &live);
+    match kind {
+        None => scale = body,
+        Some(PatchKind::Json) => match patch::json_patch(&mut scale, &body) {
+            Ok(()) => {}
+            Err(JsonPatchError::Malformed(m)) => return Err(ApiError::bad_request(m)),
+            Err(JsonPatchError::Failed(m)) => {
+                return Err(ApiError::invalid_field(
+                    "Scale",
+                    "autoscaling",
+                    name,
+                    "FieldValueInvalid",
+                    "",
+                    m,
+                ));
+            }
+        },
+        Some(_) => patch::merge_patch(&mut scale, &body),
+    }
+    stale_check(ty, &live, &scale, name)?;
+    let replicas = scale.pointer("/spec/replicas");
+    let count = match replicas.and_then(Value::as_i64) {
+        Some(n) if n >= 0 => n,
+        _ => {
+            let shown = replicas.map_or_else(|| "null".to_string(), Value::to_string);
+            return Err(ApiError::invalid_field(
+                "Scale",
+                "autoscaling",
+                name,
+                "FieldValueInvalid",
+                "spec.replicas",
+                format!("Invalid value: {shown}: must be greater than or equal to 0"),
+            ));
+        }
+    };
+    let mut obj = live.clone();
+    set_path(&mut obj, &paths.spec_replicas, json!(count));
+    let written = write_update(
+        st,
+        ty,
+        Some(live),
+        obj,
+        namespace,
+        Some(name),
+        None,
+        opts,
+        manager,
+    )?;
+    Ok(Written {
+        object: scale_of(ty, &written.object),
+        created: false,
+        warnings: written.warnings,
+    })
+}

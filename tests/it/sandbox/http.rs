@@ -16,13 +16,19 @@ struct Api {
     addr: std::net::SocketAddr,
 }
 
+const TOKEN: &str = "http-test-token";
+
 impl Api {
     fn start() -> Self {
-        let sandbox = BlockingSandbox::start(SandboxConfig::default()).unwrap();
+        let sandbox = BlockingSandbox::start(SandboxConfig {
+            token: Some(TOKEN.into()),
+            ..SandboxConfig::default()
+        })
+        .unwrap();
         let addr = sandbox.addr();
         Self {
             _sandbox: sandbox,
-            conn: Conn::open(addr),
+            conn: Conn::open(addr, Some(TOKEN)),
             addr,
         }
     }
@@ -415,7 +421,7 @@ fn watch_replays_selects_and_times_out() {
     );
     api.call("DELETE", &format!("{CMS}/k1"), JSON, &Value::Null);
 
-    let mut watch = Conn::open(api.addr);
+    let mut watch = Conn::open(api.addr, Some(TOKEN));
     watch.send(
         "GET",
         &format!("{CMS}?watch=true&resourceVersion={rv1}&timeoutSeconds=1"),
@@ -432,7 +438,7 @@ fn watch_replays_selects_and_times_out() {
     );
 
     api.cm("k2", json!({}));
-    let mut initial = Conn::open(api.addr);
+    let mut initial = Conn::open(api.addr, Some(TOKEN));
     initial.send(
         "GET",
         &format!(
@@ -454,7 +460,7 @@ fn watch_replays_selects_and_times_out() {
     );
     assert!(events[1]["object"]["metadata"]["resourceVersion"].is_string());
 
-    let mut selected = Conn::open(api.addr);
+    let mut selected = Conn::open(api.addr, Some(TOKEN));
     selected.send(
         "GET",
         &format!(
@@ -484,19 +490,20 @@ fn watch_replays_selects_and_times_out() {
 fn watch_from_a_compacted_version_gets_an_in_stream_410() {
     let dir = tempfile::tempdir().unwrap();
     let config = SandboxConfig {
-        port: 0,
         data_dir: Some(dir.path().to_path_buf()),
+        token: Some(TOKEN.into()),
+        ..SandboxConfig::default()
     };
     {
         let sandbox = BlockingSandbox::start(config.clone()).unwrap();
-        let mut conn = Conn::open(sandbox.addr());
+        let mut conn = Conn::open(sandbox.addr(), Some(TOKEN));
         let body = json!({"metadata": {"name": "k1"}});
         let a = conn.request("POST", CMS, JSON, body.to_string().as_bytes());
         assert_eq!(a.code, 201);
     }
     // After a restart the history is gone: older versions are expired.
     let sandbox = BlockingSandbox::start(config).unwrap();
-    let mut watch = Conn::open(sandbox.addr());
+    let mut watch = Conn::open(sandbox.addr(), Some(TOKEN));
     watch.send(
         "GET",
         &format!("{CMS}?watch=true&resourceVersion=1"),
@@ -841,4 +848,43 @@ fn dependents_are_collected_or_orphaned() {
         "{}",
         kept.body
     );
+}
+
+#[test]
+fn lists_page_with_limit_and_continue() {
+    let mut api = Api::start();
+    for name in ["a", "b", "c", "d", "e"] {
+        api.cm(name, json!({}));
+    }
+    let mut names = Vec::new();
+    let mut path = format!("{CMS}?limit=2");
+    let mut pages = 0;
+    loop {
+        let page = api.get(&path);
+        assert_eq!(page.code, 200, "{}", page.body);
+        pages += 1;
+        names.extend(
+            page.body["items"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|i| i["metadata"]["name"].as_str().unwrap().to_string()),
+        );
+        match page.body["metadata"]["continue"].as_str() {
+            Some(token) => {
+                assert!(
+                    page.body["metadata"]["remainingItemCount"]
+                        .as_u64()
+                        .unwrap()
+                        > 0
+                );
+                path = format!("{CMS}?limit=2&continue={token}");
+            }
+            None => break,
+        }
+    }
+    assert_eq!(names, vec!["a", "b", "c", "d", "e"]);
+    assert_eq!(pages, 3);
+    let bad = api.get(&format!("{CMS}?limit=2&continue=garbage"));
+    assert_status(&bad, 400, "BadRequest");
 }

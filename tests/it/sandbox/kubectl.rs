@@ -610,7 +610,9 @@ fn client_side_apply_changes_one_container_field_in_place() {
 
 #[test]
 fn every_builtin_kind_applies_and_reapplies_as_a_no_op() {
-    let c = Cluster::start();
+    // The API server alone: the fixture's webhook configuration would refuse writes, and
+    // controllers would write statuses between the two applies.
+    let c = Cluster::start_with(meshplan::sandbox::SandboxConfig::api_only());
     let f = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/sandbox/all-kinds.yaml"
@@ -656,4 +658,38 @@ fn every_builtin_kind_applies_and_reapplies_as_a_no_op() {
     let diff = c.kubectl(&["diff", "--server-side", "-f", f]);
     assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
     assert_eq!(diff.stdout, "");
+}
+
+#[test]
+fn scale_subresource_changes_replicas() {
+    let c = Cluster::start();
+    let f = c.file("dep.yaml", DEPLOYMENT);
+    c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    let out = c.kubectl(&["scale", "deployment/web", "--replicas=5"]);
+    assert_eq!(out.ok(), "deployment.apps/web scaled\n");
+    let d = c.get_json(&["deploy", "web"]);
+    assert_eq!(d["spec"]["replicas"], 5);
+    assert_eq!(d["metadata"]["generation"], 2);
+    let scale = c.kubectl(&[
+        "get",
+        "--raw",
+        "/apis/apps/v1/namespaces/default/deployments/web/scale",
+    ]);
+    let scale: serde_json::Value = serde_json::from_str(scale.ok()).unwrap();
+    assert_eq!(scale["kind"], "Scale");
+    assert_eq!(scale["spec"]["replicas"], 5);
+    assert_eq!(scale["status"]["selector"], "app=web");
+    let resources = c.kubectl(&["get", "--raw", "/apis/apps/v1"]);
+    assert!(resources.ok().contains("\"name\":\"deployments/scale\""));
+}
+
+#[test]
+fn get_with_small_chunks_lists_everything() {
+    let c = Cluster::start();
+    for name in ["a1", "a2", "a3"] {
+        let f = c.file(&format!("{name}.yaml"), &CM1.replace("cm1", name));
+        c.kubectl(&["apply", "--server-side", "-f", &f]).ok();
+    }
+    let out = c.kubectl(&["get", "cm", "--chunk-size=1", "-o", "name"]);
+    assert_eq!(out.ok(), "configmap/a1\nconfigmap/a2\nconfigmap/a3\n");
 }

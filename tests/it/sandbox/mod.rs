@@ -1,5 +1,9 @@
 //! The API sandbox, driven by the real kubectl and by kube 5.
 
+mod auth;
+mod certmanager;
+mod controllers;
+mod faults;
 mod http;
 mod kube_client;
 mod kubectl;
@@ -18,8 +22,8 @@ pub const KUBECTL: &str = "/usr/bin/kubectl";
 
 /// A fresh sandbox with its own kubeconfig and kubectl cache directory.
 pub struct Cluster {
-    /// Keeps the sandbox running for the cluster's lifetime.
-    _sandbox: BlockingSandbox,
+    /// Runs for the cluster's lifetime.
+    pub sandbox: BlockingSandbox,
     pub dir: TempDir,
     pub kubeconfig: PathBuf,
     pub cache: PathBuf,
@@ -78,7 +82,7 @@ impl Cluster {
         let cache = dir.path().join("kube-cache");
         std::fs::create_dir_all(&cache).unwrap();
         Self {
-            _sandbox: sandbox,
+            sandbox,
             dir,
             kubeconfig,
             cache,
@@ -114,6 +118,12 @@ impl Cluster {
         let path = self.dir.path().join(name);
         std::fs::write(&path, text).unwrap();
         path.to_string_lossy().into_owned()
+    }
+
+    /// Writes `text` to `name` and runs `kubectl apply --server-side -f` on it.
+    pub fn apply(&self, name: &str, text: &str) -> Run {
+        let f = self.file(name, text);
+        self.kubectl(&["apply", "--server-side", "-f", &f])
     }
 
     /// `kubectl get ... -o json`, parsed.

@@ -10,6 +10,7 @@ use serde_json::Value;
 
 pub struct Conn {
     reader: BufReader<TcpStream>,
+    token: Option<String>,
 }
 
 pub struct Answer {
@@ -19,13 +20,15 @@ pub struct Answer {
 }
 
 impl Conn {
-    pub fn open(addr: SocketAddr) -> Self {
+    /// Opens a connection whose requests carry `token` as a bearer token.
+    pub fn open(addr: SocketAddr, token: Option<&str>) -> Self {
         let stream = TcpStream::connect(addr).unwrap();
         stream
             .set_read_timeout(Some(Duration::from_secs(60)))
             .unwrap();
         Self {
             reader: BufReader::new(stream),
+            token: token.map(str::to_string),
         }
     }
 
@@ -41,8 +44,13 @@ impl Conn {
         accept: &str,
         body: &[u8],
     ) {
+        let auth = self
+            .token
+            .as_ref()
+            .map(|t| format!("Authorization: Bearer {t}\r\n"))
+            .unwrap_or_default();
         let head = format!(
-            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nAccept: {accept}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
+            "{method} {path} HTTP/1.1\r\nHost: 127.0.0.1\r\n{auth}Accept: {accept}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\r\n",
             body.len()
         );
         let stream = self.reader.get_mut();
@@ -85,6 +93,27 @@ impl Conn {
     pub fn request_accept(&mut self, method: &str, path: &str, accept: &str) -> Answer {
         self.send_with(method, path, "application/json", accept, b"");
         self.answer()
+    }
+
+    /// Sends a request and reads the answer; None when the server closed the connection
+    /// without answering.
+    pub fn request_or_eof(
+        &mut self,
+        method: &str,
+        path: &str,
+        content_type: &str,
+        body: &[u8],
+    ) -> Option<Answer> {
+        self.send(method, path, content_type, body);
+        let buf = self
+            .reader
+            .fill_buf()
+            .map(<[u8]>::to_vec)
+            .unwrap_or_default();
+        if buf.is_empty() {
+            return None;
+        }
+        Some(self.answer())
     }
 
     fn answer(&mut self) -> Answer {

@@ -31,10 +31,12 @@ fn rv_of(v: &Value) -> u64 {
         .unwrap()
 }
 
+const TOKEN: &str = "soak-token";
+
 const BASE: &str = "/api/v1/namespaces/default/configmaps";
 
 fn client(addr: SocketAddr, id: usize) -> (Vec<Write1>, usize) {
-    let mut conn = Conn::open(addr);
+    let mut conn = Conn::open(addr, Some(TOKEN));
     let mut writes = Vec::new();
     let mut answered = 0;
     let mut last_rv = 0;
@@ -119,11 +121,15 @@ fn client(addr: SocketAddr, id: usize) -> (Vec<Write1>, usize) {
 
 #[test]
 fn soak_ten_thousand_requests_sixteen_clients() {
-    let sandbox = BlockingSandbox::start(SandboxConfig::default()).unwrap();
+    let sandbox = BlockingSandbox::start(SandboxConfig {
+        token: Some(TOKEN.into()),
+        ..SandboxConfig::default()
+    })
+    .unwrap();
     let addr = sandbox.addr();
     let start_rv = sandbox.resource_version();
 
-    let mut watch = Conn::open(addr);
+    let mut watch = Conn::open(addr, Some(TOKEN));
     watch.send(
         "GET",
         &format!("{BASE}?watch=true&resourceVersion={start_rv}"),
@@ -159,6 +165,14 @@ fn soak_ten_thousand_requests_sixteen_clients() {
     );
     assert_eq!(writes.len(), CLIENTS * REQUESTS_PER_CLIENT * 4 / 5);
     assert_eq!(sandbox.resource_version(), start_rv + writes.len() as u64);
+    // Every client deleted what it created: only the four namespaces are left.
+    assert_eq!(sandbox.object_count(), 4);
+    assert!(sandbox.object("", "namespaces", "", "default").is_some());
+    assert!(
+        sandbox
+            .object("", "configmaps", "default", "s0-0")
+            .is_none()
+    );
 
     let mut seen = Vec::new();
     let mut pending = Vec::new();

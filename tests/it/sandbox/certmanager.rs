@@ -1,0 +1,305 @@
+//! cert-manager in the sandbox: the stand-in chart rendered by helm and applied by kubectl, the
+//! webhook that refuses writes until its Deployment serves, and a CA chain of real
+//! certificates that openssl verifies, renewed on a scaled clock.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use meshplan::sandbox::{ControllerConfig, SandboxConfig};
+use serde_json::Value;
+
+use super::Cluster;
+
+const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/charts/cert-manager");
+
+/// `helm template` of the stand-in cert-manager chart with its CRDs.
+fn render_chart(dir: &Path) -> String {
+    let out = Command::new("helm")
+        .args([
+            "template",
+            "cert-manager",
+            CHART,
+            "--namespace",
+            "cert-manager",
+            "--set",
+            "crds.enabled=true",
+        ])
+        .env("HOME", dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "helm template failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap()
+}
+
+fn install_cert_manager(c: &Cluster) {
+    c.apply(
+        "cm-ns.yaml",
+        "apiVersion: v1\nkind: Namespace\nmetadata: {name: cert-manager}\n",
+    )
+    .ok();
+    let chart = render_chart(c.dir.path());
+    c.apply("cert-manager.yaml", &chart).ok();
+}
+
+const SELF_SIGNED: &str = "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: selfsigned}\nspec: {selfSigned: {}}\n";
+
+const CHAIN: &str = r#"apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: root-ca, namespace: cert-manager}
+spec:
+  isCA: true
+  commonName: root-ca
+  secretName: root-ca
+  privateKey: {algorithm: ECDSA, size: 256}
+  issuerRef: {name: selfsigned, kind: ClusterIssuer, group: cert-manager.io}
+---
+apiVersion: cert-manager.io/v1
+kind: ClusterIssuer
+metadata: {name: ca}
+spec: {ca: {secretName: root-ca}}
+---
+apiVersion: v1
+kind: Namespace
+metadata: {name: linkerd}
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata: {name: linkerd-trust-anchor, namespace: linkerd}
+spec:
+  isCA: true
+  commonName: root.linkerd.cluster.local
+  secretName: linkerd-trust-anchor
+  duration: 48h
+  renewBefore: 25h
+  privateKey: {algorithm: ECDSA}
+  usages: [cert sign, crl sign, server auth, client auth]
+  issuerRef: {name: ca, kind: ClusterIssuer, group: cert-manager.io}
+"#;
+
+fn secret_data(secret: &Value, key: &str) -> String {
+    let b64 = secret["data"][key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key}"));
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+fn openssl(args: &[&str]) -> (bool, String) {
+    let out = Command::new("openssl").args(args).output().unwrap();
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn webhook_refuses_cert_manager_writes_until_its_deployment_has_served_for_the_delay() {
+    let c = Cluster::start_with(SandboxConfig {
+        controllers: ControllerConfig {
+            rollout_delay: Duration::from_millis(300),
+            webhook_delay: Duration::from_secs(4),
+            ..ControllerConfig::default()
+        },
+        ..SandboxConfig::default()
+    });
+    install_cert_manager(&c);
+    let issuer = c.file("issuer.yaml", SELF_SIGNED);
+    let refused = c.kubectl(&["apply", "--server-side", "-f", &issuer]);
+    let stderr = refused.failed();
+    assert!(
+        stderr.contains(
+            "Error from server (InternalError): Internal error occurred: failed calling webhook \
+             \"webhook.cert-manager.io\": failed to call webhook: Post \
+             \"https://cert-manager-webhook.cert-manager.svc:443/"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains(":443: connect: connection refused"),
+        "{stderr}"
+    );
+    // Writes outside the webhook's groups are not affected.
+    c.apply(
+        "cm.yaml",
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: c, namespace: default}\n",
+    )
+    .ok();
+
+    c.kubectl(&[
+        "rollout",
+        "status",
+        "-n",
+        "cert-manager",
+        "deploy/cert-manager-webhook",
+        "--timeout=30s",
+    ])
+    .ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut refusals = 0;
+    loop {
+        let run = c.kubectl(&["apply", "--server-side", "-f", &issuer]);
+        if run.code == 0 {
+            break;
+        }
+        assert!(run.stderr.contains("connection refused"), "{}", run.stderr);
+        refusals += 1;
+        assert!(Instant::now() < deadline, "still refused after 30 s");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    assert!(
+        c.sandbox
+            .object("cert-manager.io", "clusterissuers", "", "selfsigned")
+            .is_some()
+    );
+    // The webhook delay counts from the Deployment's availability, so the first writes after
+    // `rollout status` were still refused.
+    assert!(refusals > 0);
+}
+
+#[test]
+fn cert_manager_chain_issues_real_certificates_and_renews_on_the_scaled_clock() {
+    // One real second is two virtual hours: the leaf (48h, renewBefore 25h) renews 23 virtual
+    // hours after issuance, about 11.5 s later.
+    let c = Cluster::start_with(SandboxConfig {
+        controllers: ControllerConfig {
+            rollout_delay: Duration::from_millis(200),
+            webhooks: false,
+            time_scale: 7200.0,
+            ..ControllerConfig::default()
+        },
+        ..SandboxConfig::default()
+    });
+    install_cert_manager(&c);
+    c.apply("issuer.yaml", SELF_SIGNED).ok();
+    c.apply("chain.yaml", CHAIN).ok();
+    c.kubectl(&[
+        "wait",
+        "-n",
+        "linkerd",
+        "--for=condition=Ready",
+        "certificate/linkerd-trust-anchor",
+        "--timeout=60s",
+    ])
+    .ok();
+    c.kubectl(&[
+        "wait",
+        "--for=condition=Ready",
+        "clusterissuer/ca",
+        "--timeout=30s",
+    ])
+    .ok();
+
+    // Settled: the controllers write nothing more until the renewal.
+    let rv = c.sandbox.resource_version();
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(
+        c.sandbox.resource_version(),
+        rv,
+        "the controllers keep writing"
+    );
+
+    // The printer column reads the Ready condition.
+    let table = c.kubectl(&[
+        "get",
+        "-n",
+        "linkerd",
+        "certificate",
+        "linkerd-trust-anchor",
+    ]);
+    let row = table.ok().lines().nth(1).unwrap_or_default().to_string();
+    assert!(row.contains(" True "), "{row}");
+
+    let secret = c.get_json(&["-n", "linkerd", "secret", "linkerd-trust-anchor"]);
+    assert_eq!(secret["type"], "kubernetes.io/tls");
+    let tls_crt = secret_data(&secret, "tls.crt");
+    let ca_crt = secret_data(&secret, "ca.crt");
+    assert!(secret_data(&secret, "tls.key").contains("PRIVATE KEY"));
+    let root = c.get_json(&["-n", "cert-manager", "secret", "root-ca"]);
+    assert_eq!(ca_crt, secret_data(&root, "tls.crt"), "ca.crt is the root");
+
+    let cert = c.get_json(&["-n", "linkerd", "certificate", "linkerd-trust-anchor"]);
+    let not_before: jiff::Timestamp = cert["status"]["notBefore"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let not_after: jiff::Timestamp = cert["status"]["notAfter"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(not_after.duration_since(not_before).as_secs(), 48 * 3600);
+    assert!(cert["status"]["renewalTime"].is_string());
+
+    // openssl checks the chain at a moment inside the validity window: the certificates
+    // carry virtual times, which run ahead of the real clock.
+    let dir = c.dir.path();
+    std::fs::write(dir.join("ca.crt"), &ca_crt).unwrap();
+    std::fs::write(dir.join("tls.crt"), &tls_crt).unwrap();
+    let at = (not_before.as_second() + 60).to_string();
+    let ca_path = dir.join("ca.crt").to_string_lossy().into_owned();
+    let tls_path = dir.join("tls.crt").to_string_lossy().into_owned();
+    let (ok, out) = openssl(&["verify", "-attime", &at, "-CAfile", &ca_path, &tls_path]);
+    assert!(ok, "{out}");
+    assert!(out.contains(": OK"), "{out}");
+    let (_, text) = openssl(&["x509", "-in", &tls_path, "-noout", "-text"]);
+    assert!(text.contains("CA:TRUE"), "the leaf is a CA: {text}");
+    assert!(text.contains("root.linkerd.cluster.local"), "{text}");
+    assert!(
+        text.contains("ecdsa-with-SHA256") || text.contains("id-ecPublicKey"),
+        "{text}"
+    );
+    // Signed by the root, not self-signed.
+    let (ok, out) = openssl(&["verify", "-attime", &at, "-CAfile", &tls_path, &tls_path]);
+    assert!(!ok, "the leaf must not verify against itself: {out}");
+
+    // Renewal: a new certificate in the Secret, the same CA.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let renewed = loop {
+        let s = c
+            .sandbox
+            .object("", "secrets", "linkerd", "linkerd-trust-anchor")
+            .unwrap();
+        let crt = secret_data(&s, "tls.crt");
+        if crt != tls_crt {
+            break s;
+        }
+        assert!(Instant::now() < deadline, "not renewed within 60 s");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(secret_data(&renewed, "ca.crt"), ca_crt);
+    let cert = c.get_json(&["-n", "linkerd", "certificate", "linkerd-trust-anchor"]);
+    assert_eq!(cert["status"]["revision"], 2, "{}", cert["status"]);
+    let renewed_path = dir.join("renewed.crt");
+    std::fs::write(&renewed_path, secret_data(&renewed, "tls.crt")).unwrap();
+    let new_before: jiff::Timestamp = cert["status"]["notBefore"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(new_before > not_before);
+    let at = (new_before.as_second() + 60).to_string();
+    let (ok, out) = openssl(&[
+        "verify",
+        "-attime",
+        &at,
+        "-CAfile",
+        &ca_path,
+        &renewed_path.to_string_lossy(),
+    ]);
+    assert!(ok, "{out}");
+}
