@@ -565,7 +565,7 @@ async fn wait_for_returns_when_the_condition_holds_or_the_last_object_on_timeout
 
 fn write_kubeconfig(dir: &Path, url: &str) -> std::path::PathBuf {
     let path = dir.join("kubeconfig");
-    std::fs::write(&path, sandbox::kubeconfig_yaml(url)).unwrap();
+    std::fs::write(&path, sandbox::kubeconfig_yaml(url, None, None)).unwrap();
     path
 }
 
