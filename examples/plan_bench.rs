@@ -212,7 +212,10 @@ fn render_objects(
         plan: plan.to_path_buf(),
         ..Default::default()
     })
-    .map_err(|d| format!("plan does not load: {d:?}"))?;
+    .map_err(|d| {
+        let messages: Vec<String> = d.items.iter().map(|x| x.message.clone()).collect();
+        format!("plan does not load: {}", messages.join("; "))
+    })?;
     let renderer = meshplan::render::Renderer::new(
         Arc::new(meshplan::render::HelmProcess::from_env()),
         Arc::new(meshplan::render::MemoryCache::new()),
@@ -295,7 +298,12 @@ fn write_records(
     state: &Path,
     report: &Value,
     live: &BTreeMap<ObjectRef, Value>,
+    objects: &[Value],
 ) -> Result<usize, Error> {
+    let rendered: BTreeMap<ObjectRef, &Value> = objects
+        .iter()
+        .filter_map(|o| Some((ObjectRef::from_object(o)?, o)))
+        .collect();
     let store = SledStore::open(state, "bench")?;
     let mut batch = WriteBatch::new();
     let mut n = 0;
@@ -304,6 +312,7 @@ fn write_records(
             let Ok(r) = serde_json::from_value::<ObjectRef>(o["object"].clone()) else {
                 continue;
             };
+            let r_key = r.clone();
             let (Some(digest), Some(current)) = (o["desired_digest"].as_str(), live.get(&r)) else {
                 continue;
             };
@@ -318,7 +327,9 @@ fn write_records(
                     .as_str()
                     .map(str::to_owned),
                 applied_digest: digest.to_owned(),
-                last_applied: store.protect(current, &[])?,
+                // What apply records: the desired body (the rendered object when known).
+                last_applied: store
+                    .protect(rendered.get(&r_key).copied().unwrap_or(current), &[])?,
             });
             n += 1;
         }
@@ -393,7 +404,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     for _ in 0..3 {
         let report_out = Command::new(meshplan).args(&json_args).output()?;
         let report: Value = serde_json::from_slice(&report_out.stdout)?;
-        recorded = write_records(&state, &report, &live)?;
+        recorded = write_records(&state, &report, &live, &objects)?;
         if report["has_changes"] == false {
             break;
         }
@@ -468,20 +479,29 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     Ok(lines)
 }
 
+/// A plan of `n` ConfigMaps in namespace `bench`: one manifest node (and file) per 1,000
+/// objects (the plan language reads at most 1,024 documents per YAML file).
 fn configmap_plan(dir: &Path, n: usize) -> Result<PathBuf, Error> {
-    let mut yaml = String::from("apiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n");
-    for i in 0..n {
-        yaml.push_str(&format!(
-            "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:05}\n  namespace: bench\n  labels:\n    app: bench\ndata:\n  index: \"{i}\"\n  payload: \"{}\"\n",
-            "x".repeat(64)
+    let mut toml = String::from(
+        "[plan]\nname = \"bench\"\n\n[manifest.namespace]\nyaml = '''\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: bench\n'''\n",
+    );
+    let chunk = 1000;
+    for part in 0..n.div_ceil(chunk) {
+        let mut yaml = String::new();
+        for i in part * chunk..((part + 1) * chunk).min(n) {
+            yaml.push_str(&format!(
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i:05}\n  namespace: bench\n  labels:\n    app: bench\ndata:\n  index: \"{i}\"\n  payload: \"{}\"\n",
+                "x".repeat(64)
+            ));
+        }
+        let file = format!("configmaps-{n}-{part}.yaml");
+        std::fs::write(dir.join(&file), yaml)?;
+        toml.push_str(&format!(
+            "\n[manifest.configmaps_{part}]\nfile = \"{file}\"\ndepends_on = [\"manifest.namespace\"]\n"
         ));
     }
-    std::fs::write(dir.join("configmaps.yaml"), yaml)?;
     let plan = dir.join(format!("configmaps-{n}.toml"));
-    std::fs::write(
-        &plan,
-        "[plan]\nname = \"bench\"\n\n[manifest.configmaps]\nfile = \"configmaps.yaml\"\n",
-    )?;
+    std::fs::write(&plan, toml)?;
     Ok(plan)
 }
 

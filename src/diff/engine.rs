@@ -202,11 +202,19 @@ pub async fn diff(
             }
         }
     }
-    // Records to prune: in scope and not rendered anymore.
+    // Records to prune: in scope and not rendered anymore. A node rendered only during apply
+    // keeps its records (its objects are not known yet).
+    let during_apply: BTreeSet<&str> = input
+        .nodes
+        .iter()
+        .filter(|n| matches!(n.state, DesiredState::DuringApply { .. }))
+        .map(|n| n.address.as_str())
+        .collect();
     let mut prunes: Vec<&ObjectRecord> = input
         .records
         .iter()
         .filter(|r| !desired_refs.contains(&r.object))
+        .filter(|r| !during_apply.contains(r.node.as_str()))
         .filter(|r| node_names.contains(r.node.as_str()) || input.prune_other_nodes)
         .collect();
     prunes.sort_by(|a, b| (&a.node, &a.object).cmp(&(&b.node, &b.object)));
@@ -431,7 +439,10 @@ fn prune_change(r: &ObjectRecord, live: &BTreeMap<ObjectRef, Option<Value>>) -> 
 fn base_change(d: &DesiredObject, action: Action) -> ObjectChange {
     let mut c = ObjectChange::new(d.object.clone(), action);
     c.desired_digest = Some(d.digest.clone());
-    c.desired = Some(d.body.clone());
+    // The body is kept only where apply sends or records it.
+    if !matches!(action, Action::NoOp | Action::Conflict) {
+        c.desired = Some(d.body.clone());
+    }
     c
 }
 
@@ -697,13 +708,13 @@ async fn refresh(
                     .collect();
                 Ok(objects
                     .into_iter()
-                    .map(|o| ((*o).clone(), by_name.remove(&o.name)))
+                    .map(|o| ((*o).clone(), by_name.remove(&o.name).map(slim)))
                     .collect())
             } else {
                 let mut out = Vec::new();
                 for o in objects {
                     let got = cluster.get(o).await.map_err(|e| ((*o).clone(), e))?;
-                    out.push(((*o).clone(), got));
+                    out.push(((*o).clone(), got.map(slim)));
                 }
                 Ok(out)
             }
@@ -739,6 +750,14 @@ async fn refresh(
         });
     }
     Ok(live)
+}
+
+/// A live object without its managedFields (never compared, often the largest part).
+fn slim(mut object: Value) -> Value {
+    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
+        meta.remove("managedFields");
+    }
+    object
 }
 
 /// Checks an object of a kind the plan creates against the CRD's schema, offline.
@@ -1199,6 +1218,43 @@ mod tests {
             matches!(&e, DiffError::KindNotInstalled { node, .. } if node == "manifest.a"),
             "{e}"
         );
+    }
+
+    #[tokio::test]
+    async fn records_are_pruned_unless_their_node_renders_during_apply() {
+        let kept = desired(cm("kept", json!({"k": "1"})));
+        let old = desired(cm("old", json!({"k": "1"})));
+        let mut fake = Fake::default();
+        fake.live
+            .insert(kept.object.clone(), live(kept.body.clone(), "5"));
+        fake.live
+            .insert(old.object.clone(), live(old.body.clone(), "6"));
+        let records = vec![record(&kept, "5"), record(&old, "6")];
+        let changes = run(&fake, &[node(vec![kept.clone()])], &records)
+            .await
+            .unwrap();
+        assert_eq!(
+            actions(&changes),
+            [
+                ("kept".into(), Action::NoOp),
+                ("old".into(), Action::Delete)
+            ]
+        );
+        assert_eq!(
+            changes[0].objects[1].live_resource_version.as_deref(),
+            Some("6")
+        );
+        let during = DesiredNode {
+            state: DesiredState::DuringApply { reason: "r".into() },
+            ..node(vec![])
+        };
+        let changes = run(&fake, &[during], &records).await.unwrap();
+        assert!(changes[0].objects.is_empty(), "{changes:?}");
+        assert!(changes[0].has_changes());
+        // A node that left the plan: its objects are deleted under it.
+        let changes = run(&fake, &[], &records).await.unwrap();
+        assert_eq!(changes[0].status, NodeStatus::Removed);
+        assert_eq!(changes[0].objects.len(), 2);
     }
 
     #[tokio::test]

@@ -192,13 +192,11 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
     let (code, report) = setup.plan_json(&[]);
     assert_eq!(code, Some(0));
     let all = actions(&report);
-    assert_eq!(all.len(), 114, "{all:#?}");
-    for (node, object, action) in &all {
-        assert!(
-            action == "create" || (action == "hook" && object.contains("namespace-metadata")),
-            "{node} {object}: {action}"
-        );
-    }
+    let count = |a: &str| all.iter().filter(|(_, _, action)| action == a).count();
+    assert_eq!(count("create"), 109, "{all:#?}");
+    // Helm hooks (cert-manager's startupapicheck, viz's namespace-metadata) are not diffed.
+    assert_eq!(count("hook"), 9, "{all:#?}");
+    assert_eq!(all.len(), 118, "{all:#?}");
     // Certificates are custom resources whose CRD the plan creates.
     let root_ca = object(&report, "root-ca");
     assert_eq!(root_ca["kind_created_by_plan"], true);
