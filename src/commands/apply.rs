@@ -24,7 +24,7 @@ use crate::diff::saved::{self, SavedChangeSet};
 use crate::diff::{Action, ChangeSet, NodeStatus};
 use crate::model::{Address, NodeSpec, parse_duration};
 use crate::report::progress::{ProgressFormat, progress_reporter};
-use crate::report::{HumanOptions, render_human, render_json};
+use crate::report::{HumanOptions, render_human};
 use crate::state::{self, SledStore, StateStore, WriteBatch, WriterLock};
 
 use super::plan::{RenderedLog, Session, SessionArgs, load_previous, store_previous};
@@ -67,7 +67,11 @@ fn show_plan(change_set: &ChangeSet, output: OutputFormat) {
             let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
             print!("{}", render_human(change_set, HumanOptions { color }));
         }
-        OutputFormat::Json => print!("{}", render_json(change_set)),
+        // One line, like the progress events that follow it.
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({"event": "plan", "format": 1, "change_set": change_set})
+        ),
     }
 }
 
@@ -124,8 +128,7 @@ pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
     };
     let reporter = reporter(args.output);
     let interrupt = Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result = apply_phases(
+    apply_phases(
         &session,
         &args,
         saved.as_ref(),
@@ -133,9 +136,7 @@ pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
         reporter.as_ref(),
         &interrupt,
     )
-    .await;
-    listener.abort();
-    result
+    .await
 }
 
 /// The plan file a saved change set names, relative to the saved file's directory when it
@@ -182,7 +183,7 @@ async fn apply_phases(
         }
     }
     let meta = store.meta()?;
-    let mut previous = load_previous(store)?;
+    let previous = load_previous(store)?;
     let rendered = RenderedLog::default();
     let first = session
         .change_set(&previous, Some(&rendered), false)
@@ -205,6 +206,29 @@ async fn apply_phases(
         eprintln!("Apply cancelled.");
         return Ok(ExitStatus::Error);
     }
+    // Ctrl-C reaches the engine from here on (before, it ends the process as usual).
+    let listener = interrupt.listen_for_ctrl_c();
+    let result = run_phases(
+        session, args, first, previous, rendered, options, reporter, interrupt,
+    )
+    .await;
+    listener.abort();
+    result
+}
+
+/// Applies `first` and the phases after it (see the module overview).
+#[allow(clippy::too_many_arguments)]
+async fn run_phases(
+    session: &Session,
+    args: &ApplyArgs,
+    first: ChangeSet,
+    mut previous: BTreeMap<Address, crate::render::PreviousRender>,
+    rendered: RenderedLog,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    interrupt: &Interrupt,
+) -> miette::Result<ExitStatus> {
+    let store = session.store.as_ref();
     let unknown_at_plan: Vec<String> = first
         .nodes
         .iter()
