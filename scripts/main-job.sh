@@ -12,8 +12,8 @@ cd "$root"
 step() { printf '\n== %s\n' "$*"; }
 
 step "build meshplan"
-cargo build --release --quiet
-meshplan="$root/target/release/meshplan"
+cargo build --quiet
+meshplan="$root/target/debug/meshplan"
 
 step "install the pinned helm (when missing)"
 bash scripts/install-helm.sh
@@ -60,11 +60,17 @@ step "meshplan plan plans/linkerd.toml"
 step "meshplan apply plans/linkerd.toml --auto-approve"
 "$meshplan" apply "${linkerd[@]}" --auto-approve
 
+show() {
+    if command -v kubectl >/dev/null 2>&1; then
+        KUBECACHEDIR="$tmp/kube-cache" kubectl --kubeconfig "$tmp/kubeconfig" get deploy -A
+    fi
+    echo "objects meshplan records, per node:"
+    "$meshplan" state list plans/linkerd.toml --state "$tmp/state/linkerd" \
+        | awk 'NR > 1 { n[$1]++ } END { for (k in n) printf "  %-32s %d\n", k, n[k] }' | sort
+}
+
 step "the result"
-"$meshplan" state list plans/linkerd.toml --state "$tmp/state/linkerd"
-if command -v kubectl >/dev/null 2>&1; then
-    KUBECACHEDIR="$tmp/kube-cache" kubectl --kubeconfig "$tmp/kubeconfig" get deploy -A
-fi
+show
 
 step "re-plan: nothing to change (--detailed-exitcode exits 0)"
 "$meshplan" plan "${linkerd[@]}" --detailed-exitcode
@@ -79,6 +85,6 @@ if "$meshplan" destroy "${linkerd[@]}" --auto-approve; then
 fi
 "$meshplan" destroy "${linkerd[@]}" --auto-approve \
     --target helm.linkerd_crds --target manifest.linkerd_namespace
-"$meshplan" state list plans/linkerd.toml --state "$tmp/state/linkerd"
+show
 
 step "done"

@@ -179,7 +179,7 @@ impl DestroyRunner<'_> {
                 ctx.leave(
                     object,
                     format!(
-                        "it holds objects this plan does not own: {} (destroy with the flag that takes them along to delete them too)",
+                        "it holds objects this plan does not own: {} (`meshplan destroy --with-foreign-objects` deletes them too)",
                         list.join(", ")
                     ),
                 );

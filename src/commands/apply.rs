@@ -569,18 +569,9 @@ pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
         targets.clone(),
         args.with_foreign_objects,
     );
-    // What will be deleted: the records of the selected nodes and their dependents.
+    // The selected nodes (the targets and the nodes depending on them); protected ones refuse.
     let records = store.objects()?;
     let selected = selected_for_display(&request, &records);
-    println!("meshplan will delete these objects the plan owns:");
-    let mut count = 0;
-    for r in &records {
-        if selected.contains(&r.node) {
-            println!("  - {}  {}", r.node, r.object);
-            count += 1;
-        }
-    }
-    println!("Destroy: {count} to destroy.");
     let prevented: Vec<&str> = request
         .nodes
         .iter()
@@ -594,6 +585,16 @@ pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
             prevented.join(", ")
         ));
     }
+    // What will be deleted: the records of the selected nodes.
+    println!("meshplan will delete these objects the plan owns:");
+    let mut count = 0;
+    for r in &records {
+        if selected.contains(&r.node) {
+            println!("  - {}  {}", r.node, r.object);
+            count += 1;
+        }
+    }
+    println!("Destroy: {count} to destroy.");
     if count == 0 {
         eprintln!("Nothing to destroy.");
         return Ok(ExitStatus::Success);
