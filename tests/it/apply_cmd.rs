@@ -425,11 +425,27 @@ fn kill_9_at_many_points_then_apply_converges() {
         assert_eq!(code, 0, "{err}");
         let (code, listed, err) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
         assert_eq!(code, 0, "point {i}: state unreadable after kill -9: {err}");
+        let mut extra = vec!["--on-unfinished", choice];
         if listed.contains("unfinished run") {
             mid_run += 1;
+            // Without a choice, apply refuses to start over the unfinished run.
+            let (code, _, err) = s.apply(&["--var", &format!("mode={mode}")]);
+            assert_eq!(code, 1, "point {i}");
+            assert!(err.contains("unfinished run"), "point {i}: {err}");
+            if i % 3 == 2 {
+                // `meshplan rollback` finishes it on its own.
+                let out = s.command("rollback", &s.plan, &[]).output().unwrap();
+                let (code, out, err) = decode(out);
+                assert_eq!(code, 0, "point {i}: {out}\n{err}");
+                let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+                assert!(!listed.contains("unfinished run"), "point {i}: {listed}");
+                extra.clear();
+            }
         }
-        let (code, out, err) =
-            s.apply(&["--var", &format!("mode={mode}"), "--on-unfinished", choice]);
+        let mut args = vec!["--var".to_owned(), format!("mode={mode}")];
+        args.extend(extra.iter().map(|a| (*a).to_owned()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (code, out, err) = s.apply(&args);
         assert_eq!(code, 0, "point {i}: {out}\n{err}");
         let (code, out, err) = s.run(
             "plan",
@@ -536,4 +552,82 @@ fn destroy_of_the_sample_plan_refuses_root_ca_and_a_target_avoids_it() {
         "name",
     ]);
     assert_eq!(root_ca.code, 0, "root_ca is kept");
+}
+
+#[test]
+fn state_commands_show_and_forget_records() {
+    let s = Setup::with_plan(SMALL);
+    let (code, _, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{err}");
+    let plan = s.plan.to_str().unwrap();
+    let (code, out, _) = s.state_cmd(&["show", plan, "manifest.config"]);
+    assert_eq!(code, 0);
+    assert!(
+        out.contains("# manifest.config  v1 ConfigMap app/settings"),
+        "{out}"
+    );
+    assert!(out.contains("\"mode\": \"blue\""), "{out}");
+    let (code, _, err) = s.state_cmd(&["rm", plan, "manifest.web"]);
+    assert_eq!(code, 0, "{err}");
+    let (_, listed, _) = s.state_cmd(&["list", plan]);
+    assert!(!listed.contains("manifest.web"), "{listed}");
+    assert!(
+        listed.contains("manifest.config  v1 ConfigMap app/settings"),
+        "{listed}"
+    );
+    // The Deployment is still there and as desired: the next plan adopts it.
+    let (code, out, _) = s.run("plan", &["--output", "json"]);
+    assert_eq!(code, 0);
+    let report: Value = serde_json::from_str(&out).unwrap();
+    let web = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["address"] == "manifest.web")
+        .unwrap();
+    assert_eq!(web["objects"][0]["action"], "adopt", "{web:#}");
+    let (code, _, err) = s.state_cmd(&["rm", plan, "manifest.nope"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("no records of manifest.nope"), "{err}");
+}
+
+#[test]
+fn ctrl_c_stops_the_apply_and_rolls_it_back() {
+    let s = Setup::with_plan(SMALL);
+    // The Deployment never becomes ready: the apply waits.
+    s.cluster
+        .sandbox
+        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+    let child = s
+        .command("apply", &s.plan, &["--auto-approve"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the Deployment was written (the apply is then waiting for it).
+    for _ in 0..1000 {
+        let found = s.cluster.sandbox.audit().iter().any(|e| {
+            e.resource == "deployments" && e.method == "PATCH" && !e.query.contains("dryRun")
+        });
+        if found {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let status = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (code, out, err) = decode(child.wait_with_output().unwrap());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    // Everything the run created is gone again.
+    let ns = s
+        .cluster
+        .kubectl(&["get", "configmap", "-n", "app", "settings"]);
+    assert_ne!(ns.code, 0, "{}", ns.stdout);
+    let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert!(!listed.contains("manifest."), "{listed}");
 }
