@@ -168,6 +168,16 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
         ca.trim()
     );
 
+    // Each applied node's render is kept as its previous render (Secret data encrypted).
+    {
+        use meshplan::state::StateStore as _;
+        let store = meshplan::state::SledStore::open(&s.state, "test").unwrap();
+        for node in ["helm.linkerd_control_plane", "manifest.root_ca"] {
+            let entry = store.render_cache(&format!("previous:{node}")).unwrap();
+            assert!(entry.is_some(), "no previous render of {node}");
+        }
+    }
+
     // A second apply sends no write request.
     let before = s.writes();
     let (code, out, err) = s.apply(&[]);
