@@ -46,6 +46,7 @@ impl Renderer for RenderStage<'_> {
                     .collect(),
                 previous: self.previous.clone(),
                 targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
+                ..RenderInputs::default()
             };
             let mut rendered = self
                 .renderer

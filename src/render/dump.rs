@@ -3,7 +3,9 @@
 
 use std::fmt::Write;
 
-use super::{NodeRender, NodeStatus, PlanRender, RenderedObject};
+use super::{
+    CarryOver, NodeRender, NodeStatus, PlanRender, RenderSource, RenderedObject, SincePrevious,
+};
 
 /// What [`dump_render`] prints besides the objects.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -31,9 +33,26 @@ fn dump_node(out: &mut String, node: &NodeRender, options: DumpOptions) {
                 let _ = write!(out, ", {} hook(s)", node.hooks.len());
             }
             if let Some(h) = &node.helm {
-                let _ = write!(out, " [release {} in {}]", h.release, h.namespace);
+                let _ = write!(out, " [release {} in {}", h.release, h.namespace);
+                match h.source {
+                    RenderSource::Helm => {}
+                    RenderSource::Cache => out.push_str(", from the render cache"),
+                    RenderSource::Previous => out.push_str(", reused from the previous render"),
+                }
+                out.push(']');
             }
             out.push('\n');
+            if let Some(carry) = node.helm.as_ref().and_then(|h| h.carry_over.as_ref()) {
+                match carry {
+                    CarryOver::NothingVolatile => {}
+                    CarryOver::CarriedOver => {
+                        out.push_str("  generated material carried over from the previous render\n")
+                    }
+                    CarryOver::Regenerated { reason } => {
+                        let _ = writeln!(out, "  generated material regenerated: {reason}");
+                    }
+                }
+            }
         }
         NodeStatus::RenderedDuringApply {
             unknown_references, ..
@@ -69,6 +88,14 @@ fn dump_object(out: &mut String, o: &RenderedObject, options: DumpOptions) {
             h.weight,
             policies.join(",")
         );
+    }
+    match o.since_previous {
+        SincePrevious::New => {}
+        SincePrevious::Same => out.push_str(" unchanged"),
+        SincePrevious::Changed => out.push_str(" changed"),
+        SincePrevious::OnlyRegeneratedMaterial => {
+            out.push_str(" changed (regenerated material only)")
+        }
     }
     if options.digests {
         let _ = write!(out, " digest {}", &o.digest[..o.digest.len().min(16)]);

@@ -80,6 +80,10 @@ pub struct RenderInputs {
     pub previous: BTreeMap<Address, PreviousRender>,
     /// Render only these nodes (all manifest and helm nodes when `None`).
     pub targets: Option<BTreeSet<Address>>,
+    /// Helm nodes whose generated material is regenerated: their chart is rendered anew (no
+    /// reuse of the previous render or the cache) and nothing is carried over. For charts whose
+    /// generated material depends on inputs (a certificate for a changed host name).
+    pub regenerate: BTreeSet<Address>,
 }
 
 /// What a later render needs from an applied one: kept in state per node.
@@ -103,6 +107,18 @@ pub struct PlanRender {
 }
 
 impl PlanRender {
+    /// Every object whose kind neither the cluster nor the plan knows, as the error the plan
+    /// stage reports (in address order).
+    pub fn unknown_kinds(&self) -> Vec<UnknownKind> {
+        self.objects()
+            .filter(|(_, o)| o.scope == KindScope::Unknown)
+            .map(|(address, o)| UnknownKind {
+                node: address.clone(),
+                object: o.object_ref.clone(),
+            })
+            .collect()
+    }
+
     /// Every object (hooks included) of every rendered node, in address order.
     pub fn objects(&self) -> impl Iterator<Item = (&Address, &RenderedObject)> {
         self.nodes
@@ -153,6 +169,8 @@ pub enum NodeStatus {
         known_values: Json,
         /// Paths of the unknown values inside `known_values`.
         unknown_paths: BTreeSet<String>,
+        /// Paths of sensitive values inside `known_values` (never printed).
+        sensitive_paths: BTreeSet<String>,
     },
 }
 
@@ -223,6 +241,24 @@ impl RenderedObject {
     }
 }
 
+/// An object of a kind that is not installed and not created by the plan.
+#[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
+#[error(
+    "{node}: {object}: kind {} ({}) is not installed and not created by the plan",
+    object.kind,
+    object.api_version
+)]
+#[diagnostic(
+    code(render::unknown_kind),
+    help(
+        "install the CRD that defines the kind first, or add a node that creates it (and depend on it)"
+    )
+)]
+pub struct UnknownKind {
+    pub node: Address,
+    pub object: ObjectRef,
+}
+
 /// Renders plans; holds the helm runner, the render cache and the options.
 pub struct Renderer {
     helm: Arc<dyn HelmRunner>,
@@ -258,6 +294,7 @@ enum RawNode {
         unknown_references: Vec<String>,
         known_values: Json,
         unknown_paths: BTreeSet<String>,
+        sensitive_paths: BTreeSet<String>,
     },
 }
 
@@ -309,8 +346,16 @@ impl Renderer {
                     NodeSpec::Manifest(m) => render_manifest(node, m, scope),
                     NodeSpec::Helm(h) => {
                         let _permit = semaphore.acquire().await.ok();
-                        self.render_helm(plan, node, h, scope, inputs.previous.get(&node.address))
-                            .await
+                        let regenerate = inputs.regenerate.contains(&node.address);
+                        self.render_helm(
+                            plan,
+                            node,
+                            h,
+                            scope,
+                            inputs.previous.get(&node.address),
+                            regenerate,
+                        )
+                        .await
                     }
                     NodeSpec::Read(_) | NodeSpec::Check(_) => Ok(RawNode::Objects {
                         docs: Vec::new(),
@@ -424,6 +469,7 @@ impl Renderer {
         helm: &Helm,
         scope: &RenderScope<'_>,
         previous: Option<&PreviousRender>,
+        regenerate: bool,
     ) -> Result<RawNode, RenderError> {
         let address = &node.address;
         let eval_err = |source| RenderError::Eval {
@@ -453,15 +499,23 @@ impl Renderer {
             deep_merge(&mut values, m.value);
             value_marks.unknown_paths.extend(m.unknown_paths);
             value_marks.unknown_references.extend(m.unknown_references);
+            value_marks.sensitive_paths.extend(m.sensitive_paths);
         }
-        marks
-            .unknown_references
-            .extend(value_marks.unknown_references);
+        // A later layer may replace an unknown value of an earlier one.
+        value_marks
+            .unknown_paths
+            .retain(|p| values.pointer(p).and_then(Json::as_str) == Some(KNOWN_AFTER_APPLY));
+        if !value_marks.unknown_paths.is_empty() {
+            marks
+                .unknown_references
+                .extend(value_marks.unknown_references);
+        }
         if !marks.unknown_references.is_empty() {
             return Ok(RawNode::DuringApply {
                 unknown_references: marks.unknown_references.into_iter().collect(),
                 known_values: values,
                 unknown_paths: value_marks.unknown_paths,
+                sensitive_paths: value_marks.sensitive_paths,
             });
         }
 
@@ -486,15 +540,17 @@ impl Renderer {
             node: address.clone(),
             source,
         };
+        let previous = previous.filter(|_| !regenerate);
         let reused_previous = previous
             .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
             .and_then(|p| p.chart_output.clone());
         let (output, source, carry) = if let Some(output) = reused_previous {
             (output, RenderSource::Previous, None)
-        } else if let Some(output) = self
-            .cache
-            .get(&key)
+        } else if let Some(output) = (!regenerate)
+            .then(|| self.cache.get(&key))
+            .transpose()
             .map_err(cache_err)?
+            .flatten()
             .as_ref()
             .and_then(ChartOutput::from_json)
         {
@@ -534,6 +590,12 @@ impl Renderer {
             };
             let carry =
                 stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
+            let carry = match carry {
+                CarryOver::Regenerated { .. } if regenerate => CarryOver::Regenerated {
+                    reason: "regeneration was asked for".into(),
+                },
+                other => other,
+            };
             self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
             (output, RenderSource::Helm, Some(carry))
         };
@@ -691,6 +753,7 @@ fn finish_node(
             unknown_references,
             known_values,
             unknown_paths,
+            sensitive_paths,
         } => {
             return Ok(NodeRender {
                 address: address.clone(),
@@ -698,6 +761,7 @@ fn finish_node(
                     unknown_references,
                     known_values,
                     unknown_paths,
+                    sensitive_paths,
                 },
                 objects: Vec::new(),
                 hooks: Vec::new(),

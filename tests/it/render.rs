@@ -117,7 +117,10 @@ async fn trust_anchor_unknown_defers_only_the_control_plane() {
             unknown_references,
             known_values,
             unknown_paths,
+            sensitive_paths,
         } => {
+            // The read is of a Secret: sensitive by default.
+            assert!(sensitive_paths.contains("/identityTrustAnchorsPEM"));
             assert_eq!(unknown_references, &["read.trust_anchor.value"]);
             assert_eq!(
                 known_values["identityTrustAnchorsPEM"],
@@ -432,4 +435,390 @@ async fn output_order_does_not_depend_on_parallelism() {
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&a), ids(&b));
+}
+
+const MANIFEST_PLAN: &str = r#"
+[plan]
+name = "manifests"
+
+[vars]
+team = "payments"
+
+[read.db_password]
+api_version = "v1"
+kind = "Secret"
+namespace = "vault"
+name = "db"
+key = "password"
+
+[manifest.apps]
+namespace = "apps"
+yaml = """
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  team: ${var.team}
+  password: ${read.db_password.value}
+---
+apiVersion: rbac.authorization.k8s.io/v1
+kind: ClusterRole
+metadata:
+  name: reader
+  namespace: apps
+rules: []
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: apps
+spec: {}
+---
+apiVersion: example.io/v1
+kind: Widget
+metadata:
+  name: w
+"""
+
+[manifest.crds]
+[[manifest.crds.objects]]
+apiVersion = "apiextensions.k8s.io/v1"
+kind = "CustomResourceDefinition"
+metadata = { name = "podmonitors.monitoring.coreos.com" }
+spec = { group = "monitoring.coreos.com", scope = "Namespaced", names = { kind = "PodMonitor", plural = "podmonitors" }, versions = [] }
+"#;
+
+fn manifest_plan() -> (tempfile::TempDir, LoadedPlan) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(&path, MANIFEST_PLAN).unwrap();
+    let plan = load_plan(&path, &[]);
+    (dir, plan)
+}
+
+#[tokio::test]
+async fn manifests_mark_unknowns_namespaces_and_scopes() {
+    let (_dir, plan) = manifest_plan();
+    // No helm node: helm is never run, even when it is missing.
+    let r = Renderer::new(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+        RenderOptions::default(),
+    );
+    let render = r
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let apps = &render.nodes[&addr("manifest.apps")];
+    let settings = &apps.objects[0];
+    assert_eq!(settings.object_ref.to_string(), "ConfigMap/apps/settings");
+    assert_eq!(settings.object["data"]["team"], "payments");
+    assert_eq!(settings.object["data"]["password"], "(known after apply)");
+    assert!(settings.is_known_after_apply());
+    assert_eq!(
+        settings.unknown_paths.iter().collect::<Vec<_>>(),
+        ["/data/password"]
+    );
+    assert!(settings.sensitive_paths.contains("/data/password"));
+    let role = &apps.objects[1];
+    assert_eq!(role.object_ref.to_string(), "ClusterRole/reader");
+    assert!(role.object["metadata"].get("namespace").is_none());
+    // The PodMonitor's scope comes from the CRD in another node of the plan.
+    let pm = &apps.objects[2];
+    assert_eq!(pm.scope, KindScope::Namespaced);
+    assert_eq!(pm.object_ref.namespace.as_deref(), Some("apps"));
+    let widget = &apps.objects[3];
+    assert_eq!(widget.scope, KindScope::Unknown);
+    assert_eq!(widget.object_ref.namespace, None);
+    insta::assert_snapshot!(dump_render(&render, DumpOptions { digests: true }));
+
+    // Once the password is read, the object is complete and its value is sensitive.
+    let reads = BTreeMap::from([(
+        addr("read.db_password"),
+        ReadValue {
+            value: "hunter2-long".into(),
+            sensitive: true,
+        },
+    )]);
+    let render = r
+        .render(
+            &plan.plan,
+            &RenderInputs {
+                reads,
+                ..Default::default()
+            },
+        )
+        .await
+        .unwrap();
+    let settings = &render.nodes[&addr("manifest.apps")].objects[0];
+    assert_eq!(settings.object["data"]["password"], "hunter2-long");
+    assert!(!settings.is_known_after_apply());
+    assert!(settings.sensitive_paths.contains("/data/password"));
+    assert!(!dump_render(&render, DumpOptions::default()).contains("hunter2"));
+}
+
+#[tokio::test]
+async fn discovery_drives_helm_capabilities_and_scopes() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("caps");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: caps\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: caps\ndata:\n  kube: {{ .Capabilities.KubeVersion.Version | quote }}\n  podmonitors: {{ .Capabilities.APIVersions.Has \"monitoring.coreos.com/v1/PodMonitor\" | quote }}\n---\napiVersion: monitoring.coreos.com/v1\nkind: PodMonitor\nmetadata:\n  name: caps\nspec: {}\n",
+    )
+    .unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        "[plan]\nname = \"caps\"\n[helm.caps]\nchart = \"./caps\"\nnamespace = \"obs\"\n",
+    )
+    .unwrap();
+    let plan = load_plan(&path, &[]);
+    let discovery = meshplan::render::Discovery {
+        server_version: "v1.29.4".into(),
+        resources: vec![meshplan::render::ApiResource {
+            group: "monitoring.coreos.com".into(),
+            version: "v1".into(),
+            kind: "PodMonitor".into(),
+            namespaced: true,
+        }],
+    };
+    let options = RenderOptions {
+        discovery: Some(discovery),
+        ..Default::default()
+    };
+    let render = Renderer::new(Arc::new(helm()), Arc::new(MemoryCache::new()), options)
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let node = &render.nodes[&addr("helm.caps")];
+    assert_eq!(node.objects[0].object["data"]["kube"], "v1.29.4");
+    assert_eq!(node.objects[0].object["data"]["podmonitors"], "true");
+    assert_eq!(node.objects[1].scope, KindScope::Namespaced);
+    assert_eq!(node.objects[1].object_ref.namespace.as_deref(), Some("obs"));
+}
+
+#[tokio::test]
+async fn unknown_kinds_are_reported_by_the_caller() {
+    let render = render_sample(trust_anchor(TRUST_ANCHOR)).await;
+    let unknown: Vec<String> = render
+        .unknown_kinds()
+        .iter()
+        .map(|e| e.to_string())
+        .collect();
+    // Prometheus-Operator is not part of the plan and there is no discovery: its PodMonitors
+    // are the only objects of an unknown kind (the plan's own CRDs scope the rest).
+    assert_eq!(unknown.len(), 3, "{unknown:#?}");
+    assert!(unknown.iter().all(|e| e.contains("kind PodMonitor (monitoring.coreos.com/v1) is not installed and not created by the plan")), "{unknown:#?}");
+    assert!(
+        unknown[0]
+            .starts_with("manifest.linkerd_podmonitors: PodMonitor/monitoring/linkerd-controller:"),
+        "{unknown:#?}"
+    );
+}
+
+/// A helm stand-in: answers `version`, and `template` with a fixed text; records the values
+/// file it was given (path, existence, mode).
+struct Scripted {
+    stdout: &'static str,
+    seen: std::sync::Mutex<Vec<(String, bool, u32)>>,
+}
+
+impl HelmRunner for Scripted {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        use std::os::unix::fs::PermissionsExt;
+        let stdout = if args[0] == "version" {
+            "v4.1.4"
+        } else {
+            self.stdout
+        };
+        if let Some(i) = args.iter().position(|a| a == "--values") {
+            let path = args[i + 1].clone();
+            let meta = std::fs::metadata(&path);
+            self.seen.lock().unwrap().push((
+                path,
+                meta.is_ok(),
+                meta.map(|m| m.permissions().mode() & 0o777).unwrap_or(0),
+            ));
+        }
+        Box::pin(async move {
+            Ok(HelmOutput {
+                success: true,
+                stdout: stdout.to_string(),
+                stderr: String::new(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn values_file_is_private_and_removed_and_bad_output_is_named() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        targets: Some([addr("helm.linkerd_crds")].into()),
+        ..Default::default()
+    };
+    let good = Arc::new(Scripted {
+        stdout: "---\n# Source: x/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+        seen: Default::default(),
+    });
+    let render = renderer(good.clone(), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap();
+    let node = &render.nodes[&addr("helm.linkerd_crds")];
+    assert_eq!(
+        node.objects[0].source.as_deref(),
+        Some("x/templates/a.yaml")
+    );
+    let seen = good.seen.lock().unwrap().clone();
+    assert_eq!(seen.len(), 2);
+    for (path, existed, mode) in seen {
+        assert!(existed);
+        assert_eq!(mode, 0o600);
+        assert!(
+            !std::path::Path::new(&path).exists(),
+            "{path} was left behind"
+        );
+    }
+
+    let bad = Arc::new(Scripted {
+        stdout: "---\n# Source: x/templates/broken.yaml\nkind: [\n",
+        seen: Default::default(),
+    });
+    let err = renderer(bad, Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &inputs)
+        .await
+        .unwrap_err();
+    match &err.errors[..] {
+        [
+            RenderError::BadOutput {
+                node, source_file, ..
+            },
+        ] => {
+            assert_eq!(node.to_string(), "helm.linkerd_crds");
+            assert_eq!(source_file.as_deref(), Some("x/templates/broken.yaml"));
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+/// Answers like [`Scripted`], holding each `template` call open for a moment and recording
+/// how many were in flight at once.
+struct Gate {
+    in_flight: AtomicUsize,
+    max: AtomicUsize,
+}
+
+impl HelmRunner for Gate {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        Box::pin(async move {
+            if args[0] == "template" {
+                let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+                self.max.fetch_max(now, Ordering::SeqCst);
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                self.in_flight.fetch_sub(1, Ordering::SeqCst);
+            }
+            Ok(HelmOutput {
+                success: true,
+                stdout: if args[0] == "version" {
+                    "v4.1.4".into()
+                } else {
+                    "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n".into()
+                },
+                stderr: String::new(),
+            })
+        })
+    }
+}
+
+#[tokio::test]
+async fn helm_nodes_render_in_parallel_within_the_bound() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    for (bound, expected) in [(1, 1), (2, 2)] {
+        let gate = Arc::new(Gate {
+            in_flight: AtomicUsize::new(0),
+            max: AtomicUsize::new(0),
+        });
+        let options = RenderOptions {
+            parallelism: bound,
+            ..offline_options()
+        };
+        let render = Renderer::new(gate.clone(), Arc::new(MemoryCache::new()), options)
+            .render(&plan.plan, &inputs)
+            .await
+            .unwrap();
+        // Four helm nodes, all rendered.
+        assert_eq!(
+            render.nodes.values().filter(|n| n.helm.is_some()).count(),
+            4
+        );
+        assert_eq!(gate.max.load(Ordering::SeqCst), expected, "bound {bound}");
+    }
+}
+
+#[tokio::test]
+async fn values_override_an_unknown_of_a_values_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("v.yaml"),
+        "anchor: ${read.ca.value}\nkeep: 1\n",
+    )
+    .unwrap();
+    let plan_text = |override_anchor: bool| {
+        format!(
+            "[plan]\nname = \"v\"\n[read.ca]\napi_version = \"v1\"\nkind = \"Secret\"\n\
+             namespace = \"x\"\nname = \"ca\"\nkey = \"ca.crt\"\n\
+             [helm.app]\nchart = \"{}\"\nnamespace = \"demo\"\nvalues_files = [\"v.yaml\"]\n{}",
+            root()
+                .join("tests/fixtures/charts/random-material")
+                .display(),
+            if override_anchor {
+                "[helm.app.values]\nanchor = \"fixed\"\n"
+            } else {
+                ""
+            }
+        )
+    };
+    let path = dir.path().join("plan.toml");
+    let render = |text: String| {
+        let path = path.clone();
+        async move {
+            std::fs::write(&path, text).unwrap();
+            let plan = load_plan(&path, &[]);
+            let runner = Arc::new(Scripted {
+                stdout: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+                seen: Default::default(),
+            });
+            renderer(runner, Arc::new(MemoryCache::new()))
+                .render(&plan.plan, &RenderInputs::default())
+                .await
+                .unwrap()
+                .nodes[&addr("helm.app")]
+                .status
+                .clone()
+        }
+    };
+    match render(plan_text(false)).await {
+        NodeStatus::RenderedDuringApply {
+            unknown_references,
+            known_values,
+            ..
+        } => {
+            assert_eq!(unknown_references, ["read.ca.value"]);
+            assert_eq!(known_values["keep"], 1);
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(render(plan_text(true)).await, NodeStatus::Rendered);
 }

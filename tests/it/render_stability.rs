@@ -38,8 +38,16 @@ async fn render_material(
     previous: Option<PreviousRender>,
     cache: Arc<MemoryCache>,
 ) -> (NodeRender, usize) {
+    render_material_with(plan, previous, cache, RenderInputs::default()).await
+}
+
+async fn render_material_with(
+    plan: &LoadedPlan,
+    previous: Option<PreviousRender>,
+    cache: Arc<MemoryCache>,
+    mut inputs: RenderInputs,
+) -> (NodeRender, usize) {
     let counting = Counting::new(helm());
-    let mut inputs = RenderInputs::default();
     if let Some(p) = previous {
         inputs.previous.insert(material(), p);
     }
@@ -232,6 +240,34 @@ async fn regenerated_material_is_reported_when_it_cannot_be_carried_over() {
 }
 
 #[tokio::test]
+async fn regenerate_renders_anew_without_carrying_over() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let cache = Arc::new(MemoryCache::new());
+    let (applied, _) = render_material(&plan, None, cache.clone()).await;
+    let inputs = RenderInputs {
+        regenerate: [material()].into(),
+        ..Default::default()
+    };
+    // Same inputs, the applied render and a warm cache: still rendered anew.
+    let (next, runs) =
+        render_material_with(&plan, Some(applied.to_previous()), cache, inputs).await;
+    assert_eq!(runs, 2);
+    let helm = next.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert!(matches!(
+        helm.carry_over,
+        Some(CarryOver::Regenerated { .. })
+    ));
+    let objects = by_name(&next);
+    assert_eq!(
+        objects["Secret/webhook-tls"].0,
+        SincePrevious::OnlyRegeneratedMaterial
+    );
+    assert_eq!(objects["ConfigMap/greeting"].0, SincePrevious::Same);
+}
+
+#[tokio::test]
 async fn control_plane_stand_in_is_stable_across_plans() {
     let plan = sample();
     let cp = Address::parse("helm.linkerd_control_plane").unwrap();
@@ -242,6 +278,7 @@ async fn control_plane_stand_in_is_stable_across_plans() {
                 reads,
                 previous,
                 targets: Some([Address::parse("helm.linkerd_control_plane").unwrap()].into()),
+                ..Default::default()
             };
             renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
                 .render(&plan.plan, &inputs)
