@@ -18,17 +18,14 @@
 //! 5. `kubectl diff --server-side` over the same rendered objects (fresh kubectl cache, then
 //!    warm cache).
 //!
-//! Each run reports wall time, the requests the sandbox received (counted by a recording
-//! proxy in front of it), and the peak memory (max RSS) of the command (`/usr/bin/time`).
-//! Requests of the sandbox's seeding are not counted.
+//! Each run reports wall time, the requests the sandbox received (from its audit log), and the
+//! peak memory (max RSS) of the command (`/usr/bin/time`). Requests of the seeding are not
+//! counted.
 
 use std::collections::BTreeMap;
-use std::io::{Read as _, Write as _};
-use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Instant;
 
 use meshplan::cluster::{ApplyOptions, Cluster, ConnectOptions, KubeCluster, ObjectRef};
@@ -37,79 +34,6 @@ use meshplan::state::{ObjectRecord, SledStore, StateStore, WriteBatch};
 use serde_json::{Value, json};
 
 type Error = Box<dyn std::error::Error>;
-
-/// Requests seen by the proxy: (method, path-and-query).
-#[derive(Default)]
-struct Requests {
-    lines: Mutex<Vec<(String, String)>>,
-    counting: AtomicUsize,
-}
-
-impl Requests {
-    fn take(&self) -> Vec<(String, String)> {
-        std::mem::take(&mut *self.lines.lock().unwrap_or_else(|e| e.into_inner()))
-    }
-}
-
-/// A TCP proxy on 127.0.0.1 in front of `upstream` that records every HTTP request line.
-fn recording_proxy(upstream: std::net::SocketAddr, requests: Arc<Requests>) -> Result<u16, Error> {
-    let listener = TcpListener::bind("127.0.0.1:0")?;
-    let port = listener.local_addr()?.port();
-    std::thread::spawn(move || {
-        let pattern =
-            regex::bytes::Regex::new(r"(GET|POST|PUT|PATCH|DELETE) (/[^ \r\n]*) HTTP/1\.[01]\r\n")
-                .ok();
-        for client in listener.incoming() {
-            let (Ok(client), Some(pattern)) = (client, pattern.clone()) else {
-                continue;
-            };
-            let Ok(server) = TcpStream::connect(upstream) else {
-                continue;
-            };
-            let requests = requests.clone();
-            let (Ok(mut c_read), Ok(mut s_write)) = (client.try_clone(), server.try_clone()) else {
-                continue;
-            };
-            std::thread::spawn(move || {
-                let mut buf = vec![0u8; 64 * 1024];
-                let mut window: Vec<u8> = Vec::new();
-                while let Ok(n) = c_read.read(&mut buf) {
-                    if n == 0 || s_write.write_all(&buf[..n]).is_err() {
-                        break;
-                    }
-                    if requests.counting.load(Ordering::Relaxed) == 1 {
-                        window.extend_from_slice(&buf[..n]);
-                        let mut last = 0;
-                        for m in pattern.captures_iter(&window) {
-                            if let (Some(all), Some(method), Some(path)) =
-                                (m.get(0), m.get(1), m.get(2))
-                            {
-                                requests
-                                    .lines
-                                    .lock()
-                                    .unwrap_or_else(|e| e.into_inner())
-                                    .push((
-                                        String::from_utf8_lossy(method.as_bytes()).into_owned(),
-                                        String::from_utf8_lossy(path.as_bytes()).into_owned(),
-                                    ));
-                                last = all.end();
-                            }
-                        }
-                        let keep_from = last.max(window.len().saturating_sub(512));
-                        window.drain(..keep_from);
-                    }
-                }
-                let _ = s_write.shutdown(std::net::Shutdown::Write);
-            });
-            let (mut s_read, mut c_write) = (server, client);
-            std::thread::spawn(move || {
-                let _ = std::io::copy(&mut s_read, &mut c_write);
-                let _ = c_write.shutdown(std::net::Shutdown::Write);
-            });
-        }
-    });
-    Ok(port)
-}
 
 fn kubeconfig(port: u16) -> String {
     format!(
@@ -152,7 +76,7 @@ impl Measure {
 /// Runs a command under `/usr/bin/time`, counting the sandbox requests it causes.
 fn measure(
     label: &str,
-    requests: &Requests,
+    sandbox: &BlockingSandbox,
     program: &Path,
     args: &[String],
     env: &[(&str, &Path)],
@@ -171,14 +95,16 @@ fn measure(
     }
     cmd.stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    requests.take();
-    requests.counting.store(1, Ordering::Relaxed);
+    let before = sandbox.audit().last().map_or(0, |e| e.seq);
     let started = Instant::now();
     let out = cmd.output()?;
     let seconds = started.elapsed().as_secs_f64();
-    // Let the proxy threads see the last bytes.
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    requests.counting.store(0, Ordering::Relaxed);
+    let requests: Vec<(String, String)> = sandbox
+        .audit()
+        .iter()
+        .filter(|e| e.seq > before)
+        .map(|e| (e.method.clone(), format!("{}?{}", e.path, e.query)))
+        .collect();
     let timing = std::fs::read_to_string(&time_out).unwrap_or_default();
     let max_rss_kb: f64 = timing
         .lines()
@@ -196,7 +122,7 @@ fn measure(
         label: label.to_owned(),
         seconds,
         max_rss_mb: max_rss_kb / 1024.0,
-        requests: requests.take(),
+        requests,
         exit,
     })
 }
@@ -349,11 +275,10 @@ struct Scenario {
 
 fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec<String>, Error> {
     let work = tempfile::tempdir()?;
-    let sandbox = BlockingSandbox::start(SandboxConfig::default())?;
-    let requests = Arc::new(Requests::default());
-    let port = recording_proxy(sandbox.addr(), requests.clone())?;
+    // A plain API server: no simulated controllers acting on the seeded objects.
+    let sandbox = BlockingSandbox::start(SandboxConfig::api_only())?;
     let kc = work.path().join("kubeconfig");
-    std::fs::write(&kc, kubeconfig(port))?;
+    std::fs::write(&kc, kubeconfig(sandbox.addr().port()))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -397,7 +322,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         s.name,
         objects.len()
     )];
-    let cold = measure("meshplan plan, cold", &requests, meshplan, &json_args, &[])?;
+    let cold = measure("meshplan plan, cold", &sandbox, meshplan, &json_args, &[])?;
     lines.push(cold.line());
     // The records an apply writes (from the plan's report; again once reads resolve).
     let mut recorded = 0;
@@ -411,7 +336,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     }
     // Once to warm the caches of what the records changed (render of nodes using reads).
     Command::new(meshplan).args(&args).output()?;
-    let warm = measure("meshplan plan, warm no-op", &requests, meshplan, &args, &[])?;
+    let warm = measure("meshplan plan, warm no-op", &sandbox, meshplan, &args, &[])?;
     lines.push(warm.line());
     // Change 10 objects in the cluster, as meshplan's manager (drift of owned fields).
     let targets: Vec<ObjectRef> = live
@@ -435,7 +360,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         let v = rt.block_on(cluster.apply(&body, &ApplyOptions::default()))?;
         live.insert(r.clone(), v);
     }
-    let changed = measure("meshplan plan, 10 changed", &requests, meshplan, &args, &[])?;
+    let changed = measure("meshplan plan, 10 changed", &sandbox, meshplan, &args, &[])?;
     lines.push(changed.line());
     if with_kubectl {
         let diff_args: Vec<String> = vec![
@@ -454,7 +379,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         ];
         let k1 = measure(
             "kubectl diff --server-side (fresh cache)",
-            &requests,
+            &sandbox,
             Path::new("/usr/bin/kubectl"),
             &diff_args,
             &env,
@@ -462,7 +387,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         lines.push(k1.line());
         let k2 = measure(
             "kubectl diff --server-side (warm cache)",
-            &requests,
+            &sandbox,
             Path::new("/usr/bin/kubectl"),
             &diff_args,
             &env,

@@ -344,7 +344,7 @@ impl crate::diff::Renderer for RecordingStage<'_, '_> {
                     .collect(),
                 previous: self.inner.previous.clone(),
                 targets: Some(nodes.iter().cloned().collect()),
-                regenerate: std::collections::BTreeSet::new(),
+                ..render::RenderInputs::default()
             };
             let mut rendered = self
                 .inner

@@ -46,7 +46,7 @@ impl Renderer for RenderStage<'_> {
                     .collect(),
                 previous: self.previous.clone(),
                 targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
-                regenerate: BTreeSet::new(),
+                ..RenderInputs::default()
             };
             let mut rendered = self
                 .renderer

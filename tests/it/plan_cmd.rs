@@ -516,9 +516,24 @@ fn no_changes_exit_zero_and_say_so() {
         let live = setup.cluster.get_json(&[kind, name, "-n", "default"]);
         record(&setup.state, "manifest.app", &live, &digest);
     }
+    let before = setup.cluster.sandbox.audit().len();
     let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert_eq!(stdout, "No changes. The cluster matches the plan.\n");
+    // The fast path: discovery from the state's cache, one read per kind and namespace, no
+    // dry run, no write.
+    let mut requests: Vec<String> = setup.cluster.sandbox.audit()[before..]
+        .iter()
+        .map(|e| format!("{} {}?{}", e.method, e.path, e.query))
+        .collect();
+    requests.sort();
+    assert_eq!(
+        requests,
+        [
+            "GET /api/v1/namespaces/default/configmaps/settings?",
+            "GET /api/v1/namespaces/default/secrets/creds?"
+        ]
+    );
     // The plan wrote no object records.
     let store = SledStore::open(&setup.state, "test").unwrap();
     assert_eq!(store.objects().unwrap().len(), 2);
