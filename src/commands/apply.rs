@@ -534,6 +534,21 @@ fn check_saved(
             ));
         }
     }
+    let saved_objects: BTreeSet<(String, ObjectRef)> = saved
+        .change_set
+        .objects()
+        .map(|(n, o)| (n.to_owned(), o.object.clone()))
+        .collect();
+    for (node, o) in fresh.objects() {
+        if o.action.is_change() && !saved_objects.contains(&(node.to_owned(), o.object.clone())) {
+            return Err(miette!(
+                help = help,
+                "the saved change set is stale: {node}: {} {}, which the saved change set does not say",
+                o.object,
+                o.action.verb()
+            ));
+        }
+    }
     Ok(())
 }
 

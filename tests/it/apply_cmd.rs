@@ -361,6 +361,29 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
         err.contains("changed in the cluster since it was planned"),
         "{err}"
     );
+    // The plan file changed since (a node added).
+    let (code, _, _) = s.run(
+        "plan",
+        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+    );
+    assert_eq!(code, 0);
+    let text = std::fs::read_to_string(&s.plan).unwrap();
+    std::fs::write(
+        &s.plan,
+        format!(
+            "{text}\n[manifest.added]\nnamespace = \"app\"\nyaml = \"apiVersion: v1\\nkind: ConfigMap\\nmetadata:\\n  name: added\\n\"\n"
+        ),
+    )
+    .unwrap();
+    let out = s
+        .command("apply", &saved, &["--var", "mode=green"])
+        .output()
+        .unwrap();
+    let (code, _, err) = decode(out);
+    assert_eq!(code, 1);
+    assert!(err.contains("the saved change set is stale"), "{err}");
+    std::fs::write(&s.plan, text).unwrap();
+
     // A saved change set that is still current is applied.
     let (code, _, _) = s.run(
         "plan",
