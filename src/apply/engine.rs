@@ -820,6 +820,109 @@ pub(crate) fn ensure_no_unfinished(store: &dyn StateStore) -> Result<(), ApplyEr
     Ok(())
 }
 
+/// One logical apply run that may span several phases (`meshplan apply` re-plans between
+/// them): one run id and one journal for all phases, so that a failure in any phase rolls
+/// back everything every phase did, and a crash leaves one journal that `meshplan rollback`
+/// restores to before the first phase.
+#[derive(Debug, Default)]
+pub struct PhasedRun {
+    run: Option<RunRecord>,
+    next_step: u64,
+    /// node → its dependencies, over all phases (the rollback order).
+    deps: BTreeMap<String, Vec<String>>,
+}
+
+impl PhasedRun {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The run id, once the first phase began the run.
+    pub fn id(&self) -> Option<&str> {
+        self.run.as_ref().map(|r| r.run.as_str())
+    }
+
+    /// Ends the run successfully: its journal is cleared (nothing to do if no phase began it).
+    pub fn close(&mut self, store: &dyn StateStore) -> Result<(), ApplyError> {
+        if let Some(run) = self.run.take() {
+            store.commit(WriteBatch::new().clear_run(&run.run))?;
+        }
+        Ok(())
+    }
+
+    /// Rolls back everything the run did in all its phases (after a failure between phases:
+    /// a read that never resolves, an interrupt, a plan error), or with `no_rollback` keeps
+    /// the journal and says how to resume. None when no phase began the run.
+    pub async fn roll_back(
+        &mut self,
+        cluster: &dyn Cluster,
+        store: &dyn StateStore,
+        options: &RunOptions,
+        reporter: &dyn Reporter,
+        interrupt: &Interrupt,
+        reason: String,
+    ) -> Option<Summary> {
+        let run = self.run.take()?;
+        let mut summary = Summary {
+            run: run.run.clone(),
+            kind: RunKind::Apply,
+            outcome: RunOutcome::FailedNoRollback,
+            root_cause: Some(reason),
+            actions: Vec::new(),
+            rolled_back: Vec::new(),
+            skipped: Vec::new(),
+            left_in_place: Vec::new(),
+            next_step: None,
+        };
+        if options.no_rollback {
+            summary.next_step = Some(resume_hint(&run.run));
+            return Some(finish(reporter, summary));
+        }
+        let ctx = Context::new(
+            cluster,
+            store,
+            run.run.clone(),
+            reporter,
+            options,
+            String::new(),
+            interrupt.immediate().clone(),
+        );
+        reporter.event(&Event::RollbackStarted {
+            reason: summary.root_cause.clone().unwrap_or_default(),
+        });
+        let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&self.deps), interrupt).await;
+        rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
+        Some(finish(reporter, summary))
+    }
+}
+
+/// Fills the summary from a rollback's result.
+fn rolled_back_outcome(
+    ctx: &Context<'_>,
+    summary: &mut Summary,
+    rolled: Result<(), String>,
+    interrupt: &Interrupt,
+    run: &str,
+) {
+    summary.rolled_back = ctx.take_actions();
+    summary.left_in_place = ctx.take_left_in_place();
+    match rolled {
+        Ok(()) => summary.outcome = RunOutcome::RolledBack,
+        Err(message) => {
+            summary.outcome = if interrupt.immediate().is_cancelled() {
+                RunOutcome::Aborted
+            } else {
+                RunOutcome::RollbackFailed
+            };
+            summary.root_cause = Some(format!(
+                "{}; the rollback failed too: {message}",
+                summary.root_cause.clone().unwrap_or_default()
+            ));
+            summary.next_step = Some(resume_hint(run));
+        }
+    }
+}
+
 /// Applies `input`: every node in dependency order, independent nodes concurrently, each
 /// step journaled and waited for; on failure (or a first interrupt) stops, drains and rolls
 /// back (unless `options.no_rollback`).
@@ -834,19 +937,67 @@ pub async fn apply(
     reporter: &dyn Reporter,
     interrupt: &Interrupt,
 ) -> Result<Summary, ApplyError> {
-    ensure_no_unfinished(store)?;
+    let mut run = PhasedRun::new();
+    let summary = apply_phase(
+        cluster, store, input, options, reporter, interrupt, &mut run,
+    )
+    .await?;
+    if summary.outcome.is_success()
+        && let Some(id) = run.id().map(str::to_owned)
+        && let Err(e) = run.close(store)
+    {
+        let mut summary = summary;
+        summary.outcome = RunOutcome::Failed;
+        summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
+        summary.next_step = Some(resume_hint(&id));
+        return Ok(summary);
+    }
+    Ok(summary)
+}
+
+/// Applies one phase of `run` (see [`apply`]). The first phase begins the run; later phases
+/// journal into the same run, continuing its step numbers. On success the run stays open
+/// (the caller closes it with [`PhasedRun::close`] after the last phase). On failure the
+/// rollback restores everything the run did in all its phases, in reverse order, and ends
+/// the run; with `no_rollback` the journal is kept.
+pub async fn apply_phase(
+    cluster: &dyn Cluster,
+    store: &dyn StateStore,
+    input: &ApplyInput,
+    options: &RunOptions,
+    reporter: &dyn Reporter,
+    interrupt: &Interrupt,
+    phased: &mut PhasedRun,
+) -> Result<Summary, ApplyError> {
     let units = forward_units(input, options)?;
     if let Some(nodes) = find_cycle(&units) {
         return Err(ApplyError::Cycle { nodes });
     }
-    let run = RunRecord::start("apply");
-    store.commit(WriteBatch::new().begin_run(run.clone()))?;
+    let run = match &phased.run {
+        Some(run) => run.clone(),
+        None => {
+            ensure_no_unfinished(store)?;
+            let run = RunRecord::start("apply");
+            store.commit(WriteBatch::new().begin_run(run.clone()))?;
+            phased.run = Some(run.clone());
+            phased.next_step = 1;
+            run
+        }
+    };
+    for n in &input.nodes {
+        let deps = phased.deps.entry(n.address.clone()).or_default();
+        for d in &n.depends_on {
+            if !deps.contains(d) {
+                deps.push(d.clone());
+            }
+        }
+    }
     reporter.event(&Event::RunStarted {
         run: run.run.clone(),
         kind: RunKind::Apply,
         nodes: units.len(),
     });
-    let ctx = Context::new(
+    let mut ctx = Context::new(
         cluster,
         store,
         run.run.clone(),
@@ -855,6 +1006,7 @@ pub async fn apply(
         input.plan.clone(),
         interrupt.immediate().clone(),
     );
+    ctx.journal = Journal::new(store, run.run.clone(), phased.next_step);
     if let Ok(mut t) = ctx.interrupted.lock() {
         *t = interrupt.graceful().clone();
     }
@@ -871,6 +1023,7 @@ pub async fn apply(
         () = interrupt.immediate().cancelled() => None,
         ends = schedule.run(&units, &ctx) => Some(ends),
     };
+    phased.next_step = ctx.journal.next_step();
     let actions = ctx.take_actions();
     let mut summary = Summary {
         run: run.run.clone(),
@@ -884,6 +1037,7 @@ pub async fn apply(
         next_step: None,
     };
     let Some(ends) = forward else {
+        phased.run = None;
         summary.outcome = RunOutcome::Aborted;
         summary.root_cause = Some(
             summary
@@ -906,13 +1060,10 @@ pub async fn apply(
         .collect();
     let all_done = ends.iter().all(|e| *e == UnitEnd::Done);
     if all_done && !interrupt.graceful().is_cancelled() {
-        if let Err(e) = store.commit(WriteBatch::new().clear_run(&run.run)) {
-            summary.outcome = RunOutcome::Failed;
-            summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
-            summary.next_step = Some(resume_hint(&run.run));
-        }
         return Ok(finish(reporter, summary));
     }
+    // The run ends here, rolled back or kept for a resume.
+    phased.run = None;
     if summary.root_cause.is_none() {
         summary.root_cause = Some("interrupted".to_owned());
     }
@@ -921,35 +1072,14 @@ pub async fn apply(
         summary.next_step = Some(resume_hint(&run.run));
         return Ok(finish(reporter, summary));
     }
-    let deps: BTreeMap<String, Vec<String>> = input
-        .nodes
-        .iter()
-        .map(|n| (n.address.clone(), n.depends_on.iter().cloned().collect()))
-        .collect();
     reporter.event(&Event::RollbackStarted {
         reason: summary.root_cause.clone().unwrap_or_default(),
     });
     if let Ok(mut t) = ctx.interrupted.lock() {
         *t = CancellationToken::new();
     }
-    let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&deps), interrupt).await;
-    summary.rolled_back = ctx.take_actions();
-    summary.left_in_place = ctx.take_left_in_place();
-    match rolled {
-        Ok(()) => summary.outcome = RunOutcome::RolledBack,
-        Err(message) => {
-            summary.outcome = if interrupt.immediate().is_cancelled() {
-                RunOutcome::Aborted
-            } else {
-                RunOutcome::RollbackFailed
-            };
-            summary.root_cause = Some(format!(
-                "{}; the rollback failed too: {message}",
-                summary.root_cause.clone().unwrap_or_default()
-            ));
-            summary.next_step = Some(resume_hint(&run.run));
-        }
-    }
+    let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&phased.deps), interrupt).await;
+    rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
     Ok(finish(reporter, summary))
 }
 

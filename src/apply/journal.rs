@@ -41,6 +41,11 @@ impl<'a> Journal<'a> {
         }
     }
 
+    /// The number the next step will get.
+    pub fn next_step(&self) -> u64 {
+        self.next_step.load(Ordering::SeqCst)
+    }
+
     fn step(&self) -> u64 {
         self.next_step.fetch_add(1, Ordering::SeqCst)
     }

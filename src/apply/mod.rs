@@ -37,7 +37,7 @@ pub mod rollback;
 mod scheduler;
 
 pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};
-pub use engine::{Interrupt, RunOptions, apply};
+pub use engine::{Interrupt, PhasedRun, RunOptions, apply, apply_phase};
 pub use error::{ApplyError, StepError};
 pub use events::{
     ActionTaken, Event, LeftInPlace, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome,

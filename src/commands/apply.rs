@@ -13,7 +13,8 @@ use miette::{IntoDiagnostic as _, miette};
 use serde_json::Value;
 
 use crate::apply::{
-    self, Interrupt, Reporter, ResumeChoice, RunOptions, Summary, adapter, strip_server_fields,
+    self, Interrupt, PhasedRun, Reporter, ResumeChoice, RunOptions, Summary, adapter,
+    strip_server_fields,
 };
 use crate::cli::{
     ApplyArgs, DestroyArgs, ExitStatus, OnUnfinished, OutputFormat, PlanInput, RollbackArgs,
@@ -208,10 +209,33 @@ async fn apply_phases(
     }
     // Ctrl-C reaches the engine from here on (before, it ends the process as usual).
     let listener = interrupt.listen_for_ctrl_c();
+    let mut run = PhasedRun::new();
     let result = run_phases(
-        session, args, first, previous, rendered, options, reporter, interrupt,
+        session, args, first, previous, rendered, options, reporter, interrupt, &mut run,
     )
     .await;
+    // A failure between phases (a read that never resolves, an interrupt, a plan error) ends
+    // the whole run: everything the earlier phases did is rolled back (or, with
+    // --no-rollback, kept with its journal).
+    let result = match result {
+        Err(error) if run.id().is_some() => {
+            let summary = run
+                .roll_back(
+                    &session.cluster,
+                    store,
+                    options,
+                    reporter,
+                    interrupt,
+                    error.to_string(),
+                )
+                .await;
+            if let Some(summary) = summary {
+                print_summary(&summary, args.output);
+            }
+            Err(error)
+        }
+        other => other,
+    };
     listener.abort();
     result
 }
@@ -227,6 +251,7 @@ async fn run_phases(
     options: &RunOptions,
     reporter: &dyn Reporter,
     interrupt: &Interrupt,
+    run: &mut PhasedRun,
 ) -> miette::Result<ExitStatus> {
     let store = session.store.as_ref();
     let unknown_at_plan: Vec<String> = first
@@ -244,6 +269,7 @@ async fn run_phases(
     let mut change_set = first;
     let mut evaluated: BTreeSet<String> = BTreeSet::new();
     let mut applied_any = false;
+    let mut renders: BTreeMap<Address, crate::render::PreviousRender> = BTreeMap::new();
     for phase in 0..MAX_PHASES {
         let deferred = adapter::deferred_nodes(&change_set, &session.loaded.graph, &evaluated);
         let input = adapter::apply_input(
@@ -258,35 +284,33 @@ async fn run_phases(
                 .any(|o| o.action != apply::ObjectAction::NoOp)
         });
         if has_work {
-            let summary = apply::apply(
+            let summary = apply::apply_phase(
                 &session.cluster,
                 store,
                 &input,
                 options,
                 reporter,
                 interrupt,
+                run,
             )
             .await?;
             applied_any = true;
             if !summary.outcome.is_success() {
-                if phase > 0 {
-                    eprintln!(
-                        "Nodes applied in earlier phases of this apply stay in place; the failed phase was handled as reported above."
-                    );
-                }
+                // The phase's rollback restored what every phase of this apply did.
                 print_summary(&summary, args.output);
                 return Ok(ExitStatus::Error);
             }
         }
-        // Keep what each applied node rendered to (render stability of later plans).
+        // What each applied node rendered to (render stability of later plans); kept in
+        // the state once the whole apply succeeded.
         if let Ok(log) = rendered.lock() {
             for n in &input.nodes {
                 if let Some(address) = Address::parse(&n.address)
                     && let Some(p) = log.get(&address)
                     && previous.get(&address) != Some(p)
                 {
-                    store_previous(store, &address, p)?;
-                    previous.insert(address, p.clone());
+                    previous.insert(address.clone(), p.clone());
+                    renders.insert(address, p.clone());
                 }
             }
         }
@@ -298,8 +322,13 @@ async fn run_phases(
                 "interrupted between phases; nothing more was started"
             ));
         }
-        let progressed =
-            resolve_reachable(session, &change_set, &deferred, &mut evaluated, options).await?;
+        let progressed = tokio::select! {
+            biased;
+            () = interrupt.graceful().cancelled() => {
+                return Err(miette!("interrupted between phases; nothing more was started"));
+            }
+            progressed = resolve_reachable(session, &change_set, &deferred, &mut evaluated, options) => progressed?,
+        };
         change_set = session.change_set(&previous, Some(&rendered), true).await?;
         let still = adapter::deferred_nodes(&change_set, &session.loaded.graph, &evaluated);
         if !progressed && still == deferred {
@@ -312,6 +341,10 @@ async fn run_phases(
             return Err(miette!("apply did not converge in {MAX_PHASES} phases"));
         }
     }
+    for (address, p) in &renders {
+        store_previous(store, address, p)?;
+    }
+    run.close(store)?;
     if !unknown_at_plan.is_empty() {
         show_known_after_apply(session, &unknown_at_plan).await;
     }

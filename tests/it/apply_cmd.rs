@@ -664,3 +664,127 @@ fn ctrl_c_stops_the_apply_and_rolls_it_back() {
     let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     assert!(!listed.contains("manifest."), "{listed}");
 }
+
+/// A plan applied in two phases: the namespace and `source` first; `read.src` resolves once
+/// `source` exists; then `consumer` (which uses the value read) and `later`.
+const PHASED: &str = r#"
+[plan]
+name = "phased"
+
+[manifest.ns]
+yaml = '''
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: app
+'''
+
+[manifest.source]
+namespace = "app"
+depends_on = ["manifest.ns"]
+yaml = '''
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: source
+data:
+  mode: blue
+---
+apiVersion: v1
+kind: Secret
+metadata:
+  name: early
+stringData:
+  token: one
+'''
+
+[read.src]
+api_version = "v1"
+kind = "ConfigMap"
+namespace = "app"
+name = "source"
+key = "mode"
+depends_on = ["manifest.source"]
+
+[manifest.consumer]
+namespace = "app"
+yaml = '''
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: later
+data:
+  first: "yes"
+---
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: consumer
+data:
+  mode: ${read.src.value}
+'''
+"#;
+
+/// Namespaces, ConfigMaps and Secrets of the cluster, server fields stripped, by kind,
+/// namespace and name.
+fn dump(cluster: &Cluster) -> std::collections::BTreeMap<String, Value> {
+    let mut out = std::collections::BTreeMap::new();
+    for kind in ["namespaces", "configmaps", "secrets"] {
+        let list = cluster.get_json(&[kind, "-A"]);
+        for item in list["items"].as_array().unwrap() {
+            let key = format!(
+                "{kind}/{}/{}",
+                item["metadata"]["namespace"].as_str().unwrap_or(""),
+                item["metadata"]["name"].as_str().unwrap()
+            );
+            out.insert(key, meshplan::apply::strip_server_fields(item));
+        }
+    }
+    out
+}
+
+#[test]
+fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
+    let s = Setup::with_plan(PHASED);
+    let before = dump(&s.cluster);
+    let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    // The server-side apply of `consumer`, written in the second phase, answers 500.
+    s.cluster.sandbox.add_fault(meshplan::sandbox::FaultRule {
+        times: 1,
+        ..meshplan::sandbox::FaultRule::new(
+            "patch",
+            "configmaps",
+            1,
+            meshplan::sandbox::FaultAction::Error { code: 500 },
+        )
+        .named("consumer")
+    });
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let audit = s.cluster.sandbox.audit();
+    let hit: Vec<_> = audit.iter().filter(|e| e.fault.is_some()).collect();
+    assert_eq!(hit.len(), 1, "{hit:#?}");
+    assert_eq!(hit[0].name, "consumer");
+    assert!(!hit[0].query.contains("dryRun"), "{:?}", hit[0]);
+    // The first phase really wrote: `source` was created before the read resolved.
+    let source_written = audit
+        .iter()
+        .position(|e| e.name == "source" && e.method == "PATCH" && !e.query.contains("dryRun"))
+        .expect("source was written");
+    assert!(source_written < audit.iter().position(|e| e.fault.is_some()).unwrap());
+    assert!(err.contains("rolled back"), "{err}");
+    // Everything both phases created is gone again; the state holds no records.
+    assert_eq!(dump(&s.cluster), before, "{err}");
+    let (_, records_after, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    // The header's serial counts the journal's writes; the records below it are compared.
+    let records = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert!(records_before.starts_with("lineage "), "{records_before}");
+    assert_eq!(records(&records_after), records(&records_before));
+    assert!(!records_after.contains("manifest."), "{records_after}");
+    // Without the fault the same apply goes through.
+    s.cluster.sandbox.clear_faults();
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let consumer = s.cluster.get_json(&["configmap", "-n", "app", "consumer"]);
+    assert_eq!(consumer["data"]["mode"], "blue");
+}
