@@ -11,6 +11,11 @@
 //!    rolled back through the same scheduler ([`rollback`](super::rollback)). A second
 //!    interrupt abandons in-flight steps at once and keeps the journal.
 //! 4. On success the run is cleared from the journal; the report lists every action.
+//!
+//! [`apply_phase`] runs one phase of a [`PhasedRun`] (`meshplan apply` re-plans between
+//! phases): all phases journal into the same run, a failure in any of them rolls back the
+//! whole run, and the caller clears the journal after the last phase. [`apply`] is a run of
+//! one phase.
 
 use std::collections::BTreeMap;
 use std::sync::Mutex;

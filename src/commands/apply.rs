@@ -5,6 +5,8 @@
 //! whose objects are known (deferring nodes rendered during apply, unresolved reads,
 //! unevaluated checks, and everything downstream of them); evaluate the checks and wait for the
 //! objects of the reads that became reachable; plan again; repeat until nothing is deferred.
+//! All phases are one journaled run ([`PhasedRun`]): a failure in any phase, or between
+//! phases, rolls back what every phase did; the journal is cleared after the last phase.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead as _, IsTerminal as _, Write as _};

@@ -788,3 +788,67 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     let consumer = s.cluster.get_json(&["configmap", "-n", "app", "consumer"]);
     assert_eq!(consumer["data"]["mode"], "blue");
 }
+
+#[test]
+fn no_rollback_in_the_second_phase_keeps_one_journal_that_rollback_undoes_entirely() {
+    let s = Setup::with_plan(PHASED);
+    let before = dump(&s.cluster);
+    s.cluster.sandbox.add_fault(
+        meshplan::sandbox::FaultRule::new(
+            "patch",
+            "configmaps",
+            1,
+            meshplan::sandbox::FaultAction::Error { code: 500 },
+        )
+        .named("consumer"),
+    );
+    let (code, out, err) = s.apply(&["--no-rollback"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("meshplan rollback"), "{err}");
+    // Both phases' writes stay: the first phase's `source` and the second phase's `later`.
+    let kept = dump(&s.cluster);
+    assert!(kept.contains_key("configmaps/app/source"), "{kept:#?}");
+    assert!(kept.contains_key("configmaps/app/later"), "{kept:#?}");
+    assert!(!kept.contains_key("configmaps/app/consumer"), "{kept:#?}");
+    // A plain apply refuses the unfinished run.
+    s.cluster.sandbox.clear_faults();
+    let (code, _, err) = s.apply(&[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("unfinished run"), "{err}");
+    // The one journal covers both phases: rollback restores the cluster as before phase 1.
+    let out = s.command("rollback", &s.plan, &[]).output().unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(dump(&s.cluster), before, "{err}");
+    let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert!(!listed.contains("manifest."), "{listed}");
+}
+
+#[test]
+fn a_read_that_never_resolves_rolls_back_the_earlier_phase() {
+    // `read.src` reads a key that `source` does not hold: it never resolves.
+    let plan = PHASED
+        .replace("key = \"mode\"", "key = \"missing\"")
+        .replace(
+            "depends_on = [\"manifest.source\"]\n\n[manifest.consumer]",
+            "depends_on = [\"manifest.source\"]\ntimeout = \"1s\"\n\n[manifest.consumer]",
+        );
+    assert!(plan.contains("timeout = \"1s\""));
+    let s = Setup::with_plan(&plan);
+    let before = dump(&s.cluster);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("read.src"), "{err}");
+    assert!(err.contains("rolled back"), "{err}");
+    // `source` and `early` were written in the first phase, and are gone again.
+    assert!(
+        s.cluster
+            .sandbox
+            .audit()
+            .iter()
+            .any(|e| e.name == "source" && e.method == "PATCH"),
+    );
+    assert_eq!(dump(&s.cluster), before, "{err}");
+    let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert!(!listed.contains("manifest."), "{listed}");
+}
