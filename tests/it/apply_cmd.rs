@@ -852,3 +852,113 @@ fn a_read_that_never_resolves_rolls_back_the_earlier_phase() {
     let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     assert!(!listed.contains("manifest."), "{listed}");
 }
+
+/// Two phases on every apply: `check.web_available` is evaluated during apply, so `consumer`
+/// is always applied in the second phase.
+const CHECKED: &str = r#"
+[plan]
+name = "checked"
+
+[vars]
+level = "1"
+
+[manifest.ns]
+yaml = '''
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: app
+'''
+
+[manifest.web]
+namespace = "app"
+depends_on = ["manifest.ns"]
+yaml = '''
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: settings
+data:
+  level: "${var.level}"
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+spec:
+  replicas: 1
+  selector:
+    matchLabels: {app: web}
+  template:
+    metadata:
+      labels: {app: web}
+    spec:
+      containers:
+      - name: web
+        image: nginx:1.27
+'''
+
+[check.web_available]
+api_version = "apps/v1"
+kind = "Deployment"
+namespace = "app"
+name = "web"
+condition = "Available"
+depends_on = ["manifest.web"]
+timeout = "30s"
+
+[manifest.consumer]
+namespace = "app"
+depends_on = ["check.web_available"]
+yaml = '''
+apiVersion: v1
+kind: ConfigMap
+metadata:
+  name: consumer
+data:
+  level: "${var.level}"
+'''
+"#;
+
+#[test]
+fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates() {
+    let s = Setup::with_plan(CHECKED);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let before = dump(&s.cluster);
+    let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    let since = s.cluster.sandbox.audit().len();
+    // `consumer` is dry-run by the first plan and by the second phase's plan, then written:
+    // the third server-side apply of it answers 500.
+    s.cluster.sandbox.add_fault(
+        meshplan::sandbox::FaultRule::new(
+            "patch",
+            "configmaps",
+            3,
+            meshplan::sandbox::FaultAction::Error { code: 500 },
+        )
+        .named("consumer"),
+    );
+    let (code, out, err) = s.apply(&["--var", "level=2"]);
+    let audit: Vec<_> = s.cluster.sandbox.audit().into_iter().skip(since).collect();
+    assert_eq!(code, 1, "{out}\n{err}");
+    // The first phase changed `settings`; the write of `consumer` in
+    // the second phase failed.
+    let hit = audit
+        .iter()
+        .position(|e| e.fault.is_some())
+        .expect("the fault hit");
+    assert!(!audit[hit].query.contains("dryRun"), "{:?}", audit[hit]);
+    assert!(
+        audit[..hit]
+            .iter()
+            .any(|e| e.name == "settings" && e.method == "PATCH" && !e.query.contains("dryRun"))
+    );
+    assert!(err.contains("rolled back"), "{err}");
+    let after = dump(&s.cluster);
+    assert_eq!(after["configmaps/app/settings"]["data"]["level"], "1");
+    assert_eq!(after, before, "{err}");
+    let (_, records_after, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    let records = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
+    assert_eq!(records(&records_after), records(&records_before));
+}
