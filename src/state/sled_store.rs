@@ -102,21 +102,7 @@ impl SledStore {
     ) -> Result<Self, StateError> {
         let lock = WriterLock::acquire(dir, command)?;
         let db_path = dir.join(DB_DIR);
-        let db = sled::Config::new()
-            .path(&db_path)
-            .open()
-            .map_err(|e| match e {
-                sled::Error::Io(ref io)
-                    if io.kind() == std::io::ErrorKind::WouldBlock
-                        || io.to_string().contains("lock") =>
-                {
-                    StateError::InUse {
-                        path: db_path.clone(),
-                        source: e,
-                    }
-                }
-                e => db_err(&db_path, e),
-            })?;
+        let db = open_db(&db_path)?;
         let trees = Trees::open(&db, dir)?;
         let meta = trees.get(TreeId::Meta);
         let fresh = match read_u32(dir, meta, K_FORMAT)? {
@@ -642,4 +628,37 @@ mod erased {
             serde_json::to_vec(self).map_err(|e| e.to_string())
         }
     }
+}
+
+/// Opens the sled database at `db_path`.
+///
+/// sled releases its file lock from a background thread shortly after the last handle of a
+/// database is dropped, so a store reopened at once in the same process can briefly find the
+/// file still locked. The caller already holds the writer lock (no other meshplan writer can
+/// be here), so a lock error is retried for a bounded time before it is reported as
+/// [`StateError::InUse`] (another program holding the database without the writer lock).
+fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
+    const LOCK_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
+    const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(db_path).open() {
+            Ok(db) => return Ok(db),
+            Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_RETRY => {
+                std::thread::sleep(LOCK_PAUSE);
+            }
+            Err(e) if is_lock_error(&e) => {
+                return Err(StateError::InUse {
+                    path: db_path.to_path_buf(),
+                    source: e,
+                });
+            }
+            Err(e) => return Err(db_err(db_path, e)),
+        }
+    }
+}
+
+fn is_lock_error(e: &sled::Error) -> bool {
+    matches!(e, sled::Error::Io(io)
+        if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
 }
