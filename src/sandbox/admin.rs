@@ -47,13 +47,26 @@ pub enum FaultAction {
     Latency { ms: u64 },
 }
 
+/// The verb filter that matches every write that changes the store, whatever its verb.
+pub const WRITE_VERB: &str = "write";
+
+/// Whether `req` changes the store: a mutating verb and no `dryRun` parameter.
+fn is_write(req: &RequestInfo) -> bool {
+    matches!(
+        req.verb.as_str(),
+        "create" | "update" | "patch" | "delete" | "deletecollection"
+    ) && !req.query.split('&').any(|p| p.starts_with("dryRun="))
+}
+
 fn one() -> u64 {
     1
 }
 
 /// A fault rule. Empty filters match everything; `resource` is the plural (`configmaps`) or
 /// the plural with its subresource (`deployments/status`); `verb` is the Kubernetes verb
-/// (get, list, watch, create, update, patch, delete, deletecollection).
+/// (get, list, watch, create, update, patch, delete, deletecollection), or [`WRITE_VERB`]
+/// for every write that changes the store (create, update, patch, delete, deletecollection
+/// without `dryRun`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct FaultRule {
@@ -88,6 +101,12 @@ impl FaultRule {
         }
     }
 
+    /// Lifts the resource filter: the rule matches requests for every resource.
+    pub fn all_resources(mut self) -> Self {
+        self.resource = None;
+        self
+    }
+
     /// Restricts the rule to one object name.
     pub fn named(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
@@ -100,8 +119,12 @@ impl FaultRule {
         let resource_ok = self.resource.as_deref().is_none_or(|r| {
             r == req.resource || req.resource.split('/').next() == Some(r) && !r.contains('/')
         });
+        let verb_ok = match self.verb.as_deref() {
+            Some(WRITE_VERB) => is_write(req),
+            _ => eq(&self.verb, &req.verb),
+        };
         req.is_resource
-            && eq(&self.verb, &req.verb)
+            && verb_ok
             && resource_ok
             && eq(&self.namespace, &req.namespace)
             && eq(&self.name, &req.name)
@@ -506,6 +529,33 @@ mod tests {
         }
         assert_eq!(hits, vec![3]);
         assert_eq!(obs.faults()[0].matched, 5);
+    }
+
+    #[test]
+    fn the_write_verb_counts_only_writes_that_change_the_store() {
+        let mut obs = Observer::default();
+        obs.add_fault(
+            FaultRule::new(WRITE_VERB, "", 2, FaultAction::Error { code: 500 }).all_resources(),
+        );
+        let dry = RequestInfo {
+            query: "dryRun=All&fieldManager=meshplan".into(),
+            ..req("patch", "configmaps", "a")
+        };
+        let seen: Vec<bool> = [
+            req("get", "configmaps", "a"),
+            dry.clone(),
+            req("patch", "configmaps", "a"),
+            req("list", "secrets", ""),
+            dry,
+            req("delete", "deployments", "web"),
+            req("create", "namespaces", ""),
+        ]
+        .iter()
+        .map(|r| obs.faults_for(r).outcome.is_some())
+        .collect();
+        // Only the delete, the second real write, is hit.
+        assert_eq!(seen, [false, false, false, false, false, true, false]);
+        assert_eq!(obs.faults()[0].matched, 3);
     }
 
     #[test]

@@ -44,7 +44,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use admin::{AuditEntry, FaultAction, FaultRule};
+pub use admin::{AuditEntry, FaultAction, FaultRule, WRITE_VERB};
 pub use reconciler::{Controller, ControllerConfig};
 pub use transport::{Credentials, TlsMaterial};
 
@@ -439,6 +439,16 @@ impl Sandbox {
         self.shared.lock().objects.len()
     }
 
+    /// Every stored object with its `(group, resource, namespace, name)`, in that order: a
+    /// snapshot of the whole cluster, read under the store's lock (one consistent point).
+    pub fn objects(&self) -> Vec<(store::Key, serde_json::Value)> {
+        let st = self.shared.lock();
+        st.objects
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+
     /// Stops serving, ends watch streams and writes the data directory a last time.
     pub async fn shutdown(self) -> Result<(), SandboxError> {
         let _ = self.stop.send(true);
@@ -623,6 +633,14 @@ impl BlockingSandbox {
     /// See [`Sandbox::object_count`].
     pub fn object_count(&self) -> usize {
         self.sandbox.as_ref().map_or(0, Sandbox::object_count)
+    }
+
+    /// See [`Sandbox::objects`].
+    pub fn objects(&self) -> Vec<(store::Key, serde_json::Value)> {
+        self.sandbox
+            .as_ref()
+            .map(Sandbox::objects)
+            .unwrap_or_default()
     }
 
     /// Stops the sandbox now (what drop does), reporting a failed final flush.

@@ -1,6 +1,6 @@
 //! `meshplan apply`, `destroy`, `rollback` and `state` as a user runs them, against a
 //! sandbox: the sample plan end to end, a second apply that sends nothing, prune, the writer
-//! lock, stale saved change sets, kill -9 at many points, destroy with prevent_destroy and
+//! lock, stale saved change sets, destroy with prevent_destroy and
 //! foreign objects.
 
 use std::path::PathBuf;
@@ -409,8 +409,9 @@ fn apply_refuses_without_a_terminal_or_auto_approve() {
     assert_eq!(s.writes(), 0);
 }
 
-/// [`SMALL`] and a node of ten ConfigMaps that follow `mode`: many writes per run.
-fn many_writes() -> String {
+/// [`SMALL`] and a node of ten ConfigMaps that follow `mode`: many writes per run (the kill -9
+/// sweep of `rollback_sweep`).
+pub(crate) fn many_writes() -> String {
     let mut text = SMALL.to_owned();
     text.push_str(
         "\n[manifest.extra]\nnamespace = \"app\"\ndepends_on = [\"manifest.ns\"]\nyaml = \"\"\"\n",
@@ -422,78 +423,6 @@ fn many_writes() -> String {
     }
     text.push_str("\"\"\"\n");
     text
-}
-
-#[test]
-fn kill_9_at_many_points_then_apply_converges() {
-    let s = Setup::with_plan(&many_writes());
-    let mut points = 0;
-    let mut mid_run = 0;
-    for i in 0..20u64 {
-        // Alternate the desired content so every run has work to do.
-        let mode = if i % 2 == 0 { "green" } else { "blue" };
-        let mut child = s
-            .command(
-                "apply",
-                &s.plan,
-                &["--auto-approve", "--var", &format!("mode={mode}")],
-            )
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .unwrap();
-        // SIGKILL once the run has sent `target` write requests (or after 10 s).
-        let target = s.writes() + 1 + (i as usize % 12);
-        for _ in 0..5000 {
-            if s.writes() >= target || child.try_wait().unwrap().is_some() {
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        let _ = child.kill(); // SIGKILL
-        let _ = child.wait();
-        points += 1;
-        let choice = if i % 2 == 0 { "rollback" } else { "complete" };
-        let (code, _, err) = s.state_cmd(&["unlock", s.plan.to_str().unwrap()]);
-        assert_eq!(code, 0, "{err}");
-        let (code, listed, err) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
-        assert_eq!(code, 0, "point {i}: state unreadable after kill -9: {err}");
-        let mut extra = vec!["--on-unfinished", choice];
-        if listed.contains("unfinished run") {
-            mid_run += 1;
-            // Without a choice, apply refuses to start over the unfinished run.
-            let (code, _, err) = s.apply(&["--var", &format!("mode={mode}")]);
-            assert_eq!(code, 1, "point {i}");
-            assert!(err.contains("unfinished run"), "point {i}: {err}");
-            if i % 3 == 2 {
-                // `meshplan rollback` finishes it on its own.
-                let out = s.command("rollback", &s.plan, &[]).output().unwrap();
-                let (code, out, err) = decode(out);
-                assert_eq!(code, 0, "point {i}: {out}\n{err}");
-                let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
-                assert!(!listed.contains("unfinished run"), "point {i}: {listed}");
-                extra.clear();
-            }
-        }
-        let mut args = vec!["--var".to_owned(), format!("mode={mode}")];
-        args.extend(extra.iter().map(|a| (*a).to_owned()));
-        let args: Vec<&str> = args.iter().map(String::as_str).collect();
-        let (code, out, err) = s.apply(&args);
-        assert_eq!(code, 0, "point {i}: {out}\n{err}");
-        let (code, out, err) = s.run(
-            "plan",
-            &["--var", &format!("mode={mode}"), "--detailed-exitcode"],
-        );
-        assert_eq!(code, 0, "point {i}: not converged:\n{out}\n{err}");
-        let (code, _, err) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
-        assert_eq!(code, 0, "point {i}: state unreadable: {err}");
-    }
-    assert_eq!(points, 20);
-    // Some kills must have hit a run between its journal's start and end.
-    assert!(
-        mid_run >= 3,
-        "only {mid_run} of 20 kills hit a running apply"
-    );
 }
 
 #[test]

@@ -13,6 +13,7 @@ mod plan_errors;
 mod plan_fuzz;
 mod render;
 mod render_stability;
+mod rollback_sweep;
 mod sample_plan;
 mod sandbox;
 mod state;

@@ -1,0 +1,174 @@
+//! The rollback acceptance of `meshplan apply`, exhaustively, on a small plan
+//! (`tests/fixtures/sweep/plan.toml`): a 500 at every write, a wait that times out in every
+//! node, both from an empty cluster and over a previous apply; every run must leave the
+//! cluster and the state as they were. The same sweeps run over the sample Linkerd plan with
+//! `examples/rollback_sweep` (the longer run; see docs/apply.md). Also kill -9 at 20 points
+//! of applies, each followed by an apply that must converge.
+
+#[path = "../../examples/rollback_sweep/sweep.rs"]
+mod sweep;
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use meshplan::sandbox::{FaultAction, FaultRule, SandboxConfig};
+
+use crate::support::root;
+
+fn target() -> sweep::Target {
+    let mut config = SandboxConfig::default();
+    config.controllers.rollout_delay = Duration::from_millis(30);
+    config.controllers.webhook_delay = Duration::from_millis(50);
+    sweep::Target {
+        bin: PathBuf::from(env!("CARGO_BIN_EXE_meshplan")),
+        kubectl: PathBuf::from(crate::sandbox::KUBECTL),
+        workdir: root().to_path_buf(),
+        plan: root().join("tests/fixtures/sweep/plan.toml"),
+        common: Vec::new(),
+        cluster: vec![root().join("tests/fixtures/crds/cert-manager.yaml")],
+        sandbox: config,
+        run_limit: Duration::from_secs(120),
+    }
+}
+
+fn args(text: &str) -> Vec<String> {
+    text.split_whitespace().map(str::to_owned).collect()
+}
+
+fn from_empty() -> sweep::Sweep {
+    sweep::Sweep {
+        start: sweep::Start::Empty,
+        args: args("--var mode=green"),
+        limit: None,
+    }
+}
+
+fn over_previous() -> sweep::Sweep {
+    sweep::Sweep {
+        start: sweep::Start::Previous(args("--var mode=blue --var extra=true")),
+        args: args("--var mode=green --var extra=false"),
+        limit: None,
+    }
+}
+
+#[test]
+fn a_500_at_every_write_of_an_apply_from_empty_is_rolled_back_exactly() {
+    let outcome = sweep::writes(&target(), &from_empty(), &mut |_| {});
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    eprintln!("{}", outcome.summary());
+    // CRD, Namespace, Issuer, Certificate, ConfigMap, Secret, Deployment, Service, Widget,
+    // two extra ConfigMaps, consumer: one run per write.
+    let writes = outcome
+        .writes
+        .expect("the sweep ends with a successful apply");
+    assert!(writes >= 12, "{outcome:#?}");
+    assert_eq!(outcome.tried, writes, "{outcome:#?}");
+    assert_eq!(outcome.passed, outcome.tried, "{outcome:#?}");
+    // Once the Certificate was written, cert-manager issued its Secret, which the rollback
+    // lists rather than deletes.
+    assert!(outcome.left_in_place >= 1, "{outcome:#?}");
+}
+
+#[test]
+fn a_500_at_every_write_over_a_previous_apply_restores_what_it_changed() {
+    let outcome = sweep::writes(&target(), &over_previous(), &mut |_| {});
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    // Updates of settings, token, web, gadget and consumer; deletes of extra-a and extra-b.
+    let writes = outcome
+        .writes
+        .expect("the sweep ends with a successful apply");
+    assert!(writes >= 7, "{outcome:#?}");
+    assert_eq!(outcome.tried, writes, "{outcome:#?}");
+    assert_eq!(outcome.passed, outcome.tried, "{outcome:#?}");
+}
+
+/// Runs the wait sweep and checks which nodes timed out: those with an object that has a
+/// status wait for the condition and time out; the rest (ConfigMaps, Secrets; CRDs and
+/// Namespaces keep their own rule) have nothing to wait for.
+fn wait_sweep(sweep: sweep::Sweep, timed_out: &[&str]) {
+    let outcome = sweep::waits(&target(), &sweep, &mut |_| {});
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    assert_eq!(outcome.passed, outcome.tried, "{outcome:#?}");
+    assert_eq!(outcome.tried, timed_out.len() as u64, "{outcome:#?}");
+    for node in timed_out {
+        assert!(
+            !outcome.not_applicable.iter().any(|n| n == node),
+            "{node}: {outcome:#?}"
+        );
+    }
+}
+
+#[test]
+fn a_wait_timing_out_in_each_node_from_empty_is_rolled_back_exactly() {
+    wait_sweep(
+        from_empty(),
+        &[
+            "manifest.issuer",
+            "manifest.cert",
+            "manifest.web",
+            "manifest.widget",
+        ],
+    );
+}
+
+#[test]
+fn a_wait_timing_out_in_each_changed_node_over_a_previous_apply_is_rolled_back_exactly() {
+    // The issuer and the Certificate are unchanged: nothing to do, nothing to wait for.
+    wait_sweep(over_previous(), &["manifest.web", "manifest.widget"]);
+}
+
+/// The sweep's check is not blind: an apply left half done (`--no-rollback`) is caught, with
+/// the objects it created named.
+#[test]
+fn the_sweep_check_catches_a_cluster_that_was_not_restored() {
+    let target = target();
+    let env = sweep::Env::new(&target, &sweep::Start::Empty).unwrap();
+    env.sandbox.add_fault(
+        FaultRule::new(
+            meshplan::sandbox::WRITE_VERB,
+            "",
+            6,
+            FaultAction::Error { code: 500 },
+        )
+        .all_resources(),
+    );
+    let run = env
+        .apply(&target.plan, &args("--var mode=green --no-rollback"))
+        .unwrap();
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    let problems = env.check(&run.stderr).unwrap_err();
+    assert!(
+        problems.contains("core/namespaces app is new"),
+        "{problems}"
+    );
+    assert!(problems.contains("unfinished run"), "{problems}");
+}
+
+#[test]
+fn kill_9_at_twenty_points_then_apply_converges() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = dir.path().join("plan.toml");
+    std::fs::write(&plan, crate::apply_cmd::many_writes()).unwrap();
+    let target = sweep::Target {
+        plan,
+        cluster: Vec::new(),
+        ..target()
+    };
+    let out = sweep::kills(
+        &target,
+        &args("--var mode=green"),
+        &args("--var mode=blue"),
+        20,
+        12,
+        0x5eed,
+        &mut |_| {},
+    );
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    assert_eq!((out.points, out.converged), (20, 20), "{out:#?}");
+    // Some kills must have hit a run between its journal's start and end.
+    assert!(
+        out.mid_run >= 3,
+        "only {} of 20 kills hit a running apply",
+        out.mid_run
+    );
+}
