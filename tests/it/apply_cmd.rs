@@ -891,3 +891,74 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
     let records = |text: &str| text.lines().skip(1).collect::<Vec<_>>().join("\n");
     assert_eq!(records(&records_after), records(&records_before));
 }
+
+#[test]
+fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
+    let s = Setup::with_plan(SMALL);
+    // The third write (a ConfigMap of manifest.config; the Namespace and the other ConfigMap
+    // were written before it) answers 500.
+    s.cluster.sandbox.add_fault(
+        meshplan::sandbox::FaultRule::new(
+            meshplan::sandbox::WRITE_VERB,
+            "",
+            3,
+            meshplan::sandbox::FaultAction::Error { code: 500 },
+        )
+        .all_resources(),
+    );
+    let (code, out, err) = s.apply(&["--output", "json"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let events: Vec<Value> = out
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("not JSON: {e}: {l}")))
+        .collect();
+    let names: Vec<&str> = events
+        .iter()
+        .map(|e| e["event"].as_str().unwrap())
+        .collect();
+    assert!(events.iter().all(|e| e["format"] == 1), "{out}");
+    assert!(
+        events[1..].iter().all(|e| e["time"].is_string()),
+        "every run event has a time: {out}"
+    );
+    // The change set first, then the run from start to finish.
+    assert_eq!(names[0], "plan", "{names:?}");
+    assert_eq!(names[1], "run_started", "{names:?}");
+    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    let pos = |name: &str| names.iter().position(|n| *n == name).unwrap();
+    let failed = &events[pos("step_failed")];
+    assert_eq!(failed["node"], "manifest.config", "{failed}");
+    assert!(
+        failed["message"].as_str().unwrap().contains("500")
+            || failed["message"].as_str().unwrap().contains("injected"),
+        "{failed}"
+    );
+    assert!(pos("step_failed") < pos("rollback_started"), "{names:?}");
+    // Every object the run created is deleted again, and the summary says so.
+    let summary = &events.last().unwrap()["summary"];
+    assert_eq!(summary["outcome"], "rolled_back", "{summary:#}");
+    let created: Vec<String> = summary["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "create")
+        .map(|a| a["object"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    let undone: Vec<String> = summary["rolled_back"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["action"] == "undo_create")
+        .map(|a| a["object"]["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(created.contains(&"app".to_owned()), "{summary:#}");
+    let mut sorted_created = created.clone();
+    sorted_created.sort();
+    let mut sorted_undone = undone.clone();
+    sorted_undone.sort();
+    assert_eq!(sorted_created, sorted_undone, "{summary:#}");
+    assert!(summary["root_cause"].is_string(), "{summary:#}");
+    // Nothing of it is left in the cluster.
+    let ns = s.cluster.kubectl(&["get", "namespace", "app"]);
+    assert_ne!(ns.code, 0, "{}", ns.stdout);
+}
