@@ -64,7 +64,12 @@ impl<'a> Journal<'a> {
             None => LiveSnapshot::Absent,
         };
         let previous_record = self.store.object(node, object)?.map(Box::new);
-        self.store.commit(WriteBatch::new().journal(JournalEntry {
+        let mut batch = WriteBatch::new();
+        if object.defines_kinds() {
+            // The cluster's kinds are about to change: the next plan discovers them again.
+            batch = batch.clear_discovery();
+        }
+        self.store.commit(batch.journal(JournalEntry {
             run: self.run.clone(),
             step,
             node: node.to_owned(),

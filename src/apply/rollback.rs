@@ -136,6 +136,21 @@ impl Context<'_> {
         deadline: Option<Instant>,
     ) -> Result<Option<StepAction>, (StepAction, StepError)> {
         let object = &step.object;
+        if object.defines_kinds() {
+            // Putting a CRD back changes the cluster's kinds: forget the cached discovery.
+            self.store()
+                .commit(WriteBatch::new().clear_discovery())
+                .map_err(|source| {
+                    (
+                        StepAction::Restore,
+                        StepError::State {
+                            node: node.to_owned(),
+                            object: Box::new(object.clone()),
+                            source: Box::new(source),
+                        },
+                    )
+                })?;
+        }
         let current = read_live(self.cluster, object)
             .await
             .map_err(|e| (StepAction::Restore, Self::restore_err(node, object, e)))?;

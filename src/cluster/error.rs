@@ -162,6 +162,16 @@ pub enum ClusterError {
 }
 
 impl ClusterError {
+    /// Whether the server did not know the resource asked about: a 404 for a kind, or for an
+    /// object (which is also what a kind that is no longer served answers).
+    pub fn is_not_found(&self) -> bool {
+        match self {
+            Self::NotFound { .. } => true,
+            Self::Other { status, .. } => status.code == 404,
+            _ => false,
+        }
+    }
+
     /// Whether this is an apply conflict with another field manager.
     pub fn is_field_conflict(&self) -> bool {
         matches!(self, Self::Conflict { conflicts, .. } if !conflicts.is_empty())

@@ -260,11 +260,21 @@ impl Cluster for KubeCluster {
     ) -> BoxFuture<'a, Result<Option<Value>, ClusterError>> {
         Box::pin(async move {
             let api = self.object_api(object).await?;
-            let found = api
-                .get_opt(&object.name)
-                .await
-                .map_err(|e| self.err(e, Target::Object(object.clone())))?;
-            Ok(found.map(|o| to_value(o, &object.kind_ref())))
+            match api.get(&object.name).await {
+                Ok(o) => Ok(Some(to_value(o, &object.kind_ref()))),
+                // A missing object is a 404 naming it; a 404 naming nothing is a kind the
+                // server does not serve (any more: the discovery kept may be out of date).
+                Err(kube::Error::Api(status)) if status.code == 404 => {
+                    if status.details.as_ref().is_some_and(|d| !d.name.is_empty()) {
+                        Ok(None)
+                    } else {
+                        Err(ClusterError::KindNotInstalled {
+                            kind: object.kind_ref(),
+                        })
+                    }
+                }
+                Err(e) => Err(self.err(e, Target::Object(object.clone()))),
+            }
         })
     }
 

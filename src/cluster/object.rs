@@ -86,6 +86,16 @@ impl ObjectRef {
     pub fn group(&self) -> &str {
         split_api_version(&self.api_version).0
     }
+
+    /// Whether writing or deleting the object changes the kinds the cluster serves (a CRD, an
+    /// APIService): a cached discovery is stale after it.
+    pub fn defines_kinds(&self) -> bool {
+        matches!(
+            (self.group(), self.kind.as_str()),
+            ("apiextensions.k8s.io", "CustomResourceDefinition")
+                | ("apiregistration.k8s.io", "APIService")
+        )
+    }
 }
 
 impl fmt::Display for ObjectRef {

@@ -16,7 +16,7 @@ use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::{Cluster, ConnectOptions, Discovery, KubeCluster};
 use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_node, render_discovery};
 use crate::diff::saved::{self, InputDigests, SavedChangeSet, StateRef};
-use crate::diff::{ChangeSet, DiffError, PlanError, PlanRequest, RenderFailure};
+use crate::diff::{ChangeSet, PlanError, PlanRequest, RenderFailure};
 use crate::load::{LoadedPlan, load};
 use crate::model::{Address, NodeSpec};
 use crate::planfile::FileId;
@@ -144,8 +144,9 @@ impl Session {
             }
         };
         Ok(match attempt(discovery).await {
-            // A kind missing from a cached discovery may have been installed since.
-            Err(PlanError::Diff(DiffError::KindNotInstalled { .. })) if cached => {
+            // A cached discovery may be out of date: a kind missing from it may have been
+            // installed since, a kind in it removed (a 404).
+            Err(PlanError::Diff(e)) if cached && e.may_be_stale_discovery() => {
                 let (fresh, _) = self::discovery(&self.cluster, self.store.as_ref(), true).await?;
                 attempt(fresh).await?
             }

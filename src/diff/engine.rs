@@ -690,16 +690,31 @@ async fn refresh(
             })
             .unwrap_or_default()
     };
+    // The discovery said the kind was served, the server says it is not (a CRD deleted since
+    // the discovery was fetched). When a CRD of this plan defines the kind, its objects are
+    // absent and will be created after the CRD; otherwise the error stands (and a plan on a
+    // cached discovery fetches a fresh one).
+    let kind_gone = |kind: &KindRef, e: &ClusterError| {
+        (e.is_not_found() || matches!(e, ClusterError::KindNotInstalled { .. }))
+            && input.plan_crds.find(kind).is_some()
+    };
     type Fetched = Result<Vec<(ObjectRef, Option<Value>)>, (ObjectRef, ClusterError)>;
     let fetched: Vec<Fetched> = futures::stream::iter(groups.into_iter().map(
         |((kind, namespace), objects)| async move {
             if objects.len() >= 2 {
-                let list = cluster
-                    .list(&kind, namespace.as_deref(), None)
-                    .await
-                    .map_err(|e| ((*objects[0]).clone(), e))?;
-                let mut by_name: BTreeMap<String, Value> = list
-                    .items
+                let items = match cluster.list(&kind, namespace.as_deref(), None).await {
+                    Ok(list) => list.items,
+                    Err(e) if kind_gone(&kind, &e) => Vec::new(),
+                    Err(e) if e.is_not_found() => {
+                        let kind = kind.clone();
+                        return Err((
+                            (*objects[0]).clone(),
+                            ClusterError::KindNotInstalled { kind },
+                        ));
+                    }
+                    Err(e) => return Err(((*objects[0]).clone(), e)),
+                };
+                let mut by_name: BTreeMap<String, Value> = items
                     .into_iter()
                     .filter_map(|item| {
                         let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
@@ -713,7 +728,11 @@ async fn refresh(
             } else {
                 let mut out = Vec::new();
                 for o in objects {
-                    let got = cluster.get(o).await.map_err(|e| ((*o).clone(), e))?;
+                    let got = match cluster.get(o).await {
+                        Ok(got) => got,
+                        Err(e) if kind_gone(&kind, &e) => None,
+                        Err(e) => return Err(((*o).clone(), e)),
+                    };
                     out.push(((*o).clone(), got.map(slim)));
                 }
                 Ok(out)

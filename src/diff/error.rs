@@ -2,6 +2,20 @@
 
 use crate::cluster::{ClusterError, ObjectRef};
 
+impl DiffError {
+    /// Whether the error can come from a discovery that is out of date (a kind installed or
+    /// removed since it was fetched): planning again with a fresh one may succeed.
+    pub fn may_be_stale_discovery(&self) -> bool {
+        match self {
+            Self::KindNotInstalled { .. } => true,
+            Self::Cluster { source, .. } | Self::Read { source, .. } => {
+                source.is_not_found() || matches!(source, ClusterError::KindNotInstalled { .. })
+            }
+            _ => false,
+        }
+    }
+}
+
 /// Why the diff failed.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum DiffError {

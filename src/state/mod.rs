@@ -234,6 +234,8 @@ pub enum WriteOp {
         digest: String,
     },
     PutDiscovery(DiscoveryCacheEntry),
+    /// Forgets the cached discovery (the cluster's kinds are about to change).
+    ClearDiscovery,
     /// Registers a run; journal entries need it.
     BeginRun(RunRecord),
     /// Appends a journal entry (an entry is never overwritten).
@@ -282,6 +284,10 @@ impl WriteBatch {
     }
     pub fn put_discovery(mut self, entry: DiscoveryCacheEntry) -> Self {
         self.ops.push(WriteOp::PutDiscovery(entry));
+        self
+    }
+    pub fn clear_discovery(mut self) -> Self {
+        self.ops.push(WriteOp::ClearDiscovery);
         self
     }
     pub fn begin_run(mut self, run: RunRecord) -> Self {

@@ -414,6 +414,10 @@ fn encode_ops(
                     key: K_DISCOVERY.to_vec(),
                     value: json(entry)?,
                 },
+                WriteOp::ClearDiscovery => EncodedOp::Remove {
+                    tree: TreeId::Discovery,
+                    key: K_DISCOVERY.to_vec(),
+                },
                 WriteOp::BeginRun(run) => EncodedOp::BeginRun {
                     key: run.run.as_bytes().to_vec(),
                     value: json(run)?,

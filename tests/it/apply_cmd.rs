@@ -962,3 +962,135 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     let ns = s.cluster.kubectl(&["get", "namespace", "app"]);
     assert_ne!(ns.code, 0, "{}", ns.stdout);
 }
+
+/// The Widget CRD.
+const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: widgets.example.com
+spec:
+  group: example.com
+  scope: Namespaced
+  names: {plural: widgets, singular: widget, kind: Widget}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema:
+        type: object
+        properties:
+          spec:
+            type: object
+            properties:
+              size: {type: integer}
+";
+
+/// A plan of two Widgets (read with one LIST), and of their CRD when `with_crd`.
+fn widgets(with_crd: bool) -> String {
+    let mut text = String::from("[plan]\nname = \"widgets\"\n");
+    if with_crd {
+        text.push_str(&format!("\n[manifest.crd]\nyaml = '''\n{WIDGET_CRD}'''\n"));
+    }
+    text.push_str("\n[manifest.widget]\nnamespace = \"default\"\n");
+    if with_crd {
+        text.push_str("depends_on = [\"manifest.crd\"]\n");
+    }
+    text.push_str(
+        "yaml = '''\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: gadget\nspec:\n  size: 3\n---\napiVersion: example.com/v1\nkind: Widget\nmetadata:\n  name: gizmo\nspec:\n  size: 4\n'''\n",
+    );
+    text
+}
+
+/// Discovery requests (`/api`, `/apis`) the sandbox answered after audit entry `since`.
+fn discovery_requests(s: &Setup, since: u64) -> usize {
+    s.cluster
+        .sandbox
+        .audit()
+        .iter()
+        .filter(|e| e.seq > since && (e.path == "/api" || e.path == "/apis"))
+        .count()
+}
+
+fn last_seq(s: &Setup) -> u64 {
+    s.cluster.sandbox.audit().last().map_or(0, |e| e.seq)
+}
+
+#[test]
+fn an_apply_that_changes_crds_makes_the_next_plan_discover_again() {
+    let s = Setup::with_plan(&widgets(true));
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // The apply created a CRD: the cached discovery is stale and the next plan fetches it.
+    let since = last_seq(&s);
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        discovery_requests(&s, since) > 0,
+        "the plan used a stale discovery"
+    );
+    // Nothing changed the kinds since: the next plan uses the cache.
+    let since = last_seq(&s);
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(discovery_requests(&s, since), 0);
+}
+
+#[test]
+fn a_crd_deleted_behind_the_plans_back_is_planned_again_despite_the_cached_discovery() {
+    let s = Setup::with_plan(&widgets(true));
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Someone else deletes the CRD (and with it the Widgets) while the discovery is cached.
+    s.cluster
+        .kubectl(&["delete", "crd", "widgets.example.com", "--wait=true"])
+        .ok();
+    // The Widgets are read with one LIST, which the server answers 404: no Widgets.
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    let creates = out.lines().filter(|l| l.contains("create")).count();
+    assert!(
+        creates >= 3,
+        "the CRD and the Widgets are planned again:\n{out}"
+    );
+    // And the apply puts them back.
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let widget = s
+        .cluster
+        .get_json(&["widgets.example.com", "-n", "default", "gizmo"]);
+    assert_eq!(widget["spec"]["size"], 4);
+}
+
+#[test]
+fn a_kind_removed_behind_the_plans_back_is_reported_as_not_installed() {
+    // The cluster has the CRD; the plan has only Widgets.
+    let s = Setup::with_plan(&widgets(false));
+    s.cluster.apply("crd.yaml", WIDGET_CRD).ok();
+    s.cluster
+        .kubectl(&[
+            "wait",
+            "--for=condition=Established",
+            "crd/widgets.example.com",
+        ])
+        .ok();
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    // Someone removes the CRD while the discovery is cached: the plan's requests about
+    // Widgets answer 404, and the plan asks for a fresh discovery before it says why.
+    s.cluster
+        .kubectl(&["delete", "crd", "widgets.example.com", "--wait=true"])
+        .ok();
+    let since = last_seq(&s);
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(
+        discovery_requests(&s, since) > 0,
+        "no fresh discovery:\n{err}"
+    );
+    assert!(err.contains("is not installed in the cluster"), "{err}");
+}
