@@ -31,7 +31,22 @@ enum Which {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
-enum From {
+enum KillFrom {
+    Empty,
+    Alternating,
+}
+
+impl From<KillFrom> for sweep::KillFrom {
+    fn from(k: KillFrom) -> Self {
+        match k {
+            KillFrom::Empty => Self::Empty,
+            KillFrom::Alternating => Self::Alternating,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+enum Start {
     Empty,
     Previous,
     Both,
@@ -46,7 +61,7 @@ struct Args {
     sweep: Which,
     /// Where the write and wait sweeps start.
     #[arg(long, value_enum, default_value = "both")]
-    start: From,
+    start: Start,
     /// Arguments of the previous apply (for --start previous), space separated.
     #[arg(long, default_value = "")]
     previous: String,
@@ -59,9 +74,14 @@ struct Args {
     /// kill -9 points.
     #[arg(long, default_value_t = 40)]
     points: u64,
-    /// Kill points are drawn from 1 to this many writes into an apply.
-    #[arg(long, default_value_t = 120)]
+    /// Kill points are drawn from 1 to this many writes into an apply (a whole install of
+    /// the sample plan makes 72).
+    #[arg(long, default_value_t = 75)]
     spread: u64,
+    /// Each kill point in a whole install on a fresh cluster (empty), or in applies that
+    /// alternate between --previous and --args on one cluster (alternating).
+    #[arg(long, value_enum, default_value = "empty")]
+    kill_from: KillFrom,
     /// Manifests the cluster has before the plan (default for the sample plan:
     /// plans/sandbox/prometheus-operator.yaml).
     #[arg(long)]
@@ -113,9 +133,9 @@ fn main() {
         }
     }));
     let starts = match args.start {
-        From::Empty => vec![sweep::Start::Empty],
-        From::Previous => vec![sweep::Start::Previous(split(&args.previous))],
-        From::Both => vec![
+        Start::Empty => vec![sweep::Start::Empty],
+        Start::Previous => vec![sweep::Start::Previous(split(&args.previous))],
+        Start::Both => vec![
             sweep::Start::Empty,
             sweep::Start::Previous(split(&args.previous)),
         ],
@@ -167,6 +187,7 @@ fn main() {
         let began = Instant::now();
         let outcome = sweep::kills(
             &target,
+            args.kill_from.into(),
             &split(&args.previous),
             &swept,
             args.points,

@@ -793,11 +793,33 @@ pub struct Kills {
     pub failures: Vec<String>,
 }
 
+/// Write requests (not dry runs) the sandbox has answered.
+fn writes_sent(env: &Env) -> u64 {
+    env.sandbox
+        .audit()
+        .iter()
+        .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
+        .filter(|e| !e.query.contains("dryRun"))
+        .count() as u64
+}
+
+/// Where each kill point's apply starts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KillFrom {
+    /// One cluster for all points; applies alternate between `a` and `b` so each has work.
+    Alternating,
+    /// A fresh, empty cluster and state for every point; every apply takes `a` (a whole
+    /// install, killed at a drawn write of it).
+    Empty,
+}
+
 /// `kill -9` an apply once it has sent a chosen number of writes (1 to `spread`), then apply
-/// again (completing the unfinished run or rolling it back, alternately) and plan: the plan
-/// must be empty. Applies alternate between `a` and `b` so every run has work to do.
+/// again (completing the unfinished run or rolling it back, or `meshplan rollback`, in turn)
+/// and plan: the plan must be empty.
+#[allow(clippy::too_many_arguments)]
 pub fn kills(
     target: &Target,
+    from: KillFrom,
     a: &[String],
     b: &[String],
     points: u64,
@@ -806,24 +828,27 @@ pub fn kills(
     progress: &mut dyn FnMut(&str),
 ) -> Kills {
     let mut out = Kills::default();
-    let env = match Env::new(target, &Start::Empty) {
-        Ok(e) => e,
-        Err(e) => {
-            out.failures.push(format!("setup: {e}"));
-            return out;
-        }
-    };
-    let writes = || {
-        env.sandbox
-            .audit()
-            .iter()
-            .filter(|e| matches!(e.method.as_str(), "POST" | "PUT" | "PATCH" | "DELETE"))
-            .filter(|e| !e.query.contains("dryRun"))
-            .count() as u64
-    };
+    let mut slot: Option<Env> = None;
     let mut draw = Points(seed.max(1));
     for i in 0..points {
-        let args = if i % 2 == 0 { a } else { b };
+        if from == KillFrom::Empty || slot.is_none() {
+            // The previous sandbox stops before the next one starts.
+            drop(slot.take());
+            match Env::new(target, &Start::Empty) {
+                Ok(e) => slot = Some(e),
+                Err(e) => {
+                    out.failures.push(format!("point {i}: setup: {e}"));
+                    break;
+                }
+            }
+        }
+        let Some(env) = slot.as_ref() else { break };
+        let writes = || writes_sent(env);
+        let args = if i % 2 == 1 && from == KillFrom::Alternating {
+            b
+        } else {
+            a
+        };
         let mut all = vec!["--auto-approve".to_owned()];
         all.extend_from_slice(args);
         let mut child = match env

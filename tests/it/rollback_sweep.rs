@@ -156,6 +156,7 @@ fn kill_9_at_twenty_points_then_apply_converges() {
     };
     let out = sweep::kills(
         &target,
+        sweep::KillFrom::Alternating,
         &args("--var mode=green"),
         &args("--var mode=blue"),
         20,
