@@ -91,12 +91,17 @@ fn shell_quote(word: &str) -> String {
 const PROMPT: &str = "Only 'yes' will be accepted: ";
 
 /// Runs `meshplan SUB PLAN` (no `--auto-approve`) on a pseudo-terminal, waits for the
-/// confirmation prompt, answers `answer`. Returns the exit code and everything the terminal
-/// showed (stdout and stderr together, carriage returns removed).
-fn on_terminal(s: &Setup, sub: &str, answer: &str) -> (i32, String) {
+/// confirmation prompt, types `typed` (a line, or `\x03`: Ctrl-C). Returns the exit code and
+/// everything the terminal showed (stdout and stderr together, carriage returns removed).
+fn on_terminal(s: &Setup, sub: &str, typed: &str) -> (i32, String) {
     let since = s.cluster.sandbox.audit().len();
     let inner = s.command(sub, &s.plan, &[]);
-    let mut line = shell_quote(inner.get_program().to_str().unwrap());
+    // `exec`: meshplan is the terminal's only process (a shell around it would also take
+    // a Ctrl-C typed on the terminal, and exit by it).
+    let mut line = format!(
+        "exec {}",
+        shell_quote(inner.get_program().to_str().unwrap())
+    );
     for arg in inner.get_args() {
         line.push(' ');
         line.push_str(&shell_quote(arg.to_str().unwrap()));
@@ -119,9 +124,9 @@ fn on_terminal(s: &Setup, sub: &str, answer: &str) -> (i32, String) {
     });
     // Nothing is written before the answer.
     assert_eq!(writes_since(s, since), Vec::<String>::new());
-    // The terminal's input stays open until the child exits: the answer is the only line.
+    // The terminal's input stays open until the child exits: the answer is all it gets.
     let mut input = child.stdin.take().unwrap();
-    input.write_all(format!("{answer}\n").as_bytes()).unwrap();
+    input.write_all(typed.as_bytes()).unwrap();
     input.flush().unwrap();
     let code = wait_exit(&mut child);
     drop(input);
@@ -157,7 +162,7 @@ fn the_apply_prompt_shows_the_plan_and_only_yes_applies() {
     let s = Setup::with_plan(SMALL);
     let before = dump(&s.cluster);
 
-    let (code, text) = on_terminal(&s, "apply", "no");
+    let (code, text) = on_terminal(&s, "apply", "no\n");
     assert_eq!(code, 1, "{text}");
     let shown = before_prompt(&text);
     assert!(
@@ -177,12 +182,19 @@ fn the_apply_prompt_shows_the_plan_and_only_yes_applies() {
     assert!(!listed.contains("manifest."), "{listed}");
 
     // Anything but exactly `yes` cancels too.
-    let (code, text) = on_terminal(&s, "apply", "y");
+    let (code, text) = on_terminal(&s, "apply", "y\n");
     assert_eq!(code, 1, "{text}");
     assert!(text.contains("Apply cancelled."), "{text}");
     assert_eq!(writes_since(&s, 0), Vec::<String>::new());
 
-    let (code, text) = on_terminal(&s, "apply", "yes");
+    // Ctrl-C at the prompt is a no; the writer lock is released (the `yes` below takes it).
+    let (code, text) = on_terminal(&s, "apply", "\x03");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Apply cancelled."), "{text}");
+    assert_eq!(writes_since(&s, 0), Vec::<String>::new());
+    assert!(!s.state.join("lock").exists(), "{text}");
+
+    let (code, text) = on_terminal(&s, "apply", "yes\n");
     assert_eq!(code, 0, "{text}");
     assert!(
         before_prompt(&text).contains("Plan: 4 to add, 0 to change, 0 to destroy."),
@@ -208,7 +220,7 @@ fn the_destroy_prompt_lists_the_objects_and_only_yes_deletes() {
     let applied = dump(&s.cluster);
     let since = s.cluster.sandbox.audit().len();
 
-    let (code, text) = on_terminal(&s, "destroy", "no");
+    let (code, text) = on_terminal(&s, "destroy", "no\n");
     assert_eq!(code, 1, "{text}");
     let shown = before_prompt(&text);
     assert!(shown.contains("Destroy: 4 to destroy."), "{text}");
@@ -228,7 +240,15 @@ fn the_destroy_prompt_lists_the_objects_and_only_yes_deletes() {
         .kubectl(&["get", "deployment", "-n", "app", "web", "-o", "name"]);
     assert_eq!(web.code, 0, "nothing was deleted");
 
-    let (code, text) = on_terminal(&s, "destroy", "yes");
+    // Ctrl-C at the prompt is a no; the writer lock is released.
+    let (code, text) = on_terminal(&s, "destroy", "\x03");
+    assert_eq!(code, 1, "{text}");
+    assert!(text.contains("Destroy cancelled."), "{text}");
+    assert_eq!(writes_since(&s, since), Vec::<String>::new());
+    assert_eq!(dump(&s.cluster), applied);
+    assert!(!s.state.join("lock").exists(), "{text}");
+
+    let (code, text) = on_terminal(&s, "destroy", "yes\n");
     assert_eq!(code, 0, "{text}");
     assert!(
         before_prompt(&text).contains("Destroy: 4 to destroy."),
@@ -379,6 +399,36 @@ fn a_second_ctrl_c_during_the_rollback_stops_at_once_and_keeps_the_journal() {
     assert_eq!(code, 1, "{err}");
     assert!(err.contains("unfinished run"), "{err}");
 
+    // Ctrl-C stops `meshplan rollback` too (its read of `source` held again), keeping the
+    // journal and releasing the writer lock.
+    s.cluster.sandbox.add_fault(
+        FaultRule::new("get", "configmaps", 1, FaultAction::Latency { ms: 600_000 })
+            .named("source"),
+    );
+    let mut rollback = s
+        .command("rollback", &s.plan, &[])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let rollback_err = collect(rollback.stderr.take().unwrap());
+    wait_until(&mut rollback, "the rollback to start", || {
+        rollback_err.lock().unwrap().contains("rolling back:")
+    });
+    interrupt(&rollback);
+    let code = wait_exit(&mut rollback);
+    std::thread::sleep(Duration::from_millis(50));
+    let rollback_err = rollback_err.lock().unwrap().clone();
+    assert_eq!(code, 1, "{rollback_err}");
+    assert!(
+        rollback_err.contains("interrupted: the rollback stopped"),
+        "{rollback_err}"
+    );
+    assert!(!s.state.join("lock").exists(), "{rollback_err}");
+    let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert!(listed.contains("unfinished run"), "{listed}");
+    s.cluster.sandbox.clear_faults();
+
     // `meshplan rollback` finishes it: the cluster and the state are as before the apply.
     let out = s.command("rollback", &s.plan, &[]).output().unwrap();
     let (code, out, err) = decode(out);
@@ -498,4 +548,54 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
     let (_, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     assert!(!listed.contains("manifest."), "{listed}");
     assert!(!listed.contains("unfinished run"), "{listed}");
+}
+
+/// Runs `meshplan SUB PLAN EXTRA` with its output collected, until Ctrl-C while it plans
+/// (its read of the namespace `app` held); returns the exit code and stderr.
+fn interrupt_while_planning(s: &Setup, sub: &str, extra: &[&str]) -> (i32, String) {
+    // Planning reads the namespace `app`: hold that read, the plan does not end by itself.
+    s.cluster.sandbox.add_fault(
+        FaultRule::new("get", "namespaces", 1, FaultAction::Latency { ms: 600_000 }).named("app"),
+    );
+    let mut child = s
+        .command(sub, &s.plan, extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let out = collect(child.stdout.take().unwrap());
+    let err = collect(child.stderr.take().unwrap());
+    let lock = s.state.join("lock");
+    wait_until(&mut child, "the command to take the writer lock", || {
+        lock.exists()
+    });
+    interrupt(&child);
+    let code = wait_exit(&mut child);
+    s.cluster.sandbox.clear_faults();
+    std::thread::sleep(Duration::from_millis(50));
+    let (out, err) = (out.lock().unwrap().clone(), err.lock().unwrap().clone());
+    assert!(
+        !lock.exists(),
+        "{sub} left the writer lock behind: {out}\n{err}"
+    );
+    (code, err)
+}
+
+#[test]
+fn ctrl_c_while_planning_ends_plan_and_apply_and_releases_the_lock() {
+    let s = Setup::with_plan(SMALL);
+    let (code, err) = interrupt_while_planning(&s, "plan", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("interrupted while planning"), "{err}");
+
+    let (code, err) = interrupt_while_planning(&s, "apply", &["--auto-approve"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        err.contains("interrupted before the apply started: nothing was applied"),
+        "{err}"
+    );
+    assert_eq!(writes_since(&s, 0), Vec::<String>::new());
+    // The next apply starts at once (no stale lock to break).
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
