@@ -1,7 +1,8 @@
 //! `meshplan apply` and `destroy` as a user at a terminal runs them: the confirmation prompt
-//! on a real pseudo-terminal (util-linux `script`), Ctrl-C while the apply waits between two
-//! phases, and Ctrl-C twice (the second one during the rollback stops at once and keeps the
-//! journal, which `meshplan rollback` finishes).
+//! on a real pseudo-terminal (util-linux `script`; `yes`, another answer, Ctrl-C), Ctrl-C
+//! while planning (the writer lock is released), Ctrl-C while the apply waits between two
+//! phases, and Ctrl-C twice (the second one, while a write is in flight or during the
+//! rollback, stops at once and keeps the journal, which `meshplan rollback` finishes).
 //!
 //! Every child process is bounded by a generous deadline: past it the test kills that child
 //! (by its own pid) and fails, so a prompt that never gets its answer cannot hang the suite.
