@@ -101,9 +101,24 @@ impl Interrupt {
         }
     }
 
-    /// Presses on every Ctrl-C until the returned task is aborted.
+    /// Presses on every Ctrl-C until the returned task is aborted. On Unix the handler is
+    /// installed before this returns (a Ctrl-C right after it is not left to the default
+    /// action, which ends the process without releasing the writer lock), and one stream
+    /// receives the signals from then on (none is missed between two presses; two that arrive
+    /// before the first one is handled count as one).
     pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
         let interrupt = self.clone();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut stream) = signal(SignalKind::interrupt()) {
+                return tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        interrupt.press();
+                    }
+                });
+            }
+        }
         tokio::spawn(async move {
             while tokio::signal::ctrl_c().await.is_ok() {
                 interrupt.press();

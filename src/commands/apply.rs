@@ -31,6 +31,7 @@ use crate::report::{HumanOptions, render_human};
 use crate::state::{self, SledStore, StateStore, WriteBatch, WriterLock};
 
 use super::plan::{RenderedLog, Session, SessionArgs, load_previous, store_previous};
+use super::unless_interrupted;
 
 /// How many planning rounds an apply may take before it gives up (reads that never resolve).
 const MAX_PHASES: usize = 16;
@@ -43,8 +44,9 @@ fn reporter(output: OutputFormat) -> Box<dyn Reporter> {
     progress_reporter(format, std::io::stderr().is_terminal())
 }
 
-/// Asks "yes" on a terminal; refuses without one (unless `auto_approve`).
-fn confirm(what: &str, auto_approve: bool) -> miette::Result<bool> {
+/// Asks "yes" on a terminal; refuses without one (unless `auto_approve`). Ctrl-C at the
+/// prompt is a "no".
+async fn confirm(what: &str, auto_approve: bool, interrupt: &Interrupt) -> miette::Result<bool> {
     if auto_approve {
         return Ok(true);
     }
@@ -56,12 +58,25 @@ fn confirm(what: &str, auto_approve: bool) -> miette::Result<bool> {
     }
     eprint!("Do you want to {what}? Only 'yes' will be accepted: ");
     std::io::stderr().flush().into_diagnostic()?;
-    let mut line = String::new();
-    std::io::stdin()
-        .lock()
-        .read_line(&mut line)
-        .into_diagnostic()?;
-    Ok(line.trim() == "yes")
+    // The answer is read on a thread of its own so that a Ctrl-C at the prompt is seen here
+    // (the thread, blocked on the terminal, ends with the process).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    tokio::select! {
+        biased;
+        () = interrupt.graceful().cancelled() => {
+            eprintln!();
+            Ok(false)
+        }
+        line = rx => match line {
+            Ok(read) => Ok(read.into_diagnostic()?.trim() == "yes"),
+            Err(_) => Ok(false),
+        },
+    }
 }
 
 fn show_plan(change_set: &ChangeSet, output: OutputFormat) {
@@ -87,6 +102,16 @@ fn is_saved(path: &std::path::Path) -> bool {
 }
 
 pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
+    // Ctrl-C is taken from the start: before the change set is confirmed it ends the command
+    // (nothing was written, the lock is released); after, the engine stops and rolls back.
+    let interrupt = Interrupt::new();
+    let listener = interrupt.listen_for_ctrl_c();
+    let result = apply_command(args, &interrupt).await;
+    listener.abort();
+    result
+}
+
+async fn apply_command(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
     let saved = if is_saved(&args.plan) {
         Some(saved::load(&args.plan)?)
     } else {
@@ -104,15 +129,19 @@ pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
         Some(s) if args.stack.targets.is_empty() => s.targets.clone(),
         _ => args.stack.targets.clone(),
     };
-    let Some(session) = Session::open(SessionArgs {
-        input: &input,
-        cluster: &args.stack.cluster,
-        state: args.stack.state.as_deref(),
-        repo_dirs: &args.stack.repo_dirs,
-        targets: &targets,
-        parallelism: args.parallelism,
-        command: "apply",
-    })
+    let Some(session) = unless_interrupted(
+        interrupt,
+        INTERRUPTED_BEFORE_APPLY,
+        Session::open(SessionArgs {
+            input: &input,
+            cluster: &args.stack.cluster,
+            state: args.stack.state.as_deref(),
+            repo_dirs: &args.stack.repo_dirs,
+            targets: &targets,
+            parallelism: args.parallelism,
+            command: "apply",
+        }),
+    )
     .await?
     else {
         return Ok(ExitStatus::Error);
@@ -130,17 +159,18 @@ pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
         ..RunOptions::default()
     };
     let reporter = reporter(args.output);
-    let interrupt = Interrupt::new();
     apply_phases(
         &session,
         &args,
         saved.as_ref(),
         &options,
         reporter.as_ref(),
-        &interrupt,
+        interrupt,
     )
     .await
 }
+
+const INTERRUPTED_BEFORE_APPLY: &str = "interrupted before the apply started: nothing was applied";
 
 /// The plan file a saved change set names, relative to the saved file's directory when it
 /// does not exist as given.
@@ -176,8 +206,17 @@ async fn apply_phases(
             OnUnfinished::Complete => ResumeChoice::Complete,
             OnUnfinished::Rollback => ResumeChoice::RollBack,
         };
-        let summaries =
-            apply::resume_unfinished(store, &session.cluster, choice, options, reporter).await?;
+        let summaries = unless_interrupted(
+            interrupt,
+            "interrupted while finishing the unfinished run: its journal keeps what is left",
+            async {
+                Ok(
+                    apply::resume_unfinished(store, &session.cluster, choice, options, reporter)
+                        .await?,
+                )
+            },
+        )
+        .await?;
         if summaries
             .iter()
             .any(|s| !s.outcome.is_success() && s.next_step.is_some())
@@ -188,9 +227,12 @@ async fn apply_phases(
     let meta = store.meta()?;
     let previous = load_previous(store)?;
     let rendered = RenderedLog::default();
-    let first = session
-        .change_set(&previous, Some(&rendered), false)
-        .await?;
+    let first = unless_interrupted(
+        interrupt,
+        INTERRUPTED_BEFORE_APPLY,
+        session.change_set(&previous, Some(&rendered), false),
+    )
+    .await?;
     if let Some(saved) = saved {
         check_saved(session, saved, &meta, &first)?;
     }
@@ -205,12 +247,11 @@ async fn apply_phases(
         eprintln!("No changes. The cluster matches the plan.");
         return Ok(ExitStatus::Success);
     }
-    if saved.is_none() && !confirm("apply these changes", args.auto_approve)? {
+    if saved.is_none() && !confirm("apply these changes", args.auto_approve, interrupt).await? {
         eprintln!("Apply cancelled.");
         return Ok(ExitStatus::Error);
     }
-    // Ctrl-C reaches the engine from here on (before, it ends the process as usual).
-    let listener = interrupt.listen_for_ctrl_c();
+    // Ctrl-C reaches the engine from here on.
     let mut run = PhasedRun::new();
     let result = run_phases(
         session, args, first, previous, rendered, options, reporter, interrupt, &mut run,
@@ -219,7 +260,7 @@ async fn apply_phases(
     // A failure between phases (a read that never resolves, an interrupt, a plan error) ends
     // the whole run: everything the earlier phases did is rolled back (or, with
     // --no-rollback, kept with its journal).
-    let result = match result {
+    match result {
         Err(error) if run.id().is_some() => {
             let summary = run
                 .roll_back(
@@ -237,9 +278,7 @@ async fn apply_phases(
             Err(error)
         }
         other => other,
-    };
-    listener.abort();
-    result
+    }
 }
 
 /// Applies `first` and the phases after it (see the module overview).
@@ -588,15 +627,28 @@ fn check_saved(
 }
 
 pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
-    let Some(session) = Session::open(SessionArgs {
-        input: &args.input,
-        cluster: &args.stack.cluster,
-        state: args.stack.state.as_deref(),
-        repo_dirs: &args.stack.repo_dirs,
-        targets: &args.stack.targets,
-        parallelism: args.parallelism,
-        command: "destroy",
-    })
+    // As for apply: before the confirmation Ctrl-C ends the command, after it the engine stops.
+    let interrupt = Interrupt::new();
+    let listener = interrupt.listen_for_ctrl_c();
+    let result = destroy_command(args, &interrupt).await;
+    listener.abort();
+    result
+}
+
+async fn destroy_command(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
+    let Some(session) = unless_interrupted(
+        interrupt,
+        "interrupted before the destroy started: nothing was deleted",
+        Session::open(SessionArgs {
+            input: &args.input,
+            cluster: &args.stack.cluster,
+            state: args.stack.state.as_deref(),
+            repo_dirs: &args.stack.repo_dirs,
+            targets: &args.stack.targets,
+            parallelism: args.parallelism,
+            command: "destroy",
+        }),
+    )
     .await?
     else {
         return Ok(ExitStatus::Error);
@@ -649,13 +701,11 @@ pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
         eprintln!("Nothing to destroy.");
         return Ok(ExitStatus::Success);
     }
-    if !confirm("destroy these objects", args.auto_approve)? {
+    if !confirm("destroy these objects", args.auto_approve, interrupt).await? {
         eprintln!("Destroy cancelled.");
         return Ok(ExitStatus::Error);
     }
     let reporter = reporter(args.output);
-    let interrupt = Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
         ..RunOptions::default()
@@ -666,10 +716,9 @@ pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
         &request,
         &options,
         reporter.as_ref(),
-        &interrupt,
+        interrupt,
     )
     .await;
-    listener.abort();
     let summary = summary?;
     for left in &summary.left_in_place {
         eprintln!("kept: {} ({})", left.object, left.reason);
@@ -708,6 +757,21 @@ fn selected_for_display(
 }
 
 pub async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
+    // Ctrl-C stops the rollback where it is (its journal keeps what is left, as after a
+    // crash) and releases the writer lock.
+    let interrupt = Interrupt::new();
+    let listener = interrupt.listen_for_ctrl_c();
+    let result = unless_interrupted(
+        &interrupt,
+        "interrupted: the rollback stopped; its journal keeps what is left (run `meshplan rollback` again)",
+        rollback_command(args),
+    )
+    .await;
+    listener.abort();
+    result
+}
+
+async fn rollback_command(args: RollbackArgs) -> miette::Result<ExitStatus> {
     let Some(session) = Session::open(SessionArgs {
         input: &args.input,
         cluster: &args.stack.cluster,

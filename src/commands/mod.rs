@@ -27,6 +27,22 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     }
 }
 
+/// Runs `step` unless Ctrl-C comes first: then the command ends with `message`. Dropping
+/// `step` drops what it holds, the state's writer lock first (a Ctrl-C that ended the
+/// process would leave the lock behind, stale). Only for steps that write nothing to the
+/// cluster, or whose writes are journaled (stopping them is then like a crash).
+async fn unless_interrupted<T>(
+    interrupt: &crate::apply::Interrupt,
+    message: &str,
+    step: impl Future<Output = miette::Result<T>>,
+) -> miette::Result<T> {
+    tokio::select! {
+        biased;
+        () = interrupt.graceful().cancelled() => Err(miette::miette!("{message}")),
+        result = step => result,
+    }
+}
+
 /// The load request of a plan given on the command line.
 fn load_request(input: &PlanInput) -> LoadRequest {
     LoadRequest {

@@ -161,6 +161,17 @@ impl Session {
 }
 
 pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+    // Ctrl-C ends the plan with the writer lock released.
+    let interrupt = crate::apply::Interrupt::new();
+    let listener = interrupt.listen_for_ctrl_c();
+    let result =
+        super::unless_interrupted(&interrupt, "interrupted while planning", plan_command(args))
+            .await;
+    listener.abort();
+    result
+}
+
+async fn plan_command(args: PlanArgs) -> miette::Result<ExitStatus> {
     let Some(session) = Session::open(SessionArgs {
         input: &args.input,
         cluster: &args.cluster,

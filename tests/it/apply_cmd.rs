@@ -14,12 +14,12 @@ use serde_json::Value;
 use crate::sandbox::Cluster;
 use crate::support::root;
 
-const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
+pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
 
-struct Setup {
-    cluster: Cluster,
-    plan: PathBuf,
-    state: PathBuf,
+pub(crate) struct Setup {
+    pub(crate) cluster: Cluster,
+    pub(crate) plan: PathBuf,
+    pub(crate) state: PathBuf,
 }
 
 fn quick() -> SandboxConfig {
@@ -51,7 +51,7 @@ impl Setup {
         }
     }
 
-    fn with_plan(text: &str) -> Self {
+    pub(crate) fn with_plan(text: &str) -> Self {
         let cluster = Cluster::start_with(quick());
         let plan = cluster.dir.path().join("plan.toml");
         std::fs::write(&plan, text).unwrap();
@@ -63,7 +63,7 @@ impl Setup {
         }
     }
 
-    fn command(&self, sub: &str, plan: &std::path::Path, extra: &[&str]) -> Command {
+    pub(crate) fn command(&self, sub: &str, plan: &std::path::Path, extra: &[&str]) -> Command {
         let mut cmd = Command::new(BIN);
         cmd.current_dir(root())
             .arg(sub)
@@ -83,18 +83,18 @@ impl Setup {
         cmd
     }
 
-    fn run(&self, sub: &str, extra: &[&str]) -> (i32, String, String) {
+    pub(crate) fn run(&self, sub: &str, extra: &[&str]) -> (i32, String, String) {
         let out = self.command(sub, &self.plan, extra).output().unwrap();
         decode(out)
     }
 
-    fn apply(&self, extra: &[&str]) -> (i32, String, String) {
+    pub(crate) fn apply(&self, extra: &[&str]) -> (i32, String, String) {
         let mut args = vec!["--auto-approve"];
         args.extend_from_slice(extra);
         self.run("apply", &args)
     }
 
-    fn state_cmd(&self, args: &[&str]) -> (i32, String, String) {
+    pub(crate) fn state_cmd(&self, args: &[&str]) -> (i32, String, String) {
         let out = Command::new(BIN)
             .current_dir(root())
             .arg("state")
@@ -106,7 +106,7 @@ impl Setup {
         decode(out)
     }
 
-    fn writes(&self) -> usize {
+    pub(crate) fn writes(&self) -> usize {
         self.cluster
             .sandbox
             .audit()
@@ -117,7 +117,7 @@ impl Setup {
     }
 }
 
-fn decode(out: Output) -> (i32, String, String) {
+pub(crate) fn decode(out: Output) -> (i32, String, String) {
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -230,7 +230,7 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
 }
 
 /// A small plan: a namespace, ConfigMaps and a Deployment, quick to apply many times.
-const SMALL: &str = r#"
+pub(crate) const SMALL: &str = r#"
 [plan]
 name = "small"
 
@@ -596,7 +596,7 @@ fn ctrl_c_stops_the_apply_and_rolls_it_back() {
 
 /// A plan applied in two phases: the namespace and `source` first; `read.src` resolves once
 /// `source` exists; then `consumer` (which uses the value read) and `later`.
-const PHASED: &str = r#"
+pub(crate) const PHASED: &str = r#"
 [plan]
 name = "phased"
 
@@ -656,7 +656,7 @@ data:
 
 /// Namespaces, ConfigMaps and Secrets of the cluster, server fields stripped, by kind,
 /// namespace and name.
-fn dump(cluster: &Cluster) -> std::collections::BTreeMap<String, Value> {
+pub(crate) fn dump(cluster: &Cluster) -> std::collections::BTreeMap<String, Value> {
     let mut out = std::collections::BTreeMap::new();
     for kind in ["namespaces", "configmaps", "secrets"] {
         let list = cluster.get_json(&[kind, "-A"]);

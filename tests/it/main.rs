@@ -5,6 +5,7 @@ mod apply_cmd;
 mod apply_destroy;
 mod apply_faults;
 mod apply_rollback;
+mod apply_signals;
 mod cluster;
 mod graph_cmd;
 mod model_dump;
