@@ -2,7 +2,8 @@
 //! on a real pseudo-terminal (util-linux `script`; `yes`, another answer, Ctrl-C), Ctrl-C
 //! while planning (the writer lock is released), Ctrl-C while the apply waits between two
 //! phases, and Ctrl-C twice (the second one, while a write is in flight or during the
-//! rollback, stops at once and keeps the journal, which `meshplan rollback` finishes).
+//! rollback, stops at once and keeps the journal, which `meshplan rollback` finishes), and the
+//! live progress view (one redrawn line per running node).
 //!
 //! Every child process is bounded by a generous deadline: past it the test kills that child
 //! (by its own pid) and fails, so a prompt that never gets its answer cannot hang the suite.
@@ -88,17 +89,9 @@ fn shell_quote(word: &str) -> String {
     format!("'{}'", word.replace('\'', r"'\''"))
 }
 
-/// What the prompt asks, for `apply` and `destroy`.
-const PROMPT: &str = "Only 'yes' will be accepted: ";
-
-/// Runs `meshplan SUB PLAN` (no `--auto-approve`) on a pseudo-terminal, waits for the
-/// confirmation prompt, types `typed` (a line, or `\x03`: Ctrl-C). Returns the exit code and
-/// everything the terminal showed (stdout and stderr together, carriage returns removed).
-fn on_terminal(s: &Setup, sub: &str, typed: &str) -> (i32, String) {
-    let since = s.cluster.sandbox.audit().len();
-    let inner = s.command(sub, &s.plan, &[]);
-    // `exec`: meshplan is the terminal's only process (a shell around it would also take
-    // a Ctrl-C typed on the terminal, and exit by it).
+/// `exec meshplan ...` for `script -c`: meshplan is the terminal's only process (a shell
+/// around it would also take a Ctrl-C typed on the terminal, and exit by it).
+fn exec_line(inner: &Command) -> String {
     let mut line = format!(
         "exec {}",
         shell_quote(inner.get_program().to_str().unwrap())
@@ -107,8 +100,13 @@ fn on_terminal(s: &Setup, sub: &str, typed: &str) -> (i32, String) {
         line.push(' ');
         line.push_str(&shell_quote(arg.to_str().unwrap()));
     }
+    line
+}
+
+/// `script` running `inner` on a pseudo-terminal, its output collected.
+fn spawn_on_terminal(inner: &Command) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
     let mut child = Command::new("script")
-        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .args(["-q", "-e", "-c", &exec_line(inner), "/dev/null"])
         .current_dir(root())
         .env("SHELL", "/bin/sh")
         .env("NO_COLOR", "1")
@@ -120,6 +118,18 @@ fn on_terminal(s: &Setup, sub: &str, typed: &str) -> (i32, String) {
         .unwrap();
     let shown = collect(child.stdout.take().unwrap());
     let errors = collect(child.stderr.take().unwrap());
+    (child, shown, errors)
+}
+
+/// What the prompt asks, for `apply` and `destroy`.
+const PROMPT: &str = "Only 'yes' will be accepted: ";
+
+/// Runs `meshplan SUB PLAN` (no `--auto-approve`) on a pseudo-terminal, waits for the
+/// confirmation prompt, types `typed` (a line, or `\x03`: Ctrl-C). Returns the exit code and
+/// everything the terminal showed (stdout and stderr together, carriage returns removed).
+fn on_terminal(s: &Setup, sub: &str, typed: &str) -> (i32, String) {
+    let since = s.cluster.sandbox.audit().len();
+    let (mut child, shown, errors) = spawn_on_terminal(&s.command(sub, &s.plan, &[]));
     wait_until(&mut child, "the confirmation prompt", || {
         shown.lock().unwrap().contains(PROMPT)
     });
@@ -599,4 +609,48 @@ fn ctrl_c_while_planning_ends_plan_and_apply_and_releases_the_lock() {
     // The next apply starts at once (no stale lock to break).
     let (code, out, err) = s.apply(&[]);
     assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn on_a_terminal_apply_shows_a_live_line_per_running_node() {
+    let s = Setup::with_plan(SMALL);
+    // The Deployment's rollout does not progress until the controller resumes.
+    s.cluster
+        .sandbox
+        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+    let (mut child, shown, errors) =
+        spawn_on_terminal(&s.command("apply", &s.plan, &["--auto-approve"]));
+    // While it waits, the node's line says for what: `<spinner> manifest.web: <object>: ...`.
+    let live = "manifest.web: apps/v1 Deployment app/web: ";
+    wait_until(&mut child, "the live line of manifest.web", || {
+        shown.lock().unwrap().contains(live)
+    });
+    // The line is redrawn in place (cursor movement), with a spinner in front of it.
+    std::thread::sleep(Duration::from_millis(400));
+    let so_far = shown.lock().unwrap().clone();
+    assert!(so_far.contains("\x1b["), "no redraw escapes: {so_far:?}");
+    let spinner = ["⠁", "⠂", "⠄", "⡀", "⢀", "⠠", "⠐", "⠈"];
+    assert!(
+        spinner
+            .iter()
+            .any(|c| so_far.contains(&format!("{c} {live}"))),
+        "no spinner before the line: {so_far:?}"
+    );
+    // Finished nodes are printed as lines above the live ones.
+    assert!(so_far.contains("manifest.ns"), "{so_far:?}");
+    s.cluster
+        .sandbox
+        .set_paused(meshplan::sandbox::Controller::Workloads, false);
+    let code = wait_exit(&mut child);
+    std::thread::sleep(Duration::from_millis(50));
+    let text = shown.lock().unwrap().replace('\r', "");
+    assert_eq!(code, 0, "{text}");
+    assert!(errors.lock().unwrap().trim().is_empty());
+    assert!(text.contains("Apply complete."), "{text}");
+    // No plain, timestamped lines: those are for output that is not a terminal.
+    let stamped = text
+        .lines()
+        .filter(|l| l.len() > 20 && l.as_bytes()[4] == b'-' && l.as_bytes()[10] == b'T')
+        .count();
+    assert_eq!(stamped, 0, "{text}");
 }
