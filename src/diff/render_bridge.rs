@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 
-use crate::cluster::ObjectRef;
 use crate::model::{Address, Plan};
 use crate::render::{self, NodeRender, PreviousRender, RenderInputs, RenderedObject};
 
@@ -91,12 +90,7 @@ pub fn desired_node(node: NodeRender) -> DesiredNode {
 
 fn desired_object(o: RenderedObject) -> DesiredObject {
     DesiredObject {
-        object: ObjectRef {
-            api_version: o.object_ref.api_version,
-            kind: o.object_ref.kind,
-            namespace: o.object_ref.namespace,
-            name: o.object_ref.name,
-        },
+        object: o.object_ref,
         body: o.object,
         digest: o.digest,
         unknown_paths: o.unknown_paths,

@@ -244,7 +244,8 @@ impl RenderedObject {
 /// An object of a kind that is not installed and not created by the plan.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
 #[error(
-    "{node}: {object}: kind {} ({}) is not installed and not created by the plan",
+    "{node}: {}: kind {} ({}) is not installed and not created by the plan",
+    object.short(),
     object.kind,
     object.api_version
 )]
@@ -800,7 +801,7 @@ fn finish_node(
     for doc in docs {
         let hook = objects::hook_of(&doc.object).map_err(|bad| RenderError::BadHook {
             node: address.clone(),
-            object: objects::identity(&doc.object).to_string(),
+            object: objects::identity(&doc.object).short().to_string(),
             annotation: bad.annotation,
             value: bad.value,
         })?;
