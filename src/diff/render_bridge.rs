@@ -163,23 +163,3 @@ impl render::RenderCache for StateRenderCache {
             .map_err(err)
     }
 }
-
-/// The cluster's discovery as the render stage takes it.
-pub fn render_discovery(
-    discovery: &crate::cluster::Discovery,
-    server_version: &str,
-) -> render::Discovery {
-    render::Discovery {
-        server_version: server_version.to_owned(),
-        resources: discovery
-            .resources
-            .iter()
-            .map(|r| render::ApiResource {
-                group: r.group.clone(),
-                version: r.version.clone(),
-                kind: r.kind.clone(),
-                namespaced: r.namespaced,
-            })
-            .collect(),
-    }
-}

@@ -583,17 +583,18 @@ async fn discovery_drives_helm_capabilities_and_scopes() {
     )
     .unwrap();
     let plan = load_plan(&path, &[]);
-    let discovery = meshplan::render::Discovery {
-        server_version: "v1.29.4".into(),
-        resources: vec![meshplan::render::ApiResource {
-            group: "monitoring.coreos.com".into(),
-            version: "v1".into(),
-            kind: "PodMonitor".into(),
-            namespaced: true,
-        }],
-    };
+    let discovery = meshplan::cluster::Discovery::new(vec![meshplan::cluster::ApiResourceInfo {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        kind: "PodMonitor".into(),
+        plural: "podmonitors".into(),
+        namespaced: true,
+        verbs: vec!["get".into()],
+        subresources: vec![],
+    }]);
     let options = RenderOptions {
         discovery: Some(discovery),
+        kube_version: Some("v1.29.4".into()),
         ..Default::default()
     };
     let render = Renderer::new(Arc::new(helm()), Arc::new(MemoryCache::new()), options)
