@@ -132,7 +132,8 @@ fn render_objects(
     plan: &Path,
     repo_dirs: &BTreeMap<String, PathBuf>,
     reads: BTreeMap<String, Value>,
-    discovery: meshplan::render::Discovery,
+    discovery: meshplan::cluster::Discovery,
+    kube_version: String,
 ) -> Result<Vec<Value>, Error> {
     let loaded = meshplan::load::load(&meshplan::load::LoadRequest {
         plan: plan.to_path_buf(),
@@ -148,6 +149,7 @@ fn render_objects(
         meshplan::render::RenderOptions {
             repo_dirs: repo_dirs.clone(),
             discovery: Some(discovery),
+            kube_version: Some(kube_version),
             parallelism: 4,
         },
     );
@@ -294,7 +296,8 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         &s.plan,
         &s.repo_dirs,
         s.reads.clone(),
-        meshplan::diff::render_bridge::render_discovery(&discovery, &version.git_version),
+        discovery,
+        version.git_version,
     )?;
     let mut live = seed(&rt, &cluster, &objects)?;
     let rendered = work.path().join("rendered.json");

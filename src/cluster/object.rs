@@ -96,6 +96,30 @@ impl ObjectRef {
                 | ("apiregistration.k8s.io", "APIService")
         )
     }
+
+    /// The short form kubectl users read, without the API version: `Kind/name` or
+    /// `Kind/namespace/name` (render and validate messages use it).
+    pub fn short(&self) -> impl fmt::Display + '_ {
+        Short(self)
+    }
+}
+
+/// [`ObjectRef::short`]: `Kind/namespace/name`.
+struct Short<'a>(&'a ObjectRef);
+
+impl fmt::Display for Short<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let ObjectRef {
+            kind,
+            namespace,
+            name,
+            ..
+        } = self.0;
+        match namespace {
+            Some(ns) => write!(f, "{kind}/{ns}/{name}"),
+            None => write!(f, "{kind}/{name}"),
+        }
+    }
 }
 
 impl fmt::Display for ObjectRef {
@@ -133,6 +157,22 @@ mod tests {
         let ns = ObjectRef::new("v1", "Namespace", None, "linkerd");
         assert_eq!(ns.group(), "");
         assert_eq!(ns.to_string(), "v1 Namespace linkerd");
+        assert_eq!(
+            r.short().to_string(),
+            "Deployment/linkerd/linkerd-destination"
+        );
+        assert_eq!(ns.short().to_string(), "Namespace/linkerd");
+        let cert = ObjectRef::new(
+            "cert-manager.io/v1",
+            "Certificate",
+            Some("linkerd"),
+            "linkerd-identity-issuer",
+        );
+        assert_eq!(cert.group(), "cert-manager.io");
+        assert_eq!(
+            cert.short().to_string(),
+            "Certificate/linkerd/linkerd-identity-issuer"
+        );
         assert_eq!(
             ObjectRef::from_object(&serde_json::json!({"kind": "X"})),
             None

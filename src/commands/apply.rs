@@ -437,7 +437,6 @@ async fn resolve_reachable(
         match (&node.status, &model.spec) {
             (NodeStatus::CheckDuringApply, NodeSpec::Check(check)) => {
                 let target = check.object_ref(model, &scope).into_diagnostic()?;
-                let target = cluster_ref(target);
                 let (condition, status) = (check.condition.clone(), check.status.clone());
                 let met = move |o: Option<&Value>| {
                     o.and_then(|o| o.pointer("/status/conditions"))
@@ -466,7 +465,7 @@ async fn resolve_reachable(
                 progressed = true;
             }
             (NodeStatus::ReadDuringApply, NodeSpec::Read(read)) => {
-                let target = cluster_ref(read.object_ref(model, &scope).into_diagnostic()?);
+                let target = read.object_ref(model, &scope).into_diagnostic()?;
                 let select = read.select.clone();
                 let exists = move |o: Option<&Value>| {
                     o.is_some_and(|o| crate::diff::planner::select(o, &select).is_some())
@@ -488,15 +487,6 @@ async fn resolve_reachable(
     Ok(progressed)
 }
 
-fn cluster_ref(r: crate::model::ObjectRef) -> ObjectRef {
-    ObjectRef {
-        api_version: r.api_version,
-        kind: r.kind,
-        namespace: r.namespace,
-        name: r.name,
-    }
-}
-
 /// The report of values that were unknown at plan time (sensitive ones masked).
 async fn show_known_after_apply(session: &Session, nodes: &[String]) {
     let plan = &session.loaded.plan;
@@ -514,12 +504,7 @@ async fn show_known_after_apply(session: &Session, nodes: &[String]) {
                 let Ok(target) = read.object_ref(model, &scope) else {
                     continue;
                 };
-                let live = session
-                    .cluster
-                    .get(&cluster_ref(target))
-                    .await
-                    .ok()
-                    .flatten();
+                let live = session.cluster.get(&target).await.ok().flatten();
                 let value = live
                     .as_ref()
                     .and_then(|o| crate::diff::planner::select(o, &read.select));

@@ -14,7 +14,7 @@ use miette::{IntoDiagnostic as _, miette};
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::{Cluster, ConnectOptions, Discovery, KubeCluster};
-use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_node, render_discovery};
+use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_node};
 use crate::diff::saved::{self, InputDigests, SavedChangeSet, StateRef};
 use crate::diff::{ChangeSet, PlanError, PlanRequest, RenderFailure};
 use crate::load::{LoadedPlan, load};
@@ -119,7 +119,8 @@ impl Session {
                             }),
                             RenderOptions {
                                 repo_dirs: self.repo_dirs.clone(),
-                                discovery: Some(render_discovery(&discovery, &self.server_version)),
+                                discovery: Some(discovery.clone()),
+                                kube_version: Some(self.server_version.clone()),
                                 parallelism: self.parallelism,
                             },
                         ),

@@ -18,7 +18,7 @@ use base64::Engine as _;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-use crate::cluster::{Cluster, Discovery, ObjectRef};
+use crate::cluster::{Cluster, Discovery};
 use crate::graph::PlanGraph;
 use crate::model::{Address, NodeSpec, Plan, ReadSelect};
 use crate::state::ObjectRecord;
@@ -158,12 +158,6 @@ pub async fn plan(
             let scope = request.plan.static_scope();
             let Ok(target) = read.object_ref(node, &scope) else {
                 continue;
-            };
-            let target = ObjectRef {
-                api_version: target.api_version,
-                kind: target.kind,
-                namespace: target.namespace,
-                name: target.name,
             };
             if request.discovery.find(&target.kind_ref()).is_none() {
                 continue;

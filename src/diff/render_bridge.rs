@@ -5,7 +5,6 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::BoxFuture;
 
-use crate::cluster::ObjectRef;
 use crate::model::{Address, Plan};
 use crate::render::{self, NodeRender, PreviousRender, RenderInputs, RenderedObject};
 
@@ -91,12 +90,7 @@ pub fn desired_node(node: NodeRender) -> DesiredNode {
 
 fn desired_object(o: RenderedObject) -> DesiredObject {
     DesiredObject {
-        object: ObjectRef {
-            api_version: o.object_ref.api_version,
-            kind: o.object_ref.kind,
-            namespace: o.object_ref.namespace,
-            name: o.object_ref.name,
-        },
+        object: o.object_ref,
         body: o.object,
         digest: o.digest,
         unknown_paths: o.unknown_paths,
@@ -167,25 +161,5 @@ impl render::RenderCache for StateRenderCache {
             .commit(crate::state::WriteBatch::new().put_render(key, entry))
             .map(|_| ())
             .map_err(err)
-    }
-}
-
-/// The cluster's discovery as the render stage takes it.
-pub fn render_discovery(
-    discovery: &crate::cluster::Discovery,
-    server_version: &str,
-) -> render::Discovery {
-    render::Discovery {
-        server_version: server_version.to_owned(),
-        resources: discovery
-            .resources
-            .iter()
-            .map(|r| render::ApiResource {
-                group: r.group.clone(),
-                version: r.version.clone(),
-                kind: r.kind.clone(),
-                namespaced: r.namespaced,
-            })
-            .collect(),
     }
 }

@@ -9,8 +9,9 @@
 //! - [`Template`] / [`Value`] with `evaluate(&dyn Scope)`: strings with references are
 //!   evaluated against a scope ([`Plan::static_scope`] at plan time; apply adds read values);
 //! - [`Address`] (`TYPE.NAME`) and [`Reference`];
-//! - [`ObjectRef`] (the identity of a Kubernetes object) from manifest objects, reads and
-//!   checks, and [`Helm::merged_values`] (values files, then `values`, deep-merged).
+//! - [`ObjectRef`] (the identity of a Kubernetes object; the cluster's type, re-exported)
+//!   from manifest objects, reads and checks, and [`Helm::merged_values`] (values files,
+//!   then `values`, deep-merged).
 
 pub mod address;
 pub mod build;
@@ -20,11 +21,12 @@ pub mod object_ref;
 pub mod plan;
 pub mod template;
 
+pub use crate::cluster::ObjectRef;
 pub use address::{Address, NodeKind};
 pub use build::{BuildInput, LoadedFile, build, build_partial};
 pub use dump::{dump_plan, value_json};
 pub use duration::{format_duration, parse_duration};
-pub use object_ref::{ObjectRef, deep_merge};
+pub use object_ref::deep_merge;
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
     Read, ReadSelect, Repo, StaticScope, Value, ValuesFile, Var, VarOrigin, Wait,

@@ -1,40 +1,9 @@
 //! References to Kubernetes objects (`apiVersion`, `kind`, namespace, name), as evaluated from
 //! the model: what a manifest declares, what a read or a check looks at.
 
-use std::fmt;
-
 use super::plan::{Check, Helm, ManifestObject, Node, Read, Value};
 use super::template::{EvalError, Scope, Template};
-
-/// One Kubernetes object, by identity. Ordered by group/kind, namespace, name.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub struct ObjectRef {
-    pub api_version: String,
-    pub kind: String,
-    /// `None` for cluster-scoped objects (or when no namespace is given).
-    pub namespace: Option<String>,
-    pub name: String,
-}
-
-impl ObjectRef {
-    /// The API group (`""` for the core group).
-    pub fn group(&self) -> &str {
-        self.api_version
-            .rsplit_once('/')
-            .map(|(g, _)| g)
-            .unwrap_or("")
-    }
-}
-
-impl fmt::Display for ObjectRef {
-    /// `Kind/name` or `Kind/namespace/name`, as kubectl users read it.
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match &self.namespace {
-            Some(ns) => write!(f, "{}/{ns}/{}", self.kind, self.name),
-            None => write!(f, "{}/{}", self.kind, self.name),
-        }
-    }
-}
+use crate::cluster::ObjectRef;
 
 fn string(t: &Template, scope: &dyn Scope) -> Result<String, EvalError> {
     Ok(match t.evaluate(scope)? {
@@ -145,25 +114,5 @@ mod tests {
             base,
             json!({"image": {"repo": "a", "tag": "2"}, "list": [3], "x": 1, "y": true})
         );
-    }
-
-    #[test]
-    fn display_and_group() {
-        let r = ObjectRef {
-            api_version: "cert-manager.io/v1".into(),
-            kind: "Certificate".into(),
-            namespace: Some("linkerd".into()),
-            name: "linkerd-identity-issuer".into(),
-        };
-        assert_eq!(r.to_string(), "Certificate/linkerd/linkerd-identity-issuer");
-        assert_eq!(r.group(), "cert-manager.io");
-        let core = ObjectRef {
-            api_version: "v1".into(),
-            kind: "Namespace".into(),
-            namespace: None,
-            name: "linkerd".into(),
-        };
-        assert_eq!(core.group(), "");
-        assert_eq!(core.to_string(), "Namespace/linkerd");
     }
 }

@@ -75,7 +75,7 @@ fn dump_object(out: &mut String, o: &RenderedObject, options: DumpOptions) {
         out,
         "  {} {} ({})",
         o.object_ref.api_version,
-        o.object_ref,
+        o.object_ref.short(),
         o.scope.as_str()
     );
     if let Some(h) = &o.hook {

@@ -1,6 +1,6 @@
 //! Kind scope: whether an `apiVersion`/`kind` is namespaced.
 //!
-//! Answers come from, in order: the cluster's discovery ([`Discovery`], implemented by the
+//! Answers come from, in order: the cluster's discovery ([`Discovery`], fetched by the
 //! cluster layer), CustomResourceDefinitions rendered anywhere in the same plan ([`PlanKinds`]
 //! learns them, so a PodMonitor whose CRD the plan creates is scoped offline), and the built-in
 //! Kubernetes kinds ([`builtin_scope`]). A kind none of them knows is [`KindScope::Unknown`]:
@@ -11,6 +11,8 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
+
+use crate::cluster::Discovery;
 
 /// Whether objects of a kind live in a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -43,54 +45,7 @@ pub fn group_of(api_version: &str) -> &str {
     api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
 }
 
-/// One resource of the cluster's discovery.
-#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
-pub struct ApiResource {
-    /// `""` for the core group.
-    pub group: String,
-    pub version: String,
-    pub kind: String,
-    pub namespaced: bool,
-}
-
-impl ApiResource {
-    /// `group/version`, or `version` for the core group.
-    pub fn api_version(&self) -> String {
-        if self.group.is_empty() {
-            self.version.clone()
-        } else {
-            format!("{}/{}", self.group, self.version)
-        }
-    }
-}
-
-/// A snapshot of the cluster's discovery: its version and resources. Drives helm's
-/// `--kube-version` and `--api-versions`, and the kind scopes.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Discovery {
-    /// e.g. `v1.31.2`.
-    pub server_version: String,
-    pub resources: Vec<ApiResource>,
-}
-
-impl Discovery {
-    /// Every `group/version` and `group/version/Kind`, sorted and unique (helm's
-    /// `--api-versions`).
-    pub fn api_versions(&self) -> Vec<String> {
-        let mut out: Vec<String> = self
-            .resources
-            .iter()
-            .flat_map(|r| {
-                let gv = r.api_version();
-                [format!("{gv}/{}", r.kind), gv]
-            })
-            .collect();
-        out.sort();
-        out.dedup();
-        out
-    }
-}
-
+/// The cluster's discovery: a kind is scoped as any served version of its group says.
 impl KindScopes for Discovery {
     fn is_namespaced(&self, api_version: &str, kind: &str) -> Option<bool> {
         let group = group_of(api_version);
@@ -242,15 +197,15 @@ mod tests {
 
     #[test]
     fn discovery_then_plan_crds_then_builtins() {
-        let discovery = Discovery {
-            server_version: "v1.31.0".into(),
-            resources: vec![ApiResource {
-                group: "cert-manager.io".into(),
-                version: "v1".into(),
-                kind: "ClusterIssuer".into(),
-                namespaced: false,
-            }],
-        };
+        let discovery = Discovery::new(vec![crate::cluster::ApiResourceInfo {
+            group: "cert-manager.io".into(),
+            version: "v1".into(),
+            kind: "ClusterIssuer".into(),
+            plural: "clusterissuers".into(),
+            namespaced: false,
+            verbs: vec!["get".into()],
+            subresources: vec![],
+        }]);
         let mut kinds = PlanKinds::new(Some(&discovery));
         assert_eq!(
             kinds.scope("cert-manager.io/v1", "ClusterIssuer"),
@@ -272,30 +227,5 @@ mod tests {
         );
         assert_eq!(kinds.scope("v1", "Namespace"), KindScope::Cluster);
         assert_eq!(kinds.scope("apps/v1", "Deployment"), KindScope::Namespaced);
-    }
-
-    #[test]
-    fn api_versions_list_group_versions_and_kinds() {
-        let d = Discovery {
-            server_version: "v1.31.0".into(),
-            resources: vec![
-                ApiResource {
-                    group: "".into(),
-                    version: "v1".into(),
-                    kind: "Secret".into(),
-                    namespaced: true,
-                },
-                ApiResource {
-                    group: "apps".into(),
-                    version: "v1".into(),
-                    kind: "Deployment".into(),
-                    namespaced: true,
-                },
-            ],
-        };
-        assert_eq!(
-            d.api_versions(),
-            ["apps/v1", "apps/v1/Deployment", "v1", "v1/Secret"]
-        );
     }
 }

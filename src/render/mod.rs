@@ -37,6 +37,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio::sync::{OnceCell, Semaphore};
 
+use crate::cluster::Discovery;
 use crate::model::{
     Address, Helm, Manifest, Node, NodeSpec, ObjectRef, Plan, Template, deep_merge,
 };
@@ -45,7 +46,7 @@ pub use cache::{CacheError, ChartIdentity, KeyInputs, MemoryCache, RenderCache, 
 pub use dump::{DumpOptions, dump_render};
 pub use error::{RenderError, RenderErrors};
 pub use helm::{HELM_ENV, HelmOutput, HelmProcess, HelmRunError, HelmRunner};
-pub use kinds::{ApiResource, Discovery, KindScope, KindScopes, PlanKinds};
+pub use kinds::{KindScope, KindScopes, PlanKinds};
 pub use objects::{
     Hook, HookDeletePolicy, HookPhase, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION,
     PLAN_ANNOTATION,
@@ -64,9 +65,12 @@ pub struct RenderOptions {
     /// (`--repo-dir NAME=DIR`); relative directories are resolved against the plan's
     /// directory. The chart's `Chart.yaml` version must match the version the plan pins.
     pub repo_dirs: BTreeMap<String, PathBuf>,
-    /// The cluster's discovery: helm's `--kube-version` / `--api-versions` and kind scopes.
-    /// `None` renders offline (helm's defaults, built-in kinds and the plan's CRDs).
+    /// The cluster's discovery: helm's `--api-versions` and kind scopes. `None` renders
+    /// offline (helm's defaults, built-in kinds and the plan's CRDs).
     pub discovery: Option<Discovery>,
+    /// The cluster's version (e.g. `v1.31.2`), helm's `--kube-version`; `None` leaves helm's
+    /// default.
+    pub kube_version: Option<String>,
     /// How many helm nodes render at once; 0 means the available parallelism.
     pub parallelism: usize,
 }
@@ -244,7 +248,8 @@ impl RenderedObject {
 /// An object of a kind that is not installed and not created by the plan.
 #[derive(Debug, Clone, PartialEq, thiserror::Error, miette::Diagnostic)]
 #[error(
-    "{node}: {object}: kind {} ({}) is not installed and not created by the plan",
+    "{node}: {}: kind {} ({}) is not installed and not created by the plan",
+    object.short(),
     object.kind,
     object.api_version
 )]
@@ -521,10 +526,13 @@ impl Renderer {
 
         let chart = resolve_chart_for(plan, address, helm, version.as_deref(), &self.options)?;
         let helm_version = self.helm_version(address).await?;
-        let (api_versions, kube_version) = match &self.options.discovery {
-            Some(d) => (d.api_versions(), Some(d.server_version.clone())),
-            None => (Vec::new(), None),
-        };
+        let api_versions = self
+            .options
+            .discovery
+            .as_ref()
+            .map(Discovery::api_versions)
+            .unwrap_or_default();
+        let kube_version = self.options.kube_version.clone();
         let key = cache_key(&KeyInputs {
             chart: &chart.identity,
             values: &values,
@@ -800,7 +808,7 @@ fn finish_node(
     for doc in docs {
         let hook = objects::hook_of(&doc.object).map_err(|bad| RenderError::BadHook {
             node: address.clone(),
-            object: objects::identity(&doc.object).to_string(),
+            object: objects::identity(&doc.object).short().to_string(),
             annotation: bad.annotation,
             value: bad.value,
         })?;

@@ -340,7 +340,7 @@ mod tests {
             &c,
         );
         assert_eq!(cm.object["metadata"]["namespace"], "apps");
-        assert_eq!(cm.object_ref.to_string(), "ConfigMap/apps/a");
+        assert_eq!(cm.object_ref.short().to_string(), "ConfigMap/apps/a");
         let cr = finish(
             json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
                    "metadata": {"name": "r", "namespace": "apps"}}),

@@ -103,7 +103,7 @@ pub fn carry_over(output: &mut ChartOutput, previous: Option<&ChartOutput>) -> C
         let id = identity(&doc.object);
         let Some(before) = previous.get(&id) else {
             return CarryOver::Regenerated {
-                reason: format!("{id} is new"),
+                reason: format!("{} is new", id.short()),
             };
         };
         for path in &doc.volatile_paths {
@@ -113,7 +113,7 @@ pub fn carry_over(output: &mut ChartOutput, previous: Option<&ChartOutput>) -> C
                 }
                 _ => {
                     return CarryOver::Regenerated {
-                        reason: format!("{id} has no `{path}` in both renders"),
+                        reason: format!("{} has no `{path}` in both renders", id.short()),
                     };
                 }
             }

@@ -182,14 +182,19 @@ fn object_refs_of_the_sample_plan() {
                     refs.push(
                         o.object_ref(node.namespace.as_ref(), &scope)
                             .unwrap()
+                            .short()
                             .to_string(),
                     );
                 }
             }
-            NodeSpec::Read(r) => refs.push(format!("read {}", r.object_ref(node, &scope).unwrap())),
-            NodeSpec::Check(c) => {
-                refs.push(format!("check {}", c.object_ref(node, &scope).unwrap()))
-            }
+            NodeSpec::Read(r) => refs.push(format!(
+                "read {}",
+                r.object_ref(node, &scope).unwrap().short()
+            )),
+            NodeSpec::Check(c) => refs.push(format!(
+                "check {}",
+                c.object_ref(node, &scope).unwrap().short()
+            )),
             NodeSpec::Helm(_) => {}
         }
     }

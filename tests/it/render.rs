@@ -205,7 +205,7 @@ async fn trust_anchor_known_renders_everything_marked_and_namespaced() {
     // cert-manager's namespace is created by the node (create_namespace = true).
     let cm = &render.nodes[&addr("helm.cert_manager")];
     assert_eq!(
-        cm.objects[0].object_ref.to_string(),
+        cm.objects[0].object_ref.short().to_string(),
         "Namespace/cert-manager"
     );
     assert!(
@@ -431,7 +431,7 @@ async fn output_order_does_not_depend_on_parallelism() {
         .unwrap();
     let ids = |r: &PlanRender| {
         r.objects()
-            .map(|(a, o)| format!("{a} {}", o.object_ref))
+            .map(|(a, o)| format!("{a} {}", o.object_ref.short()))
             .collect::<Vec<_>>()
     };
     assert_eq!(ids(&a), ids(&b));
@@ -512,7 +512,10 @@ async fn manifests_mark_unknowns_namespaces_and_scopes() {
         .unwrap();
     let apps = &render.nodes[&addr("manifest.apps")];
     let settings = &apps.objects[0];
-    assert_eq!(settings.object_ref.to_string(), "ConfigMap/apps/settings");
+    assert_eq!(
+        settings.object_ref.short().to_string(),
+        "ConfigMap/apps/settings"
+    );
     assert_eq!(settings.object["data"]["team"], "payments");
     assert_eq!(settings.object["data"]["password"], "(known after apply)");
     assert!(settings.is_known_after_apply());
@@ -522,7 +525,7 @@ async fn manifests_mark_unknowns_namespaces_and_scopes() {
     );
     assert!(settings.sensitive_paths.contains("/data/password"));
     let role = &apps.objects[1];
-    assert_eq!(role.object_ref.to_string(), "ClusterRole/reader");
+    assert_eq!(role.object_ref.short().to_string(), "ClusterRole/reader");
     assert!(role.object["metadata"].get("namespace").is_none());
     // The PodMonitor's scope comes from the CRD in another node of the plan.
     let pm = &apps.objects[2];
@@ -580,17 +583,18 @@ async fn discovery_drives_helm_capabilities_and_scopes() {
     )
     .unwrap();
     let plan = load_plan(&path, &[]);
-    let discovery = meshplan::render::Discovery {
-        server_version: "v1.29.4".into(),
-        resources: vec![meshplan::render::ApiResource {
-            group: "monitoring.coreos.com".into(),
-            version: "v1".into(),
-            kind: "PodMonitor".into(),
-            namespaced: true,
-        }],
-    };
+    let discovery = meshplan::cluster::Discovery::new(vec![meshplan::cluster::ApiResourceInfo {
+        group: "monitoring.coreos.com".into(),
+        version: "v1".into(),
+        kind: "PodMonitor".into(),
+        plural: "podmonitors".into(),
+        namespaced: true,
+        verbs: vec!["get".into()],
+        subresources: vec![],
+    }]);
     let options = RenderOptions {
         discovery: Some(discovery),
+        kube_version: Some("v1.29.4".into()),
         ..Default::default()
     };
     let render = Renderer::new(Arc::new(helm()), Arc::new(MemoryCache::new()), options)

@@ -319,7 +319,7 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         .objects
         .iter()
         .filter(|o| o.since_previous != SincePrevious::Same)
-        .map(|o| o.object_ref.to_string())
+        .map(|o| o.object_ref.short().to_string())
         .collect();
     assert!(!changed.is_empty());
     for o in next
