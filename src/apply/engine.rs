@@ -848,6 +848,12 @@ pub(crate) fn ensure_no_unfinished(store: &dyn StateStore) -> Result<(), ApplyEr
 pub struct PhasedRun {
     run: Option<RunRecord>,
     next_step: u64,
+    /// Phases that finished their steps.
+    phases: usize,
+    /// What the finished phases did (the final report lists every phase's actions).
+    actions: Vec<ActionTaken>,
+    /// How many of them the last finished phase did.
+    last_phase_actions: usize,
     /// node → its dependencies, over all phases (the rollback order).
     deps: BTreeMap<String, Vec<String>>,
 }
@@ -862,12 +868,43 @@ impl PhasedRun {
         self.run.as_ref().map(|r| r.run.as_str())
     }
 
-    /// Ends the run successfully: its journal is cleared (nothing to do if no phase began it).
-    pub fn close(&mut self, store: &dyn StateStore) -> Result<(), ApplyError> {
-        if let Some(run) = self.run.take() {
-            store.commit(WriteBatch::new().clear_run(&run.run))?;
+    /// Says that the last phase finished its steps and another phase follows.
+    pub fn phase_done(&self, reporter: &dyn Reporter) {
+        if self.run.is_some() && self.phases > 0 {
+            reporter.event(&Event::PhaseDone {
+                phase: self.phases,
+                actions: self.last_phase_actions,
+            });
         }
-        Ok(())
+    }
+
+    /// Ends the run successfully: its journal is cleared and the report of every phase's
+    /// actions sent as `finished` (nothing to do if no phase began the run).
+    pub fn close(
+        &mut self,
+        store: &dyn StateStore,
+        reporter: &dyn Reporter,
+    ) -> Result<Option<Summary>, ApplyError> {
+        let Some(run) = self.run.take() else {
+            return Ok(None);
+        };
+        let mut summary = Summary {
+            run: run.run.clone(),
+            kind: RunKind::Apply,
+            outcome: RunOutcome::Succeeded,
+            root_cause: None,
+            actions: std::mem::take(&mut self.actions),
+            rolled_back: Vec::new(),
+            skipped: Vec::new(),
+            left_in_place: Vec::new(),
+            next_step: None,
+        };
+        if let Err(e) = store.commit(WriteBatch::new().clear_run(&run.run)) {
+            summary.outcome = RunOutcome::Failed;
+            summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
+            summary.next_step = Some(resume_hint(&run.run));
+        }
+        Ok(Some(finish(reporter, summary)))
     }
 
     /// Rolls back everything the run did in all its phases (after a failure between phases:
@@ -888,7 +925,7 @@ impl PhasedRun {
             kind: RunKind::Apply,
             outcome: RunOutcome::FailedNoRollback,
             root_cause: Some(reason),
-            actions: Vec::new(),
+            actions: std::mem::take(&mut self.actions),
             rolled_back: Vec::new(),
             skipped: Vec::new(),
             left_in_place: Vec::new(),
@@ -963,14 +1000,9 @@ pub async fn apply(
     )
     .await?;
     if summary.outcome.is_success()
-        && let Some(id) = run.id().map(str::to_owned)
-        && let Err(e) = run.close(store)
+        && let Some(closed) = run.close(store, reporter)?
     {
-        let mut summary = summary;
-        summary.outcome = RunOutcome::Failed;
-        summary.root_cause = Some(format!("the run could not be closed in the state: {e}"));
-        summary.next_step = Some(resume_hint(&id));
-        return Ok(summary);
+        return Ok(closed);
     }
     Ok(summary)
 }
@@ -993,15 +1025,17 @@ pub async fn apply_phase(
     if let Some(nodes) = find_cycle(&units) {
         return Err(ApplyError::Cycle { nodes });
     }
-    let run = match &phased.run {
-        Some(run) => run.clone(),
+    let (run, begins) = match &phased.run {
+        Some(run) => (run.clone(), false),
         None => {
             ensure_no_unfinished(store)?;
             let run = RunRecord::start("apply");
             store.commit(WriteBatch::new().begin_run(run.clone()))?;
             phased.run = Some(run.clone());
             phased.next_step = 1;
-            run
+            phased.phases = 0;
+            phased.actions.clear();
+            (run, true)
         }
     };
     for n in &input.nodes {
@@ -1012,11 +1046,13 @@ pub async fn apply_phase(
             }
         }
     }
-    reporter.event(&Event::RunStarted {
-        run: run.run.clone(),
-        kind: RunKind::Apply,
-        nodes: units.len(),
-    });
+    if begins {
+        reporter.event(&Event::RunStarted {
+            run: run.run.clone(),
+            kind: RunKind::Apply,
+            nodes: units.len(),
+        });
+    }
     let mut ctx = Context::new(
         cluster,
         store,
@@ -1044,7 +1080,11 @@ pub async fn apply_phase(
         ends = schedule.run(&units, &ctx) => Some(ends),
     };
     phased.next_step = ctx.journal.next_step();
-    let actions = ctx.take_actions();
+    // Every phase's actions, this one's last.
+    let mut actions = std::mem::take(&mut phased.actions);
+    let this_phase = ctx.take_actions();
+    let done_here = this_phase.len();
+    actions.extend(this_phase);
     let mut summary = Summary {
         run: run.run.clone(),
         kind: RunKind::Apply,
@@ -1080,7 +1120,12 @@ pub async fn apply_phase(
         .collect();
     let all_done = ends.iter().all(|e| *e == UnitEnd::Done);
     if all_done && !interrupt.graceful().is_cancelled() {
-        return Ok(finish(reporter, summary));
+        // The run goes on (another phase: [`PhasedRun::phase_done`]) or ends with
+        // [`PhasedRun::close`].
+        phased.phases += 1;
+        phased.last_phase_actions = done_here;
+        phased.actions = summary.actions.clone();
+        return Ok(summary);
     }
     // The run ends here, rolled back or kept for a resume.
     phased.run = None;

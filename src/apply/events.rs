@@ -107,6 +107,12 @@ pub enum Event {
     RollbackStarted {
         reason: String,
     },
+    /// A phase of an apply finished its steps; the apply goes on with the nodes that needed
+    /// values read from the cluster (only `finished` ends the run).
+    PhaseDone {
+        phase: usize,
+        actions: usize,
+    },
     /// An object left in place on purpose (created by a controller in reaction, not owned).
     LeftInPlace {
         object: ObjectRef,

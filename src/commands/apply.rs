@@ -319,12 +319,14 @@ async fn run_phases(
             &session.loaded.graph,
             &deferred,
         )?;
+        let mut applied_this_phase = false;
         let has_work = input.nodes.iter().any(|n| {
             n.objects
                 .iter()
                 .any(|o| o.action != apply::ObjectAction::NoOp)
         });
         if has_work {
+            applied_this_phase = true;
             let summary = apply::apply_phase(
                 &session.cluster,
                 store,
@@ -358,6 +360,9 @@ async fn run_phases(
         if deferred.is_empty() {
             break;
         }
+        if applied_this_phase {
+            run.phase_done(reporter);
+        }
         if interrupt_requested(interrupt) {
             return Err(miette!(
                 "interrupted between phases; nothing more was started"
@@ -385,7 +390,12 @@ async fn run_phases(
     for (address, p) in &renders {
         store_previous(store, address, p)?;
     }
-    run.close(store)?;
+    if let Some(summary) = run.close(store, reporter)?
+        && !summary.outcome.is_success()
+    {
+        print_summary(&summary, args.output);
+        return Ok(ExitStatus::Error);
+    }
     if !unknown_at_plan.is_empty() {
         show_known_after_apply(session, &unknown_at_plan).await;
     }

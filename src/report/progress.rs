@@ -53,8 +53,21 @@ pub fn event_line(event: &Event) -> String {
         Event::NodeFailed { node, .. } => format!("{node}: failed"),
         Event::NodeSkipped { node, reason } => format!("{node}: skipped ({reason})"),
         Event::RollbackStarted { reason } => format!("rolling back: {reason}"),
+        Event::PhaseDone { phase, actions } => format!(
+            "phase {phase} done ({}); next: the nodes that use the values read",
+            count(*actions, "action")
+        ),
         Event::LeftInPlace { object, reason } => format!("left in place: {object}: {reason}"),
         Event::Finished { summary } => summary_lines(summary).join("\n"),
+    }
+}
+
+/// `1 action`, `3 actions`.
+fn count(n: usize, noun: &str) -> String {
+    if n == 1 {
+        format!("1 {noun}")
+    } else {
+        format!("{n} {noun}s")
     }
 }
 
@@ -71,10 +84,10 @@ pub fn summary_lines(summary: &Summary) -> Vec<String> {
         RunOutcome::Failed => "failed",
     };
     out.push(format!(
-        "{} {}: {} actions{}",
+        "{} {}: {}{}",
         format!("{:?}", summary.kind).to_lowercase(),
         outcome,
-        summary.actions.len(),
+        count(summary.actions.len(), "action"),
         if summary.rolled_back.is_empty() {
             String::new()
         } else {
@@ -283,6 +296,7 @@ impl Reporter for LiveProgress {
             Event::StepFailed { .. }
             | Event::RunStarted { .. }
             | Event::RollbackStarted { .. }
+            | Event::PhaseDone { .. }
             | Event::LeftInPlace { .. }
             | Event::Finished { .. } => {
                 for line in event_line(event).lines() {
@@ -373,7 +387,7 @@ mod tests {
             text,
             "T manifest.a: create v1 ConfigMap default/a\n\
              T manifest.a: v1 ConfigMap default/a: waiting for phase Active\n\
-             T apply failed and was rolled back: 1 actions, 1 rolled back\n\
+             T apply failed and was rolled back: 1 action, 1 rolled back\n\
              T   cause: boom\n\
              T   manifest.a create: v1 ConfigMap default/a\n\
              T   rollback manifest.a delete (undo create): v1 ConfigMap default/a\n\

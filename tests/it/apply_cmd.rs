@@ -1094,3 +1094,46 @@ fn a_kind_removed_behind_the_plans_back_is_reported_as_not_installed() {
     );
     assert!(err.contains("is not installed in the cluster"), "{err}");
 }
+
+#[test]
+fn a_phased_apply_reports_one_run_with_a_line_between_phases() {
+    let events = |s: &Setup| -> Vec<Value> {
+        let (code, out, err) = s.apply(&["--output", "json"]);
+        assert_eq!(code, 0, "{out}\n{err}");
+        out.lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let count = |events: &[Value], name: &str| events.iter().filter(|e| e["event"] == name).count();
+    // `consumer` needs the value read from `source`: two phases, one run.
+    let s = Setup::with_plan(PHASED);
+    let phased = events(&s);
+    assert_eq!(count(&phased, "run_started"), 1, "{phased:#?}");
+    assert_eq!(count(&phased, "finished"), 1, "{phased:#?}");
+    let done: Vec<&Value> = phased
+        .iter()
+        .filter(|e| e["event"] == "phase_done")
+        .collect();
+    assert_eq!(done.len(), 1, "{phased:#?}");
+    assert_eq!(done[0]["phase"], 1);
+    // Phase 1 wrote the namespace, `source` and `early`.
+    assert_eq!(done[0]["actions"], 3, "{phased:#?}");
+    let finished = phased.last().unwrap();
+    assert_eq!(finished["event"], "finished");
+    assert_eq!(finished["summary"]["outcome"], "succeeded");
+    let names: Vec<&str> = finished["summary"]["actions"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["object"]["name"].as_str().unwrap())
+        .collect();
+    // Every phase's actions: the first phase's and the second's.
+    for name in ["app", "source", "early", "later", "consumer"] {
+        assert!(names.contains(&name), "{name}: {names:?}");
+    }
+    // One phase: no phase line.
+    let s = Setup::with_plan(SMALL);
+    let single = events(&s);
+    assert_eq!(count(&single, "phase_done"), 0, "{single:#?}");
+    assert_eq!(count(&single, "finished"), 1, "{single:#?}");
+}
