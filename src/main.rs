@@ -28,7 +28,8 @@ fn main() -> std::process::ExitCode {
 
 fn init_tracing(verbose: u8) {
     let default = match verbose {
-        0 => "warn",
+        // kube's client logs every failed request as an error; meshplan reports them itself.
+        0 => "warn,kube_client=off",
         1 => "info",
         2 => "debug",
         _ => "trace",

@@ -15,8 +15,7 @@ use miette::{IntoDiagnostic as _, miette};
 use serde_json::Value;
 
 use crate::apply::{
-    self, Interrupt, PhasedRun, Reporter, ResumeChoice, RunOptions, Summary, adapter,
-    strip_server_fields,
+    self, Interrupt, PhasedRun, Reporter, ResumeChoice, RunOptions, adapter, strip_server_fields,
 };
 use crate::cli::{
     ApplyArgs, DestroyArgs, ExitStatus, OnUnfinished, OutputFormat, PlanInput, RollbackArgs,
@@ -254,7 +253,7 @@ async fn apply_phases(
     // Ctrl-C reaches the engine from here on.
     let mut run = PhasedRun::new();
     let result = run_phases(
-        session, args, first, previous, rendered, options, reporter, interrupt, &mut run,
+        session, first, previous, rendered, options, reporter, interrupt, &mut run,
     )
     .await;
     // A failure between phases (a read that never resolves, an interrupt, a plan error) ends
@@ -262,19 +261,17 @@ async fn apply_phases(
     // --no-rollback, kept with its journal).
     match result {
         Err(error) if run.id().is_some() => {
-            let summary = run
-                .roll_back(
-                    &session.cluster,
-                    store,
-                    options,
-                    reporter,
-                    interrupt,
-                    error.to_string(),
-                )
-                .await;
-            if let Some(summary) = summary {
-                print_summary(&summary, args.output);
-            }
+            // The report (every action, every rollback action) goes out as the run's
+            // `finished` event.
+            run.roll_back(
+                &session.cluster,
+                store,
+                options,
+                reporter,
+                interrupt,
+                error.to_string(),
+            )
+            .await;
             Err(error)
         }
         other => other,
@@ -285,7 +282,6 @@ async fn apply_phases(
 #[allow(clippy::too_many_arguments)]
 async fn run_phases(
     session: &Session,
-    args: &ApplyArgs,
     first: ChangeSet,
     mut previous: BTreeMap<Address, crate::render::PreviousRender>,
     rendered: RenderedLog,
@@ -339,8 +335,8 @@ async fn run_phases(
             .await?;
             applied_any = true;
             if !summary.outcome.is_success() {
-                // The phase's rollback restored what every phase of this apply did.
-                print_summary(&summary, args.output);
+                // The phase's rollback restored what every phase of this apply did; the
+                // report went out as the run's `finished` event.
                 return Ok(ExitStatus::Error);
             }
         }
@@ -393,7 +389,6 @@ async fn run_phases(
     if let Some(summary) = run.close(store, reporter)?
         && !summary.outcome.is_success()
     {
-        print_summary(&summary, args.output);
         return Ok(ExitStatus::Error);
     }
     if !unknown_at_plan.is_empty() {
@@ -526,14 +521,6 @@ async fn show_known_after_apply(session: &Session, nodes: &[String]) {
                 eprintln!("  {a}.value = {shown}");
             }
             _ => eprintln!("  {a}: rendered during apply with the values read"),
-        }
-    }
-}
-
-fn print_summary(summary: &Summary, output: OutputFormat) {
-    if output == OutputFormat::Human {
-        for line in crate::report::progress::summary_lines(summary) {
-            eprintln!("{line}");
         }
     }
 }
@@ -722,7 +709,6 @@ async fn destroy_command(args: DestroyArgs, interrupt: &Interrupt) -> miette::Re
         eprintln!("Destroy complete.");
         Ok(ExitStatus::Success)
     } else {
-        print_summary(&summary, args.output);
         Ok(ExitStatus::Error)
     }
 }
