@@ -93,6 +93,29 @@ pub struct Outcome {
 }
 
 impl Outcome {
+    /// Counts a judged point; true when it passed (its cluster can serve the next point).
+    fn count(
+        &mut self,
+        point: &str,
+        passed: &str,
+        result: Result<Vec<String>, String>,
+        progress: &mut dyn FnMut(&str),
+    ) -> bool {
+        match result {
+            Ok(left) => {
+                self.passed += 1;
+                self.left_in_place += left.len() as u64;
+                progress(&format!("{point}: {passed}{}", listed(&left)));
+                true
+            }
+            Err(e) => {
+                progress(&format!("{point}: FAILED"));
+                self.failures.push(format!("{point}: {e}"));
+                false
+            }
+        }
+    }
+
     pub fn summary(&self) -> String {
         let mut text = format!("{} tried, {} passed", self.tried, self.passed);
         if let Some(w) = self.writes {
@@ -164,27 +187,11 @@ impl ObjectId {
     }
 }
 
-/// Metadata the API server owns.
-const SERVER_METADATA: &[&str] = &[
-    "resourceVersion",
-    "uid",
-    "creationTimestamp",
-    "deletionTimestamp",
-    "deletionGracePeriodSeconds",
-    "generation",
-    "managedFields",
-    "selfLink",
-];
-
+/// The object as compared: without the metadata the API server owns and without status.
 fn normalized(object: &Value) -> Value {
-    let mut object = object.clone();
+    let mut object = meshplan::apply::strip_server_fields(object);
     if let Some(map) = object.as_object_mut() {
         map.remove("status");
-        if let Some(meta) = map.get_mut("metadata").and_then(Value::as_object_mut) {
-            for key in SERVER_METADATA {
-                meta.remove(*key);
-            }
-        }
     }
     object
 }
@@ -537,6 +544,18 @@ fn diff(old: &Value, new: &Value) -> Option<String> {
     )
 }
 
+/// The cluster the last point left (restored exactly), else a fresh one.
+fn reuse_or_start<'a>(
+    slot: &mut Option<Env<'a>>,
+    target: &'a Target,
+    start: &Start,
+) -> Result<Env<'a>, String> {
+    match slot.take() {
+        Some(env) => Ok(env),
+        None => Env::new(target, start),
+    }
+}
+
 /// Writes failed at 1, 2, ... until the apply goes through.
 pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Outcome {
     let mut outcome = Outcome::default();
@@ -545,17 +564,14 @@ pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) ->
         if sweep.limit.is_some_and(|l| outcome.tried >= l) {
             break;
         }
-        let current = match env.take() {
-            Some(e) => e,
-            None => match Env::new(target, &sweep.start) {
-                Ok(e) => e,
-                Err(e) => {
-                    outcome
-                        .failures
-                        .push(format!("setup before write {n}: {e}"));
-                    break;
-                }
-            },
+        let current = match reuse_or_start(&mut env, target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                outcome
+                    .failures
+                    .push(format!("setup before write {n}: {e}"));
+                break;
+            }
         };
         current.sandbox.clear_faults();
         let seen = current.sandbox.audit().last().map_or(0, |e| e.seq);
@@ -592,17 +608,14 @@ pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) ->
             break;
         }
         outcome.tried += 1;
-        match current.judge(&run) {
-            Ok(left) => {
-                outcome.passed += 1;
-                outcome.left_in_place += left.len() as u64;
-                progress(&format!("write {n}: rolled back exactly{}", listed(&left)));
-                env = Some(current);
-            }
-            Err(e) => {
-                progress(&format!("write {n}: FAILED"));
-                outcome.failures.push(format!("write {n}: {e}"));
-            }
+        let result = current.judge(&run);
+        if outcome.count(
+            &format!("write {n}"),
+            "rolled back exactly",
+            result,
+            progress,
+        ) {
+            env = Some(current);
         }
     }
     outcome
@@ -704,15 +717,12 @@ pub fn waits(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> 
         if sweep.limit.is_some_and(|l| outcome.tried >= l) {
             break;
         }
-        let current = match env.take() {
-            Some(e) => e,
-            None => match Env::new(target, &sweep.start) {
-                Ok(e) => e,
-                Err(e) => {
-                    outcome.failures.push(format!("setup before {node}: {e}"));
-                    break;
-                }
-            },
+        let current = match reuse_or_start(&mut env, target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                outcome.failures.push(format!("setup before {node}: {e}"));
+                break;
+            }
         };
         // A copy of the plan's directory (relative files), with the changed plan in it.
         let plan_dir = target.plan.parent().unwrap_or(Path::new("."));
@@ -751,20 +761,8 @@ pub fn waits(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> 
         } else {
             Err(format!("no wait timed out:\n{}", run.text()))
         };
-        match result {
-            Ok(left) => {
-                outcome.passed += 1;
-                outcome.left_in_place += left.len() as u64;
-                progress(&format!(
-                    "{node}: timed out and rolled back exactly{}",
-                    listed(&left)
-                ));
-                env = Some(current);
-            }
-            Err(e) => {
-                progress(&format!("{node}: FAILED"));
-                outcome.failures.push(format!("{node}: {e}"));
-            }
+        if outcome.count(&node, "timed out and rolled back exactly", result, progress) {
+            env = Some(current);
         }
     }
     outcome

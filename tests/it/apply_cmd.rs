@@ -963,34 +963,14 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     assert_ne!(ns.code, 0, "{}", ns.stdout);
 }
 
-/// The Widget CRD.
-const WIDGET_CRD: &str = "apiVersion: apiextensions.k8s.io/v1
-kind: CustomResourceDefinition
-metadata:
-  name: widgets.example.com
-spec:
-  group: example.com
-  scope: Namespaced
-  names: {plural: widgets, singular: widget, kind: Widget}
-  versions:
-  - name: v1
-    served: true
-    storage: true
-    schema:
-      openAPIV3Schema:
-        type: object
-        properties:
-          spec:
-            type: object
-            properties:
-              size: {type: integer}
-";
-
 /// A plan of two Widgets (read with one LIST), and of their CRD when `with_crd`.
 fn widgets(with_crd: bool) -> String {
     let mut text = String::from("[plan]\nname = \"widgets\"\n");
     if with_crd {
-        text.push_str(&format!("\n[manifest.crd]\nyaml = '''\n{WIDGET_CRD}'''\n"));
+        text.push_str(&format!(
+            "\n[manifest.crd]\nyaml = '''\n{}'''\n",
+            crate::sandbox::WIDGET_CRD
+        ));
     }
     text.push_str("\n[manifest.widget]\nnamespace = \"default\"\n");
     if with_crd {
@@ -1068,7 +1048,7 @@ fn a_crd_deleted_behind_the_plans_back_is_planned_again_despite_the_cached_disco
 fn a_kind_removed_behind_the_plans_back_is_reported_as_not_installed() {
     // The cluster has the CRD; the plan has only Widgets.
     let s = Setup::with_plan(&widgets(false));
-    s.cluster.apply("crd.yaml", WIDGET_CRD).ok();
+    s.cluster.apply("crd.yaml", crate::sandbox::WIDGET_CRD).ok();
     s.cluster
         .kubectl(&[
             "wait",
