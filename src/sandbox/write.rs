@@ -7,6 +7,8 @@
 //! 3. maintain `metadata.managedFields` through [`super::fieldmanager`];
 //! 4. [`commit`] it unless nothing changed (the no-op rule) or it is a dry run.
 
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
 use super::fieldmanager::{self, Context, ListType, ListTypes};
@@ -562,6 +564,70 @@ fn prepare(
     Ok(obj)
 }
 
+/// A core/v1 Secret as the API server stores it: what its v1 → internal conversion
+/// (`Convert_v1_Secret_To_core_Secret`) and defaulting (`SetDefaults_Secret`) do on every
+/// write. Each `stringData` key goes base64-encoded into `data` (winning over a `data` key of
+/// the same name), `stringData` itself is never kept, and an absent or empty `type` becomes
+/// `Opaque`. `data` keys come out sorted, as the server's JSON encoding of a map writes them.
+///
+/// Non-apply writes fold before the managed fields are computed (the server converts the body
+/// before its field manager sees it, so the writer owns `f:data` keys); server-side apply folds
+/// after (the field manager merges the versioned configuration, so the applier owns
+/// `f:stringData` keys and nobody owns the folded `data` keys).
+fn fold_secret(ty: &ResourceType, obj: &mut Value) -> Result<(), ApiError> {
+    if !ty.is_secret() {
+        return Ok(());
+    }
+    let Some(map) = obj.as_object_mut() else {
+        return Ok(());
+    };
+    let strings = match map.shift_remove("stringData") {
+        None | Some(Value::Null) => Map::new(),
+        Some(Value::Object(strings)) => strings,
+        Some(other) => {
+            return Err(secret_decode_error(&format!(
+                "cannot unmarshal {} into Go struct field Secret.stringData of type map[string]string",
+                json_type(&other)
+            )));
+        }
+    };
+    if !strings.is_empty() {
+        let mut data = match map.shift_remove("data") {
+            Some(Value::Object(data)) => data,
+            _ => Map::new(),
+        };
+        for (k, v) in strings {
+            let text = match v {
+                Value::String(text) => text,
+                Value::Null => String::new(),
+                other => {
+                    return Err(secret_decode_error(&format!(
+                        "cannot unmarshal {} into Go struct field Secret.stringData of type string",
+                        json_type(&other)
+                    )));
+                }
+            };
+            data.insert(k, json!(BASE64.encode(text.as_bytes())));
+        }
+        data.sort_keys();
+        map.insert("data".into(), Value::Object(data));
+    }
+    let typed = map
+        .get("type")
+        .and_then(Value::as_str)
+        .is_some_and(|t| !t.is_empty());
+    if !typed {
+        map.insert("type".into(), json!("Opaque"));
+    }
+    Ok(())
+}
+
+fn secret_decode_error(detail: &str) -> ApiError {
+    ApiError::bad_request(format!(
+        "Secret in version \"v1\" cannot be handled as a Secret: json: {detail}"
+    ))
+}
+
 /// `apiVersion`, `kind`, `metadata` first, the rest in the client's order.
 fn canonical_order(obj: &mut Value) {
     if let Some(map) = obj.as_object_mut() {
@@ -863,7 +929,7 @@ fn write_update(
     manager: &str,
 ) -> Result<Written, ApiError> {
     let mut warnings = Vec::new();
-    let prepared = prepare(
+    let mut prepared = prepare(
         ty,
         live.as_ref(),
         candidate,
@@ -873,6 +939,7 @@ fn write_update(
         Some(opts.validation),
         &mut warnings,
     )?;
+    fold_secret(ty, &mut prepared)?;
     let name = meta_str(&prepared, "name").unwrap_or_default().to_string();
     let key = object_key(ty, namespace, &name);
     if live.is_none() {
@@ -1163,7 +1230,10 @@ fn apply(
     // Fields the server set while preparing (a namespace's label and finalizer, a CRD's
     // defaulted names, schema defaults) belong to the request's manager, as they would after
     // a create or update, so the object never ends up untracked.
-    let prepared = fieldmanager::update(Some(&merged), &prepared, &c);
+    let mut prepared = fieldmanager::update(Some(&merged), &prepared, &c);
+    // A Secret's stringData is folded into data after the field manager, as the real server
+    // converts the merged object only then: the Apply entry keeps `f:stringData`.
+    fold_secret(ty, &mut prepared)?;
     let object = commit(st, ty, key, live.as_ref(), prepared, opts.dry_run);
     Ok(Written {
         object: present(ty, object),

@@ -1117,3 +1117,68 @@ fn a_phased_apply_reports_one_run_with_a_line_between_phases() {
     assert_eq!(count(&single, "phase_done"), 0, "{single:#?}");
     assert_eq!(count(&single, "finished"), 1, "{single:#?}");
 }
+
+const STRING_DATA_SECRET: &str = r#"
+[plan]
+name = "secrets"
+
+[manifest.s]
+namespace = "default"
+yaml = '''
+apiVersion: v1
+kind: Secret
+metadata:
+  name: creds
+stringData:
+  user: admin
+  password: s3cret
+'''
+"#;
+
+#[test]
+fn a_key_dropped_from_a_secrets_string_data_is_planned_and_removed() {
+    // The API server folds stringData into data after server-side apply has merged: an
+    // applier of stringData would own no data key, and a dropped key would stay for ever
+    // while the plan said "No changes". meshplan applies such a Secret as data.
+    let s = Setup::with_plan(STRING_DATA_SECRET);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let secret = s
+        .cluster
+        .get_json(&["secret", "creds", "--show-managed-fields"]);
+    assert_eq!(
+        secret["data"],
+        serde_json::json!({"password": "czNjcmV0", "user": "YWRtaW4="})
+    );
+    let entries = secret["metadata"]["managedFields"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    assert_eq!(entries[0]["manager"], "meshplan");
+    assert_eq!(
+        entries[0]["fieldsV1"]["f:data"],
+        serde_json::json!({"f:password": {}, "f:user": {}})
+    );
+    assert!(entries[0]["fieldsV1"].get("f:stringData").is_none());
+
+    // Unchanged: nothing to plan, nothing written.
+    let before = s.writes();
+    let rv = s.cluster.rv(&["secret", "creds"]);
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+
+    // Without `user`: planned as a change, and applied away.
+    std::fs::write(&s.plan, STRING_DATA_SECRET.replace("  user: admin\n", "")).unwrap();
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("0 to add, 1 to change, 0 to destroy"), "{out}");
+    assert!(!out.contains("YWRtaW4="), "a secret value was shown: {out}");
+    assert_eq!(s.writes(), before);
+    assert_eq!(s.cluster.rv(&["secret", "creds"]), rv);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(
+        s.cluster.get_json(&["secret", "creds"])["data"],
+        serde_json::json!({"password": "czNjcmV0"})
+    );
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}

@@ -693,3 +693,250 @@ fn get_with_small_chunks_lists_everything() {
     let out = c.kubectl(&["get", "cm", "--chunk-size=1", "-o", "name"]);
     assert_eq!(out.ok(), "configmap/a1\nconfigmap/a2\nconfigmap/a3\n");
 }
+
+// Secrets: the API server folds `stringData` into base64 `data` on every write, never stores
+// or returns `stringData`, and defaults `type` to Opaque.
+
+const SECRET_S1: &str = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s1\n  namespace: default\nstringData:\n  user: admin\n  password: s3cret\n";
+
+/// The managedFields entries of a Secret as (manager, operation, fieldsV1).
+fn managed_entries(c: &Cluster, name: &str) -> Vec<(String, String, serde_json::Value)> {
+    let s = c.get_json(&["secret", name, "--show-managed-fields"]);
+    s["metadata"]["managedFields"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| {
+            (
+                e["manager"].as_str().unwrap().to_string(),
+                e["operation"].as_str().unwrap().to_string(),
+                e["fieldsV1"].clone(),
+            )
+        })
+        .collect()
+}
+
+/// `kubectl get secret NAME` as (type, data count).
+fn secret_row(c: &Cluster, name: &str) -> (String, String) {
+    let out = c.kubectl(&["get", "secret", name]);
+    let lines: Vec<Vec<String>> = out
+        .ok()
+        .lines()
+        .map(|l| l.split_whitespace().map(str::to_string).collect())
+        .collect();
+    assert_eq!(lines[0][..3], ["NAME", "TYPE", "DATA"], "{}", out.stdout);
+    assert_eq!(lines[1][0], name, "{}", out.stdout);
+    (lines[1][1].clone(), lines[1][2].clone())
+}
+
+#[test]
+fn secret_string_data_server_side_apply_is_stored_as_data() {
+    let c = Cluster::start();
+    let out = c.apply("s1.yaml", SECRET_S1);
+    assert_eq!(out.ok(), "secret/s1 serverside-applied\n");
+    let s = c.get_json(&["secret", "s1"]);
+    assert_eq!(
+        s["data"],
+        serde_json::json!({"password": "czNjcmV0", "user": "YWRtaW4="})
+    );
+    assert!(s.get("stringData").is_none(), "{s}");
+    assert_eq!(s["type"], "Opaque");
+    assert_eq!(secret_row(&c, "s1"), ("Opaque".into(), "2".into()));
+    // The applier owns what it applied (stringData), not the folded data, and not the type
+    // the server defaulted after the merge.
+    assert_eq!(
+        managed_entries(&c, "s1"),
+        vec![(
+            "kubectl".to_string(),
+            "Apply".to_string(),
+            serde_json::json!({"f:stringData": {"f:password": {}, "f:user": {}}})
+        )]
+    );
+    // Nothing to change: kubectl diff compares the dry-run result, folded the same way.
+    let f = c.file("s1.yaml", SECRET_S1);
+    let diff = c.kubectl(&["diff", "--server-side", "-f", &f]);
+    assert_eq!(diff.code, 0, "{}{}", diff.stdout, diff.stderr);
+    assert_eq!(diff.stdout, "");
+    // A server dry run answers the folded object too.
+    let dry = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--dry-run=server",
+        "-o",
+        "json",
+        "-f",
+        &f,
+    ]);
+    let dry: serde_json::Value = serde_json::from_str(dry.ok()).unwrap();
+    assert_eq!(dry["data"], s["data"]);
+    assert!(dry.get("stringData").is_none(), "{dry}");
+}
+
+#[test]
+fn secret_string_data_reapply_keeps_data_and_ownership() {
+    let c = Cluster::start();
+    c.apply("s1.yaml", SECRET_S1).ok();
+    let first = c.get_json(&["secret", "s1"]);
+    let owned = managed_entries(&c, "s1");
+    c.apply("s1.yaml", SECRET_S1).ok();
+    let second = c.get_json(&["secret", "s1"]);
+    assert_eq!(second["data"], first["data"]);
+    assert!(second.get("stringData").is_none(), "{second}");
+    assert_eq!(managed_entries(&c, "s1"), owned);
+    // Another manager applying the very same stringData conflicts: against the stored object
+    // (no stringData) its keys are additions, and kubectl owns them.
+    let f = c.file("s1.yaml", SECRET_S1);
+    let out = c.kubectl(&["apply", "--server-side", "--field-manager=other", "-f", &f]);
+    let err = out.failed();
+    assert!(err.contains("Apply failed with 2 conflicts"), "{err}");
+    assert!(err.contains(".stringData.password"), "{err}");
+    assert!(err.contains(".stringData.user"), "{err}");
+}
+
+#[test]
+fn secret_string_data_reapply_in_a_later_second_writes_like_a_real_server() {
+    // On a real API server the field manager sees the applied stringData as a change against
+    // the stored object (which has none), so it renews the Apply entry's time, and the object
+    // is written again once that time, in whole seconds, differs (kubernetes#96841). The same
+    // Secret applied as data is a true no-op.
+    let c = Cluster::start();
+    let as_data = SECRET_S1
+        .replace("name: s1", "name: s2")
+        .replace("stringData:", "data:")
+        .replace("admin", "YWRtaW4=")
+        .replace("s3cret", "czNjcmV0");
+    c.apply("s1.yaml", SECRET_S1).ok();
+    c.apply("s2.yaml", &as_data).ok();
+    let s1 = c.get_json(&["secret", "s1", "--show-managed-fields"]);
+    let s2_rv = c.rv(&["secret", "s2"]);
+    std::thread::sleep(Duration::from_millis(1100));
+    c.apply("s1.yaml", SECRET_S1).ok();
+    c.apply("s2.yaml", &as_data).ok();
+    let again = c.get_json(&["secret", "s1", "--show-managed-fields"]);
+    assert_ne!(
+        again["metadata"]["resourceVersion"],
+        s1["metadata"]["resourceVersion"]
+    );
+    assert_ne!(
+        again["metadata"]["managedFields"][0]["time"],
+        s1["metadata"]["managedFields"][0]["time"]
+    );
+    assert_eq!(
+        again["metadata"]["managedFields"][0]["fieldsV1"],
+        s1["metadata"]["managedFields"][0]["fieldsV1"]
+    );
+    assert_eq!(again["data"], s1["data"]);
+    assert_eq!(c.rv(&["secret", "s2"]), s2_rv);
+    assert_eq!(
+        c.get_json(&["secret", "s2"])["data"],
+        s1["data"],
+        "data and stringData store the same bytes"
+    );
+}
+
+#[test]
+fn secret_string_data_changes_reach_data() {
+    let c = Cluster::start();
+    c.apply("s1.yaml", SECRET_S1).ok();
+    let before = c.rv(&["secret", "s1"]);
+    c.apply("s1.yaml", &SECRET_S1.replace("s3cret", "n3w")).ok();
+    let s = c.get_json(&["secret", "s1"]);
+    assert_ne!(s["metadata"]["resourceVersion"], before.as_str());
+    assert_eq!(s["data"]["password"], "bjN3");
+    assert_eq!(s["data"]["user"], "YWRtaW4=");
+    // A key no longer applied under stringData leaves the applier's fields but stays in
+    // data: the applier never owned data.user (the known snag of stringData with
+    // server-side apply).
+    let only_password = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s1\n  namespace: default\nstringData:\n  password: n3w\n";
+    c.apply("s1.yaml", only_password).ok();
+    let s = c.get_json(&["secret", "s1"]);
+    assert_eq!(s["data"]["user"], "YWRtaW4=");
+    assert_eq!(
+        managed_entries(&c, "s1"),
+        vec![(
+            "kubectl".to_string(),
+            "Apply".to_string(),
+            serde_json::json!({"f:stringData": {"f:password": {}}})
+        )]
+    );
+    // stringData wins over a data key of the same name in the same write.
+    let both = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s1\n  namespace: default\ndata:\n  password: b2xk\n  extra: eA==\nstringData:\n  user: admin\n  password: n3wer\n";
+    c.apply("s1.yaml", both).ok();
+    let s = c.get_json(&["secret", "s1"]);
+    assert_eq!(s["data"]["password"], "bjN3ZXI=");
+    assert_eq!(s["data"]["extra"], "eA==");
+}
+
+#[test]
+fn secret_string_data_client_side_apply_and_create_store_data() {
+    let c = Cluster::start();
+    let f = c.file("s1.yaml", SECRET_S1);
+    assert_eq!(c.kubectl(&["apply", "-f", &f]).ok(), "secret/s1 created\n");
+    let s = c.get_json(&["secret", "s1"]);
+    assert_eq!(
+        s["data"],
+        serde_json::json!({"password": "czNjcmV0", "user": "YWRtaW4="})
+    );
+    assert!(s.get("stringData").is_none(), "{s}");
+    assert_eq!(s["type"], "Opaque");
+    // A create converts the body before its field manager runs: the writer owns data keys
+    // and the defaulted type.
+    let entries = managed_entries(&c, "s1");
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let (manager, operation, fields) = &entries[0];
+    assert_eq!(manager, "kubectl-client-side-apply");
+    assert_eq!(operation, "Update");
+    assert!(fields["f:data"]["f:password"].is_object(), "{fields}");
+    assert!(fields["f:data"]["f:user"].is_object(), "{fields}");
+    assert!(fields["f:type"].is_object(), "{fields}");
+    assert!(fields.get("f:stringData").is_none(), "{fields}");
+    // Re-applying: kubectl sends stringData again (the live object has none), the server
+    // folds it to the same data and writes nothing.
+    let rv = c.rv(&["secret", "s1"]);
+    c.kubectl(&["apply", "-f", &f]).ok();
+    assert_eq!(c.rv(&["secret", "s1"]), rv);
+    let g = c.file("s1b.yaml", &SECRET_S1.replace("s3cret", "n3w"));
+    c.kubectl(&["apply", "-f", &g]).ok();
+    assert_eq!(c.get_json(&["secret", "s1"])["data"]["password"], "bjN3");
+
+    let h = c.file(
+        "s3.yaml",
+        "apiVersion: v1\nkind: Secret\nmetadata:\n  name: s3\n  namespace: default\ntype: example.com/token\nstringData:\n  token: abc\n",
+    );
+    assert_eq!(c.kubectl(&["create", "-f", &h]).ok(), "secret/s3 created\n");
+    let s3 = c.get_json(&["secret", "s3"]);
+    assert_eq!(s3["data"], serde_json::json!({"token": "YWJj"}));
+    assert!(s3.get("stringData").is_none(), "{s3}");
+    assert_eq!(s3["type"], "example.com/token");
+    assert_eq!(secret_row(&c, "s1"), ("Opaque".into(), "2".into()));
+    assert_eq!(
+        secret_row(&c, "s3"),
+        ("example.com/token".into(), "1".into())
+    );
+}
+
+#[test]
+fn secret_string_data_that_is_not_a_string_map_is_a_decoding_error() {
+    let c = Cluster::start();
+    let f = c.file(
+        "bad.json",
+        r#"{"apiVersion":"v1","kind":"Secret","metadata":{"name":"bad"},"stringData":{"n":1}}"#,
+    );
+    let out = c.kubectl(&[
+        "create",
+        "--raw",
+        "/api/v1/namespaces/default/secrets",
+        "-f",
+        &f,
+    ]);
+    let err = out.failed();
+    assert!(
+        err.contains("Error from server (BadRequest): Secret in version \"v1\" cannot be handled as a Secret: json: cannot unmarshal number into Go struct field Secret.stringData of type string"),
+        "{err}"
+    );
+    assert!(
+        c.kubectl(&["get", "secret", "bad"])
+            .failed()
+            .contains("NotFound")
+    );
+}
