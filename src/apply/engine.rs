@@ -1104,7 +1104,15 @@ pub async fn apply_phase(
                 .root_cause
                 .unwrap_or_else(|| "stopped at once by a second interrupt".to_owned()),
         );
-        summary.next_step = Some(resume_hint(&run.run));
+        summary.next_step = Some(match in_flight(store, &run.run).as_slice() {
+            [] => resume_hint(&run.run),
+            steps => format!(
+                "{}; in flight when it stopped (their outcome is unknown; the rollback reads \
+                 them back): {}",
+                resume_hint(&run.run),
+                steps.join(", ")
+            ),
+        });
         return Ok(finish(reporter, summary));
     };
     summary.skipped = units
@@ -1146,6 +1154,18 @@ pub async fn apply_phase(
     let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&phased.deps), interrupt).await;
     rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
     Ok(finish(reporter, summary))
+}
+
+/// The steps of `run` that began and never ended (`node object`), from its journal.
+fn in_flight(store: &dyn StateStore, run: &str) -> Vec<String> {
+    let Ok(runs) = store.unfinished_runs() else {
+        return Vec::new();
+    };
+    runs.iter()
+        .filter(|r| r.run.run == run)
+        .flat_map(|r| r.open_steps())
+        .map(|e| format!("{} {}", e.node, e.object))
+        .collect()
 }
 
 /// What to tell the user when a run left a journal.

@@ -535,6 +535,12 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
         !err.contains("rolling back:"),
         "no rollback was started: {err}"
     );
+    // The report names the write it abandoned.
+    assert!(
+        err.contains("in flight when it stopped")
+            && err.contains("manifest.web apps/v1 Deployment app/web"),
+        "{err}"
+    );
     // The write held was the apply's own, not one of its plan's dry runs.
     assert_eq!(dry_runs(&s), 2 * planned, "{err}");
     // What was written stays, with the journal.
