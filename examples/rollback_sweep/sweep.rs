@@ -151,7 +151,7 @@ impl Run {
 }
 
 /// The cluster and state as compared between runs.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, Default, PartialEq)]
 struct Snapshot {
     /// Objects no controller made, normalized, by `group/resource namespace/name`.
     objects: BTreeMap<String, Value>,
@@ -246,14 +246,7 @@ impl<'a> Env<'a> {
             dir,
             kubeconfig,
             state,
-            baseline: Snapshot {
-                objects: BTreeMap::new(),
-                refs: BTreeMap::new(),
-                derived: Vec::new(),
-                uids: BTreeSet::new(),
-                records: String::new(),
-                unfinished: false,
-            },
+            baseline: Snapshot::default(),
         };
         for manifest in &target.cluster {
             let path = manifest.to_string_lossy().into_owned();
@@ -392,14 +385,7 @@ impl<'a> Env<'a> {
     }
 
     fn snapshot(&self) -> Result<Snapshot, String> {
-        let mut snap = Snapshot {
-            objects: BTreeMap::new(),
-            refs: BTreeMap::new(),
-            derived: Vec::new(),
-            uids: BTreeSet::new(),
-            records: String::new(),
-            unfinished: false,
-        };
+        let mut snap = Snapshot::default();
         for ((group, resource, namespace, name), object) in self.sandbox.objects() {
             if resource == "events" {
                 continue;
