@@ -41,8 +41,8 @@ pub trait KindScopes: Send + Sync {
 }
 
 /// The group of an `apiVersion` (`""` for the core group).
-pub fn group_of(api_version: &str) -> &str {
-    api_version.rsplit_once('/').map(|(g, _)| g).unwrap_or("")
+fn group_of(api_version: &str) -> &str {
+    crate::cluster::split_api_version(api_version).0
 }
 
 /// The cluster's discovery: a kind is scoped as any served version of its group says.
