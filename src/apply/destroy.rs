@@ -54,6 +54,31 @@ pub struct DestroyRequest {
     pub take_foreign: bool,
 }
 
+impl DestroyRequest {
+    /// The nodes to destroy among the `recorded` ones: the targets and every node depending
+    /// on them, or everything.
+    pub fn selected_nodes(&self, recorded: &BTreeSet<String>) -> BTreeSet<String> {
+        let Some(targets) = &self.targets else {
+            return recorded.clone();
+        };
+        let mut selected: BTreeSet<String> = targets.clone();
+        let mut changed = true;
+        while changed {
+            changed = false;
+            for n in &self.nodes {
+                if !selected.contains(&n.address)
+                    && n.depends_on.iter().any(|d| selected.contains(d))
+                {
+                    selected.insert(n.address.clone());
+                    changed = true;
+                }
+            }
+        }
+        selected.retain(|n| recorded.contains(n));
+        selected
+    }
+}
+
 /// Objects a namespace gets by itself, never counted as foreign.
 const AUTOMATIC: &[(&str, &str, &str)] = &[
     ("", "ServiceAccount", "default"),
@@ -259,26 +284,6 @@ impl DestroyRunner<'_> {
     }
 }
 
-/// The nodes to destroy: the targets and every node depending on them, or everything.
-fn selected_nodes(request: &DestroyRequest, recorded: &BTreeSet<String>) -> BTreeSet<String> {
-    let Some(targets) = &request.targets else {
-        return recorded.clone();
-    };
-    let mut selected: BTreeSet<String> = targets.clone();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for n in &request.nodes {
-            if !selected.contains(&n.address) && n.depends_on.iter().any(|d| selected.contains(d)) {
-                selected.insert(n.address.clone());
-                changed = true;
-            }
-        }
-    }
-    selected.retain(|n| recorded.contains(n));
-    selected
-}
-
 /// Deletes what the plan owns (see the module overview). Fails before deleting anything when
 /// the state holds an unfinished run, a selected node has `prevent_destroy`, or the
 /// dependencies form a cycle; everything after that is in the returned report.
@@ -298,7 +303,7 @@ pub async fn destroy(
         by_node.entry(r.node.clone()).or_default().push(r);
     }
     let recorded: BTreeSet<String> = by_node.keys().cloned().collect();
-    let selected = selected_nodes(request, &recorded);
+    let selected = request.selected_nodes(&recorded);
     let prevented: Vec<String> = request
         .nodes
         .iter()

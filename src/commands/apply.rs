@@ -30,7 +30,7 @@ use crate::report::{HumanOptions, render_human};
 use crate::state::{self, SledStore, StateStore, WriteBatch, WriterLock};
 
 use super::plan::{RenderedLog, Session, SessionArgs, load_previous, store_previous};
-use super::unless_interrupted;
+use super::{unless_interrupted, with_ctrl_c};
 
 /// How many planning rounds an apply may take before it gives up (reads that never resolve).
 const MAX_PHASES: usize = 16;
@@ -103,11 +103,7 @@ fn is_saved(path: &std::path::Path) -> bool {
 pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C is taken from the start: before the change set is confirmed it ends the command
     // (nothing was written, the lock is released); after, the engine stops and rolls back.
-    let interrupt = Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result = apply_command(args, &interrupt).await;
-    listener.abort();
-    result
+    with_ctrl_c(|interrupt| async move { apply_command(args, &interrupt).await }).await
 }
 
 async fn apply_command(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
@@ -610,11 +606,7 @@ fn check_saved(
 
 pub async fn destroy(args: DestroyArgs) -> miette::Result<ExitStatus> {
     // As for apply: before the confirmation Ctrl-C ends the command, after it the engine stops.
-    let interrupt = Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result = destroy_command(args, &interrupt).await;
-    listener.abort();
-    result
+    with_ctrl_c(|interrupt| async move { destroy_command(args, &interrupt).await }).await
 }
 
 async fn destroy_command(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
@@ -655,7 +647,8 @@ async fn destroy_command(args: DestroyArgs, interrupt: &Interrupt) -> miette::Re
     );
     // The selected nodes (the targets and the nodes depending on them); protected ones refuse.
     let records = store.objects()?;
-    let selected = selected_for_display(&request, &records);
+    let recorded: BTreeSet<String> = records.iter().map(|r| r.node.clone()).collect();
+    let selected = request.selected_nodes(&recorded);
     let prevented: Vec<&str> = request
         .nodes
         .iter()
@@ -713,43 +706,18 @@ async fn destroy_command(args: DestroyArgs, interrupt: &Interrupt) -> miette::Re
     }
 }
 
-/// The nodes a destroy request selects among the recorded ones (as `apply::destroy` does).
-fn selected_for_display(
-    request: &apply::DestroyRequest,
-    records: &[state::ObjectRecord],
-) -> BTreeSet<String> {
-    let recorded: BTreeSet<String> = records.iter().map(|r| r.node.clone()).collect();
-    let Some(targets) = &request.targets else {
-        return recorded;
-    };
-    let mut selected = targets.clone();
-    let mut changed = true;
-    while changed {
-        changed = false;
-        for n in &request.nodes {
-            if !selected.contains(&n.address) && n.depends_on.iter().any(|d| selected.contains(d)) {
-                selected.insert(n.address.clone());
-                changed = true;
-            }
-        }
-    }
-    selected.retain(|n| recorded.contains(n));
-    selected
-}
-
 pub async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C stops the rollback where it is (its journal keeps what is left, as after a
     // crash) and releases the writer lock.
-    let interrupt = Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result = unless_interrupted(
-        &interrupt,
-        "interrupted: the rollback stopped; its journal keeps what is left (run `meshplan rollback` again)",
-        rollback_command(args),
-    )
-    .await;
-    listener.abort();
-    result
+    with_ctrl_c(|interrupt| async move {
+        unless_interrupted(
+            &interrupt,
+            "interrupted: the rollback stopped; its journal keeps what is left (run `meshplan rollback` again)",
+            rollback_command(args),
+        )
+        .await
+    })
+    .await
 }
 
 async fn rollback_command(args: RollbackArgs) -> miette::Result<ExitStatus> {

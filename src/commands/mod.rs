@@ -27,6 +27,20 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     }
 }
 
+/// Runs `command` with Ctrl-C taken from its start (instead of ending the process), for the
+/// commands that hold the state's writer lock.
+async fn with_ctrl_c<F, Fut>(command: F) -> miette::Result<ExitStatus>
+where
+    F: FnOnce(crate::apply::Interrupt) -> Fut,
+    Fut: Future<Output = miette::Result<ExitStatus>>,
+{
+    let interrupt = crate::apply::Interrupt::new();
+    let listener = interrupt.listen_for_ctrl_c();
+    let result = command(interrupt).await;
+    listener.abort();
+    result
+}
+
 /// Runs `step` unless Ctrl-C comes first: then the command ends with `message`. Dropping
 /// `step` drops what it holds, the state's writer lock first (a Ctrl-C that ended the
 /// process would leave the lock behind, stale). Only for steps that write nothing to the

@@ -14,7 +14,7 @@ use miette::{IntoDiagnostic as _, miette};
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::{Cluster, ConnectOptions, Discovery, KubeCluster};
-use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_node};
+use crate::diff::render_bridge::{RenderStage, StateRenderCache, desired_nodes};
 use crate::diff::saved::{self, InputDigests, SavedChangeSet, StateRef};
 use crate::diff::{ChangeSet, PlanError, PlanRequest, RenderFailure};
 use crate::load::{LoadedPlan, load};
@@ -163,13 +163,11 @@ impl Session {
 
 pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C ends the plan with the writer lock released.
-    let interrupt = crate::apply::Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result =
+    super::with_ctrl_c(|interrupt| async move {
         super::unless_interrupted(&interrupt, "interrupted while planning", plan_command(args))
-            .await;
-    listener.abort();
-    result
+            .await
+    })
+    .await
 }
 
 async fn plan_command(args: PlanArgs) -> miette::Result<ExitStatus> {
@@ -339,45 +337,17 @@ impl crate::diff::Renderer for RecordingStage<'_, '_> {
         reads: &'a BTreeMap<Address, crate::diff::ReadValue>,
     ) -> futures::future::BoxFuture<'a, Result<Vec<crate::diff::DesiredNode>, RenderFailure>> {
         Box::pin(async move {
-            if nodes.is_empty() {
-                return Ok(Vec::new());
-            }
-            let inputs = render::RenderInputs {
-                reads: reads
-                    .iter()
-                    .map(|(a, r)| {
-                        (
-                            a.clone(),
-                            render::ReadValue {
-                                value: r.value.clone(),
-                                sensitive: r.sensitive,
-                            },
-                        )
-                    })
-                    .collect(),
-                previous: self.inner.previous.clone(),
-                targets: Some(nodes.iter().cloned().collect()),
-                ..render::RenderInputs::default()
-            };
-            let mut rendered = self
-                .inner
-                .renderer
-                .render(self.inner.plan, &inputs)
-                .await
-                .map_err(|e| Box::new(e) as RenderFailure)?;
+            let rendered = self.inner.render_nodes(nodes, reads).await?;
             if let Some(log) = self.log
                 && let Ok(mut log) = log.lock()
             {
-                for (address, node) in &rendered.nodes {
+                for (address, node) in &rendered {
                     if matches!(node.status, render::NodeStatus::Rendered) {
                         log.insert(address.clone(), node.to_previous());
                     }
                 }
             }
-            Ok(nodes
-                .iter()
-                .filter_map(|a| rendered.nodes.remove(a).map(desired_node))
-                .collect())
+            Ok(desired_nodes(nodes, rendered))
         })
     }
 }

@@ -20,6 +20,43 @@ pub struct RenderStage<'p> {
     pub previous: BTreeMap<Address, PreviousRender>,
 }
 
+impl RenderStage<'_> {
+    /// Renders `nodes` with the values read so far, as the renderer gives them (nothing for
+    /// no nodes).
+    pub async fn render_nodes(
+        &self,
+        nodes: &[Address],
+        reads: &BTreeMap<Address, ReadValue>,
+    ) -> Result<BTreeMap<Address, NodeRender>, RenderFailure> {
+        if nodes.is_empty() {
+            return Ok(BTreeMap::new());
+        }
+        let inputs = RenderInputs {
+            reads: reads
+                .iter()
+                .map(|(a, r)| {
+                    (
+                        a.clone(),
+                        render::ReadValue {
+                            value: r.value.clone(),
+                            sensitive: r.sensitive,
+                        },
+                    )
+                })
+                .collect(),
+            previous: self.previous.clone(),
+            targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
+            ..RenderInputs::default()
+        };
+        let rendered = self
+            .renderer
+            .render(self.plan, &inputs)
+            .await
+            .map_err(|e| Box::new(e) as RenderFailure)?;
+        Ok(rendered.nodes)
+    }
+}
+
 impl Renderer for RenderStage<'_> {
     fn render<'a>(
         &'a self,
@@ -27,37 +64,21 @@ impl Renderer for RenderStage<'_> {
         reads: &'a BTreeMap<Address, ReadValue>,
     ) -> BoxFuture<'a, Result<Vec<DesiredNode>, RenderFailure>> {
         Box::pin(async move {
-            if nodes.is_empty() {
-                return Ok(Vec::new());
-            }
-            let inputs = RenderInputs {
-                reads: reads
-                    .iter()
-                    .map(|(a, r)| {
-                        (
-                            a.clone(),
-                            render::ReadValue {
-                                value: r.value.clone(),
-                                sensitive: r.sensitive,
-                            },
-                        )
-                    })
-                    .collect(),
-                previous: self.previous.clone(),
-                targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
-                ..RenderInputs::default()
-            };
-            let mut rendered = self
-                .renderer
-                .render(self.plan, &inputs)
-                .await
-                .map_err(|e| Box::new(e) as RenderFailure)?;
-            Ok(nodes
-                .iter()
-                .filter_map(|a| rendered.nodes.remove(a).map(desired_node))
-                .collect())
+            let rendered = self.render_nodes(nodes, reads).await?;
+            Ok(desired_nodes(nodes, rendered))
         })
     }
+}
+
+/// The rendered `nodes`, in their order, as the diff sees them.
+pub fn desired_nodes(
+    nodes: &[Address],
+    mut rendered: BTreeMap<Address, NodeRender>,
+) -> Vec<DesiredNode> {
+    nodes
+        .iter()
+        .filter_map(|a| rendered.remove(a).map(desired_node))
+        .collect()
 }
 
 /// One rendered node as the diff sees it.
