@@ -702,6 +702,13 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
         .expect("source was written");
     assert!(source_written < audit.iter().position(|e| e.fault.is_some()).unwrap());
     assert!(err.contains("rolled back"), "{err}");
+    // One report for the whole run, and no log lines of the client library about the 500.
+    assert_eq!(
+        err.matches("apply failed and was rolled back").count(),
+        1,
+        "{err}"
+    );
+    assert!(!err.contains("kube_client"), "{err}");
     // Everything both phases created is gone again; the state holds no records.
     assert_eq!(dump(&s.cluster), before, "{err}");
     let (_, records_after, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
