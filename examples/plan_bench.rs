@@ -29,8 +29,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use meshplan::cluster::{ApplyOptions, Cluster, ConnectOptions, KubeCluster, ObjectRef};
-use meshplan::sandbox::{BlockingSandbox, SandboxConfig};
 use meshplan::state::{ObjectRecord, SledStore, StateStore, WriteBatch};
+use meshplan_sandbox::{BlockingSandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 type Error = Box<dyn std::error::Error>;

@@ -13,4 +13,4 @@ if ! cargo nextest --version >/dev/null 2>&1; then
     cargo install --locked cargo-nextest
 fi
 
-cargo nextest run --all-targets --no-fail-fast "$@"
+cargo nextest run --workspace --all-targets --no-fail-fast "$@"

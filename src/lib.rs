@@ -16,8 +16,10 @@
 //! [`planfile::Diagnostics`].
 //!
 //! `cli` holds the clap definitions and exit codes, `commands` one orchestrating function per
-//! subcommand, and `sandbox` a Kubernetes API emulator that the real kubectl accepts, used to
-//! try plans without a cluster and by the integration tests.
+//! subcommand. The Kubernetes vocabulary (object and kind references, discovery, structural
+//! schemas) is the `meshplan-k8s` crate; the API sandbox behind `meshplan sandbox serve` is the
+//! `meshplan-sandbox` crate (cargo feature `sandbox`, on by default), which nothing else here
+//! imports.
 
 pub mod apply;
 pub mod cli;
@@ -30,5 +32,4 @@ pub mod model;
 pub mod planfile;
 pub mod render;
 pub mod report;
-pub mod sandbox;
 pub mod state;

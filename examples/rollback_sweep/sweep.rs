@@ -35,7 +35,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use meshplan::sandbox::{BlockingSandbox, FaultAction, FaultRule, SandboxConfig, WRITE_VERB};
+use meshplan_sandbox::{BlockingSandbox, FaultAction, FaultRule, SandboxConfig, WRITE_VERB};
 use serde_json::Value;
 
 /// What to sweep: the binaries, the plan and the cluster it expects.

@@ -37,6 +37,7 @@ pub enum Command {
     #[command(subcommand)]
     State(StateCommand),
     /// A local Kubernetes API sandbox for trying plans without a cluster.
+    #[cfg(feature = "sandbox")]
     #[command(subcommand)]
     Sandbox(SandboxCommand),
 }
@@ -251,12 +252,14 @@ pub enum GraphFormat {
     Mermaid,
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Debug, Subcommand)]
 pub enum SandboxCommand {
     /// Serve a Kubernetes API sandbox on 127.0.0.1 and write a kubeconfig for it.
     Serve(SandboxServeArgs),
 }
 
+#[cfg(feature = "sandbox")]
 #[derive(Debug, Args)]
 pub struct SandboxServeArgs {
     /// Port to listen on (127.0.0.1); 0 lets the OS choose.

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
-use super::object::{KindRef, ObjectRef};
+use meshplan_k8s::{KindRef, ObjectRef};
 
 /// What a failed request was about.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -315,7 +315,7 @@ impl Cluster for KubeCluster {
             let object = body_ref(body)?;
             let api = self.object_api(&object).await?;
             // A Secret's stringData is applied as data, so that meshplan owns its keys.
-            let folded = super::object::secret_as_data(body);
+            let folded = super::secret_data::secret_as_data(body);
             let body = folded.as_ref().unwrap_or(body);
             let mut params = PatchParams::apply(&options.field_manager);
             params.force = options.force;

@@ -17,10 +17,9 @@
 //!
 //! Errors are typed and carry the object ([`ClusterError`]).
 
-mod discovery;
 mod error;
 mod kube_cluster;
-mod object;
+mod secret_data;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -28,10 +27,10 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
-pub use discovery::{ApiResourceInfo, Discovery};
 pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflicts};
 pub use kube_cluster::KubeCluster;
-pub use object::{KindRef, ObjectRef, split_api_version};
+pub use meshplan_k8s::discovery::{ApiResourceInfo, Discovery};
+pub use meshplan_k8s::object::{KindRef, ObjectRef, split_api_version};
 
 /// The field manager meshplan applies with.
 pub const FIELD_MANAGER: &str = "meshplan";

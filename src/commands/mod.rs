@@ -3,12 +3,15 @@
 mod apply;
 mod graph;
 mod plan;
+#[cfg(feature = "sandbox")]
 mod sandbox;
 mod validate;
 
 use std::io::IsTerminal as _;
 
-use crate::cli::{Cli, Command, ExitStatus, PlanInput, SandboxCommand};
+#[cfg(feature = "sandbox")]
+use crate::cli::SandboxCommand;
+use crate::cli::{Cli, Command, ExitStatus, PlanInput};
 use crate::load::LoadRequest;
 use crate::planfile::{Diagnostics, RenderOptions};
 
@@ -23,6 +26,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Destroy(args) => apply::destroy(args).await,
         Command::Rollback(args) => apply::rollback(args).await,
         Command::State(command) => apply::state(command).await,
+        #[cfg(feature = "sandbox")]
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,
     }
 }

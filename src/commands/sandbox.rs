@@ -1,9 +1,10 @@
 //! `meshplan sandbox serve`: run the API sandbox until Ctrl-C or SIGTERM.
 
-use crate::cli::{ExitStatus, SandboxServeArgs};
 use std::time::Duration;
 
-use crate::sandbox::{self, AuthMode, Controller, ControllerConfig, SandboxConfig};
+use meshplan_sandbox::{self as sandbox, AuthMode, Controller, ControllerConfig, SandboxConfig};
+
+use crate::cli::{ExitStatus, SandboxServeArgs};
 
 pub async fn serve(args: SandboxServeArgs) -> miette::Result<ExitStatus> {
     let mut controllers = if args.no_controllers {

@@ -28,8 +28,8 @@ use serde_json::Value;
 use crate::cluster::{
     ApplyOptions, Cluster, ClusterError, Discovery, KindRef, ObjectRef, split_api_version,
 };
-use crate::sandbox::schema::Structural;
 use crate::state::ObjectRecord;
+use meshplan_k8s::Structural;
 
 use super::change::{Action, FieldChange, HookMarks, NodeChange, NodeStatus, ObjectChange};
 use super::error::DiffError;

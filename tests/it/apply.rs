@@ -15,8 +15,8 @@ use meshplan::apply::{
 };
 use meshplan::cluster::{ApplyOptions, Cluster, ConnectOptions, KindRef, KubeCluster, ObjectRef};
 use meshplan::render::{HookDeletePolicy, HookPhase};
-use meshplan::sandbox::{self, Controller, Sandbox, SandboxConfig};
 use meshplan::state::{SledStore, StateError, StateStore};
+use meshplan_sandbox::{self as sandbox, Controller, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 

@@ -8,11 +8,11 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use base64::Engine as _;
-use meshplan::sandbox::SandboxConfig;
+use meshplan_sandbox::SandboxConfig;
 use serde_json::Value;
 
-use crate::sandbox::Cluster;
 use crate::support::root;
+use meshplan_sandbox::kubectl::Cluster;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
 
@@ -292,7 +292,7 @@ fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
     // Hold the lock with a slow apply: the Deployment's rollout is paused.
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+        .set_paused(meshplan_sandbox::Controller::Workloads, true);
     let mut first = s
         .command("apply", &s.plan, &["--auto-approve"])
         .stdout(Stdio::piped())
@@ -320,7 +320,7 @@ fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
     );
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, false);
+        .set_paused(meshplan_sandbox::Controller::Workloads, false);
     let status = first.wait().unwrap();
     assert!(status.success());
 }
@@ -559,7 +559,7 @@ fn ctrl_c_stops_the_apply_and_rolls_it_back() {
     // The Deployment never becomes ready: the apply waits.
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+        .set_paused(meshplan_sandbox::Controller::Workloads, true);
     let child = s
         .command("apply", &s.plan, &["--auto-approve"])
         .stdout(Stdio::piped())
@@ -678,13 +678,13 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     let before = dump(&s.cluster);
     let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     // The server-side apply of `consumer`, written in the second phase, answers 500.
-    s.cluster.sandbox.add_fault(meshplan::sandbox::FaultRule {
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
         times: 1,
-        ..meshplan::sandbox::FaultRule::new(
+        ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             1,
-            meshplan::sandbox::FaultAction::Error { code: 500 },
+            meshplan_sandbox::FaultAction::Error { code: 500 },
         )
         .named("consumer")
     });
@@ -730,11 +730,11 @@ fn no_rollback_in_the_second_phase_keeps_one_journal_that_rollback_undoes_entire
     let s = Setup::with_plan(PHASED);
     let before = dump(&s.cluster);
     s.cluster.sandbox.add_fault(
-        meshplan::sandbox::FaultRule::new(
+        meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             1,
-            meshplan::sandbox::FaultAction::Error { code: 500 },
+            meshplan_sandbox::FaultAction::Error { code: 500 },
         )
         .named("consumer"),
     );
@@ -867,11 +867,11 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
     // `consumer` is dry-run by the first plan and by the second phase's plan, then written:
     // the third server-side apply of it answers 500.
     s.cluster.sandbox.add_fault(
-        meshplan::sandbox::FaultRule::new(
+        meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             3,
-            meshplan::sandbox::FaultAction::Error { code: 500 },
+            meshplan_sandbox::FaultAction::Error { code: 500 },
         )
         .named("consumer"),
     );
@@ -905,11 +905,11 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     // The third write (a ConfigMap of manifest.config; the Namespace and the other ConfigMap
     // were written before it) answers 500.
     s.cluster.sandbox.add_fault(
-        meshplan::sandbox::FaultRule::new(
-            meshplan::sandbox::WRITE_VERB,
+        meshplan_sandbox::FaultRule::new(
+            meshplan_sandbox::WRITE_VERB,
             "",
             3,
-            meshplan::sandbox::FaultAction::Error { code: 500 },
+            meshplan_sandbox::FaultAction::Error { code: 500 },
         )
         .all_resources(),
     );
@@ -976,7 +976,7 @@ fn widgets(with_crd: bool) -> String {
     if with_crd {
         text.push_str(&format!(
             "\n[manifest.crd]\nyaml = '''\n{}'''\n",
-            crate::sandbox::WIDGET_CRD
+            meshplan_sandbox::kubectl::WIDGET_CRD
         ));
     }
     text.push_str("\n[manifest.widget]\nnamespace = \"default\"\n");
@@ -1055,7 +1055,9 @@ fn a_crd_deleted_behind_the_plans_back_is_planned_again_despite_the_cached_disco
 fn a_kind_removed_behind_the_plans_back_is_reported_as_not_installed() {
     // The cluster has the CRD; the plan has only Widgets.
     let s = Setup::with_plan(&widgets(false));
-    s.cluster.apply("crd.yaml", crate::sandbox::WIDGET_CRD).ok();
+    s.cluster
+        .apply("crd.yaml", meshplan_sandbox::kubectl::WIDGET_CRD)
+        .ok();
     s.cluster
         .kubectl(&[
             "wait",

@@ -512,11 +512,11 @@ async fn a_fault_injected_by_the_sandbox_is_rolled_back() {
     let before = f.dump().await;
     let records = store.objects().unwrap();
     // The second server-side apply of a ConfigMap in this run answers 500.
-    f.sandbox.add_fault(meshplan::sandbox::FaultRule::new(
+    f.sandbox.add_fault(meshplan_sandbox::FaultRule::new(
         "patch",
         "configmaps",
         2,
-        meshplan::sandbox::FaultAction::Error { code: 500 },
+        meshplan_sandbox::FaultAction::Error { code: 500 },
     ));
     let (summary, _) = run_apply(&f, &store, &second_apply(), &quick()).await;
     assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");

@@ -13,7 +13,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use meshplan::sandbox::{FaultAction, FaultRule};
+use meshplan_sandbox::{FaultAction, FaultRule};
 
 use crate::apply_cmd::{PHASED, SMALL, Setup, decode, dump};
 use crate::support::root;
@@ -486,7 +486,7 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
     // `slow` never becomes ready: the end of its wait shows that the first Ctrl-C was taken.
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+        .set_paused(meshplan_sandbox::Controller::Workloads, true);
     // Hold every write of `web` after the plan's dry runs (as many as `meshplan plan` sends):
     // the apply's step on it stays in flight.
     let dry_runs = |s: &Setup| {
@@ -555,7 +555,7 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
     s.cluster.sandbox.clear_faults();
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, false);
+        .set_paused(meshplan_sandbox::Controller::Workloads, false);
     let out = s.command("rollback", &s.plan, &[]).output().unwrap();
     let (code, out, err) = decode(out);
     assert_eq!(code, 0, "{out}\n{err}");
@@ -623,7 +623,7 @@ fn on_a_terminal_apply_shows_a_live_line_per_running_node() {
     // The Deployment's rollout does not progress until the controller resumes.
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, true);
+        .set_paused(meshplan_sandbox::Controller::Workloads, true);
     let (mut child, shown, errors) =
         spawn_on_terminal(&s.command("apply", &s.plan, &["--auto-approve"]));
     // While it waits, the node's line says for what: `<spinner> manifest.web: <object>: ...`.
@@ -646,7 +646,7 @@ fn on_a_terminal_apply_shows_a_live_line_per_running_node() {
     assert!(so_far.contains("manifest.ns"), "{so_far:?}");
     s.cluster
         .sandbox
-        .set_paused(meshplan::sandbox::Controller::Workloads, false);
+        .set_paused(meshplan_sandbox::Controller::Workloads, false);
     let code = wait_exit(&mut child);
     std::thread::sleep(Duration::from_millis(50));
     let text = shown.lock().unwrap().replace('\r', "");

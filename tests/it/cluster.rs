@@ -9,7 +9,7 @@ use meshplan::cluster::{
     ApplyOptions, Cluster, ClusterError, ConnectOptions, DeleteOptions, KindRef, KubeCluster,
     ObjectRef, WaitOutcome, WriteOptions,
 };
-use meshplan::sandbox::{self, Sandbox, SandboxConfig};
+use meshplan_sandbox::{self as sandbox, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 struct Fixture {

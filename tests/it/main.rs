@@ -16,7 +16,7 @@ mod render;
 mod render_stability;
 mod rollback_sweep;
 mod sample_plan;
-mod sandbox;
+mod sandbox_serve;
 mod state;
 mod support;
 mod validate_cmd;

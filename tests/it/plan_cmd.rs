@@ -7,8 +7,8 @@ use meshplan::cluster::ObjectRef;
 use meshplan::state::{ObjectRecord, SledStore, StateStore, WriteBatch};
 use serde_json::Value;
 
-use crate::sandbox::Cluster;
 use crate::support::{meshplan, redact};
+use meshplan_sandbox::kubectl::Cluster;
 
 /// A plan with one manifest node: a ConfigMap and a Secret in `default`.
 const APP_PLAN: &str = r#"

@@ -11,7 +11,7 @@ mod sweep;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use meshplan::sandbox::{FaultAction, FaultRule, SandboxConfig};
+use meshplan_sandbox::{FaultAction, FaultRule, SandboxConfig};
 
 use crate::support::root;
 
@@ -21,7 +21,7 @@ fn target() -> sweep::Target {
     config.controllers.webhook_delay = Duration::from_millis(50);
     sweep::Target {
         bin: PathBuf::from(env!("CARGO_BIN_EXE_meshplan")),
-        kubectl: PathBuf::from(crate::sandbox::KUBECTL),
+        kubectl: meshplan_sandbox::kubectl::kubectl_binary(),
         workdir: root().to_path_buf(),
         plan: root().join("tests/fixtures/sweep/plan.toml"),
         common: Vec::new(),
@@ -125,7 +125,7 @@ fn the_sweep_check_catches_a_cluster_that_was_not_restored() {
     let env = sweep::Env::new(&target, &sweep::Start::Empty).unwrap();
     env.sandbox.add_fault(
         FaultRule::new(
-            meshplan::sandbox::WRITE_VERB,
+            meshplan_sandbox::WRITE_VERB,
             "",
             6,
             FaultAction::Error { code: 500 },

@@ -20,7 +20,9 @@ use std::fmt;
 
 use serde_json::Value;
 
-use super::names::{go_quote, is_qualified_name, is_valid_label_value};
+use meshplan_k8s::go::go_quote;
+
+use super::names::{is_qualified_name, is_valid_label_value};
 
 /// A label selector operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]

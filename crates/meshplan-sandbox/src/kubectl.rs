@@ -1,24 +1,31 @@
-//! The API sandbox, driven by the real kubectl and by kube 5.
-
-mod auth;
-mod certmanager;
-mod controllers;
-mod faults;
-mod http;
-mod kube_client;
-mod kubectl;
-mod podmonitor;
-mod raw;
-mod restart;
-mod soak;
+//! The sandbox driven by the real kubectl, for tests and benchmarks: a [`Cluster`] is a
+//! running sandbox with its own kubeconfig and kubectl cache directory (kubectl caches
+//! discovery per host:port for hours, so every cluster gets a fresh one) and runs kubectl
+//! against it.
+//!
+//! This is test support: its methods panic when the sandbox cannot start or kubectl cannot
+//! run, with the reason, as a failed test should.
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Output, Stdio};
 
-use meshplan::sandbox::{BlockingSandbox, SandboxConfig};
 use tempfile::TempDir;
 
-pub const KUBECTL: &str = "/usr/bin/kubectl";
+use crate::{BlockingSandbox, SandboxConfig};
+
+/// The kubectl to run: `MESHPLAN_KUBECTL` when set, else `kubectl` from `PATH`, else
+/// `/usr/bin/kubectl`.
+pub fn kubectl_binary() -> PathBuf {
+    if let Some(path) = std::env::var_os("MESHPLAN_KUBECTL").filter(|p| !p.is_empty()) {
+        return PathBuf::from(path);
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|paths| std::env::split_paths(&paths).collect::<Vec<_>>())
+        .map(|dir| dir.join("kubectl"))
+        .find(|candidate| candidate.is_file())
+        .unwrap_or_else(|| PathBuf::from("/usr/bin/kubectl"))
+}
 
 /// A fresh sandbox with its own kubeconfig and kubectl cache directory.
 pub struct Cluster {
@@ -75,12 +82,14 @@ impl Cluster {
     }
 
     pub fn start_with(config: SandboxConfig) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let sandbox = BlockingSandbox::start(config).unwrap();
+        let dir = tempfile::tempdir().expect("a temporary directory for the cluster");
+        let sandbox = BlockingSandbox::start(config).expect("the sandbox starts");
         let kubeconfig = dir.path().join("kubeconfig");
-        sandbox.write_kubeconfig(&kubeconfig).unwrap();
+        sandbox
+            .write_kubeconfig(&kubeconfig)
+            .expect("the sandbox writes its kubeconfig");
         let cache = dir.path().join("kube-cache");
-        std::fs::create_dir_all(&cache).unwrap();
+        std::fs::create_dir_all(&cache).expect("a kubectl cache directory");
         Self {
             sandbox,
             dir,
@@ -90,7 +99,7 @@ impl Cluster {
     }
 
     pub fn command(&self, args: &[&str]) -> Command {
-        let mut cmd = Command::new(KUBECTL);
+        let mut cmd = Command::new(kubectl_binary());
         cmd.args(args)
             .env("KUBECONFIG", &self.kubeconfig)
             .env("KUBECACHEDIR", &self.cache)
@@ -101,7 +110,7 @@ impl Cluster {
 
     /// Runs kubectl to completion.
     pub fn kubectl(&self, args: &[&str]) -> Run {
-        Run::from(self.command(args).output().unwrap())
+        Run::from(self.command(args).output().expect("kubectl runs"))
     }
 
     /// Starts kubectl in the background with stdout piped.
@@ -110,13 +119,13 @@ impl Cluster {
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
-            .unwrap()
+            .expect("kubectl starts")
     }
 
     /// Writes a manifest into the cluster's temp dir and returns its path.
     pub fn file(&self, name: &str, text: &str) -> String {
         let path = self.dir.path().join(name);
-        std::fs::write(&path, text).unwrap();
+        std::fs::write(&path, text).expect("the manifest is written");
         path.to_string_lossy().into_owned()
     }
 
@@ -132,7 +141,7 @@ impl Cluster {
         all.extend_from_slice(args);
         all.extend_from_slice(&["-o", "json"]);
         let run = self.kubectl(&all);
-        serde_json::from_str(run.ok()).unwrap()
+        serde_json::from_str(run.ok()).expect("kubectl prints JSON")
     }
 }
 
@@ -212,10 +221,11 @@ impl Cluster {
         self.kubectl(&["apply", "--server-side", "-f", &f]).ok();
     }
 
+    /// The resourceVersion of the object `kubectl get ARGS` shows.
     pub fn rv(&self, args: &[&str]) -> String {
         self.get_json(args)["metadata"]["resourceVersion"]
             .as_str()
-            .unwrap()
+            .expect("the object has a resourceVersion")
             .to_string()
     }
 }

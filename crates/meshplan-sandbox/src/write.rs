@@ -11,13 +11,15 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD as BASE64;
 use serde_json::{Map, Value, json};
 
-use super::fieldmanager::{self, Context, ListType, ListTypes};
+use super::fieldmanager::{self, Context};
 use super::names;
 use super::patch::{self, JsonPatchError};
-use super::registry::{self, BuiltinListTypes, CustomListTypes, ResourceType};
+use super::registry::{self, CustomListTypes, ResourceType};
 use super::request::FieldValidation;
 use super::status::{ApiError, Cause};
 use super::store::{Key, State, key};
+use meshplan_k8s::go::go_quote;
+use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
 
 /// The finalizer the sandbox puts on CRDs so their custom resources are removed first.
 pub const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
@@ -255,7 +257,7 @@ fn label_problems(meta: &Map<String, Value>) -> Vec<Cause> {
                 reason: "FieldValueInvalid".into(),
                 message: format!(
                     "Invalid value: {}: {}",
-                    names::go_quote(value),
+                    go_quote(value),
                     problems.join(", ")
                 ),
                 field: field.to_string(),
@@ -362,7 +364,7 @@ fn prepare(
                         "metadata.generateName",
                         format!(
                             "Invalid value: {}: {}",
-                            names::go_quote(prefix),
+                            go_quote(prefix),
                             problems.join(", ")
                         ),
                     ));
@@ -408,7 +410,7 @@ fn prepare(
                 "metadata.name",
                 format!(
                     "Invalid value: {}: {}",
-                    names::go_quote(&name),
+                    go_quote(&name),
                     problems.join(", ")
                 ),
             ));

@@ -4,11 +4,11 @@
 use k8s_openapi::api::core::v1::{ConfigMap, Namespace};
 use kube::Client;
 use kube::api::{Api, PostParams};
-use meshplan::sandbox::{AuthMode, BlockingSandbox, Sandbox, SandboxConfig, start};
+use meshplan_sandbox::{AuthMode, BlockingSandbox, Sandbox, SandboxConfig, start};
 use serde_json::json;
 
-use super::raw::Conn;
-use super::{CM1, Cluster};
+use crate::raw::Conn;
+use meshplan_sandbox::kubectl::{CM1, Cluster};
 
 const TOKEN: &str = "auth-test-token";
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
@@ -219,72 +219,6 @@ fn pem_der(pem: &str) -> Vec<u8> {
     base64::engine::general_purpose::STANDARD
         .decode(body)
         .unwrap()
-}
-
-#[test]
-fn serve_with_tls_and_an_audit_file_works_with_kubectl() {
-    use std::io::{BufRead, BufReader};
-    use std::process::{Command, Stdio};
-
-    let dir = tempfile::tempdir().unwrap();
-    let kubeconfig = dir.path().join("kubeconfig");
-    let audit = dir.path().join("audit.jsonl");
-    let mut child = Command::new(env!("CARGO_BIN_EXE_meshplan"))
-        .args([
-            "sandbox",
-            "serve",
-            "--port",
-            "0",
-            "--tls",
-            "--no-controllers",
-        ])
-        .arg("--kubeconfig")
-        .arg(&kubeconfig)
-        .arg("--audit")
-        .arg(&audit)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    assert!(line.contains("https://127.0.0.1:"), "{line}");
-    let out = Command::new(super::KUBECTL)
-        .args(["get", "configmaps", "-n", "kube-system", "-o", "name"])
-        .env("KUBECONFIG", &kubeconfig)
-        .env("KUBECACHEDIR", dir.path().join("cache"))
-        .env("HOME", dir.path())
-        .output()
-        .unwrap();
-    let stopped = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .unwrap();
-    assert!(stopped.success());
-    assert!(child.wait().unwrap().success());
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
-        .unwrap()
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let lists: Vec<&serde_json::Value> = entries
-        .iter()
-        .filter(|e| e["verb"] == "list" && e["resource"] == "configmaps")
-        .collect();
-    assert_eq!(lists.len(), 1, "{entries:?}");
-    assert_eq!(lists[0]["namespace"], "kube-system");
-    assert_eq!(lists[0]["status"], 200);
-    assert_eq!(
-        lists[0]["user"], "meshplan-sandbox",
-        "kubectl authenticated over TLS"
-    );
 }
 
 #[test]

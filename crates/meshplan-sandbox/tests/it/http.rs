@@ -1,11 +1,11 @@
 //! The protocol below kubectl: status bodies, content types, patches, subresources, watch
 //! semantics, discovery and OpenAPI details, checked over raw HTTP.
 
-use meshplan::sandbox::{BlockingSandbox, SandboxConfig};
+use meshplan_sandbox::{BlockingSandbox, SandboxConfig};
 use serde_json::{Value, json};
 
-use super::raw::{Answer, Conn};
-use super::{WIDGET_CRD, widget};
+use crate::raw::{Answer, Conn};
+use meshplan_sandbox::kubectl::{WIDGET_CRD, widget};
 
 const CMS: &str = "/api/v1/namespaces/default/configmaps";
 const JSON: &str = "application/json";

@@ -2,11 +2,11 @@
 //! refused by server-side apply with its path; the corrected manifest applies, and applying it
 //! again changes nothing.
 
-use super::Cluster;
+use meshplan_sandbox::kubectl::Cluster;
 
 const FIXTURE: &str = concat!(
     env!("CARGO_MANIFEST_DIR"),
-    "/tests/fixtures/crds/podmonitor.yaml"
+    "/../../tests/fixtures/crds/podmonitor.yaml"
 );
 
 fn podmonitor(relabel_field: &str) -> String {

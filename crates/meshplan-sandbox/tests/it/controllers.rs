@@ -2,10 +2,10 @@
 
 use std::time::{Duration, Instant};
 
-use meshplan::sandbox::{Controller, ControllerConfig, SandboxConfig};
+use meshplan_sandbox::{Controller, ControllerConfig, SandboxConfig};
 use serde_json::Value;
 
-use super::Cluster;
+use meshplan_sandbox::kubectl::Cluster;
 
 fn deployment(name: &str, namespace: &str, image: &str, replicas: u32) -> String {
     format!(

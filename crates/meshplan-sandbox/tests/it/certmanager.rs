@@ -7,12 +7,15 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
-use meshplan::sandbox::{ControllerConfig, SandboxConfig};
+use meshplan_sandbox::{ControllerConfig, SandboxConfig};
 use serde_json::Value;
 
-use super::Cluster;
+use meshplan_sandbox::kubectl::Cluster;
 
-const CHART: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/plans/charts/cert-manager");
+const CHART: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../plans/charts/cert-manager"
+);
 
 /// `helm template` of the stand-in cert-manager chart with its CRDs.
 fn render_chart(dir: &Path) -> String {

@@ -53,8 +53,8 @@
 use regex::Regex;
 use serde_json::{Map, Value};
 
-use super::fieldmanager::{ListType, ListTypes};
-use super::names::go_quote;
+use crate::go::{go_float, go_quote, go_sharp, go_value};
+use crate::lists::{ListType, ListTypes};
 
 /// One validation failure, in the shape of a `StatusCause` of a 422 Invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -1621,88 +1621,6 @@ fn json_equal(a: &Value, b: &Value) -> bool {
     }
 }
 
-// ---------------------------------------------------------------------------------------------
-// Go-style value formatting (field.Error bodies)
-
-/// A float as Go's `%v` prints it: shortest representation, exponent form below 1e-4 or from
-/// 1e21 (`1e+21`, `1.5e-05`).
-pub fn go_float(f: f64) -> String {
-    if !f.is_finite() {
-        return if f.is_nan() {
-            "NaN".to_string()
-        } else if f > 0.0 {
-            "+Inf".to_string()
-        } else {
-            "-Inf".to_string()
-        };
-    }
-    let abs = f.abs();
-    if abs == 0.0 || (1e-4..1e21).contains(&abs) {
-        return format!("{f}");
-    }
-    let text = format!("{f:e}");
-    match text.split_once('e') {
-        Some((mantissa, exponent)) => {
-            let (sign, digits) = match exponent.strip_prefix('-') {
-                Some(d) => ('-', d),
-                None => ('+', exponent),
-            };
-            let digits = if digits.len() < 2 {
-                format!("0{digits}")
-            } else {
-                digits.to_string()
-            };
-            format!("{mantissa}e{sign}{digits}")
-        }
-        None => text,
-    }
-}
-
-fn go_number(n: &serde_json::Number) -> String {
-    if let Some(i) = n.as_i64() {
-        i.to_string()
-    } else if let Some(u) = n.as_u64() {
-        u.to_string()
-    } else {
-        go_float(n.as_f64().unwrap_or(0.0))
-    }
-}
-
-/// A bad value as `field.Error.ErrorBody` prints it: strings quoted, numbers and booleans
-/// plain, null as `"null"`, objects and lists as Go's `%#v`.
-pub fn go_value(value: &Value) -> String {
-    match value {
-        Value::Null => "\"null\"".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => go_number(n),
-        Value::String(s) => go_quote(s),
-        other => go_sharp(other),
-    }
-}
-
-/// Go's `%#v` of a decoded JSON value (`map[string]interface {}{"a":1}`, keys sorted).
-pub fn go_sharp(value: &Value) -> String {
-    match value {
-        Value::Null => "interface {}(nil)".to_string(),
-        Value::Bool(b) => b.to_string(),
-        Value::Number(n) => go_number(n),
-        Value::String(s) => go_quote(s),
-        Value::Array(items) => {
-            let inner: Vec<String> = items.iter().map(go_sharp).collect();
-            format!("[]interface {{}}{{{}}}", inner.join(", "))
-        }
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let inner: Vec<String> = keys
-                .iter()
-                .map(|k| format!("{}:{}", go_quote(k), go_sharp(&map[k.as_str()])))
-                .collect();
-            format!("map[string]interface {{}}{{{}}}", inner.join(", "))
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2326,7 +2244,7 @@ mod tests {
 
     fn podmonitor_crd() -> Value {
         let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
-            .join("tests/fixtures/crds/podmonitor.yaml");
+            .join("../../tests/fixtures/crds/podmonitor.yaml");
         let text = std::fs::read_to_string(&path).unwrap();
         serde_saphyr::from_str::<Value>(&text).unwrap()
     }

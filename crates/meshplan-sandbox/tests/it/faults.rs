@@ -4,12 +4,12 @@
 use k8s_openapi::api::core::v1::ConfigMap;
 use kube::Client;
 use kube::api::{Api, PostParams};
-use meshplan::sandbox::{
+use meshplan_sandbox::{
     AuditEntry, BlockingSandbox, FaultAction, FaultRule, Sandbox, SandboxConfig, start,
 };
 use serde_json::{Value, json};
 
-use super::raw::Conn;
+use crate::raw::Conn;
 
 const TOKEN: &str = "faults-test-token";
 const CMS: &str = "/api/v1/namespaces/default/configmaps";

@@ -7,9 +7,9 @@
 
 use std::net::SocketAddr;
 
-use super::raw::Conn;
+use crate::raw::Conn;
 
-use meshplan::sandbox::{BlockingSandbox, SandboxConfig};
+use meshplan_sandbox::{BlockingSandbox, SandboxConfig};
 use serde_json::{Value, json};
 
 const CLIENTS: usize = 16;

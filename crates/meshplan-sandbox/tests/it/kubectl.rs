@@ -4,7 +4,7 @@ use std::io::{BufRead, BufReader};
 use std::sync::mpsc;
 use std::time::Duration;
 
-use super::{CM1, Cluster, widget};
+use meshplan_sandbox::kubectl::{CM1, Cluster, widget};
 
 #[test]
 fn c01_version_shows_server_v1_32() {
@@ -291,7 +291,7 @@ fn c16_delete_waits_for_finalizer() {
 #[test]
 fn c17_crd_apply_and_wait_established() {
     let c = Cluster::start();
-    let crd = c.file("crd.yaml", super::WIDGET_CRD);
+    let crd = c.file("crd.yaml", meshplan_sandbox::kubectl::WIDGET_CRD);
     let out = c.kubectl(&["apply", "--server-side", "-f", &crd]);
     assert_eq!(
         out.ok(),
@@ -612,11 +612,8 @@ fn client_side_apply_changes_one_container_field_in_place() {
 fn every_builtin_kind_applies_and_reapplies_as_a_no_op() {
     // The API server alone: the fixture's webhook configuration would refuse writes, and
     // controllers would write statuses between the two applies.
-    let c = Cluster::start_with(meshplan::sandbox::SandboxConfig::api_only());
-    let f = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/fixtures/sandbox/all-kinds.yaml"
-    );
+    let c = Cluster::start_with(meshplan_sandbox::SandboxConfig::api_only());
+    let f = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/all-kinds.yaml");
     let out = c.kubectl(&["apply", "--server-side", "-f", f]);
     let lines: Vec<&str> = out.ok().lines().collect();
     assert_eq!(lines.len(), 25, "{}", out.stdout);

@@ -11,9 +11,10 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use super::fieldmanager::{ListType, ListTypes};
+use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
+use meshplan_k8s::schema::Structural;
+
 use super::names::NameRule;
-use super::schema::Structural;
 
 /// Where a printer column takes its cell from.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -880,8 +881,6 @@ fn version_priority(version: &str) -> (u8, u64, u64) {
     };
     (level, major, num.parse::<u64>().unwrap_or(0))
 }
-
-pub use super::fieldmanager::BuiltinListTypes;
 
 /// The list rules of a custom resource: metadata as built in, the rest from its schema.
 pub struct CustomListTypes<'a> {

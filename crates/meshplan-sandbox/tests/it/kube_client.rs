@@ -8,7 +8,7 @@ use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams};
 use kube::runtime::wait::{await_condition, conditions};
 use kube::runtime::watcher;
 use kube::{Client, Discovery};
-use meshplan::sandbox::{Sandbox, SandboxConfig, start};
+use meshplan_sandbox::{Sandbox, SandboxConfig, start};
 use serde_json::json;
 
 async fn client() -> (Sandbox, Client, tempfile::TempDir) {
@@ -178,7 +178,8 @@ async fn kube_discovery_legacy_and_aggregated_agree() {
 async fn kube_await_crd_established() {
     let (sandbox, client, _dir) = client().await;
     let crds: Api<CustomResourceDefinition> = Api::all(client.clone());
-    let crd: serde_json::Value = serde_saphyr::from_str(super::WIDGET_CRD).unwrap();
+    let crd: serde_json::Value =
+        serde_saphyr::from_str(meshplan_sandbox::kubectl::WIDGET_CRD).unwrap();
     let crd: CustomResourceDefinition = serde_json::from_value(crd).unwrap();
     crds.patch(
         "widgets.example.com",

@@ -1,10 +1,11 @@
-//! `meshplan sandbox serve --data DIR` survives a restart: objects, resourceVersions and CRDs.
+//! `meshplan sandbox serve`: TLS and an audit file with kubectl; `--data DIR` survives a
+//! restart (objects, resourceVersions and CRDs).
 
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-use super::{CM1, KUBECTL, WIDGET_CRD, widget};
+use meshplan_sandbox::kubectl::{CM1, WIDGET_CRD, kubectl_binary, widget};
 
 struct Served {
     child: Child,
@@ -51,7 +52,7 @@ impl Drop for Served {
 }
 
 fn kubectl(kubeconfig: &Path, cache: &Path, args: &[&str]) -> String {
-    let out = Command::new(KUBECTL)
+    let out = Command::new(kubectl_binary())
         .args(args)
         .env("KUBECONFIG", kubeconfig)
         .env("KUBECACHEDIR", cache)
@@ -142,4 +143,67 @@ fn serve_restart_with_data_keeps_objects_versions_and_crds() {
         .unwrap();
     assert!(new_rv > old_rv, "{new_rv} <= {old_rv}");
     served.stop();
+}
+
+#[test]
+fn serve_with_tls_and_an_audit_file_works_with_kubectl() {
+    let dir = tempfile::tempdir().unwrap();
+    let kubeconfig = dir.path().join("kubeconfig");
+    let audit = dir.path().join("audit.jsonl");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_meshplan"))
+        .args([
+            "sandbox",
+            "serve",
+            "--port",
+            "0",
+            "--tls",
+            "--no-controllers",
+        ])
+        .arg("--kubeconfig")
+        .arg(&kubeconfig)
+        .arg("--audit")
+        .arg(&audit)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    assert!(line.contains("https://127.0.0.1:"), "{line}");
+    let out = Command::new(meshplan_sandbox::kubectl::kubectl_binary())
+        .args(["get", "configmaps", "-n", "kube-system", "-o", "name"])
+        .env("KUBECONFIG", &kubeconfig)
+        .env("KUBECACHEDIR", dir.path().join("cache"))
+        .env("HOME", dir.path())
+        .output()
+        .unwrap();
+    let stopped = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(stopped.success());
+    assert!(child.wait().unwrap().success());
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let entries: Vec<serde_json::Value> = std::fs::read_to_string(&audit)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lists: Vec<&serde_json::Value> = entries
+        .iter()
+        .filter(|e| e["verb"] == "list" && e["resource"] == "configmaps")
+        .collect();
+    assert_eq!(lists.len(), 1, "{entries:?}");
+    assert_eq!(lists[0]["namespace"], "kube-system");
+    assert_eq!(lists[0]["status"], 200);
+    assert_eq!(
+        lists[0]["user"], "meshplan-sandbox",
+        "kubectl authenticated over TLS"
+    );
 }

@@ -3,7 +3,7 @@
 
 use serde_json::{Map, Value};
 
-use super::fieldmanager::{ListType, ListTypes};
+use meshplan_k8s::lists::{ListType, ListTypes};
 
 /// RFC 7386: objects merge recursively, `null` removes, everything else replaces.
 pub fn merge_patch(target: &mut Value, patch: &Value) {
@@ -391,7 +391,7 @@ mod tests {
 
     #[test]
     fn strategic_merge_merges_containers_by_name() {
-        use crate::sandbox::registry::BuiltinListTypes;
+        use meshplan_k8s::lists::BuiltinListTypes;
         let mut live = json!({"spec": {"template": {"spec": {"containers": [
             {"name": "a", "image": "1", "env": [{"name": "X", "value": "1"}]},
             {"name": "b", "image": "1"}

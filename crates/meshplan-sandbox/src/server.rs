@@ -89,7 +89,7 @@ fn authenticate(
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
 ) -> Option<&'static str> {
-    const USER: &str = crate::sandbox::CONTEXT_NAME;
+    const USER: &str = crate::CONTEXT_NAME;
     const ANONYMOUS: &str = "system:anonymous";
     let Some(header_value) = headers.get(header::AUTHORIZATION) else {
         let tls = conn.is_some_and(|c| c.tls);

@@ -1,0 +1,23 @@
+//! The Kubernetes vocabulary that meshplan and its API sandbox share, free of I/O (kube-rs keeps
+//! the same kind of vocabulary in `kube-core`).
+//!
+//! - [`object`]: references to objects and kinds ([`ObjectRef`], [`KindRef`]).
+//! - [`discovery`]: what a cluster serves ([`Discovery`], [`ApiResourceInfo`]).
+//! - [`lists`]: how lists and maps merge and are owned (structured-merge-diff's list types).
+//! - [`schema`]: CRD structural schemas: pruning, defaulting, validation with the API server's
+//!   messages ([`Structural`]).
+//! - [`go`]: values formatted as the API server's Go code formats them in messages.
+//!
+//! Everything here is a pure function of its inputs; the crate depends on serde, serde_json
+//! and regex only.
+
+pub mod discovery;
+pub mod go;
+pub mod lists;
+pub mod object;
+pub mod schema;
+
+pub use discovery::{ApiResourceInfo, Discovery};
+pub use lists::{BuiltinListTypes, ListType, ListTypes};
+pub use object::{KindRef, ObjectRef, split_api_version};
+pub use schema::Structural;
