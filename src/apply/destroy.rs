@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::engine::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
+use super::context::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
 use super::error::{ApplyError, StepError};
 use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;

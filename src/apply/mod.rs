@@ -13,6 +13,9 @@
 //! ```
 //!
 //! - [`input`]: what the executor is asked to do (translated from the change set).
+//! - [`context`]: what every run shares: [`RunOptions`], [`Interrupt`], and the context its
+//!   steps run in (journaled apply / delete, waits). Engine, rollback and destroy build on it;
+//!   the engine calls the rollback, never the other way round.
 //! - [`readiness`]: pure readiness rules, one per kind, and custom conditions.
 //! - [`scheduler`]: the DAG walk that never `?`s out.
 //! - [`journal`]: journaled mutations and atomic state records per step.
@@ -26,6 +29,7 @@
 //!   command applies in phases, see `docs/apply.md`).
 
 pub mod adapter;
+pub mod context;
 pub mod destroy;
 pub mod engine;
 pub mod error;
@@ -36,8 +40,9 @@ pub mod readiness;
 pub mod rollback;
 mod scheduler;
 
+pub use context::{Interrupt, RunOptions};
 pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};
-pub use engine::{Interrupt, PhasedRun, RunOptions, apply, apply_phase};
+pub use engine::{PhasedRun, apply, apply_phase};
 pub use error::{ApplyError, StepError};
 pub use events::{
     ActionTaken, Event, LeftInPlace, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome,
