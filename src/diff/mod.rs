@@ -8,7 +8,8 @@
 //!   apply dry runs, conflicts, replaces, prune.
 //! - [`planner`]: the whole plan stage (render through [`Renderer`], diff, resolve the reads
 //!   that can be resolved now, render and diff their users again).
-//! - [`saved`]: saved change sets (`plan -o FILE`) and their loader.
+//! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
+//!   still current before `apply FILE` uses it.
 //!
 //! Pure apart from the cluster door; the engine never prints (see `report/`).
 
@@ -29,4 +30,4 @@ pub use engine::{
 };
 pub use error::DiffError;
 pub use planner::{PlanError, PlanRequest, ReadValue, RenderFailure, Renderer, plan};
-pub use saved::{InputDigests, SavedChangeSet, SavedError, StateRef};
+pub use saved::{InputDigests, SavedChangeSet, SavedError, StaleError, StateRef};
