@@ -8,6 +8,8 @@
 //!   apply dry runs, conflicts, replaces, prune.
 //! - [`planner`]: the whole plan stage (render through [`Renderer`], diff, resolve the reads
 //!   that can be resolved now, render and diff their users again).
+//! - [`render_bridge`]: the render stage as the planner sees it, and the state's render cache;
+//!   [`previous`]: what each node rendered to when it was applied last (render stability).
 //! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
 //!   still current before `apply FILE` uses it.
 //!
@@ -18,6 +20,7 @@ pub mod engine;
 pub mod error;
 pub mod fields;
 pub mod planner;
+pub mod previous;
 pub mod render_bridge;
 pub mod saved;
 
