@@ -25,8 +25,9 @@
 //!   never prints.
 //!
 //! - [`adapter`]: the plan stage's change set translated into [`ApplyInput`] and
-//!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase (the `apply`
-//!   command applies in phases, see `docs/apply.md`).
+//!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase.
+//! - [`phases`]: the phased apply of `meshplan apply` (see `docs/apply.md`): apply what is
+//!   known, evaluate checks and wait for reads, plan again, one journaled run for all phases.
 
 pub mod adapter;
 pub mod context;
@@ -36,6 +37,7 @@ pub mod error;
 pub mod events;
 pub mod input;
 mod journal;
+pub mod phases;
 pub mod readiness;
 pub mod rollback;
 mod scheduler;
@@ -49,5 +51,8 @@ pub use events::{
     RunReport, Skipped, StepAction, Summary,
 };
 pub use input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
+pub use phases::{
+    KnownAfterApply, KnownValue, Outcome, PhaseError, Phases, Replan, apply_in_phases,
+};
 pub use readiness::{Builtin, Readiness, Rule, job_timeout_hint};
 pub use rollback::{ResumeChoice, resume_unfinished, strip_server_fields};
