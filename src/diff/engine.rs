@@ -25,129 +25,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt as _;
 use serde_json::Value;
 
-use crate::cluster::{
-    ApplyOptions, Cluster, ClusterError, Discovery, KindRef, ObjectRef, split_api_version,
-};
+use crate::cluster::{ApplyOptions, Cluster, ClusterError, KindRef, ObjectRef};
 use crate::state::ObjectRecord;
 use meshplan_k8s::Structural;
 
-use super::change::{Action, FieldChange, HookMarks, NodeChange, NodeStatus, ObjectChange};
+use super::change::{Action, NodeChange, NodeStatus, ObjectChange};
 use super::error::DiffError;
 use super::fields::{
-    Change, changed_fields, display_path, immutable_prefix, is_sensitive, is_under_any, normalize,
+    changed_fields, create_fields, desired_vs_live, display_path, is_under_any, normalize,
+    to_field_changes, unknown_fields,
 };
-
-/// The placeholder render puts where a value is known only during apply.
-pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
-
-/// One object the plan wants, as the render stage produced it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredObject {
-    pub object: ObjectRef,
-    pub body: Value,
-    /// blake3 digest of the body (what apply records).
-    pub digest: String,
-    /// JSON pointers whose values are known only during apply.
-    pub unknown_paths: BTreeSet<String>,
-    /// JSON pointers of sensitive values (besides a Secret's data, always sensitive).
-    pub sensitive_paths: BTreeSet<String>,
-    /// JSON pointers where the chart generates fresh material on every render.
-    pub volatile_paths: BTreeSet<String>,
-    /// Set for helm hooks.
-    pub hook: Option<HookMarks>,
-}
-
-/// What the render stage knows about a node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DesiredState {
-    /// Rendered: its objects are planned.
-    Rendered,
-    /// Rendered only during apply (its inputs are unknown now); `objects` may list what is
-    /// known.
-    DuringApply { reason: String },
-    /// A read node: resolved now or during apply.
-    Read { resolved: bool },
-    /// A check node.
-    Check,
-}
-
-/// One node of the plan as rendered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredNode {
-    pub address: String,
-    pub state: DesiredState,
-    pub objects: Vec<DesiredObject>,
-    /// A helm node's render cache key (the digest of its chart, values and helm inputs).
-    pub render_key: Option<String>,
-}
-
-/// What the diff needs besides the cluster.
-#[derive(Debug, Clone, Copy)]
-pub struct DiffInput<'a> {
-    /// The nodes to plan, in graph order.
-    pub nodes: &'a [DesiredNode],
-    /// Every object record of the state.
-    pub records: &'a [ObjectRecord],
-    /// The cluster's discovery (fetched once per run).
-    pub discovery: &'a Discovery,
-    /// Nodes whose records may be pruned when not rendered (the nodes in scope); records of
-    /// nodes in neither `nodes` nor here are pruned only if `prune_other_nodes`.
-    pub prune_other_nodes: bool,
-    /// CRDs rendered anywhere in the plan (kinds created by the plan).
-    pub plan_crds: &'a PlanCrds,
-    /// At most this many requests at a time.
-    pub parallelism: usize,
-    /// Per node address, every node it depends on (transitively).
-    pub upstream: &'a BTreeMap<String, BTreeSet<String>>,
-    /// Nodes outside `nodes` known to have changes.
-    pub changed_outside: &'a BTreeSet<String>,
-}
-
-/// Kinds defined by CRDs that the plan renders: (group, kind) → versions with schemas.
-#[derive(Debug, Clone, Default)]
-pub struct PlanCrds {
-    kinds: BTreeMap<(String, String), BTreeMap<String, Option<Value>>>,
-}
-
-impl PlanCrds {
-    /// Learns every CustomResourceDefinition among `objects`.
-    pub fn learn<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
-        for o in objects {
-            if o.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
-                || split_api_version(o.get("apiVersion").and_then(Value::as_str).unwrap_or("")).0
-                    != "apiextensions.k8s.io"
-            {
-                continue;
-            }
-            let text = |p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_owned);
-            let (Some(group), Some(kind)) = (text("/spec/group"), text("/spec/names/kind")) else {
-                continue;
-            };
-            let versions = self.kinds.entry((group, kind)).or_default();
-            for v in o
-                .pointer("/spec/versions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(name) = v.get("name").and_then(Value::as_str) {
-                    versions.insert(
-                        name.to_owned(),
-                        v.pointer("/schema/openAPIV3Schema").cloned(),
-                    );
-                }
-            }
-        }
-    }
-
-    /// Whether the plan defines `kind` at its version; the version's schema if it has one.
-    fn find(&self, kind: &KindRef) -> Option<Option<&Value>> {
-        self.kinds
-            .get(&(kind.group().to_owned(), kind.kind.clone()))
-            .and_then(|versions| versions.get(kind.version()))
-            .map(Option::as_ref)
-    }
-}
+use super::input::{DesiredObject, DesiredState, DiffInput};
 
 /// The outcome of one dry run, by (node, object).
 type Decided<'a> = ((&'a str, &'a ObjectRef), Result<ObjectChange, DiffError>);
@@ -181,7 +69,7 @@ pub async fn diff(
     let mut to_read: BTreeSet<&ObjectRef> = BTreeSet::new();
     for node in input.nodes {
         for d in &node.objects {
-            if d.hook.is_some() || has_unknown_identity(d) {
+            if d.hook.is_some() || d.has_unknown_identity() {
                 continue;
             }
             let kind = d.object.kind_ref();
@@ -244,7 +132,7 @@ pub async fn diff(
                 decided.insert(key, c);
                 continue;
             }
-            if matches!(node.state, DesiredState::DuringApply { .. }) || has_unknown_identity(d) {
+            if matches!(node.state, DesiredState::DuringApply { .. }) || d.has_unknown_identity() {
                 let mut c = base_change(d, Action::KnownAfterApply);
                 c.fields = unknown_fields(d);
                 decided.insert(key, c);
@@ -446,115 +334,10 @@ fn base_change(d: &DesiredObject, action: Action) -> ObjectChange {
     c
 }
 
-fn has_unknown_identity(d: &DesiredObject) -> bool {
-    d.unknown_paths.iter().any(|p| {
-        p == "/metadata/name" || p == "/metadata/namespace" || p == "/metadata" || p.is_empty()
-    }) || d.object.namespace.as_deref() == Some(KNOWN_AFTER_APPLY)
-        || d.object.name == KNOWN_AFTER_APPLY
-}
-
 fn resource_version(o: &Value) -> Option<String> {
     o.pointer("/metadata/resourceVersion")
         .and_then(Value::as_str)
         .map(str::to_owned)
-}
-
-/// The fields of a create worth showing: unknown and sensitive ones.
-fn create_fields(d: &DesiredObject) -> Vec<FieldChange> {
-    let mut out = unknown_fields(d);
-    let o = &d.object;
-    let mut sensitive: BTreeSet<String> = d.sensitive_paths.clone();
-    if o.api_version == "v1" && o.kind == "Secret" {
-        for key in ["/data", "/stringData"] {
-            if let Some(Value::Object(map)) = d.body.pointer(key) {
-                for k in map.keys() {
-                    sensitive.insert(super::fields::push(key, k));
-                }
-            }
-        }
-    }
-    for p in sensitive {
-        if d.body.pointer(&p).is_some() && !is_under_any(&p, &d.unknown_paths) {
-            out.push(FieldChange {
-                path: display_path(&p),
-                pointer: p,
-                before: None,
-                after: None,
-                sensitive: true,
-                unknown: false,
-                forces_replacement: false,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
-    out
-}
-
-fn unknown_fields(d: &DesiredObject) -> Vec<FieldChange> {
-    d.unknown_paths
-        .iter()
-        .map(|p| FieldChange {
-            path: display_path(p),
-            pointer: p.clone(),
-            before: None,
-            after: None,
-            sensitive: is_sensitive(&d.object.api_version, &d.object.kind, p, &d.sensitive_paths),
-            unknown: true,
-            forces_replacement: false,
-        })
-        .collect()
-}
-
-/// The fields `desired` sets that differ from `live` (when no dry run result exists).
-fn desired_vs_live(d: &DesiredObject, live: &Value) -> Vec<FieldChange> {
-    let mut changes = Vec::new();
-    leaves_vs(String::new(), &d.body, Some(live), &mut changes);
-    to_field_changes(d, changes)
-}
-
-fn leaves_vs(pointer: String, desired: &Value, live: Option<&Value>, out: &mut Vec<Change>) {
-    match (desired, live) {
-        (Value::Object(map), Some(Value::Object(other))) => {
-            for (k, v) in map {
-                leaves_vs(super::fields::push(&pointer, k), v, other.get(k), out);
-            }
-        }
-        (Value::Array(items), Some(Value::Array(other))) if items.len() == other.len() => {
-            for (i, (v, o)) in items.iter().zip(other).enumerate() {
-                leaves_vs(
-                    super::fields::push(&pointer, &i.to_string()),
-                    v,
-                    Some(o),
-                    out,
-                );
-            }
-        }
-        (d, l) if Some(d) == l => {}
-        (d, l) => out.push((pointer, l.cloned(), Some(d.clone()))),
-    }
-}
-
-/// Turns raw changes into field changes: masks sensitive values, marks unknown and
-/// immutable fields.
-fn to_field_changes(d: &DesiredObject, changes: Vec<Change>) -> Vec<FieldChange> {
-    let o = &d.object;
-    changes
-        .into_iter()
-        .filter(|(p, _, _)| !p.starts_with("/metadata/managedFields"))
-        .map(|(pointer, before, after)| {
-            let sensitive = is_sensitive(&o.api_version, &o.kind, &pointer, &d.sensitive_paths);
-            let unknown = is_under_any(&pointer, &d.unknown_paths);
-            FieldChange {
-                path: display_path(&pointer),
-                forces_replacement: immutable_prefix(&o.api_version, &o.kind, &pointer).is_some(),
-                before: if sensitive { None } else { before },
-                after: if sensitive || unknown { None } else { after },
-                pointer,
-                sensitive,
-                unknown,
-            }
-        })
-        .collect()
 }
 
 async fn dry_run_change(
@@ -819,9 +602,10 @@ mod tests {
 
     use super::*;
     use crate::cluster::{
-        ApiResourceInfo, Condition, DeleteOptions, ObjectList, ServerVersion, WaitOutcome,
-        WriteOptions,
+        ApiResourceInfo, Condition, DeleteOptions, Discovery, ObjectList, ServerVersion,
+        WaitOutcome, WriteOptions,
     };
+    use crate::diff::input::{DesiredNode, PlanCrds};
     use crate::state::ProtectedBody;
 
     /// A cluster in memory: live objects, a scripted apply answer, and a log of requests.
