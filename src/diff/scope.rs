@@ -187,3 +187,105 @@ fn validate_offline(node: &str, d: &DesiredObject, schema: &Value) -> Result<(),
         Err(err(errors))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::*;
+    use crate::cluster::{ApiResourceInfo, Discovery};
+    use crate::diff::HookMarks;
+    use crate::diff::fixtures::{NODE, cm, desired, node, record};
+    use crate::diff::input::{DesiredNode, PlanCrds};
+
+    fn configmaps_only() -> Discovery {
+        Discovery::new(vec![ApiResourceInfo {
+            group: String::new(),
+            version: "v1".into(),
+            kind: "ConfigMap".into(),
+            plural: "configmaps".into(),
+            namespaced: true,
+            verbs: vec![],
+            subresources: vec![],
+        }])
+    }
+
+    fn input<'a>(
+        nodes: &'a [DesiredNode],
+        records: &'a [ObjectRecord],
+        discovery: &'a Discovery,
+        crds: &'a PlanCrds,
+        upstream: &'a BTreeMap<String, BTreeSet<String>>,
+        none: &'a BTreeSet<String>,
+    ) -> DiffInput<'a> {
+        DiffInput {
+            nodes,
+            records,
+            discovery,
+            prune_other_nodes: false,
+            plan_crds: crds,
+            parallelism: 1,
+            upstream,
+            changed_outside: none,
+        }
+    }
+
+    #[test]
+    fn kinds_reads_records_and_prunes_are_settled_before_any_request() {
+        let kept = desired(cm("kept", json!({})));
+        let mut hook = desired(cm("hook", json!({})));
+        hook.hook = Some(HookMarks {
+            phases: vec!["post-install".into()],
+            weight: 0,
+            delete_policies: vec![],
+        });
+        let widget = desired(json!({"apiVersion": "example.com/v1", "kind": "Widget",
+                                    "metadata": {"name": "w", "namespace": "d"}}));
+        let read = desired(cm("read", json!({})));
+        let gone = desired(cm("gone", json!({})));
+        let mut other = record(&desired(cm("other", json!({}))), "1");
+        other.node = "manifest.left".into();
+        let nodes = [
+            node(vec![kept.clone(), hook, widget]),
+            DesiredNode {
+                address: "read.r".into(),
+                state: DesiredState::Read { resolved: true },
+                objects: vec![read],
+                render_key: None,
+            },
+        ];
+        let records = [record(&kept, "1"), record(&gone, "2"), other];
+        let (discovery, crds) = (configmaps_only(), PlanCrds::default());
+        let (upstream, none) = (BTreeMap::new(), BTreeSet::new());
+        let s = scope(input(&nodes, &records, &discovery, &crds, &upstream, &none)).unwrap();
+
+        let decided: Vec<(&str, &str, KindStatus)> = s
+            .objects
+            .iter()
+            .map(|w| (w.node, w.desired.object.name.as_str(), w.kind))
+            .collect();
+        assert_eq!(
+            decided,
+            [
+                (NODE, "kept", KindStatus::Served),
+                (NODE, "hook", KindStatus::NotLookedUp),
+                (NODE, "w", KindStatus::Pending),
+            ],
+            "a read node's objects are read, not decided"
+        );
+        let reads: Vec<&str> = s.reads.iter().map(|o| o.name.as_str()).collect();
+        assert_eq!(reads, ["gone", "kept", "read"]);
+        let prunes: Vec<&str> = s.prunes.iter().map(|r| r.object.name.as_str()).collect();
+        assert_eq!(
+            prunes,
+            ["gone"],
+            "a node that left the plan is pruned only on request"
+        );
+        assert_eq!(s.pending_kinds.len(), 1);
+        assert_eq!(
+            s.record(&s.objects[0]).map(|r| r.applied_digest.as_str()),
+            Some(kept.digest.as_str())
+        );
+        assert!(s.record(&s.objects[1]).is_none());
+    }
+}
