@@ -7,7 +7,8 @@
 //!           ─► model    (validated nodes, vars, references; no I/O)
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
 //!           ─► render   (desired objects per node: manifests, helm template, digests)
-//!           ─► diff     (refresh + server-side dry runs → change set; report/ shows it)
+//!           ─► diff     (gather: refresh + server-side dry runs; decide: a pure change
+//!                        per object → change set; report/ shows it)
 //!           ─► apply ─► state                              (later stages)
 //! ```
 //!
