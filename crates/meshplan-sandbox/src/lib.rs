@@ -21,6 +21,7 @@ pub mod controllers;
 pub mod discovery;
 pub mod fieldmanager;
 pub mod kubectl;
+pub mod lease;
 pub mod names;
 pub mod openapi;
 pub mod patch;

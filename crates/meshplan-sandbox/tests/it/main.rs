@@ -9,6 +9,7 @@ mod faults;
 mod http;
 mod kube_client;
 mod kubectl;
+mod leases;
 mod podmonitor;
 mod raw;
 mod soak;
