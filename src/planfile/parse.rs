@@ -10,7 +10,10 @@ use super::syntax::{
     NodeKind, RawEntry, RawKind, RawNode, RawPlan, RawSection, RawTable, RawValue, is_identifier,
 };
 
-const SECTIONS: [&str; 3] = ["plan", "vars", "repos"];
+const SECTIONS: [&str; 4] = ["plan", "vars", "repos", "state"];
+
+/// The keys of the `[state]` table.
+pub const STATE_FIELDS: &[&str] = &["backend", "namespace", "name", "dir", "lease_duration"];
 
 /// Parses a TOML document into a [`RawTable`]; syntax errors come back as diagnostics
 /// (all of them, as far as the TOML parser can recover).
@@ -183,6 +186,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
         plan: None,
         vars: None,
         repos: None,
+        state: None,
         nodes: Vec::new(),
     };
     let root = match parse_toml(file, text) {
@@ -217,6 +221,10 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
                     plan.plan = Some(section);
                 }
                 "vars" => plan.vars = Some(section),
+                "state" => {
+                    check_fields(&section.table, "[state]", STATE_FIELDS, &mut diags);
+                    plan.state = Some(section);
+                }
                 _ => plan.repos = Some(section),
             }
             continue;
@@ -246,7 +254,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             let help = match suggestion {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "node types are manifest, helm, read and check; top-level tables are \
-                         plan, vars and repos"
+                         plan, vars, repos and state"
                     .to_string(),
             };
             diags.push(

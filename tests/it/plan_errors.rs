@@ -67,6 +67,7 @@ invalid_cases!(
     node_without_name,
     read_key_and_field,
     self_dependency,
+    state_table,
     table_var_in_string,
     top_level_key,
     undeclared_cli_var,
