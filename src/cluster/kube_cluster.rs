@@ -28,6 +28,8 @@ use super::{
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
+    /// What the client was built from (the state's own client is built from it too).
+    config: kube::Config,
     url: String,
     default_namespace: String,
     kinds: Arc<Mutex<Kinds>>,
@@ -84,12 +86,14 @@ impl KubeCluster {
         let url = config.cluster_url.to_string();
         let url = url.trim_end_matches('/').to_owned();
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let client =
+            kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Kubeconfig {
+                path: path.clone(),
+                message: e.to_string(),
+            })?;
         Ok(Self {
             client,
+            config,
             url,
             default_namespace,
             kinds: Arc::new(Mutex::new(Kinds::default())),
@@ -99,6 +103,12 @@ impl KubeCluster {
     /// The kube client (for code that must go beyond the trait, such as tests).
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The configuration the client was built from (the `kubernetes` state backend and the
+    /// apply's Lease use a client of their own, built from it).
+    pub fn kube_config(&self) -> &kube::Config {
+        &self.config
     }
 
     fn err(&self, e: kube::Error, target: Target) -> ClusterError {

@@ -11,7 +11,7 @@ use crate::cli::{DestroyArgs, ExitStatus};
 use crate::report;
 use crate::session::Session;
 
-use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{load_plan, lock, release, session_args, terminal, unless_interrupted, with_ctrl_c};
 
 pub async fn run(args: DestroyArgs) -> miette::Result<ExitStatus> {
     with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await
@@ -21,7 +21,7 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };
-    let session = unless_interrupted(
+    let mut session = unless_interrupted(
         interrupt,
         "interrupted before the destroy started: nothing was deleted",
         Session::open(
@@ -52,9 +52,13 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         return Ok(ExitStatus::Success);
     }
     if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
+        release(&mut session).await;
         eprintln!("Destroy cancelled.");
         return Ok(ExitStatus::Error);
     }
+    // The records listed above are what is destroyed: the state must not have changed
+    // since (another run that took the Lease meanwhile fails this destroy).
+    lock(&mut session, interrupt).await?;
     let reporter = terminal::progress(args.output);
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
@@ -62,13 +66,19 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     };
     let summary = apply::destroy(
         &session.cluster,
-        store,
+        session.store.as_ref(),
         &request,
         &options,
         reporter.as_ref(),
         interrupt,
     )
-    .await?;
+    .await;
+    let lost = session.lease().and_then(|g| g.lost_error());
+    release(&mut session).await;
+    if let Some(e) = lost {
+        return Err(e.into());
+    }
+    let summary = summary?;
     eprint!("{}", report::apply::kept(&summary));
     if summary.outcome.is_success() {
         eprintln!("Destroy complete.");

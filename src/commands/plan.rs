@@ -1,8 +1,9 @@
 //! `meshplan plan PLAN`: load, open a session, plan; print the change set (stdout),
 //! optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1.
 //!
-//! The state is opened for its records and caches only: plan writes the render cache and the
-//! discovery cache, never object records.
+//! The state is opened for its records and caches only, without a lock: plan writes the
+//! render cache and the discovery cache of a local state, never object records (a state in
+//! the cluster keeps them in memory for this run).
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::Cluster as _;
@@ -10,9 +11,12 @@ use crate::diff::Action;
 use crate::diff::previous::load_previous;
 use crate::diff::saved::{self, SavedChangeSet, StateRef};
 use crate::report::{HumanOptions, render_human, render_json};
-use crate::session::{Session, SessionArgs};
+use crate::session::{Access, Session, SessionArgs};
 
-use super::{CommandError, connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    CommandError, connect_options, load_plan, state_overrides, terminal, unless_interrupted,
+    with_ctrl_c,
+};
 
 pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C ends the plan with the writer lock released.
@@ -30,11 +34,13 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         loaded,
         SessionArgs {
             connect: connect_options(&args.cluster),
-            state: args.state.as_deref(),
+            state: state_overrides(&args.at),
             repo_dirs: &args.repo_dirs,
             targets: &args.targets,
             parallelism: args.parallelism,
             command: "plan",
+            access: Access::Read,
+            lock_timeout: args.at.lock_timeout,
         },
     )
     .await?;

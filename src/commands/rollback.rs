@@ -8,7 +8,7 @@ use crate::apply::{self, ResumeChoice, RunOptions, Summary};
 use crate::cli::{ExitStatus, RollbackArgs};
 use crate::session::Session;
 
-use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{load_plan, release, session_args, terminal, unless_interrupted, with_ctrl_c};
 
 pub async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
     with_ctrl_c(|interrupt| async move {
@@ -26,21 +26,32 @@ async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };
-    let session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
-    let store = session.store.as_ref();
-    if store.unfinished_runs()?.is_empty() {
+    let mut session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
+    if session.store.unfinished_runs()?.is_empty() {
         eprintln!("No unfinished run: nothing to roll back.");
         return Ok(ExitStatus::Success);
     }
+    loop {
+        match session.lock().await {
+            Err(e) if session.may_retry(&e) => session.refresh().await?,
+            other => break other?,
+        }
+    }
     let reporter = terminal::progress(args.output);
     let summaries = apply::resume_unfinished(
-        store,
+        session.store.as_ref(),
         &session.cluster,
         ResumeChoice::RollBack,
         &RunOptions::default(),
         reporter.as_ref(),
     )
-    .await?;
+    .await;
+    let lost = session.lease().and_then(|g| g.lost_error());
+    release(&mut session).await;
+    if let Some(e) = lost {
+        return Err(e.into());
+    }
+    let summaries = summaries?;
     Ok(if summaries.iter().any(Summary::left_journal) {
         ExitStatus::Error
     } else {
