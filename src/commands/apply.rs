@@ -76,11 +76,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     // wrote the state), wait within --lock-timeout and plan again.
     let (first, previous, rendered) = loop {
         if !session.store.unfinished_runs()?.is_empty() {
-            let choice = match args.on_unfinished {
-                None => return Err(CommandError::UnfinishedRun.into()),
-                Some(OnUnfinished::Complete) => ResumeChoice::Complete,
-                Some(OnUnfinished::Rollback) => ResumeChoice::RollBack,
-            };
+            // The run may be another apply's, in progress: the lock says (and names it).
             match lock(&mut session, interrupt).await {
                 Err(e) if session.may_retry(&e) => {
                     session.refresh().await?;
@@ -88,6 +84,14 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
                 }
                 other => other?,
             }
+            let choice = match args.on_unfinished {
+                None => {
+                    release(&mut session).await;
+                    return Err(CommandError::UnfinishedRun.into());
+                }
+                Some(OnUnfinished::Complete) => ResumeChoice::Complete,
+                Some(OnUnfinished::Rollback) => ResumeChoice::RollBack,
+            };
             let summaries = unless_interrupted(
                 interrupt,
                 "interrupted while finishing the unfinished run: its journal keeps what is left",

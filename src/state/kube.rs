@@ -20,15 +20,15 @@
 //! 1. a batch is applied to the snapshot in memory first (a refused batch writes nothing);
 //! 2. a small batch is appended to the index as a delta: one replace of the index with its
 //!    resourceVersion as precondition, atomic on the server;
-//! 3. once the deltas would pass [`DELTA_BYTES`], the commit writes a new generation
-//!    instead: every chunk under a fresh token, then the index switched to it (the commit
-//!    point), then the old chunks deleted. A failure before the switch leaves the previous
+//! 3. once the deltas would pass [`DELTA_BYTES`], and when a run ends (a checkpoint), the
+//!    commit writes a new generation instead: every chunk under a fresh token, then the index
+//!    switched to it (the commit point), then the old chunks deleted. A failure before the switch leaves the previous
 //!    generation whole, and chunks that nothing references; writers remove such chunks when
 //!    they claim the index and when they finish.
 //!
 //! A write that fails without a clear answer (a 5xx, a lost connection) is retried, and a
 //! replace of the index that may have happened is checked by reading the index again (its
-//! write counter says whether it did). So the state is always one generation and its
+//! write counter and the writer's claim id say whether it did). So the state is always one generation and its
 //! deltas: the old one or the new one, never a mix.
 //!
 //! Opened for reading (plan, state list), the store never writes: cache batches stay in
@@ -40,7 +40,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::core::v1::{Namespace, Secret};
+use k8s_openapi::api::core::v1::Secret;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use kube::api::{Api, DeleteParams, ListParams, PostParams};
 use serde::{Deserialize, Serialize};
@@ -84,6 +84,9 @@ struct IndexMeta {
     /// The holder of the lock that last wrote the index.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     writer: Option<String>,
+    /// A random id of the writer's claim (tells two writers of one process apart).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    claim: Option<String>,
 }
 
 /// A base generation: its token and chunks (none: the empty state).
@@ -120,6 +123,8 @@ impl Index {
 struct Writer {
     /// The lock's holder, in short (recorded in the index).
     holder: String,
+    /// This claim's random id.
+    claim: String,
     /// Cancelled when the lock is lost or released: no write after it.
     lock: CancellationToken,
     lock_error: Arc<dyn Fn() -> Option<StateError> + Send + Sync>,
@@ -238,6 +243,7 @@ impl KubeStore {
         };
         inner.writer = Some(Writer {
             holder: identity(guard),
+            claim: uuid::Uuid::new_v4().to_string(),
             lock: lost,
             lock_error: reason,
         });
@@ -391,32 +397,11 @@ impl KubeStore {
 
     /// Creates the namespace when it is missing.
     fn ensure_namespace(&self) -> Result<(), StateError> {
-        let api: Api<Namespace> = Api::all(self.remote.client());
+        let client = self.remote.client();
         let name = self.location.namespace.clone();
-        let outcome: Result<(), kube::Error> = self.remote.block_on(async move {
-            Ok(async {
-                if with_retries(|| api.get_opt(&name)).await?.is_some() {
-                    return Ok(());
-                }
-                let ns = Namespace {
-                    metadata: ObjectMeta {
-                        name: Some(name.clone()),
-                        labels: Some(BTreeMap::from([(
-                            MANAGED_BY.0.to_owned(),
-                            MANAGED_BY.1.to_owned(),
-                        )])),
-                        ..ObjectMeta::default()
-                    },
-                    ..Namespace::default()
-                };
-                let pp = PostParams::default();
-                match with_retries(|| api.create(&pp, &ns)).await {
-                    Err(e) if status_code(&e) != Some(409) => Err(e),
-                    _ => Ok(()),
-                }
-            }
-            .await)
-        })?;
+        let outcome = self
+            .remote
+            .block_on(async move { Ok(super::remote::ensure_namespace(client, &name).await) })?;
         outcome.map_err(|e| self.cluster_err("creating the namespace of", &e))
     }
 
@@ -429,6 +414,7 @@ impl KubeStore {
         rebase: bool,
     ) -> Result<(), StateError> {
         let writer = inner.writer.as_ref().map(|w| w.holder.clone());
+        let claim = inner.writer.as_ref().map(|w| w.claim.clone());
         let delta = if ops.is_empty() {
             None
         } else {
@@ -460,6 +446,7 @@ impl KubeStore {
                 .map(|i| i.meta.base.clone())
                 .unwrap_or_default(),
             writer,
+            claim,
         };
         let mut deltas = old.as_ref().map(|i| i.deltas.clone()).unwrap_or_default();
         let mut created: Vec<String> = Vec::new();
@@ -560,7 +547,7 @@ impl KubeStore {
         let name = self.location.index_name();
         let create = old.is_none();
         let expected = old.map(|o| o.resource_version.clone());
-        let writes = meta.writes;
+        let ours = (meta.writes, meta.claim.clone());
         let outcome = self.remote.block_on(async move {
             let pp = PostParams::default();
             let sent = if create {
@@ -583,13 +570,13 @@ impl KubeStore {
             if now_rv == expected {
                 return Ok(Err((failure, false)));
             }
-            let now_writes = now
+            let now_meta = now
                 .as_ref()
                 .and_then(|s| s.data.as_ref())
                 .and_then(|d| d.get("meta"))
                 .and_then(|m| serde_json::from_slice::<IndexMeta>(&m.0).ok())
-                .map(|m| m.writes);
-            if now_writes == Some(writes) {
+                .map(|m| (m.writes, m.claim));
+            if now_meta.as_ref() == Some(&ours) {
                 return Ok(Ok(now_rv.unwrap_or_default()));
             }
             Ok(Err((failure, true)))
@@ -947,7 +934,13 @@ impl StateStore for KubeStore {
         self.check_writer(&inner, "a write")?;
         let before = inner.data.clone();
         inner.data.apply(&batch, &self.path)?;
-        match self.write_index(&mut inner, &batch.ops, false) {
+        // A run that ends is a checkpoint: its deltas fold into a new generation, so readers
+        // find the state whole in its chunks.
+        let ends_run = batch
+            .ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::ClearRun { .. }));
+        match self.write_index(&mut inner, &batch.ops, ends_run) {
             Ok(()) => Ok(inner.data.state_meta()),
             Err(e) => {
                 inner.data = before;

@@ -39,7 +39,7 @@ use tokio_util::sync::CancellationToken;
 use super::StateError;
 use super::location::LeaseLocation;
 use super::lock::{Liveness, LockHolder};
-use super::remote::{Remote, message, status_code, with_retries};
+use super::remote::{Remote, ensure_namespace, message, status_code, with_retries};
 
 /// The annotation that holds the holder's record (JSON).
 pub const HOLDER_ANNOTATION: &str = "meshplan.io/holder";
@@ -205,7 +205,16 @@ impl LeaseLock {
                 let api = this.api();
                 let pp = PostParams::default();
                 let result = match &body.metadata.resource_version {
-                    None => with_retries(|| api.create(&pp, &body)).await,
+                    None => match with_retries(|| api.create(&pp, &body)).await {
+                        // The namespace is missing (a Lease of its own): create it, once.
+                        Err(e) if status_code(&e) == Some(404) => {
+                            ensure_namespace(this.remote.client(), &this.at.namespace)
+                                .await
+                                .map_err(|e| this.cluster_err("creating the namespace of", &e))?;
+                            with_retries(|| api.create(&pp, &body)).await
+                        }
+                        other => other,
+                    },
                     Some(_) => with_retries(|| api.replace(&this.at.name, &pp, &body)).await,
                 };
                 match result {

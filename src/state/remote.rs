@@ -166,3 +166,27 @@ pub(crate) fn message(e: &kube::Error) -> String {
         other => other.to_string(),
     }
 }
+
+/// Creates the namespace `name` when it is missing (labelled as meshplan's).
+pub(crate) async fn ensure_namespace(client: kube::Client, name: &str) -> Result<(), kube::Error> {
+    use k8s_openapi::api::core::v1::Namespace;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+    let api: kube::Api<Namespace> = kube::Api::all(client);
+    if with_retries(|| api.get_opt(name)).await?.is_some() {
+        return Ok(());
+    }
+    let (k, v) = super::lease::MANAGED_BY;
+    let ns = Namespace {
+        metadata: ObjectMeta {
+            name: Some(name.to_owned()),
+            labels: Some([(k.to_owned(), v.to_owned())].into()),
+            ..ObjectMeta::default()
+        },
+        ..Namespace::default()
+    };
+    let pp = kube::api::PostParams::default();
+    match with_retries(|| api.create(&pp, &ns)).await {
+        Err(e) if status_code(&e) != Some(409) => Err(e),
+        _ => Ok(()),
+    }
+}
