@@ -613,6 +613,8 @@ fn with_local_states_in_two_directories_the_clusters_lease_keeps_applies_apart()
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    // Longer than the lease's duration: the first renews it, so it stays held.
+    std::thread::sleep(Duration::from_millis(3500));
     let before = env.writes().len();
     let (code, out, err) = env.apply(&b, &[&state_b[..], &["--var", "mode=b"]].concat());
     assert_eq!(code, 1, "{out}\n{err}");
@@ -915,4 +917,103 @@ fn the_sample_plan_in_the_cluster_applied_from_one_directory_plans_empty_from_an
             );
         }
     }
+}
+
+/// Starts an apply whose rollout never ends (workloads paused) and waits until it holds the
+/// plan's Lease in the state's namespace.
+fn apply_holding_the_lease(env: &Env, cwd: &Path, mode: &str) -> Child {
+    env.cluster
+        .sandbox
+        .set_paused(meshplan_sandbox::Controller::Workloads, true);
+    let mut child = env.spawn_apply(cwd, &["--var", &format!("mode={mode}")]);
+    let started = Instant::now();
+    while env
+        .cluster
+        .kubectl(&[
+            "get",
+            "lease",
+            "-n",
+            "meshplan-system",
+            "meshplan-lock-shared",
+        ])
+        .code
+        != 0
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(60) && child.try_wait().unwrap().is_none(),
+            "the apply took no Lease"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child
+}
+
+#[test]
+fn state_unlock_breaks_a_lease_only_when_asked_and_confirmed() {
+    let env = Env::new(&SHARED.replace("lease_duration = \"3s\"", "lease_duration = \"600s\""));
+    let a = env.workdir("a");
+    let (code, _, err) = env.state(&a, "unlock", &[]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("The state is not locked"), "{err}");
+    let (code, _, err) = env.apply(&a, &["--var", "mode=start"]);
+    assert_eq!(code, 0, "{err}");
+
+    // A run killed on another machine: its Lease runs for ten minutes.
+    let mut child = apply_holding_the_lease(&env, &a, "x");
+    let _ = child.kill();
+    let _ = child.wait();
+    assert!(move_holder_to_another_machine(
+        &env,
+        "meshplan-system",
+        "meshplan-lock-shared"
+    ));
+    let (code, _, err) = env.apply(&a, &["--var", "mode=y"]);
+    assert_eq!(code, 1);
+    let text = flat(&err);
+    assert!(
+        text.contains("is held by meshplan apply")
+            && text.contains(&format!("pid {} on host machine-a", child.id()))
+            && text.contains("its lease runs until"),
+        "{err}"
+    );
+    // unlock refuses to break a lock whose holder may still run, unless forced...
+    let (code, _, err) = env.state(&a, "unlock", &[]);
+    assert_eq!(code, 1, "{err}");
+    assert!(flat(&err).contains("is held by meshplan apply"), "{err}");
+    // ... and confirmed (no terminal here: --auto-approve).
+    let (code, _, err) = env.state(&a, "unlock", &["--force"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(err.contains("without confirmation"), "{err}");
+    let (code, _, err) = env.state(&a, "unlock", &["--force", "--auto-approve"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("Broke the lock of meshplan apply"), "{err}");
+    env.cluster
+        .sandbox
+        .set_paused(meshplan_sandbox::Controller::Workloads, false);
+    let (code, out, err) = env.apply(&a, &["--var", "mode=y", "--on-unfinished", "rollback"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert_eq!(env.modes(), ["settings=y", "more=y", "web=y"]);
+}
+
+#[test]
+fn an_apply_whose_lease_is_broken_stops_writing_and_says_so() {
+    let env = Env::new(SHARED);
+    let a = env.workdir("a");
+    let (code, _, err) = env.apply(&a, &["--var", "mode=start"]);
+    assert_eq!(code, 0, "{err}");
+    let mut child = apply_holding_the_lease(&env, &a, "x");
+    // The holder runs (on this machine): only a forced, confirmed unlock breaks its Lease.
+    let (code, _, err) = env.state(&a, "unlock", &["--force", "--auto-approve"]);
+    assert_eq!(code, 0, "{err}");
+    // Its next renewal is refused: the run stops at once and keeps its journal.
+    let (code, out, err) = wait_exit(&mut child);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("was lost"), "{err}");
+    env.cluster
+        .sandbox
+        .set_paused(meshplan_sandbox::Controller::Workloads, false);
+    let (code, out, err) = env.apply(&a, &["--var", "mode=z", "--on-unfinished", "rollback"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = env.run(&a, "plan", &["--var", "mode=z", "--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
