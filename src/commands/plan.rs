@@ -266,7 +266,7 @@ fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> miette::Result<Vec<
         .collect()
 }
 
-fn parse_repo_dirs(
+pub(super) fn parse_repo_dirs(
     specs: &[String],
     cwd: &std::path::Path,
 ) -> miette::Result<BTreeMap<String, PathBuf>> {

@@ -29,6 +29,6 @@ pub use duration::{format_duration, parse_duration};
 pub use object_ref::deep_merge;
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, StaticScope, Value, ValuesFile, Var, VarOrigin, Wait,
+    Read, ReadSelect, Repo, StaticScope, Suppression, Value, ValuesFile, Var, VarOrigin, Wait,
 };
 pub use template::{EvalError, Lookup, Part, RefUse, Reference, Scope, Template};

@@ -4,7 +4,11 @@
 //!
 //! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
+//! - [`lint`]: lint findings, human, JSON and SARIF 2.1.0.
+//! - [`health`]: the health report of `meshplan check`, human and JSON.
 
+pub mod health;
+pub mod lint;
 pub mod plan;
 pub mod progress;
 
