@@ -1,7 +1,9 @@
 //! One orchestrating async function per subcommand: glue only, no logic.
 
 mod apply;
+mod check;
 mod graph;
+mod lint;
 mod plan;
 #[cfg(feature = "sandbox")]
 mod sandbox;
@@ -21,6 +23,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(args).await,
         Command::Graph(args) => graph::run(args).await,
+        Command::Lint(args) => lint::run(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Plan(args) => plan::run(args).await,
         Command::Apply(args) => apply::run(args).await,
         Command::Destroy(args) => apply::destroy(args).await,
