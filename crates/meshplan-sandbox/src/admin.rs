@@ -15,6 +15,8 @@
 //! - `POST /_sandbox/watches/close`: ends every open watch stream
 //! - `POST /_sandbox/controllers/{name}/pause`, `POST /_sandbox/controllers/{name}/resume`
 //! - `GET /_sandbox/audit` (`?since=SEQ`), `GET /_sandbox/counters`
+//! - `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` (`{"seconds": N}`): the cluster's
+//!   virtual clock (see [`crate::clock`])
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -465,11 +467,37 @@ pub fn handle(shared: &Shared, method: &Method, uri: &Uri, body: &[u8]) -> (u16,
             )
         }
         ("GET", ["counters"]) => (200, counters_json(&shared.observer().counters())),
-        (_, ["faults" | "audit" | "counters" | "controllers"]) => {
+        ("GET", ["clock"]) => (200, clock_json(shared)),
+        ("POST", ["clock", "advance"]) => {
+            let seconds = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("seconds").and_then(Value::as_i64));
+            match seconds {
+                Some(s) if s >= 0 => {
+                    shared.clock.advance(jiff::SignedDuration::from_secs(s));
+                    shared.wake_controllers.notify_one();
+                    (200, clock_json(shared))
+                }
+                _ => admin_error(
+                    400,
+                    "expected {\"seconds\": N} with N a whole number of seconds, 0 or more",
+                ),
+            }
+        }
+        (_, ["faults" | "audit" | "counters" | "controllers" | "clock"]) => {
             admin_error(405, "the method is not allowed here")
         }
         _ => admin_error(404, format!("no admin endpoint {}", uri.path())),
     }
+}
+
+/// The virtual clock as the admin endpoint shows it.
+fn clock_json(shared: &Shared) -> Value {
+    let clock = shared.clock.get();
+    json!({
+        "now": shared.clock.now().to_string(),
+        "scale": clock.scale,
+    })
 }
 
 /// The audit log of a data directory.

@@ -17,6 +17,7 @@
 //! [`BlockingSandbox`] runs one on its own runtime for synchronous tests and stops it on drop.
 
 pub mod admin;
+pub mod clock;
 pub mod controllers;
 pub mod discovery;
 pub mod fieldmanager;
@@ -231,6 +232,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         pauses: reconciler::Pauses::default(),
         observer: Mutex::new(observer),
         close_watches: watch::channel(0).0,
+        clock: clock::SandboxClock::new(config.controllers.time_scale),
     });
     let app =
         server::router(shared.clone()).into_make_service_with_connect_info::<transport::ConnInfo>();
@@ -402,6 +404,19 @@ impl Sandbox {
     pub fn set_paused(&self, controller: Controller, paused: bool) {
         self.shared.pauses.set(controller, paused);
         self.shared.wake_controllers.notify_one();
+    }
+
+    /// Moves the cluster's virtual clock forward (cert-manager's time and the `Date` of every
+    /// answer); returns the new virtual now.
+    pub fn advance_clock(&self, by: jiff::SignedDuration) -> jiff::Timestamp {
+        let now = self.shared.clock.advance(by);
+        self.shared.wake_controllers.notify_one();
+        now
+    }
+
+    /// The cluster's virtual now.
+    pub fn clock_now(&self) -> jiff::Timestamp {
+        self.shared.clock.now()
     }
 
     /// The audit log (the most recent entries; see [`admin::AUDIT_MEMORY_LIMIT`]).
@@ -594,6 +609,22 @@ impl BlockingSandbox {
     pub fn set_paused(&self, controller: Controller, paused: bool) {
         if let Some(s) = &self.sandbox {
             s.set_paused(controller, paused);
+        }
+    }
+
+    /// See [`Sandbox::advance_clock`].
+    pub fn advance_clock(&self, by: jiff::SignedDuration) -> jiff::Timestamp {
+        match &self.sandbox {
+            Some(s) => s.advance_clock(by),
+            None => jiff::Timestamp::now(),
+        }
+    }
+
+    /// See [`Sandbox::clock_now`].
+    pub fn clock_now(&self) -> jiff::Timestamp {
+        match &self.sandbox {
+            Some(s) => s.clock_now(),
+            None => jiff::Timestamp::now(),
         }
     }
 

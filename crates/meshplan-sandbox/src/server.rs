@@ -56,6 +56,8 @@ pub struct Shared {
     pub observer: Mutex<Observer>,
     /// Bumped to end every open watch stream.
     pub close_watches: watch::Sender<u64>,
+    /// The cluster's virtual clock (cert-manager, `Date` headers).
+    pub clock: crate::clock::SandboxClock,
 }
 
 impl Shared {
@@ -181,6 +183,21 @@ pub fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let mut resp = handle_request(&shared, req).await;
+    // Like real API servers, every answer carries the server's clock (the virtual one) and
+    // `Cache-Control: no-cache, private`: kubectl's HTTP cache must revalidate, whatever the
+    // Date says (a Date ahead of the client's clock would otherwise keep a cached discovery
+    // fresh for ever).
+    if let Ok(date) = HeaderValue::from_str(&shared.clock.http_date()) {
+        resp.headers_mut().insert(header::DATE, date);
+    }
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache, private"));
+    resp
+}
+
+async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let conn = parts
         .extensions
