@@ -141,14 +141,13 @@ pub fn control_plane_settings(
     let (native_sidecar, native_sidecar_reason) = match (declares_native_sidecar, native) {
         (Some(false), Some(_)) => (
             false,
-            "its chart has no proxy.nativeSidecar (the value is ignored): proxies are classic \
-             sidecars"
-                .to_string(),
+            "its chart has no proxy.nativeSidecar: the value set is ignored".to_string(),
         ),
-        (Some(false), None) | (None, None) => (
+        (Some(false), None) => (
             false,
-            "its chart has no native sidecars: proxies are classic sidecars".to_string(),
+            "its chart has no native sidecar support (no proxy.nativeSidecar)".to_string(),
         ),
+        (None, None) => (false, "proxy.nativeSidecar is not set".to_string()),
         (_, Some(Json::Bool(true))) => (true, "proxy.nativeSidecar is true".to_string()),
         (_, Some(Json::String(s))) if s.eq_ignore_ascii_case("true") => {
             (true, "proxy.nativeSidecar is true".to_string())

@@ -24,6 +24,9 @@ const ID: CheckId = CheckId::UnknownChartValue;
 enum Decl {
     /// Anything goes below.
     Free,
+    /// Declared, without saying what is below (a schema's `type: object` without
+    /// `properties`): another source may say more; alone it is not looked into.
+    Unspecified,
     /// A scalar or a list.
     Leaf,
     /// A map with these keys.
@@ -195,16 +198,17 @@ fn of_schema(schema: &Json) -> Decl {
                 .collect(),
         ),
         None => match obj.get("type") {
-            Some(Json::String(t)) if t == "object" => Decl::Free,
-            Some(Json::Array(ts)) if ts.iter().any(|t| t == "object") => Decl::Free,
+            Some(Json::String(t)) if t == "object" => Decl::Unspecified,
+            Some(Json::Array(ts)) if ts.iter().any(|t| t == "object") => Decl::Unspecified,
             Some(_) => Decl::Leaf,
-            None => Decl::Free,
+            None => Decl::Unspecified,
         },
     }
 }
 
 fn merge(a: Decl, b: Decl) -> Decl {
     match (a, b) {
+        (Decl::Unspecified, other) | (other, Decl::Unspecified) => other,
         (Decl::Free, _) | (_, Decl::Free) => Decl::Free,
         (Decl::Map(mut x), Decl::Map(y)) => {
             for (k, v) in y {
@@ -254,6 +258,15 @@ mod tests {
             panic!()
         };
         assert_eq!(s["config"], Decl::Free);
+        // A schema's bare object says nothing against what values.yaml declares.
+        let bare = json!({"type": "object", "properties": {"cache": {"type": "object"}}});
+        let Decl::Map(m) = merge(
+            of_values(&json!({"cache": {"port": 1}}), ""),
+            of_schema(&bare),
+        ) else {
+            panic!()
+        };
+        assert!(matches!(&m["cache"], Decl::Map(c) if c.contains_key("port")));
         assert_eq!(s["replicas"], Decl::Leaf);
         let merged = merge(
             of_values(&json!({"tls": {"cert": ""}}), ""),

@@ -152,7 +152,7 @@ fn check_issuer(ctx: &Context<'_>, obj: &Obj<'_>, spec: &Json, out: &mut Vec<Fin
             CheckId::IssuerKeyAlgorithm,
             obj,
             Some(&field("spec.privateKey")),
-            format!("{who} has a {what} key"),
+            format!("{who}: its private key is {what}, not ECDSA P-256"),
             "set `privateKey: { algorithm: ECDSA, size: 256 }`".to_string(),
         ));
     }

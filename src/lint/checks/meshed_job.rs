@@ -53,21 +53,25 @@ pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
                      was not read)"
                 .to_string(),
         };
-        let what = match &obj.rendered.hook {
-            Some(hook) => {
+        let subject = match (&obj.rendered.hook, obj.kind()) {
+            (_, "CronJob") => format!("the Jobs of CronJob {} never complete", short_name(obj)),
+            (Some(hook), _) => {
                 let phases: Vec<&str> = hook.phases.iter().map(|p| p.as_str()).collect();
-                format!("{} (helm hook, {})", obj.kind(), phases.join(", "))
+                format!(
+                    "Job {} (helm hook, {}) never completes",
+                    short_name(obj),
+                    phases.join(", ")
+                )
             }
-            None => obj.kind().to_string(),
+            (None, _) => format!("Job {} never completes", short_name(obj)),
         };
         let by = match origin {
             InjectOrigin::Template => "on its pod template".to_string(),
             InjectOrigin::Namespace(n) => format!("on namespace {n}"),
         };
         let message = format!(
-            "{what} {} never completes: Linkerd injects a proxy into its pod ({INJECT_ANNOTATION}: \
-             {value} {by}) and {proxies}",
-            short_name(obj),
+            "{subject}: Linkerd injects a proxy into the pod ({INJECT_ANNOTATION}: {value} {by}) \
+             and {proxies}"
         );
         let annotations: Vec<Seg> = template_path
             .iter()
