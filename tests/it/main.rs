@@ -8,6 +8,7 @@ mod apply_rollback;
 mod apply_signals;
 mod cluster;
 mod graph_cmd;
+mod lint_cmd;
 mod model_dump;
 mod plan_cmd;
 mod plan_errors;
