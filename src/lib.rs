@@ -8,7 +8,8 @@
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
 //!           ─► render   (desired objects per node: manifests, helm template, digests)
 //!           ─► lint     (Linkerd-aware checks of the rendered objects, + cluster facts)
-//!           ─► diff     (refresh + server-side dry runs → change set; report/ shows it)
+//!           ─► diff     (gather: refresh + server-side dry runs; decide: a pure change
+//!                        per object → change set; report/ shows it)
 //!           ─► apply ─► state                              (later stages)
 //! ```
 //!

@@ -9,7 +9,7 @@ use crate::model::{Address, Plan};
 use crate::render::{self, NodeRender, PreviousRender, RenderInputs, RenderedObject};
 
 use super::change::HookMarks;
-use super::engine::{DesiredNode, DesiredObject, DesiredState};
+use super::input::{DesiredNode, DesiredObject, DesiredState};
 use super::planner::{ReadValue, RenderFailure, Renderer};
 
 /// The render stage for one plan.
