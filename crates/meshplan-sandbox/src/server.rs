@@ -215,15 +215,15 @@ async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || conn.as_ref().is_some_and(|c| c.client_cert);
         if !(shared.auth == AuthMode::Anonymous
-            || has_credentials && authorized(&shared, &parts.headers, conn.as_ref()))
+            || has_credentials && authorized(shared, &parts.headers, conn.as_ref()))
         {
             return unauthorized();
         }
-        let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
+        let (code, value) = admin::handle(shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
     let mut info = request_info(&parts.method, &parts.uri, &parts.headers);
-    match authenticate(&shared, &parts.headers, conn.as_ref()) {
+    match authenticate(shared, &parts.headers, conn.as_ref()) {
         Some(user) => info.user = user.to_string(),
         None if is_public(parts.uri.path()) => info.user = "system:anonymous".into(),
         None => {
@@ -256,7 +256,7 @@ async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
         }
         None => {}
     }
-    let resp = handle_api(&shared, parts, bytes).await;
+    let resp = handle_api(shared, parts, bytes).await;
     shared
         .observer()
         .record(&info, resp.status().as_u16(), injection.describe());

@@ -106,12 +106,15 @@ fn is_empty_table(raw: &RawValue) -> bool {
     matches!(&raw.kind, RawKind::Table(t) if t.entries.is_empty())
 }
 
+/// Called with the path of an undeclared key, the key's span and the keys declared beside it.
+type Report<'a> = dyn FnMut(&[String], &crate::planfile::Span, &[String]) + 'a;
+
 /// Reports every key of `raw` below a declared map that the map does not declare.
 fn walk(
     raw: &RawValue,
     decl: &Decl,
     path: &mut Vec<String>,
-    report: &mut dyn FnMut(&[String], &crate::planfile::Span, &[String]),
+    report: &mut Report<'_>,
 ) {
     let (Decl::Map(children), RawKind::Table(table)) = (decl, &raw.kind) else {
         return;
