@@ -189,6 +189,17 @@ async fn apply_phases(
     reporter: &dyn Reporter,
     interrupt: &Interrupt,
 ) -> miette::Result<ExitStatus> {
+    // Lint first: error-level findings stop the apply before anything is written (a saved
+    // change set was linted by the plan that wrote it).
+    if saved.is_none() {
+        let previous = load_previous(session.store.as_ref())?;
+        let lint = unless_interrupted(interrupt, INTERRUPTED_BEFORE_APPLY, session.lint(&previous))
+            .await?;
+        super::plan::show_lint(&lint, args.output);
+        if lint.blocks(false) {
+            return Err(super::plan::lint_stops(&lint, "apply"));
+        }
+    }
     let store = session.store.as_ref();
     if !store.unfinished_runs()?.is_empty() {
         let Some(choice) = args.on_unfinished else {

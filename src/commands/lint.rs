@@ -59,6 +59,7 @@ pub async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
     let prepared = lint::prepare(
         &loaded.plan,
         &renderer,
+        &crate::render::RenderInputs::default(),
         cluster.as_ref().map(|c| c as &dyn Cluster),
     )
     .await?;

@@ -155,6 +155,51 @@ impl Session {
         })
     }
 
+    /// The lint report of the nodes this run is about (the targets and their dependencies,
+    /// or all): rendered with the same cache as the change set (chart renders are reused),
+    /// checked with the cluster's facts.
+    pub async fn lint(
+        &self,
+        previous: &BTreeMap<Address, PreviousRender>,
+    ) -> miette::Result<crate::lint::LintReport> {
+        let (discovery, _) = discovery(&self.cluster, self.store.as_ref(), false).await?;
+        let selected =
+            (!self.targets.is_empty()).then(|| self.loaded.graph.with_dependencies(&self.targets));
+        // The same inputs as the change set's render: what the lint render caches is what
+        // the change set would have rendered (generated material carried over).
+        let inputs = render::RenderInputs {
+            previous: previous.clone(),
+            targets: selected.clone(),
+            ..render::RenderInputs::default()
+        };
+        let renderer = render::Renderer::new(
+            Arc::new(HelmProcess::from_env()),
+            Arc::new(StateRenderCache {
+                store: self.store.clone(),
+            }),
+            RenderOptions {
+                repo_dirs: self.repo_dirs.clone(),
+                discovery: Some(discovery),
+                kube_version: Some(self.server_version.clone()),
+                parallelism: self.parallelism,
+            },
+        );
+        let prepared =
+            crate::lint::prepare(&self.loaded.plan, &renderer, &inputs, Some(&self.cluster))
+                .await?;
+        let mut report = crate::lint::run(&crate::lint::LintInput {
+            plan: &self.loaded.plan,
+            sources: &self.loaded.sources,
+            render: &prepared.render,
+            charts: &prepared.charts,
+            cluster: prepared.facts.as_ref(),
+        });
+        if let Some(selected) = selected {
+            report.findings.retain(|f| selected.contains(&f.node));
+        }
+        Ok(report)
+    }
+
     /// The digests of the plan's inputs (saved change sets).
     pub fn input_digests(&self, change_set: &ChangeSet) -> InputDigests {
         input_digests(&self.loaded, change_set)
@@ -186,6 +231,8 @@ async fn plan_command(args: PlanArgs) -> miette::Result<ExitStatus> {
     };
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
+    let lint = session.lint(&previous).await?;
+    show_lint(&lint, args.output);
     let change_set = session.change_set(&previous, None, false).await?;
     let (loaded, targets, cluster) = (&session.loaded, &session.targets, &session.cluster);
 
@@ -195,6 +242,9 @@ async fn plan_command(args: PlanArgs) -> miette::Result<ExitStatus> {
             print!("{}", render_human(&change_set, HumanOptions { color }));
         }
         OutputFormat::Json => print!("{}", render_json(&change_set)),
+    }
+    if lint.blocks(false) {
+        return Err(lint_stops(&lint, "the plan"));
     }
     if let Some(path) = &args.out {
         let saved = SavedChangeSet::new(
@@ -223,6 +273,40 @@ async fn plan_command(args: PlanArgs) -> miette::Result<ExitStatus> {
     } else {
         ExitStatus::Success
     })
+}
+
+/// Lint findings above the plan: on stdout with the human plan, on stderr when stdout is
+/// JSON. Nothing when there are none.
+pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) {
+    use crate::report::lint::{LintHumanOptions, render_findings, summary_line};
+    if report.findings.is_empty() {
+        return;
+    }
+    let text = |color: bool| {
+        format!(
+            "{}{}\n",
+            render_findings(report, LintHumanOptions { color }),
+            summary_line(report)
+        )
+    };
+    match output {
+        OutputFormat::Human => {
+            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            print!("{}", text(color));
+        }
+        OutputFormat::Json => eprint!("{}", text(false)),
+    }
+}
+
+/// The error that stops `what` on error-level lint findings.
+pub(super) fn lint_stops(report: &crate::lint::LintReport, what: &str) -> miette::Report {
+    let n = report.errors();
+    miette!(
+        help = "fix the findings above, or suppress one that does not apply on its node with \
+                suppress = [{ check = \"ID\", reason = \"...\" }]",
+        "{what} stopped before any write: lint found {n} error-level finding{} (see above)",
+        if n == 1 { "" } else { "s" }
+    )
 }
 
 /// The discovery: the state's cache when fresh (and `fresh` is not asked), else fetched and

@@ -45,13 +45,16 @@ pub struct Prepared {
     pub facts: Option<ClusterFacts>,
 }
 
-/// Renders the plan, reads its charts and (with a cluster) the cluster's facts.
+/// Renders the plan (with `inputs`: the previous renders, so that generated material is
+/// carried over exactly as the change set's render does, and the targets), reads its charts
+/// and (with a cluster) the cluster's facts.
 pub async fn prepare(
     plan: &Plan,
     renderer: &Renderer,
+    inputs: &RenderInputs,
     cluster: Option<&dyn Cluster>,
 ) -> Result<Prepared, PrepareError> {
-    let render = renderer.render(plan, &RenderInputs::default()).await?;
+    let render = renderer.render(plan, inputs).await?;
     let charts = read_charts(plan, renderer).await;
     let facts = match cluster {
         Some(c) => Some(gather(c).await.map_err(PrepareError::Cluster)?),

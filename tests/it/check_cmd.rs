@@ -63,7 +63,10 @@ fn check_the_applied_sample_stack_then_an_expiring_issuer_then_a_foreign_trust_a
     ] {
         assert!(line(&out, id).starts_with("[pass]"), "{id}\n{out}");
     }
-    assert!(out.contains("healthy: 0 failed, 0 warnings, 9 passed."), "{out}");
+    assert!(
+        out.contains("healthy: 0 failed, 0 warnings, 9 passed."),
+        "{out}"
+    );
     assert!(out.contains("by the cluster's clock"), "{out}");
     assert!(
         line(&out, "webhooks").contains("linkerd-proxy-injector.linkerd.io"),
@@ -88,15 +91,22 @@ fn check_the_applied_sample_stack_then_an_expiring_issuer_then_a_foreign_trust_a
     let expiry = line(&out, "issuer-expiry");
     assert!(expiry.starts_with("[warn]"), "{out}");
     assert!(
-        expiry.contains("the issuer certificate expires in 7h") && expiry.contains("warn threshold of 1d"),
+        expiry.contains("the issuer certificate expires in 7h")
+            && expiry.contains("warn threshold of 1d"),
         "{out}"
     );
     assert!(
         out.contains("hint: cert-manager should have renewed it at"),
         "{out}"
     );
-    assert!(line(&out, "trust-anchor-expiry").starts_with("[pass]"), "{out}");
-    assert!(out.contains("healthy: 0 failed, 1 warning, 8 passed."), "{out}");
+    assert!(
+        line(&out, "trust-anchor-expiry").starts_with("[pass]"),
+        "{out}"
+    );
+    assert!(
+        out.contains("healthy: 0 failed, 1 warning, 8 passed."),
+        "{out}"
+    );
     // CI can gate on warnings, and on its own thresholds.
     let (code, out, _) = check(&s, &["--deny", "warnings"]);
     assert_eq!(code, 1, "{out}");
@@ -111,17 +121,25 @@ fn check_the_applied_sample_stack_then_an_expiring_issuer_then_a_foreign_trust_a
     // Another CA as the trust anchor in linkerd-config: proxies would not trust the issuer.
     let other =
         std::fs::read_to_string(root().join("tests/fixtures/certs/other-root-ca.crt")).unwrap();
-    let mut config = s.cluster.get_json(&["-n", "linkerd", "configmap", "linkerd-config"]);
+    let mut config = s
+        .cluster
+        .get_json(&["-n", "linkerd", "configmap", "linkerd-config"]);
     let values = config["data"]["values"].as_str().unwrap().to_string();
     let mut doc: Value = serde_saphyr::from_str(&values).unwrap();
     doc["identityTrustAnchorsPEM"] = Value::String(other.clone());
     config["data"]["values"] = Value::String(serde_json::to_string(&doc).unwrap());
-    for key in ["resourceVersion", "managedFields", "uid", "creationTimestamp"] {
+    for key in [
+        "resourceVersion",
+        "managedFields",
+        "uid",
+        "creationTimestamp",
+    ] {
         config["metadata"].as_object_mut().unwrap().remove(key);
     }
-    let file = s
-        .cluster
-        .file("linkerd-config.json", &serde_json::to_string(&config).unwrap());
+    let file = s.cluster.file(
+        "linkerd-config.json",
+        &serde_json::to_string(&config).unwrap(),
+    );
     s.cluster.kubectl(&["replace", "-f", &file]).ok();
     let issuer = s
         .cluster
@@ -162,7 +180,10 @@ fn check_the_applied_sample_stack_then_an_expiring_issuer_then_a_foreign_trust_a
     let (code, out, _) = check(&s, &[]);
     assert_eq!(code, 1);
     let jobs = line(&out, "meshed-jobs");
-    assert!(jobs.starts_with("[FAIL]") && jobs.contains("linkerd-viz/stuck"), "{out}");
+    assert!(
+        jobs.starts_with("[FAIL]") && jobs.contains("linkerd-viz/stuck"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -289,3 +289,149 @@ fn a_plan_that_does_not_load_is_reported_like_validate() {
     assert!(err.contains("plan::unknown_check"), "{err}");
     assert!(err.contains("did you mean `meshed-job`?"), "{err}");
 }
+
+// ----- plan and apply ---------------------------------------------------------------------
+
+/// A cluster with a running Linkerd control plane of classic proxies (its linkerd-config
+/// and the two Deployments the sandbox's Linkerd controller looks for).
+const INSTALLED_CONTROL_PLANE: &str = r#"apiVersion: v1
+kind: Namespace
+metadata:
+  name: linkerd
+  labels: {linkerd.io/is-control-plane: "true"}
+---
+apiVersion: v1
+kind: ConfigMap
+metadata: {name: linkerd-config, namespace: linkerd}
+data:
+  values: |
+    identityTrustDomain: cluster.local
+    proxy:
+      nativeSidecar: false
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: linkerd-destination, namespace: linkerd}
+spec:
+  selector: {matchLabels: {app: destination}}
+  template:
+    metadata: {labels: {app: destination}}
+    spec: {containers: [{name: destination, image: cr.l5d.io/linkerd/controller:stable-2.14.10}]}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: linkerd-proxy-injector, namespace: linkerd}
+spec:
+  selector: {matchLabels: {app: injector}}
+  template:
+    metadata: {labels: {app: injector}}
+    spec: {containers: [{name: injector, image: cr.l5d.io/linkerd/controller:stable-2.14.10}]}
+"#;
+
+const SHOP_PLAN: &str = r#"[plan]
+name = "shop"
+
+[repos]
+shop = "https://charts.example.com/shop"
+
+[manifest.shop_namespace]
+yaml = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations:
+    linkerd.io/inject: enabled
+"""
+
+[helm.shop]
+chart = "shop/db-migrate"
+version = "0.3.0"
+namespace = "shop"
+depends_on = ["manifest.shop_namespace"]
+wait = { timeout = "5m" }
+"#;
+
+#[test]
+fn a_meshed_hook_job_stops_plan_and_apply_before_any_write_and_the_fix_applies() {
+    use crate::apply_cmd::Setup;
+    let s = Setup::with_plan(SHOP_PLAN);
+    s.cluster
+        .apply("control-plane.yaml", INSTALLED_CONTROL_PLANE)
+        .ok();
+    for d in ["linkerd-destination", "linkerd-proxy-injector"] {
+        s.cluster
+            .kubectl(&[
+                "rollout",
+                "status",
+                "-n",
+                "linkerd",
+                &format!("deployment/{d}"),
+                "--timeout=30s",
+            ])
+            .ok();
+    }
+    let shop = ["--repo-dir", "shop=tests/fixtures/lint/charts"];
+    let before = s.writes();
+
+    // plan: the finding above the plan, exit 1, nothing written.
+    let (code, out, err) = s.run("plan", &shop);
+    assert_eq!(code, 1, "{out}\n{err}");
+    let finding = out.find("error[meshed-job]: Job shop/shop-migrate (helm hook, pre-install, pre-upgrade) never completes").unwrap_or_else(|| panic!("{out}"));
+    let plan = out
+        .find("meshplan will perform the following actions")
+        .unwrap_or_else(|| panic!("{out}"));
+    assert!(finding < plan, "findings come above the plan\n{out}");
+    assert!(
+        out.contains("the control plane runs classic proxies (the installed control plane in linkerd: proxy.nativeSidecar is false)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("set the chart value `migrate.podAnnotations`"),
+        "{out}"
+    );
+    assert!(
+        err.contains("the plan stopped before any write: lint found 1 error-level finding"),
+        "{err}"
+    );
+    assert_eq!(s.writes(), before, "plan wrote to the cluster");
+
+    // apply: stops at once, before any write.
+    let (code, out, err) = s.apply(&shop);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains("error[meshed-job]"), "{out}");
+    assert!(
+        err.contains("apply stopped before any write: lint found 1 error-level finding"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("meshplan will perform"),
+        "no plan is shown\n{out}"
+    );
+    assert_eq!(s.writes(), before, "apply wrote to the cluster");
+
+    // The fix the finding names: the plan is clean and apply succeeds (the hook Job completes).
+    let fixed = format!(
+        "{SHOP_PLAN}[helm.shop.values]\nmigrate = {{ podAnnotations = {{ \"linkerd.io/inject\" = \"disabled\" }} }}\n"
+    );
+    std::fs::write(&s.plan, fixed).unwrap();
+    let (code, out, err) = s.run("plan", &shop);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(
+        !out.contains("meshed-job") && !out.contains("lint:"),
+        "{out}"
+    );
+    let (code, out, err) = s.apply(&shop);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let api = s
+        .cluster
+        .get_json(&["-n", "shop", "deployment", "shop-api"]);
+    assert_eq!(api["metadata"]["name"], "shop-api");
+    let audit = s.cluster.sandbox.audit();
+    assert!(
+        audit
+            .iter()
+            .any(|e| e.resource == "jobs" && e.name == "shop-migrate" && e.method == "PATCH"),
+        "the hook Job ran"
+    );
+}

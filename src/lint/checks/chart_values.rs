@@ -110,12 +110,7 @@ fn is_empty_table(raw: &RawValue) -> bool {
 type Report<'a> = dyn FnMut(&[String], &crate::planfile::Span, &[String]) + 'a;
 
 /// Reports every key of `raw` below a declared map that the map does not declare.
-fn walk(
-    raw: &RawValue,
-    decl: &Decl,
-    path: &mut Vec<String>,
-    report: &mut Report<'_>,
-) {
+fn walk(raw: &RawValue, decl: &Decl, path: &mut Vec<String>, report: &mut Report<'_>) {
     let (Decl::Map(children), RawKind::Table(table)) = (decl, &raw.kind) else {
         return;
     };
