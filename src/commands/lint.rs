@@ -51,16 +51,20 @@ pub async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
         Arc::new(MemoryCache::new()),
         RenderOptions {
             repo_dirs,
-            discovery,
+            discovery: discovery.clone(),
             kube_version,
             parallelism: usize::from(args.parallelism),
         },
     );
+    let online = match (&cluster, &discovery) {
+        (Some(c), Some(d)) => Some((c as &dyn Cluster, d)),
+        _ => None,
+    };
     let prepared = lint::prepare(
         &loaded.plan,
         &renderer,
         &crate::render::RenderInputs::default(),
-        cluster.as_ref().map(|c| c as &dyn Cluster),
+        online,
     )
     .await?;
     let report = lint::run(&LintInput {

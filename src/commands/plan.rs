@@ -179,14 +179,18 @@ impl Session {
             }),
             RenderOptions {
                 repo_dirs: self.repo_dirs.clone(),
-                discovery: Some(discovery),
+                discovery: Some(discovery.clone()),
                 kube_version: Some(self.server_version.clone()),
                 parallelism: self.parallelism,
             },
         );
-        let prepared =
-            crate::lint::prepare(&self.loaded.plan, &renderer, &inputs, Some(&self.cluster))
-                .await?;
+        let prepared = crate::lint::prepare(
+            &self.loaded.plan,
+            &renderer,
+            &inputs,
+            Some((&self.cluster, &discovery)),
+        )
+        .await?;
         let mut report = crate::lint::run(&crate::lint::LintInput {
             plan: &self.loaded.plan,
             sources: &self.loaded.sources,

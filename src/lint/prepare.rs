@@ -5,15 +5,16 @@
 //! 2. Read what each helm node's chart declares ([`crate::render::Renderer::chart_info`]); a
 //!    chart that cannot be read is recorded with the reason (its node is not checked for
 //!    unknown values).
-//! 3. With a cluster, read the facts the checks use ([`super::facts::gather`]).
+//! 3. With a cluster, read the facts the checks use for this plan ([`super::facts::needs`],
+//!    [`super::facts::gather`]).
 
 use std::collections::BTreeMap;
 
-use crate::cluster::{Cluster, ClusterError};
+use crate::cluster::{Cluster, ClusterError, Discovery};
 use crate::model::{Address, NodeSpec, Plan};
 use crate::render::{ChartInfo, PlanRender, RenderErrors, RenderInputs, Renderer};
 
-use super::facts::{ClusterFacts, gather};
+use super::facts::{ClusterFacts, gather, needs};
 
 /// Why the lint input could not be gathered.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
@@ -52,12 +53,16 @@ pub async fn prepare(
     plan: &Plan,
     renderer: &Renderer,
     inputs: &RenderInputs,
-    cluster: Option<&dyn Cluster>,
+    cluster: Option<(&dyn Cluster, &Discovery)>,
 ) -> Result<Prepared, PrepareError> {
     let render = renderer.render(plan, inputs).await?;
     let charts = read_charts(plan, renderer).await;
     let facts = match cluster {
-        Some(c) => Some(gather(c).await.map_err(PrepareError::Cluster)?),
+        Some((c, discovery)) => Some(
+            gather(c, &needs(plan, &render), Some(discovery))
+                .await
+                .map_err(PrepareError::Cluster)?,
+        ),
         None => None,
     };
     Ok(Prepared {
