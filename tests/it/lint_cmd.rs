@@ -435,3 +435,162 @@ fn a_meshed_hook_job_stops_plan_and_apply_before_any_write_and_the_fix_applies()
         "the hook Job ran"
     );
 }
+
+/// Online, facts come from the cluster: its control plane's proxy mode, its CRDs, its issuers.
+#[test]
+fn online_the_cluster_supplies_the_control_plane_the_crds_and_the_issuers() {
+    use crate::apply_cmd::Setup;
+    let plan = r#"[plan]
+name = "online"
+
+[manifest.jobs]
+yaml = """
+apiVersion: v1
+kind: Namespace
+metadata:
+  name: shop
+  annotations:
+    linkerd.io/inject: enabled
+---
+apiVersion: batch/v1
+kind: Job
+metadata:
+  name: reindex
+  namespace: shop
+spec:
+  template:
+    spec:
+      restartPolicy: Never
+      containers: [{name: reindex, image: registry.example.com/shop/search:1.4.2}]
+---
+apiVersion: monitoring.coreos.com/v1
+kind: PodMonitor
+metadata:
+  name: shop
+  namespace: shop
+spec:
+  selector: {matchLabels: {app: shop}}
+  podMetricsEndpoints:
+    - port: metrics
+      relabelings:
+        - source_labels: [__meta_kubernetes_pod_name]
+          targetLabel: pod
+---
+apiVersion: cert-manager.io/v1
+kind: Certificate
+metadata:
+  name: linkerd-identity-issuer
+  namespace: linkerd
+spec:
+  secretName: linkerd-identity-issuer
+  duration: 48h
+  renewBefore: 25h
+  issuerRef: {name: mesh-ca, kind: ClusterIssuer}
+  commonName: identity.linkerd.cluster.local
+  isCA: true
+  privateKey: {algorithm: ECDSA}
+  usages: [cert sign, crl sign, server auth, client auth]
+"""
+"#;
+    let s = Setup::with_plan(plan);
+    for crds in ["podmonitor", "cert-manager"] {
+        let text = std::fs::read_to_string(root().join(format!("tests/fixtures/crds/{crds}.yaml")))
+            .unwrap();
+        s.cluster.apply(&format!("{crds}-crds.yaml"), &text).ok();
+    }
+    // The installed control plane runs native sidecars.
+    s.cluster
+        .apply(
+            "control-plane.yaml",
+            &INSTALLED_CONTROL_PLANE.replace("nativeSidecar: false", "nativeSidecar: true"),
+        )
+        .ok();
+    let lint = |extra: &[&str]| {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        let out = std::process::Command::new(crate::apply_cmd::BIN)
+            .current_dir(root())
+            .arg("lint")
+            .arg(&s.plan)
+            .arg("--kubeconfig")
+            .arg(&s.cluster.kubeconfig)
+            .args(&args)
+            .output()
+            .unwrap();
+        let (_, out, err) = crate::apply_cmd::decode(out);
+        let report: Value =
+            serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}\n{out}\n{err}"));
+        report
+    };
+    let report = lint(&[]);
+    assert_eq!(report["online"], true);
+    let checks: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    // The CRDs are the cluster's; native sidecars: the Job is fine; the issuer is nowhere.
+    assert_eq!(checks, ["crd-schema", "issuer-certificate"], "{report:#}");
+    assert!(
+        report["findings"][0]["fix"]
+            .as_str()
+            .unwrap()
+            .contains("did you mean `sourceLabels`?")
+    );
+    assert!(
+        report["findings"][1]["message"].as_str().unwrap().contains(
+            "is issued by ClusterIssuer mesh-ca, which neither the plan nor the cluster has"
+        ),
+        "{report:#}"
+    );
+    s.cluster
+        .apply(
+            "mesh-ca.yaml",
+            "apiVersion: cert-manager.io/v1\nkind: ClusterIssuer\nmetadata: {name: mesh-ca}\nspec: {selfSigned: {}}\n",
+        )
+        .ok();
+    let report = lint(&[]);
+    let checks: Vec<&str> = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["crd-schema"], "the issuer exists now: {report:#}");
+    // Offline the same plan knows neither.
+    let offline = lint(&["--offline"]);
+    let checks: Vec<&str> = offline["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| f["check"].as_str().unwrap())
+        .collect();
+    assert_eq!(checks, ["meshed-job"], "{offline:#}");
+    assert!(
+        offline["not_checked"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|n| n.as_str().unwrap().contains("PodMonitor")),
+        "{offline:#}"
+    );
+    // Classic proxies installed: the Job is reported, naming the installed control plane.
+    s.cluster
+        .apply("control-plane.yaml", INSTALLED_CONTROL_PLANE)
+        .ok();
+    let report = lint(&[]);
+    let job = report["findings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|f| f["check"] == "meshed-job")
+        .unwrap_or_else(|| panic!("{report:#}"));
+    assert!(
+        job["message"]
+            .as_str()
+            .unwrap()
+            .contains("the installed control plane in linkerd: proxy.nativeSidecar is false"),
+        "{job:#}"
+    );
+}
