@@ -457,84 +457,19 @@ pub fn map_usages(
     Ok((ku, eku))
 }
 
-/// Parses a Go duration (`"48h"`, `"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`, `"500ms"`).
+/// Parses a Go duration (`"48h"`, `"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`, `"500ms"`), as
+/// cert-manager reads `spec.duration` and `spec.renewBefore`.
 pub fn parse_go_duration(s: &str) -> Result<SignedDuration> {
-    let bad = || PkiError::BadDuration(s.to_string());
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(SignedDuration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total_nanos: i128 = 0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let unit_nanos: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let (int_part, frac_part) = match num.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (num, ""),
-        };
-        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-            return Err(bad());
-        }
-        let int: i128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| bad())?
-        };
-        let mut value = int.checked_mul(unit_nanos).ok_or_else(bad)?;
-        let mut scale = unit_nanos;
-        for d in frac_part.chars() {
-            scale /= 10;
-            let digit = i128::from(d.to_digit(10).ok_or_else(bad)?);
-            value += digit * scale;
-        }
-        total_nanos = total_nanos.checked_add(value).ok_or_else(bad)?;
-        rest = tail;
-    }
-    if negative {
-        total_nanos = -total_nanos;
-    }
-    let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
-    let nanos = i32::try_from(total_nanos % 1_000_000_000).map_err(|_| bad())?;
-    Ok(SignedDuration::new(secs, nanos))
+    meshplan_k8s::parse_go_duration(s)
+        .map(SignedDuration::from_nanos)
+        .map_err(|_| PkiError::BadDuration(s.to_string()))
 }
 
-/// Formats a duration as Go prints it (`"48h0m0s"`, `"1h30m0s"`, `"25s"`), whole seconds.
+/// Formats a duration as Go prints it (`"48h0m0s"`, `"1h30m0s"`, `"25s"`).
 pub fn format_go_duration(d: SignedDuration) -> String {
-    let total = d.as_secs();
-    let sign = if total < 0 { "-" } else { "" };
-    let total = total.unsigned_abs();
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    if h > 0 {
-        format!("{sign}{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{sign}{m}m{s}s")
-    } else {
-        format!("{sign}{s}s")
-    }
+    let nanos = d.as_nanos();
+    let nanos = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
+    meshplan_k8s::format_go_duration(nanos)
 }
 
 fn to_offset(ts: Timestamp) -> Result<time::OffsetDateTime> {
