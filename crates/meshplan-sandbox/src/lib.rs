@@ -17,8 +17,11 @@
 //! [`BlockingSandbox`] runs one on its own runtime for synchronous tests and stops it on drop.
 
 pub mod admin;
+mod admin_api;
+mod config;
 pub mod controllers;
 pub mod discovery;
+mod error;
 pub mod fieldmanager;
 pub mod kubectl;
 pub mod names;
@@ -30,6 +33,7 @@ pub mod registry;
 pub mod request;
 pub mod selector;
 mod server;
+mod shared;
 pub mod status;
 pub mod store;
 pub mod table;
@@ -45,14 +49,12 @@ use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
 pub use admin::{AuditEntry, FaultAction, FaultRule, WRITE_VERB};
-pub use reconciler::{Controller, ControllerConfig};
+pub use config::{AuthMode, CONTEXT_NAME, Controller, ControllerConfig, SandboxConfig};
+pub use error::SandboxError;
 pub use transport::{Credentials, TlsMaterial};
 
-use server::Shared;
+use shared::Shared;
 use store::State;
-
-/// Name of the cluster, context and user in the written kubeconfig.
-pub const CONTEXT_NAME: &str = "meshplan-sandbox";
 
 /// Namespaces of a fresh cluster.
 pub const SEEDED_NAMESPACES: &[&str] =
@@ -60,102 +62,6 @@ pub const SEEDED_NAMESPACES: &[&str] =
 
 /// How many events a live watch may fall behind before it gets `410 Expired`.
 const BROADCAST_CAPACITY: usize = 1 << 16;
-
-/// Why the sandbox could not start, persist or write its kubeconfig.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum SandboxError {
-    #[error("cannot listen on 127.0.0.1:{port}")]
-    #[diagnostic(
-        code(sandbox::bind),
-        help("choose another --port, or 0 to let the system pick one")
-    )]
-    Bind {
-        port: u16,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start the sandbox runtime")]
-    #[diagnostic(code(sandbox::runtime))]
-    Runtime(#[source] std::io::Error),
-    #[error("cannot read the sandbox data at {path}")]
-    #[diagnostic(code(sandbox::data_read))]
-    DataRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the sandbox data at {path} is unreadable: {message}")]
-    #[diagnostic(
-        code(sandbox::data_corrupt),
-        help("move the file away to start with an empty cluster")
-    )]
-    DataCorrupt { path: PathBuf, message: String },
-    #[error("cannot write the sandbox data at {path}")]
-    #[diagnostic(code(sandbox::data_write))]
-    DataWrite {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Transport(#[from] transport::TransportError),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Audit(#[from] admin::AuditFileError),
-    #[error("cannot write the kubeconfig {path}")]
-    #[diagnostic(code(sandbox::kubeconfig))]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// How clients authenticate. Credentials are the bearer token, or over TLS a client
-/// certificate signed by the sandbox CA; a request with a wrong token always gets 401.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Credentials are required over TLS. Over plain HTTP a request without any is served as
-    /// anonymous: kubectl (client-go) never sends credentials to an `http://` server, so this
-    /// is what lets it use a plain-HTTP sandbox.
-    #[default]
-    Token,
-    /// Credentials are required on every API request, plain HTTP included (kube-rs sends
-    /// the token over HTTP; kubectl then needs `tls`).
-    Strict,
-    /// No checks (no token in the kubeconfig).
-    Anonymous,
-}
-
-/// How to run a sandbox.
-#[derive(Debug, Clone, Default)]
-pub struct SandboxConfig {
-    /// Port on 127.0.0.1; 0 lets the OS choose.
-    pub port: u16,
-    /// Directory that keeps the objects across restarts (and the audit log `audit.log`);
-    /// None keeps them in memory only.
-    pub data_dir: Option<PathBuf>,
-    /// The simulated controllers: switches, delays, time scale, webhook delay.
-    pub controllers: ControllerConfig,
-    pub auth: AuthMode,
-    /// The bearer token; None makes a random one.
-    pub token: Option<String>,
-    /// Serve HTTPS with a generated CA, and accept client certificates it signed.
-    pub tls: bool,
-    /// Also write the audit log (JSON lines) to this file.
-    pub audit_file: Option<PathBuf>,
-}
-
-impl SandboxConfig {
-    /// A plain API server: no simulated controllers (objects keep the status clients write).
-    pub fn api_only() -> Self {
-        Self {
-            controllers: ControllerConfig::none(),
-            ..Self::default()
-        }
-    }
-}
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] (flushes the data directory).
 pub struct Sandbox {
@@ -228,7 +134,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         token: credentials.token.clone(),
         auth: config.auth,
         controllers: config.controllers.clone(),
-        pauses: reconciler::Pauses::default(),
+        pauses: config::Pauses::default(),
         observer: Mutex::new(observer),
         close_watches: watch::channel(0).0,
     });
