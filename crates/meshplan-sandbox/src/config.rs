@@ -165,6 +165,7 @@ impl Pauses {
         self.flags[c.index()].load(Ordering::SeqCst)
     }
 
+    #[cfg(test)]
     pub fn paused(&self) -> Vec<&'static str> {
         Controller::ALL
             .into_iter()

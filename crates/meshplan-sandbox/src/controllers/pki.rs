@@ -234,11 +234,6 @@ impl PrivateKey {
         &self.public
     }
 
-    /// The key as PKCS#8 DER.
-    pub fn pkcs8_der(&self) -> &[u8] {
-        &self.pkcs8
-    }
-
     /// Reads a key from PEM: `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1) or
     /// `EC PRIVATE KEY` (SEC1).
     pub fn from_pem(pem: &str) -> Result<Self> {
@@ -398,9 +393,11 @@ pub struct Issued {
     /// Validity end.
     pub not_after: Timestamp,
     /// Serial number, lowercase hex.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "checked by the tests of serial numbers")
+    )]
     pub serial_hex: String,
-    /// The key used, so that a later re-issue can keep it.
-    pub key: PrivateKey,
 }
 
 /// Maps cert-manager usage names to key usages and extended key usages, adding `cert sign`
@@ -633,7 +630,6 @@ pub fn issue(
         not_before,
         not_after,
         serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
-        key: key.clone(),
     })
 }
 
