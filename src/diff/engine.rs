@@ -1,358 +1,89 @@
-//! The diff: desired objects × live objects × state records → [`NodeChange`]s.
+//! The diff: desired objects × live objects × state records → [`NodeChange`]s, gathered then
+//! decided.
 //!
-//! 1. **Kinds.** Each desired object's kind is looked up in the cluster's discovery. A kind
-//!    the cluster does not serve but that a CRD rendered in the same plan defines is planned
-//!    as a create (checked offline against the CRD's schema when it has one); any other
-//!    missing kind is [`DiffError::KindNotInstalled`].
-//! 2. **Refresh.** Live objects are read with the fewest requests: one LIST per kind and
-//!    namespace holding two or more wanted objects, one GET otherwise, at most `parallelism`
-//!    at a time.
-//! 3. **Decide**, per object:
-//!    - absent → create (no request: the body shown is the desired one);
-//!    - the fast path: desired digest = recorded applied digest and live resourceVersion =
-//!      recorded one → no-op, no request;
-//!    - otherwise a server-side apply dry run (manager `meshplan`, strict field validation,
-//!      never forced), normalised and compared with the normalised live object: equal →
-//!      no-op (or adopt when the state does not know the object), else update, or replace
-//!      when an immutable field changes (static table, or the server's "field is
-//!      immutable"); a conflict with another manager is reported, never forced;
-//!    - hooks are not diffed; objects whose content is known only during apply are marked.
-//! 4. **Prune.** Objects recorded for a node in scope and no longer rendered (or recorded for a
-//!    node that left the plan) are deletes; records of objects already gone are forgotten.
+//! 1. **Scope** (`scope`, pure): each object's kind (checked offline when a CRD of
+//!    the plan defines it), the objects to decide, the records to prune, the live objects to
+//!    read.
+//! 2. **Gather** (`gather`, every request of the diff): refresh the live objects,
+//!    then one server-side apply dry run per object whose change depends on one.
+//! 3. **Decide** ([`super::decide`], pure): one [`ObjectChange`] per object from (desired,
+//!    live, record, dry run), one per prune from (record, live). Of the decisions that fail,
+//!    the first in node order (then object order) fails the diff.
+//! 4. **Assemble** (pure): the node changes in graph order, each with its objects in render
+//!    order and its prunes last, then the nodes that left the plan
+//!    ([`NodeStatus::Removed`]). A kind that nothing installs fails the diff
+//!    ([`DiffError::KindNotInstalled`]) unless a node it depends on changes first (a chart may
+//!    install an operator that registers it): it is then checked during apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use futures::StreamExt as _;
-use serde_json::Value;
+use crate::cluster::{Cluster, ObjectRef};
 
-use crate::cluster::{
-    ApplyOptions, Cluster, ClusterError, Discovery, KindRef, ObjectRef, split_api_version,
-};
-use crate::state::ObjectRecord;
-use meshplan_k8s::Structural;
-
-use super::change::{Action, FieldChange, HookMarks, NodeChange, NodeStatus, ObjectChange};
+use super::change::{NodeChange, NodeStatus, ObjectChange};
+use super::decide;
 use super::error::DiffError;
-use super::fields::{
-    Change, changed_fields, display_path, immutable_prefix, is_sensitive, is_under_any, normalize,
-};
+use super::gather::{Gathered, gather};
+use super::input::{DesiredState, DiffInput};
+use super::scope::{Scope, scope};
 
-/// The placeholder render puts where a value is known only during apply.
-pub const KNOWN_AFTER_APPLY: &str = "(known after apply)";
-
-/// One object the plan wants, as the render stage produced it.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredObject {
-    pub object: ObjectRef,
-    pub body: Value,
-    /// blake3 digest of the body (what apply records).
-    pub digest: String,
-    /// JSON pointers whose values are known only during apply.
-    pub unknown_paths: BTreeSet<String>,
-    /// JSON pointers of sensitive values (besides a Secret's data, always sensitive).
-    pub sensitive_paths: BTreeSet<String>,
-    /// JSON pointers where the chart generates fresh material on every render.
-    pub volatile_paths: BTreeSet<String>,
-    /// Set for helm hooks.
-    pub hook: Option<HookMarks>,
-}
-
-/// What the render stage knows about a node.
-#[derive(Debug, Clone, PartialEq)]
-pub enum DesiredState {
-    /// Rendered: its objects are planned.
-    Rendered,
-    /// Rendered only during apply (its inputs are unknown now); `objects` may list what is
-    /// known.
-    DuringApply { reason: String },
-    /// A read node: resolved now or during apply.
-    Read { resolved: bool },
-    /// A check node.
-    Check,
-}
-
-/// One node of the plan as rendered.
-#[derive(Debug, Clone, PartialEq)]
-pub struct DesiredNode {
-    pub address: String,
-    pub state: DesiredState,
-    pub objects: Vec<DesiredObject>,
-    /// A helm node's render cache key (the digest of its chart, values and helm inputs).
-    pub render_key: Option<String>,
-}
-
-/// What the diff needs besides the cluster.
-#[derive(Debug, Clone, Copy)]
-pub struct DiffInput<'a> {
-    /// The nodes to plan, in graph order.
-    pub nodes: &'a [DesiredNode],
-    /// Every object record of the state.
-    pub records: &'a [ObjectRecord],
-    /// The cluster's discovery (fetched once per run).
-    pub discovery: &'a Discovery,
-    /// Nodes whose records may be pruned when not rendered (the nodes in scope); records of
-    /// nodes in neither `nodes` nor here are pruned only if `prune_other_nodes`.
-    pub prune_other_nodes: bool,
-    /// CRDs rendered anywhere in the plan (kinds created by the plan).
-    pub plan_crds: &'a PlanCrds,
-    /// At most this many requests at a time.
-    pub parallelism: usize,
-    /// Per node address, every node it depends on (transitively).
-    pub upstream: &'a BTreeMap<String, BTreeSet<String>>,
-    /// Nodes outside `nodes` known to have changes.
-    pub changed_outside: &'a BTreeSet<String>,
-}
-
-/// Kinds defined by CRDs that the plan renders: (group, kind) → versions with schemas.
-#[derive(Debug, Clone, Default)]
-pub struct PlanCrds {
-    kinds: BTreeMap<(String, String), BTreeMap<String, Option<Value>>>,
-}
-
-impl PlanCrds {
-    /// Learns every CustomResourceDefinition among `objects`.
-    pub fn learn<'a>(&mut self, objects: impl IntoIterator<Item = &'a Value>) {
-        for o in objects {
-            if o.get("kind").and_then(Value::as_str) != Some("CustomResourceDefinition")
-                || split_api_version(o.get("apiVersion").and_then(Value::as_str).unwrap_or("")).0
-                    != "apiextensions.k8s.io"
-            {
-                continue;
-            }
-            let text = |p: &str| o.pointer(p).and_then(Value::as_str).map(str::to_owned);
-            let (Some(group), Some(kind)) = (text("/spec/group"), text("/spec/names/kind")) else {
-                continue;
-            };
-            let versions = self.kinds.entry((group, kind)).or_default();
-            for v in o
-                .pointer("/spec/versions")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                if let Some(name) = v.get("name").and_then(Value::as_str) {
-                    versions.insert(
-                        name.to_owned(),
-                        v.pointer("/schema/openAPIV3Schema").cloned(),
-                    );
-                }
-            }
-        }
-    }
-
-    /// Whether the plan defines `kind` at its version; the version's schema if it has one.
-    fn find(&self, kind: &KindRef) -> Option<Option<&Value>> {
-        self.kinds
-            .get(&(kind.group().to_owned(), kind.kind.clone()))
-            .and_then(|versions| versions.get(kind.version()))
-            .map(Option::as_ref)
-    }
-}
-
-/// The outcome of one dry run, by (node, object).
-type Decided<'a> = ((&'a str, &'a ObjectRef), Result<ObjectChange, DiffError>);
-
-/// A wanted live object and where it is wanted.
-struct Want<'a> {
-    node: &'a str,
-    desired: &'a DesiredObject,
-}
+/// The decided changes by (node, object).
+type Decided<'a> = BTreeMap<(&'a str, &'a ObjectRef), ObjectChange>;
 
 /// Plans the given nodes (and the prune of records no longer rendered).
 pub async fn diff(
     cluster: &dyn Cluster,
     input: DiffInput<'_>,
 ) -> Result<Vec<NodeChange>, DiffError> {
-    let parallelism = input.parallelism.max(1);
-    let desired_refs: BTreeSet<&ObjectRef> = input
-        .nodes
-        .iter()
-        .flat_map(|n| n.objects.iter().map(|o| &o.object))
-        .collect();
-    let node_names: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
-    let mut records_by_object: BTreeMap<&ObjectRef, Vec<&ObjectRecord>> = BTreeMap::new();
-    for r in input.records {
-        records_by_object.entry(&r.object).or_default().push(r);
-    }
+    let scope = scope(input)?;
+    let mut gathered = gather(cluster, &scope, input).await?;
+    let decided = decide_objects(input, &scope, &mut gathered)?;
+    let changes = assemble(input, &scope, decided, &gathered);
+    check_pending_kinds(input, &scope, &changes)?;
+    Ok(changes)
+}
 
-    // 1. Kinds, and which objects need their live copy.
-    let mut from_plan_kinds: BTreeSet<(&str, &ObjectRef)> = BTreeSet::new();
-    let mut missing_kinds: Vec<(&str, &DesiredObject)> = Vec::new();
-    let mut to_read: BTreeSet<&ObjectRef> = BTreeSet::new();
-    for node in input.nodes {
-        for d in &node.objects {
-            if d.hook.is_some() || has_unknown_identity(d) {
-                continue;
-            }
-            let kind = d.object.kind_ref();
-            if input.discovery.find(&kind).is_some() {
-                to_read.insert(&d.object);
-                continue;
-            }
-            match input.plan_crds.find(&kind) {
-                Some(schema) => {
-                    if let Some(schema) = schema {
-                        validate_offline(&node.address, d, schema)?;
-                    }
-                    from_plan_kinds.insert((node.address.as_str(), &d.object));
-                }
-                None => {
-                    missing_kinds.push((node.address.as_str(), d));
-                }
-            }
-        }
-    }
-    // Records to prune: in scope and not rendered anymore. A node rendered only during apply
-    // keeps its records (its objects are not known yet).
-    let during_apply: BTreeSet<&str> = input
-        .nodes
-        .iter()
-        .filter(|n| matches!(n.state, DesiredState::DuringApply { .. }))
-        .map(|n| n.address.as_str())
-        .collect();
-    let mut prunes: Vec<&ObjectRecord> = input
-        .records
-        .iter()
-        .filter(|r| !desired_refs.contains(&r.object))
-        .filter(|r| !during_apply.contains(r.node.as_str()))
-        .filter(|r| node_names.contains(r.node.as_str()) || input.prune_other_nodes)
-        .collect();
-    prunes.sort_by(|a, b| (&a.node, &a.object).cmp(&(&b.node, &b.object)));
-    for r in &prunes {
-        if input.discovery.find(&r.object.kind_ref()).is_some() {
-            to_read.insert(&r.object);
-        }
-    }
-
-    // 2. Refresh.
-    let started = std::time::Instant::now();
-    let live = refresh(cluster, &to_read, input, parallelism).await?;
-    tracing::info!(elapsed = ?started.elapsed(), objects = to_read.len(), "refreshed");
-
-    // 3. Decide: the fast path and creates without requests, the rest with a dry run.
-    let mut wants: Vec<Want<'_>> = Vec::new();
-    let mut decided: BTreeMap<(&str, &ObjectRef), ObjectChange> = BTreeMap::new();
-    for node in input.nodes {
-        if matches!(node.state, DesiredState::Read { .. } | DesiredState::Check) {
-            continue;
-        }
-        for d in &node.objects {
-            let key = (node.address.as_str(), &d.object);
-            if let Some(hook) = &d.hook {
-                let mut c = base_change(d, Action::Hook);
-                c.hook = Some(hook.clone());
-                decided.insert(key, c);
-                continue;
-            }
-            if matches!(node.state, DesiredState::DuringApply { .. }) || has_unknown_identity(d) {
-                let mut c = base_change(d, Action::KnownAfterApply);
-                c.fields = unknown_fields(d);
-                decided.insert(key, c);
-                continue;
-            }
-            if missing_kinds
-                .iter()
-                .any(|(n, m)| *n == node.address && m.object == d.object)
-            {
-                let mut c = base_change(d, Action::Create);
-                c.kind_pending = true;
-                c.fields = create_fields(d);
-                decided.insert(key, c);
-                continue;
-            }
-            if from_plan_kinds.contains(&key) {
-                let mut c = base_change(d, Action::Create);
-                c.kind_created_by_plan = true;
-                c.fields = create_fields(d);
-                decided.insert(key, c);
-                continue;
-            }
-            let Some(current) = live.get(&d.object).and_then(Option::as_ref) else {
-                let mut c = base_change(d, Action::Create);
-                c.fields = create_fields(d);
-                decided.insert(key, c);
-                continue;
-            };
-            let live_rv = resource_version(current);
-            if !d.unknown_paths.is_empty() {
-                let mut c = base_change(d, Action::KnownAfterApply);
-                c.live_resource_version = live_rv;
-                c.fields = desired_vs_live(d, current);
-                decided.insert(key, c);
-                continue;
-            }
-            let recorded = records_by_object.get(&d.object).and_then(|rs| {
-                rs.iter()
-                    .find(|r| r.node == node.address)
-                    .or_else(|| rs.first())
-                    .copied()
-            });
-            if let Some(r) = recorded
-                && r.node == node.address
-                && r.applied_digest == d.digest
-                && r.resource_version.is_some()
-                && r.resource_version == live_rv
-            {
-                let mut c = base_change(d, Action::NoOp);
-                c.live_resource_version = live_rv;
-                decided.insert(key, c);
-                continue;
-            }
-            wants.push(Want {
-                node: &node.address,
-                desired: d,
-            });
-        }
-    }
-
-    let options = ApplyOptions {
-        dry_run: true,
-        force: false,
-        ..ApplyOptions::default()
-    };
-    let options = &options;
-    let live_ref = &live;
-    let records_ref = &records_by_object;
-    let results: Vec<Decided<'_>> = futures::stream::iter(wants.into_iter().map(|w| async move {
-        let Want { node, desired } = w;
-        let current = live_ref.get(&desired.object).and_then(Option::as_ref);
-        let in_state = records_ref
-            .get(&desired.object)
-            .is_some_and(|rs| rs.iter().any(|r| r.node == node));
-        let result = match current {
-            Some(current) => {
-                dry_run_change(cluster, node, desired, current, in_state, options).await
-            }
-            None => Ok(base_change(desired, Action::Create)),
-        };
-        ((node, &desired.object), result)
-    }))
-    .buffer_unordered(parallelism)
-    .collect()
-    .await;
-    tracing::info!(elapsed = ?started.elapsed(), "dry runs done");
-    let mut errors: BTreeMap<(usize, &ObjectRef), DiffError> = BTreeMap::new();
+/// Decides every object of the scope, taking its dry run's answer out of `gathered`.
+fn decide_objects<'a>(
+    input: DiffInput<'_>,
+    scope: &Scope<'a>,
+    gathered: &mut Gathered<'a>,
+) -> Result<Decided<'a>, DiffError> {
     let order: BTreeMap<&str, usize> = input
         .nodes
         .iter()
         .enumerate()
         .map(|(i, n)| (n.address.as_str(), i))
         .collect();
-    for (key, result) in results {
-        match result {
-            Ok(c) => {
-                decided.insert(key, c);
+    let mut decided = Decided::new();
+    let mut errors: BTreeMap<(usize, &ObjectRef), DiffError> = BTreeMap::new();
+    for wanted in &scope.objects {
+        let key = (wanted.node, &wanted.desired.object);
+        let dry_run = gathered.dry_runs.remove(&key);
+        let live = gathered.live(&wanted.desired.object);
+        match decide::decide(wanted, live, scope.record(wanted), dry_run) {
+            Ok(change) => {
+                decided.insert(key, change);
             }
             Err(e) => {
-                errors.insert((order.get(key.0).copied().unwrap_or(usize::MAX), key.1), e);
+                let at = order.get(wanted.node).copied().unwrap_or(usize::MAX);
+                errors.insert((at, key.1), e);
             }
         }
     }
-    if let Some((_, first)) = errors.into_iter().next() {
-        return Err(first);
+    match errors.into_iter().next() {
+        Some((_, first)) => Err(first),
+        None => Ok(decided),
     }
+}
 
-    // 4. Assemble in node order, prunes last within their node.
+/// The node changes in graph order, prunes last within their node, removed nodes last.
+fn assemble<'a>(
+    input: DiffInput<'a>,
+    scope: &Scope<'_>,
+    mut decided: Decided<'a>,
+    gathered: &Gathered<'_>,
+) -> Vec<NodeChange> {
+    let prune = |r: &crate::state::ObjectRecord| decide::prune(r, gathered.live(&r.object));
     let mut out: Vec<NodeChange> = Vec::new();
     for node in input.nodes {
         let status = match &node.state {
@@ -370,10 +101,11 @@ pub async fn diff(
             .filter_map(|d| decided.remove(&(node.address.as_str(), &d.object)))
             .collect();
         objects.extend(
-            prunes
+            scope
+                .prunes
                 .iter()
                 .filter(|r| r.node == node.address)
-                .map(|r| prune_change(r, &live)),
+                .map(|r| prune(r)),
         );
         out.push(NodeChange {
             address: node.address.clone(),
@@ -382,15 +114,14 @@ pub async fn diff(
             render_key: node.render_key.clone(),
         });
     }
+    let in_plan: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
     let mut removed: BTreeMap<&str, Vec<ObjectChange>> = BTreeMap::new();
-    for r in prunes
+    for r in scope
+        .prunes
         .iter()
-        .filter(|r| !node_names.contains(r.node.as_str()))
+        .filter(|r| !in_plan.contains(r.node.as_str()))
     {
-        removed
-            .entry(r.node.as_str())
-            .or_default()
-            .push(prune_change(r, &live));
+        removed.entry(r.node.as_str()).or_default().push(prune(r));
     }
     for (address, objects) in removed {
         out.push(NodeChange {
@@ -400,15 +131,23 @@ pub async fn diff(
             render_key: None,
         });
     }
-    // A kind nobody installs is an error, unless something upstream changes first (a chart
-    // may install an operator that registers it): then it is checked during apply.
-    let changed: BTreeSet<&str> = out
+    out
+}
+
+/// A kind nobody installs is an error, unless something upstream changes first (a chart may
+/// install an operator that registers it): then it is checked during apply.
+fn check_pending_kinds(
+    input: DiffInput<'_>,
+    scope: &Scope<'_>,
+    changes: &[NodeChange],
+) -> Result<(), DiffError> {
+    let changed: BTreeSet<&str> = changes
         .iter()
         .filter(|n| n.changes_cluster())
         .map(|n| n.address.as_str())
         .chain(input.changed_outside.iter().map(String::as_str))
         .collect();
-    for (node, d) in missing_kinds {
+    for &(node, d) in &scope.pending_kinds {
         let upstream_changes = input.upstream.get(node).is_some_and(|deps| {
             deps.iter()
                 .any(|u| u != node && changed.contains(u.as_str()))
@@ -421,392 +160,7 @@ pub async fn diff(
             });
         }
     }
-    Ok(out)
-}
-
-fn prune_change(r: &ObjectRecord, live: &BTreeMap<ObjectRef, Option<Value>>) -> ObjectChange {
-    match live.get(&r.object) {
-        Some(Some(current)) => {
-            let mut c = ObjectChange::new(r.object.clone(), Action::Delete);
-            c.live_resource_version = resource_version(current);
-            c
-        }
-        // Not read (kind gone from the cluster) or absent.
-        _ => ObjectChange::new(r.object.clone(), Action::Forget),
-    }
-}
-
-fn base_change(d: &DesiredObject, action: Action) -> ObjectChange {
-    let mut c = ObjectChange::new(d.object.clone(), action);
-    c.desired_digest = Some(d.digest.clone());
-    // The body is kept only where apply sends or records it.
-    if !matches!(action, Action::NoOp | Action::Conflict) {
-        c.desired = Some(d.body.clone());
-    }
-    c
-}
-
-fn has_unknown_identity(d: &DesiredObject) -> bool {
-    d.unknown_paths.iter().any(|p| {
-        p == "/metadata/name" || p == "/metadata/namespace" || p == "/metadata" || p.is_empty()
-    }) || d.object.namespace.as_deref() == Some(KNOWN_AFTER_APPLY)
-        || d.object.name == KNOWN_AFTER_APPLY
-}
-
-fn resource_version(o: &Value) -> Option<String> {
-    o.pointer("/metadata/resourceVersion")
-        .and_then(Value::as_str)
-        .map(str::to_owned)
-}
-
-/// The fields of a create worth showing: unknown and sensitive ones.
-fn create_fields(d: &DesiredObject) -> Vec<FieldChange> {
-    let mut out = unknown_fields(d);
-    let o = &d.object;
-    let mut sensitive: BTreeSet<String> = d.sensitive_paths.clone();
-    if o.api_version == "v1" && o.kind == "Secret" {
-        for key in ["/data", "/stringData"] {
-            if let Some(Value::Object(map)) = d.body.pointer(key) {
-                for k in map.keys() {
-                    sensitive.insert(super::fields::push(key, k));
-                }
-            }
-        }
-    }
-    for p in sensitive {
-        if d.body.pointer(&p).is_some() && !is_under_any(&p, &d.unknown_paths) {
-            out.push(FieldChange {
-                path: display_path(&p),
-                pointer: p,
-                before: None,
-                after: None,
-                sensitive: true,
-                unknown: false,
-                forces_replacement: false,
-            });
-        }
-    }
-    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
-    out
-}
-
-fn unknown_fields(d: &DesiredObject) -> Vec<FieldChange> {
-    d.unknown_paths
-        .iter()
-        .map(|p| FieldChange {
-            path: display_path(p),
-            pointer: p.clone(),
-            before: None,
-            after: None,
-            sensitive: is_sensitive(&d.object.api_version, &d.object.kind, p, &d.sensitive_paths),
-            unknown: true,
-            forces_replacement: false,
-        })
-        .collect()
-}
-
-/// The fields `desired` sets that differ from `live` (when no dry run result exists).
-fn desired_vs_live(d: &DesiredObject, live: &Value) -> Vec<FieldChange> {
-    let mut changes = Vec::new();
-    leaves_vs(String::new(), &d.body, Some(live), &mut changes);
-    to_field_changes(d, changes)
-}
-
-fn leaves_vs(pointer: String, desired: &Value, live: Option<&Value>, out: &mut Vec<Change>) {
-    match (desired, live) {
-        (Value::Object(map), Some(Value::Object(other))) => {
-            for (k, v) in map {
-                leaves_vs(super::fields::push(&pointer, k), v, other.get(k), out);
-            }
-        }
-        (Value::Array(items), Some(Value::Array(other))) if items.len() == other.len() => {
-            for (i, (v, o)) in items.iter().zip(other).enumerate() {
-                leaves_vs(
-                    super::fields::push(&pointer, &i.to_string()),
-                    v,
-                    Some(o),
-                    out,
-                );
-            }
-        }
-        (d, l) if Some(d) == l => {}
-        (d, l) => out.push((pointer, l.cloned(), Some(d.clone()))),
-    }
-}
-
-/// Turns raw changes into field changes: masks sensitive values, marks unknown and
-/// immutable fields.
-fn to_field_changes(d: &DesiredObject, changes: Vec<Change>) -> Vec<FieldChange> {
-    let o = &d.object;
-    changes
-        .into_iter()
-        .filter(|(p, _, _)| !p.starts_with("/metadata/managedFields"))
-        .map(|(pointer, before, after)| {
-            let sensitive = is_sensitive(&o.api_version, &o.kind, &pointer, &d.sensitive_paths);
-            let unknown = is_under_any(&pointer, &d.unknown_paths);
-            FieldChange {
-                path: display_path(&pointer),
-                forces_replacement: immutable_prefix(&o.api_version, &o.kind, &pointer).is_some(),
-                before: if sensitive { None } else { before },
-                after: if sensitive || unknown { None } else { after },
-                pointer,
-                sensitive,
-                unknown,
-            }
-        })
-        .collect()
-}
-
-async fn dry_run_change(
-    cluster: &dyn Cluster,
-    node: &str,
-    d: &DesiredObject,
-    live: &Value,
-    in_state: bool,
-    options: &ApplyOptions,
-) -> Result<ObjectChange, DiffError> {
-    let live_rv = resource_version(live);
-    match cluster.apply(&d.body, options).await {
-        Ok(dry) => {
-            let changes = changed_fields(&normalize(live), &normalize(&dry));
-            let fields = to_field_changes(d, changes);
-            let action = if fields.is_empty() {
-                if in_state {
-                    Action::NoOp
-                } else {
-                    Action::Adopt
-                }
-            } else if fields.iter().any(|f| f.forces_replacement) {
-                Action::Replace
-            } else {
-                Action::Update
-            };
-            let mut c = base_change(d, action);
-            c.live_resource_version = live_rv;
-            c.regenerated_only = !fields.is_empty()
-                && !d.volatile_paths.is_empty()
-                && fields
-                    .iter()
-                    .all(|f| is_under_any(&f.pointer, &d.volatile_paths));
-            if action == Action::Replace {
-                let paths: Vec<&str> = fields
-                    .iter()
-                    .filter(|f| f.forces_replacement)
-                    .map(|f| f.path.as_str())
-                    .collect();
-                c.replace_reason = Some(format!("immutable fields change: {}", paths.join(", ")));
-            }
-            c.fields = fields;
-            Ok(c)
-        }
-        Err(ClusterError::Conflict {
-            conflicts, message, ..
-        }) if !conflicts.is_empty() => {
-            let _ = message;
-            // Fields meshplan itself holds as an `Update` manager (left by a rollback's
-            // replace) are not another manager's: apply takes them back.
-            if conflicts
-                .iter()
-                .all(|c| c.manager == crate::cluster::FIELD_MANAGER)
-            {
-                let mut c = base_change(d, Action::Update);
-                c.live_resource_version = live_rv;
-                c.fields = desired_vs_live(d, live);
-                return Ok(c);
-            }
-            let mut c = base_change(d, Action::Conflict);
-            c.live_resource_version = live_rv;
-            c.conflicts = conflicts;
-            c.fields = desired_vs_live(d, live);
-            Ok(c)
-        }
-        Err(ClusterError::Invalid {
-            message, causes, ..
-        }) if message.contains("field is immutable")
-            || causes
-                .iter()
-                .any(|c| c.message.contains("field is immutable")) =>
-        {
-            let mut c = base_change(d, Action::Replace);
-            c.live_resource_version = live_rv;
-            let mut fields = desired_vs_live(d, live);
-            let immutable: BTreeSet<String> = causes
-                .iter()
-                .filter(|c| c.message.contains("immutable"))
-                .map(|c| c.field.clone())
-                .collect();
-            for f in &mut fields {
-                if immutable
-                    .iter()
-                    .any(|i| f.path == *i || f.path.starts_with(&format!("{i}.")))
-                {
-                    f.forces_replacement = true;
-                }
-            }
-            c.fields = fields;
-            c.replace_reason = Some(message);
-            Ok(c)
-        }
-        Err(ClusterError::Invalid { message, .. }) => Err(DiffError::Rejected {
-            node: node.to_owned(),
-            object: Box::new(d.object.clone()),
-            message,
-        }),
-        Err(source) => Err(DiffError::Cluster {
-            node: node.to_owned(),
-            object: Box::new(d.object.clone()),
-            source,
-        }),
-    }
-}
-
-/// Reads the live objects: a LIST per (kind, namespace) with two or more wanted objects, a
-/// GET per other object.
-async fn refresh(
-    cluster: &dyn Cluster,
-    wanted: &BTreeSet<&ObjectRef>,
-    input: DiffInput<'_>,
-    parallelism: usize,
-) -> Result<BTreeMap<ObjectRef, Option<Value>>, DiffError> {
-    let mut groups: BTreeMap<(KindRef, Option<String>), Vec<&ObjectRef>> = BTreeMap::new();
-    for o in wanted {
-        groups
-            .entry((o.kind_ref(), o.namespace.clone()))
-            .or_default()
-            .push(o);
-    }
-    let owner = |o: &ObjectRef| -> String {
-        input
-            .nodes
-            .iter()
-            .find(|n| n.objects.iter().any(|d| &d.object == o))
-            .map(|n| n.address.clone())
-            .or_else(|| {
-                input
-                    .records
-                    .iter()
-                    .find(|r| &r.object == o)
-                    .map(|r| r.node.clone())
-            })
-            .unwrap_or_default()
-    };
-    // The discovery said the kind was served, the server says it is not (a CRD deleted since
-    // the discovery was fetched). When a CRD of this plan defines the kind, its objects are
-    // absent and will be created after the CRD; otherwise the error stands (and a plan on a
-    // cached discovery fetches a fresh one).
-    let kind_gone = |kind: &KindRef, e: &ClusterError| {
-        (e.is_not_found() || matches!(e, ClusterError::KindNotInstalled { .. }))
-            && input.plan_crds.find(kind).is_some()
-    };
-    type Fetched = Result<Vec<(ObjectRef, Option<Value>)>, (ObjectRef, ClusterError)>;
-    let fetched: Vec<Fetched> = futures::stream::iter(groups.into_iter().map(
-        |((kind, namespace), objects)| async move {
-            if objects.len() >= 2 {
-                let items = match cluster.list(&kind, namespace.as_deref(), None).await {
-                    Ok(list) => list.items,
-                    Err(e) if kind_gone(&kind, &e) => Vec::new(),
-                    Err(e) if e.is_not_found() => {
-                        let kind = kind.clone();
-                        return Err((
-                            (*objects[0]).clone(),
-                            ClusterError::KindNotInstalled { kind },
-                        ));
-                    }
-                    Err(e) => return Err(((*objects[0]).clone(), e)),
-                };
-                let mut by_name: BTreeMap<String, Value> = items
-                    .into_iter()
-                    .filter_map(|item| {
-                        let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
-                        Some((name, item))
-                    })
-                    .collect();
-                Ok(objects
-                    .into_iter()
-                    .map(|o| ((*o).clone(), by_name.remove(&o.name).map(slim)))
-                    .collect())
-            } else {
-                let mut out = Vec::new();
-                for o in objects {
-                    let got = match cluster.get(o).await {
-                        Ok(got) => got,
-                        Err(e) if kind_gone(&kind, &e) => None,
-                        Err(e) => return Err(((*o).clone(), e)),
-                    };
-                    out.push(((*o).clone(), got.map(slim)));
-                }
-                Ok(out)
-            }
-        },
-    ))
-    .buffer_unordered(parallelism)
-    .collect()
-    .await;
-    let mut live = BTreeMap::new();
-    let mut first_error: Option<(ObjectRef, ClusterError)> = None;
-    for f in fetched {
-        match f {
-            Ok(items) => live.extend(items),
-            Err((o, e)) => {
-                if first_error.as_ref().is_none_or(|(fo, _)| o < *fo) {
-                    first_error = Some((o, e));
-                }
-            }
-        }
-    }
-    if let Some((o, source)) = first_error {
-        return Err(match source {
-            ClusterError::KindNotInstalled { kind } => DiffError::KindNotInstalled {
-                node: owner(&o),
-                kind: kind.to_string(),
-                object: Box::new(o),
-            },
-            source => DiffError::Cluster {
-                node: owner(&o),
-                object: Box::new(o),
-                source,
-            },
-        });
-    }
-    Ok(live)
-}
-
-/// A live object without its managedFields (never compared, often the largest part).
-fn slim(mut object: Value) -> Value {
-    if let Some(Value::Object(meta)) = object.get_mut("metadata") {
-        meta.remove("managedFields");
-    }
-    object
-}
-
-/// Checks an object of a kind the plan creates against the CRD's schema, offline.
-fn validate_offline(node: &str, d: &DesiredObject, schema: &Value) -> Result<(), DiffError> {
-    let err = |errors: Vec<String>| DiffError::CrdSchema {
-        node: node.to_owned(),
-        object: Box::new(d.object.clone()),
-        errors,
-    };
-    let structural = Structural::compile(schema)
-        .map_err(|e| err(vec![format!("the CRD's schema is not usable: {e}")]))?;
-    let mut errors: Vec<String> = structural
-        .unknown_fields(&d.body)
-        .into_iter()
-        .map(|f| format!("{f}: field not declared in schema"))
-        .collect();
-    let mut body = d.body.clone();
-    structural.apply_defaults(&mut body);
-    errors.extend(
-        structural
-            .validate(&body)
-            .into_iter()
-            .filter(|e| !d.unknown_paths.iter().any(|p| display_path(p) == e.field))
-            .map(|e| e.message),
-    );
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(err(errors))
-    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -817,12 +171,17 @@ mod tests {
     use futures::future::BoxFuture;
     use serde_json::json;
 
+    use serde_json::Value;
+
     use super::*;
     use crate::cluster::{
-        ApiResourceInfo, Condition, DeleteOptions, ObjectList, ServerVersion, WaitOutcome,
-        WriteOptions,
+        ApiResourceInfo, ApplyOptions, ClusterError, Condition, DeleteOptions, Discovery, KindRef,
+        ObjectList, ServerVersion, WaitOutcome, WriteOptions,
     };
-    use crate::state::ProtectedBody;
+    use crate::diff::change::Action;
+    use crate::diff::fixtures::{cm, desired, live, node, record};
+    use crate::diff::input::{DesiredNode, PlanCrds};
+    use crate::state::ObjectRecord;
 
     /// A cluster in memory: live objects, a scripted apply answer, and a log of requests.
     #[derive(Default)]
@@ -966,50 +325,6 @@ mod tests {
                 false,
             ),
         ])
-    }
-
-    fn cm(name: &str, data: Value) -> Value {
-        json!({"apiVersion": "v1", "kind": "ConfigMap",
-               "metadata": {"name": name, "namespace": "d"}, "data": data})
-    }
-
-    fn live(mut body: Value, rv: &str) -> Value {
-        body["metadata"]["resourceVersion"] = rv.into();
-        body["metadata"]["uid"] = "u".into();
-        body["metadata"]["managedFields"] = json!([{"manager": "x"}]);
-        body
-    }
-
-    fn desired(body: Value) -> DesiredObject {
-        DesiredObject {
-            object: ObjectRef::from_object(&body).unwrap(),
-            digest: crate::state::digest_json(&body),
-            body,
-            unknown_paths: BTreeSet::new(),
-            sensitive_paths: BTreeSet::new(),
-            volatile_paths: BTreeSet::new(),
-            hook: None,
-        }
-    }
-
-    fn node(objects: Vec<DesiredObject>) -> DesiredNode {
-        DesiredNode {
-            address: "manifest.a".into(),
-            state: DesiredState::Rendered,
-            objects,
-            render_key: None,
-        }
-    }
-
-    fn record(d: &DesiredObject, rv: &str) -> ObjectRecord {
-        ObjectRecord {
-            node: "manifest.a".into(),
-            object: d.object.clone(),
-            uid: Some("u".into()),
-            resource_version: Some(rv.into()),
-            applied_digest: d.digest.clone(),
-            last_applied: ProtectedBody::plain(json!({})).unwrap(),
-        }
     }
 
     async fn run(

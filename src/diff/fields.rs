@@ -1,5 +1,5 @@
 //! Structured comparison of objects: normalisation, changed fields, immutable fields,
-//! sensitive paths.
+//! sensitive paths, and the [`FieldChange`]s a change shows.
 //!
 //! 1. [`normalize`] strips what the server sets and meshplan never owns (managedFields,
 //!    resourceVersion, generation, uid, timestamps, status), so that a dry-run result and the
@@ -10,10 +10,16 @@
 //!    (a Job's template, a Service's clusterIP, workload selectors, ...): a change under one
 //!    of them replaces the object.
 //! 4. [`is_sensitive`]: a Secret's `data` / `stringData` and any path the render marked.
+//! 5. The fields shown for a desired object ([`to_field_changes`], [`create_fields`],
+//!    [`unknown_fields`], [`desired_vs_live`]): sensitive values masked, unknown and
+//!    immutable fields marked.
 
 use std::collections::BTreeSet;
 
 use serde_json::Value;
+
+use super::change::FieldChange;
+use super::input::DesiredObject;
 
 /// Metadata fields the server owns.
 const SERVER_METADATA: &[&str] = &[
@@ -191,6 +197,100 @@ pub fn is_sensitive(
 /// Whether `pointer` lies under one of `paths` (e.g. the render's unknown or volatile paths).
 pub fn is_under_any(pointer: &str, paths: &BTreeSet<String>) -> bool {
     paths.iter().any(|p| is_under(pointer, p))
+}
+
+/// The fields of a create worth showing: unknown and sensitive ones.
+pub fn create_fields(d: &DesiredObject) -> Vec<FieldChange> {
+    let mut out = unknown_fields(d);
+    let o = &d.object;
+    let mut sensitive: BTreeSet<String> = d.sensitive_paths.clone();
+    if o.api_version == "v1" && o.kind == "Secret" {
+        for key in ["/data", "/stringData"] {
+            if let Some(Value::Object(map)) = d.body.pointer(key) {
+                for k in map.keys() {
+                    sensitive.insert(push(key, k));
+                }
+            }
+        }
+    }
+    for p in sensitive {
+        if d.body.pointer(&p).is_some() && !is_under_any(&p, &d.unknown_paths) {
+            out.push(FieldChange {
+                path: display_path(&p),
+                pointer: p,
+                before: None,
+                after: None,
+                sensitive: true,
+                unknown: false,
+                forces_replacement: false,
+            });
+        }
+    }
+    out.sort_by(|a, b| a.pointer.cmp(&b.pointer));
+    out
+}
+
+/// The fields whose values are known only during apply.
+pub fn unknown_fields(d: &DesiredObject) -> Vec<FieldChange> {
+    d.unknown_paths
+        .iter()
+        .map(|p| FieldChange {
+            path: display_path(p),
+            pointer: p.clone(),
+            before: None,
+            after: None,
+            sensitive: is_sensitive(&d.object.api_version, &d.object.kind, p, &d.sensitive_paths),
+            unknown: true,
+            forces_replacement: false,
+        })
+        .collect()
+}
+
+/// The fields `desired` sets that differ from `live` (when no dry run result exists).
+pub fn desired_vs_live(d: &DesiredObject, live: &Value) -> Vec<FieldChange> {
+    let mut changes = Vec::new();
+    leaves_vs(String::new(), &d.body, Some(live), &mut changes);
+    to_field_changes(d, changes)
+}
+
+fn leaves_vs(pointer: String, desired: &Value, live: Option<&Value>, out: &mut Vec<Change>) {
+    match (desired, live) {
+        (Value::Object(map), Some(Value::Object(other))) => {
+            for (k, v) in map {
+                leaves_vs(push(&pointer, k), v, other.get(k), out);
+            }
+        }
+        (Value::Array(items), Some(Value::Array(other))) if items.len() == other.len() => {
+            for (i, (v, o)) in items.iter().zip(other).enumerate() {
+                leaves_vs(push(&pointer, &i.to_string()), v, Some(o), out);
+            }
+        }
+        (d, l) if Some(d) == l => {}
+        (d, l) => out.push((pointer, l.cloned(), Some(d.clone()))),
+    }
+}
+
+/// Turns raw changes into field changes: masks sensitive values, marks unknown and
+/// immutable fields.
+pub fn to_field_changes(d: &DesiredObject, changes: Vec<Change>) -> Vec<FieldChange> {
+    let o = &d.object;
+    changes
+        .into_iter()
+        .filter(|(p, _, _)| !p.starts_with("/metadata/managedFields"))
+        .map(|(pointer, before, after)| {
+            let sensitive = is_sensitive(&o.api_version, &o.kind, &pointer, &d.sensitive_paths);
+            let unknown = is_under_any(&pointer, &d.unknown_paths);
+            FieldChange {
+                path: display_path(&pointer),
+                forces_replacement: immutable_prefix(&o.api_version, &o.kind, &pointer).is_some(),
+                before: if sensitive { None } else { before },
+                after: if sensitive || unknown { None } else { after },
+                pointer,
+                sensitive,
+                unknown,
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -24,8 +24,9 @@ use crate::model::{Address, NodeSpec, Plan, ReadSelect};
 use crate::state::ObjectRecord;
 
 use super::change::{ChangeSet, NodeChange};
-use super::engine::{DesiredNode, DesiredState, DiffInput, PlanCrds, diff};
+use super::engine::diff;
 use super::error::DiffError;
+use super::input::{DesiredNode, DesiredState, DiffInput, PlanCrds};
 
 /// A value read from the cluster for a `read` node.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,6 +30,7 @@ mod error;
 pub mod lock;
 mod migrate;
 mod sled_store;
+mod trees;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};

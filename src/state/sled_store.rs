@@ -11,7 +11,8 @@ use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 
-use super::migrate::{self, Formats, RawWrite};
+use super::migrate::{self, Formats};
+use super::trees::{K_FORMAT, RawWrite, TreeId, Trees, commit_raw, db_err};
 use super::{
     DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RenderCacheEntry,
     RunRecord, StateCipher, StateError, StateMeta, StateStore, UnfinishedRun, WriteBatch, WriteOp,
@@ -21,47 +22,10 @@ use super::{
 /// The database folder inside the state directory.
 pub const DB_DIR: &str = "db";
 
-const K_FORMAT: &[u8] = b"format";
 const K_LINEAGE: &[u8] = b"lineage";
 const K_SERIAL: &[u8] = b"serial";
 const K_KEY_CHECK: &[u8] = b"key_check";
 const K_DISCOVERY: &[u8] = b"discovery";
-
-/// The trees of the database, in transaction order.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum TreeId {
-    Meta = 0,
-    Objects = 1,
-    Render = 2,
-    Discovery = 3,
-    Runs = 4,
-    Journal = 5,
-}
-
-const TREE_NAMES: [&str; 6] = ["meta", "objects", "render", "discovery", "runs", "journal"];
-
-/// The open trees.
-pub(crate) struct Trees {
-    trees: Vec<sled::Tree>,
-}
-
-impl Trees {
-    fn open(db: &sled::Db, path: &Path) -> Result<Self, StateError> {
-        let trees = TREE_NAMES
-            .iter()
-            .map(|name| db.open_tree(name).map_err(|e| db_err(path, e)))
-            .collect::<Result<Vec<_>, _>>()?;
-        Ok(Self { trees })
-    }
-
-    pub(crate) fn get(&self, id: TreeId) -> &sled::Tree {
-        &self.trees[id as usize]
-    }
-
-    fn refs(&self) -> Vec<&sled::Tree> {
-        self.trees.iter().collect()
-    }
-}
 
 /// The sled-backed state. Holds the writer lock while open; dropping it closes the database,
 /// then releases the lock.
@@ -107,7 +71,7 @@ impl SledStore {
         let meta = trees.get(TreeId::Meta);
         let fresh = match read_u32(dir, meta, K_FORMAT)? {
             None => {
-                let empty = trees.trees.iter().all(sled::Tree::is_empty);
+                let empty = trees.are_empty();
                 if !empty {
                     return Err(StateError::Corrupt {
                         path: dir.to_path_buf(),
@@ -136,9 +100,9 @@ impl SledStore {
         let cipher = StateCipher::load(dir, fresh || key_check.is_none())?;
         if fresh {
             let writes = [
-                raw(TreeId::Meta, K_LINEAGE, uuid::Uuid::new_v4().to_string()),
-                raw(TreeId::Meta, K_SERIAL, 0u64.to_be_bytes()),
-                raw(TreeId::Meta, K_KEY_CHECK, cipher.key_check()),
+                RawWrite::put(TreeId::Meta, K_LINEAGE, uuid::Uuid::new_v4().to_string()),
+                RawWrite::put(TreeId::Meta, K_SERIAL, 0u64.to_be_bytes()),
+                RawWrite::put(TreeId::Meta, K_KEY_CHECK, cipher.key_check()),
             ];
             commit_raw(dir, &trees, &writes, formats.current)?;
         } else if let Some(check) = key_check {
@@ -502,53 +466,6 @@ fn apply_op(path: &Path, tx: &[TransactionalTree], op: &EncodedOp) -> TxResult<(
     Ok(())
 }
 
-/// Commits raw writes plus a format number in one transaction (creation and migrations).
-pub(crate) fn commit_raw(
-    path: &Path,
-    trees: &Trees,
-    writes: &[RawWrite],
-    format: u32,
-) -> Result<(), StateError> {
-    let refs = trees.refs();
-    let result = refs
-        .as_slice()
-        .transaction(|tx: &Vec<TransactionalTree>| -> TxResult<()> {
-            for w in writes {
-                let tree = &tx[w.tree as usize];
-                match &w.value {
-                    Some(v) => {
-                        tree.insert(w.key.as_slice(), v.as_slice())?;
-                    }
-                    None => {
-                        tree.remove(w.key.as_slice())?;
-                    }
-                }
-            }
-            tx[TreeId::Meta as usize].insert(K_FORMAT, &format.to_be_bytes())?;
-            Ok(())
-        });
-    match result {
-        Ok(()) => Ok(()),
-        Err(TransactionError::Abort(e)) => Err(e),
-        Err(TransactionError::Storage(e)) => Err(db_err(path, e)),
-    }
-}
-
-fn raw(tree: TreeId, key: &[u8], value: impl AsRef<[u8]>) -> RawWrite {
-    RawWrite {
-        tree,
-        key: key.to_vec(),
-        value: Some(value.as_ref().to_vec()),
-    }
-}
-
-fn db_err(path: &Path, source: sled::Error) -> StateError {
-    StateError::Database {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn read_u32(path: &Path, tree: &sled::Tree, key: &[u8]) -> Result<Option<u32>, StateError> {
     let Some(v) = tree.get(key).map_err(|e| db_err(path, e))? else {
         return Ok(None);
@@ -665,4 +582,136 @@ fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
 fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io)
         if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
+}
+
+#[cfg(test)]
+mod tests {
+    // Opening a state of an older format migrates it (see `migrate`).
+
+    use super::*;
+    use crate::state::migrate::Migration;
+    use crate::state::{ProtectedBody, StateStore};
+
+    const V1: Formats<'static> = Formats {
+        current: 1,
+        migrations: &[],
+    };
+
+    /// A fake format 2: every object record gains a `-v2` suffix on its digest.
+    fn to_v2(trees: &Trees) -> Result<Vec<RawWrite>, String> {
+        let mut out = Vec::new();
+        for item in trees.get(TreeId::Objects).iter() {
+            let (k, v) = item.map_err(|e| e.to_string())?;
+            let mut record: serde_json::Value =
+                serde_json::from_slice(&v).map_err(|e| e.to_string())?;
+            let digest = record["applied_digest"].as_str().unwrap_or("").to_owned();
+            record["applied_digest"] = format!("{digest}-v2").into();
+            out.push(RawWrite {
+                tree: TreeId::Objects,
+                key: k.to_vec(),
+                value: Some(serde_json::to_vec(&record).map_err(|e| e.to_string())?),
+            });
+        }
+        Ok(out)
+    }
+
+    fn broken(_: &Trees) -> Result<Vec<RawWrite>, String> {
+        Err("the old layout is damaged".to_owned())
+    }
+
+    const V2: Formats<'static> = Formats {
+        current: 2,
+        migrations: &[Migration {
+            from: 1,
+            run: to_v2,
+        }],
+    };
+    const V2_BROKEN: Formats<'static> = Formats {
+        current: 2,
+        migrations: &[Migration {
+            from: 1,
+            run: broken,
+        }],
+    };
+    const V3_GAP: Formats<'static> = Formats {
+        current: 3,
+        migrations: &[Migration {
+            from: 1,
+            run: to_v2,
+        }],
+    };
+
+    fn record(name: &str) -> ObjectRecord {
+        ObjectRecord {
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), name),
+            uid: None,
+            resource_version: Some("5".into()),
+            applied_digest: "d".into(),
+            last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"})).unwrap(),
+        }
+    }
+
+    #[test]
+    fn an_older_format_is_migrated_keeping_lineage_and_serial() {
+        let dir = tempfile::tempdir().unwrap();
+        let before = {
+            let s = SledStore::open_with(dir.path(), "apply", &V1).unwrap();
+            s.commit(WriteBatch::new().put_object(record("x"))).unwrap()
+        };
+        assert_eq!(before.format, 1);
+        let s = SledStore::open_with(dir.path(), "plan", &V2).unwrap();
+        let after = s.meta().unwrap();
+        assert_eq!(after.format, 2);
+        assert_eq!(after.lineage, before.lineage);
+        assert_eq!(after.serial, before.serial);
+        let objects = s.objects().unwrap();
+        assert_eq!(objects.len(), 1);
+        assert_eq!(objects[0].applied_digest, "d-v2");
+        drop(s);
+        // Format 2 is now newer than what a format-1 build knows.
+        let err = SledStore::open_with(dir.path(), "plan", &V1).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::NewerFormat {
+                    found: 2,
+                    known: 1,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_failed_migration_leaves_the_state_as_it_was() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open_with(dir.path(), "apply", &V1).unwrap());
+        let err = SledStore::open_with(dir.path(), "plan", &V2_BROKEN).unwrap_err();
+        assert!(
+            matches!(&err, StateError::Migration { from: 1, message, .. } if message.contains("damaged")),
+            "{err}"
+        );
+        let s = SledStore::open_with(dir.path(), "plan", &V1).unwrap();
+        assert_eq!(s.meta().unwrap().format, 1);
+    }
+
+    #[test]
+    fn a_missing_migration_step_is_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(SledStore::open_with(dir.path(), "apply", &V1).unwrap());
+        let err = SledStore::open_with(dir.path(), "plan", &V3_GAP).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StateError::NoMigration {
+                    found: 2,
+                    known: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
 }
