@@ -6,30 +6,21 @@ use std::time::Duration;
 use miette::miette;
 
 use crate::cli::{CheckArgs, DenyLevel, ExitStatus, OutputFormat};
-use crate::cluster::{Cluster as _, ConnectOptions, KubeCluster};
+use crate::cluster::{Cluster as _, KubeCluster};
 use crate::health::{self, Thresholds};
-use crate::load::load;
 use crate::report::health::{render_health_human, render_health_json};
 
-use super::{load_request, print_diagnostics};
+use super::{connect_options, load_plan};
 
 pub async fn run(args: CheckArgs) -> miette::Result<ExitStatus> {
-    let loaded = match load(&load_request(&args.input)) {
-        Ok(loaded) => loaded,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(ExitStatus::Error);
-        }
+    let Some(loaded) = load_plan(&args.input) else {
+        return Ok(ExitStatus::Error);
     };
     let thresholds = Thresholds {
         warn: threshold("--warn-expiry", &args.warn_expiry)?,
         fail: threshold("--fail-expiry", &args.fail_expiry)?,
     };
-    let cluster = KubeCluster::connect(&ConnectOptions {
-        kubeconfig: args.cluster.kubeconfig.clone(),
-        context: args.cluster.context.clone(),
-    })
-    .await?;
+    let cluster = KubeCluster::connect(&connect_options(&args.cluster)).await?;
     let request = health::plan_namespaces(&loaded.plan);
     let facts = health::gather(&cluster, &request).await?;
     let report = health::evaluate(&facts, &thresholds);

@@ -2,42 +2,28 @@
 //! checks, print the report (stdout); exit 1 when an error-level finding remains (or a
 //! warning with `--deny warnings`).
 
-use std::io::IsTerminal as _;
 use std::sync::Arc;
 
-use miette::IntoDiagnostic as _;
-
 use crate::cli::{DenyLevel, ExitStatus, LintArgs, LintFormat};
-use crate::cluster::{Cluster, ConnectOptions, KubeCluster};
+use crate::cluster::{Cluster, KubeCluster};
 use crate::lint::{self, LintInput};
-use crate::load::load;
 use crate::render::{HelmProcess, MemoryCache, RenderOptions, Renderer};
 use crate::report::lint::{
     LintHumanOptions, render_lint_human, render_lint_json, render_lint_sarif,
 };
 
-use super::{load_request, print_diagnostics};
+use super::{CommandError, connect_options, load_plan, terminal};
 
 pub async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
-    let loaded = match load(&load_request(&args.input)) {
-        Ok(loaded) => loaded,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(ExitStatus::Error);
-        }
+    let Some(loaded) = load_plan(&args.input) else {
+        return Ok(ExitStatus::Error);
     };
-    let cwd = std::env::current_dir().into_diagnostic()?;
-    let repo_dirs = super::plan::parse_repo_dirs(&args.repo_dirs, &cwd)?;
+    let cwd = std::env::current_dir().map_err(CommandError::WorkingDirectory)?;
+    let repo_dirs = crate::session::parse_repo_dirs(&args.repo_dirs, &cwd)?;
     let cluster = if args.offline {
         None
     } else {
-        Some(
-            KubeCluster::connect(&ConnectOptions {
-                kubeconfig: args.cluster.kubeconfig.clone(),
-                context: args.cluster.context.clone(),
-            })
-            .await?,
-        )
+        Some(KubeCluster::connect(&connect_options(&args.cluster)).await?)
     };
     let (discovery, kube_version) = match &cluster {
         Some(c) => (
@@ -76,7 +62,7 @@ pub async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
     });
     match args.format {
         LintFormat::Human => {
-            let color = std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none();
+            let color = terminal::stdout_color();
             print!("{}", render_lint_human(&report, LintHumanOptions { color }));
         }
         LintFormat::Json => print!("{}", render_lint_json(&report)),

@@ -12,13 +12,13 @@ use crate::render::{
     KNOWN_AFTER_APPLY, NodeStatus, ReadValue, RenderScope, RenderedObject, scope::evaluate_marked,
 };
 
-use super::catalog::CheckId;
 use super::linkerd::{
     ControlPlaneSettings, NamespaceMeta, control_plane_settings, is_control_plane_chart,
     is_viz_chart,
 };
 use super::path::{self, Seg};
 use super::{ChartInfo, FilePosition, Finding, LintInput};
+use crate::model::lint_checks::CheckId;
 
 /// One rendered object and where it comes from.
 #[derive(Debug, Clone, Copy)]

@@ -10,7 +10,8 @@
 //!    plan's own object, for file positions), the namespaces (the plan's, else the cluster's),
 //!    the Linkerd control plane (the plan's helm node, else the installed one), each helm node's
 //!    values.
-//! 2. Each check of [`catalog::CheckId`] runs over the context ([`checks`]) and adds findings.
+//! 2. Each check of [`CheckId`] (the catalogue lives in the model, which validates the plan's
+//!    suppressions against it) runs over the context and adds findings.
 //! 3. Suppressions of the plan (`suppress` on a node) mark findings of their check on their
 //!    node as suppressed, with the reason; suppressions that match nothing become notes.
 //! 4. Findings are sorted (node, check, position), so output never depends on timing.
@@ -18,7 +19,6 @@
 //! What could not be checked (a chart that cannot be read, a custom resource whose CRD is
 //! unknown offline, a node rendered only during apply) is listed in [`LintReport::notes`].
 
-pub mod catalog;
 mod checks;
 pub mod context;
 pub mod facts;
@@ -34,7 +34,7 @@ use crate::model::{Address, ObjectRef, Plan};
 use crate::planfile::{SourceMap, Span};
 use crate::render::{ChartInfo, PlanRender};
 
-pub use catalog::{CheckId, ClusterUse, Severity};
+pub use crate::model::lint_checks::{CheckId, ClusterUse, Severity};
 pub use facts::{ClusterFacts, InstalledControlPlane, gather};
 pub use prepare::{PrepareError, Prepared, prepare};
 

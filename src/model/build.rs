@@ -26,7 +26,7 @@ use super::plan::{
     Read, ReadSelect, Repo, Suppression, Value, ValuesFile, Var, VarOrigin, Wait,
 };
 use super::template::{Part, Reference, Template, locate_in_raw, parse_template};
-use crate::lint::catalog::CheckId;
+use crate::model::lint_checks::CheckId;
 
 /// A file the plan refers to (`file`, `values_files`), as read by the caller.
 #[derive(Debug, Clone)]

@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::lint::catalog::CheckId;
+use crate::model::lint_checks::CheckId;
 use crate::planfile::{FileId, RawValue, Span};
 
 use super::address::{Address, NodeKind};

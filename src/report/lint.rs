@@ -302,3 +302,16 @@ pub fn render_lint_sarif(report: &LintReport) -> String {
         serde_json::to_string_pretty(&log).unwrap_or_default()
     )
 }
+
+/// The findings shown above a plan (by `plan` and `apply`): the findings and the summary, or
+/// nothing when there are none.
+pub fn render_above_plan(report: &LintReport, options: LintHumanOptions) -> String {
+    if report.findings.is_empty() {
+        return String::new();
+    }
+    format!(
+        "{}{}\n",
+        render_findings(report, options),
+        summary_line(report)
+    )
+}

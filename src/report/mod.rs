@@ -4,12 +4,19 @@
 //!
 //! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
+//! - [`apply`]: what apply and destroy say besides progress (values known after apply, the
+//!   objects a destroy deletes or keeps).
+//! - [`state`]: the `state list` and `state show` output.
+//! - [`validate`]: the summary line of `meshplan validate`.
 //! - [`lint`]: lint findings, human, JSON and SARIF 2.1.0.
 //! - [`health`]: the health report of `meshplan check`, human and JSON.
 
+pub mod apply;
 pub mod health;
 pub mod lint;
 pub mod plan;
 pub mod progress;
+pub mod state;
+pub mod validate;
 
-pub use plan::{HumanOptions, render_human, render_json};
+pub use plan::{HumanOptions, render_human, render_json, render_json_event};

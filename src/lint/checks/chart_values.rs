@@ -11,10 +11,10 @@ use std::collections::BTreeMap;
 
 use serde_json::Value as Json;
 
-use crate::lint::catalog::CheckId;
 use crate::lint::context::Context;
 use crate::lint::{ChartInfo, Finding};
 use crate::model::NodeSpec;
+use crate::model::lint_checks::CheckId;
 use crate::planfile::{RawKind, RawValue, did_you_mean};
 
 const ID: CheckId = CheckId::UnknownChartValue;

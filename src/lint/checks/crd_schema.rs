@@ -10,9 +10,9 @@ use meshplan_k8s::schema::Structural;
 use serde_json::Value as Json;
 
 use crate::lint::Finding;
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Obj};
 use crate::lint::path::{self, Seg};
+use crate::model::lint_checks::CheckId;
 use crate::planfile::did_you_mean;
 
 const ID: CheckId = CheckId::CrdSchema;

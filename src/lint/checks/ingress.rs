@@ -10,10 +10,10 @@
 use serde_json::Value as Json;
 
 use crate::lint::Finding;
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Obj, is_placeholder};
 use crate::lint::linkerd::{INJECT_ANNOTATION, InjectOrigin, NamespaceMeta, injection};
 use crate::lint::path::{self, Seg};
+use crate::model::lint_checks::CheckId;
 
 const MIDDLEWARES_ANNOTATION: &str = "traefik.ingress.kubernetes.io/router.middlewares";
 const DST_OVERRIDE: &str = "l5d-dst-override";

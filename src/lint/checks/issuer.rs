@@ -10,10 +10,10 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::lint::Finding;
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Obj};
 use crate::lint::linkerd::ISSUER_SECRET;
 use crate::lint::path::{self, Seg};
+use crate::model::lint_checks::CheckId;
 
 /// The usages Linkerd's cert-manager guide gives the issuer certificate.
 const USAGES: [&str; 4] = ["cert sign", "crl sign", "server auth", "client auth"];

@@ -8,11 +8,11 @@
 
 use serde_json::Value as Json;
 
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Obj, Origin};
 use crate::lint::linkerd::{INJECT_ANNOTATION, InjectOrigin, injection, native_sidecar_annotation};
 use crate::lint::path::{self, Seg};
 use crate::lint::{ChartInfo, Finding};
+use crate::model::lint_checks::CheckId;
 
 const ID: CheckId = CheckId::MeshedJob;
 

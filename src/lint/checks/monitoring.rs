@@ -8,9 +8,9 @@ use std::time::Duration;
 use serde_json::Value as Json;
 
 use crate::lint::Finding;
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Obj};
 use crate::lint::path;
+use crate::model::lint_checks::CheckId;
 
 use super::issuer::{go_text, parse_go_duration};
 

@@ -5,10 +5,10 @@
 //! `linkerd.io/control-plane-ns: <namespace>` and the annotation `linkerd.io/inject: disabled`.
 
 use crate::lint::Finding;
-use crate::lint::catalog::CheckId;
 use crate::lint::context::{Context, Origin};
 use crate::lint::linkerd::{CONTROL_PLANE_LABEL, INJECT_ANNOTATION, NamespaceMeta};
 use crate::lint::path;
+use crate::model::lint_checks::CheckId;
 
 const ID: CheckId = CheckId::ControlPlaneNamespace;
 

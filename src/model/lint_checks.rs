@@ -1,7 +1,7 @@
 //! The catalogue of lint checks: a closed set of ids, each with one severity, a title, why it
 //! matters and whether it reads the cluster. The plan language refers to checks by id
-//! (`suppress = [{ check = "meshed-job", reason = "..." }]`), so ids are stable: never rename
-//! one, only add.
+//! (`suppress = [{ check = "meshed-job", reason = "..." }]`, validated by the model), so ids
+//! are stable: never rename one, only add. The checks themselves are `crate::lint`'s.
 
 use std::fmt;
 
