@@ -12,7 +12,7 @@ use crate::report::health::{render_health_human, render_health_json};
 
 use super::{connect_options, load_plan};
 
-pub async fn run(args: CheckArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: CheckArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

@@ -14,7 +14,7 @@ use crate::report::lint::{
 
 use super::{CommandError, connect_options, load_plan, terminal};
 
-pub async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

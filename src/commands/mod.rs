@@ -14,6 +14,9 @@
 //! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
 //! - [`error`]: what the commands themselves refuse.
 
+// Commands are where the program writes: results on stdout, messages on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod apply;
 mod check;
 mod destroy;

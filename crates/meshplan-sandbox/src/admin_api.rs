@@ -14,7 +14,7 @@ use super::request::Query;
 use super::shared::Shared;
 
 /// Where the admin endpoint lives.
-pub const PREFIX: &str = "/_sandbox/";
+pub(crate) const PREFIX: &str = "/_sandbox/";
 
 fn admin_error(code: u16, message: impl Into<String>) -> (u16, Value) {
     let reason = match code {
@@ -30,7 +30,7 @@ fn admin_error(code: u16, message: impl Into<String>) -> (u16, Value) {
 }
 
 /// Answers one admin request (the caller has checked the token).
-pub fn handle(shared: &Shared, method: &Method, uri: &Uri, body: &[u8]) -> (u16, Value) {
+pub(crate) fn handle(shared: &Shared, method: &Method, uri: &Uri, body: &[u8]) -> (u16, Value) {
     let path = uri.path().trim_start_matches(PREFIX).trim_end_matches('/');
     let parts: Vec<&str> = path.split('/').collect();
     let query = Query::parse(uri.query());

@@ -16,14 +16,14 @@ use crate::controllers::certmanager::Clock;
 
 /// The shared virtual clock.
 #[derive(Debug)]
-pub struct SandboxClock {
+pub(crate) struct SandboxClock {
     clock: Mutex<Clock>,
 }
 
 impl SandboxClock {
     /// A clock that starts now at real time, running `scale` times faster (a scale that is not
     /// a positive finite number runs at real time).
-    pub fn new(scale: f64) -> Self {
+    pub(crate) fn new(scale: f64) -> Self {
         let now = Timestamp::now();
         let clock = Clock::new(now, now, scale).unwrap_or(Clock {
             start_real: now,
@@ -36,17 +36,17 @@ impl SandboxClock {
     }
 
     /// The clock as it is now (for a controller pass).
-    pub fn get(&self) -> Clock {
+    pub(crate) fn get(&self) -> Clock {
         *self.clock.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Virtual now (whole seconds).
-    pub fn now(&self) -> Timestamp {
+    pub(crate) fn now(&self) -> Timestamp {
         self.get().now(Timestamp::now())
     }
 
     /// Moves virtual time forward by `by` (negative moves are ignored); returns the new now.
-    pub fn advance(&self, by: SignedDuration) -> Timestamp {
+    pub(crate) fn advance(&self, by: SignedDuration) -> Timestamp {
         let mut clock = self.clock.lock().unwrap_or_else(|e| e.into_inner());
         if by.is_positive() {
             clock.start_virtual = clock
@@ -58,7 +58,7 @@ impl SandboxClock {
     }
 
     /// Virtual now as an HTTP `Date` (IMF-fixdate, RFC 9110).
-    pub fn http_date(&self) -> String {
+    pub(crate) fn http_date(&self) -> String {
         jiff::fmt::rfc2822::DateTimePrinter::new()
             .timestamp_to_rfc9110_string(&self.now())
             .unwrap_or_default()

@@ -522,7 +522,7 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
 }
 
 /// Runs the controllers until the sandbox stops.
-pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
+pub(crate) async fn run(shared: Arc<Shared>, config: ControllerConfig) {
     let mut rx = shared.lock().tx.subscribe();
     let mut stop = shared.shutdown.clone();
     let mut state = Some(LoopState {
@@ -609,7 +609,7 @@ fn is_relevant(event: &Event) -> bool {
 /// The admission check of one write: the 500 a real API server answers while a matching
 /// webhook's backend does not serve yet, or None.
 #[allow(clippy::too_many_arguments)]
-pub fn admission(
+pub(crate) fn admission(
     st: &State,
     delay: Duration,
     group: &str,

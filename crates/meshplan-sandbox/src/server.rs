@@ -144,7 +144,7 @@ fn request_info(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> 
     info
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 

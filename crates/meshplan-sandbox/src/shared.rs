@@ -12,7 +12,7 @@ use super::config::{AuthMode, ControllerConfig, Pauses};
 use super::store::State;
 
 /// State shared by every request and background task.
-pub struct Shared {
+pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub addr: SocketAddr,
     /// Wakes the cleanup of terminating namespaces and deleted CRDs.
@@ -36,12 +36,12 @@ pub struct Shared {
 impl Shared {
     /// The store lock (a poisoned lock is recovered: every write leaves the state consistent
     /// before it could panic).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The fault, counter and audit lock.
-    pub fn observer(&self) -> MutexGuard<'_, Observer> {
+    pub(crate) fn observer(&self) -> MutexGuard<'_, Observer> {
         self.observer.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

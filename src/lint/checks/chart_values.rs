@@ -33,7 +33,7 @@ enum Decl {
     Map(BTreeMap<String, Decl>),
 }
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     for node in ctx.input.plan.nodes.values() {
         let NodeSpec::Helm(helm) = &node.spec else {
             continue;

@@ -20,7 +20,7 @@ const ID: CheckId = CheckId::CrdSchema;
 /// (group, version, kind) → the compiled schema of that CRD version.
 type Schemas = BTreeMap<(String, String, String), Structural>;
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let mut schemas = Schemas::new();
     if let Some(cluster) = ctx.input.cluster {
         for crd in &cluster.crds {

@@ -18,7 +18,7 @@ use crate::model::lint_checks::CheckId;
 const MIDDLEWARES_ANNOTATION: &str = "traefik.ingress.kubernetes.io/router.middlewares";
 const DST_OVERRIDE: &str = "l5d-dst-override";
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let ingresses: Vec<&Obj<'_>> = ctx
         .objects
         .iter()

@@ -20,7 +20,7 @@ const USAGES: [&str; 4] = ["cert sign", "crl sign", "server auth", "client auth"
 /// cert-manager's default `duration`.
 const DEFAULT_DURATION: Duration = Duration::from_secs(2160 * 3600);
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let cp_namespace = ctx.control_plane.as_ref().map(|cp| cp.namespace.as_str());
     for obj in &ctx.objects {
         if obj.kind() != "Certificate" || obj.group() != "cert-manager.io" {
@@ -229,7 +229,7 @@ fn check_issuer_ref(
 }
 
 /// A Go duration (`48h`, `1h30m`, `2160h0m0s`, `1.5h`, `90s`, `250ms`); None when malformed.
-pub fn parse_go_duration(text: &str) -> Option<Duration> {
+pub(super) fn parse_go_duration(text: &str) -> Option<Duration> {
     let mut rest = text.trim();
     if rest.is_empty() {
         return None;
@@ -260,7 +260,7 @@ pub fn parse_go_duration(text: &str) -> Option<Duration> {
 }
 
 /// `48h`, `25h30m`, `90s`.
-pub fn go_text(d: Duration) -> String {
+pub(super) fn go_text(d: Duration) -> String {
     let secs = d.as_secs();
     let (h, m, s) = (secs / 3600, secs / 60 % 60, secs % 60);
     let mut out = String::new();

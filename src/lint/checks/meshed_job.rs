@@ -16,7 +16,7 @@ use crate::model::lint_checks::CheckId;
 
 const ID: CheckId = CheckId::MeshedJob;
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     for obj in &ctx.objects {
         let template_path: &[&str] = match (obj.group(), obj.kind()) {
             ("batch", "Job") => &["spec", "template"],

@@ -12,7 +12,7 @@ use super::Finding;
 use super::context::Context;
 
 /// Runs every check over the context.
-pub fn run_all(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn run_all(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     meshed_job::check(ctx, out);
     chart_values::check(ctx, out);
     crd_schema::check(ctx, out);

@@ -18,7 +18,7 @@ const ID: CheckId = CheckId::MonitorInterval;
 /// The rate window of Linkerd's dashboards.
 const WINDOW: Duration = Duration::from_secs(30);
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     for obj in &ctx.objects {
         if obj.group() != "monitoring.coreos.com" {
             continue;

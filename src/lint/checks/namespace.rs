@@ -12,7 +12,7 @@ use crate::model::lint_checks::CheckId;
 
 const ID: CheckId = CheckId::ControlPlaneNamespace;
 
-pub fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
+pub(super) fn check(ctx: &Context<'_>, out: &mut Vec<Finding>) {
     let Some(cp) = &ctx.control_plane else {
         return;
     };
