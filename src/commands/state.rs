@@ -20,7 +20,7 @@ use crate::state::{
 
 use super::{CommandError, connect_options, load_plan, state_overrides, terminal};
 
-pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
+pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
         StateCommand::List(at) => {
             let opened = open(&at, Mode::Read, "state list").await?;

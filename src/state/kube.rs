@@ -55,17 +55,17 @@ use super::{
 };
 
 /// The largest chunk (decoded bytes).
-pub const CHUNK_BYTES: usize = 512 * 1024;
+pub(crate) const CHUNK_BYTES: usize = 512 * 1024;
 /// The deltas the index holds at most (compressed bytes) before a new generation is written.
-pub const DELTA_BYTES: usize = 192 * 1024;
+pub(crate) const DELTA_BYTES: usize = 192 * 1024;
 /// The layout of the Secrets this build writes.
 const LAYOUT: u32 = 1;
 /// The label naming the state a Secret belongs to.
-pub const STATE_LABEL: &str = "meshplan.io/state";
+pub(crate) const STATE_LABEL: &str = "meshplan.io/state";
 /// The label naming a chunk's generation.
-pub const GENERATION_LABEL: &str = "meshplan.io/generation";
+pub(crate) const GENERATION_LABEL: &str = "meshplan.io/generation";
 /// The Secret type of the index and of the chunks.
-pub const SECRET_TYPE: &str = "meshplan.io/state";
+pub(crate) const SECRET_TYPE: &str = "meshplan.io/state";
 /// How often a read starts over when a writer switched generations under it.
 const READ_ATTEMPTS: usize = 5;
 

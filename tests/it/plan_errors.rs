@@ -68,6 +68,8 @@ invalid_cases!(
     read_key_and_field,
     self_dependency,
     state_table,
+    suppress_missing_reason,
+    suppress_unknown_check,
     table_var_in_string,
     top_level_key,
     undeclared_cli_var,

@@ -20,7 +20,7 @@ use super::status::{ApiError, Cause};
 const MICRO_LAYOUT: &str = "2006-01-02T15:04:05.000000Z07:00";
 
 /// Checks a Lease about to be written (other kinds pass).
-pub fn check(ty: &ResourceType, obj: &Value, name: &str) -> Result<(), ApiError> {
+pub(crate) fn check(ty: &ResourceType, obj: &Value, name: &str) -> Result<(), ApiError> {
     if ty.group != "coordination.k8s.io" || ty.kind != "Lease" {
         return Ok(());
     }
@@ -130,7 +130,7 @@ fn json_kind(value: &Value) -> &'static str {
 
 /// Parses a MicroTime the way Go's `time.Parse(MICRO_LAYOUT, text)` does, returning its
 /// error text (`parsing time "X" as "LAYOUT": cannot parse "REST" as "ELEM"`) on failure.
-pub fn parse_micro_time(text: &str) -> Result<(), String> {
+pub(crate) fn parse_micro_time(text: &str) -> Result<(), String> {
     // (layout element, what the value must hold there)
     enum Want {
         Digits(usize),
