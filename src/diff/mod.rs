@@ -17,12 +17,15 @@
 //! - [`planner`]: the whole plan stage (render through [`Renderer`], diff, resolve the reads
 //!   that can be resolved now, render and diff their users again).
 //! - [`saved`]: saved change sets (`plan -o FILE`) and their loader.
+//! - [`drift`]: `meshplan drift`: the live objects against what was last applied (the
+//!   state), by the fields meshplan owns; read-only, no render, no dry run.
 //!
 //! Requests happen only in `gather` (through the cluster door); the engine never prints
 //! (see `report/`).
 
 pub mod change;
 pub mod decide;
+pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod fields;

@@ -568,6 +568,42 @@ pub fn resolve<'v>(
     Some(current)
 }
 
+/// The JSON pointer (RFC 6901) of `path` in `object`: `k:` and `v:` steps become the index
+/// of the item they name. None when the path leads nowhere.
+pub fn pointer(lt: &dyn ListTypes, object: &Value, path: &[PathElement]) -> Option<String> {
+    let mut out = String::new();
+    let mut current = object;
+    let mut fpath: Vec<String> = Vec::new();
+    for pe in path {
+        let (segment, next) = match (pe, current) {
+            (PathElement::Field(name), Value::Object(map)) => {
+                fpath.push(name.clone());
+                (name.replace('~', "~0").replace('/', "~1"), map.get(name)?)
+            }
+            (PathElement::Key(keys), Value::Array(list)) => {
+                let fields = refs(&fpath);
+                let (i, item) = list.iter().enumerate().find(|(_, item)| {
+                    keys.iter().all(|(k, v)| match item.get(k) {
+                        Some(found) => found == v,
+                        None => lt.key_default(&fields, k).as_ref() == Some(v),
+                    })
+                })?;
+                (i.to_string(), item)
+            }
+            (PathElement::Value(v), Value::Array(list)) => {
+                let (i, item) = list.iter().enumerate().find(|(_, item)| *item == v)?;
+                (i.to_string(), item)
+            }
+            (PathElement::Index(i), Value::Array(list)) => (i.to_string(), list.get(*i)?),
+            _ => return None,
+        };
+        out.push('/');
+        out.push_str(&segment);
+        current = next;
+    }
+    Some(out)
+}
+
 // ---------------------------------------------------------------------------------------
 // managedFields entries
 // ---------------------------------------------------------------------------------------
@@ -766,6 +802,32 @@ mod tests {
             ],
         );
         assert_eq!(port, Some(&json!("nginx")));
+        let image = [
+            f("spec"),
+            f("template"),
+            f("spec"),
+            f("containers"),
+            PathElement::Key(vec![("name".into(), json!("web"))]),
+            f("ports"),
+            PathElement::Key(vec![
+                ("containerPort".into(), json!(80)),
+                ("protocol".into(), json!("TCP")),
+            ]),
+            f("containerPort"),
+        ];
+        assert_eq!(
+            pointer(&BuiltinListTypes, &deployment, &image).as_deref(),
+            Some("/spec/template/spec/containers/0/ports/0/containerPort")
+        );
+        assert_eq!(
+            pointer(
+                &BuiltinListTypes,
+                &json!({"a/b": {"c~": 1}}),
+                &[f("a/b"), f("c~")]
+            )
+            .as_deref(),
+            Some("/a~1b/c~0")
+        );
         assert_eq!(
             resolve(&BuiltinListTypes, &deployment, &[f("spec"), f("paused")]),
             None
