@@ -3,8 +3,10 @@
 //! of them (data on stdout, progress on stderr).
 //!
 //! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
+//! - [`drift`]: the drift report of `meshplan drift`: human, JSON, Markdown, JUnit XML.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
 
+pub mod drift;
 pub mod plan;
 pub mod progress;
 
