@@ -16,8 +16,10 @@
 //! [`load::LoadedPlan`] (model + graph + sources) or every problem as
 //! [`planfile::Diagnostics`].
 //!
-//! `cli` holds the clap definitions and exit codes, `commands` one orchestrating function per
-//! subcommand. The Kubernetes vocabulary (object and kind references, discovery, structural
+//! `cli` holds the clap definitions and exit codes, `session` what the cluster commands share
+//! once the plan is loaded (state, cluster connection, discovery cache, render settings), and
+//! `commands` one orchestrating function per subcommand (glue: they call the stages and hand
+//! the results to `report`). The Kubernetes vocabulary (object and kind references, discovery, structural
 //! schemas) is the `meshplan-k8s` crate; the API sandbox behind `meshplan sandbox serve` is the
 //! `meshplan-sandbox` crate (cargo feature `sandbox`, on by default), which nothing else here
 //! imports.
@@ -33,4 +35,5 @@ pub mod model;
 pub mod planfile;
 pub mod render;
 pub mod report;
+pub mod session;
 pub mod state;

@@ -21,7 +21,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::engine::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
+use super::context::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
 use super::error::{ApplyError, StepError};
 use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;
@@ -76,6 +76,35 @@ impl DestroyRequest {
         }
         selected.retain(|n| recorded.contains(n));
         selected
+    }
+
+    /// The `selected` nodes that have `prevent_destroy`, in plan order: a destroy that
+    /// selects any of them is refused as a whole.
+    pub fn protected(&self, selected: &BTreeSet<String>) -> Vec<String> {
+        self.nodes
+            .iter()
+            .filter(|n| n.prevent_destroy && selected.contains(&n.address))
+            .map(|n| n.address.clone())
+            .collect()
+    }
+
+    /// What [`destroy`] would delete: the `records` (the state's) of the selected nodes, in
+    /// their order. Refuses, before anything is shown or asked, when a selected node has
+    /// `prevent_destroy`.
+    pub fn preview<'r>(
+        &self,
+        records: &'r [ObjectRecord],
+    ) -> Result<Vec<&'r ObjectRecord>, ApplyError> {
+        let recorded: BTreeSet<String> = records.iter().map(|r| r.node.clone()).collect();
+        let selected = self.selected_nodes(&recorded);
+        let protected = self.protected(&selected);
+        if !protected.is_empty() {
+            return Err(ApplyError::Protected { nodes: protected });
+        }
+        Ok(records
+            .iter()
+            .filter(|r| selected.contains(&r.node))
+            .collect())
     }
 }
 
@@ -304,12 +333,7 @@ pub async fn destroy(
     }
     let recorded: BTreeSet<String> = by_node.keys().cloned().collect();
     let selected = request.selected_nodes(&recorded);
-    let prevented: Vec<String> = request
-        .nodes
-        .iter()
-        .filter(|n| n.prevent_destroy && selected.contains(&n.address))
-        .map(|n| n.address.clone())
-        .collect();
+    let prevented = request.protected(&selected);
     if !prevented.is_empty() {
         return Err(ApplyError::PreventDestroy { nodes: prevented });
     }
@@ -434,4 +458,58 @@ pub async fn destroy(
         );
     }
     Ok(finish(reporter, summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::ProtectedBody;
+
+    fn record(node: &str, name: &str) -> ObjectRecord {
+        let object = ObjectRef::new("v1", "ConfigMap", Some("app"), name);
+        ObjectRecord {
+            node: node.into(),
+            object,
+            uid: None,
+            resource_version: None,
+            applied_digest: String::new(),
+            last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"}))
+                .expect("no sensitive values"),
+        }
+    }
+
+    fn request(targets: Option<&[&str]>) -> DestroyRequest {
+        let node = |address: &str, deps: &[&str], prevent_destroy: bool| DestroyNode {
+            address: address.into(),
+            depends_on: deps.iter().map(|d| (*d).to_owned()).collect(),
+            prevent_destroy,
+        };
+        DestroyRequest {
+            plan: "p".into(),
+            nodes: vec![
+                node("manifest.ca", &[], true),
+                node("manifest.ns", &[], false),
+                node("manifest.app", &["manifest.ns"], false),
+            ],
+            targets: targets.map(|t| t.iter().map(|a| (*a).to_owned()).collect()),
+            take_foreign: false,
+        }
+    }
+
+    #[test]
+    fn the_preview_lists_the_selected_records_or_refuses_protected_nodes() {
+        let records = vec![
+            record("manifest.ca", "ca"),
+            record("manifest.ns", "ns"),
+            record("manifest.app", "app"),
+        ];
+        let e = request(None).preview(&records).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "refusing to destroy: prevent_destroy is set on manifest.ca"
+        );
+        let listed = request(Some(&["manifest.ns"])).preview(&records).unwrap();
+        let names: Vec<&str> = listed.iter().map(|r| r.object.name.as_str()).collect();
+        assert_eq!(names, ["ns", "app"]);
+    }
 }

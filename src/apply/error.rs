@@ -184,6 +184,14 @@ pub enum ApplyError {
     )]
     PreventDestroy { nodes: Vec<String> },
 
+    /// What [`DestroyRequest::preview`](super::DestroyRequest::preview) refuses with, before
+    /// the objects are listed.
+    #[error("refusing to destroy: prevent_destroy is set on {}", nodes.join(", "))]
+    #[diagnostic(help(
+        "leave those nodes out with --target (destroy the nodes that do not depend on them), or set prevent_destroy = false"
+    ))]
+    Protected { nodes: Vec<String> },
+
     #[error("the node {node} depends on {dependency}, which is not in the input")]
     #[diagnostic(code(apply::input))]
     UnknownDependency { node: String, dependency: String },

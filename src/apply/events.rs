@@ -113,6 +113,13 @@ pub enum Event {
         phase: usize,
         actions: usize,
     },
+    /// A `check` evaluated during apply passed: the object has the condition (a phased apply
+    /// goes on with the nodes that depend on the check).
+    CheckPassed {
+        node: String,
+        object: ObjectRef,
+        condition: String,
+    },
     /// An object left in place on purpose (created by a controller in reaction, not owned).
     LeftInPlace {
         object: ObjectRef,
@@ -214,6 +221,13 @@ pub struct Summary {
     /// What to do next when the run left a journal.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub next_step: Option<String>,
+}
+
+impl Summary {
+    /// Whether the run failed and left its journal (to complete or roll back later).
+    pub fn left_journal(&self) -> bool {
+        !self.outcome.is_success() && self.next_step.is_some()
+    }
 }
 
 /// A node that did not run.

@@ -13,6 +13,9 @@
 //! ```
 //!
 //! - [`input`]: what the executor is asked to do (translated from the change set).
+//! - [`context`]: what every run shares: [`RunOptions`], [`Interrupt`], and the context its
+//!   steps run in (journaled apply / delete, waits). Engine, rollback and destroy build on it;
+//!   the engine calls the rollback, never the other way round.
 //! - [`readiness`]: pure readiness rules, one per kind, and custom conditions.
 //! - [`scheduler`]: the DAG walk that never `?`s out.
 //! - [`journal`]: journaled mutations and atomic state records per step.
@@ -22,27 +25,34 @@
 //!   never prints.
 //!
 //! - [`adapter`]: the plan stage's change set translated into [`ApplyInput`] and
-//!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase (the `apply`
-//!   command applies in phases, see `docs/apply.md`).
+//!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase.
+//! - [`phases`]: the phased apply of `meshplan apply` (see `docs/apply.md`): apply what is
+//!   known, evaluate checks and wait for reads, plan again, one journaled run for all phases.
 
 pub mod adapter;
+pub mod context;
 pub mod destroy;
 pub mod engine;
 pub mod error;
 pub mod events;
 pub mod input;
 mod journal;
+pub mod phases;
 pub mod readiness;
 pub mod rollback;
 mod scheduler;
 
+pub use context::{Interrupt, RunOptions};
 pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};
-pub use engine::{Interrupt, PhasedRun, RunOptions, apply, apply_phase};
+pub use engine::{PhasedRun, apply, apply_phase};
 pub use error::{ApplyError, StepError};
 pub use events::{
     ActionTaken, Event, LeftInPlace, NoReporter, RecordingReporter, Reporter, RunKind, RunOutcome,
     RunReport, Skipped, StepAction, Summary,
 };
 pub use input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
+pub use phases::{
+    KnownAfterApply, KnownValue, Outcome, PhaseError, Phases, Replan, apply_in_phases,
+};
 pub use readiness::{Builtin, Readiness, Rule, job_timeout_hint};
 pub use rollback::{ResumeChoice, resume_unfinished, strip_server_fields};

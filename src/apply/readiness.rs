@@ -206,6 +206,11 @@ fn condition_status<'a>(o: &'a Value, type_: &str) -> Option<&'a str> {
         .and_then(Value::as_str)
 }
 
+/// Whether the object reports condition `type_` with `status` (a `check` node's test).
+pub fn condition_is(o: &Value, type_: &str, status: &str) -> bool {
+    condition_status(o, type_) == Some(status)
+}
+
 /// `reason: message` of a condition, or its status.
 fn condition_detail(c: &Value) -> String {
     let field = |k: &str| c.get(k).and_then(Value::as_str).filter(|s| !s.is_empty());
@@ -566,6 +571,19 @@ mod tests {
         let ok = json!({"status": {"conditions": [{"type": "Synced", "status": "True"}]}});
         assert_eq!(rule.evaluate(Some(&ok)), Readiness::Ready);
         assert_eq!(rule.describe(), "condition Synced=True");
+    }
+
+    #[test]
+    fn a_check_wants_its_condition_with_its_status() {
+        let o = json!({"status": {"conditions": [
+            {"type": "Available", "status": "True"},
+            {"type": "Degraded", "status": "False"}
+        ]}});
+        assert!(condition_is(&o, "Available", "True"));
+        assert!(condition_is(&o, "Degraded", "False"));
+        assert!(!condition_is(&o, "Degraded", "True"));
+        assert!(!condition_is(&o, "Ready", "True"));
+        assert!(!condition_is(&json!({}), "Available", "True"));
     }
 
     #[test]

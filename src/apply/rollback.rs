@@ -22,7 +22,7 @@ use futures::future::BoxFuture;
 use serde_json::Value;
 use tokio::time::Instant;
 
-use super::engine::{Context, Interrupt, RunOptions, finish, resume_hint};
+use super::context::{Context, Interrupt, RunOptions, finish, resume_hint};
 use super::error::{ApplyError, StepError};
 use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;

@@ -2,17 +2,12 @@
 
 use crate::cli::{ExitStatus, GraphArgs, GraphFormat};
 use crate::graph::{render_dot, render_mermaid, render_text};
-use crate::load::load;
 
-use super::{load_request, print_diagnostics};
+use super::load_plan;
 
 pub async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
-    let loaded = match load(&load_request(&args.input)) {
-        Ok(loaded) => loaded,
-        Err(diags) => {
-            print_diagnostics(&diags);
-            return Ok(ExitStatus::Error);
-        }
+    let Some(loaded) = load_plan(&args.input) else {
+        return Ok(ExitStatus::Error);
     };
     let text = match args.format {
         GraphFormat::Text => render_text(&loaded.graph),

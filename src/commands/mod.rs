@@ -1,19 +1,37 @@
-//! One orchestrating async function per subcommand: glue only, no logic.
+//! One orchestrating async function per subcommand, one file per command family: glue only.
+//! Each loads the plan, opens a [`Session`](crate::session::Session) when it needs the cluster
+//! and the state, calls the stages, and hands what they return to `report/` (data on stdout,
+//! messages and progress on stderr).
+//!
+//! - [`validate`], [`graph`]: the plan alone.
+//! - [`plan`]: the change set, optionally saved.
+//! - [`apply`](mod@apply): a plan or a saved change set, in phases (`apply::phases`).
+//! - [`destroy`](mod@destroy), [`rollback`]: delete what the plan owns; roll back an
+//!   unfinished run.
+//! - [`state`]: list, show, forget records; break a stale lock.
+//! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
+//! - [`error`]: what the commands themselves refuse.
 
 mod apply;
+mod destroy;
+mod error;
 mod graph;
 mod plan;
+mod rollback;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod state;
+mod terminal;
 mod validate;
-
-use std::io::IsTerminal as _;
 
 #[cfg(feature = "sandbox")]
 use crate::cli::SandboxCommand;
-use crate::cli::{Cli, Command, ExitStatus, PlanInput};
-use crate::load::LoadRequest;
-use crate::planfile::{Diagnostics, RenderOptions};
+use crate::cli::{Cli, ClusterArgs, Command, ExitStatus, PlanInput, StackArgs};
+use crate::cluster::ConnectOptions;
+use crate::load::{LoadRequest, LoadedPlan, load};
+use crate::session::SessionArgs;
+
+pub use error::CommandError;
 
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
@@ -23,9 +41,9 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Graph(args) => graph::run(args).await,
         Command::Plan(args) => plan::run(args).await,
         Command::Apply(args) => apply::run(args).await,
-        Command::Destroy(args) => apply::destroy(args).await,
-        Command::Rollback(args) => apply::rollback(args).await,
-        Command::State(command) => apply::state(command).await,
+        Command::Destroy(args) => destroy::run(args).await,
+        Command::Rollback(args) => rollback::run(args).await,
+        Command::State(command) => state::run(command).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,
     }
@@ -49,15 +67,15 @@ where
 /// `step` drops what it holds, the state's writer lock first (a Ctrl-C that ended the
 /// process would leave the lock behind, stale). Only for steps that write nothing to the
 /// cluster, or whose writes are journaled (stopping them is then like a crash).
-async fn unless_interrupted<T>(
+async fn unless_interrupted<T, E: Into<miette::Report>>(
     interrupt: &crate::apply::Interrupt,
-    message: &str,
-    step: impl Future<Output = miette::Result<T>>,
+    message: &'static str,
+    step: impl Future<Output = Result<T, E>>,
 ) -> miette::Result<T> {
     tokio::select! {
         biased;
-        () = interrupt.graceful().cancelled() => Err(miette::miette!("{message}")),
-        result = step => result,
+        () = interrupt.graceful().cancelled() => Err(CommandError::Interrupted { message }.into()),
+        result = step => result.map_err(Into::into),
     }
 }
 
@@ -70,15 +88,40 @@ fn load_request(input: &PlanInput) -> LoadRequest {
     }
 }
 
-/// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width
-/// follows `COLUMNS` when set (100 otherwise).
-fn print_diagnostics(diags: &Diagnostics) {
-    let stderr = std::io::stderr();
-    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
-    let width = std::env::var("COLUMNS")
-        .ok()
-        .and_then(|c| c.parse::<usize>().ok())
-        .filter(|w| *w >= 40)
-        .unwrap_or(100);
-    eprint!("{}", diags.render(RenderOptions { width, color }));
+/// Loads the plan; when it does not load, prints its diagnostics (stderr) and returns None
+/// (the command exits 1).
+fn load_plan(input: &PlanInput) -> Option<LoadedPlan> {
+    match load(&load_request(input)) {
+        Ok(loaded) => Some(loaded),
+        Err(diags) => {
+            terminal::print_diagnostics(&diags);
+            None
+        }
+    }
+}
+
+/// Where the cluster is, as the session connects to it.
+fn connect_options(cluster: &ClusterArgs) -> ConnectOptions {
+    ConnectOptions {
+        kubeconfig: cluster.kubeconfig.clone(),
+        context: cluster.context.clone(),
+    }
+}
+
+/// The session settings of a command that takes [`StackArgs`] (`targets` may differ from
+/// the command line's: a saved change set names its own).
+fn session_args<'a>(
+    stack: &'a StackArgs,
+    targets: &'a [String],
+    parallelism: u16,
+    command: &'a str,
+) -> SessionArgs<'a> {
+    SessionArgs {
+        connect: connect_options(&stack.cluster),
+        state: stack.state.as_deref(),
+        repo_dirs: &stack.repo_dirs,
+        targets,
+        parallelism,
+        command,
+    }
 }

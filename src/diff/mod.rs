@@ -16,7 +16,10 @@
 //!   with only the changed fields), its summary and text dump.
 //! - [`planner`]: the whole plan stage (render through [`Renderer`], diff, resolve the reads
 //!   that can be resolved now, render and diff their users again).
-//! - [`saved`]: saved change sets (`plan -o FILE`) and their loader.
+//! - [`render_bridge`]: the render stage as the planner sees it, and the state's render cache;
+//!   [`previous`]: what each node rendered to when it was applied last (render stability).
+//! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
+//!   still current before `apply FILE` uses it.
 //! - [`drift`]: `meshplan drift`: the live objects against what was last applied (the
 //!   state), by the fields meshplan owns; read-only, no render, no dry run.
 //!
@@ -34,6 +37,7 @@ mod fixtures;
 mod gather;
 pub mod input;
 pub mod planner;
+pub mod previous;
 pub mod render_bridge;
 pub mod saved;
 mod scope;
@@ -46,4 +50,4 @@ pub use engine::diff;
 pub use error::DiffError;
 pub use input::{DesiredNode, DesiredObject, DesiredState, DiffInput, KNOWN_AFTER_APPLY, PlanCrds};
 pub use planner::{PlanError, PlanRequest, ReadValue, RenderFailure, Renderer, plan};
-pub use saved::{InputDigests, SavedChangeSet, SavedError, StateRef};
+pub use saved::{InputDigests, SavedChangeSet, SavedError, StaleError, StateRef};

@@ -1,5 +1,8 @@
 //! The render stage seen through the planner's [`Renderer`] trait: renders nodes with
-//! [`crate::render::Renderer`] and turns its objects into [`DesiredNode`]s.
+//! [`crate::render::Renderer`] and turns its objects into [`DesiredNode`]s
+//! ([`RenderStage`]; [`RecordingStage`] also keeps what each node rendered to, for apply to
+//! store as its previous render); and the render cache kept in the state
+//! ([`StateRenderCache`]).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -11,6 +14,7 @@ use crate::render::{self, NodeRender, PreviousRender, RenderInputs, RenderedObje
 use super::change::HookMarks;
 use super::input::{DesiredNode, DesiredObject, DesiredState};
 use super::planner::{ReadValue, RenderFailure, Renderer};
+use super::previous::RenderedLog;
 
 /// The render stage for one plan.
 pub struct RenderStage<'p> {
@@ -65,6 +69,34 @@ impl Renderer for RenderStage<'_> {
     ) -> BoxFuture<'a, Result<Vec<DesiredNode>, RenderFailure>> {
         Box::pin(async move {
             let rendered = self.render_nodes(nodes, reads).await?;
+            Ok(desired_nodes(nodes, rendered))
+        })
+    }
+}
+
+/// The render stage, keeping what each node rendered to in `log` (when given).
+pub struct RecordingStage<'p, 'l> {
+    pub inner: RenderStage<'p>,
+    pub log: Option<&'l RenderedLog>,
+}
+
+impl Renderer for RecordingStage<'_, '_> {
+    fn render<'a>(
+        &'a self,
+        nodes: &'a [Address],
+        reads: &'a BTreeMap<Address, ReadValue>,
+    ) -> BoxFuture<'a, Result<Vec<DesiredNode>, RenderFailure>> {
+        Box::pin(async move {
+            let rendered = self.inner.render_nodes(nodes, reads).await?;
+            if let Some(log) = self.log
+                && let Ok(mut log) = log.lock()
+            {
+                for (address, node) in &rendered {
+                    if matches!(node.status, render::NodeStatus::Rendered) {
+                        log.insert(address.clone(), node.to_previous());
+                    }
+                }
+            }
             Ok(desired_nodes(nodes, rendered))
         })
     }

@@ -5,9 +5,16 @@
 //! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
 //! - [`drift`]: the drift report of `meshplan drift`: human, JSON, Markdown, JUnit XML.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
+//! - [`apply`]: what apply and destroy say besides progress (values known after apply, the
+//!   objects a destroy deletes or keeps).
+//! - [`state`]: the `state list` and `state show` output.
+//! - [`validate`]: the summary line of `meshplan validate`.
 
+pub mod apply;
 pub mod drift;
 pub mod plan;
 pub mod progress;
+pub mod state;
+pub mod validate;
 
-pub use plan::{HumanOptions, render_human, render_json};
+pub use plan::{HumanOptions, render_human, render_json, render_json_event};

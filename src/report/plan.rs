@@ -361,6 +361,15 @@ pub fn render_json(change_set: &ChangeSet) -> String {
     text
 }
 
+/// The change set as the first line of `apply --output json`: one JSON object, like the
+/// progress events that follow it (`{"event": "plan", "format": 1, "change_set": ...}`).
+pub fn render_json_event(change_set: &ChangeSet) -> String {
+    format!(
+        "{}\n",
+        serde_json::json!({"event": "plan", "format": 1, "change_set": change_set})
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

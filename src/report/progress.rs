@@ -57,6 +57,11 @@ pub fn event_line(event: &Event) -> String {
             "phase {phase} done ({}); next: the nodes that use the values read",
             count(*actions, "action")
         ),
+        Event::CheckPassed {
+            node,
+            object,
+            condition,
+        } => format!("{node}: {object} is {condition}."),
         Event::LeftInPlace { object, reason } => format!("left in place: {object}: {reason}"),
         Event::Finished { summary } => summary_lines(summary).join("\n"),
     }
@@ -297,6 +302,7 @@ impl Reporter for LiveProgress {
             | Event::RunStarted { .. }
             | Event::RollbackStarted { .. }
             | Event::PhaseDone { .. }
+            | Event::CheckPassed { .. }
             | Event::LeftInPlace { .. }
             | Event::Finished { .. } => {
                 for line in event_line(event).lines() {

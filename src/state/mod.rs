@@ -41,10 +41,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::cluster::{Discovery, ObjectRef};
 pub use crypto::{KeySource, ProtectedBody, StateCipher};
 pub use error::StateError;
 pub use lock::{Liveness, LockHolder, WriterLock};
+pub use meshplan_k8s::{Discovery, ObjectRef};
 pub use sled_store::SledStore;
 pub use snapshot::{SnapshotSource, StateSnapshot, open_read_only};
 

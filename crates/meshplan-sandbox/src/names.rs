@@ -12,12 +12,13 @@
 //!   apimachinery functions do); the API server reports `metadata.name: Required value: name or
 //!   generateName is required` before calling these functions (see [`NAME_REQUIRED`]).
 //! - Messages are the bare details; the API server words a cause as
-//!   `metadata.name: Invalid value: "<name>": <message>` (see [`invalid_name_message`]).
+//!   `metadata.name: Invalid value: "<name>": <message>`.
 //! - [`validate_generate_name`] checks a `generateName` prefix as apimachinery does (a trailing
 //!   `-` is allowed there).
 //! - Besides names, the RFC 1123 label/subdomain, qualified-name (label key) and label-value
 //!   checks used by selectors are public here.
 
+#[cfg(test)]
 use meshplan_k8s::go::go_quote;
 
 /// Which rule a kind's names follow.
@@ -80,6 +81,7 @@ pub fn validate_generate_name(rule: NameRule, prefix: &str) -> Vec<String> {
 
 /// The message of one invalid-name cause as the API server words it:
 /// `metadata.name: Invalid value: "Bad_Name": <detail>`.
+#[cfg(test)]
 pub fn invalid_name_message(field: &str, name: &str, detail: &str) -> String {
     format!("{field}: Invalid value: {}: {detail}", go_quote(name))
 }

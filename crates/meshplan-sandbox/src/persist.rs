@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::SandboxError;
+use super::error::SandboxError;
 use super::store::{State, key};
 use super::write::rebuild_registry;
 

@@ -132,15 +132,6 @@ impl ResourceType {
         ]
     }
 
-    /// The URL prefix of this type's group/version (`/api/v1` or `/apis/g/v`).
-    pub fn gv_path(&self) -> String {
-        if self.group.is_empty() {
-            format!("/api/{}", self.version)
-        } else {
-            format!("/apis/{}/{}", self.group, self.version)
-        }
-    }
-
     /// Whether this is the CustomResourceDefinition type itself.
     pub fn is_crd(&self) -> bool {
         self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"

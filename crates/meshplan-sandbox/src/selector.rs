@@ -126,16 +126,19 @@ impl LabelSelector {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    #[cfg(test)]
     /// The requirements, sorted by key.
     pub fn requirements(&self) -> &[Requirement] {
         &self.requirements
     }
 
+    #[cfg(test)]
     /// Whether the selector selects everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
 
+    #[cfg(test)]
     /// Builds a selector from a `metav1.LabelSelector` object (`matchLabels`,
     /// `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`), as workloads and
     /// monitors carry them. `None`/null selects everything.
@@ -731,16 +734,19 @@ impl FieldSelector {
         self.requirements.iter().all(|r| r.matches(object))
     }
 
+    #[cfg(test)]
     /// The terms (sorted by their text), e.g. to check that every field is supported.
     pub fn requirements(&self) -> &[FieldRequirement] {
         &self.requirements
     }
 
+    #[cfg(test)]
     /// Whether the selector selects everything.
     pub fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
 
+    #[cfg(test)]
     /// The value required by an `=`/`==` term on `field`, if any (e.g. `metadata.name` for a
     /// watch of one object).
     pub fn exact_match(&self, field: &str) -> Option<&str> {

@@ -396,7 +396,7 @@ fn prepare(
                     "",
                     "FieldValueRequired",
                     "metadata.name",
-                    "Required value: name or generateName is required",
+                    format!("Required value: {}", names::NAME_REQUIRED),
                 ));
             }
         },

@@ -679,6 +679,10 @@ pub enum CertificateAction {
         /// The Certificate status after issuance.
         status: Value,
         /// Why it was issued.
+        #[cfg_attr(
+            not(test),
+            expect(dead_code, reason = "checked by the tests of renewal")
+        )]
         reason: IssueReason,
     },
     /// Cannot issue yet (issuer missing or not ready): set `status` if Some, retry when the
@@ -687,6 +691,10 @@ pub enum CertificateAction {
         /// New status, when different from the stored one.
         status: Option<Value>,
         /// Why it needs issuing.
+        #[cfg_attr(
+            not(test),
+            expect(dead_code, reason = "checked by the tests of renewal")
+        )]
         reason: IssueReason,
     },
 }

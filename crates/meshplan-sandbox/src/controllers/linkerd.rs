@@ -1,6 +1,6 @@
 //! Linkerd's proxy and Jobs: a Job whose pod Linkerd would inject never completes while a
 //! control plane runs, because the proxy container keeps the pod alive after the Job's own
-//! container exits. The simulated Job controller asks [`is_meshed_job`] and, when it answers
+//! container exits. The simulated Job controller asks [`is_meshed_job_with`] and, when it answers
 //! true, keeps the Job running (`workloads::job_running_status`) instead of completing it.
 //!
 //! The rules follow Linkerd's proxy injector:
@@ -73,6 +73,7 @@ pub fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
 
 /// A Job that never completes: injected with a classic (non-native) proxy while a control plane
 /// runs. Same as [`is_meshed_job_with`] with no control plane native-sidecar setting.
+#[cfg(test)]
 pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_running: bool) -> bool {
     is_meshed_job_with(
         job,
@@ -84,7 +85,7 @@ pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_runni
     )
 }
 
-/// [`is_meshed_job`] with the control plane's native-sidecar setting.
+/// `is_meshed_job` with the control plane's native-sidecar setting.
 pub fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPlane) -> bool {
     cp.running
         && would_inject(job, namespace)

@@ -14,8 +14,9 @@
 //! in name order as the API server sorts them; rules with `*`, `*/*` and `x/*`, scope,
 //! `namespaceSelector`/`objectSelector` with matchLabels and matchExpressions) whose
 //! `failurePolicy` is `Fail` and whose backend is not serving, and returns its name and the
-//! exact message. [`status_body`] wraps the message in the 500 `InternalError` Status the API
-//! server answers. [`backend_status`] decides whether a webhook Service serves: its backing
+//! exact message; the API server answers it as a 500 `InternalError` Status (`status_body`
+//! builds the full body with `details.causes`; the sandbox's write path sends the message
+//! only). [`backend_status`] decides whether a webhook Service serves: its backing
 //! Deployment (matched by the Service selector) must have been Available for a given delay;
 //! before that the message is `connect: connection refused`; with no backing Deployment it is
 //! `no endpoints available for service`, and without the Service `service "x" not found`.
@@ -34,7 +35,8 @@ pub enum Operation {
     Update,
     /// DELETE.
     Delete,
-    /// CONNECT (exec, proxy...).
+    /// CONNECT (exec, proxy...): the sandbox serves no such request; rules may name it.
+    #[cfg_attr(not(test), expect(dead_code, reason = "no CONNECT request is served"))]
     Connect,
 }
 
@@ -115,12 +117,14 @@ pub struct Refusal {
 
 impl Refusal {
     /// The pair (webhook name, message).
+    #[cfg(test)]
     pub fn into_pair(self) -> (String, String) {
         (self.webhook, self.message)
     }
 }
 
 /// The Status body the API server answers with (HTTP 500).
+#[cfg(test)]
 pub fn status_body(refusal: &Refusal) -> Value {
     json!({
         "kind": "Status",

@@ -8,7 +8,8 @@
 //! and no desired body is written (apply renders again and must find the same digests).
 //!
 //! [`load`] refuses a file of a newer format than this meshplan knows, and anything that does
-//! not parse, with a message that says why.
+//! not parse, with a message that says why; [`check_current`] (in [`stale`]) refuses one
+//! that is no longer what apply would do.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -16,6 +17,12 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use super::change::ChangeSet;
+use crate::load::LoadedPlan;
+use crate::planfile::FileId;
+
+pub mod stale;
+
+pub use stale::{Now, StaleError, check_current};
 
 /// The saved change set format this meshplan writes and reads.
 pub const SAVED_FORMAT: u32 = 1;
@@ -33,6 +40,37 @@ pub struct InputDigests {
     /// Per helm node address: the chart's identity and content digest.
     #[serde(default)]
     pub charts: BTreeMap<String, String>,
+}
+
+impl InputDigests {
+    /// The digests of a loaded plan's files and variable values, and of the charts its
+    /// change set rendered (render keys).
+    pub fn of(loaded: &LoadedPlan, change_set: &ChangeSet) -> Self {
+        let mut hasher = blake3::Hasher::new();
+        let mut id = 0;
+        while let Some(file) = loaded.sources.get(FileId(id)) {
+            hasher.update(file.name.as_bytes());
+            hasher.update(&[0]);
+            hasher.update(&(file.text.len() as u64).to_le_bytes());
+            hasher.update(file.text.as_bytes());
+            id += 1;
+        }
+        let values: serde_json::Map<String, serde_json::Value> = loaded
+            .plan
+            .vars
+            .iter()
+            .map(|(k, v)| (k.clone(), v.value.clone()))
+            .collect();
+        Self {
+            plan: hasher.finalize().to_hex().to_string(),
+            values: crate::state::digest_json(&serde_json::Value::Object(values)),
+            charts: change_set
+                .nodes
+                .iter()
+                .filter_map(|n| n.render_key.clone().map(|k| (n.address.clone(), k)))
+                .collect(),
+        }
+    }
 }
 
 /// The state the change set was computed against.
@@ -85,6 +123,29 @@ impl SavedChangeSet {
             change_set,
         }
     }
+
+    /// The plan file it names: as written when that exists, else relative to the directory
+    /// of the saved file at `saved_path`.
+    pub fn plan_path(&self, saved_path: &Path) -> PathBuf {
+        let named = PathBuf::from(&self.plan_file);
+        if named.exists() {
+            return named;
+        }
+        saved_path
+            .parent()
+            .map(|d| d.join(&named))
+            .filter(|p| p.exists())
+            .unwrap_or(named)
+    }
+}
+
+/// Whether the file at `path` looks like a saved change set (JSON: its first non-blank byte
+/// is `{`) rather than a plan (TOML). An unreadable file is not one.
+pub fn looks_saved(path: &Path) -> bool {
+    std::fs::read(path)
+        .ok()
+        .and_then(|b| b.iter().copied().find(|c| !c.is_ascii_whitespace()))
+        == Some(b'{')
 }
 
 /// Why a saved change set cannot be written or used.

@@ -1,0 +1,548 @@
+//! What every run (apply, rollback, destroy) shares: its [`RunOptions`], the [`Interrupt`]
+//! that stops it, and the [`Context`] its steps run in, with the journaled primitives (apply,
+//! delete, wait until gone or ready) that the forward apply, the rollback and destroy build on.
+//!
+//! The step kinds live with their runs ([`engine`](super::engine),
+//! [`rollback`](super::rollback), [`destroy`](super::destroy)); they all use this module and
+//! none of them uses another's context code, so the arrows between them go one way.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+use serde_json::Value;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use super::error::{ApplyError, StepError};
+use super::events::{ActionTaken, Event, LeftInPlace, Reporter, StepAction, Summary};
+use super::journal::{Journal, RecordChange, read_live};
+use super::readiness::{Readiness, Rule, job_timeout_hint};
+use crate::cluster::{
+    self, Cluster, ClusterError, DeleteOptions, ObjectRef, Propagation, WaitOutcome,
+};
+use crate::state::{Mutation, StateStore};
+
+/// How to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunOptions {
+    /// How many steps (writes and waits) at once (`--parallelism`).
+    pub parallelism: usize,
+    /// How long one object may take to become ready (or to be deleted), unless its node
+    /// says otherwise (`wait.timeout`).
+    pub object_timeout: Duration,
+    /// Upper bound for the whole run (rollback not included).
+    pub overall_timeout: Option<Duration>,
+    /// Take fields other managers own (`--force-conflicts`).
+    pub force_conflicts: bool,
+    /// Leave everything in place on failure (`--no-rollback`).
+    pub no_rollback: bool,
+}
+
+impl Default for RunOptions {
+    fn default() -> Self {
+        Self {
+            parallelism: 10,
+            object_timeout: Duration::from_secs(300),
+            overall_timeout: None,
+            force_conflicts: false,
+            no_rollback: false,
+        }
+    }
+}
+
+/// Ctrl-C, as the engine sees it: the first [`Interrupt::stop_gracefully`] stops new steps
+/// and lets in-flight ones finish, then rolls back; [`Interrupt::stop_now`] abandons
+/// in-flight steps at once and keeps the journal.
+#[derive(Debug, Clone, Default)]
+pub struct Interrupt {
+    graceful: CancellationToken,
+    immediate: CancellationToken,
+}
+
+impl Interrupt {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn stop_gracefully(&self) {
+        self.graceful.cancel();
+    }
+
+    pub fn stop_now(&self) {
+        self.graceful.cancel();
+        self.immediate.cancel();
+    }
+
+    /// The first call stops gracefully, the next ones at once (what Ctrl-C does).
+    pub fn press(&self) {
+        if self.graceful.is_cancelled() {
+            self.stop_now();
+        } else {
+            self.stop_gracefully();
+        }
+    }
+
+    /// Presses on every Ctrl-C until the returned task is aborted. On Unix the handler is
+    /// installed before this returns (a Ctrl-C right after it is not left to the default
+    /// action, which ends the process without releasing the writer lock), and one stream
+    /// receives the signals from then on (none is missed between two presses; two that arrive
+    /// before the first one is handled count as one).
+    pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+        let interrupt = self.clone();
+        #[cfg(unix)]
+        {
+            use tokio::signal::unix::{SignalKind, signal};
+            if let Ok(mut stream) = signal(SignalKind::interrupt()) {
+                return tokio::spawn(async move {
+                    while stream.recv().await.is_some() {
+                        interrupt.press();
+                    }
+                });
+            }
+        }
+        tokio::spawn(async move {
+            while tokio::signal::ctrl_c().await.is_ok() {
+                interrupt.press();
+            }
+        })
+    }
+
+    pub(crate) fn graceful(&self) -> &CancellationToken {
+        &self.graceful
+    }
+
+    pub(crate) fn immediate(&self) -> &CancellationToken {
+        &self.immediate
+    }
+}
+
+/// What one run shares with its steps.
+pub(crate) struct Context<'a> {
+    pub cluster: &'a dyn Cluster,
+    pub journal: Journal<'a>,
+    pub reporter: &'a dyn Reporter,
+    pub options: &'a RunOptions,
+    pub plan: String,
+    pub actions: Mutex<Vec<ActionTaken>>,
+    pub root_cause: Mutex<Option<String>>,
+    pub left_in_place: Mutex<Vec<LeftInPlace>>,
+    pub immediate: CancellationToken,
+    /// Cancelled by a graceful interrupt: readiness waits end early (writes still finish).
+    /// Replaced by a fresh token before a rollback, whose waits must run to their end.
+    pub interrupted: Mutex<CancellationToken>,
+}
+
+impl<'a> Context<'a> {
+    pub fn new(
+        cluster: &'a dyn Cluster,
+        store: &'a dyn StateStore,
+        run: String,
+        reporter: &'a dyn Reporter,
+        options: &'a RunOptions,
+        plan: String,
+        immediate: CancellationToken,
+    ) -> Self {
+        Self {
+            cluster,
+            journal: Journal::new(store, run, 1),
+            reporter,
+            options,
+            plan,
+            actions: Mutex::new(Vec::new()),
+            root_cause: Mutex::new(None),
+            left_in_place: Mutex::new(Vec::new()),
+            immediate,
+            interrupted: Mutex::new(CancellationToken::new()),
+        }
+    }
+
+    pub fn store(&self) -> &'a dyn StateStore {
+        self.journal.store
+    }
+
+    pub fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
+        if let Ok(mut a) = self.actions.lock() {
+            a.push(ActionTaken {
+                node: node.to_owned(),
+                object: object.clone(),
+                action,
+            });
+        }
+    }
+
+    pub fn leave(&self, object: &ObjectRef, reason: String) {
+        self.reporter.event(&Event::LeftInPlace {
+            object: object.clone(),
+            reason: reason.clone(),
+        });
+        if let Ok(mut l) = self.left_in_place.lock() {
+            l.push(LeftInPlace {
+                object: object.clone(),
+                reason,
+            });
+        }
+    }
+
+    /// Records the failure (the first one is the root cause) and returns its message.
+    pub fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
+        let message = error.full_message();
+        self.reporter.event(&Event::StepFailed {
+            node: node.to_owned(),
+            object: error.object().clone(),
+            action,
+            message: message.clone(),
+        });
+        if let Ok(mut root) = self.root_cause.lock()
+            && root.is_none()
+        {
+            *root = Some(message.clone());
+        }
+        message
+    }
+
+    pub fn root_cause(&self) -> Option<String> {
+        self.root_cause.lock().ok().and_then(|r| r.clone())
+    }
+
+    pub fn take_actions(&self) -> Vec<ActionTaken> {
+        self.actions
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    pub fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+        self.left_in_place
+            .lock()
+            .map(|mut a| std::mem::take(&mut *a))
+            .unwrap_or_default()
+    }
+
+    /// The time left before `deadline`, capped by `cap`.
+    pub fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
+        match deadline {
+            Some(d) => cap.min(d.saturating_duration_since(Instant::now())),
+            None => cap,
+        }
+    }
+
+    pub(super) fn write_err(node: &str, object: &ObjectRef, source: ClusterError) -> StepError {
+        StepError::Write {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        }
+    }
+
+    pub(super) fn state_err(
+        node: &str,
+        object: &ObjectRef,
+        source: crate::state::StateError,
+    ) -> StepError {
+        StepError::State {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        }
+    }
+
+    /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
+    /// reachable yet, within `deadline`. Returns the applied object.
+    pub async fn apply_journaled(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        body: &Value,
+        change: RecordChange,
+        deadline: Option<Instant>,
+    ) -> Result<Value, StepError> {
+        let live = read_live(self.cluster, object)
+            .await
+            .map_err(|e| Self::write_err(node, object, e))?;
+        let step = self
+            .journal
+            .before(node, object, Mutation::Apply, live.as_ref())
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let options = cluster::ApplyOptions {
+            force: self.options.force_conflicts,
+            ..cluster::ApplyOptions::default()
+        };
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(200);
+        let result = loop {
+            match self.cluster.apply(body, &options).await {
+                // Fields meshplan itself holds as an `Update` manager (left by a rollback's
+                // replace): taken back as the `Apply` manager.
+                Err(ClusterError::Conflict { conflicts, .. })
+                    if !options.force
+                        && !conflicts.is_empty()
+                        && conflicts
+                            .iter()
+                            .all(|c| c.manager == cluster::FIELD_MANAGER) =>
+                {
+                    let forced = cluster::ApplyOptions {
+                        force: true,
+                        ..options.clone()
+                    };
+                    break self
+                        .cluster
+                        .apply(body, &forced)
+                        .await
+                        .map_err(|e| Self::write_err(node, object, e));
+                }
+                Err(e) if e.is_webhook_unavailable() => {
+                    let limit = deadline.unwrap_or(started + self.options.object_timeout);
+                    let left = limit.saturating_duration_since(Instant::now());
+                    if left.is_zero() || self.immediate.is_cancelled() {
+                        break Err(StepError::WebhookUnavailable {
+                            node: node.to_owned(),
+                            object: Box::new(object.clone()),
+                            waited: started.elapsed(),
+                            message: e.to_string(),
+                        });
+                    }
+                    self.reporter.event(&Event::Waiting {
+                        node: node.to_owned(),
+                        object: object.clone(),
+                        reason: format!("the admission webhook is not reachable yet ({e})"),
+                    });
+                    tokio::select! {
+                        () = tokio::time::sleep(backoff.min(left)) => {}
+                        () = self.immediate.cancelled() => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+                Err(e) if e.is_field_conflict() => {
+                    let conflicts = match &e {
+                        ClusterError::Conflict { conflicts, .. } => conflicts.clone(),
+                        _ => Vec::new(),
+                    };
+                    break Err(StepError::Conflict {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        conflicts,
+                    });
+                }
+                Err(e) => break Err(Self::write_err(node, object, e)),
+                Ok(v) => break Ok(v),
+            }
+        };
+        let outcome = match &result {
+            Ok(v) => Ok(Some(v)),
+            Err(e) => Err(e.full_message()),
+        };
+        self.journal
+            .after(step, node, object, Mutation::Apply, outcome, change)
+            .map_err(|e| Self::state_err(node, object, e))?;
+        result
+    }
+
+    /// Deletes the object (journaled) and waits until it is gone (finalizers included).
+    /// Returns whether it existed.
+    pub async fn delete_journaled(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        change: RecordChange,
+        deadline: Option<Instant>,
+    ) -> Result<bool, StepError> {
+        let live = read_live(self.cluster, object)
+            .await
+            .map_err(|e| Self::write_err(node, object, e))?;
+        let step = self
+            .journal
+            .before(node, object, Mutation::Delete, live.as_ref())
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let result = if live.is_some() {
+            self.cluster
+                .delete(
+                    object,
+                    &DeleteOptions {
+                        propagation: Some(Propagation::Background),
+                        ..DeleteOptions::default()
+                    },
+                )
+                .await
+                .map_err(|e| Self::write_err(node, object, e))
+        } else {
+            Ok(false)
+        };
+        let outcome = match &result {
+            Ok(_) => Ok(None),
+            Err(e) => Err(e.full_message()),
+        };
+        self.journal
+            .after(step, node, object, Mutation::Delete, outcome, change)
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let existed = result?;
+        if existed {
+            self.await_gone(node, object, deadline).await?;
+        }
+        Ok(existed)
+    }
+
+    /// Waits until the object no longer exists.
+    pub async fn await_gone(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        deadline: Option<Instant>,
+    ) -> Result<(), StepError> {
+        let timeout = Self::budget(self.options.object_timeout, deadline);
+        let gone = |o: Option<&Value>| o.is_none();
+        match self.cluster.wait_for(object, &gone, timeout).await {
+            Ok(WaitOutcome::Met(_)) => Ok(()),
+            Ok(WaitOutcome::TimedOut(last)) => {
+                let finalizers = last
+                    .as_ref()
+                    .and_then(|o| o.pointer("/metadata/finalizers"))
+                    .and_then(Value::as_array)
+                    .map(|f| {
+                        f.iter()
+                            .filter_map(Value::as_str)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    })
+                    .filter(|f| !f.is_empty());
+                Err(StepError::TimedOut {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                    timeout,
+                    waited_for: "the object to be deleted".to_owned(),
+                    last_seen: match finalizers {
+                        Some(f) => format!("still there, held by finalizers {f}"),
+                        None => "still there".to_owned(),
+                    },
+                    hint: None,
+                })
+            }
+            Err(e) => Err(StepError::Wait {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                source: Box::new(e),
+            }),
+        }
+    }
+
+    /// Waits until `rule` holds for the object (watch-based), reporting what it waits for
+    /// whenever that changes.
+    pub async fn await_ready(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        rule: &Rule,
+        timeout: Duration,
+    ) -> Result<(), StepError> {
+        // The condition must own what it uses: it sends each new reason through a watch
+        // channel, and this function reports them while the wait runs.
+        let (tx, mut rx) = tokio::sync::watch::channel(String::new());
+        let owned_rule = rule.clone();
+        let condition = move |o: Option<&Value>| match owned_rule.evaluate(o) {
+            Readiness::Waiting(reason) => {
+                tx.send_if_modified(|last| {
+                    if *last == reason {
+                        false
+                    } else {
+                        *last = reason;
+                        true
+                    }
+                });
+                false
+            }
+            Readiness::Ready | Readiness::Failed(_) => true,
+        };
+        let interrupted = self
+            .interrupted
+            .lock()
+            .map(|t| t.clone())
+            .unwrap_or_default();
+        let wait = self.cluster.wait_for(object, &condition, timeout);
+        tokio::pin!(wait);
+        let outcome = loop {
+            tokio::select! {
+                outcome = &mut wait => break outcome,
+                () = interrupted.cancelled() => {
+                    return Err(StepError::Interrupted {
+                        node: node.to_owned(),
+                        object: Box::new(object.clone()),
+                        waited_for: rule.describe(),
+                    });
+                }
+                changed = rx.changed() => {
+                    if changed.is_err() {
+                        break (&mut wait).await;
+                    }
+                    let reason = rx.borrow_and_update().clone();
+                    self.reporter.event(&Event::Waiting {
+                        node: node.to_owned(),
+                        object: object.clone(),
+                        reason: format!("waiting for {}: {reason}", rule.describe()),
+                    });
+                }
+            }
+        };
+        let outcome = outcome.map_err(|source| StepError::Wait {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        })?;
+        let last = outcome.object().cloned();
+        match (outcome.is_met(), rule.evaluate(last.as_ref())) {
+            (_, Readiness::Ready) => Ok(()),
+            (_, Readiness::Failed(reason)) => Err(StepError::NotReady {
+                node: node.to_owned(),
+                object: Box::new(object.clone()),
+                reason,
+            }),
+            (_, Readiness::Waiting(reason)) => {
+                let hint = match (&last, object.group(), object.kind.as_str()) {
+                    (Some(job), "batch", "Job") => {
+                        let ns = match &object.namespace {
+                            Some(ns) => {
+                                let ns_ref = ObjectRef::new("v1", "Namespace", None, ns.clone());
+                                self.cluster.get(&ns_ref).await.ok().flatten()
+                            }
+                            None => None,
+                        };
+                        job_timeout_hint(job, ns.as_ref())
+                    }
+                    _ => None,
+                };
+                Err(StepError::TimedOut {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                    timeout,
+                    waited_for: rule.describe(),
+                    last_seen: reason,
+                    hint,
+                })
+            }
+        }
+    }
+}
+
+/// Refuses to start when the state holds an unfinished run.
+pub(crate) fn ensure_no_unfinished(store: &dyn StateStore) -> Result<(), ApplyError> {
+    if let Some(run) = store.unfinished_runs()?.into_iter().next() {
+        return Err(ApplyError::UnfinishedRun {
+            run: run.run.run,
+            command: run.run.command,
+            started_at: run.run.started_at.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// What to tell the user when a run left a journal.
+pub(crate) fn resume_hint(run: &str) -> String {
+    format!(
+        "the journal of run {run} is kept: the next `meshplan apply` finishes it (complete it or roll it back), or run `meshplan rollback`"
+    )
+}
+
+pub(crate) fn finish(reporter: &dyn Reporter, summary: Summary) -> Summary {
+    reporter.event(&Event::Finished {
+        summary: summary.clone(),
+    });
+    summary
+}

@@ -1,0 +1,79 @@
+//! `meshplan destroy PLAN`: load, open a session, preview what the plan owns (refused as a
+//! whole when a selected node has `prevent_destroy`), list it (stdout), confirm, destroy;
+//! exit 0 / 1.
+//!
+//! As for apply: before the confirmation Ctrl-C ends the command, after it the engine stops.
+
+use std::collections::BTreeSet;
+
+use crate::apply::{self, Interrupt, RunOptions, adapter};
+use crate::cli::{DestroyArgs, ExitStatus};
+use crate::report;
+use crate::session::Session;
+
+use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+
+pub async fn run(args: DestroyArgs) -> miette::Result<ExitStatus> {
+    with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await
+}
+
+async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
+    let Some(loaded) = load_plan(&args.input) else {
+        return Ok(ExitStatus::Error);
+    };
+    let session = unless_interrupted(
+        interrupt,
+        "interrupted before the destroy started: nothing was deleted",
+        Session::open(
+            loaded,
+            session_args(
+                &args.stack,
+                &args.stack.targets,
+                args.parallelism,
+                "destroy",
+            ),
+        ),
+    )
+    .await?;
+    let store = session.store.as_ref();
+    let targets: Option<BTreeSet<String>> = (!args.stack.targets.is_empty())
+        .then(|| session.targets.iter().map(ToString::to_string).collect());
+    let request = adapter::destroy_request(
+        &session.loaded.plan,
+        &session.loaded.graph,
+        targets,
+        args.with_foreign_objects,
+    );
+    let records = store.objects()?;
+    let doomed = request.preview(&records)?;
+    print!("{}", report::apply::destroy_listing(&doomed));
+    if doomed.is_empty() {
+        eprintln!("Nothing to destroy.");
+        return Ok(ExitStatus::Success);
+    }
+    if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
+        eprintln!("Destroy cancelled.");
+        return Ok(ExitStatus::Error);
+    }
+    let reporter = terminal::progress(args.output);
+    let options = RunOptions {
+        parallelism: usize::from(args.parallelism),
+        ..RunOptions::default()
+    };
+    let summary = apply::destroy(
+        &session.cluster,
+        store,
+        &request,
+        &options,
+        reporter.as_ref(),
+        interrupt,
+    )
+    .await?;
+    eprint!("{}", report::apply::kept(&summary));
+    if summary.outcome.is_success() {
+        eprintln!("Destroy complete.");
+        Ok(ExitStatus::Success)
+    } else {
+        Ok(ExitStatus::Error)
+    }
+}

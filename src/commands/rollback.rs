@@ -1,0 +1,49 @@
+//! `meshplan rollback PLAN`: roll back the unfinished runs the state's journal holds (after a
+//! crash, a kill, or a failed rollback); exit 0 when nothing is left to roll back.
+//!
+//! Ctrl-C stops the rollback where it is (its journal keeps what is left, as after a crash)
+//! and releases the writer lock.
+
+use crate::apply::{self, ResumeChoice, RunOptions, Summary};
+use crate::cli::{ExitStatus, RollbackArgs};
+use crate::session::Session;
+
+use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+
+pub async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
+    with_ctrl_c(|interrupt| async move {
+        unless_interrupted(
+            &interrupt,
+            "interrupted: the rollback stopped; its journal keeps what is left (run `meshplan rollback` again)",
+            rollback(args),
+        )
+        .await
+    })
+    .await
+}
+
+async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
+    let Some(loaded) = load_plan(&args.input) else {
+        return Ok(ExitStatus::Error);
+    };
+    let session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
+    let store = session.store.as_ref();
+    if store.unfinished_runs()?.is_empty() {
+        eprintln!("No unfinished run: nothing to roll back.");
+        return Ok(ExitStatus::Success);
+    }
+    let reporter = terminal::progress(args.output);
+    let summaries = apply::resume_unfinished(
+        store,
+        &session.cluster,
+        ResumeChoice::RollBack,
+        &RunOptions::default(),
+        reporter.as_ref(),
+    )
+    .await?;
+    Ok(if summaries.iter().any(Summary::left_journal) {
+        ExitStatus::Error
+    } else {
+        ExitStatus::Success
+    })
+}

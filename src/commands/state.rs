@@ -1,0 +1,90 @@
+//! `meshplan state list|show|rm|unlock PLAN`: read the state's records, forget a node's
+//! records, break a writer lock whose holder is gone. The plan names the default state
+//! directory.
+
+use crate::cli::{ExitStatus, PlanInput, StateArgs, StateCommand};
+use crate::report;
+use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, WriterLock};
+
+use super::{CommandError, load_plan};
+
+pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
+    match command {
+        StateCommand::List(at) => {
+            let store = SledStore::open(&state_dir(&at)?, "state list")?;
+            let text =
+                report::state::list(&store.meta()?, &store.objects()?, &store.unfinished_runs()?);
+            print!("{text}");
+        }
+        StateCommand::Show(a) => {
+            let store = SledStore::open(&state_dir(&a.at)?, "state show")?;
+            let records = records_of(&store, &a.address)?;
+            print!(
+                "{}",
+                report::state::show(&records).map_err(CommandError::Json)?
+            );
+        }
+        StateCommand::Rm(a) => {
+            let store = SledStore::open(&state_dir(&a.at)?, "state rm")?;
+            let records = records_of(&store, &a.address)?;
+            let batch = records.iter().fold(WriteBatch::new(), |b, r| {
+                b.remove_object(&r.node, &r.object)
+            });
+            store.commit(batch)?;
+            eprintln!(
+                "Removed {} record(s) of {} from the state; the objects stay in the cluster.",
+                records.len(),
+                a.address
+            );
+        }
+        StateCommand::Unlock(u) => {
+            let dir = state_dir(&u.at)?;
+            let broken = if u.force {
+                WriterLock::force_break(&dir)?
+            } else {
+                WriterLock::break_stale(&dir)?
+            };
+            match broken {
+                Some(holder) => eprintln!("Removed the lock of {holder}."),
+                None => eprintln!("The state is not locked."),
+            }
+        }
+    }
+    Ok(ExitStatus::Success)
+}
+
+/// The state directory of a `state` subcommand (the plan names the default).
+fn state_dir(at: &StateArgs) -> miette::Result<std::path::PathBuf> {
+    let cwd = std::env::current_dir().map_err(CommandError::WorkingDirectory)?;
+    let name = match &at.state {
+        Some(_) => String::new(),
+        None => {
+            let input = PlanInput {
+                plan: at.plan.clone(),
+                vars: Vec::new(),
+                var_files: Vec::new(),
+            };
+            load_plan(&input)
+                .ok_or(CommandError::PlanDoesNotLoad)?
+                .plan
+                .name
+        }
+    };
+    Ok(state::resolve_dir(at.state.as_deref(), &cwd, &name))
+}
+
+/// The records of the node `address`; refused when there is none.
+fn records_of(store: &SledStore, address: &str) -> Result<Vec<ObjectRecord>, miette::Report> {
+    let records: Vec<ObjectRecord> = store
+        .objects()?
+        .into_iter()
+        .filter(|r| r.node == address)
+        .collect();
+    if records.is_empty() {
+        return Err(CommandError::NoRecords {
+            address: address.to_owned(),
+        }
+        .into());
+    }
+    Ok(records)
+}

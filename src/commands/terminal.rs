@@ -1,0 +1,74 @@
+//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour on
+//! stdout, and the progress reporter for `--output`.
+
+use std::io::{BufRead as _, IsTerminal as _, Write as _};
+
+use crate::apply::{Interrupt, Reporter};
+use crate::cli::OutputFormat;
+use crate::planfile::{Diagnostics, RenderOptions};
+use crate::report::progress::{ProgressFormat, progress_reporter};
+
+use super::CommandError;
+
+/// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
+pub(super) fn stdout_color() -> bool {
+    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width
+/// follows `COLUMNS` when set (100 otherwise).
+pub(super) fn print_diagnostics(diags: &Diagnostics) {
+    let stderr = std::io::stderr();
+    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let width = std::env::var("COLUMNS")
+        .ok()
+        .and_then(|c| c.parse::<usize>().ok())
+        .filter(|w| *w >= 40)
+        .unwrap_or(100);
+    eprint!("{}", diags.render(RenderOptions { width, color }));
+}
+
+/// The progress reporter of apply, destroy and rollback for `--output`.
+pub(super) fn progress(output: OutputFormat) -> Box<dyn Reporter> {
+    let format = match output {
+        OutputFormat::Human => ProgressFormat::Human,
+        OutputFormat::Json => ProgressFormat::Json,
+    };
+    progress_reporter(format, std::io::stderr().is_terminal())
+}
+
+/// Asks "yes" on a terminal; refuses without one (unless `auto_approve`). Ctrl-C at the
+/// prompt is a "no".
+pub(super) async fn confirm(
+    what: &'static str,
+    auto_approve: bool,
+    interrupt: &Interrupt,
+) -> Result<bool, CommandError> {
+    if auto_approve {
+        return Ok(true);
+    }
+    if !std::io::stdin().is_terminal() {
+        return Err(CommandError::NoTerminal { what });
+    }
+    eprint!("Do you want to {what}? Only 'yes' will be accepted: ");
+    std::io::stderr().flush().map_err(CommandError::Terminal)?;
+    // The answer is read on a thread of its own so that a Ctrl-C at the prompt is seen here
+    // (the thread, blocked on the terminal, ends with the process).
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    std::thread::spawn(move || {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).map(|_| line);
+        let _ = tx.send(read);
+    });
+    tokio::select! {
+        biased;
+        () = interrupt.graceful().cancelled() => {
+            eprintln!();
+            Ok(false)
+        }
+        line = rx => match line {
+            Ok(read) => Ok(read.map_err(CommandError::Terminal)?.trim() == "yes"),
+            Err(_) => Ok(false),
+        },
+    }
+}

@@ -1,0 +1,283 @@
+//! A session: what `plan`, `apply`, `destroy` and `rollback` work with once the plan is
+//! loaded — the plan's state (opened with the writer lock), the cluster connection, the
+//! `--target` nodes and the render settings (chart repository directories, the server's
+//! version for `helm template`, parallelism).
+//!
+//! [`Session::change_set`] runs the plan stage (render → refresh → diff) against the cluster
+//! and the state's records. The cluster's discovery comes from the state's cache while it is
+//! fresh ([`DISCOVERY_MAX_AGE`]); when a plan fails in a way a stale discovery explains (a
+//! kind installed or removed since), it is fetched again and the plan retried once. The
+//! session is also the [`Replan`] of a phased apply (planning with a fresh discovery between
+//! phases).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::future::LocalBoxFuture;
+
+use crate::apply::Replan;
+use crate::cluster::{Cluster, ClusterError, ConnectOptions, Discovery, KubeCluster};
+use crate::diff::previous::{PreviousRenders, RenderedLog};
+use crate::diff::render_bridge::{RecordingStage, RenderStage, StateRenderCache};
+use crate::diff::saved::InputDigests;
+use crate::diff::{ChangeSet, PlanError, PlanRequest};
+use crate::load::LoadedPlan;
+use crate::model::{Address, NodeSpec};
+use crate::render::{self, HelmProcess, RenderOptions};
+use crate::state::{self, DiscoveryCacheEntry, SledStore, StateError, StateStore, WriteBatch};
+
+/// How long a cached discovery is used before it is fetched again.
+pub const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(300);
+
+/// The loaded plan, its state, the cluster and the render settings.
+pub struct Session {
+    pub loaded: LoadedPlan,
+    /// The `--target` nodes (empty: the whole plan).
+    pub targets: Vec<Address>,
+    pub store: Arc<dyn StateStore>,
+    pub cluster: KubeCluster,
+    pub parallelism: usize,
+    repo_dirs: BTreeMap<String, PathBuf>,
+    /// The server's version (for `helm template`; empty when the plan has no helm node).
+    server_version: String,
+}
+
+/// How to open a [`Session`] for a loaded plan.
+pub struct SessionArgs<'a> {
+    /// `--kubeconfig` and `--context`.
+    pub connect: ConnectOptions,
+    /// `--state` (None: the plan's default directory).
+    pub state: Option<&'a Path>,
+    /// `--repo-dir NAME=DIR`.
+    pub repo_dirs: &'a [String],
+    /// `--target` addresses.
+    pub targets: &'a [String],
+    pub parallelism: u16,
+    /// The command named in the writer lock.
+    pub command: &'a str,
+}
+
+/// Why a session could not be opened or could not plan.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum SessionError {
+    #[error("--target {target}: the node is disabled (enabled = false) in the plan")]
+    DisabledTarget { target: String },
+
+    #[error("--target {target}: no node with this address in the plan")]
+    #[diagnostic(help("the plan's nodes: {}", known.join(", ")))]
+    UnknownTarget { target: String, known: Vec<String> },
+
+    #[error("--repo-dir {spec}: expected NAME=DIR")]
+    #[diagnostic(help("e.g. --repo-dir linkerd=plans/charts"))]
+    RepoDir { spec: String },
+
+    #[error("{0}")]
+    WorkingDirectory(std::io::Error),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    State(#[from] StateError),
+
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Cluster(#[from] ClusterError),
+
+    /// The plan stage's error, boxed: it is large, and a session's results are passed around.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Plan(Box<PlanError>),
+}
+
+impl From<PlanError> for SessionError {
+    fn from(e: PlanError) -> Self {
+        Self::Plan(Box::new(e))
+    }
+}
+
+/// A boxed plan error is shown as the plan error.
+impl miette::Diagnostic for Box<PlanError> {
+    fn code<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        (**self).code()
+    }
+    fn severity(&self) -> Option<miette::Severity> {
+        (**self).severity()
+    }
+    fn help<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        (**self).help()
+    }
+    fn url<'a>(&'a self) -> Option<Box<dyn std::fmt::Display + 'a>> {
+        (**self).url()
+    }
+    fn source_code(&self) -> Option<&dyn miette::SourceCode> {
+        (**self).source_code()
+    }
+    fn labels(&self) -> Option<Box<dyn Iterator<Item = miette::LabeledSpan> + '_>> {
+        (**self).labels()
+    }
+    fn related<'a>(&'a self) -> Option<Box<dyn Iterator<Item = &'a dyn miette::Diagnostic> + 'a>> {
+        (**self).related()
+    }
+    fn diagnostic_source(&self) -> Option<&dyn miette::Diagnostic> {
+        (**self).diagnostic_source()
+    }
+}
+
+impl Session {
+    /// Opens the state of `loaded` (taking the writer lock) and connects to the cluster.
+    pub async fn open(loaded: LoadedPlan, args: SessionArgs<'_>) -> Result<Self, SessionError> {
+        let targets = parse_targets(&loaded, args.targets)?;
+        let cwd = std::env::current_dir().map_err(SessionError::WorkingDirectory)?;
+        let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
+        let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
+        let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
+        let cluster = KubeCluster::connect(&args.connect).await?;
+        let has_helm = loaded
+            .plan
+            .nodes
+            .values()
+            .any(|n| matches!(n.spec, NodeSpec::Helm(_)));
+        let server_version = if has_helm {
+            cluster.server_version().await?.git_version
+        } else {
+            String::new()
+        };
+        Ok(Self {
+            loaded,
+            targets,
+            store,
+            cluster,
+            parallelism: usize::from(args.parallelism),
+            repo_dirs,
+            server_version,
+        })
+    }
+
+    /// Renders, refreshes and diffs the plan against the cluster and the state's records.
+    /// `previous` is what was applied last per node (render stability when inputs change);
+    /// every node rendered is kept in `rendered` for the caller to store once applied.
+    pub async fn change_set(
+        &self,
+        previous: &PreviousRenders,
+        rendered: Option<&RenderedLog>,
+        fresh_discovery: bool,
+    ) -> Result<ChangeSet, SessionError> {
+        let records = self.store.objects()?;
+        let (discovery, cached) = self.discovery(fresh_discovery).await?;
+        let attempt = |discovery: Discovery| {
+            let records = &records;
+            async move {
+                let stage = RecordingStage {
+                    inner: RenderStage {
+                        renderer: render::Renderer::new(
+                            Arc::new(HelmProcess::from_env()),
+                            Arc::new(StateRenderCache {
+                                store: self.store.clone(),
+                            }),
+                            RenderOptions {
+                                repo_dirs: self.repo_dirs.clone(),
+                                discovery: Some(discovery.clone()),
+                                kube_version: Some(self.server_version.clone()),
+                                parallelism: self.parallelism,
+                            },
+                        ),
+                        plan: &self.loaded.plan,
+                        previous: previous.clone(),
+                    },
+                    log: rendered,
+                };
+                crate::diff::plan(
+                    &self.cluster,
+                    &stage,
+                    PlanRequest {
+                        plan: &self.loaded.plan,
+                        graph: &self.loaded.graph,
+                        targets: &self.targets,
+                        records,
+                        discovery: &discovery,
+                        parallelism: self.parallelism,
+                    },
+                )
+                .await
+            }
+        };
+        Ok(match attempt(discovery).await {
+            // A cached discovery may be out of date: a kind missing from it may have been
+            // installed since, a kind in it removed (a 404).
+            Err(PlanError::Diff(e)) if cached && e.may_be_stale_discovery() => {
+                let (fresh, _) = self.discovery(true).await?;
+                attempt(fresh).await?
+            }
+            other => other?,
+        })
+    }
+
+    /// The digests of the plan's inputs (saved change sets).
+    pub fn input_digests(&self, change_set: &ChangeSet) -> InputDigests {
+        InputDigests::of(&self.loaded, change_set)
+    }
+
+    /// The discovery: the state's cache when fresh (and `fresh` is not asked), else fetched
+    /// and cached. Returns whether it came from the cache.
+    async fn discovery(&self, fresh: bool) -> Result<(Discovery, bool), SessionError> {
+        let store = self.store.as_ref();
+        if !fresh
+            && let Some(entry) = store.discovery_cache()?
+            && entry.is_fresh(jiff::Timestamp::now(), DISCOVERY_MAX_AGE)
+        {
+            self.cluster.prime_discovery(entry.discovery.clone()).await;
+            return Ok((entry.discovery, true));
+        }
+        let discovery = self.cluster.discover().await?;
+        store.commit(WriteBatch::new().put_discovery(DiscoveryCacheEntry {
+            fetched_at: jiff::Timestamp::now(),
+            discovery: discovery.clone(),
+        }))?;
+        Ok((discovery, false))
+    }
+}
+
+impl Replan for Session {
+    type Error = SessionError;
+
+    /// Plans again with a fresh discovery.
+    fn replan<'a>(
+        &'a self,
+        previous: &'a PreviousRenders,
+        rendered: &'a RenderedLog,
+    ) -> LocalBoxFuture<'a, Result<ChangeSet, SessionError>> {
+        Box::pin(self.change_set(previous, Some(rendered), true))
+    }
+}
+
+fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>, SessionError> {
+    targets
+        .iter()
+        .map(|t| match Address::parse(t) {
+            Some(a) if loaded.plan.nodes.contains_key(&a) => Ok(a),
+            Some(a) if loaded.plan.disabled.contains_key(&a) => {
+                Err(SessionError::DisabledTarget { target: t.clone() })
+            }
+            _ => Err(SessionError::UnknownTarget {
+                target: t.clone(),
+                known: loaded.plan.nodes.keys().map(|a| a.to_string()).collect(),
+            }),
+        })
+        .collect()
+}
+
+fn parse_repo_dirs(
+    specs: &[String],
+    cwd: &Path,
+) -> Result<BTreeMap<String, PathBuf>, SessionError> {
+    specs
+        .iter()
+        .map(|spec| match spec.split_once('=') {
+            Some((name, dir)) if !name.is_empty() && !dir.is_empty() => {
+                Ok((name.to_owned(), cwd.join(dir)))
+            }
+            _ => Err(SessionError::RepoDir { spec: spec.clone() }),
+        })
+        .collect()
+}
