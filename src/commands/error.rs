@@ -52,4 +52,12 @@ pub enum CommandError {
 
     #[error("{0}")]
     Json(serde_json::Error),
+
+    #[error("cannot write the report to {}", path.display())]
+    #[diagnostic(help("check that the directory exists and can be written"))]
+    OutputFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
