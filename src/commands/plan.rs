@@ -1,18 +1,18 @@
 //! `meshplan plan PLAN`: load, open a session, plan; print the change set (stdout),
-//! optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1.
+//! optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1. Fields another field
+//! manager took are drift: changes that take them back (exit 2), never errors.
 //!
 //! The state is opened for its records and caches only: plan writes the render cache and the
 //! discovery cache, never object records.
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::Cluster as _;
-use crate::diff::Action;
 use crate::diff::previous::load_previous;
 use crate::diff::saved::{self, SavedChangeSet, StateRef};
 use crate::report::{HumanOptions, render_human, render_json};
 use crate::session::{Session, SessionArgs};
 
-use super::{CommandError, connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
+use super::{connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
 
 pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C ends the plan with the writer lock released.
@@ -63,16 +63,6 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         );
         saved::write(path, &saved)?;
         eprintln!("Saved the change set to {}.", path.display());
-    }
-    if change_set.has_conflicts() {
-        return Err(CommandError::PlanConflicts {
-            objects: change_set
-                .objects()
-                .filter(|(_, o)| o.action == Action::Conflict)
-                .map(|(node, o)| format!("{node}: {}", o.object))
-                .collect(),
-        }
-        .into());
     }
     Ok(if args.detailed_exitcode && change_set.has_changes() {
         ExitStatus::Changes
