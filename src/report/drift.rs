@@ -565,6 +565,28 @@ mod tests {
     }
 
     #[test]
+    fn the_json_form_matches_the_documented_schema() {
+        let schema: Value =
+            serde_json::from_str(include_str!("../../docs/drift-report.schema.json")).unwrap();
+        let validator = jsonschema::validator_for(&schema).unwrap();
+        for drift in [true, false] {
+            let json: Value = serde_json::from_str(&render_json(&report(drift))).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&json)
+                .map(|e| e.to_string())
+                .collect();
+            assert!(errors.is_empty(), "{errors:?}\n{json:#}");
+        }
+        // The schema is strict: an unknown field or status is refused.
+        let mut json: Value = serde_json::from_str(&render_json(&report(true))).unwrap();
+        json["nodes"][0]["objects"][1]["status"] = json!("drifting");
+        assert!(!validator.is_valid(&json));
+        let mut json: Value = serde_json::from_str(&render_json(&report(true))).unwrap();
+        json["summary"]["extra"] = json!(1);
+        assert!(!validator.is_valid(&json));
+    }
+
+    #[test]
     fn the_markdown_form_is_a_table_and_the_junit_form_escapes() {
         let md = render_markdown(&report(true));
         assert!(md.contains("| Node | Object | Status | Field | Applied | Live | Changed by |\n|---|---|---|---|---|---|---|\n"), "{md}");

@@ -7,6 +7,7 @@ mod apply_faults;
 mod apply_rollback;
 mod apply_signals;
 mod cluster;
+mod drift_cmd;
 mod graph_cmd;
 mod model_dump;
 mod plan_cmd;
