@@ -30,22 +30,16 @@ pub async fn run(args: DriftArgs) -> miette::Result<ExitStatus> {
         .discovery_cache()?
         .filter(|e| e.is_fresh(jiff::Timestamp::now(), DISCOVERY_MAX_AGE))
         .map(|e| e.discovery);
-    let held_by = match store.source() {
-        SnapshotSource::Published { holder } => Some(
-            holder
-                .as_ref()
-                .map_or_else(|| "another process".to_owned(), ToString::to_string),
-        ),
-        SnapshotSource::Database => None,
+    let (source, held_by) = match store.source() {
+        SnapshotSource::Database => ("database", None),
+        SnapshotSource::Published { holder } => {
+            ("snapshot", holder.as_ref().map(ToString::to_string))
+        }
     };
     let state_info = StateInfo {
         lineage: meta.lineage.clone(),
         serial: meta.serial,
-        source: if held_by.is_some() {
-            "snapshot".to_owned()
-        } else {
-            "database".to_owned()
-        },
+        source: source.to_owned(),
         held_by,
         unfinished_runs: store
             .unfinished_runs()?

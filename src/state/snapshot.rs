@@ -9,7 +9,8 @@
 //! 2. **Reading.** [`open_read_only`] opens the database itself when no process holds it
 //!    (sled allows one process at a time), reads everything into memory and closes it at once;
 //!    when a writer holds it, it reads the published snapshot instead and says so
-//!    ([`SnapshotSource::Published`], with the lock's holder).
+//!    ([`SnapshotSource::Published`], with the lock's holder). A directory holding only the
+//!    snapshot (and the key), copied out of a state, is read the same way.
 //!
 //! The view is a [`StateSnapshot`], a [`StateStore`] whose commits are refused
 //! ([`StateError::ReadOnly`]). It holds no render cache and no journal entries: unfinished
@@ -71,6 +72,11 @@ impl StateSnapshot {
 /// or changes anything (the state key included).
 pub fn open_read_only(dir: &Path) -> Result<StateSnapshot, StateError> {
     if !sled_store::SledStore::exists(dir) {
+        // A snapshot alone (copied out of the state directory, e.g. a CI artifact) is a
+        // state too.
+        if dir.join(SNAPSHOT_FILE).is_file() {
+            return read_published(dir);
+        }
         return Err(StateError::NoState {
             path: dir.to_path_buf(),
         });
@@ -472,6 +478,28 @@ mod tests {
         // The same data as the database holds, in the same order.
         assert_eq!(snapshot.objects().unwrap(), store.objects().unwrap());
         drop(store);
+    }
+
+    #[test]
+    fn a_copied_snapshot_alone_is_a_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = {
+            let store = SledStore::open(dir.path(), "apply").unwrap();
+            store
+                .commit(WriteBatch::new().put_object(record("a")))
+                .unwrap()
+        };
+        let copy = tempfile::tempdir().unwrap();
+        for file in [SNAPSHOT_FILE, "state.key"] {
+            std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
+        }
+        let snapshot = open_read_only(copy.path()).unwrap();
+        assert_eq!(
+            snapshot.source(),
+            &SnapshotSource::Published { holder: None }
+        );
+        assert_eq!(snapshot.meta().unwrap(), meta);
+        assert_eq!(snapshot.objects().unwrap(), vec![record("a")]);
     }
 
     #[test]
