@@ -391,7 +391,13 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         "--state".into(),
         state.display().to_string(),
     ];
-    let drift = measure("meshplan drift, no drift", &sandbox, meshplan, &drift_args, &[])?;
+    let drift = measure(
+        "meshplan drift, no drift",
+        &sandbox,
+        meshplan,
+        &drift_args,
+        &[],
+    )?;
     lines.push(drift.line());
     // Change 10 objects in the cluster, as meshplan's manager (drift of owned fields).
     let targets: Vec<ObjectRef> = live

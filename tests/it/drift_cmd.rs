@@ -518,3 +518,91 @@ fn errors_exit_1_never_0_or_2() {
     assert!(err.contains("unknown field `fiel`"), "{err}");
     assert!(err.contains("broken.toml:4:1"), "{err}");
 }
+
+/// A webhook whose CA bundle cert-manager's CA injector fills in (the chart sets a
+/// placeholder): the built-in rule gives the field up, so nothing conflicts or drifts.
+const INJECTED: &str = r#"
+[plan]
+name = "injected"
+
+[manifest.crd]
+yaml = '''
+apiVersion: apiextensions.k8s.io/v1
+kind: CustomResourceDefinition
+metadata:
+  name: certificates.cert-manager.io
+spec:
+  group: cert-manager.io
+  scope: Namespaced
+  names: {plural: certificates, singular: certificate, kind: Certificate, listKind: CertificateList}
+  versions:
+  - name: v1
+    served: true
+    storage: true
+    schema:
+      openAPIV3Schema: {type: object, x-kubernetes-preserve-unknown-fields: true}
+'''
+
+[manifest.ca]
+namespace = "default"
+yaml = '''
+apiVersion: v1
+kind: Secret
+metadata:
+  name: web-ca
+type: Opaque
+data:
+  ca.crt: LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJmYWtlCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K
+'''
+
+[manifest.webhook]
+depends_on = ["manifest.crd", "manifest.ca"]
+yaml = '''
+apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: web-validator
+  annotations:
+    cert-manager.io/inject-ca-from-secret: default/web-ca
+webhooks:
+- name: validate.web.example.com
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig:
+    caBundle: Cg==
+    service: {name: web-validator, namespace: default}
+  rules:
+  - {apiGroups: ["example.com"], apiVersions: ["v1"], operations: ["CREATE"], resources: ["widgets"]}
+'''
+"#;
+
+#[test]
+fn a_ca_bundle_the_injector_writes_is_neither_drift_nor_a_conflict() {
+    let s = Setup::with_plan(INJECTED);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let ca = "LS0tLS1CRUdJTiBDRVJUSUZJQ0FURS0tLS0tCk1JSUJmYWtlCi0tLS0tRU5EIENFUlRJRklDQVRFLS0tLS0K";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let w = s
+            .cluster
+            .get_json(&["validatingwebhookconfiguration", "web-validator"]);
+        if w["webhooks"][0]["clientConfig"]["caBundle"] == ca {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no CA bundle injected: {w:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let (code, out, err) = drift(&s, &s.plan, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("No changes."), "{err}");
+    let w = s
+        .cluster
+        .get_json(&["validatingwebhookconfiguration", "web-validator"]);
+    assert_eq!(w["webhooks"][0]["clientConfig"]["caBundle"], ca);
+}
