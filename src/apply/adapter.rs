@@ -169,6 +169,7 @@ pub fn apply_input(
                 action,
                 desired: o.desired.clone(),
                 digest: o.desired_digest.clone(),
+                sensitive_paths: o.sensitive_paths.clone(),
             });
         }
         nodes.push(node);

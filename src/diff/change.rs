@@ -171,6 +171,10 @@ pub struct ObjectChange {
     /// sensitive values).
     #[serde(skip)]
     pub desired: Option<Value>,
+    /// The JSON pointers of `desired` that hold sensitive values besides a Secret's data (the
+    /// render's marks), so that apply records them sealed. Never serialised.
+    #[serde(skip)]
+    pub sensitive_paths: BTreeSet<String>,
 }
 
 impl ObjectChange {
@@ -189,6 +193,7 @@ impl ObjectChange {
             conflicts: Vec::new(),
             hook: None,
             desired: None,
+            sensitive_paths: BTreeSet::new(),
         }
     }
 }

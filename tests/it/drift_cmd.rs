@@ -433,6 +433,103 @@ fn a_scaled_deployment_is_drift_until_an_ignore_rule_gives_replicas_up() {
         ours["fieldsV1"]["f:spec"].get("f:replicas").is_none(),
         "{ours:#}"
     );
+
+    // Sensitive values are reported as changed but never shown: a Secret's data, and the
+    // trust anchor the plan read from a Secret into a ConfigMap.
+    let anchor = s.cluster.get_json(&[
+        "configmap",
+        "-n",
+        "linkerd",
+        "linkerd-identity-trust-roots",
+    ])["data"]["ca-bundle.crt"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let first_line = anchor.lines().find(|l| !l.starts_with("-----")).unwrap();
+    let key = s
+        .cluster
+        .get_json(&["secret", "-n", "linkerd", "linkerd-sp-validator-k8s-tls"])["data"]["tls.key"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    s.cluster
+        .kubectl(&[
+            "-n",
+            "linkerd",
+            "patch",
+            "configmap",
+            "linkerd-identity-trust-roots",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"ca-bundle.crt":"forged-anchor"}}"#,
+        ])
+        .ok();
+    s.cluster
+        .kubectl(&[
+            "-n",
+            "linkerd",
+            "patch",
+            "secret",
+            "linkerd-sp-validator-k8s-tls",
+            "--type=merge",
+            "-p",
+            r#"{"data":{"tls.key":"Zm9yZ2VkLWtleQ=="}}"#,
+        ])
+        .ok();
+    let (code, out, err) = drift(&s, &plan, &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(
+        out.contains("Drift: 2 changed, 0 missing, 0 unmanaged"),
+        "{out}"
+    );
+    assert!(
+        out.contains("  ~ v1 ConfigMap linkerd/linkerd-identity-trust-roots has changed\n")
+            && out.contains("  ~ v1 Secret linkerd/linkerd-sp-validator-k8s-tls has changed\n"),
+        "{out}"
+    );
+    assert_eq!(
+        out.matches(": (sensitive) → (sensitive) (changed by kubectl-patch, Update, ")
+            .count(),
+        2,
+        "{out}"
+    );
+    let (code, report) = json_report(&s, &plan);
+    assert_eq!(code, 2);
+    let text = report.to_string();
+    for output in [&out, &text] {
+        for secret in [
+            "forged-anchor",
+            first_line,
+            "Zm9yZ2VkLWtleQ==",
+            key.as_str(),
+        ] {
+            assert!(!output.contains(secret), "{secret} shown:\n{output}");
+        }
+    }
+    let fields: Vec<&Value> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["objects"].as_array().unwrap())
+        .filter(|o| o["status"] == "changed")
+        .flat_map(|o| o["fields"].as_array().unwrap())
+        .collect();
+    assert_eq!(fields.len(), 2, "{report:#}");
+    for f in fields {
+        assert_eq!(f["sensitive"], true, "{f}");
+        assert_eq!(f["change"], "modified", "{f}");
+        assert!(f.get("applied").is_none_or(Value::is_null), "{f}");
+        assert!(f.get("live").is_none_or(Value::is_null), "{f}");
+    }
+    // apply --force-conflicts puts both back; drift is quiet again.
+    let (code, out, err) = run("apply", &["--auto-approve", "--force-conflicts"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let roots = s
+        .cluster
+        .get_json(&["configmap", "-n", "linkerd", "linkerd-identity-trust-roots"]);
+    assert_eq!(roots["data"]["ca-bundle.crt"], anchor.as_str());
+    let (code, out, err) = drift(&s, &plan, &[]);
+    assert_eq!(code, 0, "{out}\n{err}");
 }
 
 #[test]
