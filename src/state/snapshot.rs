@@ -274,8 +274,15 @@ impl RawSnapshot {
     }
 }
 
+/// Publishing is one at a time within a process: commits from several threads each publish,
+/// and the last to read the database is the last to replace the file.
+static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// Publishes the snapshot of the open database `trees` (see the module overview).
 pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
+    let _one_at_a_time = PUBLISHING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
     let io = |action, source| StateError::Io {
         action,
         path: dir.join(SNAPSHOT_FILE),
