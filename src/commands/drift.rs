@@ -15,7 +15,7 @@ use crate::state::{self, SnapshotSource, StateStore as _};
 
 use super::{CommandError, connect_options, load_plan, terminal};
 
-pub async fn run(args: DriftArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: DriftArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

@@ -70,6 +70,9 @@ fn dump_node(out: &mut String, node: &Node) {
     for rule in &node.ignore {
         let _ = writeln!(out, "  ignore {}", rule_text(rule));
     }
+    for s in &node.suppress {
+        let _ = writeln!(out, "  suppress = {} ({})", s.check, s.reason);
+    }
     match &node.spec {
         NodeSpec::Manifest(m) => {
             let source = match &m.source {

@@ -20,7 +20,7 @@ use super::{
 };
 
 /// The database folder inside the state directory.
-pub const DB_DIR: &str = "db";
+pub(super) const DB_DIR: &str = "db";
 
 pub(crate) const K_LINEAGE: &[u8] = b"lineage";
 pub(crate) const K_SERIAL: &[u8] = b"serial";

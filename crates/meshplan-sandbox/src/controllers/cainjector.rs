@@ -17,14 +17,14 @@
 use serde_json::{Value, json};
 
 /// cert-manager's CA injector's field manager.
-pub const MANAGER: &str = "cert-manager-cainjector";
+pub(crate) const MANAGER: &str = "cert-manager-cainjector";
 
 const FROM_SECRET: &str = "cert-manager.io/inject-ca-from-secret";
 const FROM_CERTIFICATE: &str = "cert-manager.io/inject-ca-from";
 
 /// What [`injection`] can fill in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Target {
+pub(crate) enum Target {
     MutatingWebhookConfiguration,
     ValidatingWebhookConfiguration,
     CustomResourceDefinition,
@@ -33,7 +33,7 @@ pub enum Target {
 
 impl Target {
     /// (API group, plural resource, apiVersion, kind) of the target.
-    pub fn resource(self) -> (&'static str, &'static str, &'static str, &'static str) {
+    pub(crate) fn resource(self) -> (&'static str, &'static str, &'static str, &'static str) {
         match self {
             Self::MutatingWebhookConfiguration => (
                 "admissionregistration.k8s.io",
@@ -62,7 +62,7 @@ impl Target {
         }
     }
 
-    pub const ALL: [Target; 4] = [
+    pub(crate) const ALL: [Target; 4] = [
         Self::MutatingWebhookConfiguration,
         Self::ValidatingWebhookConfiguration,
         Self::CustomResourceDefinition,
@@ -71,7 +71,7 @@ impl Target {
 }
 
 /// Whether `object` asks for a CA bundle.
-pub fn wants_injection(object: &Value) -> bool {
+pub(crate) fn wants_injection(object: &Value) -> bool {
     let annotations = object.pointer("/metadata/annotations");
     [FROM_SECRET, FROM_CERTIFICATE]
         .iter()
@@ -86,7 +86,7 @@ fn split(reference: &str) -> Option<(&str, &str)> {
 /// The base64 CA bundle `object` asks for: the `ca.crt` data of the Secret its annotation
 /// names (directly, or through a Certificate). None when it asks for none, or the source does
 /// not exist (yet).
-pub fn wanted_bundle<'a>(
+pub(crate) fn wanted_bundle<'a>(
     object: &Value,
     secret: &dyn Fn(&str, &str) -> Option<&'a Value>,
     certificate: &dyn Fn(&str, &str) -> Option<&'a Value>,
@@ -117,7 +117,7 @@ pub fn wanted_bundle<'a>(
 
 /// The apply configuration that puts `bundle` into `object` (of kind `target`), or None when
 /// it is there already (or the object has no place for it).
-pub fn injection(target: Target, object: &Value, bundle: &str) -> Option<Value> {
+pub(crate) fn injection(target: Target, object: &Value, bundle: &str) -> Option<Value> {
     let (_, _, api_version, kind) = target.resource();
     let name = object.pointer("/metadata/name").and_then(Value::as_str)?;
     let mut config = json!({"apiVersion": api_version, "kind": kind, "metadata": {"name": name}});

@@ -56,12 +56,12 @@
 //!    manager [`cainjector::MANAGER`], forcing ownership, once the Secret it names exists; again
 //!    whenever that Secret or the object changes.
 
-pub mod cainjector;
-pub mod certmanager;
-pub mod linkerd;
-pub mod pki;
-pub mod webhooks;
-pub mod workloads;
+pub(crate) mod cainjector;
+pub(crate) mod certmanager;
+pub(crate) mod linkerd;
+pub(crate) mod pki;
+pub(crate) mod webhooks;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests {
