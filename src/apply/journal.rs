@@ -236,3 +236,50 @@ pub(crate) async fn read_live(
         Err(e) => Err(e),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ProtectedBody, SledStore};
+
+    fn record(name: &str) -> ObjectRecord {
+        ObjectRecord {
+            node: "manifest.app".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("app"), name),
+            uid: None,
+            resource_version: None,
+            applied_digest: String::new(),
+            last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"}))
+                .expect("no sensitive values"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_each_caller_sees_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let before = store.meta().unwrap().serial;
+        let group = GroupCommit::default();
+        let names: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+        let results = futures::future::join_all(
+            names
+                .iter()
+                .map(|n| group.commit(&store, WriteBatch::new().put_object(record(n)))),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let stored: Vec<String> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.object.name)
+            .collect();
+        assert_eq!(stored, names);
+        let commits = store.meta().unwrap().serial - before;
+        assert!(
+            (1..names.len() as u64).contains(&commits),
+            "{} writes in {commits} commits",
+            names.len()
+        );
+    }
+}
