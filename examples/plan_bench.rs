@@ -29,6 +29,9 @@
 //! (cert-manager, workloads, webhooks; without delays). Not timed tests: numbers depend on
 //! the machine.
 
+// A benchmark program: it prints its results.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

@@ -1,5 +1,8 @@
 //! The `meshplan` binary: parse the command line, set up logging on stderr, run, exit.
 
+// The error report of a failed command is printed here.
+#![allow(clippy::print_stderr)]
+
 use clap::Parser;
 use meshplan::cli::{Cli, ExitStatus};
 

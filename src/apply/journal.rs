@@ -51,7 +51,7 @@ pub(crate) struct GroupCommit {
 impl GroupCommit {
     /// Commits `batch` (together with the batches of concurrent callers); returns once it is
     /// committed.
-    pub async fn commit(
+    pub(crate) async fn commit(
         &self,
         store: &dyn StateStore,
         batch: WriteBatch,
@@ -113,7 +113,7 @@ pub(crate) struct Journal<'a> {
 }
 
 impl<'a> Journal<'a> {
-    pub fn new(store: &'a dyn StateStore, run: String, first_step: u64) -> Self {
+    pub(crate) fn new(store: &'a dyn StateStore, run: String, first_step: u64) -> Self {
         Self {
             store,
             run,
@@ -123,12 +123,12 @@ impl<'a> Journal<'a> {
     }
 
     /// Commits `batch` together with the concurrent steps' journal writes.
-    pub async fn commit(&self, batch: WriteBatch) -> Result<(), StateError> {
+    pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), StateError> {
         self.group.commit(self.store, batch).await
     }
 
     /// The number the next step will get.
-    pub fn next_step(&self) -> u64 {
+    pub(crate) fn next_step(&self) -> u64 {
         self.next_step.load(Ordering::SeqCst)
     }
 
@@ -137,7 +137,7 @@ impl<'a> Journal<'a> {
     }
 
     /// Records the live object before a mutation; returns the step number.
-    pub async fn before(
+    pub(crate) async fn before(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -170,7 +170,7 @@ impl<'a> Journal<'a> {
 
     /// Records the outcome of step `step`, and on success the record change, atomically.
     /// `result` is the object after the mutation (None: deleted or absent).
-    pub async fn after(
+    pub(crate) async fn after(
         &self,
         step: u64,
         node: &str,

@@ -1,5 +1,5 @@
-//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour on
-//! stdout, and the progress reporter for `--output`.
+//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, lint
+//! findings above a plan, colour on stdout, and the progress reporter for `--output`.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
 
@@ -13,6 +13,27 @@ use super::CommandError;
 /// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
 pub(super) fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Lint findings above the plan: on stdout with the human plan, on stderr when stdout is
+/// JSON; nothing when there are none.
+pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) {
+    use crate::report::lint::{LintHumanOptions, render_above_plan};
+    match output {
+        OutputFormat::Human => print!(
+            "{}",
+            render_above_plan(
+                report,
+                LintHumanOptions {
+                    color: stdout_color()
+                }
+            )
+        ),
+        OutputFormat::Json => eprint!(
+            "{}",
+            render_above_plan(report, LintHumanOptions { color: false })
+        ),
+    }
 }
 
 /// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width

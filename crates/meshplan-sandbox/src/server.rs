@@ -7,8 +7,7 @@
 //! 3. run it under the store lock (writes: [`super::write`]), release the lock;
 //! 4. wake the persister (writes) and the namespace/CRD cleanup (deletes).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,58 +17,27 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::AuthMode;
-use super::admin::{self, Observer, RequestInfo};
+use super::admin::RequestInfo;
+use super::admin_api;
+use super::config::{AuthMode, CONTEXT_NAME, Controller};
 use super::controllers::webhooks::Operation;
 use super::discovery;
 use super::openapi;
-use super::reconciler::{self, Controller, ControllerConfig, Pauses};
+use super::reconciler;
 use super::registry::ResourceType;
 use super::request::{FieldValidation, Query, ResourcePath, Route, parse_body, route};
 use super::selector::{FieldSelector, LabelSelector};
+use super::shared::Shared;
 use super::status::ApiError;
-use super::store::{Event, EventType, State};
+use super::store::{Event, EventType};
 use super::table::{self, IncludeObject};
 use super::transport::ConnInfo;
 use super::write::{self, DeleteOptions, PatchKind, WriteOptions};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-/// State shared by every request and background task.
-pub struct Shared {
-    pub state: Mutex<State>,
-    pub addr: SocketAddr,
-    /// Wakes the cleanup of terminating namespaces and deleted CRDs.
-    pub wake_controller: Notify,
-    /// Wakes the simulated controllers (after a pause or resume).
-    pub wake_controllers: Notify,
-    pub wake_persist: Notify,
-    pub shutdown: watch::Receiver<bool>,
-    /// The bearer token.
-    pub token: String,
-    pub auth: AuthMode,
-    pub controllers: ControllerConfig,
-    pub pauses: Pauses,
-    pub observer: Mutex<Observer>,
-    /// Bumped to end every open watch stream.
-    pub close_watches: watch::Sender<u64>,
-}
-
-impl Shared {
-    /// The store lock (a poisoned lock is recovered: every write leaves the state consistent
-    /// before it could panic).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The fault, counter and audit lock.
-    pub fn observer(&self) -> MutexGuard<'_, Observer> {
-        self.observer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// Paths any client may read without credentials (as with anonymous auth on real clusters).
 fn is_public(path: &str) -> bool {
@@ -89,7 +57,7 @@ fn authenticate(
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
 ) -> Option<&'static str> {
-    const USER: &str = crate::CONTEXT_NAME;
+    const USER: &str = CONTEXT_NAME;
     const ANONYMOUS: &str = "system:anonymous";
     let Some(header_value) = headers.get(header::AUTHORIZATION) else {
         let tls = conn.is_some_and(|c| c.tls);
@@ -176,11 +144,26 @@ fn request_info(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> 
     info
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
 async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let mut resp = handle_request(&shared, req).await;
+    // Like real API servers, every answer carries the server's clock (the virtual one) and
+    // `Cache-Control: no-cache, private`: kubectl's HTTP cache must revalidate, whatever the
+    // Date says (a Date ahead of the client's clock would otherwise keep a cached discovery
+    // fresh for ever).
+    if let Ok(date) = HeaderValue::from_str(&shared.clock.http_date()) {
+        resp.headers_mut().insert(header::DATE, date);
+    }
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache, private"));
+    resp
+}
+
+async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let conn = parts
         .extensions
@@ -193,20 +176,20 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
             return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
         }
     };
-    if parts.uri.path().starts_with(admin::PREFIX) {
+    if parts.uri.path().starts_with(admin_api::PREFIX) {
         // The admin endpoint always needs credentials (unless auth is off altogether).
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || conn.as_ref().is_some_and(|c| c.client_cert);
         if !(shared.auth == AuthMode::Anonymous
-            || has_credentials && authorized(&shared, &parts.headers, conn.as_ref()))
+            || has_credentials && authorized(shared, &parts.headers, conn.as_ref()))
         {
             return unauthorized();
         }
-        let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
+        let (code, value) = admin_api::handle(shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
     let mut info = request_info(&parts.method, &parts.uri, &parts.headers);
-    match authenticate(&shared, &parts.headers, conn.as_ref()) {
+    match authenticate(shared, &parts.headers, conn.as_ref()) {
         Some(user) => info.user = user.to_string(),
         None if is_public(parts.uri.path()) => info.user = "system:anonymous".into(),
         None => {
@@ -239,7 +222,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         }
         None => {}
     }
-    let resp = handle_api(&shared, parts, bytes).await;
+    let resp = handle_api(shared, parts, bytes).await;
     shared
         .observer()
         .record(&info, resp.status().as_u16(), injection.describe());
