@@ -19,7 +19,7 @@
 //!    over the rendered objects (fresh kubectl cache, then warm).
 //! 2. **apply** then **destroy** (waiting until everything is gone) on an empty cluster with an
 //!    empty state; the alternative: `kubectl apply --server-side` of the rendered objects
-//!    (CRDs first, as a separate call, when there are any), then `kubectl delete --wait=false`
+//!    (CRDs and namespaces first, as a separate call), then `kubectl delete --wait=false`
 //!    of them, on another empty sandbox.
 //!
 //! Each run reports wall time, the requests the sandbox received (from its audit log), and the
@@ -664,7 +664,8 @@ fn apply_runs(
     }
     let env = Env::start(work, "kubectl", config())?;
     seed(&env.rt, &env.cluster, &s.prerequisites)?;
-    let is_crd = |o: &&Value| o["kind"] == "CustomResourceDefinition";
+    // CRDs and namespaces first, as a separate call: kubectl applies a list in its order.
+    let is_crd = |o: &&Value| o["kind"] == "CustomResourceDefinition" || o["kind"] == "Namespace";
     let crds: Vec<&Value> = rendered.objects.iter().filter(is_crd).collect();
     let rest: Vec<&Value> = rendered.objects.iter().filter(|o| !is_crd(o)).collect();
     let crds_file = work.join("kubectl-crds.json");
@@ -697,7 +698,7 @@ fn apply_runs(
         // As a user does: once the CRDs are served, the objects of their kinds.
         std::thread::sleep(Duration::from_millis(500));
         first.then(
-            "kubectl apply --server-side (CRDs, then the rest)",
+            "kubectl apply --server-side (CRDs and namespaces, then the rest)",
             &kubectl_apply(&rest_file)?,
         )
     };
@@ -722,7 +723,7 @@ fn apply_runs(
         delete(&rest_file)?
     } else {
         delete(&rest_file)?.then(
-            "kubectl delete --wait=false (the rest, then CRDs)",
+            "kubectl delete --wait=false (the rest, then CRDs and namespaces)",
             &delete(&crds_file)?,
         )
     };
