@@ -1,26 +1,35 @@
-//! Benchmark of `meshplan plan` against a sandbox, side by side with `kubectl diff --server-side`.
+//! The project's benchmark: every command of meshplan against a sandbox, side by side with what a
+//! user runs without meshplan, on the same objects, in the same run.
 //!
 //! ```text
 //! cargo build --release --bin meshplan --example plan_bench
 //! target/release/examples/plan_bench [--configmaps 1000,10000] [--no-linkerd] [--no-kubectl]
+//!                                    [--only plan|apply]
 //! ```
 //!
-//! For each scenario (the sample Linkerd plan with the stand-in charts, and plans of N
-//! ConfigMaps), on a fresh sandbox:
+//! Three sizes: the sample Linkerd plan with the stand-in charts, and plans of 1,000 and
+//! 10,000 ConfigMaps. Per size, each on a fresh sandbox:
 //!
-//! 1. the rendered objects are applied by field manager `meshplan` (as a previous apply would
-//!    have left them);
-//! 2. **cold plan**: `meshplan plan` with an empty state (no records, no render or discovery
-//!    cache): every object is read and dry-run;
-//! 3. the state then gets the object records an apply writes, and **warm plan** runs a no-op
-//!    plan (caches and records present: the fast path);
-//! 4. 10 objects are changed in the cluster, and **10 changed** plans them;
-//! 5. `kubectl diff --server-side` over the same rendered objects (fresh kubectl cache, then
-//!    warm cache).
+//! 1. **plan**: the rendered objects are applied by field manager `meshplan` (as a previous
+//!    apply would have left them); **cold plan** with an empty state (no records, no render or
+//!    discovery cache: every chart is rendered, every object read and dry-run); the state then
+//!    gets the records an apply writes, and **warm plan** is a no-op plan (the fast path);
+//!    10 objects are changed in the cluster and **10 changed** plans them. The alternative:
+//!    `helm template` of each chart (as the render ran it) and `kubectl diff --server-side`
+//!    over the rendered objects (fresh kubectl cache, then warm). **drift** runs with the warm
+//!    plan's records (no render, no dry run), before and after the 10 changes; its CI
+//!    alternative is `helm template` of each chart plus `kubectl diff` with a warm cache.
+//! 2. **apply** then **destroy** (waiting until everything is gone) on an empty cluster with an
+//!    empty state; the alternative: `kubectl apply --server-side` of the rendered objects
+//!    (CRDs and namespaces first, as a separate call), then `kubectl delete --wait=false`
+//!    of them, on another empty sandbox.
 //!
 //! Each run reports wall time, the requests the sandbox received (from its audit log), and the
-//! peak memory (max RSS) of the command (`/usr/bin/time`). Requests of the seeding are not
-//! counted.
+//! peak memory (max RSS) of the command (`/usr/bin/time`); requests of the seeding are not
+//! counted. The sandbox runs in this process, a plain API server (`SandboxConfig::api_only`),
+//! except for the Linkerd stack's apply and destroy, whose waits need the simulated controllers
+//! (cert-manager, workloads, webhooks; without delays). Not timed tests: numbers depend on
+//! the machine.
 
 // A benchmark program: it prints its results.
 #![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
@@ -28,12 +37,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::Arc;
-use std::time::Instant;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
+use futures::future::BoxFuture;
 use meshplan::cluster::{ApplyOptions, Cluster, ConnectOptions, KubeCluster, ObjectRef};
+use meshplan::render::{HelmOutput, HelmProcess, HelmRunError, HelmRunner};
 use meshplan::state::{ObjectRecord, SledStore, StateStore, WriteBatch};
-use meshplan_sandbox::{BlockingSandbox, SandboxConfig};
+use meshplan_sandbox::{BlockingSandbox, ControllerConfig, SandboxConfig};
 use serde_json::{Value, json};
 
 type Error = Box<dyn std::error::Error>;
@@ -44,7 +55,8 @@ fn kubeconfig(port: u16) -> String {
     )
 }
 
-/// One measured run.
+/// One measured run (or several, one after the other, added up).
+#[derive(Clone)]
 struct Measure {
     label: String,
     seconds: f64,
@@ -64,22 +76,48 @@ impl Measure {
             }
         }
         let methods: Vec<String> = by_method.iter().map(|(m, n)| format!("{m} {n}")).collect();
+        let requests = if self.requests.is_empty() {
+            "0".to_owned()
+        } else if dry > 0 {
+            format!(
+                "{} ({}; {dry} dry runs)",
+                self.requests.len(),
+                methods.join(", ")
+            )
+        } else {
+            format!("{} ({})", self.requests.len(), methods.join(", "))
+        };
         format!(
-            "| {} | {:.2} s | {} ({}; dry runs {dry}) | {:.0} MB | {} |",
+            "| {} | {:.2} s | {} | {:.0} MB | {} |",
             self.label,
             self.seconds,
-            self.requests.len(),
-            methods.join(", "),
+            requests,
             self.max_rss_mb,
             self.exit.map_or("-".to_owned(), |c| c.to_string())
         )
+    }
+
+    /// Runs one after the other, as one: times and requests add up, the peak is the largest.
+    fn then(&self, label: &str, other: &Measure) -> Measure {
+        let mut requests = self.requests.clone();
+        requests.extend(other.requests.iter().cloned());
+        Measure {
+            label: label.to_owned(),
+            seconds: self.seconds + other.seconds,
+            max_rss_mb: self.max_rss_mb.max(other.max_rss_mb),
+            requests,
+            exit: match (self.exit, other.exit) {
+                (Some(0), b) => b,
+                (a, _) => a,
+            },
+        }
     }
 }
 
 /// Runs a command under `/usr/bin/time`, counting the sandbox requests it causes.
 fn measure(
     label: &str,
-    sandbox: &BlockingSandbox,
+    sandbox: Option<&BlockingSandbox>,
     program: &Path,
     args: &[String],
     env: &[(&str, &Path)],
@@ -96,14 +134,18 @@ fn measure(
     for (k, v) in env {
         cmd.env(k, v);
     }
-    cmd.stdout(std::process::Stdio::null())
+    cmd.stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
         .stderr(std::process::Stdio::piped());
-    let before = sandbox.audit().last().map_or(0, |e| e.seq);
+    let before = sandbox
+        .and_then(|s| s.audit().last().map(|e| e.seq))
+        .unwrap_or(0);
     let started = Instant::now();
     let out = cmd.output()?;
     let seconds = started.elapsed().as_secs_f64();
     let requests: Vec<(String, String)> = sandbox
-        .audit()
+        .map(|s| s.audit())
+        .unwrap_or_default()
         .iter()
         .filter(|e| e.seq > before)
         .map(|e| (e.method.clone(), format!("{}?{}", e.path, e.query)))
@@ -116,10 +158,20 @@ fn measure(
         .and_then(|v| v.parse().ok())
         .unwrap_or(0.0);
     let exit = out.status.code();
-    if std::env::var_os("BENCH_SHOW_STDERR").is_some()
-        || (!matches!(exit, Some(0 | 2)) && !label.starts_with("kubectl"))
-    {
-        eprintln!("{label} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    // `plan`, `drift` and `kubectl diff` say "there are changes" with their own exit codes.
+    let expected = match exit {
+        Some(0) => true,
+        Some(1) => label.starts_with("kubectl diff"),
+        Some(2) => label.starts_with("meshplan plan") || label.starts_with("meshplan drift"),
+        _ => false,
+    };
+    if std::env::var_os("BENCH_SHOW_STDERR").is_some() || !expected {
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        let tail: Vec<&str> = stderr.lines().rev().take(30).collect();
+        eprintln!(
+            "{label} exited with {exit:?}:\n{}",
+            tail.into_iter().rev().collect::<Vec<_>>().join("\n")
+        );
     }
     Ok(Measure {
         label: label.to_owned(),
@@ -130,6 +182,42 @@ fn measure(
     })
 }
 
+/// Runs real helm and keeps the arguments (and a copy of the values file) of the first
+/// `helm template` of each release, to run them again as a user would.
+struct RecordingHelm {
+    inner: HelmProcess,
+    dir: PathBuf,
+    calls: Mutex<BTreeMap<String, Vec<String>>>,
+}
+
+impl HelmRunner for RecordingHelm {
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        if args.first().map(String::as_str) == Some("template")
+            && let Some(release) = args.get(1).cloned()
+            && let Ok(mut calls) = self.calls.lock()
+            && !calls.contains_key(&release)
+        {
+            let mut kept = args.clone();
+            if let Some(i) = kept.iter().position(|a| a == "--values") {
+                let copy = self.dir.join(format!("values-{release}.json"));
+                if std::fs::copy(&kept[i + 1], &copy).is_ok() {
+                    kept[i + 1] = copy.display().to_string();
+                }
+            }
+            calls.insert(release, kept);
+        }
+        self.inner.run(args)
+    }
+}
+
+/// What the render of a plan gives the benchmark.
+struct Rendered {
+    /// Every object (hooks excluded).
+    objects: Vec<Value>,
+    /// The `helm template` command of each release.
+    helm_calls: Vec<Vec<String>>,
+}
+
 /// Renders a plan's objects with the library (as `plan` does), hooks excluded.
 fn render_objects(
     plan: &Path,
@@ -137,7 +225,8 @@ fn render_objects(
     reads: BTreeMap<String, Value>,
     discovery: meshplan::cluster::Discovery,
     kube_version: String,
-) -> Result<Vec<Value>, Error> {
+    work: &Path,
+) -> Result<Rendered, Error> {
     let loaded = meshplan::load::load(&meshplan::load::LoadRequest {
         plan: plan.to_path_buf(),
         ..Default::default()
@@ -146,8 +235,13 @@ fn render_objects(
         let messages: Vec<String> = d.items.iter().map(|x| x.message.clone()).collect();
         format!("plan does not load: {}", messages.join("; "))
     })?;
+    let helm = Arc::new(RecordingHelm {
+        inner: HelmProcess::from_env(),
+        dir: work.to_path_buf(),
+        calls: Mutex::new(BTreeMap::new()),
+    });
     let renderer = meshplan::render::Renderer::new(
-        Arc::new(meshplan::render::HelmProcess::from_env()),
+        helm.clone(),
         Arc::new(meshplan::render::MemoryCache::new()),
         meshplan::render::RenderOptions {
             repo_dirs: repo_dirs.clone(),
@@ -177,11 +271,19 @@ fn render_objects(
     let rendered = rt
         .block_on(renderer.render(&loaded.plan, &inputs))
         .map_err(|e| format!("render failed: {e:?}"))?;
-    Ok(rendered
-        .nodes
-        .values()
-        .flat_map(|n| n.objects.iter().map(|o| o.object.clone()))
-        .collect())
+    let helm_calls = helm
+        .calls
+        .lock()
+        .map(|c| c.values().cloned().collect())
+        .unwrap_or_default();
+    Ok(Rendered {
+        objects: rendered
+            .nodes
+            .values()
+            .flat_map(|n| n.objects.iter().map(|o| o.object.clone()))
+            .collect(),
+        helm_calls,
+    })
 }
 
 /// Applies objects as field manager `meshplan` (CRDs and namespaces first), in parallel.
@@ -276,42 +378,73 @@ struct Scenario {
     reads: BTreeMap<String, Value>,
     /// Objects to create before seeding that the plan does not own (e.g. the read's Secret).
     extra: Vec<Value>,
+    /// What the cluster must hold before an apply from empty (the plan's prerequisites).
+    prerequisites: Vec<Value>,
+    /// Apply and destroy need the simulated controllers (waits for conditions and rollouts).
+    controllers: bool,
 }
 
-fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec<String>, Error> {
-    let work = tempfile::tempdir()?;
-    // A plain API server: no simulated controllers acting on the seeded objects.
-    let sandbox = BlockingSandbox::start(SandboxConfig::api_only())?;
-    let kc = work.path().join("kubeconfig");
-    std::fs::write(&kc, kubeconfig(sandbox.addr().port()))?;
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
-    let cluster = rt.block_on(KubeCluster::connect(&ConnectOptions {
-        kubeconfig: Some(kc.clone()),
-        context: None,
-    }))?;
-    seed(&rt, &cluster, &s.extra)?;
-    let discovery = rt.block_on(cluster.discover())?;
-    let version = rt.block_on(cluster.server_version())?;
-    let objects = render_objects(
-        &s.plan,
-        &s.repo_dirs,
-        s.reads.clone(),
-        discovery,
-        version.git_version,
-    )?;
-    let mut live = seed(&rt, &cluster, &objects)?;
-    let rendered = work.path().join("rendered.json");
-    std::fs::write(
-        &rendered,
-        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))?,
-    )?;
-    let state = work.path().join("state");
+/// A started sandbox with a kubeconfig, a client and a runtime for the harness's own requests.
+struct Env {
+    sandbox: BlockingSandbox,
+    kubeconfig: PathBuf,
+    rt: tokio::runtime::Runtime,
+    cluster: KubeCluster,
+}
+
+impl Env {
+    fn start(dir: &Path, name: &str, config: SandboxConfig) -> Result<Self, Error> {
+        let sandbox = BlockingSandbox::start(config)?;
+        let kc = dir.join(format!("kubeconfig-{name}"));
+        std::fs::write(&kc, kubeconfig(sandbox.addr().port()))?;
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()?;
+        let cluster = rt.block_on(KubeCluster::connect(&ConnectOptions {
+            kubeconfig: Some(kc.clone()),
+            context: None,
+        }))?;
+        Ok(Self {
+            sandbox,
+            kubeconfig: kc,
+            rt,
+            cluster,
+        })
+    }
+
+    fn kubectl_env<'a>(&'a self, cache: &'a Path, home: &'a Path) -> [(&'a str, &'a Path); 3] {
+        [
+            ("KUBECONFIG", &self.kubeconfig),
+            ("KUBECACHEDIR", cache),
+            ("HOME", home),
+        ]
+    }
+}
+
+/// The measured runs of one size.
+#[derive(Default)]
+struct Results {
+    rows: Vec<Measure>,
+    /// Named figures for the ratios and the summary.
+    named: BTreeMap<&'static str, Measure>,
+}
+
+impl Results {
+    fn push(&mut self, key: &'static str, m: Measure) {
+        self.rows.push(m.clone());
+        self.named.insert(key, m);
+    }
+
+    fn seconds(&self, key: &str) -> Option<f64> {
+        self.named.get(key).map(|m| m.seconds)
+    }
+}
+
+fn meshplan_args(command: &str, s: &Scenario, plan: &Path, kc: &Path, state: &Path) -> Vec<String> {
     let mut args: Vec<String> = vec![
-        "plan".into(),
-        s.plan.display().to_string(),
+        command.into(),
+        plan.display().to_string(),
         "--kubeconfig".into(),
         kc.display().to_string(),
         "--state".into(),
@@ -321,29 +454,94 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         args.push("--repo-dir".into());
         args.push(format!("{alias}={}", dir.display()));
     }
+    args
+}
+
+fn kubectl() -> &'static Path {
+    Path::new("/usr/bin/kubectl")
+}
+
+fn write_list(path: &Path, objects: &[&Value]) -> Result<(), Error> {
+    std::fs::write(
+        path,
+        serde_json::to_string(&json!({"apiVersion": "v1", "kind": "List", "items": objects}))?,
+    )?;
+    Ok(())
+}
+
+/// The plan runs: cold, warm no-op, 10 changed; `helm template` and `kubectl diff`.
+fn plan_runs(
+    s: &Scenario,
+    meshplan: &Path,
+    with_kubectl: bool,
+    work: &Path,
+    out: &mut Results,
+) -> Result<Rendered, Error> {
+    // A plain API server: no simulated controllers acting on the seeded objects.
+    let env = Env::start(work, "plan", SandboxConfig::api_only())?;
+    seed(&env.rt, &env.cluster, &s.extra)?;
+    let discovery = env.rt.block_on(env.cluster.discover())?;
+    let version = env.rt.block_on(env.cluster.server_version())?;
+    let rendered = render_objects(
+        &s.plan,
+        &s.repo_dirs,
+        s.reads.clone(),
+        discovery,
+        version.git_version,
+        work,
+    )?;
+    let objects = &rendered.objects;
+    let mut live = seed(&env.rt, &env.cluster, objects)?;
+    let all = work.join("rendered.json");
+    write_list(&all, &objects.iter().collect::<Vec<_>>())?;
+    let state = work.join("plan-state");
+    let args = meshplan_args("plan", s, &s.plan, &env.kubeconfig, &state);
     let mut json_args = args.clone();
     json_args.extend(["--output".into(), "json".into()]);
-    let mut lines = vec![format!(
-        "\n### {} ({} objects)\n\n| run | wall time | requests | peak memory | exit |\n|---|---|---|---|---|",
-        s.name,
-        objects.len()
-    )];
-    let cold = measure("meshplan plan, cold", &sandbox, meshplan, &json_args, &[])?;
-    lines.push(cold.line());
+    let cold = measure(
+        "meshplan plan, cold",
+        Some(&env.sandbox),
+        meshplan,
+        &json_args,
+        &[],
+    )?;
+    out.push("plan cold", cold);
     // The records an apply writes (from the plan's report; again once reads resolve).
-    let mut recorded = 0;
     for _ in 0..3 {
         let report_out = Command::new(meshplan).args(&json_args).output()?;
         let report: Value = serde_json::from_slice(&report_out.stdout)?;
-        recorded = write_records(&state, &report, &live, &objects)?;
+        write_records(&state, &report, &live, objects)?;
         if report["has_changes"] == false {
             break;
         }
     }
     // Once to warm the caches of what the records changed (render of nodes using reads).
     Command::new(meshplan).args(&args).output()?;
-    let warm = measure("meshplan plan, warm no-op", &sandbox, meshplan, &args, &[])?;
-    lines.push(warm.line());
+    let warm = measure(
+        "meshplan plan, warm no-op",
+        Some(&env.sandbox),
+        meshplan,
+        &args,
+        &[],
+    )?;
+    out.push("plan warm", warm);
+    // Drift reads the records of the warm plan: no render, no dry run.
+    let drift_args: Vec<String> = vec![
+        "drift".into(),
+        s.plan.display().to_string(),
+        "--kubeconfig".into(),
+        env.kubeconfig.display().to_string(),
+        "--state".into(),
+        state.display().to_string(),
+    ];
+    let drift = measure(
+        "meshplan drift, no drift",
+        Some(&env.sandbox),
+        meshplan,
+        &drift_args,
+        &[],
+    )?;
+    out.push("drift none", drift);
     // Change 10 objects in the cluster, as meshplan's manager (drift of owned fields).
     let targets: Vec<ObjectRef> = live
         .keys()
@@ -363,51 +561,308 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
             .cloned()
             .ok_or("object to change not rendered")?;
         body["metadata"]["labels"]["bench.meshplan.io/changed"] = "yes".into();
-        let v = rt.block_on(cluster.apply(&body, &ApplyOptions::default()))?;
+        let v = env
+            .rt
+            .block_on(env.cluster.apply(&body, &ApplyOptions::default()))?;
         live.insert(r.clone(), v);
     }
-    let changed = measure("meshplan plan, 10 changed", &sandbox, meshplan, &args, &[])?;
-    lines.push(changed.line());
-    if with_kubectl {
-        let diff_args: Vec<String> = vec![
-            "diff".into(),
+    let changed = measure(
+        "meshplan plan, 10 changed",
+        Some(&env.sandbox),
+        meshplan,
+        &args,
+        &[],
+    )?;
+    out.push("plan changed", changed);
+    let drifted = measure(
+        "meshplan drift, 10 changed",
+        Some(&env.sandbox),
+        meshplan,
+        &drift_args,
+        &[],
+    )?;
+    out.push("drift changed", drifted);
+    if !with_kubectl {
+        return Ok(rendered);
+    }
+    // What the render ran, one chart after the other, as a user runs `helm template`.
+    let helm = HelmProcess::from_env().program;
+    let mut templates: Option<Measure> = None;
+    for call in &rendered.helm_calls {
+        let label = format!("helm template {}", call.get(1).map_or("", String::as_str));
+        let m = measure(&label, None, &helm, call, &[])?;
+        out.rows.push(m.clone());
+        templates = Some(match templates {
+            None => m,
+            Some(t) => t.then("helm template (every chart)", &m),
+        });
+    }
+    let diff_args: Vec<String> = vec![
+        "diff".into(),
+        "--server-side".into(),
+        "--field-manager=meshplan".into(),
+        "-f".into(),
+        all.display().to_string(),
+    ];
+    let cache = work.join("kube-cache-plan");
+    std::fs::create_dir_all(&cache)?;
+    let env_vars = env.kubectl_env(&cache, work);
+    let k1 = measure(
+        "kubectl diff --server-side (fresh cache)",
+        Some(&env.sandbox),
+        kubectl(),
+        &diff_args,
+        &env_vars,
+    )?;
+    out.push("kubectl diff fresh", k1.clone());
+    let k2 = measure(
+        "kubectl diff --server-side (warm cache)",
+        Some(&env.sandbox),
+        kubectl(),
+        &diff_args,
+        &env_vars,
+    )?;
+    out.push("kubectl diff warm", k2.clone());
+    // Drift's CI alternative: render the charts, then diff with a warm kubectl cache.
+    let drift_alternative = match &templates {
+        Some(t) => t.then(
+            "helm template of each chart + kubectl diff (warm cache)",
+            &k2,
+        ),
+        None => k2.clone(),
+    };
+    out.named.insert("drift alternative", drift_alternative);
+    let alternative = match templates {
+        Some(t) => t.then(
+            "helm template of each chart + kubectl diff --server-side",
+            &k1,
+        ),
+        None => k1.then(
+            "kubectl diff --server-side",
+            &Measure {
+                label: String::new(),
+                seconds: 0.0,
+                max_rss_mb: 0.0,
+                requests: Vec::new(),
+                exit: Some(0),
+            },
+        ),
+    };
+    out.named.insert("plan alternative", alternative);
+    Ok(rendered)
+}
+
+/// Apply from empty then destroy; `kubectl apply --server-side` then `kubectl delete
+/// --wait=false` of the same objects on another sandbox.
+fn apply_runs(
+    s: &Scenario,
+    meshplan: &Path,
+    with_kubectl: bool,
+    work: &Path,
+    rendered: &Rendered,
+    out: &mut Results,
+) -> Result<(), Error> {
+    let config = || {
+        if s.controllers {
+            SandboxConfig {
+                controllers: ControllerConfig {
+                    rollout_delay: Duration::ZERO,
+                    webhook_delay: Duration::ZERO,
+                    ..ControllerConfig::default()
+                },
+                ..SandboxConfig::default()
+            }
+        } else {
+            SandboxConfig::api_only()
+        }
+    };
+    let env = Env::start(work, "apply", config())?;
+    seed(&env.rt, &env.cluster, &s.prerequisites)?;
+    let state = work.join("apply-state");
+    let plan = destroyable_copy(&s.plan, work)?;
+    let mut apply = meshplan_args("apply", s, &plan, &env.kubeconfig, &state);
+    apply.push("--auto-approve".into());
+    let m = measure("meshplan apply", Some(&env.sandbox), meshplan, &apply, &[])?;
+    out.push("apply", m);
+    let mut destroy = meshplan_args("destroy", s, &plan, &env.kubeconfig, &state);
+    destroy.push("--auto-approve".into());
+    let m = measure(
+        "meshplan destroy (until gone)",
+        Some(&env.sandbox),
+        meshplan,
+        &destroy,
+        &[],
+    )?;
+    out.push("destroy", m);
+    drop(env);
+    if !with_kubectl {
+        return Ok(());
+    }
+    let env = Env::start(work, "kubectl", config())?;
+    seed(&env.rt, &env.cluster, &s.prerequisites)?;
+    // CRDs and namespaces first, as a separate call: kubectl applies a list in its order.
+    let is_crd = |o: &&Value| o["kind"] == "CustomResourceDefinition" || o["kind"] == "Namespace";
+    let crds: Vec<&Value> = rendered.objects.iter().filter(is_crd).collect();
+    let rest: Vec<&Value> = rendered.objects.iter().filter(|o| !is_crd(o)).collect();
+    let crds_file = work.join("kubectl-crds.json");
+    let rest_file = work.join("kubectl-rest.json");
+    write_list(&crds_file, &crds)?;
+    write_list(&rest_file, &rest)?;
+    let cache = work.join("kube-cache-apply");
+    std::fs::create_dir_all(&cache)?;
+    let env_vars = env.kubectl_env(&cache, work);
+    let kubectl_apply = |file: &Path| -> Result<Measure, Error> {
+        let args: Vec<String> = vec![
+            "apply".into(),
             "--server-side".into(),
             "--field-manager=meshplan".into(),
             "-f".into(),
-            rendered.display().to_string(),
+            file.display().to_string(),
         ];
-        let cache = work.path().join("kube-cache");
-        std::fs::create_dir_all(&cache)?;
-        let env: [(&str, &Path); 3] = [
-            ("KUBECONFIG", &kc),
-            ("KUBECACHEDIR", &cache),
-            ("HOME", work.path()),
+        measure(
+            "kubectl apply --server-side",
+            Some(&env.sandbox),
+            kubectl(),
+            &args,
+            &env_vars,
+        )
+    };
+    let applied = if crds.is_empty() {
+        kubectl_apply(&rest_file)?
+    } else {
+        let first = kubectl_apply(&crds_file)?;
+        // As a user does: once the CRDs are served, the objects of their kinds.
+        std::thread::sleep(Duration::from_millis(500));
+        first.then(
+            "kubectl apply --server-side (CRDs and namespaces, then the rest)",
+            &kubectl_apply(&rest_file)?,
+        )
+    };
+    out.push("kubectl apply", applied);
+    let delete = |file: &Path| -> Result<Measure, Error> {
+        let args: Vec<String> = vec![
+            "delete".into(),
+            "--wait=false".into(),
+            "--ignore-not-found".into(),
+            "-f".into(),
+            file.display().to_string(),
         ];
-        let k1 = measure(
-            "kubectl diff --server-side (fresh cache)",
-            &sandbox,
-            Path::new("/usr/bin/kubectl"),
-            &diff_args,
-            &env,
-        )?;
-        lines.push(k1.line());
-        let k2 = measure(
-            "kubectl diff --server-side (warm cache)",
-            &sandbox,
-            Path::new("/usr/bin/kubectl"),
-            &diff_args,
-            &env,
-        )?;
-        lines.push(k2.line());
+        measure(
+            "kubectl delete --wait=false",
+            Some(&env.sandbox),
+            kubectl(),
+            &args,
+            &env_vars,
+        )
+    };
+    let deleted = if crds.is_empty() {
+        delete(&rest_file)?
+    } else {
+        delete(&rest_file)?.then(
+            "kubectl delete --wait=false (the rest, then CRDs and namespaces)",
+            &delete(&crds_file)?,
+        )
+    };
+    out.push("kubectl delete", deleted);
+    Ok(())
+}
+
+/// A copy of the plan (with its manifests) without `prevent_destroy`, so the benchmark can
+/// destroy everything it applied.
+fn destroyable_copy(plan: &Path, work: &Path) -> Result<PathBuf, Error> {
+    let text = std::fs::read_to_string(plan)?;
+    if !text.contains("prevent_destroy") {
+        return Ok(plan.to_path_buf());
+    }
+    let dir = work.join("plan-copy");
+    std::fs::create_dir_all(&dir)?;
+    let source = plan.parent().ok_or("the plan has no directory")?;
+    copy_dir(&source.join("manifests"), &dir.join("manifests"))?;
+    let copy = dir.join(plan.file_name().ok_or("the plan has no name")?);
+    let kept: Vec<&str> = text
+        .lines()
+        .filter(|l| !l.trim_start().starts_with("prevent_destroy"))
+        .collect();
+    std::fs::write(&copy, kept.join("\n"))?;
+    Ok(copy)
+}
+
+fn copy_dir(from: &Path, to: &Path) -> Result<(), Error> {
+    if !from.is_dir() {
+        return Ok(());
+    }
+    std::fs::create_dir_all(to)?;
+    for entry in std::fs::read_dir(from)? {
+        let entry = entry?;
+        let target = to.join(entry.file_name());
+        if entry.file_type()?.is_dir() {
+            copy_dir(&entry.path(), &target)?;
+        } else {
+            std::fs::copy(entry.path(), target)?;
+        }
+    }
+    Ok(())
+}
+
+fn ratio(a: Option<f64>, b: Option<f64>) -> String {
+    match (a, b) {
+        (Some(a), Some(b)) if b > 0.0 => format!("{:.2}×", a / b),
+        _ => "n/a".to_owned(),
+    }
+}
+
+fn run_scenario(
+    s: &Scenario,
+    meshplan: &Path,
+    with_kubectl: bool,
+    only: Option<&str>,
+) -> Result<(Vec<String>, Results), Error> {
+    let work = tempfile::tempdir()?;
+    let mut out = Results::default();
+    let rendered = plan_runs(
+        s,
+        meshplan,
+        with_kubectl && only != Some("apply"),
+        work.path(),
+        &mut out,
+    )?;
+    if only == Some("apply") {
+        out.rows.clear();
+        out.named.clear();
+    }
+    if only != Some("plan") {
+        apply_runs(s, meshplan, with_kubectl, work.path(), &rendered, &mut out)?;
+    }
+    let mut lines = vec![format!(
+        "\n### {} ({} objects)\n\n| run | wall time | requests | peak memory | exit |\n|---|---|---|---|---|",
+        s.name,
+        rendered.objects.len()
+    )];
+    lines.extend(out.rows.iter().map(Measure::line));
+    if let Some(alt) = out.named.get("plan alternative") {
         lines.push(format!(
-            "\ncold plan / kubectl diff (fresh cache): {:.2}×; 10 changed / kubectl diff (warm cache): {:.2}×",
-            cold.seconds / k1.seconds,
-            changed.seconds / k2.seconds
+            "| {} (sum) | {:.2} s | {} | | |",
+            alt.label,
+            alt.seconds,
+            alt.requests.len()
         ));
     }
-    lines.push(format!("(records written for the warm runs: {recorded})"));
-    drop(sandbox);
-    Ok(lines)
+    lines.push(String::new());
+    let s_ = |k: &str| out.seconds(k);
+    lines.push(format!(
+        "ratios: cold plan / alternative {}; warm plan / alternative {}; 10 changed / kubectl diff (warm) {}; apply / kubectl apply {}; destroy / kubectl delete --wait=false {}",
+        ratio(s_("plan cold"), s_("plan alternative")),
+        ratio(s_("plan warm"), s_("plan alternative")),
+        ratio(s_("plan changed"), s_("kubectl diff warm")),
+        ratio(s_("apply"), s_("kubectl apply")),
+        ratio(s_("destroy"), s_("kubectl delete")),
+    ));
+    lines.push(format!(
+        "drift / (helm template + kubectl diff, warm cache): {} (no drift), {} (10 changed)",
+        ratio(s_("drift none"), s_("drift alternative")),
+        ratio(s_("drift changed"), s_("drift alternative")),
+    ));
+    Ok((lines, out))
 }
 
 /// A plan of `n` ConfigMaps in namespace `bench`: one manifest node (and file) per 1,000
@@ -438,12 +893,16 @@ fn configmap_plan(dir: &Path, n: usize) -> Result<PathBuf, Error> {
 
 fn main() -> Result<(), Error> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let counts: Vec<usize> = args
-        .iter()
-        .position(|a| a == "--configmaps")
-        .and_then(|i| args.get(i + 1))
+    let value = |flag: &str| {
+        args.iter()
+            .position(|a| a == flag)
+            .and_then(|i| args.get(i + 1))
+            .cloned()
+    };
+    let counts: Vec<usize> = value("--configmaps")
         .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
         .unwrap_or_else(|| vec![1000, 10000]);
+    let only = value("--only");
     let with_kubectl = !args.iter().any(|a| a == "--no-kubectl");
     let with_linkerd = !args.iter().any(|a| a == "--no-linkerd");
     let exe = std::env::current_exe()?;
@@ -461,40 +920,69 @@ fn main() -> Result<(), Error> {
     let mut scenarios = Vec::new();
     if with_linkerd {
         let ca = "-----BEGIN CERTIFICATE-----\nMIIBbench\n-----END CERTIFICATE-----\n";
+        let monitoring =
+            json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}});
         scenarios.push(Scenario {
             name: "Linkerd-like stack (plans/linkerd.toml, stand-in charts)".into(),
             plan: root.join("plans/linkerd.toml"),
-            repo_dirs: BTreeMap::from([("linkerd".into(), charts.clone()), ("jetstack".into(), charts.clone())]),
+            repo_dirs: BTreeMap::from([
+                ("linkerd".into(), charts.clone()),
+                ("jetstack".into(), charts.clone()),
+            ]),
             reads: BTreeMap::from([("read.trust_anchor".into(), Value::String(ca.into()))]),
             extra: vec![
                 json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "linkerd"}}),
-                json!({"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "monitoring"}}),
+                monitoring.clone(),
                 json!({"apiVersion": "v1", "kind": "Secret", "type": "kubernetes.io/tls",
                        "metadata": {"name": "linkerd-identity-issuer", "namespace": "linkerd"},
                        "data": {"ca.crt": base64_encode(ca), "tls.crt": "", "tls.key": ""}}),
                 podmonitor_crd(),
             ],
+            prerequisites: vec![monitoring, podmonitor_crd()],
+            controllers: true,
         });
     }
-    for n in counts {
+    for n in &counts {
         scenarios.push(Scenario {
             name: format!("{n} ConfigMaps"),
-            plan: configmap_plan(work.path(), n)?,
+            plan: configmap_plan(work.path(), *n)?,
             repo_dirs: BTreeMap::new(),
             reads: BTreeMap::new(),
             extra: Vec::new(),
+            prerequisites: Vec::new(),
+            controllers: false,
         });
     }
     println!(
-        "meshplan plan benchmark ({} cores)",
+        "meshplan benchmark ({} cores)",
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     );
+    let mut by_size: Vec<(String, Results)> = Vec::new();
     for s in &scenarios {
-        for line in run_scenario(s, &meshplan, with_kubectl)? {
+        let (lines, results) = run_scenario(s, &meshplan, with_kubectl, only.as_deref())?;
+        for line in lines {
             println!("{line}");
         }
+        by_size.push((s.name.clone(), results));
+    }
+    // Growth: time at the largest ConfigMap size over time at the one before it.
+    let sizes: Vec<&(String, Results)> = by_size
+        .iter()
+        .filter(|(n, _)| n.ends_with("ConfigMaps"))
+        .collect();
+    if let [.., small, large] = sizes.as_slice() {
+        let growth: Vec<String> = ["plan cold", "plan warm", "plan changed", "apply", "destroy"]
+            .iter()
+            .map(|k| format!("{k} {}", ratio(large.1.seconds(k), small.1.seconds(k))))
+            .collect();
+        println!(
+            "\ngrowth, {} over {}: {}",
+            large.0,
+            small.0,
+            growth.join("; ")
+        );
     }
     Ok(())
 }

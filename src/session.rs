@@ -518,7 +518,11 @@ impl Replan for Session {
     }
 }
 
-fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>, SessionError> {
+/// The `--target` addresses, each a node of the plan.
+pub(crate) fn parse_targets(
+    loaded: &LoadedPlan,
+    targets: &[String],
+) -> Result<Vec<Address>, SessionError> {
     targets
         .iter()
         .map(|t| match Address::parse(t) {

@@ -262,6 +262,7 @@ impl<'a> Context<'a> {
         let step = self
             .journal
             .before(node, object, Mutation::Apply, live.as_ref())
+            .await
             .map_err(|e| Self::state_err(node, object, e))?;
         let options = cluster::ApplyOptions {
             force: self.options.force_conflicts,
@@ -333,6 +334,7 @@ impl<'a> Context<'a> {
         };
         self.journal
             .after(step, node, object, Mutation::Apply, outcome, change)
+            .await
             .map_err(|e| Self::state_err(node, object, e))?;
         result
     }
@@ -352,6 +354,7 @@ impl<'a> Context<'a> {
         let step = self
             .journal
             .before(node, object, Mutation::Delete, live.as_ref())
+            .await
             .map_err(|e| Self::state_err(node, object, e))?;
         let result = if live.is_some() {
             self.cluster
@@ -373,12 +376,64 @@ impl<'a> Context<'a> {
         };
         self.journal
             .after(step, node, object, Mutation::Delete, outcome, change)
+            .await
             .map_err(|e| Self::state_err(node, object, e))?;
         let existed = result?;
         if existed {
             self.await_gone(node, object, deadline).await?;
         }
         Ok(existed)
+    }
+
+    /// Deletes the object as `live` shows it (journaled with `live` as its snapshot): the
+    /// delete is conditional on `live`'s resourceVersion, so the journal holds exactly what
+    /// was deleted. Does not wait until it is gone. [`Deletion::Changed`] when the object
+    /// changed since `live` was read (nothing was deleted: read it again and retry).
+    pub(crate) async fn delete_exact(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        live: &Value,
+        change: RecordChange,
+    ) -> Result<Deletion, StepError> {
+        let step = self
+            .journal
+            .before(node, object, Mutation::Delete, Some(live))
+            .await
+            .map_err(|e| Self::state_err(node, object, e))?;
+        let resource_version = live
+            .pointer("/metadata/resourceVersion")
+            .and_then(Value::as_str)
+            .map(str::to_owned);
+        let result = self
+            .cluster
+            .delete(
+                object,
+                &DeleteOptions {
+                    propagation: Some(Propagation::Background),
+                    resource_version,
+                    ..DeleteOptions::default()
+                },
+            )
+            .await;
+        let (outcome, deletion) = match result {
+            Ok(true) => (Ok(None), Ok(Deletion::Deleted)),
+            // Gone meanwhile: what the step wanted.
+            Ok(false) => (Ok(None), Ok(Deletion::Gone)),
+            Err(ClusterError::Conflict { conflicts, .. }) if conflicts.is_empty() => (
+                Err("it changed since it was read (not deleted)".to_owned()),
+                Ok(Deletion::Changed),
+            ),
+            Err(e) => {
+                let e = Self::write_err(node, object, e);
+                (Err(e.full_message()), Err(e))
+            }
+        };
+        self.journal
+            .after(step, node, object, Mutation::Delete, outcome, change)
+            .await
+            .map_err(|e| Self::state_err(node, object, e))?;
+        deletion
     }
 
     /// Waits until the object no longer exists.
@@ -393,34 +448,43 @@ impl<'a> Context<'a> {
         match self.cluster.wait_for(object, &gone, timeout).await {
             Ok(WaitOutcome::Met(_)) => Ok(()),
             Ok(WaitOutcome::TimedOut(last)) => {
-                let finalizers = last
-                    .as_ref()
-                    .and_then(|o| o.pointer("/metadata/finalizers"))
-                    .and_then(Value::as_array)
-                    .map(|f| {
-                        f.iter()
-                            .filter_map(Value::as_str)
-                            .collect::<Vec<_>>()
-                            .join(", ")
-                    })
-                    .filter(|f| !f.is_empty());
-                Err(StepError::TimedOut {
-                    node: node.to_owned(),
-                    object: Box::new(object.clone()),
-                    timeout,
-                    waited_for: "the object to be deleted".to_owned(),
-                    last_seen: match finalizers {
-                        Some(f) => format!("still there, held by finalizers {f}"),
-                        None => "still there".to_owned(),
-                    },
-                    hint: None,
-                })
+                Err(Self::not_gone(node, object, timeout, last.as_ref()))
             }
             Err(e) => Err(StepError::Wait {
                 node: node.to_owned(),
                 object: Box::new(object.clone()),
                 source: Box::new(e),
             }),
+        }
+    }
+
+    /// The error of an object still there after `timeout` (`last`: as last seen).
+    pub(crate) fn not_gone(
+        node: &str,
+        object: &ObjectRef,
+        timeout: Duration,
+        last: Option<&Value>,
+    ) -> StepError {
+        let finalizers = last
+            .and_then(|o| o.pointer("/metadata/finalizers"))
+            .and_then(Value::as_array)
+            .map(|f| {
+                f.iter()
+                    .filter_map(Value::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            })
+            .filter(|f| !f.is_empty());
+        StepError::TimedOut {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            timeout,
+            waited_for: "the object to be deleted".to_owned(),
+            last_seen: match finalizers {
+                Some(f) => format!("still there, held by finalizers {f}"),
+                None => "still there".to_owned(),
+            },
+            hint: None,
         }
     }
 
@@ -519,6 +583,17 @@ impl<'a> Context<'a> {
             }
         }
     }
+}
+
+/// What [`Context::delete_exact`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Deletion {
+    /// Deleted (it may take a while to be gone: finalizers).
+    Deleted,
+    /// It was already gone.
+    Gone,
+    /// It changed since it was read: not deleted.
+    Changed,
 }
 
 /// Refuses to start when the state holds an unfinished run.

@@ -10,25 +10,33 @@
 //!    `app.kubernetes.io/managed-by: meshplan`, annotation `meshplan.io/plan`) is left in
 //!    place and reported; a Namespace that holds objects the plan does not own is left in
 //!    place with those objects listed, unless `take_foreign`; otherwise it is deleted
-//!    (journaled, record removed in the same batch) and waited for until gone (finalizers).
-//!    A record of an object already gone is dropped.
-//! 4. A failure stops new deletions; nothing is recreated (the records of what was deleted
+//!    (journaled, record removed in the same batch). A record of an object already gone is
+//!    dropped.
+//! 4. Requests: the live objects of a kind and namespace that holds several records are
+//!    listed once ([`Listings`]) instead of read one by one; each delete is conditional on the
+//!    resourceVersion read, so the journal's snapshot is exactly what was deleted (a changed
+//!    object is read again). Deletes run concurrently (`--parallelism`), their journal writes
+//!    are committed together, and once a group's deletes are sent, its objects are waited for
+//!    until gone (finalizers) through one watch per kind and namespace.
+//! 5. A failure stops new deletions; nothing is recreated (the records of what was deleted
 //!    are already gone, so the state matches the cluster).
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::{Arc, Mutex};
 
 use futures::future::BoxFuture;
 use serde_json::Value;
+use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::context::{Context, Interrupt, RunOptions, ensure_no_unfinished, finish};
+use super::context::{Context, Deletion, Interrupt, RunOptions, ensure_no_unfinished, finish};
 use super::error::{ApplyError, StepError};
 use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;
 use super::journal::{RecordChange, read_live};
 use super::rollback::{HasObject, add_structural_deps, crd_group_kind};
 use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd, find_cycle};
-use crate::cluster::{Cluster, ObjectRef};
+use crate::cluster::{Cluster, ClusterError, KindRef, ObjectRef};
 use crate::render::{MANAGED_BY_LABEL, MANAGED_BY_VALUE, PLAN_ANNOTATION};
 use crate::state::{ObjectRecord, RunRecord, StateStore, WriteBatch};
 
@@ -140,11 +148,92 @@ pub fn is_owned(body: &Value, plan: &str) -> bool {
     label == Some(MANAGED_BY_VALUE) && annotation == Some(plan)
 }
 
+/// How many times a delete is retried when the object changed since it was read.
+const CHANGED_RETRIES: usize = 3;
+
+/// A kind and a namespace (None: cluster-scoped).
+type KindIn = (KindRef, Option<String>);
+
+/// The live objects of a kind in a namespace, by name, listed once (None: the listing failed;
+/// objects are read one by one).
+type Listing = Option<Mutex<BTreeMap<String, Value>>>;
+
+/// Live objects for the destroy's steps: a kind and namespace holding several records is
+/// listed once (at its first object), the others are read one by one. A listed object is
+/// handed out once (its step deletes it conditionally on the resourceVersion listed); an
+/// object missing from the listing is read again, since it may have been created since.
+struct Listings {
+    several: BTreeSet<KindIn>,
+    lists: Mutex<BTreeMap<KindIn, Arc<OnceCell<Listing>>>>,
+}
+
+impl Listings {
+    fn new(records: &[ObjectRecord]) -> Self {
+        let mut counts: BTreeMap<KindIn, usize> = BTreeMap::new();
+        for r in records {
+            *counts
+                .entry((r.object.kind_ref(), r.object.namespace.clone()))
+                .or_default() += 1;
+        }
+        Self {
+            several: counts
+                .into_iter()
+                .filter(|(_, n)| *n >= 2)
+                .map(|(k, _)| k)
+                .collect(),
+            lists: Mutex::new(BTreeMap::new()),
+        }
+    }
+
+    async fn live(
+        &self,
+        cluster: &dyn Cluster,
+        object: &ObjectRef,
+    ) -> Result<Option<Value>, ClusterError> {
+        let key = (object.kind_ref(), object.namespace.clone());
+        if self.several.contains(&key) {
+            let cell = self
+                .lists
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .entry(key.clone())
+                .or_default()
+                .clone();
+            let listing = cell
+                .get_or_init(|| async {
+                    let list = cluster.list(&key.0, key.1.as_deref(), None).await.ok()?;
+                    let by_name = list
+                        .items
+                        .into_iter()
+                        .filter_map(|item| {
+                            let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
+                            Some((name, item))
+                        })
+                        .collect();
+                    Some(Mutex::new(by_name))
+                })
+                .await;
+            let found = listing.as_ref().and_then(|l| {
+                l.lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&object.name)
+            });
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        read_live(cluster, object).await
+    }
+}
+
 struct DestroyRunner<'a> {
     ctx: Context<'a>,
     take_foreign: bool,
     /// Every object the plan owns (all records), to tell foreign objects from own ones.
     owned: BTreeSet<ObjectRef>,
+    listings: Listings,
+    /// Per unit: the objects its running group deleted, waited for when the group ends.
+    deleted: Mutex<BTreeMap<String, Vec<ObjectRef>>>,
 }
 
 impl StepRunner<DestroyStep> for DestroyRunner<'_> {
@@ -152,12 +241,23 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
         &'a self,
         unit: &'a str,
         step: &'a DestroyStep,
-        deadline: Option<Instant>,
+        _deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let object = &step.record.object;
-            match self.destroy_one(unit, object, deadline).await {
-                Ok(Some(action)) => {
+            match self.destroy_one(unit, object).await {
+                Ok(Some(Destroyed::Deleted)) => {
+                    // Done once it is gone (`finish_group`).
+                    self.ctx.took(unit, object, StepAction::Delete);
+                    self.deleted
+                        .lock()
+                        .unwrap_or_else(|e| e.into_inner())
+                        .entry(unit.to_owned())
+                        .or_default()
+                        .push(object.clone());
+                    Ok(())
+                }
+                Ok(Some(Destroyed::Done(action))) => {
                     self.ctx.took(unit, object, action);
                     self.ctx.reporter.event(&Event::StepDone {
                         node: unit.to_owned(),
@@ -171,83 +271,225 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
             }
         })
     }
+
+    fn finish_group<'a>(
+        &'a self,
+        unit: &'a str,
+        _steps: &'a [DestroyStep],
+        deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async move {
+            let deleted = self
+                .deleted
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(unit)
+                .unwrap_or_default();
+            match self.await_all_gone(unit, &deleted, deadline).await {
+                Ok(()) => Ok(()),
+                Err(e) => Err(self.ctx.failed(unit, StepAction::Delete, &e)),
+            }
+        })
+    }
+}
+
+/// What a step did.
+enum Destroyed {
+    /// Deleted; done once it is gone.
+    Deleted,
+    /// Done (deleted when already gone, or forgotten).
+    Done(StepAction),
 }
 
 impl DestroyRunner<'_> {
+    /// Waits until every object of `deleted` is gone (one watch per kind and namespace);
+    /// each is done then. The first one still there at the deadline fails the group.
+    async fn await_all_gone(
+        &self,
+        node: &str,
+        deleted: &[ObjectRef],
+        deadline: Option<Instant>,
+    ) -> Result<(), StepError> {
+        let mut groups: BTreeMap<KindIn, BTreeSet<String>> = BTreeMap::new();
+        for o in deleted {
+            groups
+                .entry((o.kind_ref(), o.namespace.clone()))
+                .or_default()
+                .insert(o.name.clone());
+        }
+        let timeout = Context::budget(self.ctx.options.object_timeout, deadline);
+        let cluster = self.ctx.cluster;
+        let waits = groups.iter().map(|((kind, namespace), names)| async move {
+            let left = cluster
+                .wait_gone(kind, namespace.as_deref(), names, timeout)
+                .await;
+            ((kind, namespace), left)
+        });
+        let mut left: BTreeMap<ObjectRef, Value> = BTreeMap::new();
+        let mut failure: Option<(ObjectRef, ClusterError)> = None;
+        for ((kind, namespace), outcome) in futures::future::join_all(waits).await {
+            match outcome {
+                Ok(still) => left.extend(still.into_iter().map(|(name, last)| {
+                    let o =
+                        ObjectRef::new(&kind.api_version, &kind.kind, namespace.as_deref(), name);
+                    (o, last)
+                })),
+                Err(e) => {
+                    let first = deleted
+                        .iter()
+                        .find(|o| o.kind_ref() == *kind && o.namespace == *namespace)
+                        .cloned();
+                    if let Some(o) = first
+                        && failure.is_none()
+                    {
+                        failure = Some((o, e));
+                    }
+                }
+            }
+        }
+        let mut first_left = None;
+        for o in deleted {
+            let still = left.get(o).or_else(|| {
+                // An object of a kind whose wait failed is not known to be gone either.
+                failure
+                    .as_ref()
+                    .filter(|(f, _)| f.kind_ref() == o.kind_ref() && f.namespace == o.namespace)
+                    .map(|_| &Value::Null)
+            });
+            match still {
+                None => self.ctx.reporter.event(&Event::StepDone {
+                    node: node.to_owned(),
+                    object: o.clone(),
+                    action: StepAction::Delete,
+                }),
+                Some(last) if first_left.is_none() => first_left = Some((o, last)),
+                Some(_) => {}
+            }
+        }
+        if let Some((object, source)) = failure {
+            return Err(StepError::Wait {
+                node: node.to_owned(),
+                object: Box::new(object),
+                source: Box::new(source),
+            });
+        }
+        match first_left {
+            None => Ok(()),
+            Some((object, last)) => Err(Context::not_gone(
+                node,
+                object,
+                timeout,
+                Some(last).filter(|l| !l.is_null()),
+            )),
+        }
+    }
+
     async fn destroy_one(
         &self,
         node: &str,
         object: &ObjectRef,
-        deadline: Option<Instant>,
-    ) -> Result<Option<StepAction>, StepError> {
+    ) -> Result<Option<Destroyed>, StepError> {
         let ctx = &self.ctx;
-        let live = read_live(ctx.cluster, object)
-            .await
-            .map_err(|source| StepError::Write {
-                node: node.to_owned(),
-                object: Box::new(object.clone()),
-                source: Box::new(source),
-            })?;
-        let Some(live) = live else {
-            let step = ctx
-                .journal
-                .before(node, object, crate::state::Mutation::Delete, None)
-                .and_then(|step| {
-                    ctx.journal.after(
-                        step,
-                        node,
-                        object,
-                        crate::state::Mutation::Delete,
-                        Ok(None),
-                        RecordChange::Remove,
-                    )
-                });
-            step.map_err(|source| StepError::State {
-                node: node.to_owned(),
-                object: Box::new(object.clone()),
-                source: Box::new(source),
-            })?;
-            return Ok(Some(StepAction::Forget));
+        let write_err = |source| StepError::Write {
+            node: node.to_owned(),
+            object: Box::new(object.clone()),
+            source: Box::new(source),
         };
-        if !is_owned(&live, &ctx.plan) {
-            ctx.leave(
-                object,
-                format!(
-                    "it lacks the ownership marks of plan {} (label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}, annotation {PLAN_ANNOTATION}={})",
-                    ctx.plan, ctx.plan
-                ),
-            );
-            return Ok(None);
-        }
-        if ObjectClass::of(object) == ObjectClass::Namespace && !self.take_foreign {
-            let foreign =
-                self.foreign_objects(&object.name)
-                    .await
-                    .map_err(|source| StepError::Write {
-                        node: node.to_owned(),
-                        object: Box::new(object.clone()),
-                        source: Box::new(source),
-                    })?;
-            if !foreign.is_empty() {
-                let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+        let mut live = self
+            .listings
+            .live(ctx.cluster, object)
+            .await
+            .map_err(write_err)?;
+        let mut started = false;
+        let mut attempt = 0;
+        loop {
+            let Some(body) = live else {
+                if started {
+                    // Gone while it was being deleted.
+                    return Ok(Some(Destroyed::Done(StepAction::Delete)));
+                }
+                self.forget(node, object).await?;
+                return Ok(Some(Destroyed::Done(StepAction::Forget)));
+            };
+            if !is_owned(&body, &ctx.plan) {
                 ctx.leave(
                     object,
                     format!(
-                        "it holds objects this plan does not own: {} (`meshplan destroy --with-foreign-objects` deletes them too)",
-                        list.join(", ")
+                        "it lacks the ownership marks of plan {} (label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}, annotation {PLAN_ANNOTATION}={})",
+                        ctx.plan, ctx.plan
                     ),
                 );
                 return Ok(None);
             }
+            if ObjectClass::of(object) == ObjectClass::Namespace && !self.take_foreign {
+                let foreign = self
+                    .foreign_objects(&object.name)
+                    .await
+                    .map_err(write_err)?;
+                if !foreign.is_empty() {
+                    let list: Vec<String> = foreign.iter().map(ToString::to_string).collect();
+                    ctx.leave(
+                        object,
+                        format!(
+                            "it holds objects this plan does not own: {} (`meshplan destroy --with-foreign-objects` deletes them too)",
+                            list.join(", ")
+                        ),
+                    );
+                    return Ok(None);
+                }
+            }
+            if !started {
+                started = true;
+                ctx.reporter.event(&Event::StepStarted {
+                    node: node.to_owned(),
+                    object: object.clone(),
+                    action: StepAction::Delete,
+                });
+            }
+            if attempt == CHANGED_RETRIES {
+                // Changed again and again: deleted as it is now, unconditionally (and waited
+                // for here).
+                ctx.delete_journaled(node, object, RecordChange::Remove, None)
+                    .await?;
+                return Ok(Some(Destroyed::Done(StepAction::Delete)));
+            }
+            attempt += 1;
+            match ctx
+                .delete_exact(node, object, &body, RecordChange::Remove)
+                .await?
+            {
+                Deletion::Deleted => return Ok(Some(Destroyed::Deleted)),
+                Deletion::Gone => return Ok(Some(Destroyed::Done(StepAction::Delete))),
+                Deletion::Changed => {
+                    live = read_live(ctx.cluster, object).await.map_err(write_err)?;
+                }
+            }
         }
-        ctx.reporter.event(&Event::StepStarted {
+    }
+
+    /// Drops the record of an object that is gone (journaled).
+    async fn forget(&self, node: &str, object: &ObjectRef) -> Result<(), StepError> {
+        let journal = &self.ctx.journal;
+        let state_err = |source| StepError::State {
             node: node.to_owned(),
-            object: object.clone(),
-            action: StepAction::Delete,
-        });
-        ctx.delete_journaled(node, object, RecordChange::Remove, deadline)
-            .await?;
-        Ok(Some(StepAction::Delete))
+            object: Box::new(object.clone()),
+            source: Box::new(source),
+        };
+        let step = journal
+            .before(node, object, crate::state::Mutation::Delete, None)
+            .await
+            .map_err(state_err)?;
+        journal
+            .after(
+                step,
+                node,
+                object,
+                crate::state::Mutation::Delete,
+                Ok(None),
+                RecordChange::Remove,
+            )
+            .await
+            .map_err(state_err)
     }
 
     /// Objects in `namespace` that the plan does not own, were not made by a controller
@@ -327,6 +569,7 @@ pub async fn destroy(
     ensure_no_unfinished(store)?;
     let records = store.objects()?;
     let owned: BTreeSet<ObjectRef> = records.iter().map(|r| r.object.clone()).collect();
+    let listings = Listings::new(&records);
     let mut by_node: BTreeMap<String, Vec<ObjectRecord>> = BTreeMap::new();
     for r in records {
         by_node.entry(r.node.clone()).or_default().push(r);
@@ -398,6 +641,8 @@ pub async fn destroy(
         ),
         take_foreign: request.take_foreign,
         owned,
+        listings,
+        deleted: Mutex::new(BTreeMap::new()),
     };
     let schedule = Schedule {
         parallelism: options.parallelism,

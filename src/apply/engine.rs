@@ -32,7 +32,7 @@ use super::events::{
 };
 use super::input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
 use super::journal::{Journal, RecordChange, read_live};
-use super::readiness::Rule;
+use super::readiness::{Readiness, Rule};
 use super::rollback;
 use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd, find_cycle, indices};
 use crate::cluster::{Cluster, ObjectRef};
@@ -134,14 +134,23 @@ impl Context<'_> {
         };
         let put = |desired: Value| {
             let digest = o.digest.clone().unwrap_or_else(|| digest_json(&desired));
-            RecordChange::Put { desired, digest }
+            RecordChange::Put {
+                desired,
+                digest,
+                sensitive: o.sensitive_paths.iter().cloned().collect(),
+            }
         };
+        // The object as the last write left it (or as read): a readiness rule that holds for
+        // it needs no watch.
+        let current: Option<Value>;
         match o.action {
             ObjectAction::NoOp => return Ok(()),
             ObjectAction::Create | ObjectAction::Update => {
                 let body = desired()?;
-                self.apply_journaled(node, object, &body, put(body.clone()), deadline)
-                    .await?;
+                current = Some(
+                    self.apply_journaled(node, object, &body, put(body.clone()), deadline)
+                        .await?,
+                );
                 self.took(
                     node,
                     object,
@@ -157,8 +166,10 @@ impl Context<'_> {
                 self.delete_journaled(node, object, RecordChange::Remove, deadline)
                     .await?;
                 self.took(node, object, StepAction::Delete);
-                self.apply_journaled(node, object, &body, put(body.clone()), deadline)
-                    .await?;
+                current = Some(
+                    self.apply_journaled(node, object, &body, put(body.clone()), deadline)
+                        .await?,
+                );
                 self.took(node, object, StepAction::Create);
             }
             ObjectAction::Delete => {
@@ -179,17 +190,22 @@ impl Context<'_> {
                 let step = self
                     .journal
                     .before(node, object, mutation, live.as_ref())
+                    .await
                     .map_err(|e| Context::state_err(node, object, e))?;
                 self.journal
                     .after(step, node, object, mutation, Ok(live.as_ref()), change)
+                    .await
                     .map_err(|e| Context::state_err(node, object, e))?;
                 self.took(node, object, action);
                 if o.action == ObjectAction::Forget {
                     return Ok(());
                 }
+                current = live;
             }
         }
-        if let Some(rule) = rule {
+        if let Some(rule) = rule
+            && !matches!(rule.evaluate(current.as_ref()), Readiness::Ready)
+        {
             let timeout = Context::budget(wait_timeout, deadline);
             self.await_ready(node, object, rule, timeout).await?;
         }

@@ -4,10 +4,17 @@
 //!
 //! A crash at any point leaves either no trace of the step, a `Before` entry without an
 //! `After` (the outcome is unknown: rollback reads the live object to find out), or both.
+//!
+//! Steps run concurrently, and their journal writes are committed together ([`GroupCommit`]):
+//! a step waits until its own entry is committed before it goes on, exactly as with one commit
+//! per entry, but the entries of every step that is ready to write go into one commit. N steps
+//! in flight cost about one commit (one flush) per round instead of N.
 
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde_json::Value;
+use tokio::sync::oneshot;
 
 use crate::cluster::{Cluster, ObjectRef};
 use crate::state::{
@@ -19,10 +26,87 @@ use crate::state::{
 pub(crate) enum RecordChange {
     /// Nothing (hooks: they are not recorded).
     Keep,
-    /// Record the object as applied from `desired` with `digest`.
-    Put { desired: Value, digest: String },
+    /// Record the object as applied from `desired` with `digest`; the values at the JSON
+    /// pointers `sensitive` (and a Secret's data) are kept sealed.
+    Put {
+        desired: Value,
+        digest: String,
+        sensitive: Vec<String>,
+    },
     /// Drop the record.
     Remove,
+}
+
+/// One batch waiting for a group commit, and where its result goes.
+type Waiting = (WriteBatch, oneshot::Sender<Result<(), StateError>>);
+
+/// Commits the batches of concurrent callers together (see the module overview).
+///
+/// A caller queues its batch, then takes the commit turn (one caller at a time, in arrival
+/// order). If an earlier turn already committed its batch, it returns that result; otherwise
+/// it commits everything queued so far as one batch and hands every caller its result. When a
+/// merged commit fails, each batch is committed on its own, so that each caller gets the
+/// outcome of its own batch.
+#[derive(Default)]
+pub(crate) struct GroupCommit {
+    queue: Mutex<Vec<Waiting>>,
+    turn: tokio::sync::Mutex<()>,
+}
+
+impl GroupCommit {
+    /// Commits `batch` (together with the batches of concurrent callers); returns once it is
+    /// committed.
+    pub(crate) async fn commit(
+        &self,
+        store: &dyn StateStore,
+        batch: WriteBatch,
+    ) -> Result<(), StateError> {
+        let (tx, mut rx) = oneshot::channel();
+        self.lock_queue().push((batch, tx));
+        let _turn = self.turn.lock().await;
+        if let Ok(result) = rx.try_recv() {
+            return result;
+        }
+        // The steps of a run are futures of one task, and a commit blocks it: before
+        // committing, let the other steps that are ready run up to their own journal write.
+        tokio::task::yield_now().await;
+        let waiting = std::mem::take(&mut *self.lock_queue());
+        commit_all(store, waiting);
+        // Queued before the turn was taken, so committed in this turn or an earlier one.
+        rx.try_recv().unwrap_or_else(|_| {
+            Err(StateError::Batch {
+                path: std::path::PathBuf::from(store.describe()),
+                message: "a journal write was lost".to_owned(),
+            })
+        })
+    }
+
+    fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
+        self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Commits `waiting` as one batch, else (when that fails) each on its own.
+fn commit_all(store: &dyn StateStore, waiting: Vec<Waiting>) {
+    if waiting.len() == 1 {
+        for (batch, tx) in waiting {
+            let _ = tx.send(store.commit(batch).map(|_| ()));
+        }
+        return;
+    }
+    let mut merged = WriteBatch::new();
+    for (batch, _) in &waiting {
+        merged.ops.extend(batch.ops.iter().cloned());
+    }
+    if store.commit(merged).is_ok() {
+        for (_, tx) in waiting {
+            let _ = tx.send(Ok(()));
+        }
+        return;
+    }
+    for (batch, tx) in waiting {
+        let _ = tx.send(store.commit(batch).map(|_| ()));
+    }
 }
 
 /// The journal of one run.
@@ -30,6 +114,7 @@ pub(crate) struct Journal<'a> {
     pub store: &'a dyn StateStore,
     pub run: String,
     next_step: AtomicU64,
+    group: GroupCommit,
 }
 
 impl<'a> Journal<'a> {
@@ -38,7 +123,13 @@ impl<'a> Journal<'a> {
             store,
             run,
             next_step: AtomicU64::new(first_step),
+            group: GroupCommit::default(),
         }
+    }
+
+    /// Commits `batch` together with the concurrent steps' journal writes.
+    pub(crate) async fn commit(&self, batch: WriteBatch) -> Result<(), StateError> {
+        self.group.commit(self.store, batch).await
     }
 
     /// The number the next step will get.
@@ -51,7 +142,7 @@ impl<'a> Journal<'a> {
     }
 
     /// Records the live object before a mutation; returns the step number.
-    pub(crate) fn before(
+    pub(crate) async fn before(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -69,7 +160,7 @@ impl<'a> Journal<'a> {
             // The cluster's kinds are about to change: the next plan discovers them again.
             batch = batch.clear_discovery();
         }
-        self.store.commit(batch.journal(JournalEntry {
+        self.commit(batch.journal(JournalEntry {
             run: self.run.clone(),
             step,
             node: node.to_owned(),
@@ -77,13 +168,14 @@ impl<'a> Journal<'a> {
             mutation,
             record: JournalRecord::Before { live },
             previous_record,
-        }))?;
+        }))
+        .await?;
         Ok(step)
     }
 
     /// Records the outcome of step `step`, and on success the record change, atomically.
     /// `result` is the object after the mutation (None: deleted or absent).
-    pub(crate) fn after(
+    pub(crate) async fn after(
         &self,
         step: u64,
         node: &str,
@@ -98,7 +190,13 @@ impl<'a> Journal<'a> {
                 match change {
                     RecordChange::Keep => {}
                     RecordChange::Remove => batch = batch.remove_object(node, object),
-                    RecordChange::Put { desired, digest } => {
+                    RecordChange::Put {
+                        desired,
+                        digest,
+                        sensitive,
+                    } => {
+                        let sensitive = sealed_leaves(&desired, &sensitive);
+                        let sensitive: Vec<&str> = sensitive.iter().map(String::as_str).collect();
                         let meta = |key: &str| {
                             result
                                 .and_then(|r| r.pointer(&format!("/metadata/{key}")))
@@ -111,7 +209,7 @@ impl<'a> Journal<'a> {
                             uid: meta("uid"),
                             resource_version: meta("resourceVersion"),
                             applied_digest: digest,
-                            last_applied: self.store.protect(&desired, &[])?,
+                            last_applied: self.store.protect(&desired, &sensitive)?,
                         });
                     }
                 }
@@ -124,7 +222,7 @@ impl<'a> Journal<'a> {
             }
             Err(message) => Outcome::Failed { message },
         };
-        self.store.commit(batch.journal(JournalEntry {
+        self.commit(batch.journal(JournalEntry {
             run: self.run.clone(),
             step,
             node: node.to_owned(),
@@ -132,9 +230,37 @@ impl<'a> Journal<'a> {
             mutation,
             record: JournalRecord::After { outcome },
             previous_record: None,
-        }))?;
-        Ok(())
+        }))
+        .await
     }
+}
+
+/// The JSON pointers to seal for the sensitive `paths` of `body`: a map is sealed value by
+/// value (as a Secret's data is), so that a change is reported for the key that changed and
+/// the keys stay comparable with the live object's field by field; anything else whole.
+fn sealed_leaves(body: &Value, paths: &[String]) -> Vec<String> {
+    fn walk(value: &Value, pointer: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, v) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    walk(v, format!("{pointer}/{key}"), out);
+                }
+            }
+            _ => out.push(pointer),
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        match body.pointer(p) {
+            // "" (the whole body) stays as it is: the state keeps the identity in clear.
+            Some(v) if !p.is_empty() => walk(v, p.clone(), &mut out),
+            _ => out.push(p.clone()),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
 }
 
 /// Reads the live object for a snapshot (None: absent).
@@ -147,5 +273,74 @@ pub(crate) async fn read_live(
         // A kind not served yet has no objects.
         Err(crate::cluster::ClusterError::KindNotInstalled { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ProtectedBody, SledStore};
+    use serde_json::json;
+
+    #[test]
+    fn a_sensitive_map_is_sealed_value_by_value() {
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"tls.key": "a2V5", "a/b": "Yg=="},
+            "spec": {"token": "t", "list": [1, 2], "empty": {}}});
+        let paths: Vec<String> = ["/data", "/spec/token", "/spec/list", "/spec/empty", ""]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(
+            sealed_leaves(&body, &paths),
+            [
+                "",
+                "/data/a~1b",
+                "/data/tls.key",
+                "/spec/empty",
+                "/spec/list",
+                "/spec/token"
+            ]
+        );
+    }
+
+    fn record(name: &str) -> ObjectRecord {
+        ObjectRecord {
+            node: "manifest.app".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("app"), name),
+            uid: None,
+            resource_version: None,
+            applied_digest: String::new(),
+            last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"}))
+                .expect("no sensitive values"),
+        }
+    }
+
+    #[tokio::test]
+    async fn concurrent_writes_share_commits_and_each_caller_sees_its_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let before = store.meta().unwrap().serial;
+        let group = GroupCommit::default();
+        let names: Vec<String> = (0..20).map(|i| format!("c{i:02}")).collect();
+        let results = futures::future::join_all(
+            names
+                .iter()
+                .map(|n| group.commit(&store, WriteBatch::new().put_object(record(n)))),
+        )
+        .await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        let stored: Vec<String> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.object.name)
+            .collect();
+        assert_eq!(stored, names);
+        let commits = store.meta().unwrap().serial - before;
+        assert!(
+            (1..names.len() as u64).contains(&commits),
+            "{} writes in {commits} commits",
+            names.len()
+        );
     }
 }

@@ -240,7 +240,7 @@ impl Context<'_> {
             }
         }
         if !batch.ops.is_empty() {
-            store.commit(batch).map_err(state_err)?;
+            self.journal.commit(batch).await.map_err(state_err)?;
         }
         Ok(action)
     }

@@ -11,6 +11,10 @@
 //!    dependencies failed as skipped (naming the dependency), and units that never started
 //!    because the run stopped as skipped too. The first failure is the root cause.
 //!
+//! 4. When every step of a group is done, the runner may finish the group as a whole
+//!    ([`StepRunner::finish_group`], holding no permit): destroy waits there, through one watch
+//!    per kind and namespace, until the group's deleted objects are gone.
+//!
 //! Forward apply, rollback and destroy all run through this scheduler; only their steps
 //! differ ([`StepRunner`]).
 
@@ -59,6 +63,17 @@ pub(crate) trait StepRunner<S>: Sync {
         step: &'a S,
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>>;
+
+    /// Finishes a group whose steps are all done, before the next group starts (nothing by
+    /// default); the error message on failure.
+    fn finish_group<'a>(
+        &'a self,
+        _unit: &'a str,
+        _steps: &'a [S],
+        _deadline: Option<Instant>,
+    ) -> BoxFuture<'a, Result<(), String>> {
+        Box::pin(async { Ok(()) })
+    }
 }
 
 /// Settings of one scheduling.
@@ -200,6 +215,16 @@ impl Schedule<'_> {
             }
             if ends.iter().any(|e| matches!(e, StepEnd::NotStarted)) {
                 return UnitEnd::Stopped;
+            }
+            if let Err(message) = runner.finish_group(&unit.name, group, deadline).await {
+                if self.stop_on_failure {
+                    self.stop.cancel();
+                }
+                self.reporter.event(&Event::NodeFailed {
+                    node: unit.name.clone(),
+                    message: message.clone(),
+                });
+                return UnitEnd::Failed(message);
             }
         }
         self.reporter.event(&Event::NodeDone {

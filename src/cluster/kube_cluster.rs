@@ -1,6 +1,6 @@
 //! [`KubeCluster`]: the [`Cluster`] on a kube client.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -499,6 +499,97 @@ impl Cluster for KubeCluster {
                     // A CRD that became established may serve a kind looked up before.
                     self.note_write(object, false).await;
                     return Ok(WaitOutcome::Met(last));
+                }
+            }
+        })
+    }
+    fn wait_gone<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        names: &'a BTreeSet<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Value>, ClusterError>> {
+        Box::pin(async move {
+            if names.is_empty() {
+                return Ok(BTreeMap::new());
+            }
+            let deadline = tokio::time::Instant::now() + timeout;
+            let target = || Target::Kind {
+                kind: kind.clone(),
+                namespace: namespace.map(str::to_owned),
+            };
+            let api = match self.api(kind, namespace, false).await {
+                Ok(api) => api,
+                // The kind is gone (its CRD deleted): so are its objects.
+                Err(ClusterError::KindNotInstalled { .. }) => return Ok(BTreeMap::new()),
+                Err(e) => return Err(e),
+            };
+            // One list and watch of the kind in the namespace; `left` holds the names still
+            // seen (known once the first listing is complete).
+            let stream = watcher(api, watcher::Config::default()).default_backoff();
+            let mut stream = std::pin::pin!(stream);
+            let mut left: BTreeMap<String, Value> = BTreeMap::new();
+            let mut listing: BTreeMap<String, Value> = BTreeMap::new();
+            let mut listed = false;
+            let mut failure: Option<kube::Error> = None;
+            let name_of = |o: &DynamicObject| o.metadata.name.clone().unwrap_or_default();
+            loop {
+                let next = match tokio::time::timeout_at(deadline, stream.next()).await {
+                    Err(_) | Ok(None) => {
+                        return match failure {
+                            Some(e) if !listed => Err(self.err(e, target())),
+                            _ if !listed => {
+                                Ok(names.iter().map(|n| (n.clone(), Value::Null)).collect())
+                            }
+                            _ => Ok(left),
+                        };
+                    }
+                    Ok(Some(next)) => next,
+                };
+                let event = match next {
+                    Ok(event) => event,
+                    Err(e) => {
+                        let e = match e {
+                            watcher::Error::InitialListFailed(e)
+                            | watcher::Error::WatchStartFailed(e)
+                            | watcher::Error::WatchFailed(e) => e,
+                            watcher::Error::WatchError(status) => kube::Error::Api(status),
+                            watcher::Error::NoResourceVersion => continue,
+                        };
+                        if let kube::Error::Api(status) = &e
+                            && matches!(status.code, 401 | 403 | 404)
+                        {
+                            return Err(self.err(e, target()));
+                        }
+                        failure = Some(e);
+                        continue;
+                    }
+                };
+                match event {
+                    watcher::Event::Init => listing.clear(),
+                    watcher::Event::InitApply(o) => {
+                        let name = name_of(&o);
+                        if names.contains(&name) {
+                            listing.insert(name, to_value(o, kind));
+                        }
+                    }
+                    watcher::Event::InitDone => {
+                        listed = true;
+                        left = std::mem::take(&mut listing);
+                    }
+                    watcher::Event::Apply(o) => {
+                        let name = name_of(&o);
+                        if listed && names.contains(&name) {
+                            left.insert(name, to_value(o, kind));
+                        }
+                    }
+                    watcher::Event::Delete(o) => {
+                        left.remove(&name_of(&o));
+                    }
+                }
+                if listed && left.is_empty() {
+                    return Ok(left);
                 }
             }
         })

@@ -13,7 +13,8 @@
 //! 3. Reads ([`Cluster::get`], [`Cluster::list`]), writes ([`Cluster::apply`] by server-side
 //!    apply with strict field validation, [`Cluster::create`], [`Cluster::replace`],
 //!    [`Cluster::delete`]) and [`Cluster::wait_for`], a watch (never a poll) with a timeout
-//!    that returns the last object seen.
+//!    that returns the last object seen; [`Cluster::wait_gone`] waits for many objects of one
+//!    kind and namespace to disappear through one watch.
 //!
 //! Errors are typed and carry the object ([`ClusterError`]).
 
@@ -21,6 +22,7 @@ mod error;
 mod kube_cluster;
 mod secret_data;
 
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -213,4 +215,37 @@ pub trait Cluster: Send + Sync {
         condition: &'a Condition,
         timeout: Duration,
     ) -> BoxFuture<'a, Result<WaitOutcome, ClusterError>>;
+
+    /// Waits until none of the objects of `kind` named `names` in `namespace` (None: a
+    /// cluster-scoped kind) exists, or `timeout` passes; the ones still there then, by name,
+    /// as last seen. By default one [`Cluster::wait_for`] per name, concurrently; the kube
+    /// cluster watches the kind in the namespace once.
+    fn wait_gone<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        names: &'a BTreeSet<String>,
+        timeout: Duration,
+    ) -> BoxFuture<'a, Result<BTreeMap<String, Value>, ClusterError>> {
+        Box::pin(async move {
+            let gone = |o: Option<&Value>| o.is_none();
+            let waits = names.iter().map(|name| {
+                let object = ObjectRef::new(&kind.api_version, &kind.kind, namespace, name);
+                async move {
+                    let outcome = self.wait_for(&object, &gone, timeout).await?;
+                    Ok::<_, ClusterError>(match outcome {
+                        WaitOutcome::Met(_) | WaitOutcome::TimedOut(None) => None,
+                        WaitOutcome::TimedOut(Some(last)) => Some((object.name, last)),
+                    })
+                }
+            });
+            let mut left = BTreeMap::new();
+            for outcome in futures::future::join_all(waits).await {
+                if let Some((name, last)) = outcome? {
+                    left.insert(name, last);
+                }
+            }
+            Ok(left)
+        })
+    }
 }

@@ -15,6 +15,9 @@ const SECTIONS: [&str; 4] = ["plan", "vars", "repos", "state"];
 /// The keys of the `[state]` table.
 pub const STATE_FIELDS: &[&str] = &["backend", "namespace", "name", "dir", "lease_duration"];
 
+/// The plan-wide ignore rules: `[[ignore]]`.
+const IGNORE: &str = "ignore";
+
 /// Parses a TOML document into a [`RawTable`]; syntax errors come back as diagnostics
 /// (all of them, as far as the TOML parser can recover).
 pub fn parse_toml(file: FileId, text: &str) -> Result<RawValue, Vec<Diagnostic>> {
@@ -188,6 +191,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
         repos: None,
         state: None,
         nodes: Vec::new(),
+        ignore: None,
     };
     let root = match parse_toml(file, text) {
         Ok(root) => root,
@@ -229,6 +233,25 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             }
             continue;
         }
+        if key == IGNORE {
+            match &entry.value.kind {
+                RawKind::Array(_) | RawKind::Table(_) => plan.ignore = Some(entry.value.clone()),
+                _ => diags.push(
+                    Diagnostic::new(
+                        DiagnosticKind::WrongType,
+                        format!(
+                            "`ignore` must be an array of tables, not {}",
+                            entry.value.type_name()
+                        ),
+                    )
+                    .label(entry.value.span.clone(), "expected an array of tables")
+                    .help(
+                        "write each rule as a table: [[ignore]] kind = \"Deployment\" fields = [\"/spec/replicas\"]",
+                    ),
+                ),
+            }
+            continue;
+        }
         let Some(kind) = NodeKind::parse(key) else {
             if entry.value.as_table().is_none() {
                 let help = if key == "name" {
@@ -250,6 +273,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             }
             let mut candidates: Vec<&str> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
             candidates.extend(SECTIONS);
+            candidates.push(IGNORE);
             let suggestion = did_you_mean(key, candidates);
             let help = match suggestion {
                 Some(s) => format!("did you mean `{s}`?"),

@@ -139,22 +139,58 @@ pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
 /// The digest of a chart directory (every file, sorted by relative path, with its contents)
 /// or of a chart archive.
 pub fn chart_content_digest(path: &Path) -> std::io::Result<String> {
+    scan_chart(path).map(|s| s.content_digest)
+}
+
+/// What reading a local chart once tells: its content digest, and whether its templates may
+/// generate material.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChartScan {
+    /// See [`chart_content_digest`].
+    pub content_digest: String,
+    /// Why the chart may generate material on every render (`FILE: FUNCTION`, or a packaged
+    /// chart whose templates are not read); None when no template action of it calls a
+    /// generating function ([`super::stability::generating_call`]).
+    pub generates: Option<String>,
+}
+
+/// Reads a local chart directory (or archive) once: its digest and what it generates.
+pub fn scan_chart(path: &Path) -> std::io::Result<ChartScan> {
     let mut hasher = blake3::Hasher::new();
     if path.is_file() {
         hasher.update(&std::fs::read(path)?);
-        return Ok(hasher.finalize().to_hex().to_string());
+        return Ok(ChartScan {
+            content_digest: hasher.finalize().to_hex().to_string(),
+            generates: Some("a packaged chart (its templates are not read)".to_owned()),
+        });
     }
     let mut files = Vec::new();
     collect_files(path, path, &mut files)?;
     files.sort();
+    let mut generates = None;
     for relative in files {
         let bytes = std::fs::read(path.join(&relative))?;
         hasher.update(relative.as_bytes());
         hasher.update(&[0]);
         hasher.update(&(bytes.len() as u64).to_le_bytes());
         hasher.update(&bytes);
+        if generates.is_none() {
+            generates = if relative.ends_with(".tgz") || relative.ends_with(".tar.gz") {
+                Some(format!(
+                    "{relative}: a packaged subchart (its templates are not read)"
+                ))
+            } else {
+                std::str::from_utf8(&bytes)
+                    .ok()
+                    .and_then(super::stability::generating_call)
+                    .map(|f| format!("{relative}: {f}"))
+            };
+        }
     }
-    Ok(hasher.finalize().to_hex().to_string())
+    Ok(ChartScan {
+        content_digest: hasher.finalize().to_hex().to_string(),
+        generates,
+    })
 }
 
 fn collect_files(root: &Path, dir: &Path, out: &mut Vec<String>) -> std::io::Result<()> {
@@ -247,6 +283,25 @@ mod tests {
         c.put("k", &json!([1])).unwrap();
         assert_eq!(c.get("k").unwrap(), Some(json!([1])));
         assert_eq!(c.len(), 1);
+    }
+
+    #[test]
+    fn the_scan_names_what_a_chart_generates() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("Chart.yaml"), "name: x").unwrap();
+        std::fs::write(dir.path().join("templates/a.yaml"), "a: {{ .Values.a }}").unwrap();
+        let scan = scan_chart(dir.path()).unwrap();
+        assert_eq!(scan.generates, None);
+        assert_eq!(
+            scan.content_digest,
+            chart_content_digest(dir.path()).unwrap()
+        );
+        std::fs::write(dir.path().join("templates/_h.tpl"), "{{ uuidv4 }}").unwrap();
+        assert_eq!(
+            scan_chart(dir.path()).unwrap().generates.as_deref(),
+            Some("templates/_h.tpl: uuidv4")
+        );
     }
 
     #[test]

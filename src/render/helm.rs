@@ -16,7 +16,7 @@ use serde_json::Value as Json;
 
 use crate::model::Chart;
 
-use super::cache::{ChartIdentity, chart_content_digest};
+use super::cache::{ChartIdentity, scan_chart};
 
 /// Environment variable naming the helm binary.
 pub const HELM_ENV: &str = "MESHPLAN_HELM";
@@ -45,6 +45,12 @@ pub enum HelmRunError {
 /// Runs helm with the given arguments.
 pub trait HelmRunner: Send + Sync {
     fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>>;
+
+    /// What identifies the helm binary (path, size and modification time), so that its
+    /// version can be cached; None when unknown (the version is asked every run).
+    fn binary(&self) -> Option<String> {
+        None
+    }
 }
 
 /// The real helm binary.
@@ -74,7 +80,36 @@ impl HelmProcess {
     }
 }
 
+impl HelmProcess {
+    /// The binary that runs: the program as given when it names a path, else the first
+    /// match on `PATH`.
+    fn resolve(&self) -> Option<PathBuf> {
+        if self.program.components().count() > 1 {
+            return Some(self.program.clone());
+        }
+        std::env::split_paths(&std::env::var_os("PATH")?)
+            .map(|dir| dir.join(&self.program))
+            .find(|p| p.is_file())
+    }
+}
+
 impl HelmRunner for HelmProcess {
+    fn binary(&self) -> Option<String> {
+        let path = std::fs::canonicalize(self.resolve()?).ok()?;
+        let meta = std::fs::metadata(&path).ok()?;
+        let modified = meta
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?;
+        Some(format!(
+            "{} {} {}",
+            path.display(),
+            meta.len(),
+            modified.as_nanos()
+        ))
+    }
+
     fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
         Box::pin(async move {
             let program = self.program.display().to_string();
@@ -117,7 +152,15 @@ pub struct ResolvedChart {
     pub identity: ChartIdentity,
     /// How the chart is shown in messages.
     pub display: String,
+    /// Why the chart may generate material on every render (see
+    /// [`super::cache::ChartScan::generates`]); None for a local chart whose templates call
+    /// no generating function.
+    pub generates: Option<String>,
 }
+
+/// Why a chart from a repository or registry may generate material: its templates are not
+/// read before helm fetches it.
+const REMOTE_MAY_GENERATE: &str = "a remote chart (its templates are not read)";
 
 /// Why a chart could not be resolved.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,6 +220,7 @@ pub fn resolve_chart(
                     version: version.map(str::to_string),
                 },
                 display: format!("{repo}/{name}"),
+                generates: Some(REMOTE_MAY_GENERATE.to_owned()),
             }),
         },
         Chart::Oci(url) => Ok(ResolvedChart {
@@ -188,6 +232,7 @@ pub fn resolve_chart(
                 version: version.map(str::to_string),
             },
             display: url.clone(),
+            generates: Some(REMOTE_MAY_GENERATE.to_owned()),
         }),
         Chart::Local(path) => {
             let path = base_dir.join(path);
@@ -203,7 +248,7 @@ fn local(path: &Path, display: String) -> Result<ResolvedChart, ChartProblem> {
             path: path.to_path_buf(),
         });
     }
-    let content_digest = chart_content_digest(path).map_err(|e| ChartProblem::Unreadable {
+    let scan = scan_chart(path).map_err(|e| ChartProblem::Unreadable {
         path: path.to_path_buf(),
         message: e.to_string(),
     })?;
@@ -217,9 +262,10 @@ fn local(path: &Path, display: String) -> Result<ResolvedChart, ChartProblem> {
         version: None,
         identity: ChartIdentity::Local {
             name,
-            content_digest,
+            content_digest: scan.content_digest,
         },
         display,
+        generates: scan.generates,
     })
 }
 
@@ -364,6 +410,7 @@ mod tests {
                 version: None,
             },
             display: "linkerd/linkerd-crds".into(),
+            generates: None,
         };
         let api = vec!["apps/v1".to_string(), "v1".to_string()];
         let args = template_args(

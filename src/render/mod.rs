@@ -6,15 +6,17 @@
 //!    recorded ([`RenderedObject::unknown_paths`]). A helm node whose version, namespace or
 //!    values use such a value is not run at all (charts refuse empty required values): it is
 //!    [`NodeStatus::RenderedDuringApply`], with the references that are unknown.
-//! 2. Helm nodes run the real `helm template` ([`helm`]), in parallel with a bound
-//!    ([`RenderOptions::parallelism`]); output order never depends on timing. The chart output
-//!    is looked up first in the previous render (same cache key) and in the [`RenderCache`];
-//!    on a miss the chart is rendered twice to find generated material ([`stability`]), whose
-//!    previous values are carried over.
+//! 2. Helm nodes run the real `helm template` ([`helm`]); at most
+//!    [`RenderOptions::parallelism`] helm processes run at once, and output order never
+//!    depends on timing. The chart output is looked up first in the previous render (same
+//!    cache key) and in the [`RenderCache`]; on a miss the chart is rendered once, or, when its
+//!    templates may generate material, twice at once to find it ([`stability`]), whose previous
+//!    values are carried over. helm's version (part of the cache key) is cached by the helm
+//!    binary's path, size and modification time.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
-//!    ownership marks, sensitive paths, digest, hook marks, and its comparison with the
-//!    previous render ([`SincePrevious`]).
+//!    ownership marks, sensitive paths, ignored fields dropped, digest, hook marks, and its
+//!    comparison with the previous render ([`SincePrevious`]).
 //!
 //! Read and check nodes have no objects and are not part of the result. Only the helm runner
 //! does I/O (it runs helm, reads local charts and writes a temporary 0600 values file).
@@ -184,7 +186,7 @@ pub enum NodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RenderSource {
-    /// `helm template` ran (twice, to find generated material).
+    /// `helm template` ran (twice when the chart may generate material).
     Helm,
     /// The render cache had the key.
     Cache,
@@ -352,7 +354,6 @@ impl Renderer {
                 let result = match &node.spec {
                     NodeSpec::Manifest(m) => render_manifest(node, m, scope),
                     NodeSpec::Helm(h) => {
-                        let _permit = semaphore.acquire().await.ok();
                         let regenerate = inputs.regenerate.contains(&node.address);
                         self.render_helm(
                             plan,
@@ -361,6 +362,7 @@ impl Renderer {
                             scope,
                             inputs.previous.get(&node.address),
                             regenerate,
+                            semaphore,
                         )
                         .await
                     }
@@ -392,20 +394,37 @@ impl Renderer {
                 .as_ref()
                 .map(|d| d as &dyn KindScopes),
         );
+        let mut ignore_facts = crate::model::ignore::IgnoreFacts::default();
         for node in raw.values() {
-            if let RawNode::Objects { docs, .. } = node {
+            if let RawNode::Objects {
+                docs,
+                default_namespace,
+                ..
+            } = node
+            {
                 docs.iter().for_each(|d| kinds.learn(&d.object));
+                let namespace = match default_namespace {
+                    DefaultNamespace::Known(ns) => Some(ns.as_str()),
+                    DefaultNamespace::Unknown => None,
+                };
+                ignore_facts.learn(docs.iter().map(|d| &d.object), namespace);
             }
         }
         let sensitive_values = scope.sensitive_values();
         let mut nodes = BTreeMap::new();
         for (address, node) in raw {
+            let rules: Vec<&crate::model::IgnoreRule> = plan.ignore_rules(&address).collect();
+            let finish = FinishInputs {
+                kinds: &kinds,
+                sensitive_values: &sensitive_values,
+                ignore_rules: &rules,
+                ignore_facts: &ignore_facts,
+            };
             match finish_node(
                 &plan.name,
                 &address,
                 node,
-                &kinds,
-                &sensitive_values,
+                &finish,
                 inputs.previous.get(&address),
             ) {
                 Ok(n) => {
@@ -468,16 +487,31 @@ impl Renderer {
         result
     }
 
+    /// helm's version: from the cache when the same binary answered before, else asked.
     async fn helm_version(&self, node: &Address) -> Result<String, RenderError> {
         self.helm_version
             .get_or_try_init(|| async {
+                let key = self
+                    .helm
+                    .binary()
+                    .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
+                if let Some(key) = &key
+                    && let Ok(Some(Json::String(version))) = self.cache.get(key)
+                {
+                    return Ok(version);
+                }
                 let args = vec![
                     "version".to_string(),
                     "--template".to_string(),
                     "{{.Version}}".to_string(),
                 ];
                 let out = self.run_helm(node, "helm", args).await?;
-                Ok(out.trim().to_string())
+                let version = out.trim().to_string();
+                if let Some(key) = &key {
+                    // Only a cache: a failure to keep it costs the next run one `helm version`.
+                    let _ = self.cache.put(key, &Json::String(version.clone()));
+                }
+                Ok(version)
             })
             .await
             .cloned()
@@ -512,6 +546,7 @@ impl Renderer {
         Ok(out.stdout)
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn render_helm(
         &self,
         plan: &Plan,
@@ -520,6 +555,7 @@ impl Renderer {
         scope: &RenderScope<'_>,
         previous: Option<&PreviousRender>,
         regenerate: bool,
+        processes: &Semaphore,
     ) -> Result<RawNode, RenderError> {
         let address = &node.address;
         let eval_err = |source| RenderError::Eval {
@@ -625,10 +661,23 @@ impl Renderer {
                     kube_version: kube_version.as_deref(),
                 },
             );
-            let first = self.template(address, &chart, args.clone()).await?;
-            let second = self.template(address, &chart, args).await?;
+            // A second render, at the same time, only when the chart (or a value it may pass
+            // to `tpl`) may generate material.
+            let generates = chart.generates.is_some() || values_generate(&values);
+            let (first, volatile) = if generates {
+                let (first, second) = futures::future::try_join(
+                    self.template(processes, address, &chart, args.clone()),
+                    self.template(processes, address, &chart, args),
+                )
+                .await?;
+                let volatile = stability::volatile_paths(&first, &second);
+                (first, volatile)
+            } else {
+                let first = self.template(processes, address, &chart, args).await?;
+                let volatile = vec![BTreeSet::new(); first.len()];
+                (first, volatile)
+            };
             drop(values_file);
-            let volatile = stability::volatile_paths(&first, &second);
             let mut output = ChartOutput {
                 documents: first
                     .into_iter()
@@ -689,18 +738,33 @@ impl Renderer {
         })
     }
 
+    /// Runs `helm template` (holding one of the `processes` permits) and parses its output.
     async fn template(
         &self,
+        processes: &Semaphore,
         node: &Address,
         chart: &ResolvedChart,
         args: Vec<String>,
     ) -> Result<Vec<(Option<String>, Json)>, RenderError> {
+        let permit = processes.acquire().await.ok();
         let stdout = self.run_helm(node, &chart.display, args).await?;
+        drop(permit);
         helm::parse_documents(&stdout).map_err(|e| RenderError::BadOutput {
             node: node.clone(),
             source_file: e.source,
             message: e.message,
         })
+    }
+}
+
+/// Whether a string of the values holds a template action that generates material (a chart
+/// may render values with `tpl`).
+fn values_generate(values: &Json) -> bool {
+    match values {
+        Json::String(s) => stability::generating_call(s).is_some(),
+        Json::Array(items) => items.iter().any(values_generate),
+        Json::Object(map) => map.values().any(values_generate),
+        _ => false,
     }
 }
 
@@ -793,12 +857,19 @@ fn render_manifest(
     })
 }
 
+/// What finishing a node's objects needs besides the node.
+struct FinishInputs<'a> {
+    kinds: &'a PlanKinds<'a>,
+    sensitive_values: &'a [String],
+    ignore_rules: &'a [&'a crate::model::IgnoreRule],
+    ignore_facts: &'a crate::model::ignore::IgnoreFacts,
+}
+
 fn finish_node(
     plan_name: &str,
     address: &Address,
     node: RawNode,
-    kinds: &PlanKinds<'_>,
-    sensitive_values: &[String],
+    inputs: &FinishInputs<'_>,
     previous: Option<&PreviousRender>,
 ) -> Result<NodeRender, RenderError> {
     let (docs, default_namespace, helm) = match node {
@@ -832,8 +903,10 @@ fn finish_node(
         plan_name,
         node: &node_text,
         default_namespace,
-        kinds,
-        sensitive_values,
+        kinds: inputs.kinds,
+        sensitive_values: inputs.sensitive_values,
+        ignore_rules: inputs.ignore_rules,
+        ignore_facts: inputs.ignore_facts,
     };
     let previous_objects: BTreeMap<ObjectRef, &Json> = previous
         .map(|p| {

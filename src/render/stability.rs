@@ -3,8 +3,12 @@
 //!
 //! 1. Unchanged inputs (same cache key): the previous chart output is reused as is (from what
 //!    was applied last, or from the render cache), so a re-plan after an apply is empty.
-//! 2. Changed inputs: the chart is rendered twice with the same inputs; the paths whose values
-//!    differ between the two renders are the node's *volatile* paths ([`volatile_paths`]).
+//! 2. Changed inputs: a chart whose templates call no function that generates material
+//!    ([`generating_call`]: keys, certificates, random strings, the time) is rendered once and
+//!    has no volatile paths. Any other chart (or one whose templates cannot be read: remote or
+//!    packaged charts) is rendered twice with the same inputs, both at once; the paths whose
+//!    values differ between the two renders are the node's *volatile* paths
+//!    ([`volatile_paths`]).
 //! 3. When the previous output has every object and every volatile path of the new one, the
 //!    previous values are carried over for all volatile paths of the node together
 //!    ([`carry_over`]): a certificate, its key and the `caBundle`s and checksums derived from
@@ -54,6 +58,93 @@ impl ChartOutput {
             .map(|d| (identity(&d.object), d))
             .collect()
     }
+}
+
+/// Template functions whose result differs from one render to the next with the same inputs
+/// (keys, certificates, random strings, the time, hashes with a random salt).
+pub const GENERATING_FUNCTIONS: &[&str] = &[
+    "ago",
+    "bcrypt",
+    "encryptAES",
+    "genCA",
+    "genCAWithKey",
+    "genPrivateKey",
+    "genSelfSignedCert",
+    "genSelfSignedCertWithKey",
+    "genSignedCert",
+    "genSignedCertWithKey",
+    "getHostByName",
+    "htpasswd",
+    "now",
+    "randAlpha",
+    "randAlphaNum",
+    "randAscii",
+    "randBytes",
+    "randInt",
+    "randNumeric",
+    "shuffle",
+    "uuidv4",
+];
+
+/// The first generating function (see [`GENERATING_FUNCTIONS`]) that a template action of
+/// `text` calls, if any. Only `{{ ... }}` actions are looked at (comments and string literals
+/// skipped); a name after `.` or `$` is a field or a variable, not a call.
+pub fn generating_call(text: &str) -> Option<&'static str> {
+    let mut rest = text;
+    while let Some(start) = rest.find("{{") {
+        let after = &rest[start + 2..];
+        let Some(len) = after.find("}}") else {
+            break;
+        };
+        let action = &after[..len];
+        rest = &after[len + 2..];
+        let body = action.trim_start_matches('-').trim_start();
+        if body.starts_with("/*") {
+            continue;
+        }
+        if let Some(found) = called_in(body) {
+            return Some(found);
+        }
+    }
+    None
+}
+
+fn called_in(action: &str) -> Option<&'static str> {
+    let bytes = action.as_bytes();
+    let is_ident = |b: u8| b.is_ascii_alphanumeric() || b == b'_';
+    let mut i = 0;
+    while i < bytes.len() {
+        // String literals are text, not calls.
+        if let quote @ (b'"' | b'`') = bytes[i] {
+            i += 1;
+            while i < bytes.len() && bytes[i] != quote {
+                i += if bytes[i] == b'\\' && quote == b'"' {
+                    2
+                } else {
+                    1
+                };
+            }
+            i += 1;
+            continue;
+        }
+        if !is_ident(bytes[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < bytes.len() && is_ident(bytes[i]) {
+            i += 1;
+        }
+        let before = start.checked_sub(1).map(|j| bytes[j]);
+        if matches!(before, Some(b'.' | b'$')) || bytes[start].is_ascii_digit() {
+            continue;
+        }
+        let word = &action[start..i];
+        if let Some(f) = GENERATING_FUNCTIONS.iter().find(|f| **f == word) {
+            return Some(f);
+        }
+    }
+    None
 }
 
 /// Pairs the documents of two renders with the same inputs (by identity) and returns, for
@@ -162,6 +253,25 @@ mod tests {
                 .collect(),
             carried_over: false,
         }
+    }
+
+    #[test]
+    fn generating_calls_are_found_in_actions_only() {
+        let tpl = |t: &str| generating_call(t);
+        assert_eq!(tpl("{{- $ca := genCA \"x\" 365 -}}"), Some("genCA"));
+        assert_eq!(
+            tpl("a: {{ randAlphaNum 16 | b64enc }}"),
+            Some("randAlphaNum")
+        );
+        assert_eq!(tpl("at: {{ now | date \"2006\" }}"), Some("now"));
+        // Text, comments, fields, variables and strings are not calls.
+        assert_eq!(tpl("description: generated now, with genCA"), None);
+        assert_eq!(tpl("{{/* genCA now */}} {{- /* uuidv4 */ -}}"), None);
+        assert_eq!(
+            tpl("{{ .Values.now }} {{ $now := 1 }} {{ include \"now\" . }}"),
+            None
+        );
+        assert_eq!(tpl("{{ printf \"%s\" `randAlpha` }} {{ nowhere }}"), None);
     }
 
     #[test]

@@ -30,6 +30,13 @@
 //! ([`lock`]), released however the holder ends; in the cluster a Lease ([`lease`]), renewed
 //! while the run lasts and taken over only once expired (or, on the same machine, once its
 //! holder is known to be gone). Read-only commands take no lock.
+//!
+//! The sled database allows one open handle at a time, so a local reader waits for a writer
+//! that has it open ([`Access::Read`]). A command that must not wait and never writes
+//! (`meshplan drift`) uses [`open_read_only`] instead ([`read_only`]): the database read and
+//! closed at once, or, while a writer holds it, the snapshot that writer publishes after
+//! every commit that changes records or runs. A kubernetes state is read from its Secrets
+//! without the Lease.
 
 pub mod crypto;
 mod dump;
@@ -39,6 +46,7 @@ pub mod lease;
 pub mod location;
 pub mod lock;
 mod migrate;
+pub mod read_only;
 mod remote;
 mod sled_store;
 mod snapshot;
@@ -56,6 +64,7 @@ pub use lease::{LeaseGuard, LeaseLock, LeaseView};
 pub use location::{KubeLocation, LeaseLocation, Overrides, Resolved, StateLocation};
 pub use lock::{Liveness, LockHolder, WriterLock};
 pub use meshplan_k8s::{Discovery, ObjectRef};
+pub use read_only::{SnapshotSource, StateSnapshot, open_read_only};
 pub use remote::Remote;
 pub use sled_store::{Access, SledStore};
 pub use snapshot::{Snapshot, SnapshotMeta};
@@ -318,6 +327,13 @@ impl WriteBatch {
         self.ops
             .iter()
             .any(|op| matches!(op, WriteOp::PutObject(_) | WriteOp::RemoveObject { .. }))
+    }
+
+    /// Whether the batch begins or clears a run.
+    pub fn changes_runs(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::BeginRun(_) | WriteOp::ClearRun { .. }))
     }
 }
 

@@ -285,3 +285,133 @@ async fn destroy_leaves_objects_without_the_ownership_marks() {
     drop(store);
     f.stop().await;
 }
+
+/// Many objects of one kind and namespace: listed once instead of read one by one, each
+/// deleted once, and waited for through a watch, which also sees an object that a finalizer
+/// of someone else holds until it lets go.
+#[tokio::test]
+async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let names: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+    let stack = input(vec![
+        node(
+            "manifest.ns",
+            &[],
+            vec![object(
+                "manifest.ns",
+                ObjectAction::Create,
+                namespace("app"),
+            )],
+        ),
+        node(
+            "manifest.app",
+            &["manifest.ns"],
+            names
+                .iter()
+                .map(|n| {
+                    object(
+                        "manifest.app",
+                        ObjectAction::Create,
+                        cm("app", n, json!({ "k": n })),
+                    )
+                })
+                .collect(),
+        ),
+    ]);
+    let (summary, _) = run_apply(&f, &store, &stack, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    // Someone else's finalizer holds one of them.
+    let held = ObjectRef::new("v1", "ConfigMap", Some("app"), "c07");
+    let hold = |finalizers: serde_json::Value| {
+        json!({"apiVersion": "v1", "kind": "ConfigMap",
+               "metadata": {"name": "c07", "namespace": "app", "finalizers": finalizers}})
+    };
+    let holder = ApplyOptions {
+        field_manager: "holder".into(),
+        ..ApplyOptions::default()
+    };
+    f.cluster
+        .apply(&hold(json!(["example.com/hold"])), &holder)
+        .await
+        .unwrap();
+    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+
+    let request = DestroyRequest {
+        plan: PLAN.into(),
+        nodes: vec![
+            DestroyNode {
+                address: "manifest.ns".into(),
+                depends_on: BTreeSet::new(),
+                prevent_destroy: false,
+            },
+            DestroyNode {
+                address: "manifest.app".into(),
+                depends_on: BTreeSet::from(["manifest.ns".to_owned()]),
+                prevent_destroy: false,
+            },
+        ],
+        targets: None,
+        take_foreign: false,
+    };
+    let destroy = run_destroy(&f, &store, &request);
+    let release = async {
+        // Once the destroy waits for the deleted ConfigMaps through a watch, the holder lets
+        // go.
+        while !f
+            .sandbox
+            .audit()
+            .iter()
+            .any(|e| e.seq > since && e.resource == "configmaps" && e.verb == "watch")
+        {
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        assert!(
+            f.cluster
+                .get(&held)
+                .await
+                .unwrap()
+                .and_then(|o| o.pointer("/metadata/deletionTimestamp").cloned())
+                .is_some(),
+            "the held object is being deleted"
+        );
+        f.cluster.apply(&hold(json!([])), &holder).await.unwrap();
+    };
+    let (destroyed, ()) = tokio::join!(destroy, release);
+    let (summary, _) = destroyed.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let deleted: BTreeSet<String> = summary
+        .actions
+        .iter()
+        .filter(|a| a.action == StepAction::Delete && a.object.kind == "ConfigMap")
+        .map(|a| a.object.name.clone())
+        .collect();
+    assert_eq!(deleted, names.iter().cloned().collect::<BTreeSet<_>>());
+    assert!(store.objects().unwrap().is_empty());
+    assert!(f.cluster.get(&held).await.unwrap().is_none());
+
+    // The destroy's requests on ConfigMaps (the test's own reads of the held one aside).
+    let requests: Vec<_> = f
+        .sandbox
+        .audit()
+        .into_iter()
+        .filter(|e| e.seq > since && e.resource == "configmaps")
+        .filter(|e| !(matches!(e.verb.as_str(), "get" | "patch") && e.path.ends_with("/c07")))
+        .collect();
+    let count = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
+    let deletes: BTreeSet<&str> = requests
+        .iter()
+        .filter(|e| e.verb == "delete")
+        .map(|e| e.path.rsplit('/').next().unwrap_or_default())
+        .collect();
+    assert_eq!(count("delete"), names.len(), "{requests:#?}");
+    assert_eq!(deletes.len(), names.len(), "each object deleted once");
+    assert_eq!(count("get"), 0, "no object read one by one: {requests:#?}");
+    assert_eq!(count("watch"), 1, "one watch: {requests:#?}");
+    assert_eq!(
+        count("list"),
+        3,
+        "one listing to read them, one to start the watch, one to look for objects the plan \
+         does not own before the namespace goes: {requests:#?}"
+    );
+}

@@ -11,6 +11,7 @@ mod apply_rollback;
 mod apply_signals;
 mod check_cmd;
 mod cluster;
+mod drift_cmd;
 mod graph_cmd;
 mod lint_cmd;
 mod model_dump;

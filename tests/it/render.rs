@@ -17,10 +17,11 @@ use meshplan::render::{
 
 use crate::support::root;
 
-/// Runs real helm and counts `helm template` calls.
+/// Runs real helm and counts `helm template` and `helm version` calls.
 pub struct Counting {
     inner: HelmProcess,
     pub templates: AtomicUsize,
+    pub versions: AtomicUsize,
 }
 
 impl Counting {
@@ -28,6 +29,7 @@ impl Counting {
         Arc::new(Self {
             inner,
             templates: AtomicUsize::new(0),
+            versions: AtomicUsize::new(0),
         })
     }
 
@@ -37,10 +39,16 @@ impl Counting {
 }
 
 impl HelmRunner for Counting {
+    fn binary(&self) -> Option<String> {
+        self.inner.binary()
+    }
+
     fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
-        if args.first().map(String::as_str) == Some("template") {
-            self.templates.fetch_add(1, Ordering::SeqCst);
-        }
+        match args.first().map(String::as_str) {
+            Some("template") => self.templates.fetch_add(1, Ordering::SeqCst),
+            Some("version") => self.versions.fetch_add(1, Ordering::SeqCst),
+            _ => 0,
+        };
         self.inner.run(args)
     }
 }
@@ -383,15 +391,20 @@ async fn cache_hit_avoids_running_helm() {
         .render(&plan.plan, &inputs)
         .await
         .unwrap();
-    // Four helm nodes, each rendered twice to find generated material.
-    assert_eq!(first.count(), 8);
-    assert_eq!(cache.len(), 4);
+    // Four helm nodes: the control plane and viz generate certificates (genCA), so each is
+    // rendered twice to find the generated material; cert-manager and the CRDs once.
+    assert_eq!(first.count(), 6);
+    // Four chart outputs, and helm's version (by the helm binary).
+    assert_eq!(cache.len(), 5);
     let second = Counting::new(helm());
     let r2 = renderer(second.clone(), cache.clone())
         .render(&plan.plan, &inputs)
         .await
         .unwrap();
     assert_eq!(second.count(), 0);
+    // helm's version, part of the cache key, is cached too (by the helm binary).
+    assert_eq!(first.versions.load(Ordering::SeqCst), 1);
+    assert_eq!(second.versions.load(Ordering::SeqCst), 0);
     for (address, node) in &r2.nodes {
         if let Some(h) = &node.helm {
             assert_eq!(h.source, RenderSource::Cache, "{address}");
@@ -682,7 +695,8 @@ async fn values_file_is_private_and_removed_and_bad_output_is_named() {
         Some("x/templates/a.yaml")
     );
     let seen = good.seen.lock().unwrap().clone();
-    assert_eq!(seen.len(), 2);
+    // One `helm template` (the CRD chart's templates generate nothing), given the values file.
+    assert_eq!(seen.len(), 1);
     for (path, existed, mode) in seen {
         assert!(existed);
         assert_eq!(mode, 0o600);
@@ -825,4 +839,63 @@ async fn values_override_an_unknown_of_a_values_file() {
         other => panic!("{other:?}"),
     }
     assert_eq!(render(plan_text(true)).await, NodeStatus::Rendered);
+}
+
+/// Ignore rules: the fields they name are not rendered (so apply gives them up), whether the
+/// rule is the node's, the plan's or built in; other fields and objects are untouched.
+#[tokio::test]
+async fn ignored_fields_are_dropped_from_what_is_applied() {
+    let loaded = load_plan(
+        &root().join("tests/fixtures/valid/ignore_rules/plan.toml"),
+        &[],
+    );
+    let rendered = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&loaded.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let object = |node: &str, kind: &str| {
+        rendered.nodes[&addr(node)]
+            .objects
+            .iter()
+            .find(|o| o.object_ref.kind == kind)
+            .unwrap()
+            .object
+            .clone()
+    };
+    let deployment = object("manifest.web", "Deployment");
+    // Built in: the HPA of the plan scales it.
+    assert!(
+        deployment["spec"].get("replicas").is_none(),
+        "{deployment:#}"
+    );
+    // The plan-wide rule.
+    assert!(
+        deployment["spec"]["template"]["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get("kubectl.kubernetes.io/restartedAt"))
+            .is_none(),
+        "{deployment:#}"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    // The node's rule.
+    let tuning = object("manifest.web", "ConfigMap");
+    assert_eq!(tuning["data"], serde_json::json!({"mode": "fast"}));
+    // Built in: cert-manager injects the CA bundle of an annotated webhook.
+    let webhook = object("manifest.webhook", "ValidatingWebhookConfiguration");
+    assert!(
+        webhook["webhooks"][0]["clientConfig"]
+            .get("caBundle")
+            .is_none(),
+        "{webhook:#}"
+    );
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "web-validator"
+    );
+    // The HPA itself is rendered as written.
+    let hpa = object("manifest.web", "HorizontalPodAutoscaler");
+    assert_eq!(hpa["spec"]["maxReplicas"], 5);
 }

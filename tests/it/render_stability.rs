@@ -338,3 +338,54 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         || o.since_previous == SincePrevious::Same
         || o.object.to_string().contains("anotherAnchor")));
 }
+
+/// A chart of `templates` (file name, text) in `dir`, and a plan of it as `helm.material`.
+fn chart_plan(dir: &std::path::Path, templates: &[(&str, &str)]) -> LoadedPlan {
+    let chart = dir.join("chart");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: plain\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    for (name, text) in templates {
+        std::fs::write(chart.join("templates").join(name), text).unwrap();
+    }
+    let path = dir.join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[plan]\nname = \"material\"\n[helm.material]\nchart = \"{}\"\nnamespace = \"demo\"\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    load_plan(&path, &[])
+}
+
+#[tokio::test]
+async fn a_chart_that_generates_nothing_is_rendered_once() {
+    let plain = "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: plain\n\
+                 data:\n  release: {{ .Release.Name | quote }}\n  \
+                 note: \"randAlphaNum now genCA\"\n";
+    let dir = tempfile::tempdir().unwrap();
+    let plan = chart_plan(dir.path(), &[("plain.yaml", plain)]);
+    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    assert_eq!(runs, 1, "no template action generates material");
+    assert!(by_name(&node)["ConfigMap/plain"].1.is_empty());
+
+    // The same chart with a template that generates a token: rendered twice, at once, and
+    // the token is volatile.
+    let token = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n\
+                 stringData:\n  token: {{ randAlphaNum 16 | quote }}\n";
+    let dir = tempfile::tempdir().unwrap();
+    let plan = chart_plan(dir.path(), &[("plain.yaml", plain), ("token.yaml", token)]);
+    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    assert_eq!(runs, 2);
+    let objects = by_name(&node);
+    assert!(objects["ConfigMap/plain"].1.is_empty());
+    assert_eq!(
+        objects["Secret/token"].1.iter().collect::<Vec<_>>(),
+        ["/stringData/token"]
+    );
+}

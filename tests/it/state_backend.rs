@@ -1017,3 +1017,102 @@ fn an_apply_whose_lease_is_broken_stops_writing_and_says_so() {
     let (code, out, err) = env.run(&a, "plan", &["--var", "mode=z", "--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}\n{err}");
 }
+
+#[test]
+fn drift_reads_a_state_in_the_cluster_without_its_lease_while_a_run_holds_it() {
+    let env = Env::new(SHARED);
+    let (a, ci) = (env.workdir("operator-a"), env.workdir("ci-runner"));
+    let (code, _, err) = env.apply(&a, &["--var", "mode=a"]);
+    assert_eq!(code, 0, "{err}");
+    let drift = |extra: &[&str]| {
+        let mut args = vec!["--format", "json"];
+        args.extend_from_slice(extra);
+        let (code, out, err) = env.run(&ci, "drift", &args);
+        let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {err}"));
+        (code, report)
+    };
+    // A runner without any local state reads the state from the cluster: no drift.
+    let (code, report) = drift(&[]);
+    assert_eq!(code, 0, "{report}");
+    assert_eq!(report["state"]["source"], "cluster");
+    assert!(report["state"]["held_by"].is_null(), "{report}");
+    assert!(
+        !ci.join("state").exists(),
+        "drift created a local state in the runner"
+    );
+
+    // Another run holds the state's Lease (for ten minutes): an apply is refused, naming it...
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let config = rt
+        .block_on(kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(&env.cluster.kubeconfig).unwrap(),
+            &kube::config::KubeConfigOptions::default(),
+        ))
+        .unwrap();
+    let remote = meshplan::state::Remote::connect(config).unwrap();
+    let at = meshplan::state::KubeLocation {
+        namespace: "meshplan-system".into(),
+        name: "shared".into(),
+    };
+    let guard = rt
+        .block_on(
+            meshplan::state::LeaseLock::new(remote, at.lease(Duration::from_secs(600)))
+                .acquire("apply", Duration::ZERO),
+        )
+        .unwrap();
+    let (code, _, err) = env.apply(&a, &["--var", "mode=b"]);
+    assert_eq!(code, 1, "{err}");
+    assert!(flat(&err).contains("is held by meshplan apply"), "{err}");
+    assert_eq!(env.modes(), ["settings=a", "more=a", "web=a"]);
+
+    // ... while drift reads the state without it, names the holder, and writes nothing.
+    env.cluster
+        .kubectl(&[
+            "patch",
+            "configmap",
+            "-n",
+            "app",
+            "settings",
+            "--type",
+            "merge",
+            "-p",
+            r#"{"data":{"mode":"by-hand"}}"#,
+        ])
+        .ok();
+    let writes = env.writes().len();
+    let (code, report) = drift(&[]);
+    assert_eq!(code, 2, "{report}");
+    assert_eq!(report["state"]["source"], "cluster");
+    let held_by = report["state"]["held_by"].as_str().unwrap_or_default();
+    assert!(
+        held_by.contains("meshplan apply")
+            && held_by.contains(&format!("pid {}", std::process::id())),
+        "{report}"
+    );
+    assert_eq!(report["summary"]["changed"], 1, "{report}");
+    let changed: Vec<&Value> = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|n| n["objects"].as_array().unwrap())
+        .filter(|o| o["status"] == "changed")
+        .collect();
+    assert_eq!(changed.len(), 1, "{report}");
+    assert_eq!(changed[0]["object"]["name"], "settings", "{report}");
+    assert_eq!(changed[0]["fields"][0]["live"], "by-hand", "{report}");
+    assert_eq!(env.writes().len(), writes, "drift wrote to the cluster");
+    // The human report says whose run holds the state.
+    let (code, out, err) = env.run(&ci, "drift", &[]);
+    assert_eq!(code, 2, "{out}\n{err}");
+    assert!(out.contains("meshplan apply"), "{out}");
+
+    // With the Lease given back, an apply takes the field back.
+    rt.block_on(guard.release()).unwrap();
+    let (code, _, err) = env.apply(&a, &["--var", "mode=a", "--force-conflicts"]);
+    assert_eq!(code, 0, "{err}");
+    let (code, report) = drift(&[]);
+    assert_eq!(code, 0, "{report}");
+}
