@@ -168,6 +168,11 @@ pub struct ObjectChange {
     /// sensitive values).
     #[serde(skip)]
     pub desired: Option<Value>,
+    /// JSON pointers of the desired body that are known only during apply (placeholders and
+    /// what depends on them), for an apply in the same process to compare the final render
+    /// with. Never serialised (the unknown `fields` say it for people and programs).
+    #[serde(skip)]
+    pub desired_unknown: BTreeSet<String>,
 }
 
 impl ObjectChange {
@@ -186,6 +191,7 @@ impl ObjectChange {
             conflicts: Vec::new(),
             hook: None,
             desired: None,
+            desired_unknown: BTreeSet::new(),
         }
     }
 }
@@ -220,6 +226,12 @@ pub struct NodeChange {
     /// A helm node's render cache key: the digest of its chart, values and helm inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_key: Option<String>,
+    /// Values known only during apply that the node's objects were rendered with
+    /// placeholders for (e.g. `read.trust_anchor.value`); the fields that depend on them are
+    /// `unknown`. Apply renders the node again with the real values and proceeds only when
+    /// its objects and known fields are the ones shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_inputs: Vec<String>,
 }
 
 impl NodeChange {
@@ -237,6 +249,11 @@ impl NodeChange {
                         | Action::KnownAfterApply
                 )
             })
+    }
+
+    /// Whether the node was rendered with placeholders for values known only during apply.
+    pub fn has_unknown_inputs(&self) -> bool {
+        !self.unknown_inputs.is_empty()
     }
 
     /// Whether applying this node changes something.
@@ -335,7 +352,15 @@ impl ChangeSet {
                 NodeStatus::CheckDuringApply => "checked during apply".to_owned(),
                 NodeStatus::Removed => "removed".to_owned(),
             };
-            let _ = writeln!(out, "{} [{status}]", node.address);
+            let _ = write!(out, "{} [{status}]", node.address);
+            if !node.unknown_inputs.is_empty() {
+                let _ = write!(
+                    out,
+                    " (placeholders for {})",
+                    node.unknown_inputs.join(", ")
+                );
+            }
+            let _ = writeln!(out);
             for o in &node.objects {
                 let _ = write!(out, "  {:?} {}", o.action, o.object);
                 let fields: BTreeSet<&str> = o.fields.iter().map(|f| f.path.as_str()).collect();

@@ -363,6 +363,7 @@ fn change(d: &DesiredObject, action: Action) -> ObjectChange {
     c.desired_digest = Some(d.digest.clone());
     if !matches!(action, Action::NoOp | Action::Conflict) {
         c.desired = Some(d.body.clone());
+        c.desired_unknown = d.unknown_paths.clone();
     }
     c
 }

@@ -87,7 +87,7 @@ fn assemble<'a>(
     let mut out: Vec<NodeChange> = Vec::new();
     for node in input.nodes {
         let status = match &node.state {
-            DesiredState::Rendered => NodeStatus::Planned,
+            DesiredState::Rendered | DesiredState::Placeholders { .. } => NodeStatus::Planned,
             DesiredState::DuringApply { reason } => NodeStatus::RenderedDuringApply {
                 reason: reason.clone(),
             },
@@ -107,11 +107,16 @@ fn assemble<'a>(
                 .filter(|r| r.node == node.address)
                 .map(|r| prune(r)),
         );
+        let unknown_inputs = match &node.state {
+            DesiredState::Placeholders { references } => references.clone(),
+            _ => Vec::new(),
+        };
         out.push(NodeChange {
             address: node.address.clone(),
             status,
             objects,
             render_key: node.render_key.clone(),
+            unknown_inputs,
         });
     }
     let in_plan: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
@@ -129,6 +134,7 @@ fn assemble<'a>(
             status: NodeStatus::Removed,
             objects,
             render_key: None,
+            unknown_inputs: Vec::new(),
         });
     }
     out

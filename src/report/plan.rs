@@ -140,6 +140,19 @@ fn render_node(out: &mut String, node: &NodeChange, options: HumanOptions) {
             let _ = writeln!(out, "{} (no longer in the plan)", node.address);
         }
         _ if !node.has_changes() && !conflicts => return,
+        _ if node.has_unknown_inputs() => {
+            let (verb, what) = if node.unknown_inputs.len() == 1 {
+                ("is", "a placeholder")
+            } else {
+                ("are", "placeholders")
+            };
+            let _ = writeln!(
+                out,
+                "{} ({} {verb} known after apply: rendered with {what})",
+                node.address,
+                node.unknown_inputs.join(", ")
+            );
+        }
         _ => {
             let _ = writeln!(out, "{}", node.address);
         }
@@ -420,12 +433,14 @@ mod tests {
                     status: NodeStatus::Planned,
                     objects: vec![create, update, secret, noop],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
                 NodeChange {
                     address: "read.r".into(),
                     status: NodeStatus::ReadDuringApply,
                     objects: vec![],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
                 NodeChange {
                     address: "manifest.gone".into(),
@@ -435,6 +450,7 @@ mod tests {
                         Action::Delete,
                     )],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
             ],
         }
@@ -477,6 +493,7 @@ mod tests {
                     Action::NoOp,
                 )],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             }],
         };
         assert_eq!(

@@ -135,6 +135,16 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
         err.contains("read.trust_anchor.value = (sensitive)"),
         "the value unknown at plan time is reported, masked: {err}"
     );
+    // The control plane, planned with a placeholder for the trust anchor, was rendered with
+    // the real one and applied because it was what the plan showed.
+    assert!(
+        out.contains("helm.linkerd_control_plane (read.trust_anchor.value is known after apply"),
+        "{out}"
+    );
+    assert!(
+        err.contains("helm.linkerd_control_plane: rendered with the values read, as planned"),
+        "{err}"
+    );
     // Every workload is ready.
     for kind in ["deployments", "statefulsets", "daemonsets"] {
         let list = s.cluster.get_json(&[kind, "-A"]);

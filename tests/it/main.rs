@@ -9,6 +9,7 @@ mod apply_signals;
 mod cluster;
 mod graph_cmd;
 mod model_dump;
+mod placeholders;
 mod plan_cmd;
 mod plan_errors;
 mod plan_fuzz;

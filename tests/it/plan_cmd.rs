@@ -177,14 +177,24 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
         stdout.contains("read.trust_anchor\n  value (known after apply)\n"),
         "{stdout}"
     );
+    // The control plane, whose trust anchor is read during apply, is planned with a
+    // placeholder: its objects are listed and counted, the trust anchor's fields are
+    // known after apply.
     assert!(
         stdout.contains(
-            "helm.linkerd_control_plane\n  ? rendered during apply: its values use read.trust_anchor.value, known only during apply\n"
+            "helm.linkerd_control_plane (read.trust_anchor.value is known after apply: rendered with a placeholder)\n"
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Plan: 109 to add, 0 to change, 0 to destroy.\n"),
+        stdout.contains(
+            "  + v1 ConfigMap linkerd/linkerd-identity-trust-roots will be created\n      + data[\"ca-bundle.crt\"]: (known after apply)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("rendered during apply"), "{stdout}");
+    assert!(
+        stdout.contains("Plan: 151 to add, 0 to change, 0 to destroy.\n"),
         "{stdout}"
     );
     insta::assert_snapshot!("sample_plan_human", stdout);
@@ -193,10 +203,18 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
     assert_eq!(code, Some(0));
     let all = actions(&report);
     let count = |a: &str| all.iter().filter(|(_, _, action)| action == a).count();
-    assert_eq!(count("create"), 109, "{all:#?}");
+    // 109 objects of the other nodes and the 42 of the control plane.
+    assert_eq!(count("create"), 151, "{all:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|(node, _, _)| node == "helm.linkerd_control_plane")
+            .count(),
+        42,
+        "{all:#?}"
+    );
     // Helm hooks (cert-manager's startupapicheck, viz's namespace-metadata) are not diffed.
     assert_eq!(count("hook"), 9, "{all:#?}");
-    assert_eq!(all.len(), 118, "{all:#?}");
+    assert_eq!(all.len(), 160, "{all:#?}");
     // Certificates are custom resources whose CRD the plan creates.
     let root_ca = object(&report, "root-ca");
     assert_eq!(root_ca["kind_created_by_plan"], true);
@@ -212,10 +230,23 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
         })
         .collect();
     assert!(statuses.contains(&("read.trust_anchor", "read_during_apply")));
-    assert!(statuses.contains(&("helm.linkerd_control_plane", "rendered_during_apply")));
+    assert!(statuses.contains(&("helm.linkerd_control_plane", "planned")));
     assert!(statuses.contains(&("check.ca_issuer_ready", "check_during_apply")));
-    assert_eq!(report["summary"]["add"], 109);
-    assert_eq!(report["summary"]["rendered_during_apply"], 1);
+    let control_plane = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["address"] == "helm.linkerd_control_plane")
+        .unwrap();
+    assert_eq!(
+        control_plane["unknown_inputs"],
+        serde_json::json!(["read.trust_anchor.value"])
+    );
+    let roots = object(&report, "linkerd-identity-trust-roots");
+    assert_eq!(roots["fields"][0]["path"], "data[\"ca-bundle.crt\"]");
+    assert_eq!(roots["fields"][0]["unknown"], true);
+    assert_eq!(report["summary"]["add"], 151);
+    assert_eq!(report["summary"]["rendered_during_apply"], 0);
 }
 
 #[test]

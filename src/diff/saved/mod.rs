@@ -260,6 +260,7 @@ mod tests {
                     status: NodeStatus::Planned,
                     objects: vec![c],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 }],
             },
         )

@@ -162,6 +162,7 @@ mod tests {
                 status: NodeStatus::Planned,
                 objects,
                 render_key: None,
+                unknown_inputs: Vec::new(),
             }],
         }
     }
