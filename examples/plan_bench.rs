@@ -380,10 +380,12 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
             ("KUBECACHEDIR", &cache),
             ("HOME", work.path()),
         ];
+        // MESHPLAN_KUBECTL, else kubectl on PATH.
+        let kubectl = meshplan_sandbox::kubectl::kubectl_binary();
         let k1 = measure(
             "kubectl diff --server-side (fresh cache)",
             &sandbox,
-            Path::new("/usr/bin/kubectl"),
+            &kubectl,
             &diff_args,
             &env,
         )?;
@@ -391,7 +393,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
         let k2 = measure(
             "kubectl diff --server-side (warm cache)",
             &sandbox,
-            Path::new("/usr/bin/kubectl"),
+            &kubectl,
             &diff_args,
             &env,
         )?;
