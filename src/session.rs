@@ -37,6 +37,8 @@ pub struct Session {
     /// The `--target` nodes (empty: the whole plan).
     pub targets: Vec<Address>,
     pub store: Arc<dyn StateStore>,
+    /// Where the state is, as this session resolved it.
+    pub state_location: String,
     pub cluster: KubeCluster,
     pub parallelism: usize,
     repo_dirs: BTreeMap<String, PathBuf>,
@@ -132,6 +134,7 @@ impl Session {
         let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
         let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
         let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
+        let state_location = state_dir.display().to_string();
         let cluster = KubeCluster::connect(&args.connect).await?;
         let has_helm = loaded
             .plan
@@ -147,6 +150,7 @@ impl Session {
             loaded,
             targets,
             store,
+            state_location,
             cluster,
             parallelism: usize::from(args.parallelism),
             repo_dirs,
@@ -213,6 +217,16 @@ impl Session {
         })
     }
 
+    /// The line every plan and apply starts with: which cluster (server, context) and which
+    /// state this session works on.
+    pub fn header(&self) -> String {
+        crate::report::session_header(
+            self.cluster.url(),
+            self.cluster.context(),
+            &self.state_location,
+        )
+    }
+
     /// The digests of the plan's inputs (saved change sets).
     pub fn input_digests(&self, change_set: &ChangeSet) -> InputDigests {
         InputDigests::of(&self.loaded, change_set)
@@ -251,7 +265,11 @@ impl Replan for Session {
     }
 }
 
-fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>, SessionError> {
+/// The `--target` addresses of the command line, each a node of the plan.
+pub fn parse_targets(
+    loaded: &LoadedPlan,
+    targets: &[String],
+) -> Result<Vec<Address>, SessionError> {
     targets
         .iter()
         .map(|t| match Address::parse(t) {
@@ -267,7 +285,8 @@ fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>
         .collect()
 }
 
-fn parse_repo_dirs(
+/// The `--repo-dir NAME=DIR` settings, directories relative to `cwd`.
+pub fn parse_repo_dirs(
     specs: &[String],
     cwd: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, SessionError> {

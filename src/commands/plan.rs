@@ -38,6 +38,7 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         },
     )
     .await?;
+    eprintln!("{}", session.header());
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
     let change_set = session.change_set(&previous, None, false).await?;

@@ -1,25 +1,46 @@
-//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour on
-//! stdout, and the progress reporter for `--output`.
+//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour (as
+//! `--color` and `NO_COLOR` say), and the progress reporter for `--output`.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::OnceLock;
 
 use crate::apply::{Interrupt, Reporter};
-use crate::cli::OutputFormat;
+use crate::cli::{ColorChoice, OutputFormat};
 use crate::planfile::{Diagnostics, RenderOptions};
 use crate::report::progress::{ProgressFormat, progress_reporter};
 
 use super::CommandError;
 
-/// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
-pub(super) fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+/// The `--color` of this process (set once, when the command starts).
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Records `--color` for the rest of the process.
+pub(super) fn set_color(choice: ColorChoice) {
+    let _ = COLOR.set(choice);
 }
 
-/// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width
-/// follows `COLUMNS` when set (100 otherwise).
+fn color(is_terminal: bool) -> bool {
+    COLOR
+        .get()
+        .copied()
+        .unwrap_or_default()
+        .enabled(is_terminal, std::env::var_os("NO_COLOR").as_deref())
+}
+
+/// Whether stdout takes colour (`--color`; `auto`: a terminal, and no `NO_COLOR`).
+pub(super) fn stdout_color() -> bool {
+    color(std::io::stdout().is_terminal())
+}
+
+/// Whether stderr takes colour (`--color`; `auto`: a terminal, and no `NO_COLOR`).
+pub(super) fn stderr_color() -> bool {
+    color(std::io::stderr().is_terminal())
+}
+
+/// Prints plan diagnostics on stderr: colour as [`stderr_color`]; the width follows
+/// `COLUMNS` when set (100 otherwise).
 pub(super) fn print_diagnostics(diags: &Diagnostics) {
-    let stderr = std::io::stderr();
-    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = stderr_color();
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse::<usize>().ok())

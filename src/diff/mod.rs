@@ -18,7 +18,7 @@
 //!   that can be resolved now, render and diff their users again).
 //! - [`render_bridge`]: the render stage as the planner sees it, and the state's render cache;
 //!   [`previous`]: what each node rendered to when it was applied last (render stability).
-//! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
+//! - [`saved`]: saved change sets (`plan --out FILE`), their loader, and the check that one is
 //!   still current before `apply FILE` uses it.
 //!
 //! Requests happen only in `gather` (through the cluster door); the engine never prints

@@ -339,7 +339,7 @@ fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
 fn a_stale_saved_change_set_is_refused_with_the_reason() {
     let s = Setup::with_plan(SMALL);
     let saved = s.cluster.dir.path().join("changes.json");
-    let (code, _, err) = s.run("plan", &["-o", saved.to_str().unwrap()]);
+    let (code, _, err) = s.run("plan", &["--out", saved.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     // Someone else applies first: the state moved on.
     let (code, _, err) = s.apply(&[]);
@@ -353,7 +353,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A fresh saved change set, then a live change of a planned object.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     s.cluster.apply(
@@ -374,7 +374,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // The plan file changed since (a node added).
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&s.plan).unwrap();
@@ -397,7 +397,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A saved change set that is still current is applied.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let out = s
