@@ -30,7 +30,7 @@ use crate::diff::planner::select;
 use crate::diff::previous::{PreviousError, PreviousRenders, RenderedLog, store_previous};
 use crate::diff::{ChangeSet, NodeChange, NodeStatus};
 use crate::graph::PlanGraph;
-use crate::model::{Address, EvalError, NodeSpec, Plan};
+use crate::model::{Address, EvalError, NodeSpec, Plan, human_duration};
 use crate::state::StateStore;
 
 /// How many planning rounds an apply may take before it gives up (reads that never resolve).
@@ -126,7 +126,7 @@ pub enum PhaseError<E: miette::Diagnostic + Send + Sync + 'static> {
     #[error("{0}")]
     Eval(EvalError),
 
-    #[error("{node}: {object} did not reach {condition}={status} within {timeout:?}")]
+    #[error("{node}: {object} did not reach {condition}={status} within {}", human_duration(*timeout))]
     CheckTimedOut {
         node: String,
         object: Box<ObjectRef>,
@@ -135,7 +135,7 @@ pub enum PhaseError<E: miette::Diagnostic + Send + Sync + 'static> {
         timeout: std::time::Duration,
     },
 
-    #[error("{node}: {object} did not appear (with the value read) within {timeout:?}")]
+    #[error("{node}: {object} did not appear (with the value read) within {}", human_duration(*timeout))]
     ReadTimedOut {
         node: String,
         object: Box<ObjectRef>,

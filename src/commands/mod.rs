@@ -41,7 +41,7 @@ pub use error::CommandError;
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
 pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
-    terminal::set_color(cli.color);
+    terminal::set_terminal(cli.color, cli.verbose > 0);
     if let Some(value) = cli.dash_o {
         return Err(CommandError::DashO { value }.into());
     }

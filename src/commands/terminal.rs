@@ -14,9 +14,13 @@ use super::CommandError;
 /// The `--color` of this process (set once, when the command starts).
 static COLOR: OnceLock<ColorChoice> = OnceLock::new();
 
-/// Records `--color` for the rest of the process.
-pub(super) fn set_color(choice: ColorChoice) {
+/// Whether `-v` was given (progress shows every step, the final report every action).
+static VERBOSE: OnceLock<bool> = OnceLock::new();
+
+/// Records `--color` and `-v` for the rest of the process.
+pub(super) fn set_terminal(choice: ColorChoice, verbose: bool) {
     let _ = COLOR.set(choice);
+    let _ = VERBOSE.set(verbose);
 }
 
 fn color(is_terminal: bool) -> bool {
@@ -49,9 +53,10 @@ pub(super) fn print_diagnostics(diags: &Diagnostics) {
     eprint!("{}", diags.render(RenderOptions { width, color }));
 }
 
-/// The progress reporter of apply, destroy and rollback for `--output`.
+/// The progress reporter of apply, destroy and rollback for `--output` (and `-v`).
 pub(super) fn progress(output: OutputFormat) -> Box<dyn Reporter> {
     let format = match output {
+        OutputFormat::Human if VERBOSE.get().copied().unwrap_or(false) => ProgressFormat::Verbose,
         OutputFormat::Human => ProgressFormat::Human,
         OutputFormat::Json => ProgressFormat::Json,
     };

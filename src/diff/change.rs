@@ -38,7 +38,8 @@ pub enum Action {
     KnownAfterApply,
     /// The state records an object that no longer exists: apply drops the record.
     Forget,
-    /// A helm hook: run when its node is installed or upgraded, not diffed.
+    /// A helm hook that apply will run (its node is installed or upgraded and the hook is
+    /// for that phase; the others are left out of the change set); not diffed.
     Hook,
     /// Another field manager owns fields meshplan would set: the plan fails (never forced).
     Conflict,
@@ -74,7 +75,7 @@ impl Action {
             }
             Action::KnownAfterApply => "may change: its content is known after apply",
             Action::Forget => "is already gone (only its state record is removed)",
-            Action::Hook => "runs if its node is installed or upgraded",
+            Action::Hook => "will run",
             Action::Conflict => "conflicts with another field manager",
         }
     }
@@ -251,6 +252,35 @@ impl NodeChange {
             })
     }
 
+    /// Keeps only the hooks that apply will run: none when the node changes nothing in the
+    /// cluster; `pre-install`/`post-install` hooks when the node is installed (every object
+    /// is a create), `pre-upgrade`/`post-upgrade` ones otherwise — the engine's rule.
+    pub fn retain_hooks_that_run(&mut self) {
+        let changes = self.objects.iter().any(|o| {
+            matches!(
+                o.action,
+                Action::Create | Action::Update | Action::Replace | Action::Delete
+            )
+        });
+        let install = self
+            .objects
+            .iter()
+            .filter(|o| o.action != Action::Hook)
+            .all(|o| o.action == Action::Create);
+        let wanted: [&str; 2] = if install {
+            ["pre-install", "post-install"]
+        } else {
+            ["pre-upgrade", "post-upgrade"]
+        };
+        self.objects.retain(|o| {
+            o.action != Action::Hook
+                || (changes
+                    && o.hook
+                        .as_ref()
+                        .is_some_and(|h| h.phases.iter().any(|p| wanted.contains(&p.as_str()))))
+        });
+    }
+
     /// Whether the node was rendered with placeholders for values known only during apply.
     pub fn has_unknown_inputs(&self) -> bool {
         !self.unknown_inputs.is_empty()
@@ -372,5 +402,67 @@ impl ChangeSet {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(name: &str, phase: &str) -> ObjectChange {
+        let mut o = ObjectChange::new(
+            ObjectRef::new("batch/v1", "Job", Some("d"), name),
+            Action::Hook,
+        );
+        o.hook = Some(HookMarks {
+            phases: vec![phase.to_owned()],
+            weight: 0,
+            delete_policies: Vec::new(),
+        });
+        o
+    }
+
+    fn node(actions: &[Action]) -> NodeChange {
+        let mut objects: Vec<ObjectChange> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                ObjectChange::new(
+                    ObjectRef::new("v1", "ConfigMap", Some("d"), format!("c{i}")),
+                    *a,
+                )
+            })
+            .collect();
+        for phase in ["pre-install", "post-install", "post-upgrade", "test"] {
+            objects.push(hook(phase, phase));
+        }
+        NodeChange {
+            address: "helm.x".into(),
+            status: NodeStatus::Planned,
+            objects,
+            render_key: None,
+            unknown_inputs: Vec::new(),
+        }
+    }
+
+    fn hooks(n: &NodeChange) -> Vec<&str> {
+        n.objects
+            .iter()
+            .filter(|o| o.action == Action::Hook)
+            .map(|o| o.object.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_hooks_apply_runs_stay() {
+        let mut install = node(&[Action::Create, Action::Create]);
+        install.retain_hooks_that_run();
+        assert_eq!(hooks(&install), ["pre-install", "post-install"]);
+        let mut upgrade = node(&[Action::Create, Action::Update, Action::NoOp]);
+        upgrade.retain_hooks_that_run();
+        assert_eq!(hooks(&upgrade), ["post-upgrade"]);
+        let mut unchanged = node(&[Action::NoOp, Action::Adopt]);
+        unchanged.retain_hooks_that_run();
+        assert!(hooks(&unchanged).is_empty());
     }
 }

@@ -111,13 +111,15 @@ fn assemble<'a>(
             DesiredState::Placeholders { references } => references.clone(),
             _ => Vec::new(),
         };
-        out.push(NodeChange {
+        let mut change = NodeChange {
             address: node.address.clone(),
             status,
             objects,
             render_key: node.render_key.clone(),
             unknown_inputs,
-        });
+        };
+        change.retain_hooks_that_run();
+        out.push(change);
     }
     let in_plan: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
     let mut removed: BTreeMap<&str, Vec<ObjectChange>> = BTreeMap::new();

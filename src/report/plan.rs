@@ -75,7 +75,7 @@ fn legend(a: Action) -> &'static str {
         Action::Adopt => "adopt (exists as desired: recorded in the state, nothing sent)",
         Action::KnownAfterApply => "known after apply (decided during apply)",
         Action::Forget => "forget (already gone: the state record is removed)",
-        Action::Hook => "helm hook (runs when its node is installed or upgraded)",
+        Action::Hook => "helm hook that will run (its node is installed or upgraded)",
         Action::Conflict => "conflict with another field manager (never forced)",
         Action::NoOp => "no change",
     }
@@ -176,7 +176,7 @@ fn render_object(out: &mut String, o: &ObjectChange, options: HumanOptions) {
         notes.push("its kind is not installed yet: checked during apply".to_owned());
     }
     if let Some(h) = &o.hook {
-        notes.push(format!("hook {}", h.phases.join(",")));
+        notes.push(format!("{} hook", h.phases.join(",")));
     }
     let notes = if notes.is_empty() {
         String::new()

@@ -145,6 +145,46 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
         err.contains("helm.linkerd_control_plane: rendered with the values read, as planned"),
         "{err}"
     );
+    // The plain-line progress a person reads: each node that did something once, with its
+    // counts and duration, and a short summary (the full list of actions needs -v or JSON).
+    for node in [
+        "helm.cert_manager",
+        "helm.linkerd_control_plane",
+        "helm.linkerd_viz",
+        "manifest.linkerd_podmonitors",
+    ] {
+        let lines = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("{node}: ")))
+            .count();
+        assert_eq!(lines, 1, "{node} once: {err}");
+    }
+    assert!(
+        err.contains("apply succeeded in ") && err.contains(": 151 created, 9 hooks run\n"),
+        "{err}"
+    );
+    assert!(err.lines().count() < 30, "{err}");
+    insta::with_settings!({filters => vec![
+        (r"Cluster http://127\.0\.0\.1:\d+ ", "Cluster http://127.0.0.1:[PORT] "),
+        (r"state /\S+", "state [STATE]"),
+        (r"\((\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?)\)", "([DURATION])"),
+        (r" in (\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?):", " in [DURATION]:"),
+    ]}, {
+        // "still waiting" lines come only when a node waits long, and nodes of one phase
+        // finish in any order: timing, not substance.
+        let mut shown: Vec<String> = Vec::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for line in err.lines().filter(|l| !l.contains(": still waiting after ")) {
+            if line.starts_with("helm.") || line.starts_with("manifest.") {
+                nodes.push(line);
+                continue;
+            }
+            nodes.sort_unstable();
+            shown.extend(nodes.drain(..).map(str::to_owned));
+            shown.push(line.to_owned());
+        }
+        insta::assert_snapshot!("sample_apply_plain", shown.join("\n"));
+    });
     // Every workload is ready.
     for kind in ["deployments", "statefulsets", "daemonsets"] {
         let list = s.cluster.get_json(&[kind, "-A"]);

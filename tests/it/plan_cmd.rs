@@ -325,7 +325,7 @@ fn secret_changes_never_show_their_values() {
     let var = format!("password={new}");
     let saved = setup.cluster.dir.path().join("saved.json");
     let saved_arg = saved.display().to_string();
-    let (code, stdout, stderr) = setup.plan(&["--var", &var, "-o", &saved_arg]);
+    let (code, stdout, stderr) = setup.plan(&["--var", &var, "--out", &saved_arg]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(
@@ -382,7 +382,7 @@ fn a_saved_change_set_holds_what_apply_needs() {
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
     let saved = setup.cluster.dir.path().join("change-set.json");
     let saved_arg = saved.display().to_string();
-    let (code, _, stderr) = setup.plan(&["--var", "mode=green", "-o", &saved_arg]);
+    let (code, _, stderr) = setup.plan(&["--var", "mode=green", "--out", &saved_arg]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("Saved the change set to"), "{stderr}");
     let loaded = meshplan::diff::saved::load(&saved).unwrap();
@@ -412,7 +412,7 @@ fn a_saved_change_set_holds_what_apply_needs() {
     assert_eq!(settings.desired_digest.as_ref().map(String::len), Some(64));
     // The plan's variables change the input digest.
     let again = setup.cluster.dir.path().join("again.json");
-    setup.plan(&["--var", "mode=pink", "-o", &again.display().to_string()]);
+    setup.plan(&["--var", "mode=pink", "--out", &again.display().to_string()]);
     let other = meshplan::diff::saved::load(&again).unwrap();
     assert_ne!(other.inputs.values, loaded.inputs.values);
     assert_eq!(other.inputs.plan, loaded.inputs.plan);
