@@ -1,6 +1,9 @@
 //! The `meshplan` binary: parse the command line, set up logging on stderr and the error
 //! report (colour as `--color` and `NO_COLOR` say), run, exit with the fixed exit codes.
 
+// The error report of a failed command is printed here.
+#![allow(clippy::print_stderr)]
+
 use std::io::IsTerminal as _;
 
 use clap::Parser;

@@ -133,7 +133,7 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(
+    pub(crate) fn new(
         cluster: &'a dyn Cluster,
         store: &'a dyn StateStore,
         run: String,
@@ -156,11 +156,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn store(&self) -> &'a dyn StateStore {
+    pub(crate) fn store(&self) -> &'a dyn StateStore {
         self.journal.store
     }
 
-    pub fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
+    pub(crate) fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
         if let Ok(mut a) = self.actions.lock() {
             a.push(ActionTaken {
                 node: node.to_owned(),
@@ -170,7 +170,7 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn leave(&self, object: &ObjectRef, reason: String) {
+    pub(crate) fn leave(&self, object: &ObjectRef, reason: String) {
         self.reporter.event(&Event::LeftInPlace {
             object: object.clone(),
             reason: reason.clone(),
@@ -184,7 +184,7 @@ impl<'a> Context<'a> {
     }
 
     /// Records the failure (the first one is the root cause) and returns its message.
-    pub fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
+    pub(crate) fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
         let message = error.full_message();
         self.reporter.event(&Event::StepFailed {
             node: node.to_owned(),
@@ -200,18 +200,18 @@ impl<'a> Context<'a> {
         message
     }
 
-    pub fn root_cause(&self) -> Option<String> {
+    pub(crate) fn root_cause(&self) -> Option<String> {
         self.root_cause.lock().ok().and_then(|r| r.clone())
     }
 
-    pub fn take_actions(&self) -> Vec<ActionTaken> {
+    pub(crate) fn take_actions(&self) -> Vec<ActionTaken> {
         self.actions
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
             .unwrap_or_default()
     }
 
-    pub fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+    pub(crate) fn take_left_in_place(&self) -> Vec<LeftInPlace> {
         self.left_in_place
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
@@ -219,7 +219,7 @@ impl<'a> Context<'a> {
     }
 
     /// The time left before `deadline`, capped by `cap`.
-    pub fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
+    pub(crate) fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
         match deadline {
             Some(d) => cap.min(d.saturating_duration_since(Instant::now())),
             None => cap,
@@ -248,7 +248,7 @@ impl<'a> Context<'a> {
 
     /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
     /// reachable yet, within `deadline`. Returns the applied object.
-    pub async fn apply_journaled(
+    pub(crate) async fn apply_journaled(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -339,7 +339,7 @@ impl<'a> Context<'a> {
 
     /// Deletes the object (journaled) and waits until it is gone (finalizers included).
     /// Returns whether it existed.
-    pub async fn delete_journaled(
+    pub(crate) async fn delete_journaled(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -382,7 +382,7 @@ impl<'a> Context<'a> {
     }
 
     /// Waits until the object no longer exists.
-    pub async fn await_gone(
+    pub(crate) async fn await_gone(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -426,7 +426,7 @@ impl<'a> Context<'a> {
 
     /// Waits until `rule` holds for the object (watch-based), reporting what it waits for
     /// whenever that changes.
-    pub async fn await_ready(
+    pub(crate) async fn await_ready(
         &self,
         node: &str,
         object: &ObjectRef,

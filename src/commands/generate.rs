@@ -12,7 +12,7 @@ use crate::cli::{Cli, CompletionsArgs, ExitStatus, ManArgs};
 use super::CommandError;
 
 /// The completion script for `args.shell`, on stdout.
-pub fn completions(args: CompletionsArgs) -> miette::Result<ExitStatus> {
+pub(super) fn completions(args: CompletionsArgs) -> miette::Result<ExitStatus> {
     let mut command = Cli::command();
     let mut out = std::io::stdout().lock();
     clap_complete::generate(args.shell, &mut command, "meshplan", &mut out);
@@ -22,7 +22,7 @@ pub fn completions(args: CompletionsArgs) -> miette::Result<ExitStatus> {
 
 /// The man page (roff) on stdout; with `--dir`, `meshplan.1` and one page per command
 /// (`meshplan-plan.1`, `meshplan-state-list.1`, ...) written into the directory.
-pub fn man(args: ManArgs) -> miette::Result<ExitStatus> {
+pub(super) fn man(args: ManArgs) -> miette::Result<ExitStatus> {
     let command = Cli::command();
     match &args.dir {
         None => {

@@ -3,7 +3,9 @@
 //! and the state, calls the stages, and hands what they return to `report/` (data on stdout,
 //! messages and progress on stderr).
 //!
-//! - [`validate`], [`graph`], [`show`]: the plan alone (show renders it, without a cluster).
+//! - [`validate`], [`graph`], [`show`]: the plan alone (show renders it, without a cluster);
+//!   [`lint`]: the plan's checks (the cluster's facts unless `--offline`).
+//! - [`check`]: the applied mesh's health.
 //! - [`plan`]: the change set, optionally saved.
 //! - [`apply`](mod@apply): a plan or a saved change set, in phases (`apply::phases`).
 //! - [`destroy`](mod@destroy), [`rollback`]: delete what the plan owns; roll back an
@@ -14,11 +16,16 @@
 //! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
 //! - [`error`]: what the commands themselves refuse.
 
+// Commands are where the program writes: results on stdout, messages on stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
 mod apply;
+mod check;
 mod destroy;
 mod error;
 mod generate;
 mod graph;
+mod lint;
 mod plan;
 mod rollback;
 #[cfg(feature = "sandbox")]
@@ -52,6 +59,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Version(args) => version::run(args).await,
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
+        Command::Lint(args) => lint::run(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Plan(args) => plan::run(args).await,
         Command::Apply(args) => apply::run(args).await,
         Command::Destroy(args) => destroy::run(args).await,

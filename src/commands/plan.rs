@@ -1,5 +1,6 @@
-//! `meshplan plan PLAN`: load, open a session, plan; print the change set (stdout),
-//! optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1.
+//! `meshplan plan PLAN`: load, open a session, lint, plan; print the lint findings and the
+//! change set (stdout), optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1 (an
+//! error-level lint finding included).
 //!
 //! The state is opened for its records and caches only: plan writes the render cache and the
 //! discovery cache, never object records.
@@ -14,7 +15,7 @@ use crate::session::{Session, SessionArgs};
 
 use super::{CommandError, connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
 
-pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C ends the plan with the writer lock released.
     with_ctrl_c(|interrupt| async move {
         unless_interrupted(&interrupt, "interrupted while planning", plan(args)).await
@@ -41,6 +42,8 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     eprintln!("{}", session.header());
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
+    let lint = session.lint(&previous).await?;
+    terminal::show_lint(&lint, args.output);
     let change_set = session.change_set(&previous, None, false).await?;
 
     match args.output {
@@ -49,6 +52,13 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
             print!("{}", render_human(&change_set, HumanOptions { color }));
         }
         OutputFormat::Json => print!("{}", render_json(&change_set)),
+    }
+    if lint.blocks(false) {
+        return Err(CommandError::LintFindings {
+            what: "the plan",
+            errors: lint.errors(),
+        }
+        .into());
     }
     if let Some(path) = &args.out {
         let saved = SavedChangeSet::new(

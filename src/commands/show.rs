@@ -11,7 +11,7 @@ use crate::session::{parse_repo_dirs, parse_targets};
 
 use super::{CommandError, load_plan};
 
-pub async fn run(args: ShowArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: ShowArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

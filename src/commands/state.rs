@@ -8,7 +8,7 @@ use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, W
 
 use super::{CommandError, load_plan};
 
-pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
+pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
         StateCommand::List(l) => {
             let store = SledStore::open(&state_dir(&l.at)?, "state list")?;

@@ -41,6 +41,27 @@ pub(super) fn stderr_color() -> bool {
     color(std::io::stderr().is_terminal())
 }
 
+/// Lint findings above the plan: on stdout with the human plan, on stderr when stdout is
+/// JSON; nothing when there are none.
+pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) {
+    use crate::report::lint::{LintHumanOptions, render_above_plan};
+    match output {
+        OutputFormat::Human => print!(
+            "{}",
+            render_above_plan(
+                report,
+                LintHumanOptions {
+                    color: stdout_color()
+                }
+            )
+        ),
+        OutputFormat::Json => eprint!(
+            "{}",
+            render_above_plan(report, LintHumanOptions { color: false })
+        ),
+    }
+}
+
 /// Prints plan diagnostics on stderr: colour as [`stderr_color`]; the width follows
 /// `COLUMNS` when set (100 otherwise).
 pub(super) fn print_diagnostics(diags: &Diagnostics) {

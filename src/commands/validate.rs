@@ -7,7 +7,7 @@ use crate::report;
 
 use super::{load_plan, load_request};
 
-pub async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
     if args.output == OutputFormat::Json {
         return Ok(match load(&load_request(&args.input)) {
             Ok(loaded) => {

@@ -13,7 +13,7 @@ use super::connect_options;
 /// How long `version` waits for the server.
 const SERVER_TIMEOUT: Duration = Duration::from_secs(5);
 
-pub async fn run(args: VersionArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: VersionArgs) -> miette::Result<ExitStatus> {
     let (helm, server) = tokio::join!(helm_version(), server_version(&args));
     let versions = Versions {
         meshplan: env!("CARGO_PKG_VERSION").to_owned(),

@@ -12,8 +12,12 @@
 //! - [`version`]: the `meshplan version` lines (and their JSON).
 //! - [`session_header`]: the line naming the cluster and the state that plan, apply, destroy
 //!   and rollback start with.
+//! - [`lint`]: lint findings, human, JSON and SARIF 2.1.0.
+//! - [`health`]: the health report of `meshplan check`, human and JSON.
 
 pub mod apply;
+pub mod health;
+pub mod lint;
 pub mod plan;
 pub mod progress;
 pub mod show;

@@ -1,14 +1,19 @@
 //! The one integration test binary: a module per command or subsystem.
 
+// A test binary: its `pub` items are for its own modules, and tests may print what they saw.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 mod apply;
 mod apply_cmd;
 mod apply_destroy;
 mod apply_faults;
 mod apply_rollback;
 mod apply_signals;
+mod check_cmd;
 mod cli;
 mod cluster;
 mod graph_cmd;
+mod lint_cmd;
 mod model_dump;
 mod placeholders;
 mod plan_cmd;

@@ -16,6 +16,8 @@
 //! - `POST /_sandbox/watches/close`: ends every open watch stream
 //! - `POST /_sandbox/controllers/{name}/pause`, `POST /_sandbox/controllers/{name}/resume`
 //! - `GET /_sandbox/audit` (`?since=SEQ`), `GET /_sandbox/counters`
+//! - `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` (`{"seconds": N}`): the cluster's
+//!   virtual clock (see [`crate::clock`])
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -28,7 +30,7 @@ use serde_json::{Value, json};
 use super::status::ApiError;
 
 /// How many audit entries stay in memory (the files keep all of them).
-pub const AUDIT_MEMORY_LIMIT: usize = 100_000;
+pub(crate) const AUDIT_MEMORY_LIMIT: usize = 100_000;
 
 /// What a fault does to the request it hits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -130,7 +132,7 @@ impl FaultRule {
 /// A rule as listed by the admin endpoint: the rule and how many requests it matched.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FaultState {
+pub(crate) struct FaultState {
     pub id: u64,
     #[serde(flatten)]
     pub rule: FaultRule,
@@ -139,7 +141,7 @@ pub struct FaultState {
 
 /// A request as the observer sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
+pub(crate) struct RequestInfo {
     /// An API resource request (not discovery, OpenAPI, health).
     pub is_resource: bool,
     pub verb: String,
@@ -186,14 +188,14 @@ pub struct AuditEntry {
 
 /// What to do to one request.
 #[derive(Debug, Clone, Default)]
-pub struct Injection {
+pub(crate) struct Injection {
     pub latency: Duration,
     /// An error to answer, or a drop (None inside), from the first hitting rule.
     pub outcome: Option<Option<ApiError>>,
 }
 
 impl Injection {
-    pub fn describe(&self) -> Option<String> {
+    pub(crate) fn describe(&self) -> Option<String> {
         match &self.outcome {
             Some(Some(e)) => Some(format!("error {}", e.code)),
             Some(None) => Some("drop".into()),
@@ -207,7 +209,7 @@ impl Injection {
 
 /// Faults, counters and the audit log, behind one lock in the shared state.
 #[derive(Debug, Default)]
-pub struct Observer {
+pub(crate) struct Observer {
     rules: Vec<FaultState>,
     next_rule: u64,
     counters: BTreeMap<(String, String), u64>,
@@ -227,7 +229,7 @@ pub struct AuditFileError {
 }
 
 /// The error a fault of `code` answers with.
-pub fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
+pub(crate) fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
     let name = if req.name.is_empty() {
         "unknown"
     } else {
@@ -270,7 +272,7 @@ pub fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
 
 impl Observer {
     /// Opens (appending) the audit files.
-    pub fn open_files(&mut self, paths: &[PathBuf]) -> Result<(), AuditFileError> {
+    pub(crate) fn open_files(&mut self, paths: &[PathBuf]) -> Result<(), AuditFileError> {
         for path in paths {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|source| AuditFileError {
@@ -292,7 +294,7 @@ impl Observer {
     }
 
     /// Adds a rule; returns its id.
-    pub fn add_fault(&mut self, rule: FaultRule) -> u64 {
+    pub(crate) fn add_fault(&mut self, rule: FaultRule) -> u64 {
         self.next_rule += 1;
         self.rules.push(FaultState {
             id: self.next_rule,
@@ -302,16 +304,16 @@ impl Observer {
         self.next_rule
     }
 
-    pub fn clear_faults(&mut self) {
+    pub(crate) fn clear_faults(&mut self) {
         self.rules.clear();
     }
 
-    pub fn faults(&self) -> Vec<FaultState> {
+    pub(crate) fn faults(&self) -> Vec<FaultState> {
         self.rules.clone()
     }
 
     /// Counts `req` against every rule and returns what to inject.
-    pub fn faults_for(&mut self, req: &RequestInfo) -> Injection {
+    pub(crate) fn faults_for(&mut self, req: &RequestInfo) -> Injection {
         let mut injection = Injection::default();
         for state in &mut self.rules {
             if !state.rule.matches(req) {
@@ -337,7 +339,7 @@ impl Observer {
     }
 
     /// Counts and logs one answered (or dropped) request.
-    pub fn record(&mut self, req: &RequestInfo, status: u16, fault: Option<String>) {
+    pub(crate) fn record(&mut self, req: &RequestInfo, status: u16, fault: Option<String>) {
         *self
             .counters
             .entry((req.verb.clone(), req.resource.clone()))
@@ -378,24 +380,24 @@ impl Observer {
     }
 
     /// Audit entries with a sequence number above `since`.
-    pub fn audit_since(&self, since: u64) -> Vec<AuditEntry> {
+    pub(crate) fn audit_since(&self, since: u64) -> Vec<AuditEntry> {
         let start = self.audit.partition_point(|e| e.seq <= since);
         self.audit[start..].to_vec()
     }
 
     /// Requests per (verb, resource).
-    pub fn counters(&self) -> BTreeMap<(String, String), u64> {
+    pub(crate) fn counters(&self) -> BTreeMap<(String, String), u64> {
         self.counters.clone()
     }
 }
 
 /// The audit log of a data directory.
-pub fn data_dir_audit_path(dir: &Path) -> PathBuf {
+pub(crate) fn data_dir_audit_path(dir: &Path) -> PathBuf {
     dir.join("audit.log")
 }
 
 /// The counters as the admin endpoint lists them.
-pub fn counters_json(counters: &BTreeMap<(String, String), u64>) -> Value {
+pub(crate) fn counters_json(counters: &BTreeMap<(String, String), u64>) -> Value {
     let items: Vec<Value> = counters
         .iter()
         .map(

@@ -152,21 +152,21 @@ impl ControllerConfig {
 
 /// Pause switches, shared with the admin endpoint.
 #[derive(Debug, Default)]
-pub struct Pauses {
+pub(crate) struct Pauses {
     flags: [AtomicBool; 4],
 }
 
 impl Pauses {
-    pub fn set(&self, c: Controller, paused: bool) {
+    pub(crate) fn set(&self, c: Controller, paused: bool) {
         self.flags[c.index()].store(paused, Ordering::SeqCst);
     }
 
-    pub fn is_paused(&self, c: Controller) -> bool {
+    pub(crate) fn is_paused(&self, c: Controller) -> bool {
         self.flags[c.index()].load(Ordering::SeqCst)
     }
 
     #[cfg(test)]
-    pub fn paused(&self) -> Vec<&'static str> {
+    pub(crate) fn paused(&self) -> Vec<&'static str> {
         Controller::ALL
             .into_iter()
             .filter(|c| self.is_paused(*c))

@@ -12,7 +12,7 @@ use serde_json::{Map, Value};
 use meshplan_k8s::lists::{ListType, ListTypes};
 
 /// RFC 7386: objects merge recursively, `null` removes, everything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
     json_patch::merge(target, patch);
 }
 
@@ -21,7 +21,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// first key, honouring `$patch: delete` items and `$setElementOrder/<field>`; `Set` lists
 /// take the union (minus `$deleteFromPrimitiveList/<field>`); other lists are replaced.
 /// `$retainKeys` is not emulated.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) {
+pub(crate) fn strategic_merge_patch(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) {
     let mut path = Vec::new();
     smp(target, patch, &mut path, list_types);
 }
@@ -186,7 +186,7 @@ fn reorder(live: &mut Vec<Value>, order: &[Value], list_type: &ListType) {
 
 /// Why a JSON patch could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonPatchError {
+pub(crate) enum JsonPatchError {
     /// The patch document itself is malformed (400).
     Malformed(String),
     /// An operation failed against the object (422).
@@ -311,7 +311,7 @@ fn failure(doc: &Value, op: &PatchOperation, kind: &PatchErrorKind) -> String {
 
 /// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`) in order;
 /// an operation is checked when it is reached, as the API server does.
-pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
+pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
     let ops = patch.as_array().ok_or_else(|| {
         JsonPatchError::Malformed("a JSON patch must be a list of operations".into())
     })?;

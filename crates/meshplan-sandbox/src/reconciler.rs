@@ -522,7 +522,7 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
 }
 
 /// Runs the controllers until the sandbox stops.
-pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
+pub(crate) async fn run(shared: Arc<Shared>, config: ControllerConfig) {
     let mut rx = shared.lock().tx.subscribe();
     let mut stop = shared.shutdown.clone();
     let mut state = Some(LoopState {
@@ -535,6 +535,8 @@ pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
             return;
         };
         let snap = snapshot(&shared.lock(), &current.config, &shared.pauses);
+        // cert-manager runs on the cluster's virtual clock (which the admin endpoint may move).
+        current.clock = Some(shared.clock.get());
         // Issuance (key generation) runs off the async workers.
         let worker = shared.clone();
         let planned = tokio::task::spawn_blocking(move || {
@@ -607,7 +609,7 @@ fn is_relevant(event: &Event) -> bool {
 /// The admission check of one write: the 500 a real API server answers while a matching
 /// webhook's backend does not serve yet, or None.
 #[allow(clippy::too_many_arguments)]
-pub fn admission(
+pub(crate) fn admission(
     st: &State,
     delay: Duration,
     group: &str,

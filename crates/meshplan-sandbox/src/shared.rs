@@ -1,5 +1,6 @@
 //! [`Shared`]: the state every request handler and background task holds (the store, the
-//! wake-ups, the authentication, the controller switches and pauses, the observer).
+//! wake-ups, the authentication, the controller switches and pauses, the observer, the
+//! cluster's clock).
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -11,7 +12,7 @@ use super::config::{AuthMode, ControllerConfig, Pauses};
 use super::store::State;
 
 /// State shared by every request and background task.
-pub struct Shared {
+pub(crate) struct Shared {
     pub state: Mutex<State>,
     pub addr: SocketAddr,
     /// Wakes the cleanup of terminating namespaces and deleted CRDs.
@@ -28,17 +29,19 @@ pub struct Shared {
     pub observer: Mutex<Observer>,
     /// Bumped to end every open watch stream.
     pub close_watches: watch::Sender<u64>,
+    /// The cluster's virtual clock (cert-manager, `Date` headers).
+    pub clock: super::clock::SandboxClock,
 }
 
 impl Shared {
     /// The store lock (a poisoned lock is recovered: every write leaves the state consistent
     /// before it could panic).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
+    pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// The fault, counter and audit lock.
-    pub fn observer(&self) -> MutexGuard<'_, Observer> {
+    pub(crate) fn observer(&self) -> MutexGuard<'_, Observer> {
         self.observer.lock().unwrap_or_else(|e| e.into_inner())
     }
 }

@@ -22,20 +22,21 @@ use serde_json::Value;
 use super::workloads;
 
 /// The inject annotation.
-pub const INJECT_ANNOTATION: &str = "linkerd.io/inject";
+pub(crate) const INJECT_ANNOTATION: &str = "linkerd.io/inject";
 /// The native sidecar annotations (alpha spelling first, as Linkerd 2.15 introduced it).
-pub const NATIVE_SIDECAR_ANNOTATIONS: [&str; 2] = [
+pub(crate) const NATIVE_SIDECAR_ANNOTATIONS: [&str; 2] = [
     "config.alpha.linkerd.io/proxy-enable-native-sidecar",
     "config.beta.linkerd.io/proxy-enable-native-sidecar",
 ];
 /// The label of the control plane namespace.
-pub const CONTROL_PLANE_LABEL: &str = "linkerd.io/is-control-plane";
+pub(crate) const CONTROL_PLANE_LABEL: &str = "linkerd.io/is-control-plane";
 /// Deployments that must be available for the control plane to inject proxies.
-pub const CONTROL_PLANE_DEPLOYMENTS: [&str; 2] = ["linkerd-destination", "linkerd-proxy-injector"];
+pub(crate) const CONTROL_PLANE_DEPLOYMENTS: [&str; 2] =
+    ["linkerd-destination", "linkerd-proxy-injector"];
 
 /// What matters about the Linkerd control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ControlPlane {
+pub(crate) struct ControlPlane {
     /// A control plane runs (see [`control_plane`]).
     pub running: bool,
     /// Its configuration makes every proxy a native sidecar (`proxy.nativeSidecar: true`).
@@ -57,7 +58,7 @@ fn native_sidecar_annotated(obj: Option<&Value>, path: &[&str]) -> bool {
 }
 
 /// Would Linkerd's injector add a proxy to this pod template (in this namespace)?
-pub fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
+pub(crate) fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
     let tpl = ["spec", "template"];
     let host_network = job
         .pointer("/spec/template/spec/hostNetwork")
@@ -74,7 +75,11 @@ pub fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
 /// A Job that never completes: injected with a classic (non-native) proxy while a control plane
 /// runs. Same as [`is_meshed_job_with`] with no control plane native-sidecar setting.
 #[cfg(test)]
-pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_running: bool) -> bool {
+pub(crate) fn is_meshed_job(
+    job: &Value,
+    namespace: Option<&Value>,
+    control_plane_running: bool,
+) -> bool {
     is_meshed_job_with(
         job,
         namespace,
@@ -86,7 +91,7 @@ pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_runni
 }
 
 /// `is_meshed_job` with the control plane's native-sidecar setting.
-pub fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPlane) -> bool {
+pub(crate) fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPlane) -> bool {
     cp.running
         && would_inject(job, namespace)
         && !cp.native_sidecar
@@ -95,9 +100,9 @@ pub fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPla
 }
 
 /// The control plane's state from the namespaces, the Deployments (any namespaces) and, if
-/// present, the `linkerd-config` ConfigMap of the control plane namespace (its `values` text
-/// is scanned for `nativeSidecar: true`).
-pub fn control_plane(
+/// present, the `linkerd-config` ConfigMap of the control plane namespace (its `values` YAML,
+/// as the chart writes it: `proxy.nativeSidecar: true` makes every proxy a native sidecar).
+pub(crate) fn control_plane(
     namespaces: &[Value],
     deployments: &[Value],
     linkerd_config: Option<&Value>,
@@ -130,13 +135,9 @@ pub fn control_plane(
     let native_sidecar = linkerd_config
         .and_then(|cm| cm.pointer("/data/values"))
         .and_then(Value::as_str)
-        .is_some_and(|values| {
-            values.lines().any(|line| {
-                let l = line.trim();
-                l.strip_prefix("nativeSidecar:")
-                    .is_some_and(|v| v.trim().trim_matches('"') == "true")
-            })
-        });
+        .and_then(|values| serde_saphyr::from_str::<Value>(values).ok())
+        .and_then(|values| values.pointer("/proxy/nativeSidecar").cloned())
+        .is_some_and(|v| v == Value::Bool(true) || v.as_str() == Some("true"));
     ControlPlane {
         running,
         native_sidecar,
@@ -277,6 +278,11 @@ mod tests {
         let cp = control_plane(std::slice::from_ref(&cp_ns), &both, Some(&config));
         assert!(cp.running && cp.native_sidecar);
         let config_off = json!({"data":{"values":"proxy:\n  nativeSidecar: false\n"}});
-        assert!(!control_plane(&[cp_ns], &both, Some(&config_off)).native_sidecar);
+        assert!(
+            !control_plane(std::slice::from_ref(&cp_ns), &both, Some(&config_off)).native_sidecar
+        );
+        // Only the proxy's setting counts, not a key of the same name elsewhere.
+        let elsewhere = json!({"data":{"values":"proxyInit:\n  nativeSidecar: true\nproxy:\n  logLevel: info\n"}});
+        assert!(!control_plane(&[cp_ns], &both, Some(&elsewhere)).native_sidecar);
     }
 }

@@ -50,11 +50,11 @@
 //!    [`certmanager::failed_status`] and retry on the next change of the Certificate.
 //!    Re-run a Certificate whenever its Secret is changed or deleted by someone else.
 
-pub mod certmanager;
-pub mod linkerd;
-pub mod pki;
-pub mod webhooks;
-pub mod workloads;
+pub(crate) mod certmanager;
+pub(crate) mod linkerd;
+pub(crate) mod pki;
+pub(crate) mod webhooks;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests {

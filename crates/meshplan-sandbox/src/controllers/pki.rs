@@ -125,7 +125,7 @@ type Result<T> = std::result::Result<T, PkiError>;
 
 /// A private key algorithm, as `spec.privateKey.algorithm` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
+pub(crate) enum KeyAlgorithm {
     /// RSA (2048, 3072, 4096 bits).
     Rsa,
     /// ECDSA (P-256, P-384).
@@ -136,7 +136,7 @@ pub enum KeyAlgorithm {
 
 impl KeyAlgorithm {
     /// Parses `RSA`, `ECDSA` or `Ed25519` (case-insensitive, as the CRD enum allows).
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "rsa" => Ok(Self::Rsa),
             "ecdsa" => Ok(Self::Ecdsa),
@@ -146,7 +146,7 @@ impl KeyAlgorithm {
     }
 
     /// The name cert-manager uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Rsa => "RSA",
             Self::Ecdsa => "ECDSA",
@@ -158,7 +158,7 @@ impl KeyAlgorithm {
 /// A private key algorithm and size. Build it with [`KeySpec::new`], which applies
 /// cert-manager's defaults (RSA 2048, ECDSA 256) and rejects sizes this module cannot make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeySpec {
+pub(crate) struct KeySpec {
     /// The algorithm.
     pub algorithm: KeyAlgorithm,
     /// Bits for RSA, curve size for ECDSA, 0 for Ed25519.
@@ -167,7 +167,7 @@ pub struct KeySpec {
 
 impl KeySpec {
     /// Validates an algorithm and optional size (cert-manager's default algorithm is RSA).
-    pub fn new(algorithm: KeyAlgorithm, size: Option<u32>) -> Result<Self> {
+    pub(crate) fn new(algorithm: KeyAlgorithm, size: Option<u32>) -> Result<Self> {
         let size = match (algorithm, size) {
             (KeyAlgorithm::Rsa, None) => 2048,
             (KeyAlgorithm::Rsa, Some(s @ (2048 | 3072 | 4096))) => s,
@@ -188,7 +188,7 @@ impl KeySpec {
 
 /// How `tls.key` is encoded (`spec.privateKey.encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyEncoding {
+pub(crate) enum KeyEncoding {
     /// cert-manager's default: PKCS#1 for RSA, SEC1 for ECDSA, PKCS#8 for Ed25519.
     #[default]
     Pkcs1,
@@ -198,7 +198,7 @@ pub enum KeyEncoding {
 
 impl KeyEncoding {
     /// Parses `PKCS1` / `PKCS8`.
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "PKCS1" => Ok(Self::Pkcs1),
             "PKCS8" => Ok(Self::Pkcs8),
@@ -209,7 +209,7 @@ impl KeyEncoding {
 
 /// A private key held as PKCS#8 DER, with its algorithm and size.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PrivateKey {
+pub(crate) struct PrivateKey {
     spec: KeySpec,
     pkcs8: Vec<u8>,
     public: Vec<u8>,
@@ -225,18 +225,18 @@ impl std::fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// The algorithm and size of this key.
-    pub fn spec(&self) -> KeySpec {
+    pub(crate) fn spec(&self) -> KeySpec {
         self.spec
     }
 
     /// The key's identity: its raw public key. Two keys are the same key when these are equal.
-    pub fn identity(&self) -> &[u8] {
+    pub(crate) fn identity(&self) -> &[u8] {
         &self.public
     }
 
     /// Reads a key from PEM: `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1) or
     /// `EC PRIVATE KEY` (SEC1).
-    pub fn from_pem(pem: &str) -> Result<Self> {
+    pub(crate) fn from_pem(pem: &str) -> Result<Self> {
         let blocks = pem_blocks(pem)?;
         let Some((label, der)) = blocks.into_iter().find(|(l, _)| l.ends_with("PRIVATE KEY"))
         else {
@@ -266,7 +266,7 @@ impl PrivateKey {
     }
 
     /// The key as PEM in the given encoding (see [`KeyEncoding`]).
-    pub fn to_pem(&self, encoding: KeyEncoding) -> Result<String> {
+    pub(crate) fn to_pem(&self, encoding: KeyEncoding) -> Result<String> {
         Ok(match (encoding, self.spec.algorithm) {
             (KeyEncoding::Pkcs1, KeyAlgorithm::Rsa) => {
                 pem_encode("RSA PRIVATE KEY", &keys::pkcs8_inner(&self.pkcs8)?)
@@ -280,7 +280,7 @@ impl PrivateKey {
 }
 
 /// Generates a new key. RSA keys come from the `rsa` crate (ring cannot generate them).
-pub fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
+pub(crate) fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
     let pkcs8 = match spec.algorithm {
         KeyAlgorithm::Rsa => {
             use rsa::pkcs8::EncodePrivateKey as _;
@@ -320,7 +320,7 @@ pub fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
 
 /// Subject fields besides the common name (`spec.subject`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Subject {
+pub(crate) struct Subject {
     /// O
     pub organizations: Vec<String>,
     /// OU
@@ -341,7 +341,7 @@ pub struct Subject {
 
 /// What to put in a certificate.
 #[derive(Debug, Clone)]
-pub struct CertRequest {
+pub(crate) struct CertRequest {
     /// CN, if any.
     pub common_name: Option<String>,
     /// DNS SANs.
@@ -367,7 +367,7 @@ pub struct CertRequest {
 
 /// Who signs.
 #[derive(Debug, Clone, Copy)]
-pub enum Signer<'a> {
+pub(crate) enum Signer<'a> {
     /// The certificate's own key.
     SelfSigned,
     /// A CA keypair: `cert_pem` may hold a chain, the CA certificate first.
@@ -381,7 +381,7 @@ pub enum Signer<'a> {
 
 /// The result of an issuance, ready for a `kubernetes.io/tls` Secret.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// Leaf, then intermediates that are not self-signed roots.
     pub tls_crt: String,
     /// The private key PEM.
@@ -402,7 +402,7 @@ pub struct Issued {
 
 /// Maps cert-manager usage names to key usages and extended key usages, adding `cert sign`
 /// for a CA as cert-manager does.
-pub fn map_usages(
+pub(crate) fn map_usages(
     usages: &[String],
     is_ca: bool,
 ) -> Result<(Vec<KeyUsagePurpose>, Vec<ExtendedKeyUsagePurpose>)> {
@@ -455,14 +455,14 @@ pub fn map_usages(
 
 /// Parses a Go duration (`"48h"`, `"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`, `"500ms"`), as
 /// cert-manager reads `spec.duration` and `spec.renewBefore`.
-pub fn parse_go_duration(s: &str) -> Result<SignedDuration> {
+pub(crate) fn parse_go_duration(s: &str) -> Result<SignedDuration> {
     meshplan_k8s::parse_go_duration(s)
         .map(SignedDuration::from_nanos)
         .map_err(|_| PkiError::BadDuration(s.to_string()))
 }
 
 /// Formats a duration as Go prints it (`"48h0m0s"`, `"1h30m0s"`, `"25s"`).
-pub fn format_go_duration(d: SignedDuration) -> String {
+pub(crate) fn format_go_duration(d: SignedDuration) -> String {
     let nanos = d.as_nanos();
     let nanos = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
     meshplan_k8s::format_go_duration(nanos)
@@ -532,7 +532,7 @@ fn random_serial() -> Result<Vec<u8>> {
 }
 
 /// Issues a certificate for `key` (see the module overview for what the outputs hold).
-pub fn issue(
+pub(crate) fn issue(
     req: &CertRequest,
     key: &PrivateKey,
     signer: Signer<'_>,
@@ -635,7 +635,7 @@ pub fn issue(
 
 /// What [`parse_certificate_pem`] reads from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     /// The DER of the whole certificate.
     pub der: Vec<u8>,
     /// Subject attributes in order: (OID arcs, DER string tag, value).
@@ -670,7 +670,7 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Subject equals issuer: a self-issued (root) certificate.
-    pub fn is_self_issued(&self) -> bool {
+    pub(crate) fn is_self_issued(&self) -> bool {
         self.subject_raw == self.issuer_raw
     }
 
@@ -693,7 +693,7 @@ impl CertInfo {
 }
 
 /// Parses the first certificate of a PEM text.
-pub fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
+pub(crate) fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
     certificate_chain(pem)?
         .into_iter()
         .next()
@@ -701,7 +701,7 @@ pub fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
 }
 
 /// Parses every certificate of a PEM text, in order.
-pub fn certificate_chain(pem: &str) -> Result<Vec<CertInfo>> {
+pub(crate) fn certificate_chain(pem: &str) -> Result<Vec<CertInfo>> {
     pem_blocks(pem)?
         .into_iter()
         .filter(|(label, _)| label == "CERTIFICATE")
@@ -710,7 +710,7 @@ pub fn certificate_chain(pem: &str) -> Result<Vec<CertInfo>> {
 }
 
 /// Splits PEM text into (label, DER) blocks.
-pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
+pub(crate) fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
     let blocks = pem::parse_many(text).map_err(|e| PkiError::BadPem(e.to_string()))?;
     if blocks.is_empty() {
         return Err(PkiError::BadPem("no PEM block found".into()));
@@ -722,7 +722,7 @@ pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
 }
 
 /// Encodes DER as PEM with 64-column lines and `\n` line ends, as Go writes it.
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
     pem::encode_config(&pem::Pem::new(label, der), config)
 }
