@@ -43,17 +43,20 @@ pub enum RenderError {
         chart: String,
         command: String,
         stderr: String,
+        /// The way out when helm could not reach the chart's repository (`--repo-dir`).
+        #[help]
+        help: Option<Box<String>>,
     },
 
     #[error("{node}: chart {chart} does not exist (no `{}`)", path.display())]
-    #[diagnostic(
-        code(render::chart_not_found),
-        help("check the chart name and the repository directory given for its alias")
-    )]
+    #[diagnostic(code(render::chart_not_found))]
     ChartNotFound {
         node: Address,
         chart: String,
         path: PathBuf,
+        /// The nearest chart name in the same directory, or where to look.
+        #[help]
+        help: String,
     },
 
     #[error("{node}: chart in `{}` has version {found}, the plan pins {wanted}", path.display())]

@@ -475,7 +475,14 @@ impl Renderer {
             args.extend(["--version".into(), v.clone()]);
         }
         args.extend(["--destination".into(), dir.display().to_string()]);
-        let pulled = self.run_helm(&node.address, &chart.display, args).await;
+        let pulled = self
+            .run_helm(
+                &node.address,
+                &chart.display,
+                chart.repo_url.as_deref(),
+                args,
+            )
+            .await;
         let result = pulled.map_err(|e| e.to_string()).and_then(|_| {
             let archive = std::fs::read_dir(&dir)
                 .map_err(|e| e.to_string())?
@@ -497,17 +504,20 @@ impl Renderer {
                     "--template".to_string(),
                     "{{.Version}}".to_string(),
                 ];
-                let out = self.run_helm(node, "helm", args).await?;
+                let out = self.run_helm(node, "helm", None, args).await?;
                 Ok(out.trim().to_string())
             })
             .await
             .cloned()
     }
 
+    /// Runs helm for `node`; `chart` names the chart in messages, `repo_url` is its
+    /// repository's (for the way out when the repository cannot be reached).
     async fn run_helm(
         &self,
         node: &Address,
         chart: &str,
+        repo_url: Option<&str>,
         args: Vec<String>,
     ) -> Result<String, RenderError> {
         let command = args.first().cloned().unwrap_or_default();
@@ -528,6 +538,7 @@ impl Renderer {
                 node: node.clone(),
                 chart: chart.to_string(),
                 command,
+                help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
                 stderr: out.stderr.trim_end().to_string(),
             });
         }
@@ -838,7 +849,9 @@ impl Renderer {
         chart: &ResolvedChart,
         args: Vec<String>,
     ) -> Result<Vec<(Option<String>, Json)>, RenderError> {
-        let stdout = self.run_helm(node, &chart.display, args).await?;
+        let stdout = self
+            .run_helm(node, &chart.display, chart.repo_url.as_deref(), args)
+            .await?;
         helm::parse_documents(&stdout).map_err(|e| RenderError::BadOutput {
             node: node.clone(),
             source_file: e.source,
@@ -945,6 +958,7 @@ fn resolve_chart_for(
         match p {
             ChartProblem::NotFound { path } => RenderError::ChartNotFound {
                 node: address.clone(),
+                help: helm::chart_not_found_help(&chart, &path),
                 chart,
                 path,
             },

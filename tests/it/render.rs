@@ -364,7 +364,11 @@ async fn missing_chart_is_named() {
         .await
         .unwrap_err();
     match &r.errors[..] {
-        [RenderError::ChartNotFound { node, chart, path }] => {
+        [
+            RenderError::ChartNotFound {
+                node, chart, path, ..
+            },
+        ] => {
             assert_eq!(node.to_string(), "helm.nope");
             assert_eq!(chart, "linkerd/linkerd-nope");
             assert!(path.ends_with("plans/charts/linkerd-nope"));
@@ -376,6 +380,60 @@ async fn missing_chart_is_named() {
         text.contains("helm.nope") && text.contains("linkerd/linkerd-nope"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_chart_name_typo_suggests_the_nearest_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        "[plan]\nname = \"m\"\n[repos]\nlinkerd = \"https://helm.linkerd.io/stable\"\n\
+         [helm.cp]\nchart = \"linkerd/linkerd-contrl-plane\"\nnamespace = \"x\"\n",
+    )
+    .unwrap();
+    let plan = load_plan(&plan_path, &[]);
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap_err();
+    let shown = format!("{:?}", miette::Report::new(r));
+    assert!(
+        shown.contains("did you mean `linkerd/linkerd-control-plane`?"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_repository_suggests_repo_dir() {
+    // A port nothing listens on: the repository refuses the connection at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        format!(
+            "[plan]\nname = \"m\"\n[repos]\nfar = \"http://127.0.0.1:{port}/charts\"\n\
+             [helm.app]\nchart = \"far/app\"\nversion = \"1.0.0\"\nnamespace = \"x\"\n"
+        ),
+    )
+    .unwrap();
+    let plan = load_plan(&plan_path, &[]);
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap_err();
+    let help = match &r.errors[..] {
+        [RenderError::HelmFailed { help, .. }] => help.clone(),
+        other => panic!("{other:?}"),
+    };
+    let help = *help.expect("a way out");
+    assert!(help.contains("--repo-dir far=DIR"), "{help}");
+    assert!(help.contains(&format!("127.0.0.1:{port}")), "{help}");
 }
 
 #[tokio::test]
