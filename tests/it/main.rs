@@ -13,6 +13,7 @@ mod check_cmd;
 mod cli;
 mod cluster;
 mod graph_cmd;
+mod install_helm;
 mod lint_cmd;
 mod model_dump;
 mod placeholders;
