@@ -21,10 +21,11 @@ pub enum Component {
     Unknown { reason: String },
 }
 
-/// Three aligned lines: `meshplan 0.1.0`, `helm     v4.1.4 (helm)`, `server   v1.31.0 (...)`.
+/// Three aligned lines: `meshplan 0.1.0`, `helm     v4.1.4 from helm`, `server   v1.31.0 from
+/// https://10.0.0.1:6443 (context k3s)`.
 pub fn render_human(v: &Versions) -> String {
     let line = |name: &str, c: &Component| match c {
-        Component::Known { version, from } => format!("{name:<8} {version} ({from})\n"),
+        Component::Known { version, from } => format!("{name:<8} {version} from {from}\n"),
         Component::Unknown { reason } => format!("{name:<8} unknown: {reason}\n"),
     };
     format!(
@@ -61,7 +62,7 @@ mod tests {
         };
         assert_eq!(
             render_human(&v),
-            "meshplan 0.1.0\nhelm     v4.1.4 (helm)\nserver   unknown: no kubeconfig\n"
+            "meshplan 0.1.0\nhelm     v4.1.4 from helm\nserver   unknown: no kubeconfig\n"
         );
         let json: serde_json::Value = serde_json::from_str(&render_json(&v)).unwrap();
         assert_eq!(json["helm"]["known"]["version"], "v4.1.4");

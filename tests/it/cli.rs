@@ -129,7 +129,10 @@ fn version_names_meshplan_helm_and_the_server_of_a_kubeconfig_list() {
     );
     let helm = helm_version();
     assert!(helm.starts_with('v'), "{helm}");
-    assert!(out.contains(&format!("helm     {helm} (helm)\n")), "{out}");
+    assert!(
+        out.contains(&format!("helm     {helm} from helm\n")),
+        "{out}"
+    );
     assert!(out.contains("server   v1."), "{out}");
     assert!(out.contains(&cluster.sandbox.url()), "{out}");
 
