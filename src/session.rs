@@ -318,8 +318,8 @@ impl Replan for Session {
     }
 }
 
-/// The `--target` addresses of the command line, each a node of the plan.
-pub fn parse_targets(
+/// The `--target` addresses, each a node of the plan.
+pub(crate) fn parse_targets(
     loaded: &LoadedPlan,
     targets: &[String],
 ) -> Result<Vec<Address>, SessionError> {

@@ -41,7 +41,8 @@ pub enum Action {
     /// A helm hook that apply will run (its node is installed or upgraded and the hook is
     /// for that phase; the others are left out of the change set); not diffed.
     Hook,
-    /// Another field manager owns fields meshplan would set: the plan fails (never forced).
+    /// Another field manager took fields meshplan applied (`kubectl edit`, `kubectl scale`):
+    /// drift. Apply takes them back only with `--force-conflicts`.
     Conflict,
 }
 
@@ -58,7 +59,7 @@ impl Action {
             Action::KnownAfterApply => "?",
             Action::Forget => ".",
             Action::Hook => ">",
-            Action::Conflict => "!",
+            Action::Conflict => "~",
         }
     }
 
@@ -76,11 +77,12 @@ impl Action {
             Action::KnownAfterApply => "may change: its content is known after apply",
             Action::Forget => "is already gone (only its state record is removed)",
             Action::Hook => "will run",
-            Action::Conflict => "conflicts with another field manager",
+            Action::Conflict => "will take fields back from another field manager",
         }
     }
 
     /// Whether apply would do something for this action (change the cluster or the state).
+    /// A conflict is a change: the fields go back to meshplan (with `--force-conflicts`).
     pub fn is_change(self) -> bool {
         matches!(
             self,
@@ -91,6 +93,7 @@ impl Action {
                 | Action::Adopt
                 | Action::KnownAfterApply
                 | Action::Forget
+                | Action::Conflict
         )
     }
 }
@@ -174,6 +177,10 @@ pub struct ObjectChange {
     /// with. Never serialised (the unknown `fields` say it for people and programs).
     #[serde(skip)]
     pub desired_unknown: BTreeSet<String>,
+    /// The JSON pointers of `desired` that hold sensitive values besides a Secret's data (the
+    /// render's marks), so that apply records them sealed. Never serialised.
+    #[serde(skip)]
+    pub sensitive_paths: BTreeSet<String>,
 }
 
 impl ObjectChange {
@@ -193,6 +200,7 @@ impl ObjectChange {
             hook: None,
             desired: None,
             desired_unknown: BTreeSet::new(),
+            sensitive_paths: BTreeSet::new(),
         }
     }
 }
@@ -248,6 +256,7 @@ impl NodeChange {
                         | Action::Replace
                         | Action::Delete
                         | Action::KnownAfterApply
+                        | Action::Conflict
                 )
             })
     }
@@ -259,7 +268,11 @@ impl NodeChange {
         let changes = self.objects.iter().any(|o| {
             matches!(
                 o.action,
-                Action::Create | Action::Update | Action::Replace | Action::Delete
+                Action::Create
+                    | Action::Update
+                    | Action::Replace
+                    | Action::Delete
+                    | Action::Conflict
             )
         });
         let install = self
@@ -308,6 +321,7 @@ pub struct Summary {
     pub rendered_during_apply: usize,
     /// State records of objects already gone.
     pub forget: usize,
+    /// Objects whose fields another field manager took (counted in `change`).
     pub conflicts: usize,
 }
 
@@ -343,7 +357,10 @@ impl ChangeSet {
                         s.change += 1;
                     }
                     Action::Forget => s.forget += 1,
-                    Action::Conflict => s.conflicts += 1,
+                    Action::Conflict => {
+                        s.conflicts += 1;
+                        s.change += 1;
+                    }
                     Action::NoOp | Action::Hook => {}
                 }
             }
@@ -356,7 +373,8 @@ impl ChangeSet {
         self.nodes.iter().any(NodeChange::has_changes)
     }
 
-    /// Whether some object conflicts with another field manager (the plan fails).
+    /// Whether another field manager took fields of some object (apply needs
+    /// `--force-conflicts`).
     pub fn has_conflicts(&self) -> bool {
         self.objects().any(|(_, o)| o.action == Action::Conflict)
     }

@@ -12,6 +12,7 @@ mod apply_signals;
 mod check_cmd;
 mod cli;
 mod cluster;
+mod drift_cmd;
 mod graph_cmd;
 mod install_helm;
 mod lint_cmd;
