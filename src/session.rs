@@ -37,6 +37,8 @@ pub struct Session {
     /// The `--target` nodes (empty: the whole plan).
     pub targets: Vec<Address>,
     pub store: Arc<dyn StateStore>,
+    /// Where the state is, as this session resolved it.
+    pub state_location: String,
     pub cluster: KubeCluster,
     pub parallelism: usize,
     repo_dirs: BTreeMap<String, PathBuf>,
@@ -137,6 +139,7 @@ impl Session {
         let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
         let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
         let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
+        let state_location = state_dir.display().to_string();
         let cluster = KubeCluster::connect(&args.connect).await?;
         let has_helm = loaded
             .plan
@@ -152,6 +155,7 @@ impl Session {
             loaded,
             targets,
             store,
+            state_location,
             cluster,
             parallelism: usize::from(args.parallelism),
             repo_dirs,
@@ -216,6 +220,16 @@ impl Session {
             }
             other => other?,
         })
+    }
+
+    /// The line every plan and apply starts with: which cluster (server, context) and which
+    /// state this session works on.
+    pub fn header(&self) -> String {
+        crate::report::session_header(
+            self.cluster.url(),
+            self.cluster.context(),
+            &self.state_location,
+        )
     }
 
     /// The lint report of the nodes this session is about (the targets and their
@@ -324,7 +338,7 @@ pub(crate) fn parse_targets(
         .collect()
 }
 
-/// `--repo-dir NAME=DIR` arguments, directories resolved against `cwd`.
+/// The `--repo-dir NAME=DIR` settings, directories relative to `cwd`.
 pub fn parse_repo_dirs(
     specs: &[String],
     cwd: &Path,

@@ -114,7 +114,7 @@ fn main() {
     config.controllers.webhook_delay = Duration::from_millis(50);
     let target = sweep::Target {
         bin,
-        kubectl: PathBuf::from("/usr/bin/kubectl"),
+        kubectl: meshplan_sandbox::kubectl::kubectl_binary(),
         workdir: root.clone(),
         plan: root.join(&args.plan),
         common: split("--repo-dir linkerd=plans/charts --repo-dir jetstack=plans/charts"),

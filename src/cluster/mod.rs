@@ -4,7 +4,8 @@
 //! Sync`, async methods returning boxed futures). Objects travel as `serde_json::Value`
 //! bodies; references as [`ObjectRef`] / [`KindRef`].
 //!
-//! 1. [`KubeCluster::connect`] reads a kubeconfig (a given file, else `KUBECONFIG`, else
+//! 1. [`KubeCluster::connect`] reads a kubeconfig as kubectl does (a given file, else the
+//!    files `KUBECONFIG` lists, merged, skipping those that do not exist, else
 //!    `~/.kube/config`) and a context.
 //! 2. [`Cluster::discover`] lists every served resource with aggregated discovery (two
 //!    requests), falling back to per-group discovery on servers without it. The result is
@@ -40,7 +41,8 @@ pub const FIELD_MANAGER: &str = "meshplan";
 /// Where to find the cluster.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
-    /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG`, else `~/.kube/config`.
+    /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG` (a list of files), else
+    /// `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
     /// A context name (`--context`); None uses the current context.
     pub context: Option<String>,

@@ -53,6 +53,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         ),
     )
     .await?;
+    eprintln!("{}", session.header());
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
         overall_timeout: match &args.timeout {

@@ -35,6 +35,7 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         ),
     )
     .await?;
+    eprintln!("{}", session.header());
     let store = session.store.as_ref();
     let targets: Option<BTreeSet<String>> = (!args.stack.targets.is_empty())
         .then(|| session.targets.iter().map(ToString::to_string).collect());

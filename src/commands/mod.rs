@@ -3,8 +3,8 @@
 //! and the state, calls the stages, and hands what they return to `report/` (data on stdout,
 //! messages and progress on stderr).
 //!
-//! - [`validate`], [`graph`]: the plan alone; [`lint`]: the plan's checks (the cluster's facts
-//!   unless `--offline`).
+//! - [`validate`], [`graph`], [`show`]: the plan alone (show renders it, without a cluster);
+//!   [`lint`]: the plan's checks (the cluster's facts unless `--offline`).
 //! - [`check`]: the applied mesh's health.
 //! - [`plan`]: the change set, optionally saved.
 //! - [`apply`](mod@apply): a plan or a saved change set, in phases (`apply::phases`).
@@ -12,6 +12,8 @@
 //!   unfinished run.
 //! - [`drift`]: the live cluster against the state, read-only.
 //! - [`state`]: list, show, forget records; break a stale lock.
+//! - [`version`]: meshplan's, helm's and the server's versions; [`generate`]: shell
+//!   completions and the man page, from the clap definitions.
 //! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
 //! - [`error`]: what the commands themselves refuse.
 
@@ -23,15 +25,18 @@ mod check;
 mod destroy;
 mod drift;
 mod error;
+mod generate;
 mod graph;
 mod lint;
 mod plan;
 mod rollback;
 #[cfg(feature = "sandbox")]
 mod sandbox;
+mod show;
 mod state;
 mod terminal;
 mod validate;
+mod version;
 
 #[cfg(feature = "sandbox")]
 use crate::cli::SandboxCommand;
@@ -45,9 +50,17 @@ pub use error::CommandError;
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
 pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
+    terminal::set_terminal(cli.color, cli.verbose > 0);
+    if let Some(value) = cli.dash_o {
+        return Err(CommandError::DashO { value }.into());
+    }
     match cli.command {
         Command::Validate(args) => validate::run(args).await,
         Command::Graph(args) => graph::run(args).await,
+        Command::Show(args) => show::run(args).await,
+        Command::Version(args) => version::run(args).await,
+        Command::Completions(args) => generate::completions(args),
+        Command::Man(args) => generate::man(args),
         Command::Lint(args) => lint::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Plan(args) => plan::run(args).await,

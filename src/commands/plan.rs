@@ -39,6 +39,7 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         },
     )
     .await?;
+    eprintln!("{}", session.header());
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
     let lint = session.lint(&previous).await?;

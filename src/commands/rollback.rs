@@ -27,6 +27,7 @@ async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
         return Ok(ExitStatus::Error);
     };
     let session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
+    eprintln!("{}", session.header());
     let store = session.store.as_ref();
     if store.unfinished_runs()?.is_empty() {
         eprintln!("No unfinished run: nothing to roll back.");

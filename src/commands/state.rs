@@ -2,7 +2,7 @@
 //! records, break a writer lock whose holder is gone. The plan names the default state
 //! directory.
 
-use crate::cli::{ExitStatus, PlanInput, StateArgs, StateCommand};
+use crate::cli::{ExitStatus, OutputFormat, PlanInput, StateArgs, StateCommand};
 use crate::report;
 use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, WriterLock};
 
@@ -10,19 +10,23 @@ use super::{CommandError, load_plan};
 
 pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
-        StateCommand::List(at) => {
-            let store = SledStore::open(&state_dir(&at)?, "state list")?;
-            let text =
-                report::state::list(&store.meta()?, &store.objects()?, &store.unfinished_runs()?);
+        StateCommand::List(l) => {
+            let store = SledStore::open(&state_dir(&l.at)?, "state list")?;
+            let (meta, records, runs) = (store.meta()?, store.objects()?, store.unfinished_runs()?);
+            let text = match l.output {
+                OutputFormat::Human => report::state::list(&meta, &records, &runs),
+                OutputFormat::Json => report::state::list_json(&meta, &records, &runs),
+            };
             print!("{text}");
         }
         StateCommand::Show(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state show")?;
             let records = records_of(&store, &a.address)?;
-            print!(
-                "{}",
-                report::state::show(&records).map_err(CommandError::Json)?
-            );
+            let text = match a.output {
+                OutputFormat::Human => report::state::show(&records).map_err(CommandError::Json)?,
+                OutputFormat::Json => report::state::show_json(&records),
+            };
+            print!("{text}");
         }
         StateCommand::Rm(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state rm")?;

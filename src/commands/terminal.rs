@@ -1,18 +1,44 @@
-//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, lint
-//! findings above a plan, colour on stdout, and the progress reporter for `--output`.
+//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour (as
+//! `--color` and `NO_COLOR` say), and the progress reporter for `--output`.
 
 use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::sync::OnceLock;
 
 use crate::apply::{Interrupt, Reporter};
-use crate::cli::OutputFormat;
+use crate::cli::{ColorChoice, OutputFormat};
 use crate::planfile::{Diagnostics, RenderOptions};
 use crate::report::progress::{ProgressFormat, progress_reporter};
 
 use super::CommandError;
 
-/// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
+/// The `--color` of this process (set once, when the command starts).
+static COLOR: OnceLock<ColorChoice> = OnceLock::new();
+
+/// Whether `-v` was given (progress shows every step, the final report every action).
+static VERBOSE: OnceLock<bool> = OnceLock::new();
+
+/// Records `--color` and `-v` for the rest of the process.
+pub(super) fn set_terminal(choice: ColorChoice, verbose: bool) {
+    let _ = COLOR.set(choice);
+    let _ = VERBOSE.set(verbose);
+}
+
+fn color(is_terminal: bool) -> bool {
+    COLOR
+        .get()
+        .copied()
+        .unwrap_or_default()
+        .enabled(is_terminal, std::env::var_os("NO_COLOR").as_deref())
+}
+
+/// Whether stdout takes colour (`--color`; `auto`: a terminal, and no `NO_COLOR`).
 pub(super) fn stdout_color() -> bool {
-    std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+    color(std::io::stdout().is_terminal())
+}
+
+/// Whether stderr takes colour (`--color`; `auto`: a terminal, and no `NO_COLOR`).
+pub(super) fn stderr_color() -> bool {
+    color(std::io::stderr().is_terminal())
 }
 
 /// Lint findings above the plan: on stdout with the human plan, on stderr when stdout is
@@ -36,11 +62,10 @@ pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) 
     }
 }
 
-/// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width
-/// follows `COLUMNS` when set (100 otherwise).
+/// Prints plan diagnostics on stderr: colour as [`stderr_color`]; the width follows
+/// `COLUMNS` when set (100 otherwise).
 pub(super) fn print_diagnostics(diags: &Diagnostics) {
-    let stderr = std::io::stderr();
-    let color = stderr.is_terminal() && std::env::var_os("NO_COLOR").is_none();
+    let color = stderr_color();
     let width = std::env::var("COLUMNS")
         .ok()
         .and_then(|c| c.parse::<usize>().ok())
@@ -49,9 +74,10 @@ pub(super) fn print_diagnostics(diags: &Diagnostics) {
     eprint!("{}", diags.render(RenderOptions { width, color }));
 }
 
-/// The progress reporter of apply, destroy and rollback for `--output`.
+/// The progress reporter of apply, destroy and rollback for `--output` (and `-v`).
 pub(super) fn progress(output: OutputFormat) -> Box<dyn Reporter> {
     let format = match output {
+        OutputFormat::Human if VERBOSE.get().copied().unwrap_or(false) => ProgressFormat::Verbose,
         OutputFormat::Human => ProgressFormat::Human,
         OutputFormat::Json => ProgressFormat::Json,
     };

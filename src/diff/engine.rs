@@ -87,7 +87,7 @@ fn assemble<'a>(
     let mut out: Vec<NodeChange> = Vec::new();
     for node in input.nodes {
         let status = match &node.state {
-            DesiredState::Rendered => NodeStatus::Planned,
+            DesiredState::Rendered | DesiredState::Placeholders { .. } => NodeStatus::Planned,
             DesiredState::DuringApply { reason } => NodeStatus::RenderedDuringApply {
                 reason: reason.clone(),
             },
@@ -107,12 +107,19 @@ fn assemble<'a>(
                 .filter(|r| r.node == node.address)
                 .map(|r| prune(r)),
         );
-        out.push(NodeChange {
+        let unknown_inputs = match &node.state {
+            DesiredState::Placeholders { references } => references.clone(),
+            _ => Vec::new(),
+        };
+        let mut change = NodeChange {
             address: node.address.clone(),
             status,
             objects,
             render_key: node.render_key.clone(),
-        });
+            unknown_inputs,
+        };
+        change.retain_hooks_that_run();
+        out.push(change);
     }
     let in_plan: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
     let mut removed: BTreeMap<&str, Vec<ObjectChange>> = BTreeMap::new();
@@ -129,6 +136,7 @@ fn assemble<'a>(
             status: NodeStatus::Removed,
             objects,
             render_key: None,
+            unknown_inputs: Vec::new(),
         });
     }
     out

@@ -49,6 +49,10 @@ impl DesiredObject {
 pub enum DesiredState {
     /// Rendered: its objects are planned.
     Rendered,
+    /// Rendered with a placeholder for each of `references` (values known only during
+    /// apply): its objects are planned, the fields that depend on them are unknown; rendered
+    /// again with the real values during apply.
+    Placeholders { references: Vec<String> },
     /// Rendered only during apply (its inputs are unknown now); `objects` may list what is
     /// known.
     DuringApply { reason: String },

@@ -135,6 +135,56 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
         err.contains("read.trust_anchor.value = (sensitive)"),
         "the value unknown at plan time is reported, masked: {err}"
     );
+    // The control plane, planned with a placeholder for the trust anchor, was rendered with
+    // the real one and applied because it was what the plan showed.
+    assert!(
+        out.contains("helm.linkerd_control_plane (read.trust_anchor.value is known after apply"),
+        "{out}"
+    );
+    assert!(
+        err.contains("helm.linkerd_control_plane: rendered with the values read, as planned"),
+        "{err}"
+    );
+    // The plain-line progress a person reads: each node that did something once, with its
+    // counts and duration, and a short summary (the full list of actions needs -v or JSON).
+    for node in [
+        "helm.cert_manager",
+        "helm.linkerd_control_plane",
+        "helm.linkerd_viz",
+        "manifest.linkerd_podmonitors",
+    ] {
+        let lines = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("{node}: ")))
+            .count();
+        assert_eq!(lines, 1, "{node} once: {err}");
+    }
+    assert!(
+        err.contains("apply succeeded in ") && err.contains(": 151 created, 9 hooks run\n"),
+        "{err}"
+    );
+    assert!(err.lines().count() < 30, "{err}");
+    insta::with_settings!({filters => vec![
+        (r"Cluster http://127\.0\.0\.1:\d+ ", "Cluster http://127.0.0.1:[PORT] "),
+        (r"state /\S+", "state [STATE]"),
+        (r"\((\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?)\)", "([DURATION])"),
+        (r" in (\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?):", " in [DURATION]:"),
+    ]}, {
+        // "still waiting" lines come only when a node waits long, and nodes of one phase
+        // finish in any order: timing, not substance.
+        let mut shown: Vec<String> = Vec::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for line in err.lines().filter(|l| !l.contains(": still waiting after ")) {
+            if line.starts_with("helm.") || line.starts_with("manifest.") {
+                nodes.push(line);
+                continue;
+            }
+            nodes.sort_unstable();
+            shown.extend(nodes.drain(..).map(str::to_owned));
+            shown.push(line.to_owned());
+        }
+        insta::assert_snapshot!("sample_apply_plain", shown.join("\n"));
+    });
     // Every workload is ready.
     for kind in ["deployments", "statefulsets", "daemonsets"] {
         let list = s.cluster.get_json(&[kind, "-A"]);
@@ -329,7 +379,7 @@ fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
 fn a_stale_saved_change_set_is_refused_with_the_reason() {
     let s = Setup::with_plan(SMALL);
     let saved = s.cluster.dir.path().join("changes.json");
-    let (code, _, err) = s.run("plan", &["-o", saved.to_str().unwrap()]);
+    let (code, _, err) = s.run("plan", &["--out", saved.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     // Someone else applies first: the state moved on.
     let (code, _, err) = s.apply(&[]);
@@ -343,7 +393,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A fresh saved change set, then a live change of a planned object.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     s.cluster.apply(
@@ -364,7 +414,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // The plan file changed since (a node added).
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&s.plan).unwrap();
@@ -387,7 +437,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A saved change set that is still current is applied.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let out = s

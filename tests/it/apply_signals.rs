@@ -314,8 +314,14 @@ fn wait_for_the_read(s: &Setup, child: &mut Child) {
 
 /// Spawns `apply --auto-approve` with its output collected.
 fn spawn_apply(s: &Setup) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    spawn_apply_with(s, &[])
+}
+
+/// `spawn_apply` with more arguments (`-v`: progress names every step and wait).
+fn spawn_apply_with(s: &Setup, extra: &[&str]) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    let args: Vec<&str> = ["--auto-approve"].iter().chain(extra).copied().collect();
     let mut child = s
-        .command("apply", &s.plan, &["--auto-approve"])
+        .command("apply", &s.plan, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -510,7 +516,8 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
         )
         .named("web")
     });
-    let (mut child, out, err) = spawn_apply(&s);
+    // -v: the steps and waits this test watches for are shown one by one.
+    let (mut child, out, err) = spawn_apply_with(&s, &["-v"]);
     wait_until(&mut child, "web's write and slow's wait", || {
         let err = err.lock().unwrap();
         err.contains("manifest.web: create apps/v1 Deployment app/web")
