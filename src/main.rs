@@ -1,5 +1,8 @@
 //! The `meshplan` binary: parse the command line, set up logging on stderr, run, exit.
 
+// Output goes through `commands::out` / `commands::err`, which never panic on a closed stream.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use clap::Parser;
 use meshplan::cli::{Cli, ExitStatus};
 
@@ -12,7 +15,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            meshplan::commands::err(&format!("error: cannot start the async runtime: {err}\n"));
             return ExitStatus::Error.into();
         }
     };
@@ -20,7 +23,7 @@ fn main() -> std::process::ExitCode {
     match status {
         Ok(status) => status.into(),
         Err(report) => {
-            eprintln!("{report:?}");
+            meshplan::commands::err(&format!("{report:?}\n"));
             ExitStatus::Error.into()
         }
     }

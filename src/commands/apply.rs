@@ -110,21 +110,21 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     match args.output {
         OutputFormat::Human => {
             let color = terminal::stdout_color();
-            print!("{}", render_human(&first, HumanOptions { color }));
+            terminal::out(&render_human(&first, HumanOptions { color }));
         }
-        OutputFormat::Json => print!("{}", render_json_event(&first)),
+        OutputFormat::Json => terminal::out(&render_json_event(&first)),
     }
     if first.has_conflicts() && !options.force_conflicts {
         return Err(CommandError::ApplyConflicts.into());
     }
     if !first.has_changes() {
-        eprintln!("No changes. The cluster matches the plan.");
+        terminal::err("No changes. The cluster matches the plan.\n");
         return Ok(ExitStatus::Success);
     }
     if saved.is_none()
         && !terminal::confirm("apply these changes", args.auto_approve, interrupt).await?
     {
-        eprintln!("Apply cancelled.");
+        terminal::err("Apply cancelled.\n");
         return Ok(ExitStatus::Error);
     }
 
@@ -145,11 +145,11 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
             applied,
             known_after_apply,
         } => {
-            eprint!("{}", report::apply::known_after_apply(&known_after_apply));
+            terminal::err(&report::apply::known_after_apply(&known_after_apply));
             if !applied {
-                eprintln!("Nothing was sent to the cluster.");
+                terminal::err("Nothing was sent to the cluster.\n");
             }
-            eprintln!("Apply complete.");
+            terminal::err("Apply complete.\n");
             Ok(ExitStatus::Success)
         }
     }

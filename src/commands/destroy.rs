@@ -46,13 +46,13 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     );
     let records = store.objects()?;
     let doomed = request.preview(&records)?;
-    print!("{}", report::apply::destroy_listing(&doomed));
+    terminal::out(&report::apply::destroy_listing(&doomed));
     if doomed.is_empty() {
-        eprintln!("Nothing to destroy.");
+        terminal::err("Nothing to destroy.\n");
         return Ok(ExitStatus::Success);
     }
     if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
-        eprintln!("Destroy cancelled.");
+        terminal::err("Destroy cancelled.\n");
         return Ok(ExitStatus::Error);
     }
     let reporter = terminal::progress(args.output);
@@ -69,9 +69,9 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         interrupt,
     )
     .await?;
-    eprint!("{}", report::apply::kept(&summary));
+    terminal::err(&report::apply::kept(&summary));
     if summary.outcome.is_success() {
-        eprintln!("Destroy complete.");
+        terminal::err("Destroy complete.\n");
         Ok(ExitStatus::Success)
     } else {
         Ok(ExitStatus::Error)

@@ -3,7 +3,7 @@
 use crate::cli::{ExitStatus, GraphArgs, GraphFormat};
 use crate::graph::{render_dot, render_mermaid, render_text};
 
-use super::load_plan;
+use super::{load_plan, terminal};
 
 pub async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
@@ -14,6 +14,6 @@ pub async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
         GraphFormat::Dot => render_dot(&loaded.graph),
         GraphFormat::Mermaid => render_mermaid(&loaded.graph),
     };
-    print!("{text}");
+    terminal::out(&text);
     Ok(ExitStatus::Success)
 }

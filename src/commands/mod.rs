@@ -32,6 +32,7 @@ use crate::load::{LoadRequest, LoadedPlan, load};
 use crate::session::SessionArgs;
 
 pub use error::CommandError;
+pub use terminal::{err, out};
 
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
@@ -49,21 +50,22 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     }
 }
 
-/// Runs `command` with Ctrl-C taken from its start (instead of ending the process), for the
-/// commands that hold the state's writer lock.
+/// Runs `command` with Ctrl-C, SIGTERM and SIGHUP taken from its start (instead of ending the
+/// process), for the commands that hold the state's writer lock: the first one stops
+/// gracefully, a second one at once (see [`Interrupt`](crate::apply::Interrupt)).
 async fn with_ctrl_c<F, Fut>(command: F) -> miette::Result<ExitStatus>
 where
     F: FnOnce(crate::apply::Interrupt) -> Fut,
     Fut: Future<Output = miette::Result<ExitStatus>>,
 {
     let interrupt = crate::apply::Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
+    let listener = interrupt.listen_for_signals();
     let result = command(interrupt).await;
     listener.abort();
     result
 }
 
-/// Runs `step` unless Ctrl-C comes first: then the command ends with `message`. Dropping
+/// Runs `step` unless Ctrl-C (or SIGTERM, SIGHUP) comes first: then the command ends with `message`. Dropping
 /// `step` drops what it holds, the state's writer lock first (a Ctrl-C that ended the
 /// process would leave the lock behind, stale). Only for steps that write nothing to the
 /// cluster, or whose writes are journaled (stopping them is then like a crash).

@@ -45,9 +45,9 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     match args.output {
         OutputFormat::Human => {
             let color = terminal::stdout_color();
-            print!("{}", render_human(&change_set, HumanOptions { color }));
+            terminal::out(&render_human(&change_set, HumanOptions { color }));
         }
-        OutputFormat::Json => print!("{}", render_json(&change_set)),
+        OutputFormat::Json => terminal::out(&render_json(&change_set)),
     }
     if let Some(path) = &args.out {
         let saved = SavedChangeSet::new(
@@ -62,7 +62,7 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
             change_set.clone(),
         );
         saved::write(path, &saved)?;
-        eprintln!("Saved the change set to {}.", path.display());
+        terminal::err(&format!("Saved the change set to {}.\n", path.display()));
     }
     if change_set.has_conflicts() {
         return Err(CommandError::PlanConflicts {

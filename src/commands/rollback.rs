@@ -29,7 +29,7 @@ async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     let session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
     let store = session.store.as_ref();
     if store.unfinished_runs()?.is_empty() {
-        eprintln!("No unfinished run: nothing to roll back.");
+        terminal::err("No unfinished run: nothing to roll back.\n");
         return Ok(ExitStatus::Success);
     }
     let reporter = terminal::progress(args.output);

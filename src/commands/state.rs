@@ -6,7 +6,7 @@ use crate::cli::{ExitStatus, PlanInput, StateArgs, StateCommand};
 use crate::report;
 use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, WriterLock};
 
-use super::{CommandError, load_plan};
+use super::{CommandError, load_plan, terminal};
 
 pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
@@ -14,15 +14,12 @@ pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
             let store = SledStore::open(&state_dir(&at)?, "state list")?;
             let text =
                 report::state::list(&store.meta()?, &store.objects()?, &store.unfinished_runs()?);
-            print!("{text}");
+            terminal::out(&text);
         }
         StateCommand::Show(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state show")?;
             let records = records_of(&store, &a.address)?;
-            print!(
-                "{}",
-                report::state::show(&records).map_err(CommandError::Json)?
-            );
+            terminal::out(&report::state::show(&records).map_err(CommandError::Json)?);
         }
         StateCommand::Rm(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state rm")?;
@@ -31,11 +28,11 @@ pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 b.remove_object(&r.node, &r.object)
             });
             store.commit(batch)?;
-            eprintln!(
-                "Removed {} record(s) of {} from the state; the objects stay in the cluster.",
+            terminal::err(&format!(
+                "Removed {} record(s) of {} from the state; the objects stay in the cluster.\n",
                 records.len(),
                 a.address
-            );
+            ));
         }
         StateCommand::Unlock(u) => {
             let dir = state_dir(&u.at)?;
@@ -45,8 +42,8 @@ pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 WriterLock::break_stale(&dir)?
             };
             match broken {
-                Some(holder) => eprintln!("Removed the lock of {holder}."),
-                None => eprintln!("The state is not locked."),
+                Some(holder) => terminal::err(&format!("Removed the lock of {holder}.\n")),
+                None => terminal::err("The state is not locked.\n"),
             }
         }
     }

@@ -1,7 +1,11 @@
-//! The commands' side of the terminal: the confirmation prompt, plan diagnostics, colour on
-//! stdout, and the progress reporter for `--output`.
+//! The commands' side of the terminal: writing to stdout and stderr, the confirmation prompt,
+//! plan diagnostics, colour on stdout, and the progress reporter for `--output`.
+//!
+//! Everything the commands print goes through [`out`] and [`err`]: a stream whose reader went
+//! away (`meshplan state list PLAN | head -1`) is not an error and never a panic, the rest of
+//! the text is dropped and the command ends as it would have (what `cat` and `kubectl` do).
 
-use std::io::{BufRead as _, IsTerminal as _, Write as _};
+use std::io::{BufRead as _, IsTerminal as _};
 
 use crate::apply::{Interrupt, Reporter};
 use crate::cli::OutputFormat;
@@ -9,6 +13,21 @@ use crate::planfile::{Diagnostics, RenderOptions};
 use crate::report::progress::{ProgressFormat, progress_reporter};
 
 use super::CommandError;
+
+/// Writes `text` on stdout (see the module's overview for a closed stdout).
+pub fn out(text: &str) {
+    write_quietly(&mut std::io::stdout().lock(), text);
+}
+
+/// Writes `text` on stderr (a closed stderr drops it, as for [`out`]).
+pub fn err(text: &str) {
+    write_quietly(&mut std::io::stderr().lock(), text);
+}
+
+/// Writes and flushes; a failed write (the reader went away) drops the text.
+fn write_quietly(w: &mut impl std::io::Write, text: &str) {
+    let _ = w.write_all(text.as_bytes()).and_then(|()| w.flush());
+}
 
 /// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
 pub(super) fn stdout_color() -> bool {
@@ -25,7 +44,7 @@ pub(super) fn print_diagnostics(diags: &Diagnostics) {
         .and_then(|c| c.parse::<usize>().ok())
         .filter(|w| *w >= 40)
         .unwrap_or(100);
-    eprint!("{}", diags.render(RenderOptions { width, color }));
+    err(&diags.render(RenderOptions { width, color }));
 }
 
 /// The progress reporter of apply, destroy and rollback for `--output`.
@@ -50,8 +69,9 @@ pub(super) async fn confirm(
     if !std::io::stdin().is_terminal() {
         return Err(CommandError::NoTerminal { what });
     }
-    eprint!("Do you want to {what}? Only 'yes' will be accepted: ");
-    std::io::stderr().flush().map_err(CommandError::Terminal)?;
+    err(&format!(
+        "Do you want to {what}? Only 'yes' will be accepted: "
+    ));
     // The answer is read on a thread of its own so that a Ctrl-C at the prompt is seen here
     // (the thread, blocked on the terminal, ends with the process).
     let (tx, rx) = tokio::sync::oneshot::channel();
@@ -63,7 +83,7 @@ pub(super) async fn confirm(
     tokio::select! {
         biased;
         () = interrupt.graceful().cancelled() => {
-            eprintln!();
+            err("\n");
             Ok(false)
         }
         line = rx => match line {

@@ -3,12 +3,12 @@
 use crate::cli::{ExitStatus, ValidateArgs};
 use crate::report;
 
-use super::load_plan;
+use super::{load_plan, terminal};
 
 pub async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };
-    print!("{}", report::validate::summary(&loaded));
+    terminal::out(&report::validate::summary(&loaded));
     Ok(ExitStatus::Success)
 }

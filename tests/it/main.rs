@@ -6,6 +6,7 @@ mod apply_destroy;
 mod apply_faults;
 mod apply_rollback;
 mod apply_signals;
+mod closed_output;
 mod cluster;
 mod graph_cmd;
 mod model_dump;
