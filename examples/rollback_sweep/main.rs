@@ -27,6 +27,8 @@ enum Which {
     Writes,
     Waits,
     Kills,
+    /// SIGTERM once at drawn writes of the swept apply (not part of `all`).
+    Signals,
     All,
 }
 
@@ -174,6 +176,37 @@ fn main() {
             report.push(format!(
                 "waits, {label}: {} ({:.0} s)",
                 outcome.summary(),
+                began.elapsed().as_secs_f64()
+            ));
+            failed += outcome.failures.len();
+            for f in &outcome.failures {
+                println!("FAILED {f}");
+            }
+        }
+    }
+    if args.sweep == Which::Signals {
+        for start in &starts {
+            let settings = sweep::Sweep {
+                start: start.clone(),
+                args: swept.clone(),
+                limit: args.limit,
+            };
+            println!("SIGTERM at {} points:", args.points);
+            let began = Instant::now();
+            let outcome = sweep::signals(
+                &target,
+                &settings,
+                "TERM",
+                args.points,
+                args.spread,
+                0x7e57,
+                &mut progress,
+            );
+            report.push(format!(
+                "SIGTERM: {} points, {} rolled back exactly, {} had finished ({:.0} s)",
+                outcome.points,
+                outcome.rolled_back,
+                outcome.finished,
                 began.elapsed().as_secs_f64()
             ));
             failed += outcome.failures.len();

@@ -955,3 +955,151 @@ pub fn kills(
     }
     out
 }
+
+/// What a signal sweep found.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub points: u64,
+    /// Runs the signal stopped and rolled back exactly.
+    pub rolled_back: u64,
+    /// Runs that had ended their last step when the signal came (they succeeded).
+    pub finished: u64,
+    pub failures: Vec<String>,
+}
+
+/// Sends `signal` (`TERM`, `HUP`, `INT`) to the process `pid` (a child of ours).
+pub fn send_signal(pid: u32, signal: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .map_err(|e| format!("kill: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{signal} {pid}: {status}"))
+    }
+}
+
+/// `signal` (SIGTERM, SIGHUP) sent once to an apply that has sent a drawn number of writes
+/// (1 to `spread`) since it started. Each stopped run must exit 1, say it rolled back, and
+/// leave the cluster and the state as before it, with no writer lock left behind: the next
+/// command (the check's `meshplan state list`, then the next point's apply) needs no
+/// `meshplan state unlock`. A run that had finished its steps when the signal came must have
+/// succeeded; a plan right after it must then be empty.
+pub fn signals(
+    target: &Target,
+    sweep: &Sweep,
+    signal: &str,
+    points: u64,
+    spread: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Signals {
+    let mut out = Signals::default();
+    let mut slot: Option<Env> = None;
+    let mut draw = Points(seed.max(1));
+    for i in 0..points {
+        let env = match reuse_or_start(&mut slot, target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                out.failures.push(format!("point {i}: setup: {e}"));
+                break;
+            }
+        };
+        let mut all = vec!["--auto-approve".to_owned()];
+        all.extend_from_slice(&sweep.args);
+        let child = match env.command("apply", &target.plan, &all).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                out.failures.push(format!("point {i}: {e}"));
+                break;
+            }
+        };
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let at = writes_sent(&env) + 1 + draw.next(spread);
+        let deadline = Instant::now() + target.run_limit;
+        let mut ended = None;
+        while writes_sent(&env) < at && Instant::now() < deadline {
+            if let Ok(result) = rx.try_recv() {
+                ended = Some(result);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.points += 1;
+        let point = format!("{signal} {i} at write {at}");
+        if ended.is_none()
+            && let Err(e) = send_signal(pid, signal)
+        {
+            out.failures.push(format!("{point}: {e}"));
+            break;
+        }
+        let output = match ended {
+            Some(result) => result,
+            None => match rx.recv_timeout(target.run_limit) {
+                Ok(result) => result,
+                Err(_) => {
+                    let _ = send_signal(pid, "KILL");
+                    out.failures
+                        .push(format!("{point}: the apply did not end after the signal"));
+                    continue;
+                }
+            },
+        };
+        let run = match output {
+            Ok(o) => Run {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            },
+            Err(e) => {
+                out.failures.push(format!("{point}: {e}"));
+                continue;
+            }
+        };
+        if run.code == 0 {
+            // The signal came after the last step: the apply ended as if it had not come.
+            let mut plan_args = sweep.args.clone();
+            plan_args.push("--detailed-exitcode".to_owned());
+            match env.meshplan("plan", &target.plan, &plan_args) {
+                Ok(plan) if plan.code == 0 => {
+                    out.finished += 1;
+                    progress(&format!("{point}: had finished; converged"));
+                }
+                Ok(plan) => out.failures.push(format!(
+                    "{point}: the apply succeeded but the plan is not empty:\n{}",
+                    plan.text()
+                )),
+                Err(e) => out.failures.push(format!("{point}: {e}")),
+            }
+            // The cluster changed: the next point starts afresh.
+            continue;
+        }
+        let judged = env.judge(&run).and_then(|left| {
+            if run.stderr.contains("interrupted") {
+                Ok(left)
+            } else {
+                Err(format!(
+                    "the report does not say it was interrupted:\n{}",
+                    run.text()
+                ))
+            }
+        });
+        match judged {
+            Ok(left) => {
+                out.rolled_back += 1;
+                progress(&format!("{point}: rolled back exactly{}", listed(&left)));
+                slot = Some(env);
+            }
+            Err(e) => {
+                progress(&format!("{point}: FAILED"));
+                out.failures.push(format!("{point}: {e}"));
+            }
+        }
+    }
+    out
+}

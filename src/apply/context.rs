@@ -50,9 +50,9 @@ impl Default for RunOptions {
     }
 }
 
-/// Ctrl-C, as the engine sees it: the first [`Interrupt::stop_gracefully`] stops new steps
-/// and lets in-flight ones finish, then rolls back; [`Interrupt::stop_now`] abandons
-/// in-flight steps at once and keeps the journal.
+/// Ctrl-C (and SIGTERM, SIGHUP), as the engine sees it: the first
+/// [`Interrupt::stop_gracefully`] stops new steps and lets in-flight ones finish, then rolls
+/// back; [`Interrupt::stop_now`] abandons in-flight steps at once and keeps the journal.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     graceful: CancellationToken,
@@ -82,19 +82,40 @@ impl Interrupt {
         }
     }
 
-    /// Presses on every Ctrl-C until the returned task is aborted. On Unix the handler is
-    /// installed before this returns (a Ctrl-C right after it is not left to the default
-    /// action, which ends the process without releasing the writer lock), and one stream
-    /// receives the signals from then on (none is missed between two presses; two that arrive
-    /// before the first one is handled count as one).
-    pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+    /// Presses on every Ctrl-C until the returned task is aborted; on Unix also on every
+    /// SIGTERM (what CI cancellation, `timeout` and Kubernetes send) and SIGHUP (a closed
+    /// terminal), in any mix: the first signal stops gracefully, the next one at once.
+    ///
+    /// On Unix the handlers are installed before this returns (a signal right after it is not
+    /// left to the default action, which ends the process without a rollback), and one stream
+    /// per signal receives them from then on (none is missed between two presses; two of the
+    /// same kind that arrive before the first one is handled count as one).
+    pub fn listen_for_signals(&self) -> tokio::task::JoinHandle<()> {
         let interrupt = self.clone();
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut stream) = signal(SignalKind::interrupt()) {
+            use tokio::signal::unix::{Signal, SignalKind, signal};
+            let mut int = signal(SignalKind::interrupt()).ok();
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut hup = signal(SignalKind::hangup()).ok();
+            /// The next signal of `stream`; never, without one.
+            async fn next(stream: &mut Option<Signal>) -> Option<()> {
+                match stream {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            }
+            if int.is_some() {
                 return tokio::spawn(async move {
-                    while stream.recv().await.is_some() {
+                    loop {
+                        let got = tokio::select! {
+                            got = next(&mut int) => got,
+                            got = next(&mut term) => got,
+                            got = next(&mut hup) => got,
+                        };
+                        if got.is_none() {
+                            break;
+                        }
                         interrupt.press();
                     }
                 });

@@ -173,3 +173,32 @@ fn kill_9_at_twenty_points_then_apply_converges() {
         out.mid_run
     );
 }
+
+/// SIGTERM (what CI cancellation, `timeout` and Kubernetes send) at ten drawn points of an
+/// apply: each stopped run is rolled back exactly (as Ctrl-C does), and the writer lock is
+/// released, so the next command needs no `meshplan state unlock`.
+#[test]
+fn sigterm_at_ten_drawn_points_of_an_apply_rolls_back_and_leaves_no_lock() {
+    let out = sweep::signals(
+        &target(),
+        &from_empty(),
+        "TERM",
+        10,
+        11,
+        0x7e57,
+        &mut |line| eprintln!("{line}"),
+    );
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    assert_eq!(out.points, 10, "{out:#?}");
+    assert_eq!(out.rolled_back + out.finished, 10, "{out:#?}");
+    assert!(out.rolled_back >= 1, "{out:#?}");
+}
+
+/// SIGHUP (a closed terminal) is handled the same way.
+#[test]
+fn sighup_at_drawn_points_of_an_apply_rolls_back_and_leaves_no_lock() {
+    let out = sweep::signals(&target(), &from_empty(), "HUP", 3, 11, 0x4a9, &mut |_| {});
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    assert_eq!(out.rolled_back + out.finished, 3, "{out:#?}");
+    assert!(out.rolled_back >= 1, "{out:#?}");
+}
