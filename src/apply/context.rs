@@ -191,11 +191,9 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Notes an object left in place on purpose. It is reported (an event, and the summary)
+    /// by [`Self::take_left_in_place`] at the end of the run, if it is still there then.
     pub fn leave(&self, object: &ObjectRef, reason: String) {
-        self.reporter.event(&Event::LeftInPlace {
-            object: object.clone(),
-            reason: reason.clone(),
-        });
         if let Ok(mut l) = self.left_in_place.lock() {
             l.push(LeftInPlace {
                 object: object.clone(),
@@ -232,11 +230,30 @@ impl<'a> Context<'a> {
             .unwrap_or_default()
     }
 
-    pub fn take_left_in_place(&self) -> Vec<LeftInPlace> {
-        self.left_in_place
+    /// The objects left in place that are still there at the end of the run, each reported
+    /// now: a later step of the same run may have removed one (a Certificate's Secret goes
+    /// with its namespace). An object that cannot be read is reported as left; so is every
+    /// object of a run stopped at once (nothing is read then).
+    pub async fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+        let noted = self
+            .left_in_place
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for left in noted {
+            if !self.immediate.is_cancelled()
+                && matches!(read_live(self.cluster, &left.object).await, Ok(None))
+            {
+                continue;
+            }
+            self.reporter.event(&Event::LeftInPlace {
+                object: left.object.clone(),
+                reason: left.reason.clone(),
+            });
+            out.push(left);
+        }
+        out
     }
 
     /// The time left before `deadline`, capped by `cap`.

@@ -420,7 +420,7 @@ pub async fn destroy(
         actions: ctx.take_actions(),
         rolled_back: Vec::new(),
         skipped: Vec::new(),
-        left_in_place: ctx.take_left_in_place(),
+        left_in_place: ctx.take_left_in_place().await,
         next_step: None,
     };
     match ends {

@@ -439,13 +439,13 @@ impl PhasedRun {
             reason: summary.root_cause.clone().unwrap_or_default(),
         });
         let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&self.deps), interrupt).await;
-        rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
+        rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run).await;
         Some(finish(reporter, summary))
     }
 }
 
 /// Fills the summary from a rollback's result.
-fn rolled_back_outcome(
+async fn rolled_back_outcome(
     ctx: &Context<'_>,
     summary: &mut Summary,
     rolled: Result<(), String>,
@@ -453,7 +453,7 @@ fn rolled_back_outcome(
     run: &str,
 ) {
     summary.rolled_back = ctx.take_actions();
-    summary.left_in_place = ctx.take_left_in_place();
+    summary.left_in_place = ctx.take_left_in_place().await;
     match rolled {
         Ok(()) => summary.outcome = RunOutcome::RolledBack,
         Err(message) => {
@@ -643,7 +643,7 @@ pub async fn apply_phase(
         *t = CancellationToken::new();
     }
     let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&phased.deps), interrupt).await;
-    rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
+    rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run).await;
     Ok(finish(reporter, summary))
 }
 

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::apply::{Event, Reporter, RunOutcome, Summary};
+use crate::apply::{Event, Reporter, RunKind, RunOutcome, Summary};
 
 /// Version of the JSON lines' shape.
 pub const PROGRESS_FORMAT: u32 = 1;
@@ -79,26 +79,7 @@ fn count(n: usize, noun: &str) -> String {
 /// The final report: outcome, root cause, every action, rollback actions, skipped nodes,
 /// objects left in place, next step.
 pub fn summary_lines(summary: &Summary) -> Vec<String> {
-    let mut out = Vec::new();
-    let outcome = match summary.outcome {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::RolledBack => "failed and was rolled back",
-        RunOutcome::FailedNoRollback => "failed (nothing rolled back)",
-        RunOutcome::RollbackFailed => "failed, and its rollback failed",
-        RunOutcome::Aborted => "was stopped at once",
-        RunOutcome::Failed => "failed",
-    };
-    out.push(format!(
-        "{} {}: {}{}",
-        format!("{:?}", summary.kind).to_lowercase(),
-        outcome,
-        count(summary.actions.len(), "action"),
-        if summary.rolled_back.is_empty() {
-            String::new()
-        } else {
-            format!(", {} rolled back", summary.rolled_back.len())
-        }
-    ));
+    let mut out = vec![headline(summary)];
     if let Some(cause) = &summary.root_cause {
         out.push(format!("  cause: {cause}"));
     }
@@ -124,6 +105,53 @@ pub fn summary_lines(summary: &Summary) -> Vec<String> {
         out.push(format!("  next: {next}"));
     }
     out
+}
+
+/// The first line of the final report: what kind of run, how it ended, how much it did. A
+/// rollback run (`meshplan rollback`, `apply --on-unfinished`) says whether the unfinished run
+/// was rolled back or completed.
+fn headline(summary: &Summary) -> String {
+    let rolled_back = count(summary.rolled_back.len(), "action");
+    match (summary.kind, summary.outcome) {
+        (RunKind::Rollback, RunOutcome::RolledBack) => {
+            return format!(
+                "rollback succeeded: run {} was rolled back ({rolled_back} rolled back)",
+                summary.run
+            );
+        }
+        (RunKind::Rollback, RunOutcome::Succeeded) => {
+            return format!(
+                "unfinished run {} completed: what it did is kept",
+                summary.run
+            );
+        }
+        (RunKind::Rollback, RunOutcome::RollbackFailed) => {
+            return format!(
+                "rollback of run {} failed ({rolled_back} rolled back)",
+                summary.run
+            );
+        }
+        _ => {}
+    }
+    let outcome = match summary.outcome {
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::RolledBack => "failed and was rolled back",
+        RunOutcome::FailedNoRollback => "failed (nothing rolled back)",
+        RunOutcome::RollbackFailed => "failed, and its rollback failed",
+        RunOutcome::Aborted => "was stopped at once",
+        RunOutcome::Failed => "failed",
+    };
+    format!(
+        "{} {}: {}{}",
+        format!("{:?}", summary.kind).to_lowercase(),
+        outcome,
+        count(summary.actions.len(), "action"),
+        if summary.rolled_back.is_empty() {
+            String::new()
+        } else {
+            format!(", {} rolled back", summary.rolled_back.len())
+        }
+    )
 }
 
 /// A clock for the lines' timestamps.
