@@ -288,6 +288,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     let cluster = rt.block_on(KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(kc.clone()),
         context: None,
+        ..ConnectOptions::default()
     }))?;
     seed(&rt, &cluster, &s.extra)?;
     let discovery = rt.block_on(cluster.discover())?;

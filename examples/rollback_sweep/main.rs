@@ -20,7 +20,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use meshplan_sandbox::SandboxConfig;
+use meshplan_sandbox::{FaultAction, SandboxConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
@@ -29,6 +29,9 @@ enum Which {
     Kills,
     /// SIGTERM once at drawn writes of the swept apply (not part of `all`).
     Signals,
+    /// A 500, a 503 with Retry-After and a dropped connection at every write: each retried,
+    /// the apply succeeding (not part of `all`).
+    Retries,
     All,
 }
 
@@ -181,6 +184,37 @@ fn main() {
             failed += outcome.failures.len();
             for f in &outcome.failures {
                 println!("FAILED {f}");
+            }
+        }
+    }
+    if args.sweep == Which::Retries {
+        for start in &starts {
+            let settings = sweep::Sweep {
+                start: start.clone(),
+                args: swept.clone(),
+                limit: args.limit,
+            };
+            let label = match start {
+                sweep::Start::Empty => "from empty",
+                sweep::Start::Previous(_) => "over a previous apply",
+            };
+            for (name, action) in [
+                ("a 500", FaultAction::Error { code: 500 }),
+                ("a 503 with Retry-After", FaultAction::Error { code: 503 }),
+                ("a dropped connection", FaultAction::Drop),
+            ] {
+                println!("{name} at write N, {label}:");
+                let began = Instant::now();
+                let outcome = sweep::retries(&target, &settings, &action, &mut progress);
+                report.push(format!(
+                    "{name} at write N, {label}: {} ({:.0} s)",
+                    outcome.summary(),
+                    began.elapsed().as_secs_f64()
+                ));
+                failed += outcome.failures.len();
+                for f in &outcome.failures {
+                    println!("FAILED {f}");
+                }
             }
         }
     }

@@ -1103,3 +1103,127 @@ pub fn signals(
     }
     out
 }
+
+/// What a retry sweep found.
+#[derive(Debug, Default)]
+pub struct Retries {
+    /// Failure points run.
+    pub tried: u64,
+    /// Points whose apply retried the failed write and succeeded without a rollback, after
+    /// which the plan was empty.
+    pub passed: u64,
+    /// Retry events the passing runs reported.
+    pub retries: u64,
+    /// The progress lines of those retry events.
+    pub retry_lines: Vec<String>,
+    /// Writes of the apply that ended the sweep (no write left to fail).
+    pub writes: Option<u64>,
+    pub failures: Vec<String>,
+}
+
+impl Retries {
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} tried, {} retried and succeeded ({} retries reported)",
+            self.tried, self.passed, self.retries
+        );
+        if let Some(w) = self.writes {
+            text.push_str(&format!(", {w} writes in an apply"));
+        }
+        text
+    }
+}
+
+/// A transient failure (`action`: a 500, a 503 with `Retry-After`, a dropped connection) at
+/// write N = 1, 2, ... of the swept apply, one point per write until N passes the apply's
+/// last write. The failed request must be retried and the apply must succeed without
+/// rolling anything back, report the retry, and leave a cluster that the next plan finds as
+/// planned (`plan --detailed-exitcode` exits 0). Each point starts from a fresh sandbox (the
+/// previous point's apply succeeded).
+pub fn retries(
+    target: &Target,
+    sweep: &Sweep,
+    action: &FaultAction,
+    progress: &mut dyn FnMut(&str),
+) -> Retries {
+    let mut out = Retries::default();
+    for n in 1u64.. {
+        if sweep.limit.is_some_and(|l| out.tried >= l) {
+            break;
+        }
+        let env = match Env::new(target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                out.failures.push(format!("setup before write {n}: {e}"));
+                break;
+            }
+        };
+        let seen = env.sandbox.audit().last().map_or(0, |e| e.seq);
+        env.sandbox
+            .add_fault(FaultRule::new(WRITE_VERB, "", n, action.clone()).all_resources());
+        let run = match env.apply(&target.plan, &sweep.args) {
+            Ok(run) => run,
+            Err(e) => {
+                out.tried += 1;
+                out.failures.push(format!("write {n}: {e}"));
+                continue;
+            }
+        };
+        env.sandbox.clear_faults();
+        let hit = env
+            .sandbox
+            .audit()
+            .iter()
+            .filter(|e| e.seq > seen && e.fault.is_some())
+            .count();
+        if hit == 0 {
+            if run.code == 0 {
+                out.writes = Some(n - 1);
+            } else {
+                out.failures.push(format!(
+                    "write {n}: no write was failed, yet the apply exited {}:\n{}",
+                    run.code,
+                    run.text()
+                ));
+            }
+            break;
+        }
+        out.tried += 1;
+        let lines: Vec<String> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("; retrying in "))
+            .map(str::to_owned)
+            .collect();
+        let retried = lines.len() as u64;
+        let problem = if run.code != 0 {
+            Some(format!("the apply exited {}", run.code))
+        } else if run.stderr.contains("rolled back") || run.stderr.contains("rolling back") {
+            Some("the apply rolled back".to_owned())
+        } else if retried == 0 {
+            Some("no retry was reported".to_owned())
+        } else {
+            let mut plan_args = sweep.args.clone();
+            plan_args.push("--detailed-exitcode".to_owned());
+            match env.meshplan("plan", &target.plan, &plan_args) {
+                Ok(plan) if plan.code == 0 => None,
+                Ok(plan) => Some(format!("the plan after it is not empty:\n{}", plan.text())),
+                Err(e) => Some(e),
+            }
+        };
+        match problem {
+            None => {
+                out.passed += 1;
+                out.retries += retried;
+                out.retry_lines.extend(lines);
+                progress(&format!("write {n}: retried and succeeded"));
+            }
+            Some(p) => {
+                progress(&format!("write {n}: FAILED"));
+                out.failures
+                    .push(format!("write {n}: {p}\n--- report:\n{}", run.text()));
+            }
+        }
+    }
+    out
+}

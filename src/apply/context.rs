@@ -256,6 +256,47 @@ impl<'a> Context<'a> {
         out
     }
 
+    /// Runs `step` (a step of `node` on `object`) with the retries of its cluster requests
+    /// reported as [`Event::Retrying`], and none of them going past `deadline`.
+    pub async fn reporting_retries<T>(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        deadline: Option<Instant>,
+        step: impl Future<Output = T>,
+    ) -> T {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let scope = cluster::RequestScope {
+            deadline,
+            notices: Some(tx),
+        };
+        let step = cluster::with_request_scope(scope, step);
+        tokio::pin!(step);
+        let report = |notice: cluster::RetryNotice| {
+            self.reporter.event(&Event::Retrying {
+                node: node.to_owned(),
+                object: object.clone(),
+                request: notice.request,
+                reason: notice.reason,
+                attempt: notice.attempt,
+                attempts: notice.attempts,
+                delay_ms: u64::try_from(notice.delay.as_millis()).unwrap_or(u64::MAX),
+            });
+        };
+        loop {
+            tokio::select! {
+                biased;
+                Some(notice) = rx.recv() => report(notice),
+                out = &mut step => {
+                    while let Ok(notice) = rx.try_recv() {
+                        report(notice);
+                    }
+                    return out;
+                }
+            }
+        }
+    }
+
     /// The time left before `deadline`, capped by `cap`.
     pub fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
         match deadline {

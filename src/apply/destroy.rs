@@ -156,7 +156,16 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let object = &step.record.object;
-            match self.destroy_one(unit, object, deadline).await {
+            let destroyed = self
+                .ctx
+                .reporting_retries(
+                    unit,
+                    object,
+                    deadline,
+                    self.destroy_one(unit, object, deadline),
+                )
+                .await;
+            match destroyed {
                 Ok(Some(action)) => {
                     self.ctx.took(unit, object, action);
                     self.ctx.reporter.event(&Event::StepDone {

@@ -88,19 +88,24 @@ impl StepRunner<ForwardStep> for Context<'_> {
                 object: step.object().clone(),
                 action,
             });
-            let result = match step {
-                ForwardStep::Object {
-                    object,
-                    rule,
-                    wait_timeout,
-                } => {
-                    self.run_object(unit, object, rule.as_ref(), *wait_timeout, deadline)
-                        .await
-                }
-                ForwardStep::Hook { hook, wait_timeout } => {
-                    self.run_hook(unit, hook, *wait_timeout, deadline).await
+            let run = async {
+                match step {
+                    ForwardStep::Object {
+                        object,
+                        rule,
+                        wait_timeout,
+                    } => {
+                        self.run_object(unit, object, rule.as_ref(), *wait_timeout, deadline)
+                            .await
+                    }
+                    ForwardStep::Hook { hook, wait_timeout } => {
+                        self.run_hook(unit, hook, *wait_timeout, deadline).await
+                    }
                 }
             };
+            let result = self
+                .reporting_retries(unit, step.object(), deadline, run)
+                .await;
             match result {
                 Ok(()) => {
                     self.reporter.event(&Event::StepDone {

@@ -102,7 +102,15 @@ impl StepRunner<RestoreStep> for Context<'_> {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            match self.restore(unit, step, deadline).await {
+            let restored = self
+                .reporting_retries(
+                    unit,
+                    &step.object,
+                    deadline,
+                    self.restore(unit, step, deadline),
+                )
+                .await;
+            match restored {
                 Ok(Some(action)) => {
                     self.took(unit, &step.object, action);
                     self.reporter.event(&Event::StepDone {

@@ -237,6 +237,16 @@ pub struct ClusterArgs {
     /// The kubeconfig context (default: its current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// How long one request to the cluster may wait for its answer, e.g. 30s, 2m (default
+    /// 60s). Transient failures are retried; a server that does not answer in time is not.
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// `--request-timeout`: a duration such as `30s` or `2m`.
+fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(text)
+        .ok_or_else(|| format!("not a duration: {text:?} (e.g. 30s, 2m, 1m30s)"))
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]

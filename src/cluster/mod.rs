@@ -15,11 +15,14 @@
 //!    [`Cluster::delete`]) and [`Cluster::wait_for`], a watch (never a poll) with a timeout
 //!    that returns the last object seen.
 //!
-//! Errors are typed and carry the object ([`ClusterError`]).
+//! Every request goes through [`transport`]: a connect timeout and a request timeout, and
+//! transient failures (429, 500, 503, 504, broken connections) retried with backoff before
+//! anything else sees them. Errors are typed and carry the object ([`ClusterError`]).
 
 mod error;
 mod kube_cluster;
 mod secret_data;
+pub mod transport;
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -31,17 +34,20 @@ pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflic
 pub use kube_cluster::KubeCluster;
 pub use meshplan_k8s::discovery::{ApiResourceInfo, Discovery};
 pub use meshplan_k8s::object::{KindRef, ObjectRef, split_api_version};
+pub use transport::{RequestScope, RequestSettings, RetryNotice, RetryPolicy, with_request_scope};
 
 /// The field manager meshplan applies with.
 pub const FIELD_MANAGER: &str = "meshplan";
 
-/// Where to find the cluster.
+/// Where to find the cluster, and how long to wait for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
     /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG`, else `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
     /// A context name (`--context`); None uses the current context.
     pub context: Option<String>,
+    /// Timeouts and retries of every request (`--request-timeout`).
+    pub requests: RequestSettings,
 }
 
 /// The server's version (`/version`).

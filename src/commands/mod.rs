@@ -27,7 +27,7 @@ mod validate;
 #[cfg(feature = "sandbox")]
 use crate::cli::SandboxCommand;
 use crate::cli::{Cli, ClusterArgs, Command, ExitStatus, PlanInput, StackArgs};
-use crate::cluster::ConnectOptions;
+use crate::cluster::{ConnectOptions, RequestSettings};
 use crate::load::{LoadRequest, LoadedPlan, load};
 use crate::session::SessionArgs;
 
@@ -60,9 +60,35 @@ where
 {
     let interrupt = crate::apply::Interrupt::new();
     let listener = interrupt.listen_for_signals();
-    let result = command(interrupt).await;
+    let result = showing_retries(command(interrupt)).await;
     listener.abort();
     result
+}
+
+/// Runs `command` with every retried cluster request shown on stderr (`note: GET
+/// namespaces app: HTTP 503 ...; retrying in 1.0s (attempt 2 of 6)`), except those of apply
+/// steps, which the progress report shows with their node.
+async fn showing_retries<T>(command: impl Future<Output = T>) -> T {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let scope = crate::cluster::RequestScope {
+        deadline: None,
+        notices: Some(tx),
+    };
+    let command = crate::cluster::with_request_scope(scope, command);
+    tokio::pin!(command);
+    let show = |notice: crate::cluster::RetryNotice| err(&format!("note: {notice}\n"));
+    loop {
+        tokio::select! {
+            biased;
+            Some(notice) = rx.recv() => show(notice),
+            out = &mut command => {
+                while let Ok(notice) = rx.try_recv() {
+                    show(notice);
+                }
+                return out;
+            }
+        }
+    }
 }
 
 /// Runs `step` unless Ctrl-C (or SIGTERM, SIGHUP) comes first: then the command ends with `message`. Dropping
@@ -107,6 +133,10 @@ fn connect_options(cluster: &ClusterArgs) -> ConnectOptions {
     ConnectOptions {
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),
+        requests: match cluster.request_timeout {
+            Some(timeout) => RequestSettings::with_request_timeout(timeout),
+            None => RequestSettings::default(),
+        },
     }
 }
 

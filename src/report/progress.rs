@@ -49,6 +49,18 @@ pub fn event_line(event: &Event) -> String {
             action,
             message,
         } => format!("{node}: {object}: {} FAILED: {message}", action.verb()),
+        Event::Retrying {
+            node,
+            object,
+            request,
+            reason,
+            attempt,
+            attempts,
+            delay_ms,
+        } => format!(
+            "{node}: {object}: {request}: {reason}; retrying in {:.1}s (attempt {attempt} of {attempts})",
+            Duration::from_millis(*delay_ms).as_secs_f64()
+        ),
         Event::NodeDone { node } => format!("{node}: done"),
         Event::NodeFailed { node, .. } => format!("{node}: failed"),
         Event::NodeSkipped { node, reason } => format!("{node}: skipped ({reason})"),
@@ -321,6 +333,17 @@ impl Reporter for LiveProgress {
                 if let Some(bar) = self.bar(node) {
                     bar.set_message(event_line(event));
                 }
+            }
+            Event::Retrying { node, object, .. } => {
+                if let Some(bar) = self.bar(node) {
+                    let line = event_line(event);
+                    let shown = line
+                        .strip_prefix(&format!("{node}: "))
+                        .unwrap_or(&line)
+                        .to_owned();
+                    bar.set_message(shown);
+                }
+                let _ = object;
             }
             Event::NodeDone { node } | Event::NodeFailed { node, .. } => {
                 self.finish(node, event_line(event));

@@ -15,6 +15,7 @@ mod plan_errors;
 mod plan_fuzz;
 mod render;
 mod render_stability;
+mod requests;
 mod rollback_sweep;
 mod sample_plan;
 mod sandbox_serve;

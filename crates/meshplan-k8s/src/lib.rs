@@ -7,6 +7,7 @@
 //! - [`schema`]: CRD structural schemas: pruning, defaulting, validation with the API server's
 //!   messages ([`Structural`]).
 //! - [`go`]: values formatted as the API server's Go code formats them in messages.
+//! - [`text`]: values echoed in messages, clipped ([`text::clip`]).
 //!
 //! Everything here is a pure function of its inputs; the crate depends on serde, serde_json
 //! and regex only.
@@ -16,6 +17,7 @@ pub mod go;
 pub mod lists;
 pub mod object;
 pub mod schema;
+pub mod text;
 
 pub use discovery::{ApiResourceInfo, Discovery};
 pub use lists::{BuiltinListTypes, ListType, ListTypes};

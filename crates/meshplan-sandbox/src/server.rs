@@ -231,7 +231,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
                 .observer()
                 .record(&info, err.code, injection.describe());
             let mut resp = error_response(err);
-            if err.code == 429 {
+            if err.code == 429 || err.code == 503 {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
