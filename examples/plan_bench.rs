@@ -22,6 +22,9 @@
 //! peak memory (max RSS) of the command (`/usr/bin/time`). Requests of the seeding are not
 //! counted.
 
+// A benchmark program: it prints its results.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::Command;

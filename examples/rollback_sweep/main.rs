@@ -13,6 +13,9 @@
 //! apply with the plan's defaults and sweeps an apply that changes the viz extension's
 //! Prometheus URL and dashboard host (updates to restore, not only creations to delete).
 
+// A benchmark program: it prints its results.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 #[path = "sweep.rs"]
 mod sweep;
 

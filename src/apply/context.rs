@@ -154,7 +154,7 @@ pub(crate) struct Context<'a> {
 }
 
 impl<'a> Context<'a> {
-    pub fn new(
+    pub(crate) fn new(
         cluster: &'a dyn Cluster,
         store: &'a dyn StateStore,
         run: String,
@@ -177,11 +177,11 @@ impl<'a> Context<'a> {
         }
     }
 
-    pub fn store(&self) -> &'a dyn StateStore {
+    pub(crate) fn store(&self) -> &'a dyn StateStore {
         self.journal.store
     }
 
-    pub fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
+    pub(crate) fn took(&self, node: &str, object: &ObjectRef, action: StepAction) {
         if let Ok(mut a) = self.actions.lock() {
             a.push(ActionTaken {
                 node: node.to_owned(),
@@ -193,7 +193,7 @@ impl<'a> Context<'a> {
 
     /// Notes an object left in place on purpose. It is reported (an event, and the summary)
     /// by [`Self::take_left_in_place`] at the end of the run, if it is still there then.
-    pub fn leave(&self, object: &ObjectRef, reason: String) {
+    pub(crate) fn leave(&self, object: &ObjectRef, reason: String) {
         if let Ok(mut l) = self.left_in_place.lock() {
             l.push(LeftInPlace {
                 object: object.clone(),
@@ -203,7 +203,7 @@ impl<'a> Context<'a> {
     }
 
     /// Records the failure (the first one is the root cause) and returns its message.
-    pub fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
+    pub(crate) fn failed(&self, node: &str, action: StepAction, error: &StepError) -> String {
         let message = error.full_message();
         self.reporter.event(&Event::StepFailed {
             node: node.to_owned(),
@@ -219,11 +219,11 @@ impl<'a> Context<'a> {
         message
     }
 
-    pub fn root_cause(&self) -> Option<String> {
+    pub(crate) fn root_cause(&self) -> Option<String> {
         self.root_cause.lock().ok().and_then(|r| r.clone())
     }
 
-    pub fn take_actions(&self) -> Vec<ActionTaken> {
+    pub(crate) fn take_actions(&self) -> Vec<ActionTaken> {
         self.actions
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
@@ -234,7 +234,7 @@ impl<'a> Context<'a> {
     /// now: a later step of the same run may have removed one (a Certificate's Secret goes
     /// with its namespace). An object that cannot be read is reported as left; so is every
     /// object of a run stopped at once (nothing is read then).
-    pub async fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+    pub(crate) async fn take_left_in_place(&self) -> Vec<LeftInPlace> {
         let noted = self
             .left_in_place
             .lock()
@@ -258,7 +258,7 @@ impl<'a> Context<'a> {
 
     /// Runs `step` (a step of `node` on `object`) with the retries of its cluster requests
     /// reported as [`Event::Retrying`], and none of them going past `deadline`.
-    pub async fn reporting_retries<T>(
+    pub(crate) async fn reporting_retries<T>(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -298,7 +298,7 @@ impl<'a> Context<'a> {
     }
 
     /// The time left before `deadline`, capped by `cap`.
-    pub fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
+    pub(crate) fn budget(cap: Duration, deadline: Option<Instant>) -> Duration {
         match deadline {
             Some(d) => cap.min(d.saturating_duration_since(Instant::now())),
             None => cap,
@@ -327,7 +327,7 @@ impl<'a> Context<'a> {
 
     /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
     /// reachable yet, within `deadline`. Returns the applied object.
-    pub async fn apply_journaled(
+    pub(crate) async fn apply_journaled(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -418,7 +418,7 @@ impl<'a> Context<'a> {
 
     /// Deletes the object (journaled) and waits until it is gone (finalizers included).
     /// Returns whether it existed.
-    pub async fn delete_journaled(
+    pub(crate) async fn delete_journaled(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -461,7 +461,7 @@ impl<'a> Context<'a> {
     }
 
     /// Waits until the object no longer exists.
-    pub async fn await_gone(
+    pub(crate) async fn await_gone(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -505,7 +505,7 @@ impl<'a> Context<'a> {
 
     /// Waits until `rule` holds for the object (watch-based), reporting what it waits for
     /// whenever that changes.
-    pub async fn await_ready(
+    pub(crate) async fn await_ready(
         &self,
         node: &str,
         object: &ObjectRef,

@@ -33,7 +33,7 @@ pub(crate) struct Journal<'a> {
 }
 
 impl<'a> Journal<'a> {
-    pub fn new(store: &'a dyn StateStore, run: String, first_step: u64) -> Self {
+    pub(crate) fn new(store: &'a dyn StateStore, run: String, first_step: u64) -> Self {
         Self {
             store,
             run,
@@ -42,7 +42,7 @@ impl<'a> Journal<'a> {
     }
 
     /// The number the next step will get.
-    pub fn next_step(&self) -> u64 {
+    pub(crate) fn next_step(&self) -> u64 {
         self.next_step.load(Ordering::SeqCst)
     }
 
@@ -51,7 +51,7 @@ impl<'a> Journal<'a> {
     }
 
     /// Records the live object before a mutation; returns the step number.
-    pub fn before(
+    pub(crate) fn before(
         &self,
         node: &str,
         object: &ObjectRef,
@@ -83,7 +83,7 @@ impl<'a> Journal<'a> {
 
     /// Records the outcome of step `step`, and on success the record change, atomically.
     /// `result` is the object after the mutation (None: deleted or absent).
-    pub fn after(
+    pub(crate) fn after(
         &self,
         step: u64,
         node: &str,

@@ -80,7 +80,7 @@ enum StepEnd {
 
 impl Schedule<'_> {
     /// Runs every unit; the end of each, by index.
-    pub async fn run<S: Sync>(
+    pub(super) async fn run<S: Sync>(
         &self,
         units: &[Unit<S>],
         runner: &dyn StepRunner<S>,

@@ -10,7 +10,7 @@
 /// re-apply still rewrites the object. Applying the same bytes as `data` makes the applier own
 /// the keys it sends. `stringData` values that are not strings are left for the server to
 /// refuse.
-pub fn secret_as_data(body: &serde_json::Value) -> Option<serde_json::Value> {
+pub(super) fn secret_as_data(body: &serde_json::Value) -> Option<serde_json::Value> {
     use base64::Engine as _;
     use serde_json::Value;
 

@@ -18,7 +18,7 @@ use super::{CommandError, load_plan, session_args, terminal, unless_interrupted,
 
 const INTERRUPTED_BEFORE_APPLY: &str = "interrupted before the apply started: nothing was applied";
 
-pub async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
     with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await
 }
 

@@ -5,7 +5,7 @@ use crate::graph::{render_dot, render_mermaid, render_text};
 
 use super::{load_plan, terminal};
 
-pub async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

@@ -9,8 +9,13 @@
 //! - [`destroy`](mod@destroy), [`rollback`]: delete what the plan owns; roll back an
 //!   unfinished run.
 //! - [`state`]: list, show, forget records; break a stale lock.
-//! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
+//! - [`terminal`]: writing to stdout and stderr, the confirmation prompt, diagnostics, colour
+//!   and progress choices.
 //! - [`error`]: what the commands themselves refuse.
+
+// Commands are where the program writes: results on stdout, messages on stderr, always
+// through `terminal::out` / `terminal::err` (never the print macros, which panic when the
+// reader went away: `meshplan state list PLAN | head -1`).
 
 mod apply;
 mod destroy;

@@ -14,7 +14,7 @@ use crate::session::{Session, SessionArgs};
 
 use super::{CommandError, connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
 
-pub async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
     // Ctrl-C ends the plan with the writer lock released.
     with_ctrl_c(|interrupt| async move {
         unless_interrupted(&interrupt, "interrupted while planning", plan(args)).await

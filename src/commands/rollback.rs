@@ -10,7 +10,7 @@ use crate::session::Session;
 
 use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
 
-pub async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
     with_ctrl_c(|interrupt| async move {
         unless_interrupted(
             &interrupt,

@@ -6,7 +6,7 @@ use meshplan_sandbox::{self as sandbox, AuthMode, Controller, ControllerConfig, 
 
 use crate::cli::{ExitStatus, SandboxServeArgs};
 
-pub async fn serve(args: SandboxServeArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn serve(args: SandboxServeArgs) -> miette::Result<ExitStatus> {
     let mut controllers = if args.no_controllers {
         ControllerConfig::none()
     } else {

@@ -8,7 +8,7 @@ use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, W
 
 use super::{CommandError, load_plan, terminal};
 
-pub async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
+pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
         StateCommand::List(at) => {
             let store = SledStore::open(&state_dir(&at)?, "state list")?;

@@ -5,7 +5,7 @@ use crate::report;
 
 use super::{load_plan, terminal};
 
-pub async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
+pub(super) async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };

@@ -1,38 +1,26 @@
 //! Durations as operators write them: `30s`, `5m`, `1h30m`, `500ms` (Go / kubectl style).
+//!
+//! Reading is Go's `time.ParseDuration` ([`meshplan_k8s::parse_go_duration`], shared with the
+//! sandbox's cert-manager), restricted to what a plan's timeouts need: whole numbers of `h`,
+//! `m`, `s` and `ms`, and a positive total.
 
 use std::time::Duration;
 
-/// Parses a duration such as `1h30m`; `None` for anything else (including zero).
+/// Parses a duration such as `1h30m`; `None` for anything else (including zero, a sign, a
+/// fraction, `ns`/`us` units, and more than Go's maximum of about 292 years).
 pub fn parse_duration(text: &str) -> Option<Duration> {
     let text = text.trim();
-    if text.is_empty() {
+    if !text
+        .bytes()
+        .all(|b| b.is_ascii_digit() || matches!(b, b'h' | b'm' | b's'))
+    {
         return None;
     }
-    let mut total = Duration::ZERO;
-    let mut rest = text;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let number: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let unit = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(number),
-            "s" => Duration::from_secs(number),
-            "m" => Duration::from_secs(number.checked_mul(60)?),
-            "h" => Duration::from_secs(number.checked_mul(3600)?),
-            _ => return None,
-        };
-        total = total.checked_add(unit)?;
-        rest = &rest[unit_len..];
-    }
-    (!total.is_zero()).then_some(total)
+    let nanos = meshplan_k8s::parse_go_duration(text).ok()?;
+    u64::try_from(nanos)
+        .ok()
+        .filter(|&n| n > 0)
+        .map(Duration::from_nanos)
 }
 
 /// Formats a duration the way [`parse_duration`] reads it (`1h30m`, `45s`, `250ms`).
@@ -74,6 +62,21 @@ mod tests {
             "1.5m",
             "99999999999999999999h",
         ] {
+            assert_eq!(parse_duration(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn go_s_range_is_the_limit() {
+        // Beyond Go's range (helm and kubectl refuse it too) a deadline could not be computed.
+        assert_eq!(
+            parse_duration("2562047h"),
+            Some(Duration::from_secs(2_562_047 * 3600))
+        );
+        assert_eq!(parse_duration("2562048h"), None);
+        assert_eq!(parse_duration(" 90s\n"), Some(Duration::from_secs(90)));
+        assert_eq!(parse_duration("30m1h"), Some(Duration::from_secs(5400)));
+        for bad in ["1us", "10ns", "+5s", ".5s", "1h 30m", "0"] {
             assert_eq!(parse_duration(bad), None, "{bad}");
         }
     }

@@ -21,11 +21,11 @@ pub mod object_ref;
 pub mod plan;
 pub mod template;
 
-pub use crate::cluster::ObjectRef;
 pub use address::{Address, NodeKind};
 pub use build::{BuildInput, LoadedFile, build, build_partial};
 pub use dump::{dump_plan, value_json};
 pub use duration::{format_duration, parse_duration};
+pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,

@@ -3,7 +3,7 @@
 
 use super::plan::{Check, Helm, ManifestObject, Node, Read, Value};
 use super::template::{EvalError, Scope, Template};
-use crate::cluster::ObjectRef;
+use meshplan_k8s::ObjectRef;
 
 fn string(t: &Template, scope: &dyn Scope) -> Result<String, EvalError> {
     Ok(match t.evaluate(scope)? {

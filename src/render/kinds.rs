@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::cluster::Discovery;
+use meshplan_k8s::Discovery;
 
 /// Whether objects of a kind live in a namespace.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
@@ -42,7 +42,7 @@ pub trait KindScopes: Send + Sync {
 
 /// The group of an `apiVersion` (`""` for the core group).
 fn group_of(api_version: &str) -> &str {
-    crate::cluster::split_api_version(api_version).0
+    meshplan_k8s::split_api_version(api_version).0
 }
 
 /// The cluster's discovery: a kind is scoped as any served version of its group says.
@@ -197,7 +197,7 @@ mod tests {
 
     #[test]
     fn discovery_then_plan_crds_then_builtins() {
-        let discovery = Discovery::new(vec![crate::cluster::ApiResourceInfo {
+        let discovery = Discovery::new(vec![meshplan_k8s::ApiResourceInfo {
             group: "cert-manager.io".into(),
             version: "v1".into(),
             kind: "ClusterIssuer".into(),

@@ -37,10 +37,10 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 use tokio::sync::{OnceCell, Semaphore};
 
-use crate::cluster::Discovery;
 use crate::model::{
     Address, Helm, Manifest, Node, NodeSpec, ObjectRef, Plan, Template, deep_merge,
 };
+use meshplan_k8s::Discovery;
 
 pub use cache::{CacheError, ChartIdentity, KeyInputs, MemoryCache, RenderCache, cache_key};
 pub use dump::{DumpOptions, dump_render};

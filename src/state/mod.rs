@@ -38,10 +38,10 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
-pub use crate::cluster::{Discovery, ObjectRef};
 pub use crypto::{KeySource, ProtectedBody, StateCipher};
 pub use error::StateError;
 pub use lock::{Liveness, LockHolder, WriterLock};
+pub use meshplan_k8s::{Discovery, ObjectRef};
 pub use sled_store::SledStore;
 
 /// The state format this meshplan reads and writes.

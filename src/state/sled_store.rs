@@ -20,7 +20,7 @@ use super::{
 };
 
 /// The database folder inside the state directory.
-pub const DB_DIR: &str = "db";
+pub(super) const DB_DIR: &str = "db";
 
 const K_LINEAGE: &[u8] = b"lineage";
 const K_SERIAL: &[u8] = b"serial";

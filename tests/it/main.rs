@@ -1,5 +1,8 @@
 //! The one integration test binary: a module per command or subsystem.
 
+// A test binary: its `pub` items are for its own modules, and tests may print what they saw.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 mod apply;
 mod apply_cmd;
 mod apply_destroy;

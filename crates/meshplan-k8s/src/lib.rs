@@ -7,12 +7,14 @@
 //! - [`schema`]: CRD structural schemas: pruning, defaulting, validation with the API server's
 //!   messages ([`Structural`]).
 //! - [`go`]: values formatted as the API server's Go code formats them in messages.
+//! - [`duration`]: durations as Go writes them (`metav1.Duration`, `--timeout`).
 //! - [`text`]: values echoed in messages, clipped ([`text::clip`]).
 //!
-//! Everything here is a pure function of its inputs; the crate depends on serde, serde_json
-//! and regex only.
+//! Everything here is a pure function of its inputs; the crate depends on serde, serde_json,
+//! regex and thiserror only.
 
 pub mod discovery;
+pub mod duration;
 pub mod go;
 pub mod lists;
 pub mod object;
@@ -20,6 +22,7 @@ pub mod schema;
 pub mod text;
 
 pub use discovery::{ApiResourceInfo, Discovery};
+pub use duration::{GoDurationError, format_go_duration, parse_go_duration};
 pub use lists::{BuiltinListTypes, ListType, ListTypes};
 pub use object::{KindRef, ObjectRef, split_api_version};
 pub use schema::Structural;

@@ -1,5 +1,6 @@
-//! Fault injection, request counters and the audit log, and the admin endpoint that exposes
-//! them (`/_sandbox/...`, bearer token required like every other request).
+//! Fault injection, request counters and the audit log, and the routes of the admin endpoint
+//! that exposes them (`/_sandbox/...`, bearer token required like every other request; served
+//! by the `admin_api` module over the shared state).
 //!
 //! 1. Every API request (not admin requests) is classified into a [`RequestInfo`] (verb,
 //!    resource, namespace, name) before it runs.
@@ -24,15 +25,10 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use axum::http::{Method, Uri};
-
-use super::reconciler::Controller;
-use super::request::Query;
-use super::server::Shared;
 use super::status::ApiError;
 
 /// How many audit entries stay in memory (the files keep all of them).
-pub const AUDIT_MEMORY_LIMIT: usize = 100_000;
+pub(crate) const AUDIT_MEMORY_LIMIT: usize = 100_000;
 
 /// What a fault does to the request it hits.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,7 +131,7 @@ impl FaultRule {
 /// A rule as listed by the admin endpoint: the rule and how many requests it matched.
 #[derive(Debug, Clone, Serialize)]
 #[serde(rename_all = "camelCase")]
-pub struct FaultState {
+pub(crate) struct FaultState {
     pub id: u64,
     #[serde(flatten)]
     pub rule: FaultRule,
@@ -144,7 +140,7 @@ pub struct FaultState {
 
 /// A request as the observer sees it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct RequestInfo {
+pub(crate) struct RequestInfo {
     /// An API resource request (not discovery, OpenAPI, health).
     pub is_resource: bool,
     pub verb: String,
@@ -191,14 +187,14 @@ pub struct AuditEntry {
 
 /// What to do to one request.
 #[derive(Debug, Clone, Default)]
-pub struct Injection {
+pub(crate) struct Injection {
     pub latency: Duration,
     /// An error to answer, or a drop (None inside), from the first hitting rule.
     pub outcome: Option<Option<ApiError>>,
 }
 
 impl Injection {
-    pub fn describe(&self) -> Option<String> {
+    pub(crate) fn describe(&self) -> Option<String> {
         match &self.outcome {
             Some(Some(e)) => Some(format!("error {}", e.code)),
             Some(None) => Some("drop".into()),
@@ -212,7 +208,7 @@ impl Injection {
 
 /// Faults, counters and the audit log, behind one lock in the shared state.
 #[derive(Debug, Default)]
-pub struct Observer {
+pub(crate) struct Observer {
     rules: Vec<FaultState>,
     next_rule: u64,
     counters: BTreeMap<(String, String), u64>,
@@ -232,7 +228,7 @@ pub struct AuditFileError {
 }
 
 /// The error a fault of `code` answers with.
-pub fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
+pub(crate) fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
     let name = if req.name.is_empty() {
         "unknown"
     } else {
@@ -275,7 +271,7 @@ pub fn fault_error(code: u16, req: &RequestInfo) -> ApiError {
 
 impl Observer {
     /// Opens (appending) the audit files.
-    pub fn open_files(&mut self, paths: &[PathBuf]) -> Result<(), AuditFileError> {
+    pub(crate) fn open_files(&mut self, paths: &[PathBuf]) -> Result<(), AuditFileError> {
         for path in paths {
             if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
                 std::fs::create_dir_all(parent).map_err(|source| AuditFileError {
@@ -297,7 +293,7 @@ impl Observer {
     }
 
     /// Adds a rule; returns its id.
-    pub fn add_fault(&mut self, rule: FaultRule) -> u64 {
+    pub(crate) fn add_fault(&mut self, rule: FaultRule) -> u64 {
         self.next_rule += 1;
         self.rules.push(FaultState {
             id: self.next_rule,
@@ -307,16 +303,16 @@ impl Observer {
         self.next_rule
     }
 
-    pub fn clear_faults(&mut self) {
+    pub(crate) fn clear_faults(&mut self) {
         self.rules.clear();
     }
 
-    pub fn faults(&self) -> Vec<FaultState> {
+    pub(crate) fn faults(&self) -> Vec<FaultState> {
         self.rules.clone()
     }
 
     /// Counts `req` against every rule and returns what to inject.
-    pub fn faults_for(&mut self, req: &RequestInfo) -> Injection {
+    pub(crate) fn faults_for(&mut self, req: &RequestInfo) -> Injection {
         let mut injection = Injection::default();
         for state in &mut self.rules {
             if !state.rule.matches(req) {
@@ -342,7 +338,7 @@ impl Observer {
     }
 
     /// Counts and logs one answered (or dropped) request.
-    pub fn record(&mut self, req: &RequestInfo, status: u16, fault: Option<String>) {
+    pub(crate) fn record(&mut self, req: &RequestInfo, status: u16, fault: Option<String>) {
         *self
             .counters
             .entry((req.verb.clone(), req.resource.clone()))
@@ -383,103 +379,24 @@ impl Observer {
     }
 
     /// Audit entries with a sequence number above `since`.
-    pub fn audit_since(&self, since: u64) -> Vec<AuditEntry> {
+    pub(crate) fn audit_since(&self, since: u64) -> Vec<AuditEntry> {
         let start = self.audit.partition_point(|e| e.seq <= since);
         self.audit[start..].to_vec()
     }
 
     /// Requests per (verb, resource).
-    pub fn counters(&self) -> BTreeMap<(String, String), u64> {
+    pub(crate) fn counters(&self) -> BTreeMap<(String, String), u64> {
         self.counters.clone()
     }
 }
 
-/// Where the admin endpoint lives.
-pub const PREFIX: &str = "/_sandbox/";
-
-fn admin_error(code: u16, message: impl Into<String>) -> (u16, Value) {
-    let reason = match code {
-        404 => "NotFound",
-        405 => "MethodNotAllowed",
-        _ => "BadRequest",
-    };
-    (
-        code,
-        json!({"kind":"Status","apiVersion":"v1","metadata":{},"status":"Failure",
-               "message": message.into(),"reason": reason,"code": code}),
-    )
-}
-
-/// Answers one admin request (the caller has checked the token).
-pub fn handle(shared: &Shared, method: &Method, uri: &Uri, body: &[u8]) -> (u16, Value) {
-    let path = uri.path().trim_start_matches(PREFIX).trim_end_matches('/');
-    let parts: Vec<&str> = path.split('/').collect();
-    let query = Query::parse(uri.query());
-    match (method.as_str(), parts.as_slice()) {
-        ("GET", ["faults"]) => (200, json!({ "faults": shared.observer().faults() })),
-        ("POST", ["faults"]) => match serde_json::from_slice::<FaultRule>(body) {
-            Ok(rule) => {
-                let id = shared.observer().add_fault(rule);
-                (201, json!({ "id": id }))
-            }
-            Err(e) => admin_error(400, format!("invalid fault rule: {e}")),
-        },
-        ("DELETE", ["faults"]) => {
-            shared.observer().clear_faults();
-            (200, json!({ "faults": [] }))
-        }
-        ("POST", ["watches", "close"]) => {
-            shared.close_watches.send_modify(|n| *n += 1);
-            (200, json!({ "closed": true }))
-        }
-        ("GET", ["controllers"]) => (
-            200,
-            json!({
-                "controllers": Controller::ALL.iter().map(|c| json!({
-                    "name": c.name(),
-                    "enabled": shared.controllers.enabled(*c),
-                    "paused": shared.pauses.is_paused(*c),
-                })).collect::<Vec<_>>()
-            }),
-        ),
-        ("POST", ["controllers", name, action @ ("pause" | "resume")]) => {
-            match Controller::parse(name) {
-                Some(c) => {
-                    shared.pauses.set(c, *action == "pause");
-                    shared.wake_controllers.notify_one();
-                    (
-                        200,
-                        json!({ "name": c.name(), "paused": *action == "pause" }),
-                    )
-                }
-                None => admin_error(404, format!("no controller named {name:?}")),
-            }
-        }
-        ("GET", ["audit"]) => {
-            let since = query
-                .get("since")
-                .and_then(|s| s.parse::<u64>().ok())
-                .unwrap_or(0);
-            (
-                200,
-                json!({ "entries": shared.observer().audit_since(since) }),
-            )
-        }
-        ("GET", ["counters"]) => (200, counters_json(&shared.observer().counters())),
-        (_, ["faults" | "audit" | "counters" | "controllers"]) => {
-            admin_error(405, "the method is not allowed here")
-        }
-        _ => admin_error(404, format!("no admin endpoint {}", uri.path())),
-    }
-}
-
 /// The audit log of a data directory.
-pub fn data_dir_audit_path(dir: &Path) -> PathBuf {
+pub(crate) fn data_dir_audit_path(dir: &Path) -> PathBuf {
     dir.join("audit.log")
 }
 
 /// The counters as the admin endpoint lists them.
-pub fn counters_json(counters: &BTreeMap<(String, String), u64>) -> Value {
+pub(crate) fn counters_json(counters: &BTreeMap<(String, String), u64>) -> Value {
     let items: Vec<Value> = counters
         .iter()
         .map(

@@ -6,11 +6,11 @@ use serde_json::{Value, json};
 use super::registry::{Registry, ResourceType};
 
 /// The Content-Type of aggregated discovery responses; kube 5 ignores the body without it.
-pub const AGGREGATED_CONTENT_TYPE: &str =
+pub(crate) const AGGREGATED_CONTENT_TYPE: &str =
     "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList";
 
 /// `/version` of a Kubernetes 1.32 server.
-pub fn version() -> Value {
+pub(crate) fn version() -> Value {
     json!({
         "major": "1",
         "minor": "32",
@@ -25,7 +25,7 @@ pub fn version() -> Value {
 }
 
 /// `/api`.
-pub fn api_versions(server_address: &str) -> Value {
+pub(crate) fn api_versions(server_address: &str) -> Value {
     json!({
         "kind": "APIVersions",
         "versions": ["v1"],
@@ -49,7 +49,7 @@ fn api_group(group: &str, versions: &[String]) -> Value {
 }
 
 /// `/apis`: every non-core group.
-pub fn api_group_list(registry: &Registry) -> Value {
+pub(crate) fn api_group_list(registry: &Registry) -> Value {
     let groups: Vec<Value> = registry
         .groups()
         .into_iter()
@@ -60,7 +60,7 @@ pub fn api_group_list(registry: &Registry) -> Value {
 }
 
 /// `/apis/{group}`, None when the group is not served.
-pub fn api_group_doc(registry: &Registry, group: &str) -> Option<Value> {
+pub(crate) fn api_group_doc(registry: &Registry, group: &str) -> Option<Value> {
     let info = registry
         .groups()
         .into_iter()
@@ -81,7 +81,7 @@ fn storage_version_hash(t: &ResourceType) -> String {
 }
 
 /// `/api/v1` or `/apis/{group}/{version}`, None when not served.
-pub fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn api_resource_list(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let types = registry.in_group_version(group, version);
     if types.is_empty() {
         return None;
@@ -178,7 +178,7 @@ fn aggregated_resource(t: &ResourceType) -> Value {
 }
 
 /// Aggregated discovery: the core group for `/api` (`core = true`), the others for `/apis`.
-pub fn aggregated(registry: &Registry, core: bool) -> Value {
+pub(crate) fn aggregated(registry: &Registry, core: bool) -> Value {
     let items: Vec<Value> = registry
         .groups()
         .into_iter()

@@ -48,13 +48,13 @@ use serde_json::{Map, Value};
 /// One conflicting field: who owns it and where it is, in the path form real API servers use
 /// (`.data.a`, `.spec.containers[name="nginx"].image`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Conflict {
+pub(crate) struct Conflict {
     pub manager: String,
     pub path: String,
 }
 
 /// Request context common to both operations.
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// The field manager (`fieldManager` query parameter).
     pub manager: &'a str,
     /// `apiVersion` recorded in the managedFields entry (the request's group/version).
@@ -76,7 +76,7 @@ pub struct Context<'a> {
 /// last time and no longer applies are removed unless another manager also owns them.
 /// When nothing changes, the returned object equals `live` exactly (managedFields included),
 /// so the caller can detect a no-op with `==`.
-pub fn apply(
+pub(crate) fn apply(
     live: Option<&Value>,
     config: &Value,
     force: bool,
@@ -205,7 +205,7 @@ pub fn apply(
 /// field, on create) and other managers lose those fields. Never conflicts. Returns `new` with
 /// `metadata.managedFields` set (any managedFields in `new` from the client are replaced by the
 /// server's bookkeeping based on `old`, except that a client may clear them with an empty list).
-pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
+pub(crate) fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
     if !new.is_object() {
         return new.clone();
     }
@@ -235,7 +235,7 @@ pub fn update(old: Option<&Value>, new: &Value, ctx: &Context<'_>) -> Value {
 /// Formats conflicts as the API server does in the 409 message:
 /// `Apply failed with 1 conflict: conflict with "kubectl": .data.a` or, for several,
 /// `Apply failed with 2 conflicts: conflicts with "a":\n- .p1\n- .p2` (grouped per manager).
-pub fn conflict_message(conflicts: &[Conflict]) -> String {
+pub(crate) fn conflict_message(conflicts: &[Conflict]) -> String {
     if let [only] = conflicts {
         return format!(
             "Apply failed with 1 conflict: conflict with {}: {}",
@@ -263,7 +263,7 @@ pub fn conflict_message(conflicts: &[Conflict]) -> String {
 }
 
 /// The cause message of one conflict in the 409 body: `conflict with "kubectl"`.
-pub fn conflict_cause_message(conflict: &Conflict) -> String {
+pub(crate) fn conflict_cause_message(conflict: &Conflict) -> String {
     format!("conflict with {}", quote(&conflict.manager))
 }
 

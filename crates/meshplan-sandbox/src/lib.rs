@@ -2,39 +2,65 @@
 //! (specification: SANDBOX.md of the project's shared design documents; summary in
 //! `docs/sandbox.md`).
 //!
+//! # The facade
+//!
+//! Everything a user of the crate needs is at its root; the modules behind it are private.
+//!
+//! - Start and stop: [`start`] with a [`SandboxConfig`] ([`AuthMode`], [`ControllerConfig`]
+//!   and its [`Controller`]s, TLS, data directory, audit file) returns a [`Sandbox`];
+//!   [`BlockingSandbox`] runs one on its own runtime for synchronous code and stops it on drop.
+//!   Errors are [`SandboxError`].
+//! - Connect: [`Sandbox::url`], [`Sandbox::credentials`] ([`Credentials`], [`TlsMaterial`]),
+//!   [`Sandbox::kubeconfig_yaml`] / [`kubeconfig_yaml`] (context [`CONTEXT_NAME`]).
+//! - Steer and observe: fault rules ([`FaultRule`], [`FaultAction`], [`WRITE_VERB`]), paused
+//!   controllers, closed watches, the audit log ([`AuditEntry`]), request counters, and direct
+//!   reads of the store.
+//! - Test support: [`kubectl`] (a sandbox with a kubeconfig and the real kubectl, and fixture
+//!   manifests).
+//!
+//! # Inside
+//!
 //! 1. [`start`] binds 127.0.0.1 (port 0 lets the OS choose), restores the data directory if one
 //!    is given (else seeds the four namespaces of a fresh cluster) and serves HTTP/1.1.
-//! 2. Requests go through [`server`] (routing, content negotiation, watch streams) to
-//!    [`write`] (the write path) over the [`store`] (one lock, one global resourceVersion).
+//! 2. Requests go through `server` (routing, content negotiation, watch streams) to `write`
+//!    (the write path: `patch`, `fieldmanager`, `names`) over the `store` (one lock, one
+//!    global resourceVersion); `registry`, `discovery` and `openapi` say what is served.
 //! 3. Background tasks run beside the server: the cleanup of terminating namespaces and
-//!    deleted CRDs, the persister that snapshots the store to the data directory shortly
-//!    after writes, and the [`reconciler`] that runs the simulated [`controllers`]
+//!    deleted CRDs, the persister (`persist`) that snapshots the store to the data directory
+//!    shortly after writes, and the `reconciler` that runs the simulated `controllers`
 //!    (workloads, cert-manager, Linkerd's Jobs; webhook admission runs in the write path).
-//! 4. Every request passes the [`transport`] (plain HTTP or TLS with client certificates),
-//!    the bearer token check, then [`admin`] (fault injection, counters, audit log).
+//! 4. Every request passes the `transport` (plain HTTP or TLS with client certificates),
+//!    the bearer token check, then `admin` (fault injection, counters, audit log; its
+//!    `/_sandbox/` endpoint is `admin_api`).
 //! 5. [`Sandbox::shutdown`] stops accepting requests, ends watch streams and flushes the data.
 //!
-//! [`BlockingSandbox`] runs one on its own runtime for synchronous tests and stops it on drop.
+//! Imports go one way: `config` (plain types) and `error` at the bottom, `shared` (the state of
+//! every task) above `admin` and `store`, then `reconciler` and `admin_api`, then `server`,
+//! then this root.
 
-pub mod admin;
-pub mod controllers;
-pub mod discovery;
-pub mod fieldmanager;
+mod admin;
+mod admin_api;
+mod config;
+mod controllers;
+mod discovery;
+mod error;
+mod fieldmanager;
 pub mod kubectl;
-pub mod names;
-pub mod openapi;
-pub mod patch;
+mod names;
+mod openapi;
+mod patch;
 mod persist;
-pub mod reconciler;
-pub mod registry;
-pub mod request;
-pub mod selector;
+mod reconciler;
+mod registry;
+mod request;
+mod selector;
 mod server;
-pub mod status;
-pub mod store;
-pub mod table;
-pub mod transport;
-pub mod write;
+mod shared;
+mod status;
+mod store;
+mod table;
+mod transport;
+mod write;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -44,118 +70,24 @@ use std::time::Duration;
 use tokio::sync::{Notify, broadcast, watch};
 use tokio::task::JoinHandle;
 
-pub use admin::{AuditEntry, FaultAction, FaultRule, WRITE_VERB};
-pub use reconciler::{Controller, ControllerConfig};
-pub use transport::{Credentials, TlsMaterial};
+pub use admin::{AuditEntry, AuditFileError, FaultAction, FaultRule, WRITE_VERB};
+pub use config::{AuthMode, CONTEXT_NAME, Controller, ControllerConfig, SandboxConfig};
+pub use error::SandboxError;
+pub use transport::{Credentials, TlsMaterial, TransportError};
 
-use server::Shared;
+use shared::Shared;
 use store::State;
-
-/// Name of the cluster, context and user in the written kubeconfig.
-pub const CONTEXT_NAME: &str = "meshplan-sandbox";
 
 /// Namespaces of a fresh cluster.
 pub const SEEDED_NAMESPACES: &[&str] =
     &["default", "kube-node-lease", "kube-public", "kube-system"];
 
+/// Where an object is stored: `(group, resource, namespace, name)`, `group` empty for the
+/// core group and `namespace` empty for cluster-scoped objects.
+pub type ObjectKey = store::Key;
+
 /// How many events a live watch may fall behind before it gets `410 Expired`.
 const BROADCAST_CAPACITY: usize = 1 << 16;
-
-/// Why the sandbox could not start, persist or write its kubeconfig.
-#[derive(Debug, thiserror::Error, miette::Diagnostic)]
-pub enum SandboxError {
-    #[error("cannot listen on 127.0.0.1:{port}")]
-    #[diagnostic(
-        code(sandbox::bind),
-        help("choose another --port, or 0 to let the system pick one")
-    )]
-    Bind {
-        port: u16,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("cannot start the sandbox runtime")]
-    #[diagnostic(code(sandbox::runtime))]
-    Runtime(#[source] std::io::Error),
-    #[error("cannot read the sandbox data at {path}")]
-    #[diagnostic(code(sandbox::data_read))]
-    DataRead {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error("the sandbox data at {path} is unreadable: {message}")]
-    #[diagnostic(
-        code(sandbox::data_corrupt),
-        help("move the file away to start with an empty cluster")
-    )]
-    DataCorrupt { path: PathBuf, message: String },
-    #[error("cannot write the sandbox data at {path}")]
-    #[diagnostic(code(sandbox::data_write))]
-    DataWrite {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Transport(#[from] transport::TransportError),
-    #[error(transparent)]
-    #[diagnostic(transparent)]
-    Audit(#[from] admin::AuditFileError),
-    #[error("cannot write the kubeconfig {path}")]
-    #[diagnostic(code(sandbox::kubeconfig))]
-    Kubeconfig {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
-}
-
-/// How clients authenticate. Credentials are the bearer token, or over TLS a client
-/// certificate signed by the sandbox CA; a request with a wrong token always gets 401.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum AuthMode {
-    /// Credentials are required over TLS. Over plain HTTP a request without any is served as
-    /// anonymous: kubectl (client-go) never sends credentials to an `http://` server, so this
-    /// is what lets it use a plain-HTTP sandbox.
-    #[default]
-    Token,
-    /// Credentials are required on every API request, plain HTTP included (kube-rs sends
-    /// the token over HTTP; kubectl then needs `tls`).
-    Strict,
-    /// No checks (no token in the kubeconfig).
-    Anonymous,
-}
-
-/// How to run a sandbox.
-#[derive(Debug, Clone, Default)]
-pub struct SandboxConfig {
-    /// Port on 127.0.0.1; 0 lets the OS choose.
-    pub port: u16,
-    /// Directory that keeps the objects across restarts (and the audit log `audit.log`);
-    /// None keeps them in memory only.
-    pub data_dir: Option<PathBuf>,
-    /// The simulated controllers: switches, delays, time scale, webhook delay.
-    pub controllers: ControllerConfig,
-    pub auth: AuthMode,
-    /// The bearer token; None makes a random one.
-    pub token: Option<String>,
-    /// Serve HTTPS with a generated CA, and accept client certificates it signed.
-    pub tls: bool,
-    /// Also write the audit log (JSON lines) to this file.
-    pub audit_file: Option<PathBuf>,
-}
-
-impl SandboxConfig {
-    /// A plain API server: no simulated controllers (objects keep the status clients write).
-    pub fn api_only() -> Self {
-        Self {
-            controllers: ControllerConfig::none(),
-            ..Self::default()
-        }
-    }
-}
 
 /// A running sandbox. Stop it with [`Sandbox::shutdown`] (flushes the data directory).
 pub struct Sandbox {
@@ -228,7 +160,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         token: credentials.token.clone(),
         auth: config.auth,
         controllers: config.controllers.clone(),
-        pauses: reconciler::Pauses::default(),
+        pauses: config::Pauses::default(),
         observer: Mutex::new(observer),
         close_watches: watch::channel(0).0,
     });
@@ -404,7 +336,7 @@ impl Sandbox {
         self.shared.wake_controllers.notify_one();
     }
 
-    /// The audit log (the most recent entries; see [`admin::AUDIT_MEMORY_LIMIT`]).
+    /// The audit log (its most recent 100 000 entries; the audit files keep all of them).
     pub fn audit(&self) -> Vec<AuditEntry> {
         self.shared.observer().audit_since(0)
     }
@@ -441,7 +373,7 @@ impl Sandbox {
 
     /// Every stored object with its `(group, resource, namespace, name)`, in that order: a
     /// snapshot of the whole cluster, read under the store's lock (one consistent point).
-    pub fn objects(&self) -> Vec<(store::Key, serde_json::Value)> {
+    pub fn objects(&self) -> Vec<(ObjectKey, serde_json::Value)> {
         let st = self.shared.lock();
         st.objects
             .iter()
@@ -636,7 +568,7 @@ impl BlockingSandbox {
     }
 
     /// See [`Sandbox::objects`].
-    pub fn objects(&self) -> Vec<(store::Key, serde_json::Value)> {
+    pub fn objects(&self) -> Vec<(ObjectKey, serde_json::Value)> {
         self.sandbox
             .as_ref()
             .map(Sandbox::objects)

@@ -12,17 +12,18 @@
 //!   apimachinery functions do); the API server reports `metadata.name: Required value: name or
 //!   generateName is required` before calling these functions (see [`NAME_REQUIRED`]).
 //! - Messages are the bare details; the API server words a cause as
-//!   `metadata.name: Invalid value: "<name>": <message>` (see [`invalid_name_message`]).
+//!   `metadata.name: Invalid value: "<name>": <message>`.
 //! - [`validate_generate_name`] checks a `generateName` prefix as apimachinery does (a trailing
 //!   `-` is allowed there).
 //! - Besides names, the RFC 1123 label/subdomain, qualified-name (label key) and label-value
 //!   checks used by selectors are public here.
 
+#[cfg(test)]
 use meshplan_k8s::go::go_quote;
 
 /// Which rule a kind's names follow.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum NameRule {
+pub(crate) enum NameRule {
     /// RFC 1123 subdomain (most kinds): ≤ 253 characters.
     Subdomain,
     /// RFC 1123 label (Namespace, Service): ≤ 63 characters.
@@ -32,22 +33,22 @@ pub enum NameRule {
 }
 
 /// Detail of the `metadata.name` Required cause when neither name nor generateName is given.
-pub const NAME_REQUIRED: &str = "name or generateName is required";
+pub(crate) const NAME_REQUIRED: &str = "name or generateName is required";
 
 /// Characters `generateName` draws from (apimachinery's `utilrand` alphabet: no vowels, no
 /// confusable digits).
-pub const GENERATE_NAME_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
+pub(crate) const GENERATE_NAME_ALPHABET: &str = "bcdfghjklmnpqrstvwxz2456789";
 /// Number of random characters appended by `generateName`.
-pub const GENERATED_SUFFIX_LENGTH: usize = 5;
+pub(crate) const GENERATED_SUFFIX_LENGTH: usize = 5;
 /// Longest prefix kept by `generateName` (63 - 5).
-pub const MAX_GENERATED_PREFIX_LENGTH: usize = 63 - GENERATED_SUFFIX_LENGTH;
+pub(crate) const MAX_GENERATED_PREFIX_LENGTH: usize = 63 - GENERATED_SUFFIX_LENGTH;
 
 /// Longest RFC 1123 label.
-pub const DNS1123_LABEL_MAX_LENGTH: usize = 63;
+pub(crate) const DNS1123_LABEL_MAX_LENGTH: usize = 63;
 /// Longest RFC 1123 subdomain.
-pub const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
+pub(crate) const DNS1123_SUBDOMAIN_MAX_LENGTH: usize = 253;
 /// Longest name part of a qualified name and longest label value.
-pub const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
+pub(crate) const QUALIFIED_NAME_MAX_LENGTH: usize = 63;
 
 const DNS1123_LABEL_FMT: &str = "[a-z0-9]([-a-z0-9]*[a-z0-9])?";
 const DNS1123_LABEL_ERR: &str = "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character";
@@ -60,7 +61,7 @@ const LABEL_VALUE_FMT: &str = "(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?";
 const LABEL_VALUE_ERR: &str = "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character";
 
 /// Validates an object name under `rule`; empty when valid.
-pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
+pub(crate) fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
     match rule {
         NameRule::Subdomain => is_dns1123_subdomain(name),
         NameRule::Label => is_dns1123_label(name),
@@ -70,7 +71,7 @@ pub fn validate_name(rule: NameRule, name: &str) -> Vec<String> {
 
 /// Validates a `generateName` prefix under `rule` (apimachinery masks one trailing `-` so
 /// that `web-` is a valid prefix); empty when valid.
-pub fn validate_generate_name(rule: NameRule, prefix: &str) -> Vec<String> {
+pub(crate) fn validate_generate_name(rule: NameRule, prefix: &str) -> Vec<String> {
     match rule {
         NameRule::Subdomain => is_dns1123_subdomain(&mask_trailing_dash(prefix)),
         NameRule::Label => is_dns1123_label(&mask_trailing_dash(prefix)),
@@ -80,13 +81,14 @@ pub fn validate_generate_name(rule: NameRule, prefix: &str) -> Vec<String> {
 
 /// The message of one invalid-name cause as the API server words it:
 /// `metadata.name: Invalid value: "Bad_Name": <detail>`.
-pub fn invalid_name_message(field: &str, name: &str, detail: &str) -> String {
+#[cfg(test)]
+pub(crate) fn invalid_name_message(field: &str, name: &str, detail: &str) -> String {
     format!("{field}: Invalid value: {}: {detail}", go_quote(name))
 }
 
 /// `generateName`: the prefix (cut to 58 bytes, on a character boundary) followed by 5 random
 /// characters from [`GENERATE_NAME_ALPHABET`].
-pub fn generate_name(prefix: &str) -> String {
+pub(crate) fn generate_name(prefix: &str) -> String {
     let mut cut = prefix.len().min(MAX_GENERATED_PREFIX_LENGTH);
     while !prefix.is_char_boundary(cut) {
         cut -= 1;
@@ -125,7 +127,7 @@ fn mask_trailing_dash(name: &str) -> String {
 }
 
 /// `validation.RegexError`: the message, examples and the regex.
-pub fn regex_error(message: &str, regex: &str, examples: &[&str]) -> String {
+pub(crate) fn regex_error(message: &str, regex: &str, examples: &[&str]) -> String {
     if examples.is_empty() {
         return format!("{message} (regex used for validation is '{regex}')");
     }
@@ -146,12 +148,12 @@ pub fn regex_error(message: &str, regex: &str, examples: &[&str]) -> String {
 }
 
 /// `validation.MaxLenError`.
-pub fn max_len_error(length: usize) -> String {
+pub(crate) fn max_len_error(length: usize) -> String {
     format!("must be no more than {length} characters")
 }
 
 /// `validation.EmptyError`.
-pub fn empty_error() -> String {
+pub(crate) fn empty_error() -> String {
     "must be non-empty".to_string()
 }
 
@@ -178,7 +180,7 @@ fn matches_dns1123_subdomain(value: &str) -> bool {
 }
 
 /// `validation.IsDNS1123Label`.
-pub fn is_dns1123_label(value: &str) -> Vec<String> {
+pub(crate) fn is_dns1123_label(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_LABEL_MAX_LENGTH {
         errs.push(max_len_error(DNS1123_LABEL_MAX_LENGTH));
@@ -198,7 +200,7 @@ pub fn is_dns1123_label(value: &str) -> Vec<String> {
 }
 
 /// `validation.IsDNS1123Subdomain`.
-pub fn is_dns1123_subdomain(value: &str) -> Vec<String> {
+pub(crate) fn is_dns1123_subdomain(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > DNS1123_SUBDOMAIN_MAX_LENGTH {
         errs.push(max_len_error(DNS1123_SUBDOMAIN_MAX_LENGTH));
@@ -217,7 +219,7 @@ const PATH_SEGMENT_MAY_NOT_BE: [&str; 2] = [".", ".."];
 const PATH_SEGMENT_MAY_NOT_CONTAIN: [&str; 2] = ["/", "%"];
 
 /// `path.IsValidPathSegmentName`.
-pub fn is_valid_path_segment_name(name: &str) -> Vec<String> {
+pub(crate) fn is_valid_path_segment_name(name: &str) -> Vec<String> {
     for illegal in PATH_SEGMENT_MAY_NOT_BE {
         if name == illegal {
             return vec![format!("may not be '{illegal}'")];
@@ -227,7 +229,7 @@ pub fn is_valid_path_segment_name(name: &str) -> Vec<String> {
 }
 
 /// `path.IsValidPathSegmentPrefix`.
-pub fn is_valid_path_segment_prefix(name: &str) -> Vec<String> {
+pub(crate) fn is_valid_path_segment_prefix(name: &str) -> Vec<String> {
     PATH_SEGMENT_MAY_NOT_CONTAIN
         .iter()
         .filter(|illegal| name.contains(**illegal))
@@ -254,7 +256,7 @@ fn matches_qualified_name(value: &str) -> bool {
 }
 
 /// `validation.IsQualifiedName` (label and annotation keys): `[prefix/]name`.
-pub fn is_qualified_name(value: &str) -> Vec<String> {
+pub(crate) fn is_qualified_name(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     let parts: Vec<&str> = value.split('/').collect();
     let name = match parts.as_slice() {
@@ -303,7 +305,7 @@ pub fn is_qualified_name(value: &str) -> Vec<String> {
 }
 
 /// `validation.IsValidLabelValue`.
-pub fn is_valid_label_value(value: &str) -> Vec<String> {
+pub(crate) fn is_valid_label_value(value: &str) -> Vec<String> {
     let mut errs = Vec::new();
     if value.len() > QUALIFIED_NAME_MAX_LENGTH {
         errs.push(max_len_error(QUALIFIED_NAME_MAX_LENGTH));

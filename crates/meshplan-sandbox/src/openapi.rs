@@ -10,10 +10,11 @@ use serde_json::{Map, Value, json};
 use super::registry::Registry;
 
 /// Content-Type of the empty `/openapi/v2` answer.
-pub const V2_CONTENT_TYPE: &str = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
+pub(crate) const V2_CONTENT_TYPE: &str =
+    "application/com.github.proto-openapi.spec.v2.v1.0+protobuf";
 
 /// `api/v1` or `apis/{group}/{version}`: the key of a GV in the v3 index.
-pub fn gv_key(group: &str, version: &str) -> String {
+pub(crate) fn gv_key(group: &str, version: &str) -> String {
     if group.is_empty() {
         format!("api/{version}")
     } else {
@@ -22,7 +23,7 @@ pub fn gv_key(group: &str, version: &str) -> String {
 }
 
 /// The v3 document of one group/version, None when it is not served.
-pub fn gv_document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
+pub(crate) fn gv_document(registry: &Registry, group: &str, version: &str) -> Option<Value> {
     let types = registry.in_group_version(group, version);
     if types.is_empty() {
         return None;
@@ -85,13 +86,13 @@ pub fn gv_document(registry: &Registry, group: &str, version: &str) -> Option<Va
 }
 
 /// A short stable hash of a document (changes whenever the document changes).
-pub fn hash(doc: &Value) -> String {
+pub(crate) fn hash(doc: &Value) -> String {
     let text = doc.to_string();
     blake3::hash(text.as_bytes()).to_hex().to_uppercase()[..32].to_string()
 }
 
 /// The `/openapi/v3` index.
-pub fn index(registry: &Registry) -> Value {
+pub(crate) fn index(registry: &Registry) -> Value {
     let mut paths = Map::new();
     for g in registry.groups() {
         for v in &g.versions {

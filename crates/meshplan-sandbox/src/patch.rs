@@ -1,30 +1,19 @@
-//! JSON merge patch (RFC 7386), JSON patch (RFC 6902) and the map-merge approximation of
-//! strategic merge patch.
+//! JSON merge patch (RFC 7386) and JSON patch (RFC 6902) through the `json-patch` crate, with
+//! the API server's messages for a malformed or failing JSON patch; and the map-merge
+//! approximation of strategic merge patch, which no crate implements.
 
+use json_patch::jsonptr::PointerBuf;
+use json_patch::{
+    AddOperation, CopyOperation, MoveOperation, PatchErrorKind, PatchOperation, RemoveOperation,
+    ReplaceOperation, TestOperation,
+};
 use serde_json::{Map, Value};
 
 use meshplan_k8s::lists::{ListType, ListTypes};
 
 /// RFC 7386: objects merge recursively, `null` removes, everything else replaces.
-pub fn merge_patch(target: &mut Value, patch: &Value) {
-    match patch {
-        Value::Object(patch_map) => {
-            if !target.is_object() {
-                *target = Value::Object(serde_json::Map::new());
-            }
-            if let Some(target_map) = target.as_object_mut() {
-                for (key, value) in patch_map {
-                    if value.is_null() {
-                        target_map.remove(key);
-                    } else {
-                        let entry = target_map.entry(key.clone()).or_insert(Value::Null);
-                        merge_patch(entry, value);
-                    }
-                }
-            }
-        }
-        other => *target = other.clone(),
-    }
+pub(crate) fn merge_patch(target: &mut Value, patch: &Value) {
+    json_patch::merge(target, patch);
 }
 
 /// Strategic merge patch: maps merge as in a merge patch; lists whose type is `Map` (the
@@ -32,7 +21,7 @@ pub fn merge_patch(target: &mut Value, patch: &Value) {
 /// first key, honouring `$patch: delete` items and `$setElementOrder/<field>`; `Set` lists
 /// take the union (minus `$deleteFromPrimitiveList/<field>`); other lists are replaced.
 /// `$retainKeys` is not emulated.
-pub fn strategic_merge_patch(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) {
+pub(crate) fn strategic_merge_patch(target: &mut Value, patch: &Value, list_types: &dyn ListTypes) {
     let mut path = Vec::new();
     smp(target, patch, &mut path, list_types);
 }
@@ -197,113 +186,11 @@ fn reorder(live: &mut Vec<Value>, order: &[Value], list_type: &ListType) {
 
 /// Why a JSON patch could not be applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum JsonPatchError {
+pub(crate) enum JsonPatchError {
     /// The patch document itself is malformed (400).
     Malformed(String),
     /// An operation failed against the object (422).
     Failed(String),
-}
-
-fn unescape(token: &str) -> String {
-    token.replace("~1", "/").replace("~0", "~")
-}
-
-fn split_pointer(path: &str) -> Result<Vec<String>, JsonPatchError> {
-    if path.is_empty() {
-        return Ok(Vec::new());
-    }
-    let rest = path
-        .strip_prefix('/')
-        .ok_or_else(|| JsonPatchError::Malformed(format!("invalid JSON pointer {path:?}")))?;
-    Ok(rest.split('/').map(unescape).collect())
-}
-
-fn pointer_get<'a>(doc: &'a Value, tokens: &[String]) -> Option<&'a Value> {
-    let mut cur = doc;
-    for t in tokens {
-        cur = match cur {
-            Value::Object(m) => m.get(t)?,
-            Value::Array(a) => a.get(t.parse::<usize>().ok()?)?,
-            _ => return None,
-        };
-    }
-    Some(cur)
-}
-
-fn parent_mut<'a>(
-    doc: &'a mut Value,
-    tokens: &[String],
-    path: &str,
-) -> Result<&'a mut Value, JsonPatchError> {
-    let mut cur = doc;
-    for t in &tokens[..tokens.len().saturating_sub(1)] {
-        cur = match cur {
-            Value::Object(m) => m.get_mut(t),
-            Value::Array(a) => t.parse::<usize>().ok().and_then(|i| a.get_mut(i)),
-            _ => None,
-        }
-        .ok_or_else(|| JsonPatchError::Failed(format!("doc is missing path: {path:?}")))?;
-    }
-    Ok(cur)
-}
-
-fn add(doc: &mut Value, path: &str, value: Value) -> Result<(), JsonPatchError> {
-    let tokens = split_pointer(path)?;
-    let Some(last) = tokens.last().cloned() else {
-        *doc = value;
-        return Ok(());
-    };
-    match parent_mut(doc, &tokens, path)? {
-        Value::Object(m) => {
-            m.insert(last, value);
-            Ok(())
-        }
-        Value::Array(a) => {
-            let index = if last == "-" {
-                a.len()
-            } else {
-                last.parse::<usize>().map_err(|_| {
-                    JsonPatchError::Failed(format!("invalid array index {last:?} in {path:?}"))
-                })?
-            };
-            if index > a.len() {
-                return Err(JsonPatchError::Failed(format!(
-                    "add operation does not apply: index {index} out of bounds in {path:?}"
-                )));
-            }
-            a.insert(index, value);
-            Ok(())
-        }
-        _ => Err(JsonPatchError::Failed(format!(
-            "doc is missing path: {path:?}"
-        ))),
-    }
-}
-
-fn remove(doc: &mut Value, path: &str) -> Result<Value, JsonPatchError> {
-    let tokens = split_pointer(path)?;
-    let Some(last) = tokens.last().cloned() else {
-        return Err(JsonPatchError::Failed(
-            "cannot remove the whole document".into(),
-        ));
-    };
-    let missing = || {
-        JsonPatchError::Failed(format!(
-            "remove operation does not apply: doc is missing path: {path:?}"
-        ))
-    };
-    match parent_mut(doc, &tokens, path)? {
-        Value::Object(m) => m.remove(&last).ok_or_else(missing),
-        Value::Array(a) => {
-            let index = last.parse::<usize>().map_err(|_| missing())?;
-            if index < a.len() {
-                Ok(a.remove(index))
-            } else {
-                Err(missing())
-            }
-        }
-        _ => Err(missing()),
-    }
 }
 
 fn field<'a>(op: &'a Value, name: &str) -> Result<&'a Value, JsonPatchError> {
@@ -317,61 +204,122 @@ fn field_str<'a>(op: &'a Value, name: &str) -> Result<&'a str, JsonPatchError> {
     })
 }
 
-/// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`).
-pub fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
+fn pointer(path: &str) -> Result<PointerBuf, JsonPatchError> {
+    PointerBuf::parse(path)
+        .map_err(|_| JsonPatchError::Malformed(format!("invalid JSON pointer {path:?}")))
+}
+
+/// Reads one operation, refusing a malformed one with the message the server gives.
+fn operation(op: &Value) -> Result<PatchOperation, JsonPatchError> {
+    let name = field_str(op, "op")?;
+    let path = pointer(field_str(op, "path")?)?;
+    let value = || field(op, "value").cloned();
+    let from = || pointer(field_str(op, "from")?);
+    Ok(match name {
+        "add" => PatchOperation::Add(AddOperation {
+            path,
+            value: value()?,
+        }),
+        "remove" => PatchOperation::Remove(RemoveOperation { path }),
+        "replace" => PatchOperation::Replace(ReplaceOperation {
+            path,
+            value: value()?,
+        }),
+        "move" => PatchOperation::Move(MoveOperation {
+            from: from()?,
+            path,
+        }),
+        "copy" => PatchOperation::Copy(CopyOperation {
+            from: from()?,
+            path,
+        }),
+        "test" => PatchOperation::Test(TestOperation {
+            path,
+            value: value()?,
+        }),
+        other => {
+            return Err(JsonPatchError::Malformed(format!(
+                "Unexpected kind: {other}"
+            )));
+        }
+    })
+}
+
+/// Why an `add` at `path` fails on `doc`.
+fn add_failure(doc: &Value, path: &str) -> String {
+    let (parent, last) = path.rsplit_once('/').unwrap_or(("", path));
+    match doc.pointer(parent) {
+        Some(Value::Array(_)) => match last.parse::<usize>() {
+            Ok(index) => {
+                format!("add operation does not apply: index {index} out of bounds in {path:?}")
+            }
+            Err(_) => format!("invalid array index {last:?} in {path:?}"),
+        },
+        _ => format!("doc is missing path: {path:?}"),
+    }
+}
+
+/// Why a `remove` of `path` fails on `doc`.
+fn remove_failure(doc: &Value, path: &str) -> String {
+    if path.is_empty() {
+        return "cannot remove the whole document".to_string();
+    }
+    let parent = path.rsplit_once('/').map_or("", |(p, _)| p);
+    match doc.pointer(parent) {
+        Some(Value::Object(_) | Value::Array(_)) => {
+            format!("remove operation does not apply: doc is missing path: {path:?}")
+        }
+        _ => format!("doc is missing path: {path:?}"),
+    }
+}
+
+/// The message for a failed operation, from the document as it was before the operation.
+fn failure(doc: &Value, op: &PatchOperation, kind: &PatchErrorKind) -> String {
+    match op {
+        PatchOperation::Add(op) => add_failure(doc, op.path.as_str()),
+        PatchOperation::Remove(op) => remove_failure(doc, op.path.as_str()),
+        PatchOperation::Replace(op) => format!(
+            "replace operation does not apply: doc is missing key: {}",
+            op.path
+        ),
+        PatchOperation::Move(op) => match kind {
+            _ if matches!(kind, PatchErrorKind::InvalidFromPointer)
+                || op.from.is_root()
+                || doc.pointer(op.from.as_str()).is_none() =>
+            {
+                remove_failure(doc, op.from.as_str())
+            }
+            _ => {
+                // The value left `from` first: the target is looked up without it.
+                let mut moved = doc.clone();
+                let from = PatchOperation::Remove(RemoveOperation {
+                    path: op.from.clone(),
+                });
+                let _ = json_patch::patch(&mut moved, &[from]);
+                add_failure(&moved, op.path.as_str())
+            }
+        },
+        PatchOperation::Copy(op) => match kind {
+            PatchErrorKind::InvalidFromPointer => {
+                format!("copy from {:?}: doc is missing path", op.from.as_str())
+            }
+            _ => add_failure(doc, op.path.as_str()),
+        },
+        PatchOperation::Test(op) => format!("testing value {} failed: test failed", op.path),
+    }
+}
+
+/// Applies an RFC 6902 patch (`add`, `remove`, `replace`, `move`, `copy`, `test`) in order;
+/// an operation is checked when it is reached, as the API server does.
+pub(crate) fn json_patch(doc: &mut Value, patch: &Value) -> Result<(), JsonPatchError> {
     let ops = patch.as_array().ok_or_else(|| {
         JsonPatchError::Malformed("a JSON patch must be a list of operations".into())
     })?;
     for op in ops {
-        let name = field_str(op, "op")?;
-        let path = field_str(op, "path")?;
-        match name {
-            "add" => add(doc, path, field(op, "value")?.clone())?,
-            "remove" => {
-                remove(doc, path)?;
-            }
-            "replace" => {
-                let tokens = split_pointer(path)?;
-                if pointer_get(doc, &tokens).is_none() {
-                    return Err(JsonPatchError::Failed(format!(
-                        "replace operation does not apply: doc is missing key: {path}"
-                    )));
-                }
-                if tokens.is_empty() {
-                    *doc = field(op, "value")?.clone();
-                } else {
-                    remove(doc, path)?;
-                    add(doc, path, field(op, "value")?.clone())?;
-                }
-            }
-            "move" => {
-                let from = field_str(op, "from")?;
-                let value = remove(doc, from)?;
-                add(doc, path, value)?;
-            }
-            "copy" => {
-                let from = field_str(op, "from")?;
-                let value = pointer_get(doc, &split_pointer(from)?)
-                    .cloned()
-                    .ok_or_else(|| {
-                        JsonPatchError::Failed(format!("copy from {from:?}: doc is missing path"))
-                    })?;
-                add(doc, path, value)?;
-            }
-            "test" => {
-                let expected = field(op, "value")?;
-                let actual = pointer_get(doc, &split_pointer(path)?);
-                if actual != Some(expected) {
-                    return Err(JsonPatchError::Failed(format!(
-                        "testing value {path} failed: test failed"
-                    )));
-                }
-            }
-            other => {
-                return Err(JsonPatchError::Malformed(format!(
-                    "Unexpected kind: {other}"
-                )));
-            }
+        let op = operation(op)?;
+        // One operation at a time: on failure `doc` is as it was before this operation.
+        if let Err(e) = json_patch::patch(doc, std::slice::from_ref(&op)) {
+            return Err(JsonPatchError::Failed(failure(doc, &op, &e.kind)));
         }
     }
     Ok(())
@@ -444,5 +392,126 @@ mod tests {
         assert!(matches!(err, Err(JsonPatchError::Failed(_))));
         let err = json_patch(&mut doc, &json!({"op": "add"}));
         assert!(matches!(err, Err(JsonPatchError::Malformed(_))));
+    }
+
+    #[test]
+    fn json_patch_messages_name_the_operation_and_path() {
+        let doc = json!({"a": {"b": 1}, "list": [1, 2], "s": "x"});
+        let failed = |ops: Value| {
+            let mut d = doc.clone();
+            match json_patch(&mut d, &ops) {
+                Err(JsonPatchError::Failed(m)) => m,
+                other => panic!("{ops}: {other:?}"),
+            }
+        };
+        let one = |op: Value| failed(json!([op]));
+        assert_eq!(
+            one(json!({"op": "add", "path": "/x/y", "value": 1})),
+            r#"doc is missing path: "/x/y""#
+        );
+        assert_eq!(
+            one(json!({"op": "add", "path": "/s/y", "value": 1})),
+            r#"doc is missing path: "/s/y""#
+        );
+        assert_eq!(
+            one(json!({"op": "add", "path": "/list/5", "value": 1})),
+            r#"add operation does not apply: index 5 out of bounds in "/list/5""#
+        );
+        assert_eq!(
+            one(json!({"op": "add", "path": "/list/x", "value": 1})),
+            r#"invalid array index "x" in "/list/x""#
+        );
+        assert_eq!(
+            one(json!({"op": "remove", "path": "/a/c"})),
+            r#"remove operation does not apply: doc is missing path: "/a/c""#
+        );
+        assert_eq!(
+            one(json!({"op": "remove", "path": "/x/c"})),
+            r#"doc is missing path: "/x/c""#
+        );
+        assert_eq!(
+            one(json!({"op": "remove", "path": ""})),
+            "cannot remove the whole document"
+        );
+        assert_eq!(
+            one(json!({"op": "replace", "path": "/a/c", "value": 1})),
+            "replace operation does not apply: doc is missing key: /a/c"
+        );
+        assert_eq!(
+            one(json!({"op": "move", "from": "/a/c", "path": "/d"})),
+            r#"remove operation does not apply: doc is missing path: "/a/c""#
+        );
+        assert_eq!(
+            one(json!({"op": "move", "from": "/a", "path": "/a/b/c"})),
+            r#"doc is missing path: "/a/b/c""#
+        );
+        assert_eq!(
+            one(json!({"op": "copy", "from": "/x", "path": "/d"})),
+            r#"copy from "/x": doc is missing path"#
+        );
+        assert_eq!(
+            one(json!({"op": "copy", "from": "/a", "path": "/list/9"})),
+            r#"add operation does not apply: index 9 out of bounds in "/list/9""#
+        );
+        assert_eq!(
+            one(json!({"op": "test", "path": "/a/b", "value": 2})),
+            "testing value /a/b failed: test failed"
+        );
+        // Operations run in order: a failure comes before a later malformed operation.
+        assert_eq!(
+            failed(json!([{"op": "test", "path": "/s", "value": "y"}, {"op": "bogus"}])),
+            "testing value /s failed: test failed"
+        );
+    }
+
+    #[test]
+    fn malformed_json_patches_are_told_apart() {
+        let malformed = |ops: Value| {
+            let mut d = json!({"a": 1});
+            match json_patch(&mut d, &ops) {
+                Err(JsonPatchError::Malformed(m)) => m,
+                other => panic!("{ops}: {other:?}"),
+            }
+        };
+        assert_eq!(
+            malformed(json!({"op": "add"})),
+            "a JSON patch must be a list of operations"
+        );
+        assert_eq!(
+            malformed(json!([{"path": "/a"}])),
+            r#"operation missing "op" field"#
+        );
+        assert_eq!(
+            malformed(json!([{"op": 1, "path": "/a"}])),
+            r#"operation field "op" is not a string"#
+        );
+        assert_eq!(
+            malformed(json!([{"op": "add", "path": "/a"}])),
+            r#"operation missing "value" field"#
+        );
+        assert_eq!(
+            malformed(json!([{"op": "move", "path": "/a"}])),
+            r#"operation missing "from" field"#
+        );
+        assert_eq!(
+            malformed(json!([{"op": "add", "path": "a", "value": 1}])),
+            r#"invalid JSON pointer "a""#
+        );
+        assert_eq!(
+            malformed(json!([{"op": "bogus", "path": "/a"}])),
+            "Unexpected kind: bogus"
+        );
+    }
+
+    #[test]
+    fn json_patch_replace_and_escaped_pointers() {
+        let mut doc = json!({"a/b": {"~c": 1}, "z": 0});
+        let patch = json!([
+            {"op": "replace", "path": "/a~1b/~0c", "value": 2},
+            {"op": "replace", "path": "", "value": {"whole": [doc.clone()]}},
+            {"op": "add", "path": "/whole/0/z", "value": null},
+        ]);
+        json_patch(&mut doc, &patch).expect("patch applies");
+        assert_eq!(doc, json!({"whole": [{"a/b": {"~c": 1}, "z": null}]}));
     }
 }

@@ -5,19 +5,19 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use super::SandboxError;
+use super::error::SandboxError;
 use super::store::{State, key};
 use super::write::rebuild_registry;
 
 const SNAPSHOT: &str = "snapshot.json";
 const FORMAT: &str = "meshplan-sandbox/v1";
 
-pub fn snapshot_path(dir: &Path) -> PathBuf {
+pub(crate) fn snapshot_path(dir: &Path) -> PathBuf {
     dir.join(SNAPSHOT)
 }
 
 /// The snapshot document of the current state.
-pub fn snapshot(st: &State) -> Value {
+pub(crate) fn snapshot(st: &State) -> Value {
     let objects: Vec<Value> = st
         .objects
         .iter()
@@ -29,7 +29,7 @@ pub fn snapshot(st: &State) -> Value {
 }
 
 /// Writes a snapshot atomically.
-pub fn write(dir: &Path, doc: &Value) -> Result<(), SandboxError> {
+pub(crate) fn write(dir: &Path, doc: &Value) -> Result<(), SandboxError> {
     std::fs::create_dir_all(dir).map_err(|source| SandboxError::DataWrite {
         path: dir.to_path_buf(),
         source,
@@ -45,7 +45,7 @@ pub fn write(dir: &Path, doc: &Value) -> Result<(), SandboxError> {
 }
 
 /// Loads a snapshot into a fresh state; Ok(false) when the directory has none yet.
-pub fn restore(dir: &Path, st: &mut State) -> Result<bool, SandboxError> {
+pub(crate) fn restore(dir: &Path, st: &mut State) -> Result<bool, SandboxError> {
     let path = snapshot_path(dir);
     let text = match std::fs::read(&path) {
         Ok(text) => text,

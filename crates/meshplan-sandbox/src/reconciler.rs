@@ -20,139 +20,19 @@
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use jiff::{SignedDuration, Timestamp};
 use serde_json::{Map, Value};
 use tokio::time::Instant;
 
+use super::config::{Controller, ControllerConfig, Pauses};
 use super::controllers::{certmanager, linkerd, webhooks, workloads};
 use super::request::FieldValidation;
-use super::server::Shared;
+use super::shared::Shared;
 use super::status::ApiError;
 use super::store::{Event, Key, State, key};
 use super::write::{self, PatchKind, WriteOptions};
-
-/// One simulated controller, for switches and pauses.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub enum Controller {
-    /// Deployments, StatefulSets, DaemonSets, ReplicaSets, Jobs, Namespaces, APIServices.
-    Workloads,
-    /// Issuers, ClusterIssuers and Certificates (when cert-manager's CRDs are installed).
-    CertManager,
-    /// Admission webhooks that refuse writes until their backend serves.
-    Webhooks,
-    /// Jobs that a Linkerd proxy keeps alive.
-    Linkerd,
-}
-
-impl Controller {
-    pub const ALL: [Controller; 4] = [
-        Self::Workloads,
-        Self::CertManager,
-        Self::Webhooks,
-        Self::Linkerd,
-    ];
-
-    /// `workloads`, `cert-manager`, `webhooks`, `linkerd`.
-    pub fn name(self) -> &'static str {
-        match self {
-            Self::Workloads => "workloads",
-            Self::CertManager => "cert-manager",
-            Self::Webhooks => "webhooks",
-            Self::Linkerd => "linkerd",
-        }
-    }
-
-    pub fn parse(name: &str) -> Option<Self> {
-        Self::ALL.into_iter().find(|c| c.name() == name)
-    }
-
-    fn index(self) -> usize {
-        self as usize
-    }
-}
-
-/// The controllers' switches, delays and clock.
-#[derive(Debug, Clone)]
-pub struct ControllerConfig {
-    pub workloads: bool,
-    pub cert_manager: bool,
-    pub webhooks: bool,
-    pub linkerd: bool,
-    /// From a workload's new spec to its completed rollout (and a Job's completion).
-    pub rollout_delay: Duration,
-    /// How long a webhook's backing Deployment must have been Available before the webhook
-    /// answers (measured in whole seconds from its Available condition).
-    pub webhook_delay: Duration,
-    /// cert-manager's virtual clock runs this many times faster than real time (1.0: real).
-    pub time_scale: f64,
-}
-
-impl Default for ControllerConfig {
-    fn default() -> Self {
-        Self {
-            workloads: true,
-            cert_manager: true,
-            webhooks: true,
-            linkerd: true,
-            rollout_delay: Duration::from_millis(300),
-            webhook_delay: Duration::from_secs(1),
-            time_scale: 1.0,
-        }
-    }
-}
-
-impl ControllerConfig {
-    /// Every controller off: a plain API server.
-    pub fn none() -> Self {
-        Self {
-            workloads: false,
-            cert_manager: false,
-            webhooks: false,
-            linkerd: false,
-            ..Self::default()
-        }
-    }
-
-    pub fn enabled(&self, c: Controller) -> bool {
-        match c {
-            Controller::Workloads => self.workloads,
-            Controller::CertManager => self.cert_manager,
-            Controller::Webhooks => self.webhooks,
-            Controller::Linkerd => self.linkerd,
-        }
-    }
-
-    pub fn any_enabled(&self) -> bool {
-        Controller::ALL.iter().any(|c| self.enabled(*c))
-    }
-}
-
-/// Pause switches, shared with the admin endpoint.
-#[derive(Debug, Default)]
-pub struct Pauses {
-    flags: [AtomicBool; 4],
-}
-
-impl Pauses {
-    pub fn set(&self, c: Controller, paused: bool) {
-        self.flags[c.index()].store(paused, Ordering::SeqCst);
-    }
-
-    pub fn is_paused(&self, c: Controller) -> bool {
-        self.flags[c.index()].load(Ordering::SeqCst)
-    }
-
-    pub fn paused(&self) -> Vec<&'static str> {
-        Controller::ALL
-            .into_iter()
-            .filter(|c| self.is_paused(*c))
-            .map(Controller::name)
-            .collect()
-    }
-}
 
 const MANAGER_KCM: &str = "kube-controller-manager";
 const MANAGER_APISERVER: &str = "kube-apiserver";
@@ -670,7 +550,7 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
 }
 
 /// Runs the controllers until the sandbox stops.
-pub async fn run(shared: Arc<Shared>, config: ControllerConfig) {
+pub(crate) async fn run(shared: Arc<Shared>, config: ControllerConfig) {
     let mut rx = shared.lock().tx.subscribe();
     let mut stop = shared.shutdown.clone();
     let mut state = Some(LoopState {
@@ -755,7 +635,7 @@ fn is_relevant(event: &Event) -> bool {
 /// The admission check of one write: the 500 a real API server answers while a matching
 /// webhook's backend does not serve yet, or None.
 #[allow(clippy::too_many_arguments)]
-pub fn admission(
+pub(crate) fn admission(
     st: &State,
     delay: Duration,
     group: &str,

@@ -18,7 +18,7 @@ use super::names::NameRule;
 
 /// Where a printer column takes its cell from.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CellSource {
+pub(crate) enum CellSource {
     /// `metadata.name`.
     Name,
     /// Age from `metadata.creationTimestamp`.
@@ -33,7 +33,7 @@ pub enum CellSource {
 
 /// One printer column of a Table.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Column {
+pub(crate) struct Column {
     pub name: String,
     /// `string`, `integer`, `number`, `boolean` or `date`.
     pub kind: String,
@@ -63,7 +63,7 @@ impl Column {
 
 /// The `scale` subresource of a type: JSONPaths of the replica counts and the selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ScalePaths {
+pub(crate) struct ScalePaths {
     /// e.g. `.spec.replicas`.
     pub spec_replicas: String,
     /// e.g. `.status.replicas`.
@@ -84,7 +84,7 @@ impl ScalePaths {
 
 /// A served resource (one group/version/resource).
 #[derive(Debug, Clone)]
-pub struct ResourceType {
+pub(crate) struct ResourceType {
     pub group: String,
     pub version: String,
     pub kind: String,
@@ -107,7 +107,7 @@ pub struct ResourceType {
 
 impl ResourceType {
     /// `v1` for the core group, `group/version` otherwise.
-    pub fn api_version(&self) -> String {
+    pub(crate) fn api_version(&self) -> String {
         if self.group.is_empty() {
             self.version.clone()
         } else {
@@ -115,11 +115,11 @@ impl ResourceType {
         }
     }
 
-    pub fn list_kind(&self) -> String {
+    pub(crate) fn list_kind(&self) -> String {
         format!("{}List", self.kind)
     }
 
-    pub fn verbs(&self) -> Vec<&'static str> {
+    pub(crate) fn verbs(&self) -> Vec<&'static str> {
         vec![
             "create",
             "delete",
@@ -132,25 +132,16 @@ impl ResourceType {
         ]
     }
 
-    /// The URL prefix of this type's group/version (`/api/v1` or `/apis/g/v`).
-    pub fn gv_path(&self) -> String {
-        if self.group.is_empty() {
-            format!("/api/{}", self.version)
-        } else {
-            format!("/apis/{}/{}", self.group, self.version)
-        }
-    }
-
     /// Whether this is the CustomResourceDefinition type itself.
-    pub fn is_crd(&self) -> bool {
+    pub(crate) fn is_crd(&self) -> bool {
         self.group == "apiextensions.k8s.io" && self.plural == "customresourcedefinitions"
     }
 
-    pub fn is_namespace(&self) -> bool {
+    pub(crate) fn is_namespace(&self) -> bool {
         self.group.is_empty() && self.plural == "namespaces"
     }
 
-    pub fn is_secret(&self) -> bool {
+    pub(crate) fn is_secret(&self) -> bool {
         self.group.is_empty() && self.plural == "secrets"
     }
 }
@@ -611,7 +602,7 @@ fn builtin_types() -> Vec<Arc<ResourceType>> {
 
 /// A CRD's types could not be built (the CRD's schema is not structural, ...).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CrdTypeError {
+pub(crate) struct CrdTypeError {
     pub field: String,
     pub message: String,
 }
@@ -644,7 +635,7 @@ fn strings_at(value: &Value, path: &[&str]) -> Vec<String> {
 
 /// Builds the served types of one CRD (one per served version). The CRD's defaults
 /// (singular, listKind) are expected to be filled already.
-pub fn crd_types(crd: &Value) -> Result<Vec<Arc<ResourceType>>, CrdTypeError> {
+pub(crate) fn crd_types(crd: &Value) -> Result<Vec<Arc<ResourceType>>, CrdTypeError> {
     let name = str_at(crd, &["metadata", "name"]).unwrap_or_default();
     let group = str_at(crd, &["spec", "group"]).unwrap_or_default();
     let kind = str_at(crd, &["spec", "names", "kind"]).unwrap_or_default();
@@ -744,14 +735,14 @@ pub fn crd_types(crd: &Value) -> Result<Vec<Arc<ResourceType>>, CrdTypeError> {
 
 /// One served API group with its versions, the preferred one first.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct GroupInfo {
+pub(crate) struct GroupInfo {
     pub name: String,
     pub versions: Vec<String>,
 }
 
 /// The built-in types plus the CRD-defined ones.
 #[derive(Debug, Clone)]
-pub struct Registry {
+pub(crate) struct Registry {
     builtin: Vec<Arc<ResourceType>>,
     custom: Vec<Arc<ResourceType>>,
     /// Compiled types per CRD name, with a digest of the CRD they were built from.
@@ -765,7 +756,7 @@ impl Default for Registry {
 }
 
 impl Registry {
-    pub fn new() -> Self {
+    pub(crate) fn new() -> Self {
         Self {
             builtin: builtin_types(),
             custom: Vec::new(),
@@ -775,7 +766,7 @@ impl Registry {
 
     /// Serves the types of these CRDs (and no other custom types), compiling only the CRDs
     /// whose definition changed since the last call. CRDs that do not compile are skipped.
-    pub fn set_crds(&mut self, crds: &[&Value]) {
+    pub(crate) fn set_crds(&mut self, crds: &[&Value]) {
         let mut compiled = BTreeMap::new();
         let mut custom = Vec::new();
         for crd in crds {
@@ -801,26 +792,31 @@ impl Registry {
         self.custom = custom;
     }
 
-    pub fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
+    pub(crate) fn all(&self) -> impl Iterator<Item = &Arc<ResourceType>> {
         self.builtin.iter().chain(self.custom.iter())
     }
 
     /// The type served at `group/version/plural`.
-    pub fn find(&self, group: &str, version: &str, plural: &str) -> Option<Arc<ResourceType>> {
+    pub(crate) fn find(
+        &self,
+        group: &str,
+        version: &str,
+        plural: &str,
+    ) -> Option<Arc<ResourceType>> {
         self.all()
             .find(|t| t.group == group && t.version == version && t.plural == plural)
             .cloned()
     }
 
     /// Any served version of `group/plural` (the storage-independent identity of objects).
-    pub fn find_any_version(&self, group: &str, plural: &str) -> Option<Arc<ResourceType>> {
+    pub(crate) fn find_any_version(&self, group: &str, plural: &str) -> Option<Arc<ResourceType>> {
         self.all()
             .find(|t| t.group == group && t.plural == plural)
             .cloned()
     }
 
     /// The types of one group/version.
-    pub fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
+    pub(crate) fn in_group_version(&self, group: &str, version: &str) -> Vec<Arc<ResourceType>> {
         self.all()
             .filter(|t| t.group == group && t.version == version)
             .cloned()
@@ -828,7 +824,7 @@ impl Registry {
     }
 
     /// Served groups in discovery order: built-in groups first, CRD groups sorted after.
-    pub fn groups(&self) -> Vec<GroupInfo> {
+    pub(crate) fn groups(&self) -> Vec<GroupInfo> {
         let mut groups: Vec<GroupInfo> = Vec::new();
         let mut push = |group: &str, version: &str| {
             if let Some(g) = groups.iter_mut().find(|g| g.name == group) {
@@ -883,7 +879,7 @@ fn version_priority(version: &str) -> (u8, u64, u64) {
 }
 
 /// The list rules of a custom resource: metadata as built in, the rest from its schema.
-pub struct CustomListTypes<'a> {
+pub(crate) struct CustomListTypes<'a> {
     pub schema: &'a Structural,
 }
 

@@ -8,7 +8,7 @@ use super::status::ApiError;
 
 /// Where a request goes.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Route {
+pub(crate) enum Route {
     Version,
     /// `/healthz`, `/livez`, `/readyz`.
     Health,
@@ -30,7 +30,7 @@ pub enum Route {
 
 /// A resource URL: `/api/v1[/namespaces/{ns}]/{plural}[/{name}[/{sub}]]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ResourcePath {
+pub(crate) struct ResourcePath {
     pub group: String,
     pub version: String,
     pub namespace: Option<String>,
@@ -65,7 +65,7 @@ fn resource_route(group: &str, version: &str, rest: &[&str]) -> Route {
 }
 
 /// Maps a path to its route.
-pub fn route(path: &str) -> Route {
+pub(crate) fn route(path: &str) -> Route {
     let segments: Vec<String> = path
         .split('/')
         .filter(|s| !s.is_empty())
@@ -91,7 +91,7 @@ pub fn route(path: &str) -> Route {
 }
 
 /// `%XX` and `+` decoding of URL components.
-pub fn percent_decode(text: &str) -> String {
+pub(crate) fn percent_decode(text: &str) -> String {
     let bytes = text.as_bytes();
     let mut out = Vec::with_capacity(bytes.len());
     let mut i = 0;
@@ -125,12 +125,12 @@ pub fn percent_decode(text: &str) -> String {
 
 /// Query parameters (empty pairs tolerated; the last value of a key wins).
 #[derive(Debug, Clone, Default)]
-pub struct Query {
+pub(crate) struct Query {
     pairs: BTreeMap<String, String>,
 }
 
 impl Query {
-    pub fn parse(query: Option<&str>) -> Self {
+    pub(crate) fn parse(query: Option<&str>) -> Self {
         let mut pairs = BTreeMap::new();
         for pair in query.unwrap_or("").split('&').filter(|p| !p.is_empty()) {
             let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
@@ -139,33 +139,33 @@ impl Query {
         Self { pairs }
     }
 
-    pub fn get(&self, key: &str) -> Option<&str> {
+    pub(crate) fn get(&self, key: &str) -> Option<&str> {
         self.pairs.get(key).map(String::as_str)
     }
 
     /// Go's `strconv.ParseBool` truths.
-    pub fn flag(&self, key: &str) -> bool {
+    pub(crate) fn flag(&self, key: &str) -> bool {
         matches!(
             self.get(key),
             Some("1" | "t" | "T" | "true" | "TRUE" | "True")
         )
     }
 
-    pub fn dry_run(&self) -> bool {
+    pub(crate) fn dry_run(&self) -> bool {
         self.get("dryRun").is_some_and(|v| v == "All")
     }
 }
 
 /// How unknown fields are treated (`fieldValidation`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldValidation {
+pub(crate) enum FieldValidation {
     Strict,
     Warn,
     Ignore,
 }
 
 impl FieldValidation {
-    pub fn from_query(query: &Query) -> Result<Self, ApiError> {
+    pub(crate) fn from_query(query: &Query) -> Result<Self, ApiError> {
         match query.get("fieldValidation") {
             None | Some("") | Some("Warn") => Ok(Self::Warn),
             Some("Strict") => Ok(Self::Strict),
@@ -178,7 +178,7 @@ impl FieldValidation {
 }
 
 /// Parses a request body: JSON, or YAML when `yaml` (YAML also accepts JSON).
-pub fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
+pub(crate) fn parse_body(body: &[u8], yaml: bool) -> Result<Value, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
         return Err(ApiError::bad_request("the request body is empty"));
     }

@@ -26,7 +26,7 @@ use super::names::{is_qualified_name, is_valid_label_value};
 
 /// A label selector operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Operator {
+pub(crate) enum Operator {
     /// `key` alone.
     Exists,
     /// `!key`.
@@ -49,7 +49,7 @@ pub enum Operator {
 
 /// One requirement of a label selector.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Requirement {
+pub(crate) struct Requirement {
     pub key: String,
     pub operator: Operator,
     /// Sorted, without duplicates (empty for exists/not-exists).
@@ -58,7 +58,7 @@ pub struct Requirement {
 
 impl Requirement {
     /// Whether `labels` satisfy this requirement (apimachinery `Requirement.Matches`).
-    pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+    pub(crate) fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
         let value = labels
             .and_then(|l| l.get(&self.key))
             .and_then(Value::as_str);
@@ -110,36 +110,39 @@ impl fmt::Display for Requirement {
 
 /// A parsed label selector: all requirements must hold. The empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct LabelSelector {
+pub(crate) struct LabelSelector {
     requirements: Vec<Requirement>,
 }
 
 impl LabelSelector {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut parser = Parser::new(text);
         let mut requirements = parser.parse()?;
         requirements.sort_by(|a, b| a.key.cmp(&b.key));
         Ok(Self { requirements })
     }
 
-    pub fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
+    pub(crate) fn matches(&self, labels: Option<&serde_json::Map<String, Value>>) -> bool {
         self.requirements.iter().all(|r| r.matches(labels))
     }
 
+    #[cfg(test)]
     /// The requirements, sorted by key.
-    pub fn requirements(&self) -> &[Requirement] {
+    pub(crate) fn requirements(&self) -> &[Requirement] {
         &self.requirements
     }
 
+    #[cfg(test)]
     /// Whether the selector selects everything.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
 
+    #[cfg(test)]
     /// Builds a selector from a `metav1.LabelSelector` object (`matchLabels`,
     /// `matchExpressions` with `In`, `NotIn`, `Exists`, `DoesNotExist`), as workloads and
     /// monitors carry them. `None`/null selects everything.
-    pub fn from_label_selector(selector: Option<&Value>) -> Result<Self, String> {
+    pub(crate) fn from_label_selector(selector: Option<&Value>) -> Result<Self, String> {
         let Some(selector) = selector.filter(|s| !s.is_null()) else {
             return Ok(Self::default());
         };
@@ -655,7 +658,7 @@ fn aggregate(mut errs: Vec<String>) -> String {
 
 /// A field selector operator.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum FieldOperator {
+pub(crate) enum FieldOperator {
     /// `=` or `==`.
     Equals,
     /// `!=`.
@@ -664,7 +667,7 @@ pub enum FieldOperator {
 
 /// One term of a field selector (value unescaped).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FieldRequirement {
+pub(crate) struct FieldRequirement {
     pub field: String,
     pub operator: FieldOperator,
     pub value: String,
@@ -682,7 +685,7 @@ impl FieldRequirement {
 
 /// The text of a dotted path of `object` for field selectors: strings as they are, other
 /// scalars (and objects/lists) as JSON text, missing or null as `""`.
-pub fn field_value(object: &Value, path: &str) -> String {
+pub(crate) fn field_value(object: &Value, path: &str) -> String {
     let mut current = object;
     for part in path.split('.') {
         match current.get(part) {
@@ -699,12 +702,12 @@ pub fn field_value(object: &Value, path: &str) -> String {
 
 /// A parsed field selector: all terms must hold. The empty selector matches everything.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
-pub struct FieldSelector {
+pub(crate) struct FieldSelector {
     requirements: Vec<FieldRequirement>,
 }
 
 impl FieldSelector {
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub(crate) fn parse(text: &str) -> Result<Self, String> {
         let mut parts = split_terms(text);
         parts.sort();
         let mut requirements = Vec::new();
@@ -727,23 +730,26 @@ impl FieldSelector {
         Ok(Self { requirements })
     }
 
-    pub fn matches(&self, object: &Value) -> bool {
+    pub(crate) fn matches(&self, object: &Value) -> bool {
         self.requirements.iter().all(|r| r.matches(object))
     }
 
+    #[cfg(test)]
     /// The terms (sorted by their text), e.g. to check that every field is supported.
-    pub fn requirements(&self) -> &[FieldRequirement] {
+    pub(crate) fn requirements(&self) -> &[FieldRequirement] {
         &self.requirements
     }
 
+    #[cfg(test)]
     /// Whether the selector selects everything.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.requirements.is_empty()
     }
 
+    #[cfg(test)]
     /// The value required by an `=`/`==` term on `field`, if any (e.g. `metadata.name` for a
     /// watch of one object).
-    pub fn exact_match(&self, field: &str) -> Option<&str> {
+    pub(crate) fn exact_match(&self, field: &str) -> Option<&str> {
         self.requirements
             .iter()
             .find(|r| r.field == field && r.operator == FieldOperator::Equals)
@@ -768,7 +774,7 @@ impl fmt::Display for FieldSelector {
 }
 
 /// Escapes `\`, `,` and `=` in a field selector value (apimachinery `fields.EscapeValue`).
-pub fn escape_value(value: &str) -> String {
+pub(crate) fn escape_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for c in value.chars() {
         if matches!(c, '\\' | ',' | '=') {

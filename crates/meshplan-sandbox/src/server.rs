@@ -7,8 +7,7 @@
 //! 3. run it under the store lock (writes: [`super::write`]), release the lock;
 //! 4. wake the persister (writes) and the namespace/CRD cleanup (deletes).
 
-use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
@@ -18,58 +17,27 @@ use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
 use serde_json::{Value, json};
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::mpsc;
 
-use super::AuthMode;
-use super::admin::{self, Observer, RequestInfo};
+use super::admin::RequestInfo;
+use super::admin_api;
+use super::config::{AuthMode, CONTEXT_NAME, Controller};
 use super::controllers::webhooks::Operation;
 use super::discovery;
 use super::openapi;
-use super::reconciler::{self, Controller, ControllerConfig, Pauses};
+use super::reconciler;
 use super::registry::ResourceType;
 use super::request::{FieldValidation, Query, ResourcePath, Route, parse_body, route};
 use super::selector::{FieldSelector, LabelSelector};
+use super::shared::Shared;
 use super::status::ApiError;
-use super::store::{Event, EventType, State};
+use super::store::{Event, EventType};
 use super::table::{self, IncludeObject};
 use super::transport::ConnInfo;
 use super::write::{self, DeleteOptions, PatchKind, WriteOptions};
 
 /// Largest request body accepted.
 const BODY_LIMIT: usize = 64 * 1024 * 1024;
-
-/// State shared by every request and background task.
-pub struct Shared {
-    pub state: Mutex<State>,
-    pub addr: SocketAddr,
-    /// Wakes the cleanup of terminating namespaces and deleted CRDs.
-    pub wake_controller: Notify,
-    /// Wakes the simulated controllers (after a pause or resume).
-    pub wake_controllers: Notify,
-    pub wake_persist: Notify,
-    pub shutdown: watch::Receiver<bool>,
-    /// The bearer token.
-    pub token: String,
-    pub auth: AuthMode,
-    pub controllers: ControllerConfig,
-    pub pauses: Pauses,
-    pub observer: Mutex<Observer>,
-    /// Bumped to end every open watch stream.
-    pub close_watches: watch::Sender<u64>,
-}
-
-impl Shared {
-    /// The store lock (a poisoned lock is recovered: every write leaves the state consistent
-    /// before it could panic).
-    pub fn lock(&self) -> MutexGuard<'_, State> {
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
-    }
-
-    /// The fault, counter and audit lock.
-    pub fn observer(&self) -> MutexGuard<'_, Observer> {
-        self.observer.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
 
 /// Paths any client may read without credentials (as with anonymous auth on real clusters).
 fn is_public(path: &str) -> bool {
@@ -89,7 +57,7 @@ fn authenticate(
     headers: &HeaderMap,
     conn: Option<&ConnInfo>,
 ) -> Option<&'static str> {
-    const USER: &str = crate::CONTEXT_NAME;
+    const USER: &str = CONTEXT_NAME;
     const ANONYMOUS: &str = "system:anonymous";
     let Some(header_value) = headers.get(header::AUTHORIZATION) else {
         let tls = conn.is_some_and(|c| c.tls);
@@ -176,7 +144,7 @@ fn request_info(method: &Method, uri: &axum::http::Uri, headers: &HeaderMap) -> 
     info
 }
 
-pub fn router(shared: Arc<Shared>) -> Router {
+pub(crate) fn router(shared: Arc<Shared>) -> Router {
     Router::new().fallback(handle).with_state(shared)
 }
 
@@ -193,7 +161,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
             return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
         }
     };
-    if parts.uri.path().starts_with(admin::PREFIX) {
+    if parts.uri.path().starts_with(admin_api::PREFIX) {
         // The admin endpoint always needs credentials (unless auth is off altogether).
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || conn.as_ref().is_some_and(|c| c.client_cert);
@@ -202,7 +170,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         {
             return unauthorized();
         }
-        let (code, value) = admin::handle(&shared, &parts.method, &parts.uri, &bytes);
+        let (code, value) = admin_api::handle(&shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
     let mut info = request_info(&parts.method, &parts.uri, &parts.headers);

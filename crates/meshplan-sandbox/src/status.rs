@@ -7,7 +7,7 @@ use serde_json::{Map, Value, json};
 
 /// One `details.causes` entry.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Cause {
+pub(crate) struct Cause {
     pub reason: String,
     pub message: String,
     pub field: String,
@@ -15,7 +15,7 @@ pub struct Cause {
 
 /// `details` of a Status.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Details {
+pub(crate) struct Details {
     pub name: Option<String>,
     pub group: Option<String>,
     /// The plural resource for NotFound/AlreadyExists/Conflict, the Kind for Invalid.
@@ -26,7 +26,7 @@ pub struct Details {
 /// A failed request, rendered as a Status body with the same HTTP code.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{code} {reason}: {message}")]
-pub struct ApiError {
+pub(crate) struct ApiError {
     pub code: u16,
     /// Empty for the few errors the API server sends without a reason (500 of apply).
     pub reason: String,
@@ -35,7 +35,7 @@ pub struct ApiError {
 }
 
 /// `configmaps` or `deployments.apps`: how the API server names a group resource in messages.
-pub fn qualified(resource: &str, group: &str) -> String {
+pub(crate) fn qualified(resource: &str, group: &str) -> String {
     if group.is_empty() {
         resource.to_string()
     } else {
@@ -62,13 +62,13 @@ impl ApiError {
     }
 
     /// Adds `details.causes`.
-    pub fn with_causes(mut self, causes: Vec<Cause>) -> Self {
+    pub(crate) fn with_causes(mut self, causes: Vec<Cause>) -> Self {
         self.details.get_or_insert_with(Box::default).causes = causes;
         self
     }
 
     /// 404 `configmaps "x" not found`.
-    pub fn not_found(resource: &str, group: &str, name: &str) -> Self {
+    pub(crate) fn not_found(resource: &str, group: &str, name: &str) -> Self {
         Self::plain(
             404,
             "NotFound",
@@ -78,7 +78,7 @@ impl ApiError {
     }
 
     /// 404 for paths and resources the server does not serve.
-    pub fn no_route() -> Self {
+    pub(crate) fn no_route() -> Self {
         let mut err = Self::plain(
             404,
             "NotFound",
@@ -89,7 +89,7 @@ impl ApiError {
     }
 
     /// 409 `configmaps "x" already exists`.
-    pub fn already_exists(resource: &str, group: &str, name: &str) -> Self {
+    pub(crate) fn already_exists(resource: &str, group: &str, name: &str) -> Self {
         Self::plain(
             409,
             "AlreadyExists",
@@ -99,7 +99,7 @@ impl ApiError {
     }
 
     /// 409 Conflict on a stale resourceVersion.
-    pub fn stale(resource: &str, group: &str, name: &str) -> Self {
+    pub(crate) fn stale(resource: &str, group: &str, name: &str) -> Self {
         Self::plain(
             409,
             "Conflict",
@@ -113,7 +113,7 @@ impl ApiError {
     }
 
     /// 409 Conflict of server-side apply, one cause per conflicting field.
-    pub fn apply_conflict(
+    pub(crate) fn apply_conflict(
         message: String,
         resource: &str,
         group: &str,
@@ -127,7 +127,7 @@ impl ApiError {
 
     /// 422 Invalid: `Widget.example.com "w1" is invalid: spec.size: Invalid value: ...`.
     /// `causes` carry the field and the message without the field prefix.
-    pub fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
+    pub(crate) fn invalid(kind: &str, group: &str, name: &str, causes: Vec<Cause>) -> Self {
         let full: Vec<String> = causes
             .iter()
             .map(|c| {
@@ -153,7 +153,7 @@ impl ApiError {
     }
 
     /// A 422 Invalid with one cause.
-    pub fn invalid_field(
+    pub(crate) fn invalid_field(
         kind: &str,
         group: &str,
         name: &str,
@@ -173,11 +173,11 @@ impl ApiError {
         )
     }
 
-    pub fn bad_request(message: impl Into<String>) -> Self {
+    pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(400, "BadRequest", message)
     }
 
-    pub fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> Self {
+    pub(crate) fn forbidden(resource: &str, group: &str, name: &str, why: &str) -> Self {
         Self::plain(
             403,
             "Forbidden",
@@ -189,7 +189,7 @@ impl ApiError {
         .with_details(name, group, resource)
     }
 
-    pub fn method_not_allowed() -> Self {
+    pub(crate) fn method_not_allowed() -> Self {
         let mut err = Self::plain(
             405,
             "MethodNotAllowed",
@@ -199,7 +199,7 @@ impl ApiError {
         err
     }
 
-    pub fn unsupported_media_type(content_type: &str) -> Self {
+    pub(crate) fn unsupported_media_type(content_type: &str) -> Self {
         Self::plain(
             415,
             "UnsupportedMediaType",
@@ -209,7 +209,7 @@ impl ApiError {
         )
     }
 
-    pub fn not_acceptable() -> Self {
+    pub(crate) fn not_acceptable() -> Self {
         Self::plain(
             406,
             "NotAcceptable",
@@ -218,22 +218,22 @@ impl ApiError {
     }
 
     /// 410 Expired, sent inside a watch stream.
-    pub fn expired(message: impl Into<String>) -> Self {
+    pub(crate) fn expired(message: impl Into<String>) -> Self {
         Self::plain(410, "Expired", message)
     }
 
     /// 500 with no reason (what the API server answers when apply meets an undeclared field).
-    pub fn internal(message: impl Into<String>) -> Self {
+    pub(crate) fn internal(message: impl Into<String>) -> Self {
         Self::plain(500, "", message)
     }
 
     /// 500 InternalError for things that should not happen.
-    pub fn internal_error(message: impl Into<String>) -> Self {
+    pub(crate) fn internal_error(message: impl Into<String>) -> Self {
         Self::plain(500, "InternalError", message)
     }
 
     /// The Status object.
-    pub fn body(&self) -> Value {
+    pub(crate) fn body(&self) -> Value {
         let mut status = Map::new();
         status.insert("kind".into(), json!("Status"));
         status.insert("apiVersion".into(), json!("v1"));

@@ -17,12 +17,12 @@ use tokio::sync::broadcast;
 use super::registry::Registry;
 
 /// How many events the history keeps for watch replay.
-pub const HISTORY_LIMIT: usize = 200_000;
+pub(crate) const HISTORY_LIMIT: usize = 200_000;
 
 /// `(group, resource, namespace, name)`.
-pub type Key = (String, String, String, String);
+pub(crate) type Key = (String, String, String, String);
 
-pub fn key(group: &str, resource: &str, namespace: &str, name: &str) -> Key {
+pub(crate) fn key(group: &str, resource: &str, namespace: &str, name: &str) -> Key {
     (
         group.to_string(),
         resource.to_string(),
@@ -32,14 +32,14 @@ pub fn key(group: &str, resource: &str, namespace: &str, name: &str) -> Key {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum EventType {
+pub(crate) enum EventType {
     Added,
     Modified,
     Deleted,
 }
 
 impl EventType {
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Added => "ADDED",
             Self::Modified => "MODIFIED",
@@ -50,7 +50,7 @@ impl EventType {
 
 /// One committed write.
 #[derive(Debug, Clone)]
-pub struct Event {
+pub(crate) struct Event {
     pub rv: u64,
     pub kind: EventType,
     pub group: String,
@@ -60,7 +60,7 @@ pub struct Event {
 }
 
 /// Everything behind the lock.
-pub struct State {
+pub(crate) struct State {
     pub objects: BTreeMap<Key, Value>,
     /// The last resourceVersion handed out.
     pub rv: u64,
@@ -74,7 +74,7 @@ pub struct State {
 }
 
 impl State {
-    pub fn new(tx: broadcast::Sender<Arc<Event>>) -> Self {
+    pub(crate) fn new(tx: broadcast::Sender<Arc<Event>>) -> Self {
         Self {
             objects: BTreeMap::new(),
             rv: 0,
@@ -86,12 +86,12 @@ impl State {
         }
     }
 
-    pub fn get(&self, key: &Key) -> Option<&Value> {
+    pub(crate) fn get(&self, key: &Key) -> Option<&Value> {
         self.objects.get(key)
     }
 
     /// Objects of one resource, optionally one namespace, in key order.
-    pub fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> Vec<&Value> {
+    pub(crate) fn list(&self, group: &str, resource: &str, namespace: Option<&str>) -> Vec<&Value> {
         let start = key(group, resource, namespace.unwrap_or(""), "");
         self.objects
             .range(start..)
@@ -121,7 +121,7 @@ impl State {
     }
 
     /// Stores `object` under `key` with the next resourceVersion; returns the stored object.
-    pub fn put(&mut self, key: Key, mut object: Value) -> Value {
+    pub(crate) fn put(&mut self, key: Key, mut object: Value) -> Value {
         let rv = self.next_rv();
         set_rv(&mut object, rv);
         let kind = if self.objects.contains_key(&key) {
@@ -142,7 +142,7 @@ impl State {
     }
 
     /// Removes the object under `key` (DELETED event carrying the new resourceVersion).
-    pub fn remove(&mut self, key: &Key) -> Option<Value> {
+    pub(crate) fn remove(&mut self, key: &Key) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
         let rv = self.next_rv();
         set_rv(&mut object, rv);
@@ -158,7 +158,7 @@ impl State {
     }
 
     /// Events after `rv` for a watch, or None when `rv` is older than the history.
-    pub fn events_after(&self, rv: u64) -> Option<Vec<Arc<Event>>> {
+    pub(crate) fn events_after(&self, rv: u64) -> Option<Vec<Arc<Event>>> {
         if rv < self.compacted {
             return None;
         }
@@ -168,7 +168,7 @@ impl State {
 }
 
 /// Sets `metadata.resourceVersion`.
-pub fn set_rv(object: &mut Value, rv: u64) {
+pub(crate) fn set_rv(object: &mut Value, rv: u64) {
     if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
         meta.insert("resourceVersion".into(), json!(rv.to_string()));
     }

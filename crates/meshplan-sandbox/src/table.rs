@@ -5,7 +5,7 @@ use serde_json::{Value, json};
 use super::registry::{CellSource, Column, ResourceType};
 
 /// Whether the Accept header asks for a Table.
-pub fn wants_table(accept: &str) -> bool {
+pub(crate) fn wants_table(accept: &str) -> bool {
     accept
         .split(',')
         .next()
@@ -14,14 +14,14 @@ pub fn wants_table(accept: &str) -> bool {
 
 /// How much of each object a row carries (`includeObject`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum IncludeObject {
+pub(crate) enum IncludeObject {
     None,
     Metadata,
     Object,
 }
 
 impl IncludeObject {
-    pub fn parse(value: Option<&str>) -> Self {
+    pub(crate) fn parse(value: Option<&str>) -> Self {
         match value {
             Some("None") => Self::None,
             Some("Object") => Self::Object,
@@ -31,7 +31,7 @@ impl IncludeObject {
 }
 
 /// kubectl's human duration (`5s`, `3m2s`, `4h`, `2d3h`, ...).
-pub fn human_duration(seconds: i64) -> String {
+pub(crate) fn human_duration(seconds: i64) -> String {
     let s = seconds.max(0);
     if s < 120 {
         return format!("{s}s");
@@ -88,7 +88,7 @@ fn age(object: &Value, now: jiff::Timestamp) -> Value {
 
 /// Reads a simple JSONPath (`.a.b`, `.a[0].b`, `{.a.b}`, and filters on list items
 /// `.conditions[?(@.type=="Ready")].status`, which take the first matching item).
-pub fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
+pub(crate) fn json_path<'a>(object: &'a Value, path: &str) -> Option<&'a Value> {
     let path = path.trim().trim_start_matches('{').trim_end_matches('}');
     let mut cur = object;
     let mut rest = path;
@@ -210,7 +210,7 @@ fn row(t: &ResourceType, object: &Value, include: IncludeObject, now: jiff::Time
 }
 
 /// A Table of `objects` (a list, or one object for a get or a watch event).
-pub fn table(
+pub(crate) fn table(
     t: &ResourceType,
     objects: &[&Value],
     resource_version: &str,

@@ -214,7 +214,9 @@ fn der_blocks(pem: &str, suffix: &str) -> Result<Vec<Vec<u8>>, TransportError> {
 
 /// The rustls server configuration: the server certificate, HTTP/1.1 by ALPN, and client
 /// certificates verified against the sandbox CA when a client presents one.
-pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, TransportError> {
+pub(crate) fn server_config(
+    tls: &TlsMaterial,
+) -> Result<Arc<rustls::ServerConfig>, TransportError> {
     use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
     let config_err = |e: &dyn std::fmt::Display| TransportError::Config(e.to_string());
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -251,7 +253,7 @@ pub fn server_config(tls: &TlsMaterial) -> Result<Arc<rustls::ServerConfig>, Tra
 
 /// Per-connection facts the request handler can see.
 #[derive(Debug, Clone)]
-pub struct ConnInfo {
+pub(crate) struct ConnInfo {
     /// The connection is TLS.
     pub tls: bool,
     /// The peer presented a client certificate that the sandbox CA signed.
@@ -261,7 +263,7 @@ pub struct ConnInfo {
 
 impl ConnInfo {
     /// Makes the connection fail on its next write: the response is never sent.
-    pub fn abort(&self) {
+    pub(crate) fn abort(&self) {
         self.abort.store(true, Ordering::SeqCst);
     }
 }
@@ -272,13 +274,13 @@ enum Io {
 }
 
 /// One accepted connection, plain or TLS.
-pub struct Conn {
+pub(crate) struct Conn {
     io: Io,
     info: ConnInfo,
 }
 
 impl Conn {
-    pub fn info(&self) -> &ConnInfo {
+    pub(crate) fn info(&self) -> &ConnInfo {
         &self.info
     }
 }
@@ -330,7 +332,7 @@ impl AsyncWrite for Conn {
 }
 
 /// Accepts plain or TLS connections for `axum::serve`.
-pub struct Listener {
+pub(crate) struct Listener {
     addr: SocketAddr,
     inner: ListenerKind,
 }
@@ -351,7 +353,10 @@ fn fresh_info(tls: bool, client_cert: bool) -> ConnInfo {
 
 impl Listener {
     /// Wraps a bound listener; with `tls`, spawns the accept-and-handshake task.
-    pub fn new(listener: TcpListener, tls: Option<Arc<rustls::ServerConfig>>) -> io::Result<Self> {
+    pub(crate) fn new(
+        listener: TcpListener,
+        tls: Option<Arc<rustls::ServerConfig>>,
+    ) -> io::Result<Self> {
         let addr = listener.local_addr()?;
         let inner = match tls {
             None => ListenerKind::Plain(listener),

@@ -22,14 +22,14 @@ use meshplan_k8s::go::go_quote;
 use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
 
 /// The finalizer the sandbox puts on CRDs so their custom resources are removed first.
-pub const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
+pub(crate) const CRD_FINALIZER: &str = "customresourcecleanup.apiextensions.k8s.io";
 
 /// Namespaces that cannot be deleted.
-pub const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
+pub(crate) const PROTECTED_NAMESPACES: &[&str] = &["default", "kube-system", "kube-public"];
 
 /// Options of one write request.
 #[derive(Debug, Clone)]
-pub struct WriteOptions {
+pub(crate) struct WriteOptions {
     pub dry_run: bool,
     pub field_manager: Option<String>,
     pub validation: FieldValidation,
@@ -38,7 +38,7 @@ pub struct WriteOptions {
 
 /// The outcome of a write.
 #[derive(Debug, Clone)]
-pub struct Written {
+pub(crate) struct Written {
     pub object: Value,
     pub created: bool,
     pub warnings: Vec<String>,
@@ -46,7 +46,7 @@ pub struct Written {
 
 /// How a PATCH body is interpreted.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PatchKind {
+pub(crate) enum PatchKind {
     Apply,
     Merge,
     Json,
@@ -54,7 +54,7 @@ pub enum PatchKind {
 }
 
 /// Now as RFC 3339 whole seconds `Z`.
-pub fn now() -> String {
+pub(crate) fn now() -> String {
     jiff::Timestamp::now()
         .strftime("%Y-%m-%dT%H:%M:%SZ")
         .to_string()
@@ -73,7 +73,7 @@ fn meta_mut(obj: &mut Value) -> Option<&mut Map<String, Value>> {
 }
 
 /// Whether an object has a deletionTimestamp.
-pub fn is_deleting(obj: &Value) -> bool {
+pub(crate) fn is_deleting(obj: &Value) -> bool {
     meta(obj).is_some_and(|m| m.get("deletionTimestamp").is_some_and(|v| !v.is_null()))
 }
 
@@ -90,7 +90,7 @@ fn finalizers(obj: &Value) -> Vec<String> {
 }
 
 /// The object as served at `ty`'s version.
-pub fn present(ty: &ResourceType, mut obj: Value) -> Value {
+pub(crate) fn present(ty: &ResourceType, mut obj: Value) -> Value {
     if let Some(map) = obj.as_object_mut() {
         map.insert("apiVersion".into(), json!(ty.api_version()));
     }
@@ -119,7 +119,7 @@ fn list_types(ty: &ResourceType) -> AnyListTypes<'_> {
 }
 
 /// The key of an object of `ty` named `name` in `namespace`.
-pub fn object_key(ty: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
+pub(crate) fn object_key(ty: &ResourceType, namespace: Option<&str>, name: &str) -> Key {
     let ns = if ty.namespaced {
         namespace.unwrap_or("")
     } else {
@@ -378,7 +378,7 @@ fn prepare(
                     "",
                     "FieldValueRequired",
                     "metadata.name",
-                    "Required value: name or generateName is required",
+                    format!("Required value: {}", names::NAME_REQUIRED),
                 ));
             }
         },
@@ -841,7 +841,7 @@ fn prepare_crd(obj: &mut Value, old: Option<&Value>, name: &str) -> Result<(), A
 }
 
 /// Rebuilds the CRD-defined types from the stored CRDs.
-pub fn rebuild_registry(st: &mut State) {
+pub(crate) fn rebuild_registry(st: &mut State) {
     let State {
         objects, registry, ..
     } = st;
@@ -978,7 +978,7 @@ fn write_update(
 }
 
 /// POST: creates an object.
-pub fn create(
+pub(crate) fn create(
     st: &mut State,
     ty: &ResourceType,
     namespace: Option<&str>,
@@ -991,7 +991,7 @@ pub fn create(
 
 /// PUT: replaces an object (or its status).
 #[allow(clippy::too_many_arguments)]
-pub fn replace(
+pub(crate) fn replace(
     st: &mut State,
     ty: &ResourceType,
     namespace: Option<&str>,
@@ -1022,7 +1022,7 @@ pub fn replace(
 
 /// PATCH of every kind; server-side apply creates a missing object.
 #[allow(clippy::too_many_arguments)]
-pub fn patch(
+pub(crate) fn patch(
     st: &mut State,
     ty: &ResourceType,
     namespace: Option<&str>,
@@ -1246,7 +1246,7 @@ fn apply(
 
 /// What a DELETE asks for.
 #[derive(Debug, Clone, Default)]
-pub struct DeleteOptions {
+pub(crate) struct DeleteOptions {
     pub dry_run: bool,
     pub uid: Option<String>,
     pub resource_version: Option<String>,
@@ -1257,7 +1257,7 @@ pub struct DeleteOptions {
 
 impl DeleteOptions {
     /// Reads a DeleteOptions body (may be empty) and the query's `dryRun`.
-    pub fn from_body(body: Option<&Value>, query_dry_run: bool) -> Self {
+    pub(crate) fn from_body(body: Option<&Value>, query_dry_run: bool) -> Self {
         let dry_body = body
             .and_then(|b| b.get("dryRun"))
             .and_then(Value::as_array)
@@ -1283,7 +1283,7 @@ impl DeleteOptions {
 }
 
 /// DELETE of one object: marks it deleting when finalizers hold it, removes it otherwise.
-pub fn delete(
+pub(crate) fn delete(
     st: &mut State,
     ty: &ResourceType,
     namespace: Option<&str>,
@@ -1420,7 +1420,7 @@ fn collect_garbage(st: &mut State) {
 }
 
 /// Seeds a namespace the way a fresh cluster has it (no managedFields).
-pub fn seed_namespace(st: &mut State, name: &str) {
+pub(crate) fn seed_namespace(st: &mut State, name: &str) {
     let k = key("", "namespaces", "", name);
     if st.get(&k).is_some() {
         return;
@@ -1444,7 +1444,7 @@ pub fn seed_namespace(st: &mut State, name: &str) {
 /// content of terminating namespaces and the custom resources of deleted CRDs, then removes
 /// those once empty. Returns whether
 /// anything is still pending.
-pub fn reconcile(st: &mut State) -> bool {
+pub(crate) fn reconcile(st: &mut State) -> bool {
     let mut pending = false;
     collect_garbage(st);
     let terminating: Vec<String> = st
@@ -1545,7 +1545,7 @@ fn delete_stored(st: &mut State, k: &Key) {
 }
 
 /// Which manager name a non-apply write records when the request names none.
-pub fn default_manager(user_agent: Option<&str>) -> String {
+pub(crate) fn default_manager(user_agent: Option<&str>) -> String {
     match user_agent {
         Some(ua) if !ua.is_empty() => ua.split('/').next().unwrap_or(ua).to_string(),
         _ => "unknown".to_string(),
@@ -1610,7 +1610,7 @@ fn selector_string(selector: &Value) -> String {
 }
 
 /// The `autoscaling/v1` Scale of an object.
-pub fn scale_of(ty: &ResourceType, obj: &Value) -> Value {
+pub(crate) fn scale_of(ty: &ResourceType, obj: &Value) -> Value {
     let Some(paths) = &ty.scale else {
         return Value::Null;
     };
@@ -1643,7 +1643,7 @@ pub fn scale_of(ty: &ResourceType, obj: &Value) -> Value {
 }
 
 /// GET of the `scale` subresource.
-pub fn get_scale(
+pub(crate) fn get_scale(
     st: &State,
     ty: &ResourceType,
     namespace: Option<&str>,
@@ -1658,7 +1658,7 @@ pub fn get_scale(
 /// PUT (`kind` None) or PATCH of the `scale` subresource: writes the replica count into the
 /// object's spec (a spec change: generation +1) and answers the new Scale.
 #[allow(clippy::too_many_arguments)]
-pub fn write_scale(
+pub(crate) fn write_scale(
     st: &mut State,
     ty: &ResourceType,
     namespace: Option<&str>,

@@ -1,6 +1,6 @@
 //! Linkerd's proxy and Jobs: a Job whose pod Linkerd would inject never completes while a
 //! control plane runs, because the proxy container keeps the pod alive after the Job's own
-//! container exits. The simulated Job controller asks [`is_meshed_job`] and, when it answers
+//! container exits. The simulated Job controller asks [`is_meshed_job_with`] and, when it answers
 //! true, keeps the Job running (`workloads::job_running_status`) instead of completing it.
 //!
 //! The rules follow Linkerd's proxy injector:
@@ -22,20 +22,21 @@ use serde_json::Value;
 use super::workloads;
 
 /// The inject annotation.
-pub const INJECT_ANNOTATION: &str = "linkerd.io/inject";
+pub(crate) const INJECT_ANNOTATION: &str = "linkerd.io/inject";
 /// The native sidecar annotations (alpha spelling first, as Linkerd 2.15 introduced it).
-pub const NATIVE_SIDECAR_ANNOTATIONS: [&str; 2] = [
+pub(crate) const NATIVE_SIDECAR_ANNOTATIONS: [&str; 2] = [
     "config.alpha.linkerd.io/proxy-enable-native-sidecar",
     "config.beta.linkerd.io/proxy-enable-native-sidecar",
 ];
 /// The label of the control plane namespace.
-pub const CONTROL_PLANE_LABEL: &str = "linkerd.io/is-control-plane";
+pub(crate) const CONTROL_PLANE_LABEL: &str = "linkerd.io/is-control-plane";
 /// Deployments that must be available for the control plane to inject proxies.
-pub const CONTROL_PLANE_DEPLOYMENTS: [&str; 2] = ["linkerd-destination", "linkerd-proxy-injector"];
+pub(crate) const CONTROL_PLANE_DEPLOYMENTS: [&str; 2] =
+    ["linkerd-destination", "linkerd-proxy-injector"];
 
 /// What matters about the Linkerd control plane.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct ControlPlane {
+pub(crate) struct ControlPlane {
     /// A control plane runs (see [`control_plane`]).
     pub running: bool,
     /// Its configuration makes every proxy a native sidecar (`proxy.nativeSidecar: true`).
@@ -57,7 +58,7 @@ fn native_sidecar_annotated(obj: Option<&Value>, path: &[&str]) -> bool {
 }
 
 /// Would Linkerd's injector add a proxy to this pod template (in this namespace)?
-pub fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
+pub(crate) fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
     let tpl = ["spec", "template"];
     let host_network = job
         .pointer("/spec/template/spec/hostNetwork")
@@ -73,7 +74,12 @@ pub fn would_inject(job: &Value, namespace: Option<&Value>) -> bool {
 
 /// A Job that never completes: injected with a classic (non-native) proxy while a control plane
 /// runs. Same as [`is_meshed_job_with`] with no control plane native-sidecar setting.
-pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_running: bool) -> bool {
+#[cfg(test)]
+pub(crate) fn is_meshed_job(
+    job: &Value,
+    namespace: Option<&Value>,
+    control_plane_running: bool,
+) -> bool {
     is_meshed_job_with(
         job,
         namespace,
@@ -84,8 +90,8 @@ pub fn is_meshed_job(job: &Value, namespace: Option<&Value>, control_plane_runni
     )
 }
 
-/// [`is_meshed_job`] with the control plane's native-sidecar setting.
-pub fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPlane) -> bool {
+/// `is_meshed_job` with the control plane's native-sidecar setting.
+pub(crate) fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPlane) -> bool {
     cp.running
         && would_inject(job, namespace)
         && !cp.native_sidecar
@@ -96,7 +102,7 @@ pub fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: ControlPla
 /// The control plane's state from the namespaces, the Deployments (any namespaces) and, if
 /// present, the `linkerd-config` ConfigMap of the control plane namespace (its `values` text
 /// is scanned for `nativeSidecar: true`).
-pub fn control_plane(
+pub(crate) fn control_plane(
     namespaces: &[Value],
     deployments: &[Value],
     linkerd_config: Option<&Value>,

@@ -10,7 +10,8 @@
 //!   [`workloads::deployment_progressing_status`].
 //! - [`certmanager`]: Issuer/ClusterIssuer readiness, Certificate issuance and renewal, the
 //!   Secret and status cert-manager writes, the virtual [`certmanager::Clock`].
-//! - [`pki`]: real x509 material (rcgen; RSA keys from the `rsa` crate) and a small DER reader.
+//! - [`pki`]: real x509 material (rcgen; RSA keys from the `rsa` crate), read back with
+//!   x509-parser.
 //! - [`linkerd`]: which Jobs a Linkerd proxy keeps alive, and whether a control plane runs.
 //! - [`webhooks`]: the "failed calling webhook … connection refused" refusal of writes while an
 //!   admission webhook's backend does not serve yet.
@@ -26,15 +27,15 @@
 //!    (new object or template change), optionally write
 //!    [`workloads::deployment_progressing_status`] at once, then after the configured delay
 //!    write [`workloads::settled_status`] through the status subresource (no generation bump).
-//!    For a Job, first ask [`linkerd::is_meshed_job`] (control plane from
+//!    For a Job, first ask [`linkerd::is_meshed_job_with`] (control plane from
 //!    [`linkerd::control_plane`] over the Namespaces, Deployments and the `linkerd-config`
 //!    ConfigMap): if true write [`workloads::job_running_status`] instead and never complete it
 //!    (re-check when the Job, its Namespace or the control plane changes).
 //! 3. For admission, before storing any create/update/delete, call [`webhooks::refusal`] with
 //!    all Mutating/ValidatingWebhookConfigurations and a backend closure built from
 //!    [`webhooks::backend_status`] (the Service named by the webhook, the Deployments of its
-//!    namespace, the configured availability delay, now). On `Some(r)` answer HTTP 500 with
-//!    [`webhooks::status_body`] and store nothing.
+//!    namespace, the configured availability delay, now). On `Some(r)` answer HTTP 500
+//!    `InternalError` with the refusal's message and store nothing.
 //! 4. When cert-manager's CRDs are installed: for each Issuer/ClusterIssuer fetch the Secret at
 //!    [`certmanager::issuer_secret_location`] and write [`certmanager::reconcile_issuer`]'s
 //!    status; re-run when that Secret changes.
@@ -49,11 +50,11 @@
 //!    [`certmanager::failed_status`] and retry on the next change of the Certificate.
 //!    Re-run a Certificate whenever its Secret is changed or deleted by someone else.
 
-pub mod certmanager;
-pub mod linkerd;
-pub mod pki;
-pub mod webhooks;
-pub mod workloads;
+pub(crate) mod certmanager;
+pub(crate) mod linkerd;
+pub(crate) mod pki;
+pub(crate) mod webhooks;
+pub(crate) mod workloads;
 
 #[cfg(test)]
 mod tests {

@@ -12,12 +12,11 @@
 //! [`generate_key`] (RSA through the `rsa` crate, ECDSA and Ed25519 through ring) or from an
 //! existing Secret through [`PrivateKey::from_pem`], so that a re-issue can keep the key
 //! (`rotationPolicy: Never`) or rotate it (`Always`). [`parse_certificate_pem`] reads back what a
-//! Secret holds (names, CA flag, validity) with a small DER reader, without a parser dependency.
+//! Secret holds (names, CA flag, validity) with x509-parser; PEM goes through the `pem` crate,
+//! and the PKCS#1 / SEC1 / PKCS#8 key containers through RustCrypto's `pkcs8` and `sec1`.
 
 use std::net::IpAddr;
 
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
 use jiff::{SignedDuration, Timestamp};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
@@ -126,7 +125,7 @@ type Result<T> = std::result::Result<T, PkiError>;
 
 /// A private key algorithm, as `spec.privateKey.algorithm` names it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyAlgorithm {
+pub(crate) enum KeyAlgorithm {
     /// RSA (2048, 3072, 4096 bits).
     Rsa,
     /// ECDSA (P-256, P-384).
@@ -137,7 +136,7 @@ pub enum KeyAlgorithm {
 
 impl KeyAlgorithm {
     /// Parses `RSA`, `ECDSA` or `Ed25519` (case-insensitive, as the CRD enum allows).
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s.to_ascii_lowercase().as_str() {
             "rsa" => Ok(Self::Rsa),
             "ecdsa" => Ok(Self::Ecdsa),
@@ -147,7 +146,7 @@ impl KeyAlgorithm {
     }
 
     /// The name cert-manager uses.
-    pub fn name(self) -> &'static str {
+    pub(crate) fn name(self) -> &'static str {
         match self {
             Self::Rsa => "RSA",
             Self::Ecdsa => "ECDSA",
@@ -159,7 +158,7 @@ impl KeyAlgorithm {
 /// A private key algorithm and size. Build it with [`KeySpec::new`], which applies
 /// cert-manager's defaults (RSA 2048, ECDSA 256) and rejects sizes this module cannot make.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct KeySpec {
+pub(crate) struct KeySpec {
     /// The algorithm.
     pub algorithm: KeyAlgorithm,
     /// Bits for RSA, curve size for ECDSA, 0 for Ed25519.
@@ -168,7 +167,7 @@ pub struct KeySpec {
 
 impl KeySpec {
     /// Validates an algorithm and optional size (cert-manager's default algorithm is RSA).
-    pub fn new(algorithm: KeyAlgorithm, size: Option<u32>) -> Result<Self> {
+    pub(crate) fn new(algorithm: KeyAlgorithm, size: Option<u32>) -> Result<Self> {
         let size = match (algorithm, size) {
             (KeyAlgorithm::Rsa, None) => 2048,
             (KeyAlgorithm::Rsa, Some(s @ (2048 | 3072 | 4096))) => s,
@@ -189,7 +188,7 @@ impl KeySpec {
 
 /// How `tls.key` is encoded (`spec.privateKey.encoding`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum KeyEncoding {
+pub(crate) enum KeyEncoding {
     /// cert-manager's default: PKCS#1 for RSA, SEC1 for ECDSA, PKCS#8 for Ed25519.
     #[default]
     Pkcs1,
@@ -199,7 +198,7 @@ pub enum KeyEncoding {
 
 impl KeyEncoding {
     /// Parses `PKCS1` / `PKCS8`.
-    pub fn parse(s: &str) -> Result<Self> {
+    pub(crate) fn parse(s: &str) -> Result<Self> {
         match s {
             "PKCS1" => Ok(Self::Pkcs1),
             "PKCS8" => Ok(Self::Pkcs8),
@@ -210,7 +209,7 @@ impl KeyEncoding {
 
 /// A private key held as PKCS#8 DER, with its algorithm and size.
 #[derive(Clone, PartialEq, Eq)]
-pub struct PrivateKey {
+pub(crate) struct PrivateKey {
     spec: KeySpec,
     pkcs8: Vec<u8>,
     public: Vec<u8>,
@@ -226,23 +225,18 @@ impl std::fmt::Debug for PrivateKey {
 
 impl PrivateKey {
     /// The algorithm and size of this key.
-    pub fn spec(&self) -> KeySpec {
+    pub(crate) fn spec(&self) -> KeySpec {
         self.spec
     }
 
     /// The key's identity: its raw public key. Two keys are the same key when these are equal.
-    pub fn identity(&self) -> &[u8] {
+    pub(crate) fn identity(&self) -> &[u8] {
         &self.public
-    }
-
-    /// The key as PKCS#8 DER.
-    pub fn pkcs8_der(&self) -> &[u8] {
-        &self.pkcs8
     }
 
     /// Reads a key from PEM: `PRIVATE KEY` (PKCS#8), `RSA PRIVATE KEY` (PKCS#1) or
     /// `EC PRIVATE KEY` (SEC1).
-    pub fn from_pem(pem: &str) -> Result<Self> {
+    pub(crate) fn from_pem(pem: &str) -> Result<Self> {
         let blocks = pem_blocks(pem)?;
         let Some((label, der)) = blocks.into_iter().find(|(l, _)| l.ends_with("PRIVATE KEY"))
         else {
@@ -250,15 +244,15 @@ impl PrivateKey {
         };
         let pkcs8 = match label.as_str() {
             "PRIVATE KEY" => der,
-            "RSA PRIVATE KEY" => der::pkcs1_to_pkcs8(&der),
-            "EC PRIVATE KEY" => der::sec1_to_pkcs8(&der)?,
+            "RSA PRIVATE KEY" => keys::pkcs1_to_pkcs8(&der)?,
+            "EC PRIVATE KEY" => keys::sec1_to_pkcs8(&der)?,
             other => return Err(PkiError::BadPem(format!("unsupported key block {other:?}"))),
         };
         Self::from_pkcs8(pkcs8)
     }
 
     fn from_pkcs8(pkcs8: Vec<u8>) -> Result<Self> {
-        let spec = der::pkcs8_spec(&pkcs8)?;
+        let spec = keys::pkcs8_spec(&pkcs8)?;
         let pair = KeyPair::try_from(pkcs8.as_slice()).map_err(PkiError::BadKey)?;
         Ok(Self {
             spec,
@@ -272,13 +266,13 @@ impl PrivateKey {
     }
 
     /// The key as PEM in the given encoding (see [`KeyEncoding`]).
-    pub fn to_pem(&self, encoding: KeyEncoding) -> Result<String> {
+    pub(crate) fn to_pem(&self, encoding: KeyEncoding) -> Result<String> {
         Ok(match (encoding, self.spec.algorithm) {
             (KeyEncoding::Pkcs1, KeyAlgorithm::Rsa) => {
-                pem_encode("RSA PRIVATE KEY", &der::pkcs8_inner(&self.pkcs8)?)
+                pem_encode("RSA PRIVATE KEY", &keys::pkcs8_inner(&self.pkcs8)?)
             }
             (KeyEncoding::Pkcs1, KeyAlgorithm::Ecdsa) => {
-                pem_encode("EC PRIVATE KEY", &der::pkcs8_to_sec1(&self.pkcs8)?)
+                pem_encode("EC PRIVATE KEY", &keys::pkcs8_to_sec1(&self.pkcs8)?)
             }
             _ => pem_encode("PRIVATE KEY", &self.pkcs8),
         })
@@ -286,7 +280,7 @@ impl PrivateKey {
 }
 
 /// Generates a new key. RSA keys come from the `rsa` crate (ring cannot generate them).
-pub fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
+pub(crate) fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
     let pkcs8 = match spec.algorithm {
         KeyAlgorithm::Rsa => {
             use rsa::pkcs8::EncodePrivateKey as _;
@@ -326,7 +320,7 @@ pub fn generate_key(spec: KeySpec) -> Result<PrivateKey> {
 
 /// Subject fields besides the common name (`spec.subject`).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Subject {
+pub(crate) struct Subject {
     /// O
     pub organizations: Vec<String>,
     /// OU
@@ -347,7 +341,7 @@ pub struct Subject {
 
 /// What to put in a certificate.
 #[derive(Debug, Clone)]
-pub struct CertRequest {
+pub(crate) struct CertRequest {
     /// CN, if any.
     pub common_name: Option<String>,
     /// DNS SANs.
@@ -373,7 +367,7 @@ pub struct CertRequest {
 
 /// Who signs.
 #[derive(Debug, Clone, Copy)]
-pub enum Signer<'a> {
+pub(crate) enum Signer<'a> {
     /// The certificate's own key.
     SelfSigned,
     /// A CA keypair: `cert_pem` may hold a chain, the CA certificate first.
@@ -387,7 +381,7 @@ pub enum Signer<'a> {
 
 /// The result of an issuance, ready for a `kubernetes.io/tls` Secret.
 #[derive(Debug, Clone)]
-pub struct Issued {
+pub(crate) struct Issued {
     /// Leaf, then intermediates that are not self-signed roots.
     pub tls_crt: String,
     /// The private key PEM.
@@ -399,14 +393,16 @@ pub struct Issued {
     /// Validity end.
     pub not_after: Timestamp,
     /// Serial number, lowercase hex.
+    #[cfg_attr(
+        not(test),
+        expect(dead_code, reason = "checked by the tests of serial numbers")
+    )]
     pub serial_hex: String,
-    /// The key used, so that a later re-issue can keep it.
-    pub key: PrivateKey,
 }
 
 /// Maps cert-manager usage names to key usages and extended key usages, adding `cert sign`
 /// for a CA as cert-manager does.
-pub fn map_usages(
+pub(crate) fn map_usages(
     usages: &[String],
     is_ca: bool,
 ) -> Result<(Vec<KeyUsagePurpose>, Vec<ExtendedKeyUsagePurpose>)> {
@@ -457,84 +453,19 @@ pub fn map_usages(
     Ok((ku, eku))
 }
 
-/// Parses a Go duration (`"48h"`, `"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`, `"500ms"`).
-pub fn parse_go_duration(s: &str) -> Result<SignedDuration> {
-    let bad = || PkiError::BadDuration(s.to_string());
-    let (negative, mut rest) = match s.strip_prefix('-') {
-        Some(r) => (true, r),
-        None => (false, s.strip_prefix('+').unwrap_or(s)),
-    };
-    if rest == "0" {
-        return Ok(SignedDuration::ZERO);
-    }
-    if rest.is_empty() {
-        return Err(bad());
-    }
-    let mut total_nanos: i128 = 0;
-    while !rest.is_empty() {
-        let num_len = rest
-            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
-            .ok_or_else(bad)?;
-        if num_len == 0 {
-            return Err(bad());
-        }
-        let (num, tail) = rest.split_at(num_len);
-        let unit_len = tail
-            .find(|c: char| c.is_ascii_digit() || c == '.')
-            .unwrap_or(tail.len());
-        let (unit, tail) = tail.split_at(unit_len);
-        let unit_nanos: i128 = match unit {
-            "ns" => 1,
-            "us" | "µs" | "μs" => 1_000,
-            "ms" => 1_000_000,
-            "s" => 1_000_000_000,
-            "m" => 60_000_000_000,
-            "h" => 3_600_000_000_000,
-            _ => return Err(bad()),
-        };
-        let (int_part, frac_part) = match num.split_once('.') {
-            Some((i, f)) => (i, f),
-            None => (num, ""),
-        };
-        if (int_part.is_empty() && frac_part.is_empty()) || frac_part.contains('.') {
-            return Err(bad());
-        }
-        let int: i128 = if int_part.is_empty() {
-            0
-        } else {
-            int_part.parse().map_err(|_| bad())?
-        };
-        let mut value = int.checked_mul(unit_nanos).ok_or_else(bad)?;
-        let mut scale = unit_nanos;
-        for d in frac_part.chars() {
-            scale /= 10;
-            let digit = i128::from(d.to_digit(10).ok_or_else(bad)?);
-            value += digit * scale;
-        }
-        total_nanos = total_nanos.checked_add(value).ok_or_else(bad)?;
-        rest = tail;
-    }
-    if negative {
-        total_nanos = -total_nanos;
-    }
-    let secs = i64::try_from(total_nanos / 1_000_000_000).map_err(|_| bad())?;
-    let nanos = i32::try_from(total_nanos % 1_000_000_000).map_err(|_| bad())?;
-    Ok(SignedDuration::new(secs, nanos))
+/// Parses a Go duration (`"48h"`, `"2160h0m0s"`, `"1h30m"`, `"90s"`, `"1.5h"`, `"500ms"`), as
+/// cert-manager reads `spec.duration` and `spec.renewBefore`.
+pub(crate) fn parse_go_duration(s: &str) -> Result<SignedDuration> {
+    meshplan_k8s::parse_go_duration(s)
+        .map(SignedDuration::from_nanos)
+        .map_err(|_| PkiError::BadDuration(s.to_string()))
 }
 
-/// Formats a duration as Go prints it (`"48h0m0s"`, `"1h30m0s"`, `"25s"`), whole seconds.
-pub fn format_go_duration(d: SignedDuration) -> String {
-    let total = d.as_secs();
-    let sign = if total < 0 { "-" } else { "" };
-    let total = total.unsigned_abs();
-    let (h, m, s) = (total / 3600, (total % 3600) / 60, total % 60);
-    if h > 0 {
-        format!("{sign}{h}h{m}m{s}s")
-    } else if m > 0 {
-        format!("{sign}{m}m{s}s")
-    } else {
-        format!("{sign}{s}s")
-    }
+/// Formats a duration as Go prints it (`"48h0m0s"`, `"1h30m0s"`, `"25s"`).
+pub(crate) fn format_go_duration(d: SignedDuration) -> String {
+    let nanos = d.as_nanos();
+    let nanos = i64::try_from(nanos).unwrap_or(if nanos < 0 { i64::MIN } else { i64::MAX });
+    meshplan_k8s::format_go_duration(nanos)
 }
 
 fn to_offset(ts: Timestamp) -> Result<time::OffsetDateTime> {
@@ -601,7 +532,7 @@ fn random_serial() -> Result<Vec<u8>> {
 }
 
 /// Issues a certificate for `key` (see the module overview for what the outputs hold).
-pub fn issue(
+pub(crate) fn issue(
     req: &CertRequest,
     key: &PrivateKey,
     signer: Signer<'_>,
@@ -699,13 +630,12 @@ pub fn issue(
         not_before,
         not_after,
         serial_hex: serial.iter().map(|b| format!("{b:02x}")).collect(),
-        key: key.clone(),
     })
 }
 
 /// What [`parse_certificate_pem`] reads from a certificate.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct CertInfo {
+pub(crate) struct CertInfo {
     /// The DER of the whole certificate.
     pub der: Vec<u8>,
     /// Subject attributes in order: (OID arcs, DER string tag, value).
@@ -740,7 +670,7 @@ pub struct CertInfo {
 
 impl CertInfo {
     /// Subject equals issuer: a self-issued (root) certificate.
-    pub fn is_self_issued(&self) -> bool {
+    pub(crate) fn is_self_issued(&self) -> bool {
         self.subject_raw == self.issuer_raw
     }
 
@@ -763,7 +693,7 @@ impl CertInfo {
 }
 
 /// Parses the first certificate of a PEM text.
-pub fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
+pub(crate) fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
     certificate_chain(pem)?
         .into_iter()
         .next()
@@ -771,515 +701,242 @@ pub fn parse_certificate_pem(pem: &str) -> Result<CertInfo> {
 }
 
 /// Parses every certificate of a PEM text, in order.
-pub fn certificate_chain(pem: &str) -> Result<Vec<CertInfo>> {
+pub(crate) fn certificate_chain(pem: &str) -> Result<Vec<CertInfo>> {
     pem_blocks(pem)?
         .into_iter()
         .filter(|(label, _)| label == "CERTIFICATE")
-        .map(|(_, der)| der::parse_certificate(der))
+        .map(|(_, der)| certificate_info(der))
         .collect()
 }
 
 /// Splits PEM text into (label, DER) blocks.
-pub fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
-    let mut out = Vec::new();
-    let mut rest = text;
-    while let Some(start) = rest.find("-----BEGIN ") {
-        let after = &rest[start + 11..];
-        let Some(label_end) = after.find("-----") else {
-            return Err(PkiError::BadPem("unterminated BEGIN line".into()));
-        };
-        let label = &after[..label_end];
-        let body_start = &after[label_end + 5..];
-        let end_marker = format!("-----END {label}-----");
-        let Some(body_end) = body_start.find(&end_marker) else {
-            return Err(PkiError::BadPem(format!("missing END line for {label}")));
-        };
-        let body: String = body_start[..body_end]
-            .chars()
-            .filter(|c| !c.is_whitespace())
-            .collect();
-        let der = STANDARD
-            .decode(body.as_bytes())
-            .map_err(|e| PkiError::BadPem(format!("{label}: {e}")))?;
-        out.push((label.to_string(), der));
-        rest = &body_start[body_end + end_marker.len()..];
-    }
-    if out.is_empty() {
+pub(crate) fn pem_blocks(text: &str) -> Result<Vec<(String, Vec<u8>)>> {
+    let blocks = pem::parse_many(text).map_err(|e| PkiError::BadPem(e.to_string()))?;
+    if blocks.is_empty() {
         return Err(PkiError::BadPem("no PEM block found".into()));
     }
-    Ok(out)
+    Ok(blocks
+        .into_iter()
+        .map(|block| (block.tag().to_string(), block.into_contents()))
+        .collect())
 }
 
-/// Encodes DER as PEM with 64-column lines.
-pub fn pem_encode(label: &str, der: &[u8]) -> String {
-    let b64 = STANDARD.encode(der);
-    let mut out = format!("-----BEGIN {label}-----\n");
-    for chunk in b64.as_bytes().chunks(64) {
-        out.push_str(&String::from_utf8_lossy(chunk));
-        out.push('\n');
-    }
-    out.push_str(&format!("-----END {label}-----\n"));
-    out
+/// Encodes DER as PEM with 64-column lines and `\n` line ends, as Go writes it.
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
+    let config = pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF);
+    pem::encode_config(&pem::Pem::new(label, der), config)
 }
 
-/// A minimal DER reader/writer: enough for certificates and key containers.
-mod der {
-    use super::{CertInfo, KeyAlgorithm, KeySpec, PkiError, Result};
-    use jiff::Timestamp;
+/// Reads the fields of a certificate that the controllers need.
+fn certificate_info(der: Vec<u8>) -> Result<CertInfo> {
+    use x509_parser::prelude::{FromDer as _, GeneralName, ParsedExtension, X509Certificate};
 
-    const OID_RSA: &[u64] = &[1, 2, 840, 113_549, 1, 1, 1];
-    const OID_EC: &[u64] = &[1, 2, 840, 10045, 2, 1];
-    const OID_ED25519: &[u64] = &[1, 3, 101, 112];
-    const OID_P256: &[u64] = &[1, 2, 840, 10045, 3, 1, 7];
-    const OID_P384: &[u64] = &[1, 3, 132, 0, 34];
-    const OID_P521: &[u64] = &[1, 3, 132, 0, 35];
-
-    fn err(what: &'static str, detail: impl Into<String>) -> PkiError {
-        PkiError::BadDer {
-            what,
-            detail: detail.into(),
-        }
-    }
-
-    /// One TLV: tag, content, and the whole encoding.
-    #[derive(Clone, Copy)]
-    pub(super) struct Tlv<'a> {
-        pub tag: u8,
-        pub content: &'a [u8],
-        pub raw: &'a [u8],
-    }
-
-    pub(super) struct Reader<'a> {
-        data: &'a [u8],
-        what: &'static str,
-    }
-
-    impl<'a> Reader<'a> {
-        pub fn new(data: &'a [u8], what: &'static str) -> Self {
-            Self { data, what }
-        }
-
-        pub fn is_empty(&self) -> bool {
-            self.data.is_empty()
-        }
-
-        pub fn peek_tag(&self) -> Option<u8> {
-            self.data.first().copied()
-        }
-
-        pub fn next(&mut self) -> Result<Tlv<'a>> {
-            let d = self.data;
-            let (&tag, rest) = d.split_first().ok_or_else(|| err(self.what, "truncated"))?;
-            let (&len0, mut rest) = rest
-                .split_first()
-                .ok_or_else(|| err(self.what, "truncated length"))?;
-            let mut header = 2;
-            let len = if len0 < 0x80 {
-                usize::from(len0)
-            } else {
-                let n = usize::from(len0 & 0x7f);
-                if n == 0 || n > 4 || rest.len() < n {
-                    return Err(err(self.what, "bad length"));
-                }
-                let mut len = 0usize;
-                for &b in &rest[..n] {
-                    len = (len << 8) | usize::from(b);
-                }
-                rest = &rest[n..];
-                header += n;
-                len
-            };
-            if rest.len() < len {
-                return Err(err(self.what, "content shorter than its length"));
-            }
-            let tlv = Tlv {
-                tag,
-                content: &rest[..len],
-                raw: &d[..header + len],
-            };
-            self.data = &d[header + len..];
-            Ok(tlv)
-        }
-
-        pub fn expect(&mut self, tag: u8) -> Result<Tlv<'a>> {
-            let t = self.next()?;
-            if t.tag != tag {
-                return Err(err(
-                    self.what,
-                    format!("expected tag {tag:#04x}, found {:#04x}", t.tag),
-                ));
-            }
-            Ok(t)
-        }
-    }
-
-    pub(super) fn oid_arcs(content: &[u8]) -> Vec<u64> {
-        let mut arcs = Vec::new();
-        let mut value: u64 = 0;
-        for &b in content {
-            value = (value << 7) | u64::from(b & 0x7f);
-            if b & 0x80 == 0 {
-                if arcs.is_empty() {
-                    let first = if value < 40 {
-                        0
-                    } else if value < 80 {
-                        1
-                    } else {
-                        2
-                    };
-                    arcs.push(first);
-                    arcs.push(value - first * 40);
-                } else {
-                    arcs.push(value);
-                }
-                value = 0;
-            }
-        }
-        arcs
-    }
-
-    pub(super) fn encode(tag: u8, content: &[u8]) -> Vec<u8> {
-        let mut out = vec![tag];
-        let len = content.len();
-        if len < 0x80 {
-            out.push(len as u8);
-        } else {
-            let bytes: Vec<u8> = len
-                .to_be_bytes()
-                .iter()
-                .copied()
-                .skip_while(|&b| b == 0)
+    let bad = |e: &dyn std::fmt::Display| PkiError::BadDer {
+        what: "certificate",
+        detail: e.to_string(),
+    };
+    let (_, cert) = X509Certificate::from_der(&der).map_err(|e| bad(&e))?;
+    let mut subject = Vec::new();
+    for attribute in cert.subject().iter().flat_map(|rdn| rdn.iter()) {
+        let value = attribute.attr_value();
+        let text = if value.tag() == x509_parser::asn1_rs::Tag::BmpString {
+            let units: Vec<u16> = value
+                .data
+                .chunks(2)
+                .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
                 .collect();
-            out.push(0x80 | bytes.len() as u8);
-            out.extend(bytes);
+            String::from_utf16_lossy(&units)
+        } else {
+            String::from_utf8_lossy(value.data).into_owned()
+        };
+        let oid: Vec<u64> = attribute.attr_type().iter().into_iter().flatten().collect();
+        // Name attribute values are universal strings: their tag number is one byte.
+        #[allow(clippy::cast_possible_truncation)]
+        subject.push((oid, value.tag().0 as u8, text));
+    }
+    let common_name = subject
+        .iter()
+        .find(|(oid, _, _)| oid.as_slice() == [2, 5, 4, 3])
+        .map(|(_, _, v)| v.clone());
+    let (mut dns_names, mut ip_addresses, mut uris, mut email_addresses) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    if let Some(san) = cert.subject_alternative_name().map_err(|e| bad(&e))? {
+        for name in &san.value.general_names {
+            match name {
+                GeneralName::RFC822Name(m) => email_addresses.push((*m).to_string()),
+                GeneralName::DNSName(d) => dns_names.push((*d).to_string()),
+                GeneralName::URI(u) => uris.push((*u).to_string()),
+                GeneralName::IPAddress(bytes) => {
+                    if let Ok(b4) = <[u8; 4]>::try_from(*bytes) {
+                        ip_addresses.push(std::net::Ipv4Addr::from(b4).to_string());
+                    } else if let Ok(b16) = <[u8; 16]>::try_from(*bytes) {
+                        ip_addresses.push(std::net::Ipv6Addr::from(b16).to_string());
+                    }
+                }
+                _ => {}
+            }
         }
-        out.extend_from_slice(content);
-        out
+    }
+    let is_ca = cert
+        .basic_constraints()
+        .map_err(|e| bad(&e))?
+        .is_some_and(|bc| bc.value.ca);
+    let subject_key_id = cert
+        .extensions()
+        .iter()
+        .find_map(|e| match e.parsed_extension() {
+            ParsedExtension::SubjectKeyIdentifier(id) => Some(id.0.to_vec()),
+            _ => None,
+        });
+    let time = |t: &x509_parser::time::ASN1Time| {
+        Timestamp::from_second(t.timestamp()).map_err(|e| PkiError::BadDer {
+            what: "certificate time",
+            detail: e.to_string(),
+        })
+    };
+    let validity = cert.validity();
+    Ok(CertInfo {
+        subject_raw: cert.subject().as_raw().to_vec(),
+        issuer_raw: cert.issuer().as_raw().to_vec(),
+        subject,
+        common_name,
+        dns_names,
+        ip_addresses,
+        uris,
+        email_addresses,
+        is_ca,
+        not_before: time(&validity.not_before)?,
+        not_after: time(&validity.not_after)?,
+        subject_key_id,
+        public_key: cert.public_key().subject_public_key.data.to_vec(),
+        serial_hex: cert
+            .raw_serial()
+            .iter()
+            .skip_while(|&&b| b == 0)
+            .map(|b| format!("{b:02x}"))
+            .collect(),
+        der,
+    })
+}
+
+/// Private key containers: PKCS#8 (what the signing library takes) to and from PKCS#1 (RSA)
+/// and SEC1 (ECDSA), the encodings cert-manager writes by default.
+mod keys {
+    use pkcs8::der::asn1::{AnyRef, ObjectIdentifier, OctetStringRef};
+    use pkcs8::der::{Decode as _, Encode as _};
+    use pkcs8::{AlgorithmIdentifierRef, PrivateKeyInfoRef};
+    use sec1::{EcParameters, EcPrivateKey};
+
+    use super::{KeyAlgorithm, KeySpec, PkiError, Result};
+
+    const RSA: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.113549.1.1.1");
+    const EC: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.2.1");
+    const ED25519: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.101.112");
+    const P256: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.2.840.10045.3.1.7");
+    const P384: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.34");
+    const P521: ObjectIdentifier = ObjectIdentifier::new_unwrap("1.3.132.0.35");
+
+    fn err(what: &'static str) -> impl Fn(pkcs8::der::Error) -> PkiError {
+        move |e| PkiError::BadDer {
+            what,
+            detail: e.to_string(),
+        }
     }
 
-    fn encode_oid(arcs: &[u64]) -> Vec<u8> {
-        let mut body = Vec::new();
-        let mut push = |mut v: u64| {
-            let mut tmp = vec![(v & 0x7f) as u8];
-            v >>= 7;
-            while v > 0 {
-                tmp.push(((v & 0x7f) as u8) | 0x80);
-                v >>= 7;
-            }
-            tmp.reverse();
-            body.extend(tmp);
-        };
-        if arcs.len() >= 2 {
-            push(arcs[0] * 40 + arcs[1]);
-            for &a in &arcs[2..] {
-                push(a);
-            }
-        }
-        encode(0x06, &body)
+    fn wrap(algorithm: AlgorithmIdentifierRef<'_>, key: &[u8]) -> Result<Vec<u8>> {
+        let key = OctetStringRef::new(key).map_err(err("PKCS#8 key"))?;
+        PrivateKeyInfoRef::new(algorithm, key)
+            .to_der()
+            .map_err(err("PKCS#8 key"))
+    }
+
+    fn read(pkcs8: &[u8]) -> Result<PrivateKeyInfoRef<'_>> {
+        PrivateKeyInfoRef::from_der(pkcs8).map_err(err("PKCS#8 key"))
+    }
+
+    /// The named curve of a PKCS#8 EC key.
+    fn curve(info: &PrivateKeyInfoRef<'_>) -> Option<ObjectIdentifier> {
+        info.algorithm.parameters?.decode_as().ok()
     }
 
     /// Wraps a PKCS#1 RSAPrivateKey in a PKCS#8 PrivateKeyInfo.
-    pub(super) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Vec<u8> {
-        let mut alg = encode_oid(OID_RSA);
-        alg.extend(encode(0x05, &[]));
-        let mut body = encode(0x02, &[0]);
-        body.extend(encode(0x30, &alg));
-        body.extend(encode(0x04, pkcs1));
-        encode(0x30, &body)
+    pub(super) fn pkcs1_to_pkcs8(pkcs1: &[u8]) -> Result<Vec<u8>> {
+        let algorithm = AlgorithmIdentifierRef {
+            oid: RSA,
+            parameters: Some(AnyRef::NULL),
+        };
+        wrap(algorithm, pkcs1)
     }
 
     /// Wraps a SEC1 ECPrivateKey (which must name its curve) in PKCS#8.
     pub(super) fn sec1_to_pkcs8(sec1: &[u8]) -> Result<Vec<u8>> {
-        let mut outer = Reader::new(sec1, "EC private key");
-        let seq = outer.expect(0x30)?;
-        let mut r = Reader::new(seq.content, "EC private key");
-        r.expect(0x02)?;
-        r.expect(0x04)?;
-        let mut curve = None;
-        while !r.is_empty() {
-            let t = r.next()?;
-            if t.tag == 0xa0 {
-                let mut p = Reader::new(t.content, "EC parameters");
-                curve = Some(oid_arcs(p.expect(0x06)?.content));
-            }
-        }
-        let curve = curve.ok_or_else(|| err("EC private key", "no named curve"))?;
-        let mut alg = encode_oid(OID_EC);
-        alg.extend(encode_oid(&curve));
-        let mut body = encode(0x02, &[0]);
-        body.extend(encode(0x30, &alg));
-        body.extend(encode(0x04, sec1));
-        Ok(encode(0x30, &body))
-    }
-
-    struct Pkcs8<'a> {
-        alg: Vec<u64>,
-        param: Option<Vec<u64>>,
-        inner: &'a [u8],
-    }
-
-    fn read_pkcs8(pkcs8: &[u8]) -> Result<Pkcs8<'_>> {
-        let mut outer = Reader::new(pkcs8, "PKCS#8 key");
-        let seq = outer.expect(0x30)?;
-        let mut r = Reader::new(seq.content, "PKCS#8 key");
-        r.expect(0x02)?;
-        let alg_seq = r.expect(0x30)?;
-        let mut a = Reader::new(alg_seq.content, "PKCS#8 algorithm");
-        let alg = oid_arcs(a.expect(0x06)?.content);
-        let param = match a.peek_tag() {
-            Some(0x06) => Some(oid_arcs(a.next()?.content)),
-            _ => None,
+        let key = EcPrivateKey::from_der(sec1).map_err(err("EC private key"))?;
+        let Some(EcParameters::NamedCurve(curve)) = key.parameters else {
+            return Err(PkiError::BadDer {
+                what: "EC private key",
+                detail: "no named curve".into(),
+            });
         };
-        let inner = r.expect(0x04)?.content;
-        Ok(Pkcs8 { alg, param, inner })
+        let algorithm = AlgorithmIdentifierRef {
+            oid: EC,
+            parameters: Some(AnyRef::from(&curve)),
+        };
+        wrap(algorithm, sec1)
     }
 
     /// The algorithm and size of a PKCS#8 key.
     pub(super) fn pkcs8_spec(pkcs8: &[u8]) -> Result<KeySpec> {
-        let k = read_pkcs8(pkcs8)?;
-        if k.alg == OID_RSA {
-            let mut outer = Reader::new(k.inner, "RSA key");
-            let seq = outer.expect(0x30)?;
-            let mut r = Reader::new(seq.content, "RSA key");
-            r.expect(0x02)?;
-            let n = r.expect(0x02)?.content;
-            let n: &[u8] = match n.iter().position(|&b| b != 0) {
-                Some(i) => &n[i..],
-                None => &[],
-            };
-            let bits = n
-                .first()
-                .map(|&b| (n.len() as u32 - 1) * 8 + (8 - b.leading_zeros()))
-                .unwrap_or(0);
-            // Round to the nominal size (a 2048-bit modulus may show 2047 bits).
-            let size = bits.div_ceil(8) * 8;
-            Ok(KeySpec {
-                algorithm: KeyAlgorithm::Rsa,
-                size,
-            })
-        } else if k.alg == OID_EC {
-            let size = match k.param.as_deref() {
-                Some(p) if p == OID_P256 => 256,
-                Some(p) if p == OID_P384 => 384,
-                Some(p) if p == OID_P521 => 521,
-                _ => return Err(err("EC key", "unknown curve")),
-            };
-            Ok(KeySpec {
-                algorithm: KeyAlgorithm::Ecdsa,
-                size,
-            })
-        } else if k.alg == OID_ED25519 {
-            Ok(KeySpec {
-                algorithm: KeyAlgorithm::Ed25519,
-                size: 0,
-            })
-        } else {
-            Err(PkiError::UnsupportedAlgorithm(format!(
-                "key OID {:?}",
-                k.alg
-            )))
-        }
+        let info = read(pkcs8)?;
+        let (algorithm, size) = match info.algorithm.oid {
+            RSA => {
+                let key = rsa::pkcs1::RsaPrivateKeyRef::from_der(info.private_key.as_bytes())
+                    .map_err(err("RSA key"))?;
+                let n = key.modulus.as_bytes();
+                let bits = n.first().map_or(0, |&b| {
+                    u32::try_from(n.len() - 1).unwrap_or(u32::MAX / 8) * 8 + (8 - b.leading_zeros())
+                });
+                // Round to the nominal size (a 2048-bit modulus may show 2047 bits).
+                (KeyAlgorithm::Rsa, bits.div_ceil(8) * 8)
+            }
+            EC => {
+                let size = match curve(&info) {
+                    Some(P256) => 256,
+                    Some(P384) => 384,
+                    Some(P521) => 521,
+                    _ => {
+                        return Err(PkiError::BadDer {
+                            what: "EC key",
+                            detail: "unknown curve".into(),
+                        });
+                    }
+                };
+                (KeyAlgorithm::Ecdsa, size)
+            }
+            ED25519 => (KeyAlgorithm::Ed25519, 0),
+            other => {
+                let arcs: Vec<u32> = other.arcs().collect();
+                return Err(PkiError::UnsupportedAlgorithm(format!("key OID {arcs:?}")));
+            }
+        };
+        Ok(KeySpec { algorithm, size })
     }
 
-    /// The PrivateKey OCTET STRING content of a PKCS#8 key (PKCS#1 for RSA).
+    /// The private key inside a PKCS#8 key (PKCS#1 for RSA).
     pub(super) fn pkcs8_inner(pkcs8: &[u8]) -> Result<Vec<u8>> {
-        Ok(read_pkcs8(pkcs8)?.inner.to_vec())
+        Ok(read(pkcs8)?.private_key.as_bytes().to_vec())
     }
 
     /// A SEC1 ECPrivateKey with its named curve, as Go's MarshalECPrivateKey writes it.
     pub(super) fn pkcs8_to_sec1(pkcs8: &[u8]) -> Result<Vec<u8>> {
-        let k = read_pkcs8(pkcs8)?;
-        let curve = k.param.ok_or_else(|| err("EC key", "no curve parameter"))?;
-        let mut outer = Reader::new(k.inner, "EC private key");
-        let seq = outer.expect(0x30)?;
-        let mut r = Reader::new(seq.content, "EC private key");
-        let version = r.expect(0x02)?;
-        let private = r.expect(0x04)?;
-        let mut public = None;
-        while !r.is_empty() {
-            let t = r.next()?;
-            if t.tag == 0xa1 {
-                public = Some(t.raw);
-            }
-        }
-        let mut body = version.raw.to_vec();
-        body.extend_from_slice(private.raw);
-        body.extend(encode(0xa0, &encode_oid(&curve)));
-        if let Some(p) = public {
-            body.extend_from_slice(p);
-        }
-        Ok(encode(0x30, &body))
-    }
-
-    fn parse_time(t: Tlv<'_>) -> Result<Timestamp> {
-        let s = std::str::from_utf8(t.content).map_err(|_| err("certificate time", "not ASCII"))?;
-        let digits = s.trim_end_matches('Z');
-        if !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(err("certificate time", s.to_string()));
-        }
-        let full = match t.tag {
-            0x17 if digits.len() == 12 => {
-                let yy: i32 = digits[..2]
-                    .parse()
-                    .map_err(|_| err("certificate time", s))?;
-                let century = if yy >= 50 { "19" } else { "20" };
-                format!("{century}{digits}")
-            }
-            0x18 if digits.len() == 14 => digits.to_string(),
-            _ => return Err(err("certificate time", s.to_string())),
-        };
-        let iso = format!(
-            "{}-{}-{}T{}:{}:{}Z",
-            &full[0..4],
-            &full[4..6],
-            &full[6..8],
-            &full[8..10],
-            &full[10..12],
-            &full[12..14]
-        );
-        iso.parse()
-            .map_err(|e: jiff::Error| err("certificate time", format!("{s}: {e}")))
-    }
-
-    fn name_attributes(name: &[u8]) -> Result<Vec<(Vec<u64>, u8, String)>> {
-        let mut out = Vec::new();
-        let mut rdns = Reader::new(name, "name");
-        while !rdns.is_empty() {
-            let set = rdns.expect(0x31)?;
-            let mut atvs = Reader::new(set.content, "name");
-            while !atvs.is_empty() {
-                let atv = atvs.expect(0x30)?;
-                let mut r = Reader::new(atv.content, "name attribute");
-                let oid = oid_arcs(r.expect(0x06)?.content);
-                let v = r.next()?;
-                let value = if v.tag == 0x1e {
-                    let units: Vec<u16> = v
-                        .content
-                        .chunks(2)
-                        .map(|c| u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]))
-                        .collect();
-                    String::from_utf16_lossy(&units)
-                } else {
-                    String::from_utf8_lossy(v.content).into_owned()
-                };
-                out.push((oid, v.tag, value));
-            }
-        }
-        Ok(out)
-    }
-
-    /// Reads the fields of a certificate that the controllers need.
-    pub(super) fn parse_certificate(der: Vec<u8>) -> Result<CertInfo> {
-        let what = "certificate";
-        let mut outer = Reader::new(&der, what);
-        let cert = outer.expect(0x30)?;
-        let mut c = Reader::new(cert.content, what);
-        let tbs = c.expect(0x30)?;
-        let mut t = Reader::new(tbs.content, what);
-        if t.peek_tag() == Some(0xa0) {
-            t.next()?;
-        }
-        let serial = t.expect(0x02)?;
-        t.expect(0x30)?; // signature algorithm
-        let issuer = t.expect(0x30)?;
-        let validity = t.expect(0x30)?;
-        let subject = t.expect(0x30)?;
-        let spki = t.expect(0x30)?;
-        let mut v = Reader::new(validity.content, what);
-        let not_before = parse_time(v.next()?)?;
-        let not_after = parse_time(v.next()?)?;
-        let mut s = Reader::new(spki.content, what);
-        s.expect(0x30)?;
-        let bits = s.expect(0x03)?.content;
-        let public_key = bits.get(1..).unwrap_or_default().to_vec();
-
-        let mut info = CertInfo {
-            subject: name_attributes(subject.content)?,
-            subject_raw: subject.raw.to_vec(),
-            issuer_raw: issuer.raw.to_vec(),
-            common_name: None,
-            dns_names: Vec::new(),
-            ip_addresses: Vec::new(),
-            uris: Vec::new(),
-            email_addresses: Vec::new(),
-            is_ca: false,
-            not_before,
-            not_after,
-            subject_key_id: None,
-            public_key,
-            serial_hex: serial
-                .content
-                .iter()
-                .skip_while(|&&b| b == 0)
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-            der: Vec::new(),
-        };
-        info.common_name = info
-            .subject
-            .iter()
-            .find(|(oid, _, _)| oid.as_slice() == [2, 5, 4, 3])
-            .map(|(_, _, v)| v.clone());
-
-        while !t.is_empty() {
-            let field = t.next()?;
-            if field.tag != 0xa3 {
-                continue;
-            }
-            let mut wrapper = Reader::new(field.content, what);
-            let exts = wrapper.expect(0x30)?;
-            let mut e = Reader::new(exts.content, what);
-            while !e.is_empty() {
-                let ext = e.expect(0x30)?;
-                let mut r = Reader::new(ext.content, "extension");
-                let oid = oid_arcs(r.expect(0x06)?.content);
-                if r.peek_tag() == Some(0x01) {
-                    r.next()?;
-                }
-                let value = r.expect(0x04)?.content;
-                match oid.as_slice() {
-                    [2, 5, 29, 19] => {
-                        let mut b = Reader::new(value, "basic constraints");
-                        let seq = b.expect(0x30)?;
-                        let mut inner = Reader::new(seq.content, "basic constraints");
-                        if inner.peek_tag() == Some(0x01) {
-                            info.is_ca = inner.next()?.content.first().is_some_and(|&x| x != 0);
-                        }
-                    }
-                    [2, 5, 29, 14] => {
-                        let mut b = Reader::new(value, "subject key identifier");
-                        info.subject_key_id = Some(b.expect(0x04)?.content.to_vec());
-                    }
-                    [2, 5, 29, 17] => {
-                        let mut b = Reader::new(value, "subject alternative name");
-                        let seq = b.expect(0x30)?;
-                        let mut names = Reader::new(seq.content, "subject alternative name");
-                        while !names.is_empty() {
-                            let n = names.next()?;
-                            let text = || String::from_utf8_lossy(n.content).into_owned();
-                            match n.tag {
-                                0x81 => info.email_addresses.push(text()),
-                                0x82 => info.dns_names.push(text()),
-                                0x86 => info.uris.push(text()),
-                                0x87 => {
-                                    if let Ok(b4) = <[u8; 4]>::try_from(n.content) {
-                                        info.ip_addresses
-                                            .push(std::net::Ipv4Addr::from(b4).to_string());
-                                    } else if let Ok(b16) = <[u8; 16]>::try_from(n.content) {
-                                        info.ip_addresses
-                                            .push(std::net::Ipv6Addr::from(b16).to_string());
-                                    }
-                                }
-                                _ => {}
-                            }
-                        }
-                    }
-                    _ => {}
-                }
-            }
-        }
-        info.der = der;
-        Ok(info)
+        let info = read(pkcs8)?;
+        let curve = curve(&info).ok_or_else(|| PkiError::BadDer {
+            what: "EC key",
+            detail: "no curve parameter".into(),
+        })?;
+        let mut key =
+            EcPrivateKey::from_der(info.private_key.as_bytes()).map_err(err("EC private key"))?;
+        key.parameters = Some(EcParameters::NamedCurve(curve));
+        key.to_der().map_err(err("EC private key"))
     }
 }
 

@@ -14,8 +14,9 @@
 //! in name order as the API server sorts them; rules with `*`, `*/*` and `x/*`, scope,
 //! `namespaceSelector`/`objectSelector` with matchLabels and matchExpressions) whose
 //! `failurePolicy` is `Fail` and whose backend is not serving, and returns its name and the
-//! exact message. [`status_body`] wraps the message in the 500 `InternalError` Status the API
-//! server answers. [`backend_status`] decides whether a webhook Service serves: its backing
+//! exact message; the API server answers it as a 500 `InternalError` Status (`status_body`
+//! builds the full body with `details.causes`; the sandbox's write path sends the message
+//! only). [`backend_status`] decides whether a webhook Service serves: its backing
 //! Deployment (matched by the Service selector) must have been Available for a given delay;
 //! before that the message is `connect: connection refused`; with no backing Deployment it is
 //! `no endpoints available for service`, and without the Service `service "x" not found`.
@@ -27,20 +28,21 @@ use super::workloads;
 
 /// The operation of a write.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Operation {
+pub(crate) enum Operation {
     /// POST, or an apply that creates.
     Create,
     /// PUT/PATCH.
     Update,
     /// DELETE.
     Delete,
-    /// CONNECT (exec, proxy...).
+    /// CONNECT (exec, proxy...): the sandbox serves no such request; rules may name it.
+    #[cfg_attr(not(test), expect(dead_code, reason = "no CONNECT request is served"))]
     Connect,
 }
 
 impl Operation {
     /// The name used in webhook rules.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Create => "CREATE",
             Self::Update => "UPDATE",
@@ -52,7 +54,7 @@ impl Operation {
 
 /// A write the API server is about to admit.
 #[derive(Debug, Clone, Copy)]
-pub struct WriteRequest<'a> {
+pub(crate) struct WriteRequest<'a> {
     /// API group (`""` for core).
     pub group: &'a str,
     /// Version.
@@ -74,7 +76,7 @@ pub struct WriteRequest<'a> {
 
 /// Whether a webhook's Service answers.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BackendStatus {
+pub(crate) enum BackendStatus {
     /// Serving: the write goes through.
     Ready,
     /// The Service exists and has endpoints that do not listen yet.
@@ -90,7 +92,7 @@ pub enum BackendStatus {
 
 /// The `clientConfig.service` of a webhook.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ServiceRef {
+pub(crate) struct ServiceRef {
     /// Namespace of the Service.
     pub namespace: String,
     /// Name of the Service.
@@ -104,7 +106,7 @@ pub struct ServiceRef {
 /// A refused write: which webhook refused it and the API server's message (the full text of
 /// the 500 Status, `Internal error occurred: ...`).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Refusal {
+pub(crate) struct Refusal {
     /// The webhook's name, e.g. `webhook.cert-manager.io`.
     pub webhook: String,
     /// The Status message.
@@ -115,13 +117,15 @@ pub struct Refusal {
 
 impl Refusal {
     /// The pair (webhook name, message).
-    pub fn into_pair(self) -> (String, String) {
+    #[cfg(test)]
+    pub(crate) fn into_pair(self) -> (String, String) {
         (self.webhook, self.message)
     }
 }
 
 /// The Status body the API server answers with (HTTP 500).
-pub fn status_body(refusal: &Refusal) -> Value {
+#[cfg(test)]
+pub(crate) fn status_body(refusal: &Refusal) -> Value {
     json!({
         "kind": "Status",
         "apiVersion": "v1",
@@ -178,7 +182,7 @@ fn rule_matches(rule: &Value, req: &WriteRequest<'_>) -> bool {
 
 /// Evaluates a label selector (matchLabels, matchExpressions with In, NotIn, Exists,
 /// DoesNotExist). An absent or empty selector matches everything.
-pub fn selector_matches(selector: Option<&Value>, labels: &Map<String, Value>) -> bool {
+pub(crate) fn selector_matches(selector: Option<&Value>, labels: &Map<String, Value>) -> bool {
     let Some(sel) = selector.filter(|s| !s.is_null()) else {
         return true;
     };
@@ -240,7 +244,10 @@ fn exempt(req: &WriteRequest<'_>) -> bool {
 }
 
 /// The webhooks (in API server order) of the given configurations that match `req`.
-pub fn matching_webhooks<'a>(configs: &'a [Value], req: &WriteRequest<'_>) -> Vec<&'a Value> {
+pub(crate) fn matching_webhooks<'a>(
+    configs: &'a [Value],
+    req: &WriteRequest<'_>,
+) -> Vec<&'a Value> {
     if exempt(req) {
         return Vec::new();
     }
@@ -267,7 +274,7 @@ pub fn matching_webhooks<'a>(configs: &'a [Value], req: &WriteRequest<'_>) -> Ve
 }
 
 /// The Service a webhook calls (None for a webhook called by URL).
-pub fn webhook_service(webhook: &Value) -> Option<ServiceRef> {
+pub(crate) fn webhook_service(webhook: &Value) -> Option<ServiceRef> {
     let svc = webhook.pointer("/clientConfig/service")?;
     Some(ServiceRef {
         namespace: svc.get("namespace")?.as_str()?.to_string(),
@@ -312,7 +319,7 @@ fn cause_for(webhook: &Value, svc: &ServiceRef, backend: &BackendStatus) -> Opti
 
 /// The refusal of a write, if a matching webhook with `failurePolicy: Fail` cannot be called.
 /// `backend` tells whether a webhook Service serves (see [`backend_status`]).
-pub fn refusal(
+pub(crate) fn refusal(
     mutating: &[Value],
     validating: &[Value],
     req: &WriteRequest<'_>,
@@ -339,7 +346,7 @@ pub fn refusal(
 
 /// When a Deployment became Available (its Available condition's `lastTransitionTime`, whole
 /// seconds), if it is available now.
-pub fn available_since(deployment: &Value) -> Option<Timestamp> {
+pub(crate) fn available_since(deployment: &Value) -> Option<Timestamp> {
     if !workloads::deployment_available(deployment) {
         return None;
     }
@@ -370,7 +377,7 @@ fn fake_cluster_ip(namespace: &str, name: &str) -> String {
 /// Whether `service` (None: missing) serves: some Deployment in its namespace whose pod
 /// template labels match the Service selector has been Available for at least `delay` at
 /// `now`. Available for less → connection refused; no such Deployment → no endpoints.
-pub fn backend_status(
+pub(crate) fn backend_status(
     service: Option<&Value>,
     deployments: &[Value],
     delay: SignedDuration,

@@ -21,7 +21,7 @@ use jiff::Timestamp;
 use serde_json::{Map, Value, json};
 
 /// How many nodes the simulated cluster has (DaemonSets schedule one pod per node).
-pub const SIMULATED_NODES: i64 = 1;
+pub(crate) const SIMULATED_NODES: i64 = 1;
 
 fn at<'a>(v: &'a Value, path: &[&str]) -> Option<&'a Value> {
     path.iter().try_fold(v, |cur, k| cur.get(*k))
@@ -49,7 +49,7 @@ fn rfc3339(t: Timestamp) -> String {
 
 /// True when the controller has not yet observed the current spec: the object is new or its
 /// spec (template) changed since the last status.
-pub fn rollout_needed(obj: &Value) -> bool {
+pub(crate) fn rollout_needed(obj: &Value) -> bool {
     i64_at(obj, &["status", "observedGeneration"]) != Some(generation(obj))
 }
 
@@ -89,7 +89,7 @@ fn canonical(v: &Value, out: &mut String) {
 /// A `pod-template-hash`-like value of `spec.template`: FNV-32a of the template, rendered
 /// with Kubernetes' SafeEncodeString alphabet (deterministic; the real one hashes the Go
 /// struct, so values differ from a real cluster's but change exactly when the template does).
-pub fn template_hash(obj: &Value) -> String {
+pub(crate) fn template_hash(obj: &Value) -> String {
     const ALPHANUMS: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
     let mut text = String::new();
     canonical(
@@ -108,7 +108,7 @@ pub fn template_hash(obj: &Value) -> String {
 }
 
 /// The name of a Deployment's current ReplicaSet: `<name>-<pod-template-hash>`.
-pub fn replicaset_name(deployment: &Value) -> String {
+pub(crate) fn replicaset_name(deployment: &Value) -> String {
     format!("{}-{}", name(deployment), template_hash(deployment))
 }
 
@@ -201,7 +201,7 @@ fn spec_replicas(obj: &Value) -> i64 {
 }
 
 /// A Deployment after a completed rollout: all replicas updated, ready and available.
-pub fn deployment_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn deployment_status(obj: &Value, now: Timestamp) -> Option<Value> {
     let n = spec_replicas(obj);
     let rs = replicaset_name(obj);
     let mut m = Map::new();
@@ -236,7 +236,7 @@ pub fn deployment_status(obj: &Value, now: Timestamp) -> Option<Value> {
 /// A Deployment right after a template change: the new ReplicaSet is progressing and no
 /// replica is updated yet (`kubectl rollout status` keeps waiting). The previous replicas stay
 /// available.
-pub fn deployment_progressing_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn deployment_progressing_status(obj: &Value, now: Timestamp) -> Option<Value> {
     let n = spec_replicas(obj);
     let rs = replicaset_name(obj);
     let prev_available = i64_at(obj, &["status", "availableReplicas"]).unwrap_or(0);
@@ -267,7 +267,7 @@ pub fn deployment_progressing_status(obj: &Value, now: Timestamp) -> Option<Valu
 }
 
 /// A StatefulSet after a completed rolling update.
-pub fn statefulset_status(obj: &Value) -> Option<Value> {
+pub(crate) fn statefulset_status(obj: &Value) -> Option<Value> {
     let n = spec_replicas(obj);
     let revision = format!("{}-{}", name(obj), template_hash(obj));
     let mut m = Map::new();
@@ -287,7 +287,7 @@ pub fn statefulset_status(obj: &Value) -> Option<Value> {
 }
 
 /// A DaemonSet scheduled and ready on every simulated node.
-pub fn daemonset_status(obj: &Value) -> Option<Value> {
+pub(crate) fn daemonset_status(obj: &Value) -> Option<Value> {
     let n = SIMULATED_NODES;
     let mut m = Map::new();
     m.insert("currentNumberScheduled".into(), json!(n));
@@ -301,7 +301,7 @@ pub fn daemonset_status(obj: &Value) -> Option<Value> {
 }
 
 /// A ReplicaSet whose replicas are all ready.
-pub fn replicaset_status(obj: &Value) -> Option<Value> {
+pub(crate) fn replicaset_status(obj: &Value) -> Option<Value> {
     let n = spec_replicas(obj);
     let mut m = Map::new();
     m.insert("replicas".into(), json!(n));
@@ -337,7 +337,7 @@ fn job_suspended(obj: &Value) -> bool {
 
 /// A Job whose pods all succeeded, as the 1.32 job controller writes it. None when the Job
 /// already finished or is suspended.
-pub fn job_complete_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn job_complete_status(obj: &Value, now: Timestamp) -> Option<Value> {
     if job_finished(obj) || job_suspended(obj) {
         return None;
     }
@@ -382,7 +382,7 @@ pub fn job_complete_status(obj: &Value, now: Timestamp) -> Option<Value> {
 }
 
 /// A Job whose pods run and never finish (a meshed Job: the proxy keeps the pod alive).
-pub fn job_running_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn job_running_status(obj: &Value, now: Timestamp) -> Option<Value> {
     if job_finished(obj) || job_suspended(obj) {
         return None;
     }
@@ -399,7 +399,7 @@ pub fn job_running_status(obj: &Value, now: Timestamp) -> Option<Value> {
 }
 
 /// A Namespace is Active (unless it is being deleted, which the store handles).
-pub fn namespace_status(obj: &Value) -> Option<Value> {
+pub(crate) fn namespace_status(obj: &Value) -> Option<Value> {
     if at(obj, &["metadata", "deletionTimestamp"]).is_some() {
         return None;
     }
@@ -407,7 +407,7 @@ pub fn namespace_status(obj: &Value) -> Option<Value> {
 }
 
 /// An APIService is Available: `Local` for a built-in group, `Passed` for a service-backed one.
-pub fn apiservice_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn apiservice_status(obj: &Value, now: Timestamp) -> Option<Value> {
     let local = at(obj, &["spec", "service"]).is_none_or(Value::is_null);
     let (reason, message) = if local {
         ("Local", "Local APIServices are always available")
@@ -429,7 +429,7 @@ pub fn apiservice_status(obj: &Value, now: Timestamp) -> Option<Value> {
 
 /// The settled status of any simulated kind (Jobs complete), or None when nothing changes or
 /// the kind is not simulated (CronJobs are accepted as they are).
-pub fn settled_status(obj: &Value, now: Timestamp) -> Option<Value> {
+pub(crate) fn settled_status(obj: &Value, now: Timestamp) -> Option<Value> {
     match obj.get("kind").and_then(Value::as_str)? {
         "Deployment" => deployment_status(obj, now),
         "StatefulSet" => statefulset_status(obj),
@@ -445,7 +445,7 @@ pub fn settled_status(obj: &Value, now: Timestamp) -> Option<Value> {
 /// True when a Deployment reports a finished rollout of its current generation with every
 /// replica available: what `kubectl rollout status` waits for, and what the webhook
 /// simulation needs before it starts its availability delay.
-pub fn deployment_available(obj: &Value) -> bool {
+pub(crate) fn deployment_available(obj: &Value) -> bool {
     let n = spec_replicas(obj);
     let status_n = |k: &str| i64_at(obj, &["status", k]).unwrap_or(0);
     !rollout_needed(obj)

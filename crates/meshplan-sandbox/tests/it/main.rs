@@ -2,6 +2,9 @@
 //! by raw HTTP, its controllers, faults, authentication and a soak. (`meshplan sandbox serve`
 //! itself is tested with the `meshplan` binary, in the product's tests.)
 
+// A test binary: its `pub` items are for its own modules, and tests may print what they saw.
+#![allow(unreachable_pub, clippy::print_stdout, clippy::print_stderr)]
+
 mod auth;
 mod certmanager;
 mod controllers;
