@@ -14,12 +14,18 @@ use crate::model::parse_duration;
 use crate::report::{self, HumanOptions, render_human, render_json_event};
 use crate::session::Session;
 
-use super::{CommandError, load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    CommandError, PLAN_DOES_NOT_LOAD, load_plan, session_args, terminal, unless_interrupted,
+    with_ctrl_c,
+};
 
 const INTERRUPTED_BEFORE_APPLY: &str = "interrupted before the apply started: nothing was applied";
 
 pub(super) async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
@@ -41,7 +47,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         _ => args.stack.targets.clone(),
     };
     let Some(loaded) = load_plan(&input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let session = unless_interrupted(
         interrupt,
@@ -80,7 +86,10 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         )
         .await?;
         if summaries.iter().any(Summary::left_journal) {
-            return Ok(ExitStatus::Error);
+            return Ok(terminal::failed(
+                args.output,
+                "the unfinished run could not be finished: its journal is kept",
+            ));
         }
     }
 
@@ -125,7 +134,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         && !terminal::confirm("apply these changes", args.auto_approve, interrupt).await?
     {
         terminal::err("Apply cancelled.\n");
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, "apply cancelled"));
     }
 
     // Ctrl-C reaches the engine from here on.
@@ -140,7 +149,13 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         interrupt,
     };
     match apply::apply_in_phases(&phases, first, previous, rendered).await? {
-        Outcome::Failed => Ok(ExitStatus::Error),
+        Outcome::Failed { cause } => Ok(terminal::failed(
+            args.output,
+            &match cause {
+                Some(cause) => format!("apply failed: {cause}"),
+                None => "apply failed".to_owned(),
+            },
+        )),
         Outcome::Completed {
             applied,
             known_after_apply,

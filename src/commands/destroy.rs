@@ -11,15 +11,20 @@ use crate::cli::{DestroyArgs, ExitStatus};
 use crate::report;
 use crate::session::Session;
 
-use super::{load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    PLAN_DOES_NOT_LOAD, load_plan, session_args, terminal, unless_interrupted, with_ctrl_c,
+};
 
 pub(super) async fn run(args: DestroyArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let session = unless_interrupted(
         interrupt,
@@ -53,7 +58,7 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     }
     if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
         terminal::err("Destroy cancelled.\n");
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, "destroy cancelled"));
     }
     let reporter = terminal::progress(args.output);
     let options = RunOptions {
@@ -74,6 +79,12 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         terminal::err("Destroy complete.\n");
         Ok(ExitStatus::Success)
     } else {
-        Ok(ExitStatus::Error)
+        Ok(terminal::failed(
+            args.output,
+            &match &summary.root_cause {
+                Some(cause) => format!("destroy failed: {cause}"),
+                None => "destroy failed".to_owned(),
+            },
+        ))
     }
 }

@@ -112,6 +112,9 @@ async fn unless_interrupted<T, E: Into<miette::Report>>(
     }
 }
 
+/// What a failed command says in its JSON output when the plan does not load.
+const PLAN_DOES_NOT_LOAD: &str = "the plan does not load (its diagnostics are on stderr)";
+
 /// The load request of a plan given on the command line.
 fn load_request(input: &PlanInput) -> LoadRequest {
     LoadRequest {

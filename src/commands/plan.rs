@@ -12,19 +12,25 @@ use crate::diff::saved::{self, SavedChangeSet, StateRef};
 use crate::report::{HumanOptions, render_human, render_json};
 use crate::session::{Session, SessionArgs};
 
-use super::{CommandError, connect_options, load_plan, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    CommandError, PLAN_DOES_NOT_LOAD, connect_options, load_plan, terminal, unless_interrupted,
+    with_ctrl_c,
+};
 
 pub(super) async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+    let output = args.output;
     // Ctrl-C ends the plan with the writer lock released.
-    with_ctrl_c(|interrupt| async move {
+    let result = with_ctrl_c(|interrupt| async move {
         unless_interrupted(&interrupt, "interrupted while planning", plan(args)).await
     })
-    .await
+    .await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let session = Session::open(
         loaded,

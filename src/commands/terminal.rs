@@ -8,9 +8,10 @@
 use std::io::{BufRead as _, IsTerminal as _};
 
 use crate::apply::{Interrupt, Reporter};
+use crate::cli::ExitStatus;
 use crate::cli::OutputFormat;
 use crate::planfile::{Diagnostics, RenderOptions};
-use crate::report::progress::{ProgressFormat, progress_reporter};
+use crate::report::progress::{ProgressFormat, error_event, progress_reporter};
 
 use super::CommandError;
 
@@ -27,6 +28,29 @@ pub fn err(text: &str) {
 /// Writes and flushes; a failed write (the reader went away) drops the text.
 fn write_quietly(w: &mut impl std::io::Write, text: &str) {
     let _ = w.write_all(text.as_bytes()).and_then(|()| w.flush());
+}
+
+/// A command that failed after saying why on stderr: with `--output json`, its output on
+/// stdout ends with an `error` event carrying `message`. Returns the exit status.
+pub(super) fn failed(output: OutputFormat, message: &str) -> ExitStatus {
+    if output == OutputFormat::Json {
+        out(&error_event(message, &[], None));
+    }
+    ExitStatus::Error
+}
+
+/// With `--output json`, a command that ends with an error report ends its output on stdout
+/// with an `error` event carrying the report (its message, causes and help); `main` prints the
+/// report on stderr as for any output.
+pub(super) fn json_error_on_failure(output: OutputFormat, result: &miette::Result<ExitStatus>) {
+    if output != OutputFormat::Json {
+        return;
+    }
+    if let Err(report) = result {
+        let causes: Vec<String> = report.chain().skip(1).map(ToString::to_string).collect();
+        let help = report.help().map(|h| h.to_string());
+        out(&error_event(&report.to_string(), &causes, help.as_deref()));
+    }
 }
 
 /// Whether stdout takes colour: a terminal, and no `NO_COLOR`.

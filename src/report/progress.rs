@@ -166,6 +166,22 @@ fn headline(summary: &Summary) -> String {
     )
 }
 
+/// The `error` event that ends the JSON output of a failed command (`--output json`): one
+/// line, with the error's message, the causes under it (outermost first) and the help.
+pub fn error_event(message: &str, causes: &[String], help: Option<&str>) -> String {
+    let mut value = serde_json::json!({
+        "event": "error",
+        "format": PROGRESS_FORMAT,
+        "time": now(),
+        "message": message,
+        "causes": causes,
+    });
+    if let (Some(help), Some(map)) = (help, value.as_object_mut()) {
+        map.insert("help".to_owned(), help.into());
+    }
+    format!("{value}\n")
+}
+
 /// A clock for the lines' timestamps.
 pub type Clock = fn() -> String;
 

@@ -942,7 +942,17 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     // The change set first, then the run from start to finish.
     assert_eq!(names[0], "plan", "{names:?}");
     assert_eq!(names[1], "run_started", "{names:?}");
-    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    // The run's report, then (the command failed) the error event that ends the output.
+    assert_eq!(names[names.len() - 2], "finished", "{names:?}");
+    assert_eq!(names.last(), Some(&"error"), "{names:?}");
+    let error = events.last().unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("apply failed: manifest.config: "),
+        "{error}"
+    );
     let pos = |name: &str| names.iter().position(|n| *n == name).unwrap();
     let failed = &events[pos("step_failed")];
     assert_eq!(failed["node"], "manifest.config", "{failed}");
@@ -953,7 +963,7 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     );
     assert!(pos("step_failed") < pos("rollback_started"), "{names:?}");
     // Every object the run created is deleted again, and the summary says so.
-    let summary = &events.last().unwrap()["summary"];
+    let summary = &events[events.len() - 2]["summary"];
     assert_eq!(summary["outcome"], "rolled_back", "{summary:#}");
     let created: Vec<String> = summary["actions"]
         .as_array()
