@@ -80,6 +80,12 @@ pub struct ApplyArgs {
     /// Take fields other field managers own.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// At most this many steps (and cluster requests while planning) at a time.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
@@ -223,6 +229,12 @@ pub struct PlanArgs {
     /// Exit 0 when nothing changes, 2 when something does (1 stays an error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,

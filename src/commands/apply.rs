@@ -94,14 +94,31 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     }
 
     let meta = store.meta()?;
-    let previous = load_previous(store)?;
-    let rendered = RenderedLog::default();
-    let first = unless_interrupted(
+    let mut previous = load_previous(store)?;
+    let mut rendered = RenderedLog::default();
+    let mut first = unless_interrupted(
         interrupt,
         INTERRUPTED_BEFORE_APPLY,
         session.change_set(&previous, Some(&rendered), false),
     )
     .await?;
+    if let Some(adoption) = unless_interrupted(
+        interrupt,
+        INTERRUPTED_BEFORE_APPLY,
+        session.guard_lost_state(&first, args.adopt_lost_state),
+    )
+    .await?
+    {
+        terminal::adopting(&adoption);
+        previous = adoption.previous;
+        rendered = RenderedLog::default();
+        first = unless_interrupted(
+            interrupt,
+            INTERRUPTED_BEFORE_APPLY,
+            session.change_set(&previous, Some(&rendered), false),
+        )
+        .await?;
+    }
     if let Some(saved) = &saved {
         saved::check_current(
             saved,

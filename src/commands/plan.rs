@@ -46,7 +46,14 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     .await?;
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
-    let change_set = session.change_set(&previous, None, false).await?;
+    let mut change_set = session.change_set(&previous, None, false).await?;
+    if let Some(adoption) = session
+        .guard_lost_state(&change_set, args.adopt_lost_state)
+        .await?
+    {
+        terminal::adopting(&adoption);
+        change_set = session.change_set(&adoption.previous, None, false).await?;
+    }
 
     match args.output {
         OutputFormat::Human => {

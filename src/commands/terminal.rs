@@ -53,6 +53,14 @@ pub(super) fn json_error_on_failure(output: OutputFormat, result: &miette::Resul
     }
 }
 
+/// The note that a lost state's objects are being adopted (`--adopt-lost-state`).
+pub(super) fn adopting(adoption: &crate::session::Adoption) {
+    err(&format!(
+        "note: the state has no records, but the cluster holds objects of this plan ({}): adopting them, with the material the charts generate taken from the cluster\n",
+        adoption.found.join(", ")
+    ));
+}
+
 /// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
 pub(super) fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
