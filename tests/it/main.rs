@@ -12,6 +12,7 @@ mod apply_signals;
 mod closed_output;
 mod cluster;
 mod graph_cmd;
+mod large_inputs;
 mod lost_state;
 mod missing_kinds;
 mod model_dump;
