@@ -7,6 +7,7 @@
 //!           ─► model    (validated nodes, vars, references; no I/O)
 //!           ─► graph    (petgraph DAG: layers, reverse order, DOT / Mermaid)
 //!           ─► render   (desired objects per node: manifests, helm template, digests)
+//!           ─► lint     (Linkerd-aware checks of the rendered objects, + cluster facts)
 //!           ─► diff     (gather: refresh + server-side dry runs; decide: a pure change
 //!                        per object → change set; report/ shows it)
 //!           ─► apply ─► state                              (later stages)
@@ -15,6 +16,9 @@
 //! [`load::load`] runs the first three stages and is how every command gets a plan: it returns a
 //! [`load::LoadedPlan`] (model + graph + sources) or every problem as
 //! [`planfile::Diagnostics`].
+//!
+//! After apply, [`health`] (`meshplan check`) reads the running mesh: trust anchor, issuer
+//! certificate, workloads, webhooks, stuck Jobs.
 //!
 //! `cli` holds the clap definitions and exit codes, `session` what the cluster commands share
 //! once the plan is loaded (state, cluster connection, discovery cache, render settings), and
@@ -30,6 +34,8 @@ pub mod cluster;
 pub mod commands;
 pub mod diff;
 pub mod graph;
+pub mod health;
+pub mod lint;
 pub mod load;
 pub mod model;
 pub mod planfile;

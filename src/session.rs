@@ -8,7 +8,7 @@
 //! fresh ([`DISCOVERY_MAX_AGE`]); when a plan fails in a way a stale discovery explains (a
 //! kind installed or removed since), it is fetched again and the plan retried once. The
 //! session is also the [`Replan`] of a phased apply (planning with a fresh discovery between
-//! phases).
+//! phases). [`Session::lint`] runs the lint stage with the same render settings and cache.
 //!
 //! A lost state is detected before anything is planned on it ([`Session::guard_lost_state`]):
 //! when the state has no records but the cluster holds objects with this plan's ownership
@@ -131,6 +131,11 @@ pub enum SessionError {
     #[error(transparent)]
     #[diagnostic(transparent)]
     Cluster(#[from] ClusterError),
+
+    /// The lint stage could not gather its input.
+    #[error(transparent)]
+    #[diagnostic(transparent)]
+    Lint(#[from] crate::lint::PrepareError),
 
     /// The plan stage's error, boxed: it is large, and a session's results are passed around.
     #[error(transparent)]
@@ -361,6 +366,52 @@ impl Session {
         }
     }
 
+    /// The lint report of the nodes this session is about (the targets and their
+    /// dependencies, or all): rendered with the change set's inputs and cache (`previous`:
+    /// generated material is carried over the same way, so the change set's render reuses
+    /// this one), checked with the cluster's facts.
+    pub async fn lint(
+        &self,
+        previous: &PreviousRenders,
+    ) -> Result<crate::lint::LintReport, SessionError> {
+        let (discovery, _) = self.discovery(false).await?;
+        let selected =
+            (!self.targets.is_empty()).then(|| self.loaded.graph.with_dependencies(&self.targets));
+        let inputs = render::RenderInputs {
+            previous: previous.clone(),
+            targets: selected.clone(),
+            ..render::RenderInputs::default()
+        };
+        let renderer = render::Renderer::new(
+            Arc::new(HelmProcess::from_env()),
+            self.render_cache(),
+            RenderOptions {
+                repo_dirs: self.repo_dirs.clone(),
+                discovery: Some(discovery.clone()),
+                kube_version: Some(self.server_version.clone()),
+                parallelism: self.parallelism,
+            },
+        );
+        let prepared = crate::lint::prepare(
+            &self.loaded.plan,
+            &renderer,
+            &inputs,
+            Some((&self.cluster, &discovery)),
+        )
+        .await?;
+        let mut report = crate::lint::run(&crate::lint::LintInput {
+            plan: &self.loaded.plan,
+            sources: &self.loaded.sources,
+            render: &prepared.render,
+            charts: &prepared.charts,
+            cluster: prepared.facts.as_ref(),
+        });
+        if let Some(selected) = selected {
+            report.findings.retain(|f| selected.contains(&f.node));
+        }
+        Ok(report)
+    }
+
     /// The digests of the plan's inputs (saved change sets).
     pub fn input_digests(&self, change_set: &ChangeSet) -> InputDigests {
         InputDigests::of(&self.loaded, change_set)
@@ -439,7 +490,8 @@ fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>
         .collect()
 }
 
-fn parse_repo_dirs(
+/// `--repo-dir NAME=DIR` arguments, directories resolved against `cwd`.
+pub fn parse_repo_dirs(
     specs: &[String],
     cwd: &Path,
 ) -> Result<BTreeMap<String, PathBuf>, SessionError> {

@@ -25,6 +25,12 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Print the dependency graph of a plan as text, DOT or Mermaid.
     Graph(GraphArgs),
+    /// Linkerd-aware checks of what would be applied (meshed Jobs, unknown chart values, CRs
+    /// against their CRDs, the identity issuer, ...); exit 1 on error-level findings.
+    Lint(LintArgs),
+    /// Health of the applied mesh: trust anchor, issuer certificate, workloads, webhooks,
+    /// stuck Jobs; exit 1 when a check fails.
+    Check(CheckArgs),
     /// Render, refresh and diff: show what apply would change (writes only caches to state).
     Plan(PlanArgs),
     /// Plan, confirm and apply: in dependency order, waited for, rolled back on failure.
@@ -238,6 +244,63 @@ pub struct PlanArgs {
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct LintArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
+    /// (repeatable; DIR holds one folder per chart).
+    #[arg(long = "repo-dir", value_name = "NAME=DIR")]
+    pub repo_dirs: Vec<String>,
+    /// Do not read the cluster: check the plan alone (see docs/checks.md for what the
+    /// cluster adds).
+    #[arg(long)]
+    pub offline: bool,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = LintFormat::Human)]
+    pub format: LintFormat,
+    /// Fail (exit 1) on warnings too: --deny warnings.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub deny: Vec<DenyLevel>,
+    /// At most this many helm renders at a time.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LintFormat {
+    Human,
+    Json,
+    Sarif,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DenyLevel {
+    Warnings,
+}
+
+#[derive(Debug, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub format: OutputFormat,
+    /// Warn when a certificate (issuer or trust anchor) expires within this duration.
+    #[arg(long, value_name = "DURATION", default_value = "24h")]
+    pub warn_expiry: String,
+    /// Fail when a certificate expires within this duration.
+    #[arg(long, value_name = "DURATION", default_value = "1h")]
+    pub fail_expiry: String,
+    /// Fail (exit 1) on warnings too: --deny warnings.
+    #[arg(long, value_enum, value_name = "LEVEL")]
+    pub deny: Vec<DenyLevel>,
 }
 
 /// Where the cluster is.

@@ -245,6 +245,27 @@ impl Cluster for KubeCluster {
         })
     }
 
+    fn server_time(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, ClusterError>> {
+        Box::pin(async move {
+            let request = http::Request::get("/version")
+                .body(kube::client::Body::from(Vec::new()))
+                .map_err(|e| ClusterError::BadObject {
+                    message: e.to_string(),
+                })?;
+            let response = self
+                .client
+                .send(request)
+                .await
+                .map_err(|e| self.err(e, Target::Cluster))?;
+            Ok(response
+                .headers()
+                .get(http::header::DATE)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|text| jiff::fmt::rfc2822::parse(text).ok())
+                .map(|zoned| zoned.timestamp()))
+        })
+    }
+
     fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>> {
         Box::pin(async move {
             let mut kinds = self.kinds.lock().await;

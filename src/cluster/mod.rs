@@ -155,6 +155,12 @@ pub trait Cluster: Send + Sync {
     /// The server's version.
     fn server_version(&self) -> BoxFuture<'_, Result<ServerVersion, ClusterError>>;
 
+    /// The cluster's clock: the `Date` of the API server's answer to a version request, or
+    /// None when it sends none. Certificates are judged by the clock the cluster runs on.
+    fn server_time(&self) -> BoxFuture<'_, Result<Option<jiff::Timestamp>, ClusterError>> {
+        Box::pin(async { Ok(None) })
+    }
+
     /// Every resource the server serves, fetched now (and kept to resolve kinds).
     fn discover(&self) -> BoxFuture<'_, Result<Discovery, ClusterError>>;
 

@@ -1,5 +1,6 @@
 //! `meshplan apply PLAN|SAVED`: load (a saved change set names its plan and targets), open a
-//! session, finish an unfinished run when asked, plan, check a saved change set is still
+//! session, lint (error-level findings stop it before any write), finish an unfinished run
+//! when asked, plan, check a saved change set is still
 //! current, show the plan, confirm, then apply in phases (`apply::phases`); exit 0 / 1.
 //!
 //! Ctrl-C is taken from the start: before the change set is confirmed it ends the command
@@ -72,6 +73,22 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     };
     let reporter = terminal::progress(args.output);
     let store = session.store.as_ref();
+
+    // Lint first: error-level findings stop the apply before anything is written (a saved
+    // change set was linted by the plan that wrote it).
+    if saved.is_none() {
+        let previous = load_previous(store)?;
+        let lint = unless_interrupted(interrupt, INTERRUPTED_BEFORE_APPLY, session.lint(&previous))
+            .await?;
+        terminal::show_lint(&lint, args.output);
+        if lint.blocks(false) {
+            return Err(CommandError::LintFindings {
+                what: "apply",
+                errors: lint.errors(),
+            }
+            .into());
+        }
+    }
 
     if !store.unfinished_runs()?.is_empty() {
         let choice = match args.on_unfinished {

@@ -41,6 +41,15 @@ pub enum CommandError {
         objects: Vec<String>,
     },
 
+    #[error(
+        "{what} stopped before any write: lint found {errors} error-level finding{} (see above)",
+        if *errors == 1 { "" } else { "s" }
+    )]
+    #[diagnostic(help(
+        "fix the findings above, or suppress one that does not apply on its node with suppress = [{{ check = \"ID\", reason = \"...\" }}]"
+    ))]
+    LintFindings { what: &'static str, errors: usize },
+
     #[error("the plan does not load")]
     PlanDoesNotLoad,
 

@@ -3,7 +3,9 @@
 //! and the state, calls the stages, and hands what they return to `report/` (data on stdout,
 //! messages and progress on stderr).
 //!
-//! - [`validate`], [`graph`]: the plan alone.
+//! - [`validate`], [`graph`]: the plan alone; [`lint`]: the plan's checks (the cluster's facts
+//!   unless `--offline`).
+//! - [`check`]: the applied mesh's health.
 //! - [`plan`]: the change set, optionally saved.
 //! - [`apply`](mod@apply): a plan or a saved change set, in phases (`apply::phases`).
 //! - [`destroy`](mod@destroy), [`rollback`]: delete what the plan owns; roll back an
@@ -18,9 +20,11 @@
 // reader went away: `meshplan state list PLAN | head -1`).
 
 mod apply;
+mod check;
 mod destroy;
 mod error;
 mod graph;
+mod lint;
 mod plan;
 mod rollback;
 #[cfg(feature = "sandbox")]
@@ -45,6 +49,8 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     match cli.command {
         Command::Validate(args) => validate::run(args).await,
         Command::Graph(args) => graph::run(args).await,
+        Command::Lint(args) => lint::run(args).await,
+        Command::Check(args) => check::run(args).await,
         Command::Plan(args) => plan::run(args).await,
         Command::Apply(args) => apply::run(args).await,
         Command::Destroy(args) => destroy::run(args).await,

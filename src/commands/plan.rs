@@ -1,5 +1,6 @@
-//! `meshplan plan PLAN`: load, open a session, plan; print the change set (stdout),
-//! optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1.
+//! `meshplan plan PLAN`: load, open a session, lint, plan; print the lint findings and the
+//! change set (stdout), optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1 (an
+//! error-level lint finding included).
 //!
 //! The state is opened for its records and caches only: plan writes the render cache and the
 //! discovery cache, never object records.
@@ -46,6 +47,8 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     .await?;
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
+    let lint = session.lint(&previous).await?;
+    terminal::show_lint(&lint, args.output);
     let mut change_set = session.change_set(&previous, None, false).await?;
     if let Some(adoption) = session
         .guard_lost_state(&change_set, args.adopt_lost_state)
@@ -61,6 +64,13 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
             terminal::out(&render_human(&change_set, HumanOptions { color }));
         }
         OutputFormat::Json => terminal::out(&render_json(&change_set)),
+    }
+    if lint.blocks(false) {
+        return Err(CommandError::LintFindings {
+            what: "the plan",
+            errors: lint.errors(),
+        }
+        .into());
     }
     if let Some(path) = &args.out {
         let saved = SavedChangeSet::new(

@@ -1,5 +1,6 @@
 //! The commands' side of the terminal: writing to stdout and stderr, the confirmation prompt,
-//! plan diagnostics, colour on stdout, and the progress reporter for `--output`.
+//! plan diagnostics, lint findings above a plan, colour on stdout, and the progress reporter
+//! for `--output`.
 //!
 //! Everything the commands print goes through [`out`] and [`err`]: a stream whose reader went
 //! away (`meshplan state list PLAN | head -1`) is not an error and never a panic, the rest of
@@ -64,6 +65,27 @@ pub(super) fn adopting(adoption: &crate::session::Adoption) {
 /// Whether stdout takes colour: a terminal, and no `NO_COLOR`.
 pub(super) fn stdout_color() -> bool {
     std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none()
+}
+
+/// Lint findings above the plan: on stdout with the human plan, on stderr when stdout is
+/// JSON; nothing when there are none.
+pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) {
+    use crate::report::lint::{LintHumanOptions, render_above_plan};
+    match output {
+        OutputFormat::Human => print!(
+            "{}",
+            render_above_plan(
+                report,
+                LintHumanOptions {
+                    color: stdout_color()
+                }
+            )
+        ),
+        OutputFormat::Json => eprint!(
+            "{}",
+            render_above_plan(report, LintHumanOptions { color: false })
+        ),
+    }
 }
 
 /// Prints plan diagnostics on stderr: colour only on a terminal without `NO_COLOR`; the width

@@ -23,9 +23,10 @@ use super::address::{Address, NodeKind};
 use super::duration::parse_duration;
 use super::plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, Value, ValuesFile, Var, VarOrigin, Wait,
+    Read, ReadSelect, Repo, Suppression, Value, ValuesFile, Var, VarOrigin, Wait,
 };
 use super::template::{Part, Reference, Template, locate_in_raw, parse_template};
+use crate::model::lint_checks::CheckId;
 
 /// A file the plan refers to (`file`, `values_files`), as read by the caller.
 #[derive(Debug, Clone)]
@@ -549,6 +550,7 @@ impl Builder<'_> {
             NodeKind::Read => self.read(raw, &address).map(NodeSpec::Read),
             NodeKind::Check => self.check(raw, &address).map(NodeSpec::Check),
         };
+        let suppress = self.suppressions(raw, &address);
         let spec = spec?;
         if self.diags.len() != errors_before {
             return None;
@@ -561,6 +563,7 @@ impl Builder<'_> {
             timeout,
             prevent_destroy,
             namespace,
+            suppress,
             spec,
         })
     }
@@ -646,6 +649,147 @@ impl Builder<'_> {
             }
             out.push(Dependency {
                 target,
+                span: item.span.clone(),
+            });
+        }
+        out
+    }
+
+    /// `suppress`: an array of `{ check = "ID", reason = "..." }` tables (or one table).
+    fn suppressions(&mut self, raw: &RawNode, address: &Address) -> Vec<Suppression> {
+        let Some(entry) = raw.field("suppress") else {
+            return Vec::new();
+        };
+        let example =
+            "write suppress = [{ check = \"meshed-job\", reason = \"why it is fine here\" }]";
+        let items: Vec<RawValue> = match &entry.value.kind {
+            RawKind::Array(items) => items.clone(),
+            RawKind::Table(_) => vec![entry.value.clone()],
+            _ => {
+                let value = entry.value.clone();
+                self.wrong_type(
+                    &format!("`suppress` of {address}"),
+                    "an array of tables",
+                    &value,
+                    example,
+                );
+                return Vec::new();
+            }
+        };
+        let ids: Vec<&str> = CheckId::ALL.iter().map(|c| c.as_str()).collect();
+        let mut out: Vec<Suppression> = Vec::new();
+        for item in &items {
+            let Some(table) = item.as_table() else {
+                self.wrong_type(
+                    &format!("an entry of `suppress` of {address}"),
+                    "a table",
+                    item,
+                    example,
+                );
+                continue;
+            };
+            let mut diags = Vec::new();
+            crate::planfile::parse::check_fields(
+                table,
+                &format!("a `suppress` entry of {address}"),
+                &["check", "reason"],
+                &mut diags,
+            );
+            self.diags.extend(diags);
+            let check = match table.get("check") {
+                None => {
+                    self.push(
+                        Diagnostic::new(
+                            DiagnosticKind::MissingField,
+                            format!("a `suppress` entry of {address} does not name the check"),
+                        )
+                        .label(item.span.clone(), "`check` is required here")
+                        .help(format!(
+                            "add check = \"ID\"; the checks: {}",
+                            ids.join(", ")
+                        )),
+                    );
+                    None
+                }
+                Some(e) => match self.literal_string(
+                    &e.value,
+                    &format!("`check` of a `suppress` entry of {address}"),
+                ) {
+                    Some(text) => match CheckId::parse(&text) {
+                        Some(id) => Some((id, e.value.span.clone())),
+                        None => {
+                            let help = match did_you_mean(&text, ids.iter().copied()) {
+                                Some(s) => format!("did you mean `{s}`?"),
+                                None => format!("the checks: {}", ids.join(", ")),
+                            };
+                            self.push(
+                                Diagnostic::new(
+                                    DiagnosticKind::UnknownCheck,
+                                    format!(
+                                        "unknown lint check `{text}` in `suppress` of {address}"
+                                    ),
+                                )
+                                .label(e.value.span.clone(), "not a lint check")
+                                .help(help),
+                            );
+                            None
+                        }
+                    },
+                    None => None,
+                },
+            };
+            let reason = match table.get("reason") {
+                None => {
+                    self.push(
+                        Diagnostic::new(
+                            DiagnosticKind::MissingField,
+                            format!("a `suppress` entry of {address} gives no reason"),
+                        )
+                        .label(item.span.clone(), "`reason` is required here")
+                        .help(
+                            "add reason = \"...\": say why the finding does not apply here; \
+                             reports repeat it next to the suppressed finding",
+                        ),
+                    );
+                    None
+                }
+                Some(e) => match self.literal_string(
+                    &e.value,
+                    &format!("`reason` of a `suppress` entry of {address}"),
+                ) {
+                    Some(text) if text.trim().is_empty() => {
+                        self.push(
+                            Diagnostic::new(
+                                DiagnosticKind::InvalidValue,
+                                format!("the reason of a `suppress` entry of {address} is empty"),
+                            )
+                            .label(e.value.span.clone(), "empty reason")
+                            .help("say why the finding does not apply here; reports repeat it"),
+                        );
+                        None
+                    }
+                    other => other,
+                },
+            };
+            let (Some((check, check_span)), Some(reason)) = (check, reason) else {
+                continue;
+            };
+            if let Some(first) = out.iter().find(|s| s.check == check) {
+                let first = first.span.clone();
+                self.push(
+                    Diagnostic::new(
+                        DiagnosticKind::DuplicateName,
+                        format!("`{check}` is suppressed twice on {address}"),
+                    )
+                    .label(check_span, "suppressed again here")
+                    .label(first, "first suppressed here")
+                    .help("keep one entry per check"),
+                );
+                continue;
+            }
+            out.push(Suppression {
+                check,
+                reason: reason.trim().to_string(),
                 span: item.span.clone(),
             });
         }
@@ -1134,6 +1278,7 @@ impl Builder<'_> {
             namespace,
             value,
             span: doc.span.clone(),
+            raw: doc.clone(),
         })
     }
 
@@ -1231,11 +1376,16 @@ impl Builder<'_> {
                                     }
                                 };
                                 if let Some(values) = values {
+                                    let raw = doc.unwrap_or_else(|| RawValue {
+                                        span: crate::planfile::Span::file_start(id),
+                                        kind: RawKind::Table(RawTable::default()),
+                                    });
                                     values_files.push(ValuesFile {
                                         path,
                                         written: written.to_string(),
                                         span: item.span.clone(),
                                         values,
+                                        raw,
                                     });
                                 }
                             }
@@ -1267,6 +1417,7 @@ impl Builder<'_> {
             release: release?,
             values_files,
             values: values?,
+            values_raw: raw.field("values").map(|e| e.value.clone()),
             include_crds,
             create_namespace,
         })

@@ -64,6 +64,9 @@ fn dump_node(out: &mut String, node: &Node) {
     if node.prevent_destroy {
         out.push_str("  prevent_destroy = true\n");
     }
+    for s in &node.suppress {
+        let _ = writeln!(out, "  suppress = {} ({})", s.check, s.reason);
+    }
     match &node.spec {
         NodeSpec::Manifest(m) => {
             let source = match &m.source {

@@ -17,6 +17,7 @@ pub mod address;
 pub mod build;
 pub mod dump;
 pub mod duration;
+pub mod lint_checks;
 pub mod object_ref;
 pub mod plan;
 pub mod template;
@@ -29,6 +30,6 @@ pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, StaticScope, Value, ValuesFile, Var, VarOrigin, Wait,
+    Read, ReadSelect, Repo, StaticScope, Suppression, Value, ValuesFile, Var, VarOrigin, Wait,
 };
 pub use template::{EvalError, Lookup, Part, RefUse, Reference, Scope, Template};

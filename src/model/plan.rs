@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use crate::planfile::{FileId, Span};
+use crate::model::lint_checks::CheckId;
+use crate::planfile::{FileId, RawValue, Span};
 
 use super::address::{Address, NodeKind};
 use super::template::{EvalError, Lookup, RefUse, Reference, Scope, Template};
@@ -79,7 +80,19 @@ pub struct Node {
     pub prevent_destroy: bool,
     /// Default namespace (manifest), release namespace (helm), object namespace (read, check).
     pub namespace: Option<Template>,
+    /// Lint findings switched off for this node (`suppress`), in the order written.
+    pub suppress: Vec<Suppression>,
     pub spec: NodeSpec,
+}
+
+/// `suppress = [{ check = "ID", reason = "..." }]`: findings of one lint check on one node
+/// are reported as suppressed, with the reason.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Suppression {
+    pub check: CheckId,
+    pub reason: String,
+    /// The entry in the plan file.
+    pub span: Span,
 }
 
 /// `depends_on` entry.
@@ -160,6 +173,8 @@ pub struct ManifestObject {
     pub value: Value,
     /// Where the object starts (in the YAML file for file manifests).
     pub span: Span,
+    /// The object as written, with a span on every key (for messages about one field).
+    pub raw: RawValue,
 }
 
 /// A Helm chart rendered with `helm template` and applied as objects.
@@ -172,6 +187,8 @@ pub struct Helm {
     /// Values files first (in order), then `values` on top.
     pub values_files: Vec<ValuesFile>,
     pub values: Value,
+    /// `values` as written, with a span on every key (for messages about one value).
+    pub values_raw: Option<RawValue>,
     pub include_crds: bool,
     pub create_namespace: bool,
 }
@@ -196,6 +213,8 @@ pub struct ValuesFile {
     pub written: String,
     pub span: Span,
     pub values: Value,
+    /// The file's document as written, with a span on every key.
+    pub raw: RawValue,
 }
 
 /// A value read from the cluster during apply; `${read.NAME.value}`.

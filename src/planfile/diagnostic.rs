@@ -35,6 +35,7 @@ pub enum DiagnosticKind {
     UndeclaredVar,
     BadManifest,
     Cycle,
+    UnknownCheck,
 }
 
 impl DiagnosticKind {
@@ -61,6 +62,7 @@ impl DiagnosticKind {
             Self::UndeclaredVar => "plan::undeclared_var",
             Self::BadManifest => "plan::bad_manifest",
             Self::Cycle => "plan::cycle",
+            Self::UnknownCheck => "plan::unknown_check",
         }
     }
 }

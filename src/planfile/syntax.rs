@@ -115,6 +115,7 @@ impl NodeKind {
         "enabled",
         "namespace",
         "prevent_destroy",
+        "suppress",
         "timeout",
         "wait",
     ];

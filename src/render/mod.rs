@@ -20,6 +20,7 @@
 //! does I/O (it runs helm, reads local charts and writes a temporary 0600 values file).
 
 pub mod cache;
+pub mod chart_info;
 pub mod dump;
 pub mod error;
 pub mod helm;
@@ -43,6 +44,7 @@ use crate::model::{
 use meshplan_k8s::Discovery;
 
 pub use cache::{CacheError, ChartIdentity, KeyInputs, MemoryCache, RenderCache, cache_key};
+pub use chart_info::ChartInfo;
 pub use dump::{DumpOptions, dump_render};
 pub use error::{RenderError, RenderErrors};
 pub use helm::{HELM_ENV, HelmOutput, HelmProcess, HelmRunError, HelmRunner};
@@ -421,6 +423,49 @@ impl Renderer {
             nodes,
             helm_version: self.helm_version.get().cloned(),
         })
+    }
+
+    /// What the chart of a helm node declares (values, schema, subcharts): read from the
+    /// chart directory or archive the node resolves to, or fetched with `helm pull` for a
+    /// repository or OCI chart. Err: why it cannot be read (for messages).
+    pub async fn chart_info(&self, plan: &Plan, node: &Node) -> Result<ChartInfo, String> {
+        let NodeSpec::Helm(helm) = &node.spec else {
+            return Err(format!("{} is not a helm node", node.address));
+        };
+        let version = match &helm.version {
+            None => None,
+            Some(t) => match t.evaluate(&plan.static_scope()) {
+                Ok(v) => Some(json_text(&v)),
+                Err(_) => return Err("its chart version is known only during apply".into()),
+            },
+        };
+        let chart = resolve_chart_for(plan, &node.address, helm, version.as_deref(), &self.options)
+            .map_err(|e| e.to_string())?;
+        if chart.repo_url.is_none() && matches!(chart.identity, ChartIdentity::Local { .. }) {
+            return chart_info::read_chart(std::path::Path::new(&chart.reference));
+        }
+        let dir = std::env::temp_dir().join(format!("meshplan-chart-{}", uuid::Uuid::new_v4()));
+        std::fs::create_dir_all(&dir).map_err(|e| e.to_string())?;
+        let mut args = vec!["pull".to_string(), chart.reference.clone()];
+        if let Some(url) = &chart.repo_url {
+            args.extend(["--repo".into(), url.clone()]);
+        }
+        if let Some(v) = &chart.version {
+            args.extend(["--version".into(), v.clone()]);
+        }
+        args.extend(["--destination".into(), dir.display().to_string()]);
+        let pulled = self.run_helm(&node.address, &chart.display, args).await;
+        let result = pulled.map_err(|e| e.to_string()).and_then(|_| {
+            let archive = std::fs::read_dir(&dir)
+                .map_err(|e| e.to_string())?
+                .filter_map(Result::ok)
+                .map(|e| e.path())
+                .find(|p| p.extension().is_some_and(|x| x == "tgz"))
+                .ok_or_else(|| "helm pull wrote no chart archive".to_string())?;
+            chart_info::read_chart(&archive)
+        });
+        let _ = std::fs::remove_dir_all(&dir);
+        result
     }
 
     async fn helm_version(&self, node: &Address) -> Result<String, RenderError> {

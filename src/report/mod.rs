@@ -8,8 +8,12 @@
 //!   objects a destroy deletes or keeps).
 //! - [`state`]: the `state list` and `state show` output.
 //! - [`validate`]: the summary line of `meshplan validate`.
+//! - [`lint`]: lint findings, human, JSON and SARIF 2.1.0.
+//! - [`health`]: the health report of `meshplan check`, human and JSON.
 
 pub mod apply;
+pub mod health;
+pub mod lint;
 pub mod plan;
 pub mod progress;
 pub mod state;

@@ -36,7 +36,7 @@ fn quick() -> SandboxConfig {
 impl Setup {
     /// A sandbox with the cluster's own Prometheus pieces (namespace and PodMonitor CRD) and
     /// the sample plan.
-    fn sample() -> Self {
+    pub(crate) fn sample() -> Self {
         let cluster = Cluster::start_with(quick());
         cluster
             .apply(

@@ -67,6 +67,8 @@ invalid_cases!(
     node_without_name,
     read_key_and_field,
     self_dependency,
+    suppress_missing_reason,
+    suppress_unknown_check,
     table_var_in_string,
     top_level_key,
     undeclared_cli_var,

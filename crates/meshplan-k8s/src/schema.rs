@@ -328,6 +328,25 @@ impl Structural {
         self.node_at(path).is_some()
     }
 
+    /// The field names the schema declares for the object at `path` (field names only, list
+    /// items skipped), in schema order; empty when the path is not declared or holds no
+    /// object. For "did you mean" on unknown fields.
+    pub fn declared_fields(&self, path: &[&str]) -> Vec<String> {
+        let Some(mut node) = self.node_at(path) else {
+            return Vec::new();
+        };
+        while node.ty == Some(Type::Array) {
+            match &node.items {
+                Some(items) => node = items,
+                None => return Vec::new(),
+            }
+        }
+        node.properties
+            .iter()
+            .map(|(name, _)| name.clone())
+            .collect()
+    }
+
     fn node_at(&self, path: &[&str]) -> Option<&Node> {
         let mut node = &self.root;
         for segment in path {
@@ -1679,6 +1698,21 @@ mod tests {
 
     fn cr(spec: Value) -> Value {
         json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": spec})
+    }
+
+    #[test]
+    fn declared_fields_name_the_fields_of_an_object_or_list_items() {
+        let s = widget();
+        assert_eq!(
+            s.declared_fields(&["spec", "ports"]),
+            ["port", "protocol", "name"]
+        );
+        assert!(
+            s.declared_fields(&["spec"])
+                .contains(&"replicas".to_string())
+        );
+        assert!(s.declared_fields(&["spec", "nope"]).is_empty());
+        assert!(s.declared_fields(&["spec", "size"]).is_empty());
     }
 
     // ----- messages as the API server words them

@@ -16,6 +16,8 @@
 //! - `POST /_sandbox/watches/close`: ends every open watch stream
 //! - `POST /_sandbox/controllers/{name}/pause`, `POST /_sandbox/controllers/{name}/resume`
 //! - `GET /_sandbox/audit` (`?since=SEQ`), `GET /_sandbox/counters`
+//! - `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` (`{"seconds": N}`): the cluster's
+//!   virtual clock (see [`crate::clock`])
 
 use std::collections::BTreeMap;
 use std::io::Write;

@@ -1,5 +1,5 @@
 //! The admin endpoint (`/_sandbox/...`): fault rules, watch closing, controller pauses, the
-//! audit log and the counters, over the [`Observer`] and the controller [`Pauses`] of the
+//! audit log and the counters, the cluster's clock, over the [`Observer`] and the controller [`Pauses`] of the
 //! [`Shared`] state. The routes are listed in [`super::admin`]'s overview.
 //!
 //! [`Observer`]: super::admin::Observer
@@ -85,9 +85,34 @@ pub(crate) fn handle(shared: &Shared, method: &Method, uri: &Uri, body: &[u8]) -
             )
         }
         ("GET", ["counters"]) => (200, counters_json(&shared.observer().counters())),
-        (_, ["faults" | "audit" | "counters" | "controllers"]) => {
+        ("GET", ["clock"]) => (200, clock_json(shared)),
+        ("POST", ["clock", "advance"]) => {
+            let seconds = serde_json::from_slice::<Value>(body)
+                .ok()
+                .and_then(|v| v.get("seconds").and_then(Value::as_i64));
+            match seconds {
+                Some(s) if s >= 0 => {
+                    shared.clock.advance(jiff::SignedDuration::from_secs(s));
+                    shared.wake_controllers.notify_one();
+                    (200, clock_json(shared))
+                }
+                _ => admin_error(
+                    400,
+                    "expected {\"seconds\": N} with N a whole number of seconds, 0 or more",
+                ),
+            }
+        }
+        (_, ["faults" | "audit" | "counters" | "controllers" | "clock"]) => {
             admin_error(405, "the method is not allowed here")
         }
         _ => admin_error(404, format!("no admin endpoint {}", uri.path())),
     }
+}
+
+/// The virtual clock as the admin endpoint shows it.
+fn clock_json(shared: &Shared) -> Value {
+    json!({
+        "now": shared.clock.now().to_string(),
+        "scale": shared.clock.get().scale,
+    })
 }

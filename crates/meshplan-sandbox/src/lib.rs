@@ -13,8 +13,8 @@
 //! - Connect: [`Sandbox::url`], [`Sandbox::credentials`] ([`Credentials`], [`TlsMaterial`]),
 //!   [`Sandbox::kubeconfig_yaml`] / [`kubeconfig_yaml`] (context [`CONTEXT_NAME`]).
 //! - Steer and observe: fault rules ([`FaultRule`], [`FaultAction`], [`WRITE_VERB`]), paused
-//!   controllers, closed watches, the audit log ([`AuditEntry`]), request counters, and direct
-//!   reads of the store.
+//!   controllers, closed watches, the cluster's clock ([`Sandbox::advance_clock`]), the audit
+//!   log ([`AuditEntry`]), request counters, and direct reads of the store.
 //! - Test support: [`kubectl`] (a sandbox with a kubeconfig and the real kubectl, and fixture
 //!   manifests).
 //!
@@ -40,6 +40,7 @@
 
 mod admin;
 mod admin_api;
+mod clock;
 mod config;
 mod controllers;
 mod discovery;
@@ -163,6 +164,7 @@ pub async fn start(config: SandboxConfig) -> Result<Sandbox, SandboxError> {
         pauses: config::Pauses::default(),
         observer: Mutex::new(observer),
         close_watches: watch::channel(0).0,
+        clock: clock::SandboxClock::new(config.controllers.time_scale),
     });
     let app =
         server::router(shared.clone()).into_make_service_with_connect_info::<transport::ConnInfo>();
@@ -334,6 +336,19 @@ impl Sandbox {
     pub fn set_paused(&self, controller: Controller, paused: bool) {
         self.shared.pauses.set(controller, paused);
         self.shared.wake_controllers.notify_one();
+    }
+
+    /// Moves the cluster's virtual clock forward (cert-manager's time and the `Date` of every
+    /// answer); returns the new virtual now.
+    pub fn advance_clock(&self, by: jiff::SignedDuration) -> jiff::Timestamp {
+        let now = self.shared.clock.advance(by);
+        self.shared.wake_controllers.notify_one();
+        now
+    }
+
+    /// The cluster's virtual now.
+    pub fn clock_now(&self) -> jiff::Timestamp {
+        self.shared.clock.now()
     }
 
     /// The audit log (its most recent 100 000 entries; the audit files keep all of them).
@@ -526,6 +541,22 @@ impl BlockingSandbox {
     pub fn set_paused(&self, controller: Controller, paused: bool) {
         if let Some(s) = &self.sandbox {
             s.set_paused(controller, paused);
+        }
+    }
+
+    /// See [`Sandbox::advance_clock`].
+    pub fn advance_clock(&self, by: jiff::SignedDuration) -> jiff::Timestamp {
+        match &self.sandbox {
+            Some(s) => s.advance_clock(by),
+            None => jiff::Timestamp::now(),
+        }
+    }
+
+    /// See [`Sandbox::clock_now`].
+    pub fn clock_now(&self) -> jiff::Timestamp {
+        match &self.sandbox {
+            Some(s) => s.clock_now(),
+            None => jiff::Timestamp::now(),
         }
     }
 

@@ -563,6 +563,8 @@ pub(crate) async fn run(shared: Arc<Shared>, config: ControllerConfig) {
             return;
         };
         let snap = snapshot(&shared.lock(), &current.config, &shared.pauses);
+        // cert-manager runs on the cluster's virtual clock (which the admin endpoint may move).
+        current.clock = Some(shared.clock.get());
         // Issuance (key generation) runs off the async workers.
         let worker = shared.clone();
         let planned = tokio::task::spawn_blocking(move || {

@@ -149,6 +149,21 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 }
 
 async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Response {
+    let mut resp = handle_request(&shared, req).await;
+    // Like real API servers, every answer carries the server's clock (the virtual one) and
+    // `Cache-Control: no-cache, private`: kubectl's HTTP cache must revalidate, whatever the
+    // Date says (a Date ahead of the client's clock would otherwise keep a cached discovery
+    // fresh for ever).
+    if let Ok(date) = HeaderValue::from_str(&shared.clock.http_date()) {
+        resp.headers_mut().insert(header::DATE, date);
+    }
+    resp.headers_mut()
+        .entry(header::CACHE_CONTROL)
+        .or_insert(HeaderValue::from_static("no-cache, private"));
+    resp
+}
+
+async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
     let (parts, body) = req.into_parts();
     let conn = parts
         .extensions
@@ -166,15 +181,15 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || conn.as_ref().is_some_and(|c| c.client_cert);
         if !(shared.auth == AuthMode::Anonymous
-            || has_credentials && authorized(&shared, &parts.headers, conn.as_ref()))
+            || has_credentials && authorized(shared, &parts.headers, conn.as_ref()))
         {
             return unauthorized();
         }
-        let (code, value) = admin_api::handle(&shared, &parts.method, &parts.uri, &bytes);
+        let (code, value) = admin_api::handle(shared, &parts.method, &parts.uri, &bytes);
         return ok(code, &value);
     }
     let mut info = request_info(&parts.method, &parts.uri, &parts.headers);
-    match authenticate(&shared, &parts.headers, conn.as_ref()) {
+    match authenticate(shared, &parts.headers, conn.as_ref()) {
         Some(user) => info.user = user.to_string(),
         None if is_public(parts.uri.path()) => info.user = "system:anonymous".into(),
         None => {
@@ -207,7 +222,7 @@ async fn handle(AxumState(shared): AxumState<Arc<Shared>>, req: Request) -> Resp
         }
         None => {}
     }
-    let resp = handle_api(&shared, parts, bytes).await;
+    let resp = handle_api(shared, parts, bytes).await;
     shared
         .observer()
         .record(&info, resp.status().as_u16(), injection.describe());

@@ -1,5 +1,6 @@
 //! [`Shared`]: the state every request handler and background task holds (the store, the
-//! wake-ups, the authentication, the controller switches and pauses, the observer).
+//! wake-ups, the authentication, the controller switches and pauses, the observer, the
+//! cluster's clock).
 
 use std::net::SocketAddr;
 use std::sync::{Mutex, MutexGuard};
@@ -28,6 +29,8 @@ pub(crate) struct Shared {
     pub observer: Mutex<Observer>,
     /// Bumped to end every open watch stream.
     pub close_watches: watch::Sender<u64>,
+    /// The cluster's virtual clock (cert-manager, `Date` headers).
+    pub clock: super::clock::SandboxClock,
 }
 
 impl Shared {

@@ -100,8 +100,8 @@ pub(crate) fn is_meshed_job_with(job: &Value, namespace: Option<&Value>, cp: Con
 }
 
 /// The control plane's state from the namespaces, the Deployments (any namespaces) and, if
-/// present, the `linkerd-config` ConfigMap of the control plane namespace (its `values` text
-/// is scanned for `nativeSidecar: true`).
+/// present, the `linkerd-config` ConfigMap of the control plane namespace (its `values` YAML,
+/// as the chart writes it: `proxy.nativeSidecar: true` makes every proxy a native sidecar).
 pub(crate) fn control_plane(
     namespaces: &[Value],
     deployments: &[Value],
@@ -135,13 +135,9 @@ pub(crate) fn control_plane(
     let native_sidecar = linkerd_config
         .and_then(|cm| cm.pointer("/data/values"))
         .and_then(Value::as_str)
-        .is_some_and(|values| {
-            values.lines().any(|line| {
-                let l = line.trim();
-                l.strip_prefix("nativeSidecar:")
-                    .is_some_and(|v| v.trim().trim_matches('"') == "true")
-            })
-        });
+        .and_then(|values| serde_saphyr::from_str::<Value>(values).ok())
+        .and_then(|values| values.pointer("/proxy/nativeSidecar").cloned())
+        .is_some_and(|v| v == Value::Bool(true) || v.as_str() == Some("true"));
     ControlPlane {
         running,
         native_sidecar,
@@ -282,6 +278,11 @@ mod tests {
         let cp = control_plane(std::slice::from_ref(&cp_ns), &both, Some(&config));
         assert!(cp.running && cp.native_sidecar);
         let config_off = json!({"data":{"values":"proxy:\n  nativeSidecar: false\n"}});
-        assert!(!control_plane(&[cp_ns], &both, Some(&config_off)).native_sidecar);
+        assert!(
+            !control_plane(std::slice::from_ref(&cp_ns), &both, Some(&config_off)).native_sidecar
+        );
+        // Only the proxy's setting counts, not a key of the same name elsewhere.
+        let elsewhere = json!({"data":{"values":"proxyInit:\n  nativeSidecar: true\nproxy:\n  logLevel: info\n"}});
+        assert!(!control_plane(&[cp_ns], &both, Some(&elsewhere)).native_sidecar);
     }
 }

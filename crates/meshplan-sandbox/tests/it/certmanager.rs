@@ -306,3 +306,107 @@ fn cert_manager_chain_issues_real_certificates_and_renews_on_the_scaled_clock() 
     ]);
     assert!(ok, "{out}");
 }
+
+#[test]
+fn the_cluster_clock_moves_forward_on_request_and_certificates_follow_it() {
+    // Anonymous: kubectl sends no credentials over plain HTTP, and the admin endpoint needs
+    // them otherwise.
+    let c = Cluster::start_with(SandboxConfig {
+        controllers: ControllerConfig {
+            rollout_delay: Duration::from_millis(200),
+            webhooks: false,
+            ..ControllerConfig::default()
+        },
+        auth: meshplan_sandbox::AuthMode::Anonymous,
+        ..SandboxConfig::default()
+    });
+    install_cert_manager(&c);
+    c.apply("issuer.yaml", SELF_SIGNED).ok();
+    c.apply("chain.yaml", CHAIN).ok();
+    c.kubectl(&[
+        "wait",
+        "-n",
+        "linkerd",
+        "--for=condition=Ready",
+        "certificate/linkerd-trust-anchor",
+        "--timeout=60s",
+    ])
+    .ok();
+    let cert = c.get_json(&["-n", "linkerd", "certificate", "linkerd-trust-anchor"]);
+    let not_after: jiff::Timestamp = cert["status"]["notAfter"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    let clock = |c: &Cluster| -> jiff::Timestamp {
+        let out = c.kubectl(&["get", "--raw", "/_sandbox/clock"]);
+        let v: Value = serde_json::from_str(out.ok()).unwrap();
+        v["now"].as_str().unwrap().parse().unwrap()
+    };
+    let before = clock(&c);
+    assert!(not_after.duration_since(before) > jiff::SignedDuration::from_hours(47));
+
+    // Every answer carries the cluster's clock as its Date (kubectl shows the headers at -v=8).
+    let verbose = c.kubectl(&["get", "--raw", "/version", "-v=8"]);
+    let date_line = verbose
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("Date: ").map(|(_, d)| d.trim().to_string()))
+        .unwrap_or_else(|| panic!("no Date header: {}", verbose.stderr));
+    let date = jiff::fmt::rfc2822::parse(&date_line).unwrap().timestamp();
+    assert!(date.duration_since(before).abs() < jiff::SignedDuration::from_secs(60));
+
+    // cert-manager paused, 40 hours pass at once: the certificate is 8 hours from expiry and
+    // nobody renews it; the Date header says so.
+    let empty = c.file("empty.json", "{}");
+    c.kubectl(&[
+        "create",
+        "--raw",
+        "/_sandbox/controllers/cert-manager/pause",
+        "-f",
+        &empty,
+    ])
+    .ok();
+    let advance = c.file("advance.json", r#"{"seconds": 144000}"#);
+    let moved = c.kubectl(&["create", "--raw", "/_sandbox/clock/advance", "-f", &advance]);
+    let moved: Value = serde_json::from_str(moved.ok()).unwrap();
+    let after: jiff::Timestamp = moved["now"].as_str().unwrap().parse().unwrap();
+    assert!(after.duration_since(before) >= jiff::SignedDuration::from_hours(40));
+    assert!(not_after.duration_since(after) < jiff::SignedDuration::from_hours(9));
+    let verbose = c.kubectl(&["get", "--raw", "/version", "-v=8"]);
+    let date_line = verbose
+        .stderr
+        .lines()
+        .find_map(|l| l.split_once("Date: ").map(|(_, d)| d.trim().to_string()))
+        .unwrap();
+    let date = jiff::fmt::rfc2822::parse(&date_line).unwrap().timestamp();
+    assert!(date >= after, "{date} < {after}");
+    std::thread::sleep(Duration::from_millis(300));
+    let still = c.get_json(&["-n", "linkerd", "certificate", "linkerd-trust-anchor"]);
+    assert_eq!(still["status"]["revision"], 1, "paused: not renewed");
+
+    // Resumed, cert-manager sees the renewal time long past and renews on the moved clock.
+    c.kubectl(&[
+        "create",
+        "--raw",
+        "/_sandbox/controllers/cert-manager/resume",
+        "-f",
+        &empty,
+    ])
+    .ok();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let renewed = loop {
+        let cert = c.get_json(&["-n", "linkerd", "certificate", "linkerd-trust-anchor"]);
+        if cert["status"]["revision"] == 2 {
+            break cert;
+        }
+        assert!(Instant::now() < deadline, "not renewed: {}", cert["status"]);
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let new_before: jiff::Timestamp = renewed["status"]["notBefore"]
+        .as_str()
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert!(new_before >= after, "{new_before} < {after}");
+}

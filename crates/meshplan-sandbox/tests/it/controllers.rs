@@ -285,3 +285,59 @@ fn a_paused_controller_resumes_and_a_disabled_one_never_acts() {
         .unwrap();
     assert!(d.get("status").is_none(), "{d}");
 }
+
+fn linkerd_config(native_sidecar: bool) -> String {
+    format!(
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {{name: linkerd-config, namespace: linkerd}}\ndata:\n  values: |\n\
+         \x20   identityTrustDomain: cluster.local\n    proxy:\n      image:\n        name: cr.l5d.io/linkerd/proxy\n\
+         \x20     nativeSidecar: {native_sidecar}\n    proxyInit:\n      runAsRoot: false\n"
+    )
+}
+
+#[test]
+fn the_control_planes_proxy_mode_comes_from_its_linkerd_config() {
+    let c = Cluster::start_with(config(200));
+    c.apply("ns.yaml", LINKERD_CONTROL_PLANE).ok();
+    for name in ["linkerd-destination", "linkerd-proxy-injector"] {
+        c.apply(
+            &format!("{name}.yaml"),
+            &deployment(name, "linkerd", "cr.l5d.io/linkerd/controller:edge", 1),
+        )
+        .ok();
+        c.kubectl(&[
+            "rollout",
+            "status",
+            "-n",
+            "linkerd",
+            &format!("deploy/{name}"),
+            "--timeout=30s",
+        ])
+        .ok();
+    }
+    // Native sidecars: the proxy stops with the Job's container, the meshed Job completes.
+    c.apply("config.yaml", &linkerd_config(true)).ok();
+    c.apply("native.yaml", &job("native", None)).ok();
+    c.kubectl(&[
+        "wait",
+        "-n",
+        "apps",
+        "--for=condition=Complete",
+        "job/native",
+        "--timeout=30s",
+    ])
+    .ok();
+    // Classic sidecars again: a new meshed Job keeps running.
+    c.apply("config.yaml", &linkerd_config(false)).ok();
+    c.apply("classic.yaml", &job("classic", None)).ok();
+    let waited = c.kubectl(&[
+        "wait",
+        "-n",
+        "apps",
+        "--for=condition=Complete",
+        "job/classic",
+        "--timeout=2s",
+    ]);
+    assert!(waited.failed().contains("timed out"), "{}", waited.stderr);
+    let classic = c.get_json(&["-n", "apps", "job", "classic"]);
+    assert_eq!(classic["status"]["active"], 1, "{classic}");
+}
