@@ -16,7 +16,11 @@
 //!    plan (caches and records present: the fast path);
 //! 4. 10 objects are changed in the cluster, and **10 changed** plans them;
 //! 5. `kubectl diff --server-side` over the same rendered objects (fresh kubectl cache, then
-//!    warm cache).
+//!    warm cache);
+//! 6. **drift**: `meshplan drift` with the records of step 3 (no render, no dry run), before
+//!    and after the 10 changes, against its CI alternative on the same objects: `helm template`
+//!    of the plan's charts (one run per chart, as timed during the render of step 1, summed)
+//!    plus `kubectl diff --server-side` (warm cache).
 //!
 //! Each run reports wall time, the requests the sandbox received (from its audit log), and the
 //! peak memory (max RSS) of the command (`/usr/bin/time`). Requests of the seeding are not
@@ -130,14 +134,44 @@ fn measure(
     })
 }
 
-/// Renders a plan's objects with the library (as `plan` does), hooks excluded.
+/// Runs helm, timing each `helm template` (the first run per chart counts: the render runs a
+/// chart twice to find regenerated material).
+struct TimedHelm {
+    inner: meshplan::render::HelmProcess,
+    runs: std::sync::Mutex<BTreeMap<String, f64>>,
+}
+
+impl meshplan::render::HelmRunner for TimedHelm {
+    fn run(
+        &self,
+        args: Vec<String>,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<meshplan::render::HelmOutput, meshplan::render::HelmRunError>,
+    > {
+        Box::pin(async move {
+            let template = args.first().map(String::as_str) == Some("template");
+            let chart = args.get(2).cloned().unwrap_or_default();
+            let started = Instant::now();
+            let out = self.inner.run(args).await;
+            if template && let Ok(mut runs) = self.runs.lock() {
+                runs.entry(chart)
+                    .or_insert_with(|| started.elapsed().as_secs_f64());
+            }
+            out
+        })
+    }
+}
+
+/// Renders a plan's objects with the library (as `plan` does), hooks excluded; also returns
+/// the seconds of one `helm template` per chart, summed.
 fn render_objects(
     plan: &Path,
     repo_dirs: &BTreeMap<String, PathBuf>,
     reads: BTreeMap<String, Value>,
     discovery: meshplan::cluster::Discovery,
     kube_version: String,
-) -> Result<Vec<Value>, Error> {
+) -> Result<(Vec<Value>, f64), Error> {
     let loaded = meshplan::load::load(&meshplan::load::LoadRequest {
         plan: plan.to_path_buf(),
         ..Default::default()
@@ -146,8 +180,12 @@ fn render_objects(
         let messages: Vec<String> = d.items.iter().map(|x| x.message.clone()).collect();
         format!("plan does not load: {}", messages.join("; "))
     })?;
+    let helm = Arc::new(TimedHelm {
+        inner: meshplan::render::HelmProcess::from_env(),
+        runs: std::sync::Mutex::new(BTreeMap::new()),
+    });
     let renderer = meshplan::render::Renderer::new(
-        Arc::new(meshplan::render::HelmProcess::from_env()),
+        helm.clone(),
         Arc::new(meshplan::render::MemoryCache::new()),
         meshplan::render::RenderOptions {
             repo_dirs: repo_dirs.clone(),
@@ -177,11 +215,15 @@ fn render_objects(
     let rendered = rt
         .block_on(renderer.render(&loaded.plan, &inputs))
         .map_err(|e| format!("render failed: {e:?}"))?;
-    Ok(rendered
-        .nodes
-        .values()
-        .flat_map(|n| n.objects.iter().map(|o| o.object.clone()))
-        .collect())
+    let helm_seconds = helm.runs.lock().map(|r| r.values().sum()).unwrap_or(0.0);
+    Ok((
+        rendered
+            .nodes
+            .values()
+            .flat_map(|n| n.objects.iter().map(|o| o.object.clone()))
+            .collect(),
+        helm_seconds,
+    ))
 }
 
 /// Applies objects as field manager `meshplan` (CRDs and namespaces first), in parallel.
@@ -296,7 +338,7 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     seed(&rt, &cluster, &s.extra)?;
     let discovery = rt.block_on(cluster.discover())?;
     let version = rt.block_on(cluster.server_version())?;
-    let objects = render_objects(
+    let (objects, helm_seconds) = render_objects(
         &s.plan,
         &s.repo_dirs,
         s.reads.clone(),
@@ -345,6 +387,22 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     Command::new(meshplan).args(&args).output()?;
     let warm = measure("meshplan plan, warm no-op", &sandbox, meshplan, &args, &[])?;
     lines.push(warm.line());
+    let drift_args: Vec<String> = vec![
+        "drift".into(),
+        s.plan.display().to_string(),
+        "--kubeconfig".into(),
+        kc.display().to_string(),
+        "--state".into(),
+        state.display().to_string(),
+    ];
+    let drift = measure(
+        "meshplan drift, no drift",
+        &sandbox,
+        meshplan,
+        &drift_args,
+        &[],
+    )?;
+    lines.push(drift.line());
     // Change 10 objects in the cluster, as meshplan's manager (drift of owned fields).
     let targets: Vec<ObjectRef> = live
         .keys()
@@ -369,6 +427,14 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
     }
     let changed = measure("meshplan plan, 10 changed", &sandbox, meshplan, &args, &[])?;
     lines.push(changed.line());
+    let drifted = measure(
+        "meshplan drift, 10 changed",
+        &sandbox,
+        meshplan,
+        &drift_args,
+        &[],
+    )?;
+    lines.push(drifted.line());
     if with_kubectl {
         let diff_args: Vec<String> = vec![
             "diff".into(),
@@ -404,6 +470,13 @@ fn run_scenario(s: &Scenario, meshplan: &Path, with_kubectl: bool) -> Result<Vec
             "\ncold plan / kubectl diff (fresh cache): {:.2}×; 10 changed / kubectl diff (warm cache): {:.2}×",
             cold.seconds / k1.seconds,
             changed.seconds / k2.seconds
+        ));
+        let baseline = helm_seconds + k2.seconds;
+        lines.push(format!(
+            "drift / (helm template {helm_seconds:.2} s + kubectl diff warm {:.2} s): {:.2}× (no drift), {:.2}× (10 changed)",
+            k2.seconds,
+            drift.seconds / baseline,
+            drifted.seconds / baseline
         ));
     }
     lines.push(format!("(records written for the warm runs: {recorded})"));

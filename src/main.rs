@@ -7,7 +7,19 @@ use clap::Parser;
 use meshplan::cli::{Cli, ExitStatus};
 
 fn main() -> std::process::ExitCode {
-    let cli = Cli::parse();
+    // A usage error exits 1 like every other error: exit 2 means changes or drift, and a CI
+    // job must never read a typo as drift (clap's own default is 2).
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            let _ = e.print();
+            return if e.exit_code() == 0 {
+                ExitStatus::Success.into()
+            } else {
+                ExitStatus::Error.into()
+            };
+        }
+    };
     init_tracing(cli.verbose);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

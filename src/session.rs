@@ -474,7 +474,11 @@ fn with_string_data(object: &mut serde_json::Value) {
     }
 }
 
-fn parse_targets(loaded: &LoadedPlan, targets: &[String]) -> Result<Vec<Address>, SessionError> {
+/// The `--target` addresses, each a node of the plan.
+pub(crate) fn parse_targets(
+    loaded: &LoadedPlan,
+    targets: &[String],
+) -> Result<Vec<Address>, SessionError> {
     targets
         .iter()
         .map(|t| match Address::parse(t) {

@@ -2,8 +2,8 @@
 //! `prevent_destroy` settings) translated into the executor's [`ApplyInput`] and
 //! [`DestroyRequest`].
 //!
-//! Object actions map one to one (create, update, replace, delete, adopt, no-op, forget);
-//! hooks become [`HookObject`]s. Nodes whose objects are not all known yet (rendered during
+//! Object actions map one to one (create, update, replace, delete, adopt, no-op, forget; a
+//! conflict is an update forced with `--force-conflicts`, refused without); hooks become [`HookObject`]s. Nodes whose objects are not all known yet (rendered during
 //! apply, unresolved reads, checks not yet evaluated, objects `(known after apply)` or of a
 //! kind not installed yet) and everything downstream of them are *deferred*: the caller
 //! applies the rest first, resolves what became known and plans again
@@ -73,12 +73,15 @@ fn is_unknown(node: &NodeChange, evaluated: &BTreeSet<String>) -> bool {
     }
 }
 
-/// The executor's input for the nodes of `change_set` that are not in `skip`.
+/// The executor's input for the nodes of `change_set` that are not in `skip`. A conflict
+/// (fields another manager took) is an update when `force_conflicts` (the engine then applies
+/// with force, taking the fields back), else refused.
 pub fn apply_input(
     change_set: &ChangeSet,
     plan: &Plan,
     graph: &PlanGraph,
     skip: &BTreeSet<String>,
+    force_conflicts: bool,
 ) -> Result<ApplyInput, AdaptError> {
     let mut nodes = Vec::new();
     for change in &change_set.nodes {
@@ -111,6 +114,7 @@ pub fn apply_input(
                 Action::Forget => ObjectAction::Forget,
                 // Deferred above: a node holding one is never adapted; kept safe here.
                 Action::KnownAfterApply => ObjectAction::Update,
+                Action::Conflict if force_conflicts => ObjectAction::Update,
                 Action::Conflict => {
                     return Err(AdaptError::Conflict {
                         node: change.address.clone(),
@@ -165,6 +169,7 @@ pub fn apply_input(
                 action,
                 desired: o.desired.clone(),
                 digest: o.desired_digest.clone(),
+                sensitive_paths: o.sensitive_paths.clone(),
             });
         }
         nodes.push(node);
@@ -286,7 +291,7 @@ depends_on = ["manifest.b"]
                 render_key: None,
             },
         ]);
-        let input = apply_input(&set, &l.plan, &l.graph, &BTreeSet::new()).unwrap();
+        let input = apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), false).unwrap();
         assert_eq!(input.nodes.len(), 2);
         let a = &input.nodes[0];
         let actions: Vec<ObjectAction> = a.objects.iter().map(|o| o.action).collect();
@@ -337,7 +342,7 @@ depends_on = ["manifest.b"]
                 "manifest.c".to_owned()
             ])
         );
-        let input = apply_input(&set, &l.plan, &l.graph, &deferred).unwrap();
+        let input = apply_input(&set, &l.plan, &l.graph, &deferred, false).unwrap();
         assert_eq!(input.nodes.len(), 1);
         assert_eq!(input.nodes[0].address, "manifest.a");
     }
@@ -354,7 +359,16 @@ depends_on = ["manifest.b"]
                 objects: vec![o],
                 render_key: None,
             }]);
-            assert!(apply_input(&set, &l.plan, &l.graph, &BTreeSet::new()).is_err());
+            assert!(apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), false).is_err());
         }
+        // With --force-conflicts a conflict is an update that takes the fields back.
+        let set = cs(vec![NodeChange {
+            address: "manifest.a".into(),
+            status: NodeStatus::Planned,
+            objects: vec![obj("a", Action::Conflict)],
+            render_key: None,
+        }]);
+        let input = apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), true).unwrap();
+        assert_eq!(input.nodes[0].objects[0].action, ObjectAction::Update);
     }
 }

@@ -139,7 +139,11 @@ impl Context<'_> {
         };
         let put = |desired: Value| {
             let digest = o.digest.clone().unwrap_or_else(|| digest_json(&desired));
-            RecordChange::Put { desired, digest }
+            RecordChange::Put {
+                desired,
+                digest,
+                sensitive: o.sensitive_paths.iter().cloned().collect(),
+            }
         };
         match o.action {
             ObjectAction::NoOp => return Ok(()),

@@ -66,6 +66,9 @@ pub struct ApplyObject {
     /// blake3 digest of the desired body, recorded as the applied digest (computed from
     /// `desired` when None).
     pub digest: Option<String>,
+    /// JSON pointers of `desired` holding sensitive values besides a Secret's data: the
+    /// state records them sealed.
+    pub sensitive_paths: BTreeSet<String>,
 }
 
 /// One Helm hook object of a node.

@@ -19,8 +19,13 @@ use crate::state::{
 pub(crate) enum RecordChange {
     /// Nothing (hooks: they are not recorded).
     Keep,
-    /// Record the object as applied from `desired` with `digest`.
-    Put { desired: Value, digest: String },
+    /// Record the object as applied from `desired` with `digest`; the values at the JSON
+    /// pointers `sensitive` (and a Secret's data) are kept sealed.
+    Put {
+        desired: Value,
+        digest: String,
+        sensitive: Vec<String>,
+    },
     /// Drop the record.
     Remove,
 }
@@ -98,7 +103,13 @@ impl<'a> Journal<'a> {
                 match change {
                     RecordChange::Keep => {}
                     RecordChange::Remove => batch = batch.remove_object(node, object),
-                    RecordChange::Put { desired, digest } => {
+                    RecordChange::Put {
+                        desired,
+                        digest,
+                        sensitive,
+                    } => {
+                        let sensitive = sealed_leaves(&desired, &sensitive);
+                        let sensitive: Vec<&str> = sensitive.iter().map(String::as_str).collect();
                         let meta = |key: &str| {
                             result
                                 .and_then(|r| r.pointer(&format!("/metadata/{key}")))
@@ -111,7 +122,7 @@ impl<'a> Journal<'a> {
                             uid: meta("uid"),
                             resource_version: meta("resourceVersion"),
                             applied_digest: digest,
-                            last_applied: self.store.protect(&desired, &[])?,
+                            last_applied: self.store.protect(&desired, &sensitive)?,
                         });
                     }
                 }
@@ -137,6 +148,34 @@ impl<'a> Journal<'a> {
     }
 }
 
+/// The JSON pointers to seal for the sensitive `paths` of `body`: a map is sealed value by
+/// value (as a Secret's data is), so that a change is reported for the key that changed and
+/// the keys stay comparable with the live object's field by field; anything else whole.
+fn sealed_leaves(body: &Value, paths: &[String]) -> Vec<String> {
+    fn walk(value: &Value, pointer: String, out: &mut Vec<String>) {
+        match value {
+            Value::Object(map) if !map.is_empty() => {
+                for (key, v) in map {
+                    let key = key.replace('~', "~0").replace('/', "~1");
+                    walk(v, format!("{pointer}/{key}"), out);
+                }
+            }
+            _ => out.push(pointer),
+        }
+    }
+    let mut out = Vec::new();
+    for p in paths {
+        match body.pointer(p) {
+            // "" (the whole body) stays as it is: the state keeps the identity in clear.
+            Some(v) if !p.is_empty() => walk(v, p.clone(), &mut out),
+            _ => out.push(p.clone()),
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
 /// Reads the live object for a snapshot (None: absent).
 pub(crate) async fn read_live(
     cluster: &dyn Cluster,
@@ -147,5 +186,32 @@ pub(crate) async fn read_live(
         // A kind not served yet has no objects.
         Err(crate::cluster::ClusterError::KindNotInstalled { .. }) => Ok(None),
         Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn a_sensitive_map_is_sealed_value_by_value() {
+        let body = json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "s"},
+            "data": {"tls.key": "a2V5", "a/b": "Yg=="},
+            "spec": {"token": "t", "list": [1, 2], "empty": {}}});
+        let paths: Vec<String> = ["/data", "/spec/token", "/spec/list", "/spec/empty", ""]
+            .map(str::to_owned)
+            .into();
+        assert_eq!(
+            sealed_leaves(&body, &paths),
+            [
+                "",
+                "/data/a~1b",
+                "/data/tls.key",
+                "/spec/empty",
+                "/spec/list",
+                "/spec/token"
+            ]
+        );
     }
 }

@@ -205,7 +205,13 @@ async fn run_phases<R: Replan>(
     let mut renders = PreviousRenders::new();
     for phase in 0..MAX_PHASES {
         let deferred = adapter::deferred_nodes(&change_set, phases.graph, &evaluated);
-        let input = adapter::apply_input(&change_set, phases.plan, phases.graph, &deferred)?;
+        let input = adapter::apply_input(
+            &change_set,
+            phases.plan,
+            phases.graph,
+            &deferred,
+            phases.options.force_conflicts,
+        )?;
         let has_work = input
             .nodes
             .iter()

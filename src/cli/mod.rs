@@ -39,6 +39,9 @@ pub enum Command {
     Destroy(DestroyArgs),
     /// Finish the rollback of an unfinished run (after a crash or a failed rollback).
     Rollback(RollbackArgs),
+    /// Compare the live cluster with what was last applied, by the fields meshplan owns
+    /// (read-only, no lock; for CI): exit 0 no drift, 2 drift, 1 error.
+    Drift(DriftArgs),
     /// Look at and repair the state.
     #[command(subcommand)]
     State(StateCommand),
@@ -324,6 +327,42 @@ fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
         .ok_or_else(|| format!("not a duration: {text:?} (e.g. 30s, 2m, 1m30s)"))
 }
 
+#[derive(Debug, Args)]
+pub struct DriftArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// The state directory (default: state/<plan name> under the working directory).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// Only the objects of this node (repeatable), e.g. --target helm.linkerd_viz.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// At most this many requests to the cluster at a time.
+    #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
+    pub parallelism: u16,
+    /// Report format.
+    #[arg(long, value_enum, default_value_t = DriftFormat::Human)]
+    pub format: DriftFormat,
+    /// Write the report in --format to FILE; stdout then gets the human report.
+    #[arg(long, value_name = "FILE")]
+    pub output_file: Option<PathBuf>,
+}
+
+/// The formats of `meshplan drift`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DriftFormat {
+    /// For people, grouped by node.
+    Human,
+    /// The report's versioned JSON (docs/drift-report.schema.json).
+    Json,
+    /// A table, for pull-request comments and CI step summaries.
+    Markdown,
+    /// JUnit XML: a test case per owned object, a failure per drifted one.
+    Junit,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum OutputFormat {
     Human,
@@ -393,7 +432,7 @@ pub enum ExitStatus {
     Success,
     /// 1: an error was reported.
     Error,
-    /// 2: changes are present (`--detailed-exitcode`, drift).
+    /// 2: changes are present (`--detailed-exitcode`), or drift (`meshplan drift`).
     Changes,
 }
 

@@ -158,7 +158,14 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         OutputFormat::Json => terminal::out(&render_json_event(&first)),
     }
     if first.has_conflicts() && !options.force_conflicts {
-        return Err(CommandError::ApplyConflicts.into());
+        return Err(CommandError::ApplyConflicts {
+            objects: first
+                .objects()
+                .filter(|(_, o)| o.action == crate::diff::Action::Conflict)
+                .map(|(node, o)| format!("{node}: {}", o.object))
+                .collect(),
+        }
+        .into());
     }
     if !first.has_changes() {
         terminal::err("No changes. The cluster matches the plan.\n");

@@ -24,20 +24,17 @@ pub enum CommandError {
     ))]
     UnfinishedRun,
 
-    #[error("objects conflict with another field manager (see the plan above)")]
-    #[diagnostic(help("change the plan, or pass --force-conflicts to take the fields"))]
-    ApplyConflicts,
-
     #[error(
-        "objects conflict with another field manager (see the plan above): {} ({})",
+        "{} {} fields another field manager took (see the plan above): {}; nothing was applied",
         objects.len(),
+        if objects.len() == 1 { "object has" } else { "objects have" },
         objects.join(", ")
     )]
     #[diagnostic(help(
-        "change the plan to agree with the other manager, or let that manager give the fields up; meshplan never forces"
+        "pass --force-conflicts to take the fields back, or give them up for good with an ignore rule in the plan (docs/drift.md)"
     ))]
-    PlanConflicts {
-        /// `node: object` of each conflicting object.
+    ApplyConflicts {
+        /// `node: object` of each object.
         objects: Vec<String>,
     },
 
@@ -61,4 +58,12 @@ pub enum CommandError {
 
     #[error("{0}")]
     Json(serde_json::Error),
+
+    #[error("cannot write the report to {}", path.display())]
+    #[diagnostic(help("check that the directory exists and can be written"))]
+    OutputFile {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }

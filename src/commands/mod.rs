@@ -10,6 +10,7 @@
 //! - [`apply`](mod@apply): a plan or a saved change set, in phases (`apply::phases`).
 //! - [`destroy`](mod@destroy), [`rollback`]: delete what the plan owns; roll back an
 //!   unfinished run.
+//! - [`drift`]: the live cluster against the state, read-only.
 //! - [`state`]: list, show, forget records; break a stale lock.
 //! - [`terminal`]: writing to stdout and stderr, the confirmation prompt, diagnostics, colour
 //!   and progress choices.
@@ -22,6 +23,7 @@
 mod apply;
 mod check;
 mod destroy;
+mod drift;
 mod error;
 mod graph;
 mod lint;
@@ -55,6 +57,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Apply(args) => apply::run(args).await,
         Command::Destroy(args) => destroy::run(args).await,
         Command::Rollback(args) => rollback::run(args).await,
+        Command::Drift(args) => drift::run(args).await,
         Command::State(command) => state::run(command).await,
         #[cfg(feature = "sandbox")]
         Command::Sandbox(SandboxCommand::Serve(args)) => sandbox::serve(args).await,

@@ -1,13 +1,13 @@
 //! `meshplan plan PLAN`: load, open a session, lint, plan; print the lint findings and the
 //! change set (stdout), optionally save it; exit 0 / 2 (with `--detailed-exitcode`) / 1 (an
-//! error-level lint finding included).
+//! error-level lint finding included). Fields another field manager took are drift: changes
+//! that take them back (exit 2), never errors.
 //!
 //! The state is opened for its records and caches only: plan writes the render cache and the
 //! discovery cache, never object records.
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::Cluster as _;
-use crate::diff::Action;
 use crate::diff::previous::load_previous;
 use crate::diff::saved::{self, SavedChangeSet, StateRef};
 use crate::report::{HumanOptions, render_human, render_json};
@@ -86,16 +86,6 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         );
         saved::write(path, &saved)?;
         terminal::err(&format!("Saved the change set to {}.\n", path.display()));
-    }
-    if change_set.has_conflicts() {
-        return Err(CommandError::PlanConflicts {
-            objects: change_set
-                .objects()
-                .filter(|(_, o)| o.action == Action::Conflict)
-                .map(|(node, o)| format!("{node}: {}", o.object))
-                .collect(),
-        }
-        .into());
     }
     Ok(if args.detailed_exitcode && change_set.has_changes() {
         ExitStatus::Changes

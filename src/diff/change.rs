@@ -40,7 +40,8 @@ pub enum Action {
     Forget,
     /// A helm hook: run when its node is installed or upgraded, not diffed.
     Hook,
-    /// Another field manager owns fields meshplan would set: the plan fails (never forced).
+    /// Another field manager took fields meshplan applied (`kubectl edit`, `kubectl scale`):
+    /// drift. Apply takes them back only with `--force-conflicts`.
     Conflict,
 }
 
@@ -57,7 +58,7 @@ impl Action {
             Action::KnownAfterApply => "?",
             Action::Forget => ".",
             Action::Hook => ">",
-            Action::Conflict => "!",
+            Action::Conflict => "~",
         }
     }
 
@@ -75,11 +76,12 @@ impl Action {
             Action::KnownAfterApply => "may change: its content is known after apply",
             Action::Forget => "is already gone (only its state record is removed)",
             Action::Hook => "runs if its node is installed or upgraded",
-            Action::Conflict => "conflicts with another field manager",
+            Action::Conflict => "will take fields back from another field manager",
         }
     }
 
     /// Whether apply would do something for this action (change the cluster or the state).
+    /// A conflict is a change: the fields go back to meshplan (with `--force-conflicts`).
     pub fn is_change(self) -> bool {
         matches!(
             self,
@@ -90,6 +92,7 @@ impl Action {
                 | Action::Adopt
                 | Action::KnownAfterApply
                 | Action::Forget
+                | Action::Conflict
         )
     }
 }
@@ -168,6 +171,10 @@ pub struct ObjectChange {
     /// sensitive values).
     #[serde(skip)]
     pub desired: Option<Value>,
+    /// The JSON pointers of `desired` that hold sensitive values besides a Secret's data (the
+    /// render's marks), so that apply records them sealed. Never serialised.
+    #[serde(skip)]
+    pub sensitive_paths: BTreeSet<String>,
 }
 
 impl ObjectChange {
@@ -186,6 +193,7 @@ impl ObjectChange {
             conflicts: Vec::new(),
             hook: None,
             desired: None,
+            sensitive_paths: BTreeSet::new(),
         }
     }
 }
@@ -235,6 +243,7 @@ impl NodeChange {
                         | Action::Replace
                         | Action::Delete
                         | Action::KnownAfterApply
+                        | Action::Conflict
                 )
             })
     }
@@ -261,6 +270,7 @@ pub struct Summary {
     pub rendered_during_apply: usize,
     /// State records of objects already gone.
     pub forget: usize,
+    /// Objects whose fields another field manager took (counted in `change`).
     pub conflicts: usize,
 }
 
@@ -296,7 +306,10 @@ impl ChangeSet {
                         s.change += 1;
                     }
                     Action::Forget => s.forget += 1,
-                    Action::Conflict => s.conflicts += 1,
+                    Action::Conflict => {
+                        s.conflicts += 1;
+                        s.change += 1;
+                    }
                     Action::NoOp | Action::Hook => {}
                 }
             }
@@ -309,7 +322,8 @@ impl ChangeSet {
         self.nodes.iter().any(NodeChange::has_changes)
     }
 
-    /// Whether some object conflicts with another field manager (the plan fails).
+    /// Whether another field manager took fields of some object (apply needs
+    /// `--force-conflicts`).
     pub fn has_conflicts(&self) -> bool {
         self.objects().any(|(_, o)| o.action == Action::Conflict)
     }

@@ -27,8 +27,9 @@
 //!    failed request → [`DiffError::Cluster`].
 //!
 //! A conflict is data, never an error: the change names the other managers and their fields
-//! ([`ObjectChange::conflicts`]); what a conflict means for the plan is its caller's policy
-//! (today `meshplan plan` fails when the change set has any).
+//! ([`ObjectChange::conflicts`]); what a conflict means is its caller's policy (drift: the
+//! plan shows it as a change that takes the fields back; apply refuses it unless
+//! `--force-conflicts`).
 
 use std::collections::BTreeSet;
 
@@ -357,12 +358,13 @@ pub fn prune(record: &ObjectRecord, live: Option<&Value>) -> ObjectChange {
 }
 
 /// A change of `d` with its digest; the desired body is kept only where apply sends or
-/// records it.
+/// records it (a conflict's, for an apply with `--force-conflicts`).
 fn change(d: &DesiredObject, action: Action) -> ObjectChange {
     let mut c = ObjectChange::new(d.object.clone(), action);
     c.desired_digest = Some(d.digest.clone());
-    if !matches!(action, Action::NoOp | Action::Conflict) {
+    if action != Action::NoOp {
         c.desired = Some(d.body.clone());
+        c.sensitive_paths = d.sensitive_paths.clone();
     }
     c
 }
@@ -578,7 +580,11 @@ mod tests {
         assert_eq!(c.fields[0].before, Some(json!("0")));
         assert_eq!(c.fields[0].after, Some(json!("1")));
         assert_eq!(c.live_resource_version.as_deref(), Some("5"));
-        assert_eq!(c.desired, None, "a conflict is never applied as planned");
+        assert_eq!(
+            c.desired.as_ref(),
+            Some(&d.body),
+            "a conflict is applied as planned with --force-conflicts"
+        );
 
         // Fields only meshplan itself holds (left by a rollback's replace) are taken back.
         let c = decided(&d, Some(&current), None, Some(conflict(FIELD_MANAGER)));

@@ -20,12 +20,15 @@
 //!   [`previous`]: what each node rendered to when it was applied last (render stability).
 //! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
 //!   still current before `apply FILE` uses it.
+//! - [`drift`]: `meshplan drift`: the live objects against what was last applied (the
+//!   state), by the fields meshplan owns; read-only, no render, no dry run.
 //!
 //! Requests happen only in `gather` (through the cluster door); the engine never prints
 //! (see `report/`).
 
 pub mod change;
 pub mod decide;
+pub mod drift;
 pub mod engine;
 pub mod error;
 pub mod fields;

@@ -113,6 +113,10 @@ pub fn build_partial(
         b.check_references(node, false, &all, &disabled_spans);
     }
     b.check_duplicate_objects(&nodes);
+    let ignore = match &raw.ignore {
+        Some(value) => b.ignore_rules(value, None),
+        None => Vec::new(),
+    };
     let Builder { diags, vars, .. } = b;
     let plan = Plan {
         name: name.unwrap_or_default(),
@@ -122,9 +126,13 @@ pub fn build_partial(
         repos,
         nodes,
         disabled,
+        ignore,
     };
     (plan, diags)
 }
+
+#[path = "build_ignore.rs"]
+mod build_ignore;
 
 struct Builder<'a> {
     raw: &'a RawPlan,
@@ -550,6 +558,13 @@ impl Builder<'_> {
             NodeKind::Read => self.read(raw, &address).map(NodeSpec::Read),
             NodeKind::Check => self.check(raw, &address).map(NodeSpec::Check),
         };
+        let ignore = match raw.field("ignore") {
+            Some(e) => {
+                let value = e.value.clone();
+                self.ignore_rules(&value, Some(&address))
+            }
+            None => Vec::new(),
+        };
         let suppress = self.suppressions(raw, &address);
         let spec = spec?;
         if self.diags.len() != errors_before {
@@ -563,6 +578,7 @@ impl Builder<'_> {
             timeout,
             prevent_destroy,
             namespace,
+            ignore,
             suppress,
             spec,
         })

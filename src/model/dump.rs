@@ -33,6 +33,9 @@ pub fn dump_plan(plan: &Plan) -> String {
     for node in plan.nodes.values() {
         dump_node(&mut out, node);
     }
+    for rule in &plan.ignore {
+        let _ = writeln!(out, "ignore {}", rule_text(rule));
+    }
     if !plan.disabled.is_empty() {
         out.push_str("disabled\n");
         for address in plan.disabled.keys() {
@@ -63,6 +66,9 @@ fn dump_node(out: &mut String, node: &Node) {
     }
     if node.prevent_destroy {
         out.push_str("  prevent_destroy = true\n");
+    }
+    for rule in &node.ignore {
+        let _ = writeln!(out, "  ignore {}", rule_text(rule));
     }
     for s in &node.suppress {
         let _ = writeln!(out, "  suppress = {} ({})", s.check, s.reason);
@@ -165,4 +171,22 @@ pub fn value_json(value: &Value) -> String {
         }
     }
     to_json(value).to_string()
+}
+
+/// `Deployment linkerd-viz/web: /spec/replicas (scaled by an HPA)`.
+fn rule_text(rule: &super::ignore::IgnoreRule) -> String {
+    let kind = rule.kind.as_deref().unwrap_or("*");
+    let place = match (&rule.namespace, &rule.name) {
+        (Some(ns), Some(name)) => format!(" {ns}/{name}"),
+        (Some(ns), None) => format!(" {ns}/*"),
+        (None, Some(name)) => format!(" {name}"),
+        (None, None) => String::new(),
+    };
+    let fields: Vec<String> = rule.fields.iter().map(ToString::to_string).collect();
+    let reason = rule
+        .reason
+        .as_ref()
+        .map(|r| format!(" ({r})"))
+        .unwrap_or_default();
+    format!("{kind}{place}: {}{reason}", fields.join(", "))
 }

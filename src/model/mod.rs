@@ -11,12 +11,15 @@
 //! - [`Address`] (`TYPE.NAME`) and [`Reference`];
 //! - [`ObjectRef`] (the identity of a Kubernetes object; the cluster's type, re-exported)
 //!   from manifest objects, reads and checks, and [`Helm::merged_values`] (values files,
-//!   then `values`, deep-merged).
+//!   then `values`, deep-merged);
+//! - [`ignore`]: the fields meshplan neither compares nor owns ([`IgnoreRule`]s of the plan,
+//!   built-in rules), dropped by the render and skipped by plan and drift.
 
 pub mod address;
 pub mod build;
 pub mod dump;
 pub mod duration;
+pub mod ignore;
 pub mod lint_checks;
 pub mod object_ref;
 pub mod plan;
@@ -26,6 +29,7 @@ pub use address::{Address, NodeKind};
 pub use build::{BuildInput, LoadedFile, build, build_partial};
 pub use dump::{dump_plan, value_json};
 pub use duration::{format_duration, parse_duration};
+pub use ignore::{FieldPointer, IgnoreRule, IgnoredFields};
 pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;
 pub use plan::{

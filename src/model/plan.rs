@@ -10,6 +10,7 @@ use crate::model::lint_checks::CheckId;
 use crate::planfile::{FileId, RawValue, Span};
 
 use super::address::{Address, NodeKind};
+use super::ignore::IgnoreRule;
 use super::template::{EvalError, Lookup, RefUse, Reference, Scope, Template};
 
 /// A validated plan.
@@ -28,11 +29,22 @@ pub struct Plan {
     /// Nodes switched off with `enabled = false`: validated like the others, not part of the
     /// graph (a later apply deletes what they created before).
     pub disabled: BTreeMap<Address, Node>,
+    /// The plan-wide ignore rules (`[[ignore]]`), in the order written.
+    pub ignore: Vec<IgnoreRule>,
 }
 
 impl Plan {
     pub fn node(&self, address: &Address) -> Option<&Node> {
         self.nodes.get(address)
+    }
+
+    /// The ignore rules that may cover objects of node `address`: the node's, then the
+    /// plan-wide ones.
+    pub fn ignore_rules(&self, address: &Address) -> impl Iterator<Item = &IgnoreRule> {
+        self.node(address)
+            .into_iter()
+            .flat_map(|n| n.ignore.iter())
+            .chain(self.ignore.iter())
     }
 
     /// A scope where vars and static node attributes are known and `read.*.value` is not.
@@ -80,6 +92,8 @@ pub struct Node {
     pub prevent_destroy: bool,
     /// Default namespace (manifest), release namespace (helm), object namespace (read, check).
     pub namespace: Option<Template>,
+    /// Fields of the node's objects that meshplan neither compares nor owns (`ignore`).
+    pub ignore: Vec<IgnoreRule>,
     /// Lint findings switched off for this node (`suppress`), in the order written.
     pub suppress: Vec<Suppression>,
     pub spec: NodeSpec,

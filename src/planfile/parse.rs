@@ -12,6 +12,9 @@ use super::syntax::{
 
 const SECTIONS: [&str; 3] = ["plan", "vars", "repos"];
 
+/// The plan-wide ignore rules: `[[ignore]]`.
+const IGNORE: &str = "ignore";
+
 /// Parses a TOML document into a [`RawTable`]; syntax errors come back as diagnostics
 /// (all of them, as far as the TOML parser can recover).
 pub fn parse_toml(file: FileId, text: &str) -> Result<RawValue, Vec<Diagnostic>> {
@@ -184,6 +187,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
         vars: None,
         repos: None,
         nodes: Vec::new(),
+        ignore: None,
     };
     let root = match parse_toml(file, text) {
         Ok(root) => root,
@@ -221,6 +225,25 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             }
             continue;
         }
+        if key == IGNORE {
+            match &entry.value.kind {
+                RawKind::Array(_) | RawKind::Table(_) => plan.ignore = Some(entry.value.clone()),
+                _ => diags.push(
+                    Diagnostic::new(
+                        DiagnosticKind::WrongType,
+                        format!(
+                            "`ignore` must be an array of tables, not {}",
+                            entry.value.type_name()
+                        ),
+                    )
+                    .label(entry.value.span.clone(), "expected an array of tables")
+                    .help(
+                        "write each rule as a table: [[ignore]] kind = \"Deployment\" fields = [\"/spec/replicas\"]",
+                    ),
+                ),
+            }
+            continue;
+        }
         let Some(kind) = NodeKind::parse(key) else {
             if entry.value.as_table().is_none() {
                 let help = if key == "name" {
@@ -242,6 +265,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             }
             let mut candidates: Vec<&str> = NodeKind::ALL.iter().map(|k| k.as_str()).collect();
             candidates.extend(SECTIONS);
+            candidates.push(IGNORE);
             let suggestion = did_you_mean(key, candidates);
             let help = match suggestion {
                 Some(s) => format!("did you mean `{s}`?"),

@@ -123,7 +123,7 @@ impl NodeKind {
     /// Fields specific to this node type.
     pub fn own_fields(self) -> &'static [&'static str] {
         match self {
-            Self::Manifest => &["file", "yaml", "objects"],
+            Self::Manifest => &["file", "yaml", "objects", "ignore"],
             Self::Helm => &[
                 "chart",
                 "version",
@@ -132,6 +132,7 @@ impl NodeKind {
                 "values_files",
                 "include_crds",
                 "create_namespace",
+                "ignore",
             ],
             Self::Read => &["api_version", "kind", "name", "key", "field", "sensitive"],
             Self::Check => &["api_version", "kind", "name", "condition", "status"],
@@ -174,6 +175,9 @@ pub struct RawPlan {
     pub repos: Option<RawSection>,
     /// Every `[TYPE.NAME]` table, sorted by address.
     pub nodes: Vec<RawNode>,
+    /// The plan-wide ignore rules (`[[ignore]]`): an array of tables (or one table), checked
+    /// by the model.
+    pub ignore: Option<RawValue>,
 }
 
 /// A top-level table such as `[plan]` or `[vars]`.

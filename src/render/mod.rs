@@ -13,8 +13,8 @@
 //!    previous values are carried over.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
-//!    ownership marks, sensitive paths, digest, hook marks, and its comparison with the
-//!    previous render ([`SincePrevious`]).
+//!    ownership marks, sensitive paths, ignored fields dropped, digest, hook marks, and its
+//!    comparison with the previous render ([`SincePrevious`]).
 //!
 //! Read and check nodes have no objects and are not part of the result. Only the helm runner
 //! does I/O (it runs helm, reads local charts and writes a temporary 0600 values file).
@@ -392,20 +392,37 @@ impl Renderer {
                 .as_ref()
                 .map(|d| d as &dyn KindScopes),
         );
+        let mut ignore_facts = crate::model::ignore::IgnoreFacts::default();
         for node in raw.values() {
-            if let RawNode::Objects { docs, .. } = node {
+            if let RawNode::Objects {
+                docs,
+                default_namespace,
+                ..
+            } = node
+            {
                 docs.iter().for_each(|d| kinds.learn(&d.object));
+                let namespace = match default_namespace {
+                    DefaultNamespace::Known(ns) => Some(ns.as_str()),
+                    DefaultNamespace::Unknown => None,
+                };
+                ignore_facts.learn(docs.iter().map(|d| &d.object), namespace);
             }
         }
         let sensitive_values = scope.sensitive_values();
         let mut nodes = BTreeMap::new();
         for (address, node) in raw {
+            let rules: Vec<&crate::model::IgnoreRule> = plan.ignore_rules(&address).collect();
+            let finish = FinishInputs {
+                kinds: &kinds,
+                sensitive_values: &sensitive_values,
+                ignore_rules: &rules,
+                ignore_facts: &ignore_facts,
+            };
             match finish_node(
                 &plan.name,
                 &address,
                 node,
-                &kinds,
-                &sensitive_values,
+                &finish,
                 inputs.previous.get(&address),
             ) {
                 Ok(n) => {
@@ -793,12 +810,19 @@ fn render_manifest(
     })
 }
 
+/// What finishing a node's objects needs besides the node.
+struct FinishInputs<'a> {
+    kinds: &'a PlanKinds<'a>,
+    sensitive_values: &'a [String],
+    ignore_rules: &'a [&'a crate::model::IgnoreRule],
+    ignore_facts: &'a crate::model::ignore::IgnoreFacts,
+}
+
 fn finish_node(
     plan_name: &str,
     address: &Address,
     node: RawNode,
-    kinds: &PlanKinds<'_>,
-    sensitive_values: &[String],
+    inputs: &FinishInputs<'_>,
     previous: Option<&PreviousRender>,
 ) -> Result<NodeRender, RenderError> {
     let (docs, default_namespace, helm) = match node {
@@ -832,8 +856,10 @@ fn finish_node(
         plan_name,
         node: &node_text,
         default_namespace,
-        kinds,
-        sensitive_values,
+        kinds: inputs.kinds,
+        sensitive_values: inputs.sensitive_values,
+        ignore_rules: inputs.ignore_rules,
+        ignore_facts: inputs.ignore_facts,
     };
     let previous_objects: BTreeMap<ObjectRef, &Json> = previous
         .map(|p| {

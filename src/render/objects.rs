@@ -11,6 +11,8 @@
 //!   `meshplan.io/plan` and `meshplan.io/node`.
 //! - Sensitive paths: `/data` and `/stringData` of Secrets, and every string that contains a
 //!   sensitive read value.
+//! - Ignored fields: the fields of the plan's ignore rules and of the built-in rules
+//!   ([`crate::model::ignore`]) are dropped, so that server-side apply gives them up.
 
 use std::collections::BTreeSet;
 
@@ -18,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value as Json;
 
 use crate::model::ObjectRef;
+use crate::model::ignore::{IgnoreFacts, IgnoreRule, IgnoredFields};
 
 use super::json::{digest, leaves, push_segment, remove_pointer, set_pointer};
 use super::kinds::{KindScope, PlanKinds};
@@ -190,6 +193,10 @@ pub struct FinishContext<'a> {
     pub kinds: &'a PlanKinds<'a>,
     /// Known sensitive values; strings containing one are sensitive.
     pub sensitive_values: &'a [String],
+    /// The ignore rules that may cover the node's objects (the node's and the plan's).
+    pub ignore_rules: &'a [&'a IgnoreRule],
+    /// What the built-in ignore rules need to know about the whole plan.
+    pub ignore_facts: &'a IgnoreFacts,
 }
 
 /// An object after finishing, before the comparison with the previous render.
@@ -300,6 +307,27 @@ pub fn finish(
             }
         }
     }
+    // Fields meshplan neither compares nor owns: not applied, so server-side apply gives
+    // them up.
+    let ignored = IgnoredFields::of(
+        ctx.ignore_rules.iter().copied(),
+        ctx.ignore_facts,
+        ctx.node,
+        &object,
+    );
+    let removed: Vec<String> = ignored
+        .remove_from(&mut object)
+        .into_iter()
+        .map(ToString::to_string)
+        .collect();
+    if !removed.is_empty() {
+        let gone = |p: &String| {
+            let segments = crate::model::ignore::pointer_segments(p);
+            ignored.covers(&segments).is_some()
+        };
+        unknown_paths.retain(|p| !gone(p));
+        sensitive_paths.retain(|p| !gone(p));
+    }
     let mut object_ref = identity(&object);
     if scope == KindScope::Cluster {
         object_ref.namespace = None;
@@ -319,6 +347,9 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    static NO_FACTS: std::sync::LazyLock<IgnoreFacts> =
+        std::sync::LazyLock::new(IgnoreFacts::default);
+
     fn ctx<'a>(kinds: &'a PlanKinds<'a>, secrets: &'a [String]) -> FinishContext<'a> {
         FinishContext {
             plan_name: "p",
@@ -326,6 +357,8 @@ mod tests {
             default_namespace: DefaultNamespace::Known("apps".into()),
             kinds,
             sensitive_values: secrets,
+            ignore_rules: &[],
+            ignore_facts: &NO_FACTS,
         }
     }
 

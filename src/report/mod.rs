@@ -3,6 +3,7 @@
 //! of them (data on stdout, progress on stderr).
 //!
 //! - [`plan`]: the change set of `meshplan plan`, human (Terraform-like) and JSON.
+//! - [`drift`]: the drift report of `meshplan drift`: human, JSON, Markdown, JUnit XML.
 //! - [`progress`]: apply / rollback / destroy progress (live view, plain lines, JSON lines).
 //! - [`apply`]: what apply and destroy say besides progress (values known after apply, the
 //!   objects a destroy deletes or keeps).
@@ -12,6 +13,7 @@
 //! - [`health`]: the health report of `meshplan check`, human and JSON.
 
 pub mod apply;
+pub mod drift;
 pub mod health;
 pub mod lint;
 pub mod plan;

@@ -11,8 +11,9 @@
 //! Plan: 0 to add, 1 to change, 0 to destroy.
 //! ```
 //!
-//! - Symbols are fixed ([`Action::symbol`]): `+` create, `~` update, `-` delete, `-/+`
-//!   replace, `<=` adopt, `?` known after apply, `.` forget, `>` hook, `!` conflict.
+//! - Symbols are fixed ([`Action::symbol`]): `+` create, `~` update (and taking fields back
+//!   from another field manager), `-` delete, `-/+` replace, `<=` adopt, `?` known after
+//!   apply, `.` forget, `>` hook.
 //! - Only changed fields are shown, as a unified diff (similar) of `path: value` lines.
 //!   Creates show only their unknown and sensitive fields. Sensitive values are never shown:
 //!   `(sensitive, changed)`.
@@ -76,7 +77,9 @@ fn legend(a: Action) -> &'static str {
         Action::KnownAfterApply => "known after apply (decided during apply)",
         Action::Forget => "forget (already gone: the state record is removed)",
         Action::Hook => "helm hook (runs when its node is installed or upgraded)",
-        Action::Conflict => "conflict with another field manager (never forced)",
+        Action::Conflict => {
+            "take fields back from another field manager (apply needs --force-conflicts)"
+        }
         Action::NoOp => "no change",
     }
 }
@@ -85,7 +88,7 @@ fn legend_actions(cs: &ChangeSet) -> Vec<Action> {
     let mut used: Vec<Action> = cs
         .nodes
         .iter()
-        .filter(|n| n.has_changes() || n.objects.iter().any(|o| o.action == Action::Conflict))
+        .filter(|n| n.has_changes())
         .flat_map(|n| n.objects.iter().map(|o| o.action))
         .filter(|a| *a != Action::NoOp)
         .collect();
@@ -107,8 +110,8 @@ fn paint(text: &str, action: Action, options: HumanOptions) -> String {
     }
     let code = match action {
         Action::Create => "32",
-        Action::Update | Action::KnownAfterApply => "33",
-        Action::Delete | Action::Replace | Action::Conflict => "31",
+        Action::Update | Action::KnownAfterApply | Action::Conflict => "33",
+        Action::Delete | Action::Replace => "31",
         Action::Adopt | Action::Hook => "36",
         Action::Forget | Action::NoOp => "2",
     };
@@ -116,7 +119,6 @@ fn paint(text: &str, action: Action, options: HumanOptions) -> String {
 }
 
 fn render_node(out: &mut String, node: &NodeChange, options: HumanOptions) {
-    let conflicts = node.objects.iter().any(|o| o.action == Action::Conflict);
     let shown: Vec<&ObjectChange> = node
         .objects
         .iter()
@@ -139,7 +141,7 @@ fn render_node(out: &mut String, node: &NodeChange, options: HumanOptions) {
         NodeStatus::Removed => {
             let _ = writeln!(out, "{} (no longer in the plan)", node.address);
         }
-        _ if !node.has_changes() && !conflicts => return,
+        _ if !node.has_changes() => return,
         _ => {
             let _ = writeln!(out, "{}", node.address);
         }
@@ -184,7 +186,7 @@ fn render_object(out: &mut String, o: &ObjectChange, options: HumanOptions) {
     if o.action == Action::Conflict {
         let _ = writeln!(
             out,
-            "      # meshplan never takes fields from another manager silently"
+            "      # apply takes them back only with --force-conflicts (an ignore rule gives them up for good)"
         );
     }
     render_fields(out, &o.fields);
@@ -258,7 +260,7 @@ fn field_text(out: &mut String, path: &str, value: &Value) {
 
 fn summary_lines(cs: &ChangeSet, s: &Summary) -> String {
     let mut out = String::new();
-    if !cs.has_changes() && s.conflicts == 0 {
+    if !cs.has_changes() {
         out.push_str("No changes. The cluster matches the plan.\n");
         return out;
     }
@@ -314,12 +316,12 @@ fn summary_lines(cs: &ChangeSet, s: &Summary) -> String {
     }
     if s.conflicts > 0 {
         extra.push(format!(
-            "{} {} another field manager: the plan fails",
+            "{} {} fields back from another field manager (apply needs --force-conflicts)",
             s.conflicts,
             if s.conflicts == 1 {
-                "object conflicts with"
+                "change takes"
             } else {
-                "objects conflict with"
+                "changes take"
             }
         ));
     }

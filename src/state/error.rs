@@ -170,6 +170,47 @@ pub enum StateError {
     )]
     Batch { path: PathBuf, message: String },
 
+    #[error("there is no state at {path}")]
+    #[diagnostic(
+        code(state::none),
+        help(
+            "nothing was applied with this plan and state directory yet: run `meshplan apply` first, or point --state at the state that apply wrote"
+        )
+    )]
+    NoState { path: PathBuf },
+
+    #[error("the state at {path} is open in another process{} and has no published snapshot", holder.as_ref().map(|h| format!(" ({h})")).unwrap_or_default())]
+    #[diagnostic(
+        code(state::no_snapshot),
+        help(
+            "the snapshot is written by meshplan when it opens the state: wait for the other process to end and run this again"
+        )
+    )]
+    NoSnapshot {
+        path: PathBuf,
+        holder: Option<String>,
+    },
+
+    #[error("the state at {path} is open read-only; nothing can be written to it")]
+    #[diagnostic(
+        code(state::read_only),
+        help("this is a bug: a read-only command tried to write the state")
+    )]
+    ReadOnly { path: PathBuf },
+
+    #[error("the state at {path} has the older format {found} (this meshplan writes {known})")]
+    #[diagnostic(
+        code(state::older_format),
+        help(
+            "a read-only command does not migrate a state: run `meshplan state list` once to migrate it, then run this again"
+        )
+    )]
+    OlderFormatReadOnly {
+        path: PathBuf,
+        found: u32,
+        known: u32,
+    },
+
     #[error("the state at {path} changed since it was read (serial {found}, expected {expected})")]
     #[diagnostic(
         code(state::serial),

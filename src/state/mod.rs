@@ -21,8 +21,10 @@
 //! [`ProtectedBody`]: redacted markers plus the values encrypted with the state key
 //! ([`crypto`]). One process writes a state at a time ([`lock`]).
 //!
-//! Caveat: the sled database allows one open handle per process tree at a time, so the lock
-//! is taken on every open, readers included.
+//! The sled database allows one open handle per process tree at a time, so [`SledStore`]
+//! takes the writer lock on every open. Commands that only read use [`open_read_only`]
+//! instead ([`snapshot`]): no lock, the database read and closed at once, or, while a writer
+//! holds it, the snapshot that writer publishes after every commit that changes records.
 
 pub mod crypto;
 mod dump;
@@ -30,6 +32,7 @@ mod error;
 pub mod lock;
 mod migrate;
 mod sled_store;
+pub mod snapshot;
 mod trees;
 
 use std::collections::BTreeMap;
@@ -43,6 +46,7 @@ pub use error::StateError;
 pub use lock::{Liveness, LockHolder, WriterLock};
 pub use meshplan_k8s::{Discovery, ObjectRef};
 pub use sled_store::SledStore;
+pub use snapshot::{SnapshotSource, StateSnapshot, open_read_only};
 
 /// The state format this meshplan reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
@@ -314,6 +318,13 @@ impl WriteBatch {
         self.ops
             .iter()
             .any(|op| matches!(op, WriteOp::PutObject(_) | WriteOp::RemoveObject { .. }))
+    }
+
+    /// Whether the batch begins or clears a run.
+    pub fn changes_runs(&self) -> bool {
+        self.ops
+            .iter()
+            .any(|op| matches!(op, WriteOp::BeginRun(_) | WriteOp::ClearRun { .. }))
     }
 }
 

@@ -22,10 +22,10 @@ use super::{
 /// The database folder inside the state directory.
 pub(super) const DB_DIR: &str = "db";
 
-const K_LINEAGE: &[u8] = b"lineage";
-const K_SERIAL: &[u8] = b"serial";
-const K_KEY_CHECK: &[u8] = b"key_check";
-const K_DISCOVERY: &[u8] = b"discovery";
+pub(crate) const K_LINEAGE: &[u8] = b"lineage";
+pub(crate) const K_SERIAL: &[u8] = b"serial";
+pub(crate) const K_KEY_CHECK: &[u8] = b"key_check";
+pub(crate) const K_DISCOVERY: &[u8] = b"discovery";
 
 /// The sled-backed state. Holds the writer lock while open; dropping it closes the database,
 /// then releases the lock.
@@ -117,6 +117,8 @@ impl SledStore {
                 .map_err(|e| db_err(dir, e))?;
         }
         db.flush().map_err(|e| db_err(dir, e))?;
+        // Readers that cannot open the database while this process holds it read this.
+        super::snapshot::publish(dir, &trees)?;
         Ok(Self {
             trees,
             db,
@@ -281,6 +283,9 @@ impl StateStore for SledStore {
             Err(TransactionError::Storage(e)) => return Err(db_err(&self.dir, e)),
         }
         self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        if bump || batch.changes_runs() {
+            super::snapshot::publish(&self.dir, &self.trees)?;
+        }
         self.meta()
     }
 
@@ -579,7 +584,7 @@ fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
     }
 }
 
-fn is_lock_error(e: &sled::Error) -> bool {
+pub(crate) fn is_lock_error(e: &sled::Error) -> bool {
     matches!(e, sled::Error::Io(io)
         if io.kind() == std::io::ErrorKind::WouldBlock || io.to_string().contains("lock"))
 }

@@ -215,6 +215,7 @@ pub fn object(node: &str, action: ObjectAction, body: Value) -> ApplyObject {
         action,
         desired: Some(body),
         digest: None,
+        sensitive_paths: Default::default(),
     }
 }
 

@@ -12,6 +12,7 @@ mod apply_signals;
 mod check_cmd;
 mod closed_output;
 mod cluster;
+mod drift_cmd;
 mod graph_cmd;
 mod large_inputs;
 mod lint_cmd;

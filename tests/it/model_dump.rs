@@ -25,6 +25,12 @@ fn all_forms_dump() {
 }
 
 #[test]
+fn ignore_rules_dump() {
+    let loaded = load_fixture("tests/fixtures/valid/ignore_rules/plan.toml", &[]);
+    insta::assert_snapshot!(redact(&dump_plan(&loaded.plan)));
+}
+
+#[test]
 fn sample_plan_dump() {
     let loaded = load_fixture("plans/linkerd.toml", &["viz_dashboard_ingress=true"]);
     insta::assert_snapshot!(redact(&dump_plan(&loaded.plan)));

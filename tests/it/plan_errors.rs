@@ -51,6 +51,8 @@ invalid_cases!(
     duplicate_node_name,
     duplicate_object,
     enabled_not_boolean,
+    ignore_rules_malformed,
+    ignore_wrong_shape,
     incomplete_object,
     invalid_names,
     manifest_two_sources,

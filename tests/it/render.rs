@@ -826,3 +826,62 @@ async fn values_override_an_unknown_of_a_values_file() {
     }
     assert_eq!(render(plan_text(true)).await, NodeStatus::Rendered);
 }
+
+/// Ignore rules: the fields they name are not rendered (so apply gives them up), whether the
+/// rule is the node's, the plan's or built in; other fields and objects are untouched.
+#[tokio::test]
+async fn ignored_fields_are_dropped_from_what_is_applied() {
+    let loaded = load_plan(
+        &root().join("tests/fixtures/valid/ignore_rules/plan.toml"),
+        &[],
+    );
+    let rendered = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&loaded.plan, &RenderInputs::default())
+        .await
+        .unwrap();
+    let object = |node: &str, kind: &str| {
+        rendered.nodes[&addr(node)]
+            .objects
+            .iter()
+            .find(|o| o.object_ref.kind == kind)
+            .unwrap()
+            .object
+            .clone()
+    };
+    let deployment = object("manifest.web", "Deployment");
+    // Built in: the HPA of the plan scales it.
+    assert!(
+        deployment["spec"].get("replicas").is_none(),
+        "{deployment:#}"
+    );
+    // The plan-wide rule.
+    assert!(
+        deployment["spec"]["template"]["metadata"]
+            .get("annotations")
+            .and_then(|a| a.get("kubectl.kubernetes.io/restartedAt"))
+            .is_none(),
+        "{deployment:#}"
+    );
+    assert_eq!(
+        deployment["spec"]["template"]["spec"]["containers"][0]["image"],
+        "nginx:1.27"
+    );
+    // The node's rule.
+    let tuning = object("manifest.web", "ConfigMap");
+    assert_eq!(tuning["data"], serde_json::json!({"mode": "fast"}));
+    // Built in: cert-manager injects the CA bundle of an annotated webhook.
+    let webhook = object("manifest.webhook", "ValidatingWebhookConfiguration");
+    assert!(
+        webhook["webhooks"][0]["clientConfig"]
+            .get("caBundle")
+            .is_none(),
+        "{webhook:#}"
+    );
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "web-validator"
+    );
+    // The HPA itself is rendered as written.
+    let hpa = object("manifest.web", "HorizontalPodAutoscaler");
+    assert_eq!(hpa["spec"]["maxReplicas"], 5);
+}

@@ -3,6 +3,8 @@
 //!
 //! - [`object`]: references to objects and kinds ([`ObjectRef`], [`KindRef`]).
 //! - [`discovery`]: what a cluster serves ([`Discovery`], [`ApiResourceInfo`]).
+//! - [`fields_v1`]: managedFields: FieldsV1 path elements and field sets, entries, the field
+//!   set of a value, paths walked against an object.
 //! - [`lists`]: how lists and maps merge and are owned (structured-merge-diff's list types).
 //! - [`schema`]: CRD structural schemas: pruning, defaulting, validation with the API server's
 //!   messages ([`Structural`]).
@@ -15,6 +17,7 @@
 
 pub mod discovery;
 pub mod duration;
+pub mod fields_v1;
 pub mod go;
 pub mod lists;
 pub mod object;
@@ -23,6 +26,7 @@ pub mod text;
 
 pub use discovery::{ApiResourceInfo, Discovery};
 pub use duration::{GoDurationError, format_go_duration, parse_go_duration};
+pub use fields_v1::{FieldSet, ManagedFieldsEntry, PathElement};
 pub use lists::{BuiltinListTypes, ListType, ListTypes};
 pub use object::{KindRef, ObjectRef, split_api_version};
 pub use schema::Structural;

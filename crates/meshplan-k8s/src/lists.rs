@@ -56,7 +56,8 @@ pub trait ListTypes: Send + Sync {
 /// ports by `containerPort`+`protocol`, volumeMounts by `mountPath`, volumeDevices by
 /// `devicePath`; Service `spec.ports` by `port`+`protocol`; `metadata.ownerReferences` by
 /// `uid`; `status.conditions` by `type`; hostAliases by `ip`; topologySpreadConstraints by
-/// `topologyKey`+`whenUnsatisfiable`; `metadata.finalizers` is a set; everything else atomic.
+/// `topologyKey`+`whenUnsatisfiable`; the `webhooks` of webhook configurations by `name`;
+/// `metadata.finalizers` is a set; everything else atomic.
 /// Atomic objects: `spec.selector` (workloads and Services), label/namespace/pod/node
 /// selectors, env `valueFrom` references, owner references, image pull secrets, roleRef.
 ///
@@ -80,6 +81,7 @@ impl ListTypes for BuiltinListTypes {
         match (path, last) {
             (["metadata", "finalizers"], _) => ListType::Set,
             (["metadata", "ownerReferences"], _) => keys(&["uid"]),
+            (["webhooks"], _) => keys(&["name"]),
             (["spec", "ports"], _) => keys(&["port", "protocol"]),
             (["status", "conditions"], _) => keys(&["type"]),
             (_, "ports") if in_container => keys(&["containerPort", "protocol"]),

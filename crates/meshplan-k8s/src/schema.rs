@@ -45,9 +45,11 @@
 //! - Formats: `date-time` (RFC 3339, loosely), `date`, `uuid` and `byte` are checked on
 //!   strings; `int32`, `int64`, `float`, `double` and unknown formats are accepted (as the API
 //!   server does: it does not range-check int32).
-//! - Not implemented: CEL rules (`x-kubernetes-validations`), `x-kubernetes-map-type` (not
-//!   reported through [`ListTypes`]), validation and pruning of `default` values at compile
-//!   time, the ObjectMeta pruning of embedded resources' `metadata`, ratcheting of unchanged
+//! - Field ownership ([`ListTypes`]): `x-kubernetes-list-type` and `-list-map-keys` for
+//!   lists, `x-kubernetes-map-type: atomic` for objects owned as a whole, and map keys for
+//!   objects of `additionalProperties` (or preserve-unknown-fields without properties).
+//! - Not implemented: CEL rules (`x-kubernetes-validations`), validation and pruning of
+//!   `default` values at compile time, the ObjectMeta pruning of embedded resources' `metadata`, ratcheting of unchanged
 //!   invalid values on update.
 
 use regex::Regex;
@@ -197,6 +199,8 @@ struct Node {
     default: Option<Value>,
     list_kind: Option<ListKind>,
     list_map_keys: Vec<String>,
+    /// `x-kubernetes-map-type: atomic`.
+    map_atomic: bool,
     all_of: Vec<Node>,
     any_of: Vec<Node>,
     one_of: Vec<Node>,
@@ -233,6 +237,7 @@ impl Node {
             default: None,
             list_kind: None,
             list_map_keys: Vec::new(),
+            map_atomic: false,
             all_of: Vec::new(),
             any_of: Vec::new(),
             one_of: Vec::new(),
@@ -373,6 +378,17 @@ impl ListTypes for Structural {
             None => ListType::Atomic,
         }
     }
+
+    fn map_is_atomic(&self, path: &[&str]) -> bool {
+        self.node_at(path).is_some_and(|node| node.map_atomic)
+    }
+
+    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
+        self.node_at(path).is_some_and(|node| {
+            matches!(node.additional, Additional::Schema(_) | Additional::Any)
+                || (node.preserve_unknown && node.properties.is_empty())
+        })
+    }
 }
 
 /// The structural-schema errors of `openAPIV3Schema`, one message each (empty when it
@@ -499,6 +515,7 @@ fn compile_node(value: &Value, path: &str, position: Position, errors: &mut Vec<
     }
 
     node.preserve_unknown = flag(schema, "x-kubernetes-preserve-unknown-fields");
+    node.map_atomic = schema.get("x-kubernetes-map-type").and_then(Value::as_str) == Some("atomic");
     node.int_or_string = flag(schema, "x-kubernetes-int-or-string");
     node.embedded = flag(schema, "x-kubernetes-embedded-resource");
     node.nullable = flag(schema, "nullable");
@@ -1698,6 +1715,37 @@ mod tests {
 
     fn cr(spec: Value) -> Value {
         json!({"apiVersion": "example.com/v1", "kind": "Widget", "metadata": {"name": "w1"}, "spec": spec})
+    }
+
+    // ----- field ownership
+
+    #[test]
+    fn ownership_rules_come_from_the_schema_markers() {
+        let s = widget();
+        assert_eq!(
+            s.list_type(&["spec", "ports"]),
+            ListType::Map(vec!["port".into(), "protocol".into()])
+        );
+        assert_eq!(s.list_type(&["spec", "finalizers"]), ListType::Set);
+        assert_eq!(s.list_type(&["spec", "tags"]), ListType::Atomic);
+        assert!(
+            s.keys_are_map_keys(&["spec", "labels"]),
+            "additionalProperties"
+        );
+        assert!(
+            !s.keys_are_map_keys(&["spec", "free"]),
+            "declares properties"
+        );
+        assert!(!s.keys_are_map_keys(&["spec", "settings"]));
+        assert!(!s.map_is_atomic(&["spec", "settings"]));
+        let atomic = compile(json!({"type": "object", "properties": {
+            "spec": {"type": "object", "properties": {
+                "selector": {"type": "object", "x-kubernetes-map-type": "atomic",
+                             "properties": {"matchLabels": {"type": "object",
+                                 "additionalProperties": {"type": "string"}}}},
+                "extra": {"type": "object", "x-kubernetes-preserve-unknown-fields": true}}}}}));
+        assert!(atomic.map_is_atomic(&["spec", "selector"]));
+        assert!(atomic.keys_are_map_keys(&["spec", "extra"]));
     }
 
     #[test]

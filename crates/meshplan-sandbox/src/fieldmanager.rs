@@ -39,10 +39,13 @@
 //!   field set changes or when the apply changed the object; an `Update` entry's when the
 //!   write gave it fields.
 
-use std::cmp::Ordering;
 use std::collections::{BTreeMap, BTreeSet};
 
-use meshplan_k8s::lists::{ListType, ListTypes};
+use meshplan_k8s::fields_v1::{
+    self, FieldSet, ManagedFieldsEntry, OPERATION_APPLY as OP_APPLY, OPERATION_UPDATE as OP_UPDATE,
+    PathElement as Pe, Shape, path_string, quote,
+};
+use meshplan_k8s::lists::ListTypes;
 use serde_json::{Map, Value};
 
 /// One conflicting field: who owns it and where it is, in the path form real API servers use
@@ -450,353 +453,6 @@ fn cap_update_managers(entries: &mut Vec<Entry>) {
     }
 }
 
-// ---------------------------------------------------------------------------------------
-// Path elements and field sets
-// ---------------------------------------------------------------------------------------
-
-const OP_APPLY: &str = "Apply";
-const OP_UPDATE: &str = "Update";
-
-/// One step of a field path.
-#[derive(Debug, Clone)]
-enum Pe {
-    /// `f:<name>`: a field of an object.
-    Field(String),
-    /// `k:<json>`: an item of an associative list, by its key fields (sorted by name).
-    Key(Vec<(String, Value)>),
-    /// `v:<json>`: an item of a set list.
-    Val(Value),
-    /// `i:<n>`: an item by position (never produced here, kept when decoding).
-    Index(usize),
-}
-
-impl Pe {
-    fn rank(&self) -> u8 {
-        match self {
-            Pe::Field(_) => 0,
-            Pe::Key(_) => 1,
-            Pe::Val(_) => 2,
-            Pe::Index(_) => 3,
-        }
-    }
-
-    fn field_name(&self) -> Option<&str> {
-        match self {
-            Pe::Field(name) => Some(name),
-            _ => None,
-        }
-    }
-
-    /// The FieldsV1 key of this element.
-    fn encode(&self) -> String {
-        match self {
-            Pe::Field(name) => format!("f:{name}"),
-            Pe::Key(fields) => {
-                let mut map = Map::new();
-                for (name, value) in fields {
-                    map.insert(name.clone(), value.clone());
-                }
-                format!("k:{}", Value::Object(map))
-            }
-            Pe::Val(value) => format!("v:{value}"),
-            Pe::Index(i) => format!("i:{i}"),
-        }
-    }
-
-    fn decode(text: &str) -> Option<Pe> {
-        let (prefix, rest) = text.split_at_checked(2)?;
-        match prefix {
-            "f:" => Some(Pe::Field(rest.to_string())),
-            "k:" => match serde_json::from_str::<Value>(rest).ok()? {
-                Value::Object(map) => {
-                    let mut fields: Vec<(String, Value)> = map.into_iter().collect();
-                    fields.sort_by(|a, b| a.0.cmp(&b.0));
-                    Some(Pe::Key(fields))
-                }
-                _ => None,
-            },
-            "v:" => serde_json::from_str(rest).ok().map(Pe::Val),
-            "i:" => rest.parse().ok().map(Pe::Index),
-            _ => None,
-        }
-    }
-
-    /// The element in the path form of conflict messages: `.name`, `[k="v",n=1]`, `[="v"]`.
-    fn display(&self) -> String {
-        match self {
-            Pe::Field(name) => format!(".{name}"),
-            Pe::Key(fields) => {
-                let parts: Vec<String> = fields
-                    .iter()
-                    .map(|(name, value)| format!("{name}={}", value_string(value)))
-                    .collect();
-                format!("[{}]", parts.join(","))
-            }
-            Pe::Val(value) => format!("[={}]", value_string(value)),
-            Pe::Index(i) => format!("[{i}]"),
-        }
-    }
-}
-
-impl PartialEq for Pe {
-    fn eq(&self, other: &Self) -> bool {
-        self.cmp(other) == Ordering::Equal
-    }
-}
-
-impl Eq for Pe {}
-
-impl PartialOrd for Pe {
-    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Pe {
-    fn cmp(&self, other: &Self) -> Ordering {
-        match (self, other) {
-            (Pe::Field(a), Pe::Field(b)) => a.cmp(b),
-            (Pe::Key(a), Pe::Key(b)) => {
-                for ((an, av), (bn, bv)) in a.iter().zip(b.iter()) {
-                    let c = an.cmp(bn).then_with(|| compare_values(av, bv));
-                    if c != Ordering::Equal {
-                        return c;
-                    }
-                }
-                a.len().cmp(&b.len())
-            }
-            (Pe::Val(a), Pe::Val(b)) => compare_values(a, b),
-            (Pe::Index(a), Pe::Index(b)) => a.cmp(b),
-            _ => self.rank().cmp(&other.rank()),
-        }
-    }
-}
-
-/// The ordering structured-merge-diff gives values: numbers, strings, booleans, lists, maps,
-/// null.
-fn compare_values(a: &Value, b: &Value) -> Ordering {
-    fn rank(v: &Value) -> u8 {
-        match v {
-            Value::Number(_) => 0,
-            Value::String(_) => 1,
-            Value::Bool(_) => 2,
-            Value::Array(_) => 3,
-            Value::Object(_) => 4,
-            Value::Null => 5,
-        }
-    }
-    match (a, b) {
-        (Value::Number(x), Value::Number(y)) => match (x.as_i64(), y.as_i64()) {
-            (Some(x), Some(y)) => x.cmp(&y),
-            _ => {
-                let (x, y) = (x.as_f64().unwrap_or(0.0), y.as_f64().unwrap_or(0.0));
-                x.partial_cmp(&y).unwrap_or(Ordering::Equal)
-            }
-        },
-        (Value::String(x), Value::String(y)) => x.cmp(y),
-        (Value::Bool(x), Value::Bool(y)) => x.cmp(y),
-        (Value::Array(x), Value::Array(y)) => {
-            for (p, q) in x.iter().zip(y.iter()) {
-                let c = compare_values(p, q);
-                if c != Ordering::Equal {
-                    return c;
-                }
-            }
-            x.len().cmp(&y.len())
-        }
-        (Value::Object(x), Value::Object(y)) => {
-            let mut xs: Vec<(&String, &Value)> = x.iter().collect();
-            let mut ys: Vec<(&String, &Value)> = y.iter().collect();
-            xs.sort_by(|p, q| p.0.cmp(q.0));
-            ys.sort_by(|p, q| p.0.cmp(q.0));
-            for ((xk, xv), (yk, yv)) in xs.iter().zip(ys.iter()) {
-                let c = xk.cmp(yk).then_with(|| compare_values(xv, yv));
-                if c != Ordering::Equal {
-                    return c;
-                }
-            }
-            xs.len().cmp(&ys.len())
-        }
-        (Value::Null, Value::Null) => Ordering::Equal,
-        _ => rank(a).cmp(&rank(b)),
-    }
-}
-
-/// A value in a conflict path: strings quoted, numbers and booleans plain.
-fn value_string(value: &Value) -> String {
-    match value {
-        Value::String(s) => quote(s),
-        other => other.to_string(),
-    }
-}
-
-/// A Go `%q`-style quoted string (JSON escaping, which agrees for printable text).
-fn quote(s: &str) -> String {
-    Value::String(s.to_string()).to_string()
-}
-
-fn path_string(path: &[Pe]) -> String {
-    path.iter().map(Pe::display).collect()
-}
-
-/// A set of field paths (the structured-merge-diff `fieldpath.Set`): `members` are owned
-/// paths ending here, `children` hold deeper paths. Children are never empty.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-struct FieldSet {
-    members: BTreeSet<Pe>,
-    children: BTreeMap<Pe, FieldSet>,
-}
-
-impl FieldSet {
-    fn is_empty(&self) -> bool {
-        self.members.is_empty() && self.children.values().all(FieldSet::is_empty)
-    }
-
-    fn insert(&mut self, path: &[Pe]) {
-        match path {
-            [] => {}
-            [last] => {
-                self.members.insert(last.clone());
-            }
-            [first, rest @ ..] => self.children.entry(first.clone()).or_default().insert(rest),
-        }
-    }
-
-    #[cfg(test)]
-    fn has(&self, path: &[Pe]) -> bool {
-        match path {
-            [] => false,
-            [last] => self.members.contains(last),
-            [first, rest @ ..] => self.children.get(first).is_some_and(|c| c.has(rest)),
-        }
-    }
-
-    fn union(&self, other: &FieldSet) -> FieldSet {
-        let mut out = self.clone();
-        out.members.extend(other.members.iter().cloned());
-        for (pe, child) in &other.children {
-            let merged = match out.children.get(pe) {
-                Some(mine) => mine.union(child),
-                None => child.clone(),
-            };
-            out.children.insert(pe.clone(), merged);
-        }
-        out
-    }
-
-    fn intersection(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.intersection(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, child)| {
-                let theirs = other.children.get(pe)?;
-                let both = child.intersection(theirs);
-                (!both.is_empty()).then(|| (pe.clone(), both))
-            })
-            .collect();
-        FieldSet { members, children }
-    }
-
-    fn difference(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, child)| {
-                let rest = match other.children.get(pe) {
-                    Some(theirs) => child.difference(theirs),
-                    None => child.clone(),
-                };
-                (!rest.is_empty()).then(|| (pe.clone(), rest))
-            })
-            .collect();
-        FieldSet { members, children }
-    }
-
-    /// Removes every path of `self` that is in `other` or below a member of `other`.
-    fn recursive_difference(&self, other: &FieldSet) -> FieldSet {
-        let members = self.members.difference(&other.members).cloned().collect();
-        let children = self
-            .children
-            .iter()
-            .filter_map(|(pe, child)| {
-                if other.members.contains(pe) {
-                    return None;
-                }
-                let rest = match other.children.get(pe) {
-                    Some(theirs) => child.recursive_difference(theirs),
-                    None => child.clone(),
-                };
-                (!rest.is_empty()).then(|| (pe.clone(), rest))
-            })
-            .collect();
-        FieldSet { members, children }
-    }
-
-    /// All member paths: at each level the members first, then the children, in order.
-    fn paths(&self) -> Vec<Vec<Pe>> {
-        fn walk(set: &FieldSet, prefix: &mut Vec<Pe>, out: &mut Vec<Vec<Pe>>) {
-            for pe in &set.members {
-                let mut path = prefix.clone();
-                path.push(pe.clone());
-                out.push(path);
-            }
-            for (pe, child) in &set.children {
-                prefix.push(pe.clone());
-                walk(child, prefix, out);
-                prefix.pop();
-            }
-        }
-        let mut out = Vec::new();
-        walk(self, &mut Vec::new(), &mut out);
-        out
-    }
-
-    /// The FieldsV1 JSON of this set.
-    fn to_fields_v1(&self) -> Value {
-        self.emit(false)
-    }
-
-    fn emit(&self, owned: bool) -> Value {
-        let mut map = Map::new();
-        if owned {
-            map.insert(".".to_string(), Value::Object(Map::new()));
-        }
-        let keys: BTreeSet<&Pe> = self.members.iter().chain(self.children.keys()).collect();
-        for pe in keys {
-            let member = self.members.contains(pe);
-            let value = match self.children.get(pe) {
-                Some(child) if !child.is_empty() => child.emit(member),
-                _ => Value::Object(Map::new()),
-            };
-            map.insert(pe.encode(), value);
-        }
-        Value::Object(map)
-    }
-
-    /// Parses FieldsV1 JSON; None when it is malformed.
-    fn from_fields_v1(value: &Value) -> Option<FieldSet> {
-        let map = value.as_object()?;
-        let mut set = FieldSet::default();
-        for (key, child) in map {
-            if key == "." {
-                continue;
-            }
-            let pe = Pe::decode(key)?;
-            let child_map = child.as_object()?;
-            if child_map.is_empty() || child_map.contains_key(".") {
-                set.members.insert(pe.clone());
-            }
-            let sub = FieldSet::from_fields_v1(child)?;
-            if !sub.is_empty() {
-                set.children.insert(pe, sub);
-            }
-        }
-        Some(set)
-    }
-}
-
 /// Metadata the server sets; never taken from an applied configuration.
 const SERVER_METADATA: &[&str] = &[
     "uid",
@@ -849,19 +505,6 @@ fn ignored_set(ctx: &Context<'_>) -> FieldSet {
 // Typed walks over values
 // ---------------------------------------------------------------------------------------
 
-/// How a value at some path behaves.
-#[derive(Debug, Clone, PartialEq, Eq)]
-enum Shape {
-    /// Scalars, atomic lists and atomic objects.
-    Leaf,
-    /// A granular object: every key is a field.
-    Struct,
-    /// A list merged as a set of scalars.
-    Set,
-    /// A list merged by key fields.
-    Assoc(Vec<String>),
-}
-
 /// Differences between two objects as field sets.
 #[derive(Debug, Default)]
 struct Comparison {
@@ -899,95 +542,21 @@ fn is_empty_collection(value: Option<&Value>) -> bool {
 
 impl Types<'_> {
     fn shape(&self, fpath: &[String], value: &Value) -> Shape {
-        match value {
-            Value::Object(_) => {
-                if self.lt.map_is_atomic(&refs(fpath)) {
-                    Shape::Leaf
-                } else {
-                    Shape::Struct
-                }
-            }
-            Value::Array(_) => match self.lt.list_type(&refs(fpath)) {
-                ListType::Atomic => Shape::Leaf,
-                ListType::Set => Shape::Set,
-                ListType::Map(keys) => Shape::Assoc(keys),
-            },
-            _ => Shape::Leaf,
-        }
+        fields_v1::shape(self.lt, fpath, value)
     }
 
     /// The path element of a list item.
     fn item_pe(&self, shape: &Shape, fpath: &[String], item: &Value) -> Pe {
-        match (shape, item) {
-            (Shape::Assoc(keys), Value::Object(map)) => {
-                let mut fields = Vec::new();
-                for key in keys {
-                    if let Some(value) = map.get(key) {
-                        fields.push((key.clone(), value.clone()));
-                    } else if let Some(default) = self.lt.key_default(&refs(fpath), key) {
-                        fields.push((key.clone(), default));
-                    }
-                }
-                fields.sort_by(|a, b| a.0.cmp(&b.0));
-                Pe::Key(fields)
-            }
-            _ => Pe::Val(item.clone()),
-        }
+        fields_v1::item_element(self.lt, shape, fpath, item)
     }
 
     fn items(&self, shape: &Shape, fpath: &[String], list: Option<&Value>) -> Vec<(Pe, Value)> {
-        match list {
-            Some(Value::Array(items)) => items
-                .iter()
-                .map(|item| (self.item_pe(shape, fpath, item), item.clone()))
-                .collect(),
-            _ => Vec::new(),
-        }
+        fields_v1::items(self.lt, shape, fpath, list)
     }
 
     /// The fields set by `value` (structured-merge-diff `ToFieldSet`).
     fn to_set(&self, value: &Value) -> FieldSet {
-        let mut set = FieldSet::default();
-        self.collect(value, &mut Vec::new(), &mut Vec::new(), &mut set);
-        set
-    }
-
-    fn collect(
-        &self,
-        value: &Value,
-        fpath: &mut Vec<String>,
-        path: &mut Vec<Pe>,
-        set: &mut FieldSet,
-    ) {
-        let shape = self.shape(fpath, value);
-        match (&shape, value) {
-            (Shape::Struct, Value::Object(map)) => {
-                // An empty object is owned itself (like null), so that `{}` can be applied.
-                if map.is_empty() {
-                    set.insert(path);
-                }
-                let keys_are_map_keys = self.lt.keys_are_map_keys(&refs(fpath));
-                for (key, child) in map {
-                    fpath.push(key.clone());
-                    path.push(Pe::Field(key.clone()));
-                    self.collect(child, fpath, path, set);
-                    if keys_are_map_keys {
-                        set.insert(path);
-                    }
-                    path.pop();
-                    fpath.pop();
-                }
-            }
-            (Shape::Set | Shape::Assoc(_), Value::Array(items)) => {
-                for item in items {
-                    path.push(self.item_pe(&shape, fpath, item));
-                    self.collect(item, fpath, path, set);
-                    set.insert(path);
-                    path.pop();
-                }
-            }
-            _ => set.insert(path),
-        }
+        fields_v1::field_set(self.lt, value)
     }
 
     /// `set` where every declared field on the way to an owned path is a member too
@@ -1384,82 +953,14 @@ impl Types<'_> {
 // managedFields entries
 // ---------------------------------------------------------------------------------------
 
-/// One `metadata.managedFields` entry, decoded.
-#[derive(Debug, Clone, PartialEq)]
-struct Entry {
-    manager: String,
-    operation: String,
-    api_version: String,
-    time: Option<String>,
-    subresource: Option<String>,
-    set: FieldSet,
-}
-
-impl Entry {
-    fn has_key(&self, (manager, operation, subresource): (&str, &str, Option<&str>)) -> bool {
-        self.manager == manager
-            && self.operation == operation
-            && self.subresource.as_deref() == subresource
-    }
-
-    fn decode(value: &Value) -> Option<Entry> {
-        let map = value.as_object()?;
-        let text = |key: &str| map.get(key).and_then(Value::as_str).map(str::to_string);
-        if let Some(kind) = map.get("fieldsType")
-            && kind.as_str() != Some("FieldsV1")
-        {
-            return None;
-        }
-        let operation = text("operation")?;
-        if operation != OP_APPLY && operation != OP_UPDATE {
-            return None;
-        }
-        Some(Entry {
-            manager: text("manager").unwrap_or_default(),
-            operation,
-            api_version: text("apiVersion").unwrap_or_default(),
-            time: text("time"),
-            subresource: text("subresource").filter(|s| !s.is_empty()),
-            set: FieldSet::from_fields_v1(map.get("fieldsV1")?)?,
-        })
-    }
-
-    fn encode(&self) -> Value {
-        let mut map = Map::new();
-        map.insert("manager".into(), Value::String(self.manager.clone()));
-        map.insert("operation".into(), Value::String(self.operation.clone()));
-        map.insert("apiVersion".into(), Value::String(self.api_version.clone()));
-        if let Some(time) = &self.time {
-            map.insert("time".into(), Value::String(time.clone()));
-        }
-        map.insert("fieldsType".into(), Value::String("FieldsV1".into()));
-        map.insert("fieldsV1".into(), self.set.to_fields_v1());
-        if let Some(subresource) = &self.subresource {
-            map.insert("subresource".into(), Value::String(subresource.clone()));
-        }
-        Value::Object(map)
-    }
-
-    /// The API server's order: operation, time, manager, apiVersion, subresource.
-    fn order(&self, other: &Entry) -> Ordering {
-        self.operation
-            .cmp(&other.operation)
-            .then_with(|| self.time.cmp(&other.time))
-            .then_with(|| self.manager.cmp(&other.manager))
-            .then_with(|| self.api_version.cmp(&other.api_version))
-            .then_with(|| self.subresource.cmp(&other.subresource))
-    }
-}
+type Entry = ManagedFieldsEntry;
 
 fn managed_fields(object: &Value) -> Option<&Value> {
     object.get("metadata")?.get("managedFields")
 }
 
 fn decode_entries(object: &Value) -> Vec<Entry> {
-    match managed_fields(object) {
-        Some(Value::Array(items)) => items.iter().filter_map(Entry::decode).collect(),
-        _ => Vec::new(),
-    }
+    fields_v1::managed_fields(object)
 }
 
 /// A client clears managedFields by sending an empty list (or a list of empty entries).
@@ -1483,8 +984,8 @@ fn strip_managed_fields(object: &Value) -> Value {
 fn entries_equal(a: &[Entry], b: &[Entry]) -> bool {
     let mut a: Vec<&Entry> = a.iter().collect();
     let mut b: Vec<&Entry> = b.iter().collect();
-    a.sort_by(|x, y| x.order(y));
-    b.sort_by(|x, y| x.order(y));
+    a.sort_by(|x, y| x.api_order(y));
+    b.sort_by(|x, y| x.api_order(y));
     a == b
 }
 
@@ -1499,7 +1000,7 @@ fn with_entries(
     let encoded = match previous.and_then(managed_fields) {
         Some(kept) if entries_equal(&entries, original) && !entries.is_empty() => kept.clone(),
         _ => {
-            entries.sort_by(|a, b| a.order(b));
+            entries.sort_by(|a, b| a.api_order(b));
             Value::Array(entries.iter().map(Entry::encode).collect())
         }
     };
@@ -1522,7 +1023,7 @@ fn with_entries(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshplan_k8s::lists::BuiltinListTypes;
+    use meshplan_k8s::lists::{BuiltinListTypes, ListType};
     use serde_json::json;
 
     static BUILTIN: BuiltinListTypes = BuiltinListTypes;

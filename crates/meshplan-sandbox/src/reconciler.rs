@@ -16,7 +16,8 @@
 //! Managers recorded in managedFields: `kube-controller-manager` (workloads, Jobs),
 //! `kube-apiserver` (Namespaces, APIServices), `cert-manager-certificates-issuing`
 //! (Certificate Secrets and statuses), `cert-manager-issuers` and
-//! `cert-manager-clusterissuers` (issuer statuses).
+//! `cert-manager-clusterissuers` (issuer statuses), `cert-manager-cainjector` (the CA
+//! bundles of annotated webhooks, CRDs and APIServices).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use serde_json::{Map, Value};
 use tokio::time::Instant;
 
 use super::config::{Controller, ControllerConfig, Pauses};
-use super::controllers::{certmanager, linkerd, webhooks, workloads};
+use super::controllers::{cainjector, certmanager, linkerd, webhooks, workloads};
 use super::request::FieldValidation;
 use super::shared::Shared;
 use super::status::ApiError;
@@ -113,6 +114,8 @@ struct Snapshot {
     cluster_issuers: Vec<Value>,
     certificates: Vec<Value>,
     secrets: BTreeMap<(String, String), Value>,
+    /// Objects that ask cert-manager's CA injector for a CA bundle.
+    injectable: Vec<(cainjector::Target, Value)>,
 }
 
 fn snapshot(st: &State, cfg: &ControllerConfig, pauses: &Pauses) -> Snapshot {
@@ -143,6 +146,17 @@ fn snapshot(st: &State, cfg: &ControllerConfig, pauses: &Pauses) -> Snapshot {
                 ),
                 s.clone(),
             );
+        }
+    }
+    let mut injectable = Vec::new();
+    if cert_manager {
+        for target in cainjector::Target::ALL {
+            let (group, resource, ..) = target.resource();
+            for o in st.list(group, resource, None) {
+                if cainjector::wants_injection(o) && !write::is_deleting(o) {
+                    injectable.push((target, o.clone()));
+                }
+            }
         }
     }
     let namespaces = all("", "namespaces");
@@ -191,6 +205,7 @@ fn snapshot(st: &State, cfg: &ControllerConfig, pauses: &Pauses) -> Snapshot {
             Vec::new()
         },
         secrets,
+        injectable,
     }
 }
 
@@ -444,6 +459,27 @@ impl LoopState {
                 }
             }
         }
+        // The CA injector.
+        let certificate = |ns: &str, name: &str| {
+            snap.certificates
+                .iter()
+                .find(|c| meta_str(c, "namespace") == ns && meta_str(c, "name") == name)
+        };
+        for (target, object) in &snap.injectable {
+            let Some(bundle) = cainjector::wanted_bundle(object, &secret, &certificate) else {
+                continue;
+            };
+            if let Some(config) = cainjector::injection(*target, object, &bundle) {
+                let (group, resource, ..) = target.resource();
+                actions.push(Action::Apply {
+                    group,
+                    resource,
+                    object: config,
+                    manager: cainjector::MANAGER,
+                    then: None,
+                });
+            }
+        }
     }
 }
 
@@ -628,6 +664,7 @@ fn is_relevant(event: &Event) -> bool {
     match (event.group.as_str(), event.resource.as_str()) {
         ("apps", _) | ("batch", "jobs") | ("apiregistration.k8s.io", _) => true,
         ("", "namespaces" | "secrets") => true,
+        ("admissionregistration.k8s.io", _) => true,
         ("", "configmaps") => meta_str(&event.object, "name") == "linkerd-config",
         ("apiextensions.k8s.io", _) => true,
         (group, _) => group == certmanager::GROUP,
@@ -722,6 +759,7 @@ mod tests {
             cluster_issuers: Vec::new(),
             certificates: Vec::new(),
             secrets: BTreeMap::new(),
+            injectable: Vec::new(),
         }
     }
 

@@ -883,13 +883,32 @@ pub(crate) struct CustomListTypes<'a> {
     pub schema: &'a Structural,
 }
 
+impl CustomListTypes<'_> {
+    /// The rules for `path`: object metadata's are built in, the rest comes from the schema.
+    fn rules(&self, path: &[&str]) -> &dyn ListTypes {
+        if path.first() == Some(&"metadata") {
+            &BuiltinListTypes
+        } else {
+            self.schema
+        }
+    }
+}
+
 impl ListTypes for CustomListTypes<'_> {
     fn list_type(&self, path: &[&str]) -> ListType {
-        if path.first() == Some(&"metadata") {
-            BuiltinListTypes.list_type(path)
-        } else {
-            self.schema.list_type(path)
-        }
+        self.rules(path).list_type(path)
+    }
+
+    fn map_is_atomic(&self, path: &[&str]) -> bool {
+        self.rules(path).map_is_atomic(path)
+    }
+
+    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
+        self.rules(path).keys_are_map_keys(path)
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.rules(path).key_default(path, key)
     }
 }
 

@@ -102,12 +102,30 @@ enum AnyListTypes<'a> {
     Custom(CustomListTypes<'a>),
 }
 
+impl AnyListTypes<'_> {
+    fn rules(&self) -> &dyn ListTypes {
+        match self {
+            Self::Builtin(b) => b,
+            Self::Custom(c) => c,
+        }
+    }
+}
+
 impl ListTypes for AnyListTypes<'_> {
     fn list_type(&self, path: &[&str]) -> ListType {
-        match self {
-            Self::Builtin(b) => b.list_type(path),
-            Self::Custom(c) => c.list_type(path),
-        }
+        self.rules().list_type(path)
+    }
+
+    fn map_is_atomic(&self, path: &[&str]) -> bool {
+        self.rules().map_is_atomic(path)
+    }
+
+    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
+        self.rules().keys_are_map_keys(path)
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.rules().key_default(path, key)
     }
 }
 
@@ -544,7 +562,8 @@ fn prepare(
                     .and_then(|m| m.get("generation"))
                     .and_then(Value::as_i64)
                     .unwrap_or(1);
-                if sub.is_none() && spec_part(old) != spec_part(&obj) {
+                // The scale subresource writes the spec (replicas): a spec change.
+                if sub != Some("status") && spec_part(old) != spec_part(&obj) {
                     before + 1
                 } else {
                     before
@@ -1656,7 +1675,8 @@ pub(crate) fn get_scale(
 }
 
 /// PUT (`kind` None) or PATCH of the `scale` subresource: writes the replica count into the
-/// object's spec (a spec change: generation +1) and answers the new Scale.
+/// object's spec (a spec change: generation +1), recorded in managedFields as an `Update` of
+/// subresource `scale`, and answers the new Scale.
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn write_scale(
     st: &mut State,
@@ -1712,6 +1732,8 @@ pub(crate) fn write_scale(
     };
     let mut obj = live.clone();
     set_path(&mut obj, &paths.spec_replicas, json!(count));
+    // The API server records the write under the `scale` subresource (its managedFields
+    // entry says `subresource: scale`).
     let written = write_update(
         st,
         ty,
@@ -1719,7 +1741,7 @@ pub(crate) fn write_scale(
         obj,
         namespace,
         Some(name),
-        None,
+        Some("scale"),
         opts,
         manager,
     )?;

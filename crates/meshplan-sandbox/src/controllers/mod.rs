@@ -10,6 +10,8 @@
 //!   [`workloads::deployment_progressing_status`].
 //! - [`certmanager`]: Issuer/ClusterIssuer readiness, Certificate issuance and renewal, the
 //!   Secret and status cert-manager writes, the virtual [`certmanager::Clock`].
+//! - [`cainjector`]: cert-manager's CA injector: the `caBundle` of webhooks, CRDs and
+//!   APIServices annotated `cert-manager.io/inject-ca-from(-secret)`.
 //! - [`pki`]: real x509 material (rcgen; RSA keys from the `rsa` crate), read back with
 //!   x509-parser.
 //! - [`linkerd`]: which Jobs a Linkerd proxy keeps alive, and whether a control plane runs.
@@ -49,7 +51,12 @@
 //!    `clock.real_at(renewal_time)`. An `Err` is a spec problem: write
 //!    [`certmanager::failed_status`] and retry on the next change of the Certificate.
 //!    Re-run a Certificate whenever its Secret is changed or deleted by someone else.
+//! 6. For every webhook configuration, CRD and APIService that asks for a CA bundle
+//!    ([`cainjector::wants_injection`]), server-side apply [`cainjector::injection`] with field
+//!    manager [`cainjector::MANAGER`], forcing ownership, once the Secret it names exists; again
+//!    whenever that Secret or the object changes.
 
+pub(crate) mod cainjector;
 pub(crate) mod certmanager;
 pub(crate) mod linkerd;
 pub(crate) mod pki;

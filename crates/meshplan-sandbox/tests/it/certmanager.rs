@@ -410,3 +410,122 @@ fn the_cluster_clock_moves_forward_on_request_and_certificates_follow_it() {
         .unwrap();
     assert!(new_before >= after, "{new_before} < {after}");
 }
+
+const INJECTED_WEBHOOK: &str = r#"apiVersion: admissionregistration.k8s.io/v1
+kind: ValidatingWebhookConfiguration
+metadata:
+  name: web-validator
+  annotations:
+    cert-manager.io/inject-ca-from: cert-manager/root-ca
+webhooks:
+- name: validate.web.example.com
+  admissionReviewVersions: ["v1"]
+  sideEffects: None
+  failurePolicy: Ignore
+  clientConfig:
+    caBundle: Cg==
+    service: {name: web-validator, namespace: default}
+  rules:
+  - {apiGroups: [""], apiVersions: ["v1"], operations: ["CREATE"], resources: ["configmaps"]}
+"#;
+
+#[test]
+fn the_ca_injector_fills_in_and_owns_the_ca_bundle_of_an_annotated_webhook() {
+    let c = Cluster::start_with(SandboxConfig {
+        controllers: ControllerConfig {
+            rollout_delay: Duration::from_millis(50),
+            webhooks: false,
+            ..ControllerConfig::default()
+        },
+        ..SandboxConfig::default()
+    });
+    install_cert_manager(&c);
+    c.apply("issuer.yaml", SELF_SIGNED).ok();
+    // The webhook first: the injector waits for the Certificate's Secret.
+    let f = c.file("webhook.yaml", INJECTED_WEBHOOK);
+    c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=meshplan",
+        "-f",
+        &f,
+    ])
+    .ok();
+    c.apply("chain.yaml", CHAIN).ok();
+    c.kubectl(&[
+        "wait",
+        "-n",
+        "cert-manager",
+        "--for=condition=Ready",
+        "certificate/root-ca",
+        "--timeout=60s",
+    ])
+    .ok();
+    let root = c.get_json(&["-n", "cert-manager", "secret", "root-ca"]);
+    let ca = root["data"]["ca.crt"].as_str().unwrap().to_owned();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let webhook = loop {
+        let w = c.get_json(&[
+            "validatingwebhookconfiguration",
+            "web-validator",
+            "--show-managed-fields",
+        ]);
+        if w["webhooks"][0]["clientConfig"]["caBundle"] == ca.as_str() {
+            break w;
+        }
+        assert!(Instant::now() < deadline, "no CA bundle injected: {w:#}");
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert_eq!(
+        webhook["webhooks"][0]["clientConfig"]["service"]["name"],
+        "web-validator"
+    );
+    let entries = webhook["metadata"]["managedFields"].as_array().unwrap();
+    let fields = |manager: &str| {
+        entries
+            .iter()
+            .find(|e| e["manager"] == manager)
+            .map(|e| (e["operation"].clone(), e["fieldsV1"].clone()))
+            .unwrap_or_else(|| panic!("no entry of {manager}: {entries:#?}"))
+    };
+    let item = "k:{\"name\":\"validate.web.example.com\"}";
+    let (operation, injector) = fields("cert-manager-cainjector");
+    assert_eq!(operation, "Apply");
+    assert_eq!(
+        injector["f:webhooks"][item],
+        serde_json::json!({".": {}, "f:clientConfig": {"f:caBundle": {}}, "f:name": {}})
+    );
+    let (_, applier) = fields("meshplan");
+    let client = &applier["f:webhooks"][item]["f:clientConfig"];
+    assert!(client.get("f:caBundle").is_none(), "{applier:#}");
+    assert!(client.get("f:service").is_some(), "{applier:#}");
+
+    // Applying the placeholder again conflicts with the injector; without it, it does not.
+    let out = c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=meshplan",
+        "-f",
+        &f,
+    ]);
+    assert!(
+        out.failed()
+            .contains("conflict with \"cert-manager-cainjector\""),
+        "{}",
+        out.stderr
+    );
+    let without = c.file(
+        "webhook-without.yaml",
+        &INJECTED_WEBHOOK.replace("    caBundle: Cg==\n", ""),
+    );
+    c.kubectl(&[
+        "apply",
+        "--server-side",
+        "--field-manager=meshplan",
+        "-f",
+        &without,
+    ])
+    .ok();
+    let w = c.get_json(&["validatingwebhookconfiguration", "web-validator"]);
+    assert_eq!(w["webhooks"][0]["clientConfig"]["caBundle"], ca.as_str());
+}
