@@ -72,19 +72,16 @@ pub(super) fn stdout_color() -> bool {
 pub(super) fn show_lint(report: &crate::lint::LintReport, output: OutputFormat) {
     use crate::report::lint::{LintHumanOptions, render_above_plan};
     match output {
-        OutputFormat::Human => print!(
-            "{}",
-            render_above_plan(
-                report,
-                LintHumanOptions {
-                    color: stdout_color()
-                }
-            )
-        ),
-        OutputFormat::Json => eprint!(
-            "{}",
-            render_above_plan(report, LintHumanOptions { color: false })
-        ),
+        OutputFormat::Human => out(&render_above_plan(
+            report,
+            LintHumanOptions {
+                color: stdout_color(),
+            },
+        )),
+        OutputFormat::Json => err(&render_above_plan(
+            report,
+            LintHumanOptions { color: false },
+        )),
     }
 }
 
