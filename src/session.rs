@@ -222,7 +222,9 @@ impl Session {
         change_set: &ChangeSet,
         adopt: bool,
     ) -> Result<Option<Adoption>, SessionError> {
-        if !self.store.objects()?.is_empty() {
+        // Only a database missing beside an existing key counts: objects with this plan's
+        // marks in a cluster whose state was never here are adopted as before.
+        if !self.database_lost || !self.store.objects()?.is_empty() {
             return Ok(None);
         }
         let plan = self.loaded.plan.name.as_str();

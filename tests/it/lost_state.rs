@@ -87,8 +87,8 @@ fn plan_and_apply_refuse_a_lost_state_and_say_how_to_go_on() {
     }
     assert!(!out.contains("to adopt"), "no change set is shown: {out}");
 
-    // The second time the database exists (the refused plan created it), still without
-    // records: the cluster's marks are what is checked.
+    // The refused plan created an empty database: remove it again for apply.
+    std::fs::remove_dir_all(s.state.join("db")).unwrap();
     let writes = s.writes();
     let (code, out, err) = s.apply(&[]);
     assert_eq!(code, 1, "{out}\n{err}");
@@ -115,6 +115,8 @@ fn adopting_a_lost_state_keeps_the_generated_material_and_converges() {
     }
     assert!(out.contains("will be adopted"), "{out}");
 
+    // The plan created an empty database: remove it again for apply.
+    std::fs::remove_dir_all(s.state.join("db")).unwrap();
     let writes = s.writes();
     let (code, out, err) = s.apply(&["--adopt-lost-state"]);
     assert_eq!(code, 0, "{out}\n{err}");
