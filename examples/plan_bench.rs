@@ -404,6 +404,7 @@ impl Env {
         let cluster = rt.block_on(KubeCluster::connect(&ConnectOptions {
             kubeconfig: Some(kc.clone()),
             context: None,
+            ..ConnectOptions::default()
         }))?;
         Ok(Self {
             sandbox,

@@ -1,8 +1,8 @@
 //! The `meshplan` binary: parse the command line, set up logging on stderr and the error
 //! report (colour as `--color` and `NO_COLOR` say), run, exit with the fixed exit codes.
 
-// The error report of a failed command is printed here.
-#![allow(clippy::print_stderr)]
+// Output goes through `commands::out` / `commands::err`, which never panic on a closed stream
+// (the workspace denies the print macros).
 
 use std::io::IsTerminal as _;
 
@@ -35,7 +35,7 @@ fn main() -> std::process::ExitCode {
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            meshplan::commands::err(&format!("error: cannot start the async runtime: {err}\n"));
             return ExitStatus::Error.into();
         }
     };
@@ -43,7 +43,7 @@ fn main() -> std::process::ExitCode {
     match status {
         Ok(status) => status.into(),
         Err(report) => {
-            eprintln!("{report:?}");
+            meshplan::commands::err(&format!("{report:?}\n"));
             ExitStatus::Error.into()
         }
     }

@@ -9,6 +9,11 @@
 //! kind installed or removed since), it is fetched again and the plan retried once. The
 //! session is also the [`Replan`] of a phased apply (planning with a fresh discovery between
 //! phases). [`Session::lint`] runs the lint stage with the same render settings and cache.
+//!
+//! A lost state is detected before anything is planned on it ([`Session::guard_lost_state`]):
+//! when the state has no records but the cluster holds objects with this plan's ownership
+//! marks, plan and apply stop unless asked to adopt them, and an adoption takes the material a
+//! chart generates (webhook certificates) from the cluster instead of generating it anew.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -25,7 +30,11 @@ use crate::diff::saved::InputDigests;
 use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
 use crate::model::{Address, NodeSpec};
-use crate::render::{self, HelmProcess, RenderOptions};
+use crate::render::{
+    self, ChartDocument, ChartOutput, HelmProcess, MemoryCache, PreviousRender, RenderCache,
+    RenderOptions,
+};
+use crate::state::crypto::{KEY_ENV, KEY_FILE};
 use crate::state::{self, DiscoveryCacheEntry, SledStore, StateError, StateStore, WriteBatch};
 
 /// How long a cached discovery is used before it is fetched again.
@@ -44,6 +53,27 @@ pub struct Session {
     repo_dirs: BTreeMap<String, PathBuf>,
     /// The server's version (for `helm template`; empty when the plan has no helm node).
     server_version: String,
+    /// The state directory.
+    state_dir: PathBuf,
+    /// The database was created by this session beside a key file of an earlier one.
+    database_lost: bool,
+    /// Renders do not use the state's render cache (an adoption: the cache may hold
+    /// material generated before the live one was found).
+    uncached_renders: std::sync::atomic::AtomicBool,
+}
+
+/// At most this many objects of a state without records are looked up in the cluster to
+/// find this plan's marks.
+const LOST_STATE_PROBES: usize = 32;
+
+/// What an adoption of a lost state starts from.
+#[derive(Debug)]
+pub struct Adoption {
+    /// Objects found in the cluster with this plan's marks (a few, as examples).
+    pub found: Vec<String>,
+    /// The previous render of each helm node, taken from the cluster (generated material is
+    /// carried over from it).
+    pub previous: PreviousRenders,
 }
 
 /// How to open a [`Session`] for a loaded plan.
@@ -77,6 +107,24 @@ pub enum SessionError {
 
     #[error("{0}")]
     WorkingDirectory(std::io::Error),
+
+    #[error(
+        "the state in {dir} has no records of plan {plan}, but the cluster holds objects with its ownership marks ({}){}",
+        found.join(", "),
+        if *database_lost { format!("; the state database is missing beside an existing {KEY_FILE}: it was lost or removed") } else { String::new() }
+    )]
+    #[diagnostic(
+        code(session::lost_state),
+        help(
+            "restore the state directory from a backup (or pass --state with the directory that holds it); or, to take the objects over as they are, run again with --adopt-lost-state: their records are written on apply, and material the charts generate (webhook certificates, tokens) is taken from the cluster instead of being generated anew"
+        )
+    )]
+    LostState {
+        plan: String,
+        dir: PathBuf,
+        found: Vec<String>,
+        database_lost: bool,
+    },
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -138,6 +186,9 @@ impl Session {
         let cwd = std::env::current_dir().map_err(SessionError::WorkingDirectory)?;
         let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
         let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
+        let database_lost = !SledStore::exists(&state_dir)
+            && std::env::var_os(KEY_ENV).is_none()
+            && state_dir.join(KEY_FILE).is_file();
         let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
         let state_location = state_dir.display().to_string();
         let cluster = KubeCluster::connect(&args.connect).await?;
@@ -160,7 +211,94 @@ impl Session {
             parallelism: usize::from(args.parallelism),
             repo_dirs,
             server_version,
+            state_dir,
+            database_lost,
+            uncached_renders: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Stops a plan on a lost state: the state has no records, yet objects of `change_set`
+    /// exist in the cluster with this plan's ownership marks ([`SessionError::LostState`]).
+    /// With `adopt`, returns what the adoption starts from instead (and renders skip the
+    /// render cache from then on); `None` when the state is not lost.
+    pub async fn guard_lost_state(
+        &self,
+        change_set: &ChangeSet,
+        adopt: bool,
+    ) -> Result<Option<Adoption>, SessionError> {
+        // Only a database missing beside an existing key counts: objects with this plan's
+        // marks in a cluster whose state was never here are adopted as before.
+        if !self.database_lost || !self.store.objects()?.is_empty() {
+            return Ok(None);
+        }
+        let plan = self.loaded.plan.name.as_str();
+        let existing: Vec<(&str, &crate::diff::ObjectChange)> = change_set
+            .objects()
+            .filter(|(_, o)| o.live_resource_version.is_some())
+            .collect();
+        let mut found = Vec::new();
+        for (_, o) in existing.iter().take(LOST_STATE_PROBES) {
+            if let Some(live) = self.cluster.get(&o.object).await?
+                && crate::apply::is_owned(&live, plan)
+            {
+                found.push(o.object.to_string());
+                if found.len() == 3 {
+                    break;
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        if !adopt {
+            return Err(SessionError::LostState {
+                plan: plan.to_owned(),
+                dir: self.state_dir.clone(),
+                found,
+                database_lost: self.database_lost,
+            });
+        }
+        let mut previous = PreviousRenders::new();
+        for (node, o) in &existing {
+            let Some(address) = Address::parse(node) else {
+                continue;
+            };
+            if !matches!(
+                self.loaded.plan.node(&address).map(|n| &n.spec),
+                Some(NodeSpec::Helm(_))
+            ) {
+                continue;
+            }
+            let Some(live) = self.cluster.get(&o.object).await? else {
+                continue;
+            };
+            let entry = previous.entry(address).or_insert_with(|| PreviousRender {
+                chart_output: Some(ChartOutput::default()),
+                ..PreviousRender::default()
+            });
+            if let Some(output) = entry.chart_output.as_mut() {
+                // A chart's document names its namespace or leaves it to the release: the
+                // live object stands for both.
+                let mut without_namespace = live.clone();
+                if let Some(meta) = without_namespace
+                    .get_mut("metadata")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    meta.remove("namespace");
+                }
+                for mut object in [live, without_namespace] {
+                    with_string_data(&mut object);
+                    output.documents.push(ChartDocument {
+                        source: None,
+                        object,
+                        volatile_paths: Default::default(),
+                    });
+                }
+            }
+        }
+        self.uncached_renders
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(Adoption { found, previous }))
     }
 
     /// Renders, refreshes and diffs the plan against the cluster and the state's records.
@@ -181,9 +319,7 @@ impl Session {
                     inner: RenderStage {
                         renderer: render::Renderer::new(
                             Arc::new(HelmProcess::from_env()),
-                            Arc::new(StateRenderCache {
-                                store: self.store.clone(),
-                            }),
+                            self.render_cache(),
                             RenderOptions {
                                 repo_dirs: self.repo_dirs.clone(),
                                 discovery: Some(discovery.clone()),
@@ -232,6 +368,20 @@ impl Session {
         )
     }
 
+    /// The state's render cache, or (adopting a lost state) one of this render only.
+    fn render_cache(&self) -> Arc<dyn RenderCache> {
+        if self
+            .uncached_renders
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Arc::new(MemoryCache::new())
+        } else {
+            Arc::new(StateRenderCache {
+                store: self.store.clone(),
+            })
+        }
+    }
+
     /// The lint report of the nodes this session is about (the targets and their
     /// dependencies, or all): rendered with the change set's inputs and cache (`previous`:
     /// generated material is carried over the same way, so the change set's render reuses
@@ -250,9 +400,7 @@ impl Session {
         };
         let renderer = render::Renderer::new(
             Arc::new(HelmProcess::from_env()),
-            Arc::new(StateRenderCache {
-                store: self.store.clone(),
-            }),
+            self.render_cache(),
             RenderOptions {
                 repo_dirs: self.repo_dirs.clone(),
                 discovery: Some(discovery.clone()),
@@ -315,6 +463,30 @@ impl Replan for Session {
         rendered: &'a RenderedLog,
     ) -> LocalBoxFuture<'a, Result<ChangeSet, SessionError>> {
         Box::pin(self.change_set(previous, Some(rendered), true))
+    }
+}
+
+/// A live Secret as a chart may have written it: its `data` also as `stringData` (the values
+/// that are text), so that a chart's `stringData` finds its generated values.
+fn with_string_data(object: &mut serde_json::Value) {
+    use base64::Engine as _;
+    if object.get("kind").and_then(serde_json::Value::as_str) != Some("Secret") {
+        return;
+    }
+    let Some(data) = object.get("data").and_then(serde_json::Value::as_object) else {
+        return;
+    };
+    let text: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .filter_map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str()?)
+                .ok()?;
+            Some((k.clone(), String::from_utf8(bytes).ok()?.into()))
+        })
+        .collect();
+    if let Some(map) = object.as_object_mut() {
+        map.insert("stringData".to_owned(), text.into());
     }
 }
 

@@ -67,8 +67,8 @@ pub struct Phases<'a, R: Replan> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A phase failed; its rollback restored what every phase did, and the report went out
-    /// as the run's `finished` event.
-    Failed,
+    /// as the run's `finished` event. `cause` is the run's root cause.
+    Failed { cause: Option<String> },
     /// Every phase succeeded.
     Completed {
         /// Whether anything was sent to the cluster.
@@ -260,7 +260,9 @@ async fn run_phases<R: Replan>(
             if !summary.outcome.is_success() {
                 // The phase's rollback restored what every phase of this apply did; the
                 // report went out as the run's `finished` event.
-                return Ok(Outcome::Failed);
+                return Ok(Outcome::Failed {
+                    cause: summary.root_cause,
+                });
             }
         }
         // What each applied node rendered to (render stability of later plans); kept in
@@ -323,7 +325,9 @@ async fn run_phases<R: Replan>(
     if let Some(summary) = run.close(phases.store, phases.reporter)?
         && !summary.outcome.is_success()
     {
-        return Ok(Outcome::Failed);
+        return Ok(Outcome::Failed {
+            cause: summary.root_cause,
+        });
     }
     Ok(Outcome::Completed {
         applied,

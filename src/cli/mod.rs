@@ -254,6 +254,12 @@ pub struct ApplyArgs {
     /// Take fields other field managers own.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// At most this many steps (and cluster requests while planning) at a time.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
@@ -432,6 +438,12 @@ pub struct PlanArgs {
     /// Exit 0 when nothing changes, 2 when something does (1 stays an error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -504,6 +516,16 @@ pub struct ClusterArgs {
     /// The kubeconfig context (default: its current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// How long one request to the cluster may wait for its answer, e.g. 30s, 2m (default
+    /// 60s). Transient failures are retried; a server that does not answer in time is not.
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// `--request-timeout`: a duration such as `30s` or `2m`.
+fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(text)
+        .ok_or_else(|| format!("not a duration: {text:?} (e.g. 30s, 2m, 1m30s)"))
 }
 
 #[derive(Debug, Args)]

@@ -102,6 +102,18 @@ pub enum ClusterError {
         source: Box<kube::Error>,
     },
 
+    #[error("the cluster at {url} did not answer within {}", crate::model::format_duration(*after))]
+    #[diagnostic(
+        code(cluster::no_answer),
+        help(
+            "the server accepts connections but does not answer: check the API server (or the proxy in front of it); --request-timeout sets how long to wait"
+        )
+    )]
+    NoAnswer {
+        url: String,
+        after: std::time::Duration,
+    },
+
     #[error("the cluster at {url} refused the credentials: {message}")]
     #[diagnostic(
         code(cluster::unauthorized),
@@ -205,6 +217,12 @@ impl ClusterError {
 
     /// Maps a kube error for a request about `target` to the cluster at `url`.
     pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
+        if let Some(no_answer) = super::transport::find_no_answer(&err) {
+            return Self::NoAnswer {
+                url: url.to_owned(),
+                after: no_answer.after,
+            };
+        }
         let object = || match &target {
             Target::Object(o) => Box::new(o.clone()),
             Target::Kind { kind, namespace } => Box::new(ObjectRef {

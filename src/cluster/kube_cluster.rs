@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::transport::TransportLayer;
 use super::{
     ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
     Discovery, KindRef, ObjectList, ObjectRef, Propagation, ServerVersion, Target, WaitOutcome,
@@ -59,7 +60,8 @@ impl std::fmt::Debug for KubeCluster {
 
 impl KubeCluster {
     /// Reads the kubeconfig (`options.kubeconfig`, else `KUBECONFIG`, else
-    /// `~/.kube/config`) and builds a client for the chosen context. Sends no request.
+    /// `~/.kube/config`) and builds a client for the chosen context, its requests going
+    /// through the [transport](super::transport) with `options.requests`. Sends no request.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
         let (kubeconfig, path) = read_kubeconfig(options)?;
         let context = options
@@ -82,10 +84,17 @@ impl KubeCluster {
         let url = config.cluster_url.to_string();
         let url = url.trim_end_matches('/').to_owned();
         let default_namespace = config.default_namespace.clone();
-        let client = kube::Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
-            path: path.clone(),
-            message: e.to_string(),
-        })?;
+        let mut config = config;
+        config.connect_timeout = Some(options.requests.connect_timeout);
+        // Retries are the transport layer's (visible, within deadlines), not kube's own.
+        config.default_retry = false;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| ClusterError::Kubeconfig {
+                path: path.clone(),
+                message: e.to_string(),
+            })?
+            .with_layer(&TransportLayer::new(options.requests.clone()))
+            .build();
         Ok(Self {
             client,
             url,

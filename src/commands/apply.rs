@@ -15,12 +15,18 @@ use crate::model::parse_duration;
 use crate::report::{self, HumanOptions, render_human, render_json_event};
 use crate::session::Session;
 
-use super::{CommandError, load_plan, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    CommandError, PLAN_DOES_NOT_LOAD, load_plan, session_args, terminal, unless_interrupted,
+    with_ctrl_c,
+};
 
 const INTERRUPTED_BEFORE_APPLY: &str = "interrupted before the apply started: nothing was applied";
 
 pub(super) async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
@@ -42,7 +48,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         _ => args.stack.targets.clone(),
     };
     let Some(loaded) = load_plan(&input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let session = unless_interrupted(
         interrupt,
@@ -53,7 +59,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         ),
     )
     .await?;
-    eprintln!("{}", session.header());
+    super::terminal::err(&format!("{}\n", session.header()));
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
         overall_timeout: match &args.timeout {
@@ -98,19 +104,39 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         )
         .await?;
         if summaries.iter().any(Summary::left_journal) {
-            return Ok(ExitStatus::Error);
+            return Ok(terminal::failed(
+                args.output,
+                "the unfinished run could not be finished: its journal is kept",
+            ));
         }
     }
 
     let meta = store.meta()?;
-    let previous = load_previous(store)?;
-    let rendered = RenderedLog::default();
-    let first = unless_interrupted(
+    let mut previous = load_previous(store)?;
+    let mut rendered = RenderedLog::default();
+    let mut first = unless_interrupted(
         interrupt,
         INTERRUPTED_BEFORE_APPLY,
         session.change_set(&previous, Some(&rendered), false),
     )
     .await?;
+    if let Some(adoption) = unless_interrupted(
+        interrupt,
+        INTERRUPTED_BEFORE_APPLY,
+        session.guard_lost_state(&first, args.adopt_lost_state),
+    )
+    .await?
+    {
+        terminal::adopting(&adoption);
+        previous = adoption.previous;
+        rendered = RenderedLog::default();
+        first = unless_interrupted(
+            interrupt,
+            INTERRUPTED_BEFORE_APPLY,
+            session.change_set(&previous, Some(&rendered), false),
+        )
+        .await?;
+    }
     if let Some(saved) = &saved {
         saved::check_current(
             saved,
@@ -128,9 +154,9 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     match args.output {
         OutputFormat::Human => {
             let color = terminal::stdout_color();
-            print!("{}", render_human(&first, HumanOptions { color }));
+            terminal::out(&render_human(&first, HumanOptions { color }));
         }
-        OutputFormat::Json => print!("{}", render_json_event(&first)),
+        OutputFormat::Json => terminal::out(&render_json_event(&first)),
     }
     if first.has_conflicts() && !options.force_conflicts {
         return Err(CommandError::ApplyConflicts {
@@ -143,14 +169,14 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         .into());
     }
     if !first.has_changes() {
-        eprintln!("No changes. The cluster matches the plan.");
+        terminal::err("No changes. The cluster matches the plan.\n");
         return Ok(ExitStatus::Success);
     }
     if saved.is_none()
         && !terminal::confirm("apply these changes", args.auto_approve, interrupt).await?
     {
-        eprintln!("Apply cancelled.");
-        return Ok(ExitStatus::Error);
+        terminal::err("Apply cancelled.\n");
+        return Ok(terminal::failed(args.output, "apply cancelled"));
     }
 
     // Ctrl-C reaches the engine from here on.
@@ -165,16 +191,22 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         interrupt,
     };
     match apply::apply_in_phases(&phases, first, previous, rendered).await? {
-        Outcome::Failed => Ok(ExitStatus::Error),
+        Outcome::Failed { cause } => Ok(terminal::failed(
+            args.output,
+            &match cause {
+                Some(cause) => format!("apply failed: {cause}"),
+                None => "apply failed".to_owned(),
+            },
+        )),
         Outcome::Completed {
             applied,
             known_after_apply,
         } => {
-            eprint!("{}", report::apply::known_after_apply(&known_after_apply));
+            terminal::err(&report::apply::known_after_apply(&known_after_apply));
             if !applied {
-                eprintln!("Nothing was sent to the cluster.");
+                terminal::err("Nothing was sent to the cluster.\n");
             }
-            eprintln!("Apply complete.");
+            terminal::err("Apply complete.\n");
             Ok(ExitStatus::Success)
         }
     }

@@ -46,7 +46,10 @@ pub(super) fn man(args: ManArgs) -> miette::Result<ExitStatus> {
                 std::fs::write(&path, page).map_err(write_err(&path))?;
                 written += 1;
             }
-            eprintln!("Wrote {written} man pages to {}.", dir.display());
+            super::terminal::err(&format!(
+                "Wrote {written} man pages to {}.\n",
+                dir.display()
+            ));
         }
     }
     Ok(ExitStatus::Success)

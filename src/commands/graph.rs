@@ -4,7 +4,7 @@
 use crate::cli::{ExitStatus, GraphArgs, GraphFormat, OutputFormat};
 use crate::graph::{render_dot, render_json, render_mermaid, render_text};
 
-use super::load_plan;
+use super::{load_plan, terminal};
 
 pub(super) async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
@@ -16,6 +16,6 @@ pub(super) async fn run(args: GraphArgs) -> miette::Result<ExitStatus> {
         (OutputFormat::Human, GraphFormat::Dot) => render_dot(&loaded.graph),
         (OutputFormat::Human, GraphFormat::Mermaid) => render_mermaid(&loaded.graph),
     };
-    print!("{text}");
+    terminal::out(&text);
     Ok(ExitStatus::Success)
 }

@@ -14,11 +14,13 @@
 //! - [`state`]: list, show, forget records; break a stale lock.
 //! - [`version`]: meshplan's, helm's and the server's versions; [`generate`]: shell
 //!   completions and the man page, from the clap definitions.
-//! - [`terminal`]: the confirmation prompt, diagnostics, colour and progress choices.
+//! - [`terminal`]: writing to stdout and stderr, the confirmation prompt, diagnostics, colour
+//!   and progress choices.
 //! - [`error`]: what the commands themselves refuse.
 
-// Commands are where the program writes: results on stdout, messages on stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+// Commands are where the program writes: results on stdout, messages on stderr, always
+// through `terminal::out` / `terminal::err` (never the print macros, which panic when the
+// reader went away: `meshplan state list PLAN | head -1`).
 
 mod apply;
 mod check;
@@ -41,11 +43,12 @@ mod version;
 #[cfg(feature = "sandbox")]
 use crate::cli::SandboxCommand;
 use crate::cli::{Cli, ClusterArgs, Command, ExitStatus, PlanInput, StackArgs};
-use crate::cluster::ConnectOptions;
+use crate::cluster::{ConnectOptions, RequestSettings};
 use crate::load::{LoadRequest, LoadedPlan, load};
 use crate::session::SessionArgs;
 
 pub use error::CommandError;
+pub use terminal::{err, out};
 
 /// Runs the parsed command line. Errors come back as a report that `main` prints on stderr
 /// (exit code 1); everything a command prints itself is its result (stdout) or progress (stderr).
@@ -74,21 +77,48 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
     }
 }
 
-/// Runs `command` with Ctrl-C taken from its start (instead of ending the process), for the
-/// commands that hold the state's writer lock.
+/// Runs `command` with Ctrl-C, SIGTERM and SIGHUP taken from its start (instead of ending the
+/// process), for the commands that hold the state's writer lock: the first one stops
+/// gracefully, a second one at once (see [`Interrupt`](crate::apply::Interrupt)).
 async fn with_ctrl_c<F, Fut>(command: F) -> miette::Result<ExitStatus>
 where
     F: FnOnce(crate::apply::Interrupt) -> Fut,
     Fut: Future<Output = miette::Result<ExitStatus>>,
 {
     let interrupt = crate::apply::Interrupt::new();
-    let listener = interrupt.listen_for_ctrl_c();
-    let result = command(interrupt).await;
+    let listener = interrupt.listen_for_signals();
+    let result = showing_retries(command(interrupt)).await;
     listener.abort();
     result
 }
 
-/// Runs `step` unless Ctrl-C comes first: then the command ends with `message`. Dropping
+/// Runs `command` with every retried cluster request shown on stderr (`note: GET
+/// namespaces app: HTTP 503 ...; retrying in 1.0s (attempt 2 of 6)`), except those of apply
+/// steps, which the progress report shows with their node.
+async fn showing_retries<T>(command: impl Future<Output = T>) -> T {
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let scope = crate::cluster::RequestScope {
+        deadline: None,
+        notices: Some(tx),
+    };
+    let command = crate::cluster::with_request_scope(scope, command);
+    tokio::pin!(command);
+    let show = |notice: crate::cluster::RetryNotice| err(&format!("note: {notice}\n"));
+    loop {
+        tokio::select! {
+            biased;
+            Some(notice) = rx.recv() => show(notice),
+            out = &mut command => {
+                while let Ok(notice) = rx.try_recv() {
+                    show(notice);
+                }
+                return out;
+            }
+        }
+    }
+}
+
+/// Runs `step` unless Ctrl-C (or SIGTERM, SIGHUP) comes first: then the command ends with `message`. Dropping
 /// `step` drops what it holds, the state's writer lock first (a Ctrl-C that ended the
 /// process would leave the lock behind, stale). Only for steps that write nothing to the
 /// cluster, or whose writes are journaled (stopping them is then like a crash).
@@ -103,6 +133,9 @@ async fn unless_interrupted<T, E: Into<miette::Report>>(
         result = step => result.map_err(Into::into),
     }
 }
+
+/// What a failed command says in its JSON output when the plan does not load.
+const PLAN_DOES_NOT_LOAD: &str = "the plan does not load (its diagnostics are on stderr)";
 
 /// The load request of a plan given on the command line.
 fn load_request(input: &PlanInput) -> LoadRequest {
@@ -130,6 +163,10 @@ fn connect_options(cluster: &ClusterArgs) -> ConnectOptions {
     ConnectOptions {
         kubeconfig: cluster.kubeconfig.clone(),
         context: cluster.context.clone(),
+        requests: match cluster.request_timeout {
+            Some(timeout) => RequestSettings::with_request_timeout(timeout),
+            None => RequestSettings::default(),
+        },
     }
 }
 

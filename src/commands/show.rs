@@ -39,8 +39,8 @@ pub(super) async fn run(args: ShowArgs) -> miette::Result<ExitStatus> {
         show_sensitive: args.show_sensitive,
     };
     match args.format {
-        ShowFormat::Yaml => print!("{}", render_yaml(&render, &order, options)),
-        ShowFormat::Json => print!("{}", render_json(&render, &order, options)),
+        ShowFormat::Yaml => super::terminal::out(&render_yaml(&render, &order, options)),
+        ShowFormat::Json => super::terminal::out(&render_json(&render, &order, options)),
     }
     Ok(ExitStatus::Success)
 }

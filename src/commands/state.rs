@@ -6,7 +6,7 @@ use crate::cli::{ExitStatus, OutputFormat, PlanInput, StateArgs, StateCommand};
 use crate::report;
 use crate::state::{self, ObjectRecord, SledStore, StateStore as _, WriteBatch, WriterLock};
 
-use super::{CommandError, load_plan};
+use super::{CommandError, load_plan, terminal};
 
 pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
@@ -17,7 +17,7 @@ pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 OutputFormat::Human => report::state::list(&meta, &records, &runs),
                 OutputFormat::Json => report::state::list_json(&meta, &records, &runs),
             };
-            print!("{text}");
+            terminal::out(&text);
         }
         StateCommand::Show(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state show")?;
@@ -26,7 +26,7 @@ pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 OutputFormat::Human => report::state::show(&records).map_err(CommandError::Json)?,
                 OutputFormat::Json => report::state::show_json(&records),
             };
-            print!("{text}");
+            terminal::out(&text);
         }
         StateCommand::Rm(a) => {
             let store = SledStore::open(&state_dir(&a.at)?, "state rm")?;
@@ -35,11 +35,11 @@ pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 b.remove_object(&r.node, &r.object)
             });
             store.commit(batch)?;
-            eprintln!(
-                "Removed {} record(s) of {} from the state; the objects stay in the cluster.",
+            terminal::err(&format!(
+                "Removed {} record(s) of {} from the state; the objects stay in the cluster.\n",
                 records.len(),
                 a.address
-            );
+            ));
         }
         StateCommand::Unlock(u) => {
             let dir = state_dir(&u.at)?;
@@ -49,8 +49,8 @@ pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
                 WriterLock::break_stale(&dir)?
             };
             match broken {
-                Some(holder) => eprintln!("Removed the lock of {holder}."),
-                None => eprintln!("The state is not locked."),
+                Some(holder) => terminal::err(&format!("Removed the lock of {holder}.\n")),
+                None => terminal::err("The state is not locked.\n"),
             }
         }
     }

@@ -5,17 +5,17 @@ use crate::cli::{ExitStatus, OutputFormat, ValidateArgs};
 use crate::load::load;
 use crate::report;
 
-use super::{load_plan, load_request};
+use super::{load_plan, load_request, terminal};
 
 pub(super) async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
     if args.output == OutputFormat::Json {
         return Ok(match load(&load_request(&args.input)) {
             Ok(loaded) => {
-                print!("{}", report::validate::summary_json(&loaded));
+                terminal::out(&report::validate::summary_json(&loaded));
                 ExitStatus::Success
             }
             Err(diags) => {
-                print!("{}", report::validate::diagnostics_json(&diags));
+                terminal::out(&report::validate::diagnostics_json(&diags));
                 ExitStatus::Error
             }
         });
@@ -23,6 +23,6 @@ pub(super) async fn run(args: ValidateArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(ExitStatus::Error);
     };
-    print!("{}", report::validate::summary(&loaded));
+    terminal::out(&report::validate::summary(&loaded));
     Ok(ExitStatus::Success)
 }

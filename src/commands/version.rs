@@ -21,8 +21,8 @@ pub(super) async fn run(args: VersionArgs) -> miette::Result<ExitStatus> {
         server,
     };
     match args.output {
-        OutputFormat::Human => print!("{}", render_human(&versions)),
-        OutputFormat::Json => print!("{}", render_json(&versions)),
+        OutputFormat::Human => super::terminal::out(&render_human(&versions)),
+        OutputFormat::Json => super::terminal::out(&render_json(&versions)),
     }
     Ok(ExitStatus::Success)
 }

@@ -55,6 +55,18 @@ pub fn event_line(event: &Event) -> String {
             action,
             message,
         } => format!("{node}: {object}: {} FAILED: {message}", action.verb()),
+        Event::Retrying {
+            node,
+            object,
+            request,
+            reason,
+            attempt,
+            attempts,
+            delay_ms,
+        } => format!(
+            "{node}: {object}: {request}: {reason}; retrying in {:.1}s (attempt {attempt} of {attempts})",
+            Duration::from_millis(*delay_ms).as_secs_f64()
+        ),
         Event::NodeDone { node } => format!("{node}: done"),
         Event::NodeFailed { node, .. } => format!("{node}: failed"),
         Event::NodeSkipped { node, reason } => format!("{node}: skipped ({reason})"),
@@ -85,26 +97,7 @@ fn count(n: usize, noun: &str) -> String {
 /// The final report: outcome, root cause, every action, rollback actions, skipped nodes,
 /// objects left in place, next step.
 pub fn summary_lines(summary: &Summary) -> Vec<String> {
-    let mut out = Vec::new();
-    let outcome = match summary.outcome {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::RolledBack => "failed and was rolled back",
-        RunOutcome::FailedNoRollback => "failed (nothing rolled back)",
-        RunOutcome::RollbackFailed => "failed, and its rollback failed",
-        RunOutcome::Aborted => "was stopped at once",
-        RunOutcome::Failed => "failed",
-    };
-    out.push(format!(
-        "{} {}: {}{}",
-        format!("{:?}", summary.kind).to_lowercase(),
-        outcome,
-        count(summary.actions.len(), "action"),
-        if summary.rolled_back.is_empty() {
-            String::new()
-        } else {
-            format!(", {} rolled back", summary.rolled_back.len())
-        }
-    ));
+    let mut out = vec![headline(summary)];
     if let Some(cause) = &summary.root_cause {
         out.push(format!("  cause: {cause}"));
     }
@@ -141,16 +134,19 @@ pub fn summary_counts(summary: &Summary, elapsed: Option<Duration>) -> Vec<Strin
         .map(|d| format!(" in {}", human_duration(d)))
         .unwrap_or_default();
     let counts = action_counts(&summary.actions);
-    out.push(format!(
-        "{} {}{took}: {}",
-        format!("{:?}", summary.kind).to_lowercase(),
-        outcome_words(summary.outcome),
-        if counts.is_empty() {
-            "nothing to do".to_owned()
-        } else {
-            counts
-        }
-    ));
+    out.push(match rollback_headline(summary) {
+        Some(line) => format!("{line}{took}"),
+        None => format!(
+            "{} {}{took}: {}",
+            format!("{:?}", summary.kind).to_lowercase(),
+            outcome_words(summary.outcome),
+            if counts.is_empty() {
+                "nothing to do".to_owned()
+            } else {
+                counts
+            }
+        ),
+    });
     if let Some(cause) = &summary.root_cause {
         out.push(format!("  cause: {cause}"));
     }
@@ -170,6 +166,54 @@ pub fn summary_counts(summary: &Summary, elapsed: Option<Duration>) -> Vec<Strin
         out.push(format!("  next: {next}"));
     }
     out
+}
+
+/// The first line of the final report: what kind of run, how it ended, how much it did. A
+/// rollback run (`meshplan rollback`, `apply --on-unfinished`) says whether the unfinished run
+/// was rolled back or completed.
+fn headline(summary: &Summary) -> String {
+    if let Some(line) = rollback_headline(summary) {
+        return line;
+    }
+    format!(
+        "{} {}: {}{}",
+        format!("{:?}", summary.kind).to_lowercase(),
+        outcome_words(summary.outcome),
+        count(summary.actions.len(), "action"),
+        if summary.rolled_back.is_empty() {
+            String::new()
+        } else {
+            format!(", {} rolled back", summary.rolled_back.len())
+        }
+    )
+}
+
+/// The first line of a rollback run's report (`meshplan rollback`, `apply --on-unfinished`):
+/// whether the unfinished run was rolled back or completed. None for other runs.
+fn rollback_headline(summary: &Summary) -> Option<String> {
+    let rolled_back = count(summary.rolled_back.len(), "action");
+    match (summary.kind, summary.outcome) {
+        (RunKind::Rollback, RunOutcome::RolledBack) => {
+            return Some(format!(
+                "rollback succeeded: run {} was rolled back ({rolled_back} rolled back)",
+                summary.run
+            ));
+        }
+        (RunKind::Rollback, RunOutcome::Succeeded) => {
+            return Some(format!(
+                "unfinished run {} completed: what it did is kept",
+                summary.run
+            ));
+        }
+        (RunKind::Rollback, RunOutcome::RollbackFailed) => {
+            return Some(format!(
+                "rollback of run {} failed ({rolled_back} rolled back)",
+                summary.run
+            ));
+        }
+        _ => {}
+    }
+    None
 }
 
 fn outcome_words(outcome: RunOutcome) -> &'static str {
@@ -217,6 +261,22 @@ fn counts_text(counts: &BTreeMap<StepAction, usize>) -> String {
         })
         .collect::<Vec<_>>()
         .join(", ")
+}
+
+/// The `error` event that ends the JSON output of a failed command (`--output json`): one
+/// line, with the error's message, the causes under it (outermost first) and the help.
+pub fn error_event(message: &str, causes: &[String], help: Option<&str>) -> String {
+    let mut value = serde_json::json!({
+        "event": "error",
+        "format": PROGRESS_FORMAT,
+        "time": now(),
+        "message": message,
+        "causes": causes,
+    });
+    if let (Some(help), Some(map)) = (help, value.as_object_mut()) {
+        map.insert("help".to_owned(), help.into());
+    }
+    format!("{value}\n")
 }
 
 /// A clock for the lines' timestamps.
@@ -323,6 +383,8 @@ impl<W: Write + Send> NodeLines<W> {
                     human_duration(now.duration_since(n.started))
                 )]
             }
+            // A retried request is worth a line: the run is slower for a reason.
+            Event::Retrying { .. } => vec![event_line(event)],
             Event::StepFailed { node, .. } => {
                 node_state(nodes, node, now).failed_step = true;
                 vec![event_line(event)]
@@ -571,6 +633,17 @@ impl Reporter for LiveProgress {
                 if let Some(bar) = self.bar(node) {
                     bar.set_message(event_line(event));
                 }
+            }
+            Event::Retrying { node, object, .. } => {
+                if let Some(bar) = self.bar(node) {
+                    let line = event_line(event);
+                    let shown = line
+                        .strip_prefix(&format!("{node}: "))
+                        .unwrap_or(&line)
+                        .to_owned();
+                    bar.set_message(shown);
+                }
+                let _ = object;
             }
             Event::NodeDone { node } | Event::NodeFailed { node, .. } => {
                 self.finish(node, event_line(event));

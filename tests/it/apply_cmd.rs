@@ -16,6 +16,10 @@ use meshplan_sandbox::kubectl::Cluster;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
 
+/// How many times the transport sends a request that keeps failing: a fault meant to fail a
+/// step must hit every attempt.
+pub(crate) const ATTEMPTS: u64 = 6;
+
 pub(crate) struct Setup {
     pub(crate) cluster: Cluster,
     pub(crate) plan: PathBuf,
@@ -727,9 +731,10 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     let s = Setup::with_plan(PHASED);
     let before = dump(&s.cluster);
     let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
-    // The server-side apply of `consumer`, written in the second phase, answers 500.
+    // The server-side apply of `consumer`, written in the second phase, answers 500, on
+    // every attempt (a single 500 is retried and does not fail the step).
     s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
-        times: 1,
+        times: ATTEMPTS,
         ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
@@ -742,9 +747,11 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     assert_eq!(code, 1, "{out}\n{err}");
     let audit = s.cluster.sandbox.audit();
     let hit: Vec<_> = audit.iter().filter(|e| e.fault.is_some()).collect();
-    assert_eq!(hit.len(), 1, "{hit:#?}");
-    assert_eq!(hit[0].name, "consumer");
-    assert!(!hit[0].query.contains("dryRun"), "{:?}", hit[0]);
+    assert_eq!(hit.len() as u64, ATTEMPTS, "{hit:#?}");
+    for h in &hit {
+        assert_eq!(h.name, "consumer");
+        assert!(!h.query.contains("dryRun"), "{h:?}");
+    }
     // The first phase really wrote: `source` was created before the read resolved.
     let source_written = audit
         .iter()
@@ -779,15 +786,16 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
 fn no_rollback_in_the_second_phase_keeps_one_journal_that_rollback_undoes_entirely() {
     let s = Setup::with_plan(PHASED);
     let before = dump(&s.cluster);
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             1,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .named("consumer"),
-    );
+        .named("consumer")
+    });
     let (code, out, err) = s.apply(&["--no-rollback"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("meshplan rollback"), "{err}");
@@ -915,16 +923,17 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
     let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     let since = s.cluster.sandbox.audit().len();
     // `consumer` is dry-run by the first plan and by the second phase's plan, then written:
-    // the third server-side apply of it answers 500.
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    // the third server-side apply of it answers 500, and so do its retries.
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             3,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .named("consumer"),
-    );
+        .named("consumer")
+    });
     let (code, out, err) = s.apply(&["--var", "level=2"]);
     let audit: Vec<_> = s.cluster.sandbox.audit().into_iter().skip(since).collect();
     assert_eq!(code, 1, "{out}\n{err}");
@@ -953,16 +962,18 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
 fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     let s = Setup::with_plan(SMALL);
     // The third write (a ConfigMap of manifest.config; the Namespace and the other ConfigMap
-    // were written before it) answers 500.
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    // were written before it) answers 500, and so do its retries (the next writes: nothing
+    // else can start before it ends).
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             meshplan_sandbox::WRITE_VERB,
             "",
             3,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .all_resources(),
-    );
+        .all_resources()
+    });
     let (code, out, err) = s.apply(&["--output", "json"]);
     assert_eq!(code, 1, "{out}\n{err}");
     let events: Vec<Value> = out
@@ -981,7 +992,17 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     // The change set first, then the run from start to finish.
     assert_eq!(names[0], "plan", "{names:?}");
     assert_eq!(names[1], "run_started", "{names:?}");
-    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    // The run's report, then (the command failed) the error event that ends the output.
+    assert_eq!(names[names.len() - 2], "finished", "{names:?}");
+    assert_eq!(names.last(), Some(&"error"), "{names:?}");
+    let error = events.last().unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("apply failed: manifest.config: "),
+        "{error}"
+    );
     let pos = |name: &str| names.iter().position(|n| *n == name).unwrap();
     let failed = &events[pos("step_failed")];
     assert_eq!(failed["node"], "manifest.config", "{failed}");
@@ -992,7 +1013,7 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     );
     assert!(pos("step_failed") < pos("rollback_started"), "{names:?}");
     // Every object the run created is deleted again, and the summary says so.
-    let summary = &events.last().unwrap()["summary"];
+    let summary = &events[events.len() - 2]["summary"];
     assert_eq!(summary["outcome"], "rolled_back", "{summary:#}");
     let created: Vec<String> = summary["actions"]
         .as_array()
