@@ -404,6 +404,7 @@ impl Env {
         let cluster = rt.block_on(KubeCluster::connect(&ConnectOptions {
             kubeconfig: Some(kc.clone()),
             context: None,
+            ..ConnectOptions::default()
         }))?;
         Ok(Self {
             sandbox,
@@ -457,8 +458,9 @@ fn meshplan_args(command: &str, s: &Scenario, plan: &Path, kc: &Path, state: &Pa
     args
 }
 
-fn kubectl() -> &'static Path {
-    Path::new("/usr/bin/kubectl")
+/// MESHPLAN_KUBECTL, else kubectl on PATH (as the tests find it).
+fn kubectl() -> PathBuf {
+    meshplan_sandbox::kubectl::kubectl_binary()
 }
 
 fn write_list(path: &Path, objects: &[&Value]) -> Result<(), Error> {
@@ -610,7 +612,7 @@ fn plan_runs(
     let k1 = measure(
         "kubectl diff --server-side (fresh cache)",
         Some(&env.sandbox),
-        kubectl(),
+        &kubectl(),
         &diff_args,
         &env_vars,
     )?;
@@ -618,7 +620,7 @@ fn plan_runs(
     let k2 = measure(
         "kubectl diff --server-side (warm cache)",
         Some(&env.sandbox),
-        kubectl(),
+        &kubectl(),
         &diff_args,
         &env_vars,
     )?;
@@ -722,7 +724,7 @@ fn apply_runs(
         measure(
             "kubectl apply --server-side",
             Some(&env.sandbox),
-            kubectl(),
+            &kubectl(),
             &args,
             &env_vars,
         )
@@ -750,7 +752,7 @@ fn apply_runs(
         measure(
             "kubectl delete --wait=false",
             Some(&env.sandbox),
-            kubectl(),
+            &kubectl(),
             &args,
             &env_vars,
         )

@@ -16,7 +16,7 @@ cargo build --quiet
 meshplan="$root/target/debug/meshplan"
 
 step "install the pinned helm (when missing)"
-bash scripts/install-helm.sh
+bash scripts/install-helm.sh --pinned
 export PATH="$root/.tools/bin:$PATH"
 
 tmp="$(mktemp -d)"

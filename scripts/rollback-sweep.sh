@@ -9,7 +9,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash scripts/install-helm.sh
+bash scripts/install-helm.sh --pinned
 export PATH="$root/.tools/bin:$PATH"
 
 cargo build --quiet --bin meshplan --example rollback_sweep

@@ -6,7 +6,7 @@ set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$root"
 
-bash scripts/install-helm.sh
+bash scripts/install-helm.sh --pinned
 export PATH="$root/.tools/bin:$PATH"
 
 if ! cargo nextest --version >/dev/null 2>&1; then

@@ -47,7 +47,15 @@ pub struct Disk;
 
 impl FileReader for Disk {
     fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+        String::from_utf8(std::fs::read(path)?).map_err(|e| {
+            let bytes = e.as_bytes();
+            let at = e.utf8_error().valid_up_to();
+            let line = bytes[..at].iter().filter(|b| **b == b'\n').count() + 1;
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not valid UTF-8 text: the byte at offset {at} (line {line}) is not UTF-8"),
+            )
+        })
     }
 }
 
@@ -141,7 +149,14 @@ fn io_reason(e: &std::io::Error) -> String {
     match e.kind() {
         std::io::ErrorKind::NotFound => "file not found".to_string(),
         std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-        std::io::ErrorKind::InvalidData => "not valid UTF-8 text".to_string(),
+        std::io::ErrorKind::InvalidData => {
+            let text = e.to_string();
+            if text.starts_with("not valid UTF-8") {
+                text
+            } else {
+                "not valid UTF-8 text".to_string()
+            }
+        }
         _ => e.to_string(),
     }
 }

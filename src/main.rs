@@ -1,33 +1,41 @@
-//! The `meshplan` binary: parse the command line, set up logging on stderr, run, exit.
+//! The `meshplan` binary: parse the command line, set up logging on stderr and the error
+//! report (colour as `--color` and `NO_COLOR` say), run, exit with the fixed exit codes.
 
-// The error report of a failed command is printed here.
-#![allow(clippy::print_stderr)]
+// Output goes through `commands::out` / `commands::err`, which never panic on a closed stream
+// (the workspace denies the print macros).
+
+use std::io::IsTerminal as _;
 
 use clap::Parser;
 use meshplan::cli::{Cli, ExitStatus};
 
 fn main() -> std::process::ExitCode {
-    // A usage error exits 1 like every other error: exit 2 means changes or drift, and a CI
-    // job must never read a typo as drift (clap's own default is 2).
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            let _ = e.print();
-            return if e.exit_code() == 0 {
-                ExitStatus::Success.into()
-            } else {
+        Err(err) => {
+            let _ = err.print();
+            // Help and version go to stdout and succeed; a command line clap refuses is an
+            // error like any other bad input: 1 (2 means "changes present").
+            return if err.use_stderr() {
                 ExitStatus::Error.into()
+            } else {
+                ExitStatus::Success.into()
             };
         }
     };
-    init_tracing(cli.verbose);
+    let no_color = std::env::var_os("NO_COLOR");
+    let stderr_color = cli
+        .color
+        .enabled(std::io::stderr().is_terminal(), no_color.as_deref());
+    init_tracing(cli.verbose, stderr_color);
+    init_error_report(stderr_color);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
     {
         Ok(runtime) => runtime,
         Err(err) => {
-            eprintln!("error: cannot start the async runtime: {err}");
+            meshplan::commands::err(&format!("error: cannot start the async runtime: {err}\n"));
             return ExitStatus::Error.into();
         }
     };
@@ -35,13 +43,14 @@ fn main() -> std::process::ExitCode {
     match status {
         Ok(status) => status.into(),
         Err(report) => {
-            eprintln!("{report:?}");
+            meshplan::commands::err(&format!("{report:?}\n"));
             ExitStatus::Error.into()
         }
     }
 }
 
-fn init_tracing(verbose: u8) {
+/// Logs on stderr, with escape codes only when stderr takes colour (never in a file).
+fn init_tracing(verbose: u8, color: bool) {
     let default = match verbose {
         // kube's client logs every failed request as an error; meshplan reports them itself.
         0 => "warn,kube_client=off",
@@ -54,6 +63,13 @@ fn init_tracing(verbose: u8) {
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
-        .with_ansi(std::env::var_os("NO_COLOR").is_none())
+        .with_ansi(color)
         .init();
+}
+
+/// Error reports in colour only when stderr takes it (`--color always` forces it).
+fn init_error_report(color: bool) {
+    let _ = miette::set_hook(Box::new(move |_| {
+        Box::new(miette::MietteHandlerOpts::new().color(color).build())
+    }));
 }

@@ -18,6 +18,11 @@
 //! kind installed or removed since), it is fetched again and the plan retried once. The
 //! session is also the [`Replan`] of a phased apply (planning with a fresh discovery between
 //! phases). [`Session::lint`] runs the lint stage with the same render settings and cache.
+//!
+//! A lost state is detected before anything is planned on it ([`Session::guard_lost_state`]):
+//! when the state has no records but the cluster holds objects with this plan's ownership
+//! marks, plan and apply stop unless asked to adopt them, and an adoption takes the material a
+//! chart generates (webhook certificates) from the cluster instead of generating it anew.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -34,8 +39,12 @@ use crate::diff::saved::InputDigests;
 use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
 use crate::model::{Address, NodeSpec, StateBackend};
-use crate::render::{self, HelmProcess, RenderOptions};
+use crate::render::{
+    self, ChartDocument, ChartOutput, HelmProcess, MemoryCache, PreviousRender, RenderCache,
+    RenderOptions,
+};
 use crate::state;
+use crate::state::crypto::{KEY_ENV, KEY_FILE};
 use crate::state::location::{self, Overrides, Resolved};
 use crate::state::{
     DiscoveryCacheEntry, KubeStore, LeaseGuard, LeaseLock, LeaseView, Remote, SledStore,
@@ -51,6 +60,8 @@ pub struct Session {
     /// The `--target` nodes (empty: the whole plan).
     pub targets: Vec<Address>,
     pub store: Arc<dyn StateStore>,
+    /// Where the state is, as this session resolved it.
+    pub state_location: String,
     pub cluster: KubeCluster,
     pub parallelism: usize,
     /// Where the state lives and where the apply's Lease lives.
@@ -65,6 +76,11 @@ pub struct Session {
     command: String,
     /// When a writer stops waiting for a lock (`--lock-timeout`).
     deadline: Instant,
+    /// The database was created by this session beside a key file of an earlier one.
+    database_lost: bool,
+    /// Renders do not use the state's render cache (an adoption: the cache may hold
+    /// material generated before the live one was found).
+    uncached_renders: std::sync::atomic::AtomicBool,
 }
 
 /// A writer's Lease.
@@ -81,6 +97,20 @@ pub enum Access {
     Read,
     /// Writes (apply, destroy, rollback): takes the locks.
     Write,
+}
+
+/// At most this many objects of a state without records are looked up in the cluster to
+/// find this plan's marks.
+const LOST_STATE_PROBES: usize = 32;
+
+/// What an adoption of a lost state starts from.
+#[derive(Debug)]
+pub struct Adoption {
+    /// Objects found in the cluster with this plan's marks (a few, as examples).
+    pub found: Vec<String>,
+    /// The previous render of each helm node, taken from the cluster (generated material is
+    /// carried over from it).
+    pub previous: PreviousRenders,
 }
 
 /// How to open a [`Session`] for a loaded plan.
@@ -118,6 +148,24 @@ pub enum SessionError {
 
     #[error("{0}")]
     WorkingDirectory(std::io::Error),
+
+    #[error(
+        "the state in {dir} has no records of plan {plan}, but the cluster holds objects with its ownership marks ({}){}",
+        found.join(", "),
+        if *database_lost { format!("; the state database is missing beside an existing {KEY_FILE}: it was lost or removed") } else { String::new() }
+    )]
+    #[diagnostic(
+        code(session::lost_state),
+        help(
+            "restore the state directory from a backup (or pass --state with the directory that holds it); or, to take the objects over as they are, run again with --adopt-lost-state: their records are written on apply, and material the charts generate (webhook certificates, tokens) is taken from the cluster instead of being generated anew"
+        )
+    )]
+    LostState {
+        plan: String,
+        dir: PathBuf,
+        found: Vec<String>,
+        database_lost: bool,
+    },
 
     #[error(transparent)]
     #[diagnostic(transparent)]
@@ -186,10 +234,20 @@ impl Session {
             args.state,
             &cwd,
         )?;
+        let state_location = match &resolved.location {
+            StateLocation::Local { dir } => dir.display().to_string(),
+            StateLocation::Kubernetes(at) => at.describe(),
+        };
         let deadline = Instant::now() + args.lock_timeout;
         // A local state first: its lock is the cheapest refusal.
+        let mut database_lost = false;
         let local: Option<Arc<SledStore>> = match &resolved.location {
             StateLocation::Local { dir } => {
+                // A database missing beside the key file of an earlier one (looked at before
+                // opening creates it).
+                database_lost = !SledStore::exists(dir)
+                    && std::env::var_os(KEY_ENV).is_none()
+                    && dir.join(KEY_FILE).is_file();
                 let access = match args.access {
                     Access::Read => state::Access::Read(args.lock_timeout),
                     Access::Write => state::Access::Write(args.lock_timeout),
@@ -252,6 +310,7 @@ impl Session {
             loaded,
             targets,
             store,
+            state_location,
             cluster,
             parallelism: usize::from(args.parallelism),
             resolved,
@@ -261,6 +320,8 @@ impl Session {
             lease,
             command: args.command.to_owned(),
             deadline,
+            database_lost,
+            uncached_renders: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
@@ -373,6 +434,90 @@ impl Session {
         }
     }
 
+    /// Stops a plan on a lost state: the state has no records, yet objects of `change_set`
+    /// exist in the cluster with this plan's ownership marks ([`SessionError::LostState`]).
+    /// With `adopt`, returns what the adoption starts from instead (and renders skip the
+    /// render cache from then on); `None` when the state is not lost.
+    pub async fn guard_lost_state(
+        &self,
+        change_set: &ChangeSet,
+        adopt: bool,
+    ) -> Result<Option<Adoption>, SessionError> {
+        // Only a database missing beside an existing key counts: objects with this plan's
+        // marks in a cluster whose state was never here are adopted as before.
+        if !self.database_lost || !self.store.objects()?.is_empty() {
+            return Ok(None);
+        }
+        let plan = self.loaded.plan.name.as_str();
+        let existing: Vec<(&str, &crate::diff::ObjectChange)> = change_set
+            .objects()
+            .filter(|(_, o)| o.live_resource_version.is_some())
+            .collect();
+        let mut found = Vec::new();
+        for (_, o) in existing.iter().take(LOST_STATE_PROBES) {
+            if let Some(live) = self.cluster.get(&o.object).await?
+                && crate::apply::is_owned(&live, plan)
+            {
+                found.push(o.object.to_string());
+                if found.len() == 3 {
+                    break;
+                }
+            }
+        }
+        if found.is_empty() {
+            return Ok(None);
+        }
+        if !adopt {
+            return Err(SessionError::LostState {
+                plan: plan.to_owned(),
+                dir: PathBuf::from(&self.state_location),
+                found,
+                database_lost: self.database_lost,
+            });
+        }
+        let mut previous = PreviousRenders::new();
+        for (node, o) in &existing {
+            let Some(address) = Address::parse(node) else {
+                continue;
+            };
+            if !matches!(
+                self.loaded.plan.node(&address).map(|n| &n.spec),
+                Some(NodeSpec::Helm(_))
+            ) {
+                continue;
+            }
+            let Some(live) = self.cluster.get(&o.object).await? else {
+                continue;
+            };
+            let entry = previous.entry(address).or_insert_with(|| PreviousRender {
+                chart_output: Some(ChartOutput::default()),
+                ..PreviousRender::default()
+            });
+            if let Some(output) = entry.chart_output.as_mut() {
+                // A chart's document names its namespace or leaves it to the release: the
+                // live object stands for both.
+                let mut without_namespace = live.clone();
+                if let Some(meta) = without_namespace
+                    .get_mut("metadata")
+                    .and_then(serde_json::Value::as_object_mut)
+                {
+                    meta.remove("namespace");
+                }
+                for mut object in [live, without_namespace] {
+                    with_string_data(&mut object);
+                    output.documents.push(ChartDocument {
+                        source: None,
+                        object,
+                        volatile_paths: Default::default(),
+                    });
+                }
+            }
+        }
+        self.uncached_renders
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(Some(Adoption { found, previous }))
+    }
+
     /// Renders, refreshes and diffs the plan against the cluster and the state's records.
     /// `previous` is what was applied last per node (render stability when inputs change);
     /// every node rendered is kept in `rendered` for the caller to store once applied.
@@ -391,9 +536,7 @@ impl Session {
                     inner: RenderStage {
                         renderer: render::Renderer::new(
                             Arc::new(HelmProcess::from_env()),
-                            Arc::new(StateRenderCache {
-                                store: self.store.clone(),
-                            }),
+                            self.render_cache(),
                             RenderOptions {
                                 repo_dirs: self.repo_dirs.clone(),
                                 discovery: Some(discovery.clone()),
@@ -432,6 +575,30 @@ impl Session {
         })
     }
 
+    /// The line every plan and apply starts with: which cluster (server, context) and which
+    /// state this session works on.
+    pub fn header(&self) -> String {
+        crate::report::session_header(
+            self.cluster.url(),
+            self.cluster.context(),
+            &self.state_location,
+        )
+    }
+
+    /// The state's render cache, or (adopting a lost state) one of this render only.
+    fn render_cache(&self) -> Arc<dyn RenderCache> {
+        if self
+            .uncached_renders
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            Arc::new(MemoryCache::new())
+        } else {
+            Arc::new(StateRenderCache {
+                store: self.store.clone(),
+            })
+        }
+    }
+
     /// The lint report of the nodes this session is about (the targets and their
     /// dependencies, or all): rendered with the change set's inputs and cache (`previous`:
     /// generated material is carried over the same way, so the change set's render reuses
@@ -450,9 +617,7 @@ impl Session {
         };
         let renderer = render::Renderer::new(
             Arc::new(HelmProcess::from_env()),
-            Arc::new(StateRenderCache {
-                store: self.store.clone(),
-            }),
+            self.render_cache(),
             RenderOptions {
                 repo_dirs: self.repo_dirs.clone(),
                 discovery: Some(discovery.clone()),
@@ -518,6 +683,30 @@ impl Replan for Session {
     }
 }
 
+/// A live Secret as a chart may have written it: its `data` also as `stringData` (the values
+/// that are text), so that a chart's `stringData` finds its generated values.
+fn with_string_data(object: &mut serde_json::Value) {
+    use base64::Engine as _;
+    if object.get("kind").and_then(serde_json::Value::as_str) != Some("Secret") {
+        return;
+    }
+    let Some(data) = object.get("data").and_then(serde_json::Value::as_object) else {
+        return;
+    };
+    let text: serde_json::Map<String, serde_json::Value> = data
+        .iter()
+        .filter_map(|(k, v)| {
+            let bytes = base64::engine::general_purpose::STANDARD
+                .decode(v.as_str()?)
+                .ok()?;
+            Some((k.clone(), String::from_utf8(bytes).ok()?.into()))
+        })
+        .collect();
+    if let Some(map) = object.as_object_mut() {
+        map.insert("stringData".to_owned(), text.into());
+    }
+}
+
 /// The `--target` addresses, each a node of the plan.
 pub(crate) fn parse_targets(
     loaded: &LoadedPlan,
@@ -538,7 +727,7 @@ pub(crate) fn parse_targets(
         .collect()
 }
 
-/// `--repo-dir NAME=DIR` arguments, directories resolved against `cwd`.
+/// The `--repo-dir NAME=DIR` settings, directories relative to `cwd`.
 pub fn parse_repo_dirs(
     specs: &[String],
     cwd: &Path,

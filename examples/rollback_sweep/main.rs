@@ -23,13 +23,18 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use meshplan_sandbox::SandboxConfig;
+use meshplan_sandbox::{FaultAction, SandboxConfig};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 enum Which {
     Writes,
     Waits,
     Kills,
+    /// SIGTERM once at drawn writes of the swept apply (not part of `all`).
+    Signals,
+    /// A 500, a 503 with Retry-After and a dropped connection at every write: each retried,
+    /// the apply succeeding (not part of `all`).
+    Retries,
     All,
 }
 
@@ -114,7 +119,7 @@ fn main() {
     config.controllers.webhook_delay = Duration::from_millis(50);
     let target = sweep::Target {
         bin,
-        kubectl: PathBuf::from("/usr/bin/kubectl"),
+        kubectl: meshplan_sandbox::kubectl::kubectl_binary(),
         workdir: root.clone(),
         plan: root.join(&args.plan),
         common: split("--repo-dir linkerd=plans/charts --repo-dir jetstack=plans/charts"),
@@ -177,6 +182,68 @@ fn main() {
             report.push(format!(
                 "waits, {label}: {} ({:.0} s)",
                 outcome.summary(),
+                began.elapsed().as_secs_f64()
+            ));
+            failed += outcome.failures.len();
+            for f in &outcome.failures {
+                println!("FAILED {f}");
+            }
+        }
+    }
+    if args.sweep == Which::Retries {
+        for start in &starts {
+            let settings = sweep::Sweep {
+                start: start.clone(),
+                args: swept.clone(),
+                limit: args.limit,
+            };
+            let label = match start {
+                sweep::Start::Empty => "from empty",
+                sweep::Start::Previous(_) => "over a previous apply",
+            };
+            for (name, action) in [
+                ("a 500", FaultAction::Error { code: 500 }),
+                ("a 503 with Retry-After", FaultAction::Error { code: 503 }),
+                ("a dropped connection", FaultAction::Drop),
+            ] {
+                println!("{name} at write N, {label}:");
+                let began = Instant::now();
+                let outcome = sweep::retries(&target, &settings, &action, &mut progress);
+                report.push(format!(
+                    "{name} at write N, {label}: {} ({:.0} s)",
+                    outcome.summary(),
+                    began.elapsed().as_secs_f64()
+                ));
+                failed += outcome.failures.len();
+                for f in &outcome.failures {
+                    println!("FAILED {f}");
+                }
+            }
+        }
+    }
+    if args.sweep == Which::Signals {
+        for start in &starts {
+            let settings = sweep::Sweep {
+                start: start.clone(),
+                args: swept.clone(),
+                limit: args.limit,
+            };
+            println!("SIGTERM at {} points:", args.points);
+            let began = Instant::now();
+            let outcome = sweep::signals(
+                &target,
+                &settings,
+                "TERM",
+                args.points,
+                args.spread,
+                0x7e57,
+                &mut progress,
+            );
+            report.push(format!(
+                "SIGTERM: {} points, {} rolled back exactly, {} had finished ({:.0} s)",
+                outcome.points,
+                outcome.rolled_back,
+                outcome.finished,
                 began.elapsed().as_secs_f64()
             ));
             failed += outcome.failures.len();

@@ -958,3 +958,275 @@ pub fn kills(
     }
     out
 }
+
+/// What a signal sweep found.
+#[derive(Debug, Default)]
+pub struct Signals {
+    pub points: u64,
+    /// Runs the signal stopped and rolled back exactly.
+    pub rolled_back: u64,
+    /// Runs that had ended their last step when the signal came (they succeeded).
+    pub finished: u64,
+    pub failures: Vec<String>,
+}
+
+/// Sends `signal` (`TERM`, `HUP`, `INT`) to the process `pid` (a child of ours).
+pub fn send_signal(pid: u32, signal: &str) -> Result<(), String> {
+    let status = Command::new("kill")
+        .args([format!("-{signal}"), pid.to_string()])
+        .status()
+        .map_err(|e| format!("kill: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("kill -{signal} {pid}: {status}"))
+    }
+}
+
+/// `signal` (SIGTERM, SIGHUP) sent once to an apply that has sent a drawn number of writes
+/// (1 to `spread`) since it started. Each stopped run must exit 1, say it rolled back, and
+/// leave the cluster and the state as before it, with no writer lock left behind: the next
+/// command (the check's `meshplan state list`, then the next point's apply) needs no
+/// `meshplan state unlock`. A run that had finished its steps when the signal came must have
+/// succeeded; a plan right after it must then be empty.
+pub fn signals(
+    target: &Target,
+    sweep: &Sweep,
+    signal: &str,
+    points: u64,
+    spread: u64,
+    seed: u64,
+    progress: &mut dyn FnMut(&str),
+) -> Signals {
+    let mut out = Signals::default();
+    let mut slot: Option<Env> = None;
+    let mut draw = Points(seed.max(1));
+    for i in 0..points {
+        let env = match reuse_or_start(&mut slot, target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                out.failures.push(format!("point {i}: setup: {e}"));
+                break;
+            }
+        };
+        let mut all = vec!["--auto-approve".to_owned()];
+        all.extend_from_slice(&sweep.args);
+        let child = match env.command("apply", &target.plan, &all).spawn() {
+            Ok(c) => c,
+            Err(e) => {
+                out.failures.push(format!("point {i}: {e}"));
+                break;
+            }
+        };
+        let pid = child.id();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            let _ = tx.send(child.wait_with_output());
+        });
+        let at = writes_sent(&env) + 1 + draw.next(spread);
+        let deadline = Instant::now() + target.run_limit;
+        let mut ended = None;
+        while writes_sent(&env) < at && Instant::now() < deadline {
+            if let Ok(result) = rx.try_recv() {
+                ended = Some(result);
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        out.points += 1;
+        let point = format!("{signal} {i} at write {at}");
+        if ended.is_none()
+            && let Err(e) = send_signal(pid, signal)
+        {
+            out.failures.push(format!("{point}: {e}"));
+            break;
+        }
+        let output = match ended {
+            Some(result) => result,
+            None => match rx.recv_timeout(target.run_limit) {
+                Ok(result) => result,
+                Err(_) => {
+                    let _ = send_signal(pid, "KILL");
+                    out.failures
+                        .push(format!("{point}: the apply did not end after the signal"));
+                    continue;
+                }
+            },
+        };
+        let run = match output {
+            Ok(o) => Run {
+                code: o.status.code().unwrap_or(-1),
+                stdout: String::from_utf8_lossy(&o.stdout).into_owned(),
+                stderr: String::from_utf8_lossy(&o.stderr).into_owned(),
+            },
+            Err(e) => {
+                out.failures.push(format!("{point}: {e}"));
+                continue;
+            }
+        };
+        if run.code == 0 {
+            // The signal came after the last step: the apply ended as if it had not come.
+            let mut plan_args = sweep.args.clone();
+            plan_args.push("--detailed-exitcode".to_owned());
+            match env.meshplan("plan", &target.plan, &plan_args) {
+                Ok(plan) if plan.code == 0 => {
+                    out.finished += 1;
+                    progress(&format!("{point}: had finished; converged"));
+                }
+                Ok(plan) => out.failures.push(format!(
+                    "{point}: the apply succeeded but the plan is not empty:\n{}",
+                    plan.text()
+                )),
+                Err(e) => out.failures.push(format!("{point}: {e}")),
+            }
+            // The cluster changed: the next point starts afresh.
+            continue;
+        }
+        let judged = env.judge(&run).and_then(|left| {
+            if run.stderr.contains("interrupted") {
+                Ok(left)
+            } else {
+                Err(format!(
+                    "the report does not say it was interrupted:\n{}",
+                    run.text()
+                ))
+            }
+        });
+        match judged {
+            Ok(left) => {
+                out.rolled_back += 1;
+                progress(&format!("{point}: rolled back exactly{}", listed(&left)));
+                slot = Some(env);
+            }
+            Err(e) => {
+                progress(&format!("{point}: FAILED"));
+                out.failures.push(format!("{point}: {e}"));
+            }
+        }
+    }
+    out
+}
+
+/// What a retry sweep found.
+#[derive(Debug, Default)]
+pub struct Retries {
+    /// Failure points run.
+    pub tried: u64,
+    /// Points whose apply retried the failed write and succeeded without a rollback, after
+    /// which the plan was empty.
+    pub passed: u64,
+    /// Retry events the passing runs reported.
+    pub retries: u64,
+    /// The progress lines of those retry events.
+    pub retry_lines: Vec<String>,
+    /// Writes of the apply that ended the sweep (no write left to fail).
+    pub writes: Option<u64>,
+    pub failures: Vec<String>,
+}
+
+impl Retries {
+    pub fn summary(&self) -> String {
+        let mut text = format!(
+            "{} tried, {} retried and succeeded ({} retries reported)",
+            self.tried, self.passed, self.retries
+        );
+        if let Some(w) = self.writes {
+            text.push_str(&format!(", {w} writes in an apply"));
+        }
+        text
+    }
+}
+
+/// A transient failure (`action`: a 500, a 503 with `Retry-After`, a dropped connection) at
+/// write N = 1, 2, ... of the swept apply, one point per write until N passes the apply's
+/// last write. The failed request must be retried and the apply must succeed without
+/// rolling anything back, report the retry, and leave a cluster that the next plan finds as
+/// planned (`plan --detailed-exitcode` exits 0). Each point starts from a fresh sandbox (the
+/// previous point's apply succeeded).
+pub fn retries(
+    target: &Target,
+    sweep: &Sweep,
+    action: &FaultAction,
+    progress: &mut dyn FnMut(&str),
+) -> Retries {
+    let mut out = Retries::default();
+    for n in 1u64.. {
+        if sweep.limit.is_some_and(|l| out.tried >= l) {
+            break;
+        }
+        let env = match Env::new(target, &sweep.start) {
+            Ok(e) => e,
+            Err(e) => {
+                out.failures.push(format!("setup before write {n}: {e}"));
+                break;
+            }
+        };
+        let seen = env.sandbox.audit().last().map_or(0, |e| e.seq);
+        env.sandbox
+            .add_fault(FaultRule::new(WRITE_VERB, "", n, action.clone()).all_resources());
+        let run = match env.apply(&target.plan, &sweep.args) {
+            Ok(run) => run,
+            Err(e) => {
+                out.tried += 1;
+                out.failures.push(format!("write {n}: {e}"));
+                continue;
+            }
+        };
+        env.sandbox.clear_faults();
+        let hit = env
+            .sandbox
+            .audit()
+            .iter()
+            .filter(|e| e.seq > seen && e.fault.is_some())
+            .count();
+        if hit == 0 {
+            if run.code == 0 {
+                out.writes = Some(n - 1);
+            } else {
+                out.failures.push(format!(
+                    "write {n}: no write was failed, yet the apply exited {}:\n{}",
+                    run.code,
+                    run.text()
+                ));
+            }
+            break;
+        }
+        out.tried += 1;
+        let lines: Vec<String> = run
+            .stderr
+            .lines()
+            .filter(|l| l.contains("; retrying in "))
+            .map(str::to_owned)
+            .collect();
+        let retried = lines.len() as u64;
+        let problem = if run.code != 0 {
+            Some(format!("the apply exited {}", run.code))
+        } else if run.stderr.contains("rolled back") || run.stderr.contains("rolling back") {
+            Some("the apply rolled back".to_owned())
+        } else if retried == 0 {
+            Some("no retry was reported".to_owned())
+        } else {
+            let mut plan_args = sweep.args.clone();
+            plan_args.push("--detailed-exitcode".to_owned());
+            match env.meshplan("plan", &target.plan, &plan_args) {
+                Ok(plan) if plan.code == 0 => None,
+                Ok(plan) => Some(format!("the plan after it is not empty:\n{}", plan.text())),
+                Err(e) => Some(e),
+            }
+        };
+        match problem {
+            None => {
+                out.passed += 1;
+                out.retries += retried;
+                out.retry_lines.extend(lines);
+                progress(&format!("write {n}: retried and succeeded"));
+            }
+            Some(p) => {
+                progress(&format!("write {n}: FAILED"));
+                out.failures
+                    .push(format!("write {n}: {p}\n--- report:\n{}", run.text()));
+            }
+        }
+    }
+    out
+}

@@ -4,7 +4,7 @@
 //!
 //! Object actions map one to one (create, update, replace, delete, adopt, no-op, forget; a
 //! conflict is an update forced with `--force-conflicts`, refused without); hooks become [`HookObject`]s. Nodes whose objects are not all known yet (rendered during
-//! apply, unresolved reads, checks not yet evaluated, objects `(known after apply)` or of a
+//! apply or with placeholders, unresolved reads, checks not yet evaluated, objects `(known after apply)` or of a
 //! kind not installed yet) and everything downstream of them are *deferred*: the caller
 //! applies the rest first, resolves what became known and plans again
 //! (see `docs/apply.md`, "Reads and unknowns").
@@ -66,10 +66,13 @@ fn is_unknown(node: &NodeChange, evaluated: &BTreeSet<String>) -> bool {
     match &node.status {
         NodeStatus::RenderedDuringApply { .. } | NodeStatus::ReadDuringApply => true,
         NodeStatus::CheckDuringApply => !evaluated.contains(&node.address),
-        NodeStatus::Planned | NodeStatus::ReadNow | NodeStatus::Removed => node
-            .objects
-            .iter()
-            .any(|o| o.action == Action::KnownAfterApply || o.kind_pending),
+        NodeStatus::Planned | NodeStatus::ReadNow | NodeStatus::Removed => {
+            node.has_unknown_inputs()
+                || node
+                    .objects
+                    .iter()
+                    .any(|o| o.action == Action::KnownAfterApply || o.kind_pending)
+        }
     }
 }
 
@@ -283,12 +286,14 @@ depends_on = ["manifest.b"]
                     obj("x", Action::Adopt),
                 ],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             },
             NodeChange {
                 address: "manifest.c".into(),
                 status: NodeStatus::Planned,
                 objects: vec![obj("c", Action::NoOp)],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             },
         ]);
         let input = apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), false).unwrap();
@@ -319,18 +324,21 @@ depends_on = ["manifest.b"]
                 status: NodeStatus::Planned,
                 objects: vec![obj("a", Action::Create)],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             },
             NodeChange {
                 address: "read.r".into(),
                 status: NodeStatus::ReadDuringApply,
                 objects: Vec::new(),
                 render_key: None,
+                unknown_inputs: Vec::new(),
             },
             NodeChange {
                 address: "manifest.b".into(),
                 status: NodeStatus::Planned,
                 objects: vec![obj("b", Action::KnownAfterApply)],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             },
         ]);
         let deferred = deferred_nodes(&set, &l.graph, &BTreeSet::new());
@@ -358,6 +366,7 @@ depends_on = ["manifest.b"]
                 status: NodeStatus::Planned,
                 objects: vec![o],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             }]);
             assert!(apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), false).is_err());
         }
@@ -367,6 +376,7 @@ depends_on = ["manifest.b"]
             status: NodeStatus::Planned,
             objects: vec![obj("a", Action::Conflict)],
             render_key: None,
+            unknown_inputs: Vec::new(),
         }]);
         let input = apply_input(&set, &l.plan, &l.graph, &BTreeSet::new(), true).unwrap();
         assert_eq!(input.nodes[0].objects[0].action, ObjectAction::Update);

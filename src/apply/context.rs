@@ -50,9 +50,9 @@ impl Default for RunOptions {
     }
 }
 
-/// Ctrl-C, as the engine sees it: the first [`Interrupt::stop_gracefully`] stops new steps
-/// and lets in-flight ones finish, then rolls back; [`Interrupt::stop_now`] abandons
-/// in-flight steps at once and keeps the journal.
+/// Ctrl-C (and SIGTERM, SIGHUP), as the engine sees it: the first
+/// [`Interrupt::stop_gracefully`] stops new steps and lets in-flight ones finish, then rolls
+/// back; [`Interrupt::stop_now`] abandons in-flight steps at once and keeps the journal.
 #[derive(Debug, Clone, Default)]
 pub struct Interrupt {
     graceful: CancellationToken,
@@ -82,19 +82,40 @@ impl Interrupt {
         }
     }
 
-    /// Presses on every Ctrl-C until the returned task is aborted. On Unix the handler is
-    /// installed before this returns (a Ctrl-C right after it is not left to the default
-    /// action, which ends the process without releasing the writer lock), and one stream
-    /// receives the signals from then on (none is missed between two presses; two that arrive
-    /// before the first one is handled count as one).
-    pub fn listen_for_ctrl_c(&self) -> tokio::task::JoinHandle<()> {
+    /// Presses on every Ctrl-C until the returned task is aborted; on Unix also on every
+    /// SIGTERM (what CI cancellation, `timeout` and Kubernetes send) and SIGHUP (a closed
+    /// terminal), in any mix: the first signal stops gracefully, the next one at once.
+    ///
+    /// On Unix the handlers are installed before this returns (a signal right after it is not
+    /// left to the default action, which ends the process without a rollback), and one stream
+    /// per signal receives them from then on (none is missed between two presses; two of the
+    /// same kind that arrive before the first one is handled count as one).
+    pub fn listen_for_signals(&self) -> tokio::task::JoinHandle<()> {
         let interrupt = self.clone();
         #[cfg(unix)]
         {
-            use tokio::signal::unix::{SignalKind, signal};
-            if let Ok(mut stream) = signal(SignalKind::interrupt()) {
+            use tokio::signal::unix::{Signal, SignalKind, signal};
+            let mut int = signal(SignalKind::interrupt()).ok();
+            let mut term = signal(SignalKind::terminate()).ok();
+            let mut hup = signal(SignalKind::hangup()).ok();
+            /// The next signal of `stream`; never, without one.
+            async fn next(stream: &mut Option<Signal>) -> Option<()> {
+                match stream {
+                    Some(s) => s.recv().await,
+                    None => std::future::pending().await,
+                }
+            }
+            if int.is_some() {
                 return tokio::spawn(async move {
-                    while stream.recv().await.is_some() {
+                    loop {
+                        let got = tokio::select! {
+                            got = next(&mut int) => got,
+                            got = next(&mut term) => got,
+                            got = next(&mut hup) => got,
+                        };
+                        if got.is_none() {
+                            break;
+                        }
                         interrupt.press();
                     }
                 });
@@ -170,11 +191,9 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// Notes an object left in place on purpose. It is reported (an event, and the summary)
+    /// by [`Self::take_left_in_place`] at the end of the run, if it is still there then.
     pub(crate) fn leave(&self, object: &ObjectRef, reason: String) {
-        self.reporter.event(&Event::LeftInPlace {
-            object: object.clone(),
-            reason: reason.clone(),
-        });
         if let Ok(mut l) = self.left_in_place.lock() {
             l.push(LeftInPlace {
                 object: object.clone(),
@@ -211,11 +230,71 @@ impl<'a> Context<'a> {
             .unwrap_or_default()
     }
 
-    pub(crate) fn take_left_in_place(&self) -> Vec<LeftInPlace> {
-        self.left_in_place
+    /// The objects left in place that are still there at the end of the run, each reported
+    /// now: a later step of the same run may have removed one (a Certificate's Secret goes
+    /// with its namespace). An object that cannot be read is reported as left; so is every
+    /// object of a run stopped at once (nothing is read then).
+    pub(crate) async fn take_left_in_place(&self) -> Vec<LeftInPlace> {
+        let noted = self
+            .left_in_place
             .lock()
             .map(|mut a| std::mem::take(&mut *a))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        let mut out = Vec::new();
+        for left in noted {
+            if !self.immediate.is_cancelled()
+                && matches!(read_live(self.cluster, &left.object).await, Ok(None))
+            {
+                continue;
+            }
+            self.reporter.event(&Event::LeftInPlace {
+                object: left.object.clone(),
+                reason: left.reason.clone(),
+            });
+            out.push(left);
+        }
+        out
+    }
+
+    /// Runs `step` (a step of `node` on `object`) with the retries of its cluster requests
+    /// reported as [`Event::Retrying`], and none of them going past `deadline`.
+    pub(crate) async fn reporting_retries<T>(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+        deadline: Option<Instant>,
+        step: impl Future<Output = T>,
+    ) -> T {
+        let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+        let scope = cluster::RequestScope {
+            deadline,
+            notices: Some(tx),
+        };
+        let step = cluster::with_request_scope(scope, step);
+        tokio::pin!(step);
+        let report = |notice: cluster::RetryNotice| {
+            self.reporter.event(&Event::Retrying {
+                node: node.to_owned(),
+                object: object.clone(),
+                request: notice.request,
+                reason: notice.reason,
+                attempt: notice.attempt,
+                attempts: notice.attempts,
+                delay_ms: u64::try_from(notice.delay.as_millis()).unwrap_or(u64::MAX),
+            });
+        };
+        loop {
+            tokio::select! {
+                biased;
+                Some(notice) = rx.recv() => report(notice),
+                out = &mut step => {
+                    while let Ok(notice) = rx.try_recv() {
+                        report(notice);
+                    }
+                    return out;
+                }
+            }
+        }
     }
 
     /// The time left before `deadline`, capped by `cap`.

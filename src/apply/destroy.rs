@@ -241,11 +241,15 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
         &'a self,
         unit: &'a str,
         step: &'a DestroyStep,
-        _deadline: Option<Instant>,
+        deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
             let object = &step.record.object;
-            match self.destroy_one(unit, object).await {
+            let destroyed = self
+                .ctx
+                .reporting_retries(unit, object, deadline, self.destroy_one(unit, object))
+                .await;
+            match destroyed {
                 Ok(Some(Destroyed::Deleted)) => {
                     // Done once it is gone (`finish_group`).
                     self.ctx.took(unit, object, StepAction::Delete);
@@ -665,7 +669,7 @@ pub async fn destroy(
         actions: ctx.take_actions(),
         rolled_back: Vec::new(),
         skipped: Vec::new(),
-        left_in_place: ctx.take_left_in_place(),
+        left_in_place: ctx.take_left_in_place().await,
         next_step: None,
     };
     match ends {

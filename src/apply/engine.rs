@@ -88,19 +88,24 @@ impl StepRunner<ForwardStep> for Context<'_> {
                 object: step.object().clone(),
                 action,
             });
-            let result = match step {
-                ForwardStep::Object {
-                    object,
-                    rule,
-                    wait_timeout,
-                } => {
-                    self.run_object(unit, object, rule.as_ref(), *wait_timeout, deadline)
-                        .await
-                }
-                ForwardStep::Hook { hook, wait_timeout } => {
-                    self.run_hook(unit, hook, *wait_timeout, deadline).await
+            let run = async {
+                match step {
+                    ForwardStep::Object {
+                        object,
+                        rule,
+                        wait_timeout,
+                    } => {
+                        self.run_object(unit, object, rule.as_ref(), *wait_timeout, deadline)
+                            .await
+                    }
+                    ForwardStep::Hook { hook, wait_timeout } => {
+                        self.run_hook(unit, hook, *wait_timeout, deadline).await
+                    }
                 }
             };
+            let result = self
+                .reporting_retries(unit, step.object(), deadline, run)
+                .await;
             match result {
                 Ok(()) => {
                     self.reporter.event(&Event::StepDone {
@@ -455,13 +460,13 @@ impl PhasedRun {
             reason: summary.root_cause.clone().unwrap_or_default(),
         });
         let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&self.deps), interrupt).await;
-        rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
+        rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run).await;
         Some(finish(reporter, summary))
     }
 }
 
 /// Fills the summary from a rollback's result.
-fn rolled_back_outcome(
+async fn rolled_back_outcome(
     ctx: &Context<'_>,
     summary: &mut Summary,
     rolled: Result<(), String>,
@@ -469,7 +474,7 @@ fn rolled_back_outcome(
     run: &str,
 ) {
     summary.rolled_back = ctx.take_actions();
-    summary.left_in_place = ctx.take_left_in_place();
+    summary.left_in_place = ctx.take_left_in_place().await;
     match rolled {
         Ok(()) => summary.outcome = RunOutcome::RolledBack,
         Err(message) => {
@@ -659,7 +664,7 @@ pub async fn apply_phase(
         *t = CancellationToken::new();
     }
     let rolled = rollback::roll_back_run(&ctx, &run.run, Some(&phased.deps), interrupt).await;
-    rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run);
+    rolled_back_outcome(&ctx, &mut summary, rolled, interrupt, &run.run).await;
     Ok(finish(reporter, summary))
 }
 

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use crate::cluster::{ClusterError, FieldConflict, ObjectRef};
-use crate::model::format_duration;
+use crate::model::human_duration;
 use crate::state::StateError;
 
 fn conflict_list(conflicts: &[FieldConflict]) -> String {
@@ -42,7 +42,7 @@ pub enum StepError {
         conflicts: Vec<FieldConflict>,
     },
 
-    #[error("{node}: the admission webhook for {object} stayed unavailable for {}: {message}", format_duration(*waited))]
+    #[error("{node}: the admission webhook for {object} stayed unavailable for {}: {message}", human_duration(*waited))]
     #[diagnostic(
         code(apply::webhook),
         help("check that the webhook's Deployment runs and its Service has endpoints")
@@ -54,7 +54,7 @@ pub enum StepError {
         message: String,
     },
 
-    #[error("{node}: {object} was not ready after {}: waited for {waited_for}; last seen: {last_seen}", format_duration(*timeout))]
+    #[error("{node}: {object} was not ready after {}: waited for {waited_for}; last seen: {last_seen}", human_duration(*timeout))]
     #[diagnostic(code(apply::timeout))]
     TimedOut {
         node: String,

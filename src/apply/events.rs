@@ -86,6 +86,22 @@ pub enum Event {
         object: ObjectRef,
         action: StepAction,
     },
+    /// A request of the step failed in a way worth another attempt (a 503, a broken
+    /// connection...): it is sent again after `delay_ms`. Only a failure that persists
+    /// fails the step.
+    Retrying {
+        node: String,
+        object: ObjectRef,
+        /// The request, e.g. `PATCH configmaps app/settings`.
+        request: String,
+        /// What went wrong, e.g. `HTTP 503 Service Unavailable (Retry-After: 1s)`.
+        reason: String,
+        /// The attempt about to be made (2 for the first retry).
+        attempt: u32,
+        /// Attempts in all.
+        attempts: u32,
+        delay_ms: u64,
+    },
     StepFailed {
         node: String,
         object: ObjectRef,

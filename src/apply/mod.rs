@@ -27,9 +27,12 @@
 //! - [`adapter`]: the plan stage's change set translated into [`ApplyInput`] and
 //!   [`DestroyRequest`]; nodes not known yet are deferred to a later phase.
 //! - [`phases`]: the phased apply of `meshplan apply` (see `docs/apply.md`): apply what is
-//!   known, evaluate checks and wait for reads, plan again, one journaled run for all phases.
+//!   known, evaluate checks and wait for reads, plan again, one journaled run for all phases;
+//!   [`as_planned`]: a node planned with placeholders must be, with the real values, what
+//!   the plan showed.
 
 pub mod adapter;
+pub mod as_planned;
 pub mod context;
 pub mod destroy;
 pub mod engine;

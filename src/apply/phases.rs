@@ -2,7 +2,9 @@
 //! every node whose objects are known, deferring the nodes rendered during apply, unresolved
 //! reads, unevaluated checks and everything downstream of them; evaluate the checks and wait
 //! for the objects of the reads that became reachable; plan again ([`Replan`]); repeat until
-//! nothing is deferred.
+//! nothing is deferred. A node the first plan rendered with placeholders goes on only when,
+//! planned with the real values, it is what the plan showed ([`super::as_planned`];
+//! [`PhaseError::NotAsPlanned`] otherwise).
 //!
 //! All phases are one journaled run ([`PhasedRun`]): a failure in any phase, or between
 //! phases ([`PhaseError`]), rolls back what every phase did; the journal is cleared after the
@@ -10,12 +12,13 @@
 //! that passes is reported as [`Event::CheckPassed`]; the values that were unknown at plan
 //! time come back in [`Outcome::Completed`] (sensitive ones masked). Nothing here prints.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use futures::future::LocalBoxFuture;
 use serde_json::Value;
 
 use super::adapter::{self, AdaptError};
+use super::as_planned;
 use super::context::{Interrupt, RunOptions};
 use super::engine::{PhasedRun, apply_phase};
 use super::error::ApplyError;
@@ -25,9 +28,9 @@ use super::readiness::condition_is;
 use crate::cluster::{Cluster, ClusterError, ObjectRef};
 use crate::diff::planner::select;
 use crate::diff::previous::{PreviousError, PreviousRenders, RenderedLog, store_previous};
-use crate::diff::{ChangeSet, NodeStatus};
+use crate::diff::{ChangeSet, NodeChange, NodeStatus};
 use crate::graph::PlanGraph;
-use crate::model::{Address, EvalError, NodeSpec, Plan};
+use crate::model::{Address, EvalError, NodeSpec, Plan, human_duration};
 use crate::state::StateStore;
 
 /// How many planning rounds an apply may take before it gives up (reads that never resolve).
@@ -64,8 +67,8 @@ pub struct Phases<'a, R: Replan> {
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {
     /// A phase failed; its rollback restored what every phase did, and the report went out
-    /// as the run's `finished` event.
-    Failed,
+    /// as the run's `finished` event. `cause` is the run's root cause.
+    Failed { cause: Option<String> },
     /// Every phase succeeded.
     Completed {
         /// Whether anything was sent to the cluster.
@@ -93,6 +96,8 @@ pub enum KnownValue {
     NotFound,
     /// A node rendered during apply with the values read.
     Rendered,
+    /// A node planned with placeholders, rendered with the values read: as planned.
+    AsPlanned,
 }
 
 /// Why a phased apply stopped between phases (everything done so far is rolled back first).
@@ -121,7 +126,7 @@ pub enum PhaseError<E: miette::Diagnostic + Send + Sync + 'static> {
     #[error("{0}")]
     Eval(EvalError),
 
-    #[error("{node}: {object} did not reach {condition}={status} within {timeout:?}")]
+    #[error("{node}: {object} did not reach {condition}={status} within {}", human_duration(*timeout))]
     CheckTimedOut {
         node: String,
         object: Box<ObjectRef>,
@@ -130,7 +135,7 @@ pub enum PhaseError<E: miette::Diagnostic + Send + Sync + 'static> {
         timeout: std::time::Duration,
     },
 
-    #[error("{node}: {object} did not appear (with the value read) within {timeout:?}")]
+    #[error("{node}: {object} did not appear (with the value read) within {}", human_duration(*timeout))]
     ReadTimedOut {
         node: String,
         object: Box<ObjectRef>,
@@ -148,6 +153,21 @@ pub enum PhaseError<E: miette::Diagnostic + Send + Sync + 'static> {
 
     #[error("apply did not converge in {MAX_PHASES} phases")]
     NoConvergence,
+
+    #[error(
+        "{node}: rendered with the values read, it is not what the plan showed:\n  {}",
+        differences.join("\n  ")
+    )]
+    #[diagnostic(
+        code(apply::not_as_planned),
+        help(
+            "nothing of it was applied; run `meshplan plan` again to see the node with the values as they are now"
+        )
+    )]
+    NotAsPlanned {
+        node: String,
+        differences: Vec<String>,
+    },
 }
 
 /// Applies `first` and the phases after it (see the module overview). `previous` is what was
@@ -191,13 +211,22 @@ async fn run_phases<R: Replan>(
         .nodes
         .iter()
         .filter(|n| {
-            matches!(
-                n.status,
-                NodeStatus::ReadDuringApply | NodeStatus::RenderedDuringApply { .. }
-            )
+            n.has_unknown_inputs()
+                || matches!(
+                    n.status,
+                    NodeStatus::ReadDuringApply | NodeStatus::RenderedDuringApply { .. }
+                )
         })
         .map(|n| n.address.clone())
         .collect();
+    // What the plan showed of the nodes it rendered with placeholders.
+    let mut promised: BTreeMap<String, NodeChange> = first
+        .nodes
+        .iter()
+        .filter(|n| n.has_unknown_inputs())
+        .map(|n| (n.address.clone(), n.clone()))
+        .collect();
+    let planned_with_placeholders: BTreeSet<String> = promised.keys().cloned().collect();
 
     let mut change_set = first;
     let mut evaluated: BTreeSet<String> = BTreeSet::new();
@@ -231,7 +260,9 @@ async fn run_phases<R: Replan>(
             if !summary.outcome.is_success() {
                 // The phase's rollback restored what every phase of this apply did; the
                 // report went out as the run's `finished` event.
-                return Ok(Outcome::Failed);
+                return Ok(Outcome::Failed {
+                    cause: summary.root_cause,
+                });
             }
         }
         // What each applied node rendered to (render stability of later plans); kept in
@@ -267,6 +298,17 @@ async fn run_phases<R: Replan>(
             .replan(&previous, &rendered)
             .await
             .map_err(PhaseError::Replan)?;
+        for now in change_set.nodes.iter().filter(|n| !n.has_unknown_inputs()) {
+            if let Some(planned) = promised.remove(&now.address) {
+                let differences = as_planned::differences(&planned, now);
+                if !differences.is_empty() {
+                    return Err(PhaseError::NotAsPlanned {
+                        node: now.address.clone(),
+                        differences,
+                    });
+                }
+            }
+        }
         let still = adapter::deferred_nodes(&change_set, phases.graph, &evaluated);
         if !progressed && still == deferred {
             return Err(PhaseError::StayUnknown {
@@ -283,11 +325,14 @@ async fn run_phases<R: Replan>(
     if let Some(summary) = run.close(phases.store, phases.reporter)?
         && !summary.outcome.is_success()
     {
-        return Ok(Outcome::Failed);
+        return Ok(Outcome::Failed {
+            cause: summary.root_cause,
+        });
     }
     Ok(Outcome::Completed {
         applied,
-        known_after_apply: known_after_apply(phases, &unknown_at_plan).await,
+        known_after_apply: known_after_apply(phases, &unknown_at_plan, &planned_with_placeholders)
+            .await,
     })
 }
 
@@ -374,6 +419,7 @@ async fn resolve_reachable<R: Replan>(
 async fn known_after_apply<R: Replan>(
     phases: &Phases<'_, R>,
     nodes: &[String],
+    planned_with_placeholders: &BTreeSet<String>,
 ) -> Vec<KnownAfterApply> {
     let plan = phases.plan;
     let scope = plan.static_scope();
@@ -397,6 +443,7 @@ async fn known_after_apply<R: Replan>(
                     None => KnownValue::NotFound,
                 }
             }
+            _ if planned_with_placeholders.contains(a) => KnownValue::AsPlanned,
             _ => KnownValue::Rendered,
         };
         out.push(KnownAfterApply {

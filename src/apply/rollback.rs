@@ -102,7 +102,15 @@ impl StepRunner<RestoreStep> for Context<'_> {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>> {
         Box::pin(async move {
-            match self.restore(unit, step, deadline).await {
+            let restored = self
+                .reporting_retries(
+                    unit,
+                    &step.object,
+                    deadline,
+                    self.restore(unit, step, deadline),
+                )
+                .await;
+            match restored {
                 Ok(Some(action)) => {
                     self.took(unit, &step.object, action);
                     self.reporter.event(&Event::StepDone {
@@ -192,10 +200,11 @@ impl Context<'_> {
                         .await
                         .map_err(|e| (act, e))?;
                 }
+                // What a controller made from it stays; reported at the end of the run if it
+                // exists then (it may come a moment after the deletion, or go with its
+                // namespace later in the rollback).
                 for (reaction, reason) in reaction_objects(object, Some(cur)) {
-                    if let Ok(Some(_)) = read_live(self.cluster, &reaction).await {
-                        self.leave(&reaction, reason);
-                    }
+                    self.leave(&reaction, reason);
                 }
                 Some(act)
             }
@@ -584,7 +593,7 @@ pub async fn resume_unfinished(
                 });
                 let result = roll_back_run(&ctx, &id, None, &Interrupt::new()).await;
                 summary.rolled_back = ctx.take_actions();
-                summary.left_in_place = ctx.take_left_in_place();
+                summary.left_in_place = ctx.take_left_in_place().await;
                 if let Err(message) = result {
                     summary.outcome = RunOutcome::RollbackFailed;
                     summary.root_cause = Some(message);

@@ -1,7 +1,12 @@
-//! Command-line surface: clap definitions and the fixed exit codes.
+//! Command-line surface: clap definitions, the colour choice and the fixed exit codes.
 //!
 //! Exit codes are a closed set ([`ExitStatus`]): 0 success (or "no changes" with
-//! `--detailed-exitcode`), 1 error, 2 changes present.
+//! `--detailed-exitcode`), 1 error (a command line clap refuses too), 2 changes present.
+//!
+//! Flags follow kubectl, helm and Terraform: `--kubeconfig`, `--context`, `--output json`
+//! for the output format, `--out FILE` for a saved change set (`-o` is refused with a
+//! pointer to both, since it means the format in kubectl and helm), `--color` and
+//! `NO_COLOR`. Every command's `--help` ends with examples.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -10,24 +15,97 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::model::StateBackend;
 
+const EXAMPLES: &str = "\
+Examples:
+  meshplan validate plans/linkerd.toml
+  meshplan plan plans/linkerd.toml --out linkerd.plan
+  meshplan apply linkerd.plan
+  meshplan show plans/linkerd.toml --target helm.linkerd_crds
+  meshplan completions bash > /etc/bash_completion.d/meshplan
+
+Docs: docs/tutorial.md (a whole install step by step), docs/plan-language.md.";
+
 /// meshplan: plan, apply and roll back a Kubernetes service-mesh stack from one TOML plan.
 #[derive(Debug, Parser)]
-#[command(name = "meshplan", version, about, propagate_version = true)]
+#[command(
+    name = "meshplan",
+    version,
+    about,
+    propagate_version = true,
+    after_help = EXAMPLES
+)]
 pub struct Cli {
     /// More log output on stderr (-v info, -vv debug, -vvv trace). MESHPLAN_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     pub verbose: u8,
 
+    /// When to use colour: auto (on a terminal, unless NO_COLOR is set), always, never.
+    #[arg(long, global = true, value_enum, value_name = "WHEN", default_value_t = ColorChoice::Auto)]
+    pub color: ColorChoice,
+
+    /// `-o` is not an option: kubectl and helm read it as the output format, meshplan once
+    /// read it as the saved change set. Refused with a pointer to `--out` and `--output`.
+    #[arg(
+        short = 'o',
+        global = true,
+        hide = true,
+        value_name = "VALUE",
+        num_args = 0..=1,
+        default_missing_value = ""
+    )]
+    pub dash_o: Option<String>,
+
     #[command(subcommand)]
     pub command: Command,
+}
+
+/// When to colour output.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum ColorChoice {
+    /// On a terminal, unless `NO_COLOR` is set (to anything but the empty string).
+    #[default]
+    Auto,
+    Always,
+    Never,
+}
+
+impl ColorChoice {
+    /// Whether a stream takes colour: `always`, `never`, or (`auto`) when it is a terminal
+    /// and `no_color` (the `NO_COLOR` variable) is unset or empty.
+    pub fn enabled(self, is_terminal: bool, no_color: Option<&std::ffi::OsStr>) -> bool {
+        match self {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => is_terminal && no_color.is_none_or(|v| v.is_empty()),
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Parse a plan, resolve its references, build its graph; no cluster needed.
+    #[command(after_help = "\
+Examples:
+  meshplan validate plans/linkerd.toml
+  meshplan validate plans/linkerd.toml --var linkerd_control_plane_version=1.16.10
+  meshplan validate plans/linkerd.toml --output json   # for editors and CI")]
     Validate(ValidateArgs),
     /// Print the dependency graph of a plan as text, DOT or Mermaid.
+    #[command(after_help = "\
+Examples:
+  meshplan graph plans/linkerd.toml
+  meshplan graph plans/linkerd.toml --format dot | dot -Tsvg > graph.svg
+  meshplan graph plans/linkerd.toml --format mermaid
+  meshplan graph plans/linkerd.toml --output json")]
     Graph(GraphArgs),
+    /// Print the objects each node renders to (`helm template` for the whole plan); no
+    /// cluster needed.
+    #[command(after_help = "\
+Examples:
+  meshplan show plans/linkerd.toml --repo-dir linkerd=plans/charts --repo-dir jetstack=plans/charts
+  meshplan show plans/linkerd.toml --target helm.linkerd_crds --format json
+  meshplan show plans/linkerd.toml --show-sensitive   # Secret data in clear")]
+    Show(ShowArgs),
     /// Linkerd-aware checks of what would be applied (meshed Jobs, unknown chart values, CRs
     /// against their CRDs, the identity issuer, ...); exit 1 on error-level findings.
     Lint(LintArgs),
@@ -35,12 +113,32 @@ pub enum Command {
     /// stuck Jobs; exit 1 when a check fails.
     Check(CheckArgs),
     /// Render, refresh and diff: show what apply would change (writes only caches to state).
+    #[command(after_help = "\
+Examples:
+  meshplan plan plans/linkerd.toml
+  meshplan plan plans/linkerd.toml --out linkerd.plan          # save it for `meshplan apply linkerd.plan`
+  meshplan plan plans/linkerd.toml --detailed-exitcode          # 0 nothing to do, 2 changes, 1 error
+  meshplan plan plans/linkerd.toml --output json | jq .summary
+  meshplan plan plans/linkerd.toml --target helm.linkerd_crds --context k3s")]
     Plan(PlanArgs),
     /// Plan, confirm and apply: in dependency order, waited for, rolled back on failure.
+    #[command(after_help = "\
+Examples:
+  meshplan apply plans/linkerd.toml                 # shows the plan, asks for 'yes'
+  meshplan apply linkerd.plan                       # a change set saved by `plan --out`
+  meshplan apply plans/linkerd.toml --auto-approve --timeout 15m
+  meshplan apply plans/linkerd.toml --output json   # JSON lines on stdout")]
     Apply(ApplyArgs),
     /// Delete every object the plan owns, in reverse dependency order.
+    #[command(after_help = "\
+Examples:
+  meshplan destroy plans/linkerd.toml
+  meshplan destroy plans/linkerd.toml --target helm.linkerd_crds --target manifest.linkerd_namespace")]
     Destroy(DestroyArgs),
     /// Finish the rollback of an unfinished run (after a crash or a failed rollback).
+    #[command(after_help = "\
+Examples:
+  meshplan rollback plans/linkerd.toml")]
     Rollback(RollbackArgs),
     /// Compare the live cluster with what was last applied, by the fields meshplan owns
     /// (read-only, no lock; for CI): exit 0 no drift, 2 drift, 1 error.
@@ -48,6 +146,25 @@ pub enum Command {
     /// Look at and repair the state.
     #[command(subcommand)]
     State(StateCommand),
+    /// Print the versions of meshplan, helm and (when reachable) the cluster's server.
+    #[command(after_help = "\
+Examples:
+  meshplan version
+  meshplan version --context k3s --output json")]
+    Version(VersionArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell) on stdout.
+    #[command(after_help = "\
+Examples:
+  meshplan completions bash > ~/.local/share/bash-completion/completions/meshplan
+  meshplan completions zsh > \"${fpath[1]}/_meshplan\"
+  meshplan completions fish > ~/.config/fish/completions/meshplan.fish")]
+    Completions(CompletionsArgs),
+    /// Print the man page (roff) on stdout, or write one page per command into a directory.
+    #[command(after_help = "\
+Examples:
+  meshplan man | man -l -
+  meshplan man --dir /usr/local/share/man/man1")]
+    Man(ManArgs),
     /// A local Kubernetes API sandbox for trying plans without a cluster.
     #[cfg(feature = "sandbox")]
     #[command(subcommand)]
@@ -117,8 +234,56 @@ pub struct StackArgs {
 }
 
 #[derive(Debug, Args)]
+pub struct ShowArgs {
+    #[command(flatten)]
+    pub input: PlanInput,
+    /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
+    /// (repeatable; DIR holds one folder per chart).
+    #[arg(long = "repo-dir", value_name = "NAME=DIR")]
+    pub repo_dirs: Vec<String>,
+    /// Only this node and what it depends on (repeatable), e.g. --target helm.linkerd_crds.
+    #[arg(long = "target", value_name = "ADDRESS")]
+    pub targets: Vec<String>,
+    /// Output format: YAML documents (with a comment naming each node) or one JSON document.
+    #[arg(long, value_enum, default_value_t = ShowFormat::Yaml)]
+    pub format: ShowFormat,
+    /// Print sensitive values (Secret data, values of sensitive reads) in clear.
+    #[arg(long)]
+    pub show_sensitive: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum ShowFormat {
+    Yaml,
+    Json,
+}
+
+#[derive(Debug, Args)]
+pub struct VersionArgs {
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+#[derive(Debug, Args)]
+pub struct ManArgs {
+    /// Write meshplan.1 and one page per command (meshplan-plan.1, ...) into DIR instead.
+    #[arg(long, value_name = "DIR")]
+    pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
 pub struct ApplyArgs {
-    /// The plan file (TOML), or a change set saved by `meshplan plan -o FILE`.
+    /// The plan file (TOML), or a change set saved by `meshplan plan --out FILE`.
     pub plan: PathBuf,
     /// Set a variable the plan declares: --var name=value (repeatable).
     #[arg(long = "var", value_name = "NAME=VALUE")]
@@ -137,6 +302,12 @@ pub struct ApplyArgs {
     /// Take fields other field managers own.
     #[arg(long)]
     pub force_conflicts: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// At most this many steps (and cluster requests while planning) at a time.
     #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
@@ -192,9 +363,17 @@ pub struct RollbackArgs {
 #[derive(Debug, Subcommand)]
 pub enum StateCommand {
     /// List the objects the state records, by node.
-    List(StateArgs),
+    #[command(after_help = "\
+Examples:
+  meshplan state list plans/linkerd.toml
+  meshplan state list plans/linkerd.toml --output json")]
+    List(StateListArgs),
     /// Show the records of one node (or one object: NODE/KIND/NAMESPACE/NAME).
-    Show(StateAddressArgs),
+    #[command(after_help = "\
+Examples:
+  meshplan state show plans/linkerd.toml manifest.root_ca
+  meshplan state show plans/linkerd.toml helm.linkerd_control_plane --output json")]
+    Show(StateShowArgs),
     /// Forget the records of a node (the objects stay in the cluster).
     Rm(StateAddressArgs),
     /// Break the writer lock of the state (the local lock is released by the operating
@@ -213,6 +392,26 @@ pub struct StateArgs {
     pub location: StateLocationArgs,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct StateListArgs {
+    #[command(flatten)]
+    pub at: StateArgs,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
+}
+
+#[derive(Debug, Args)]
+pub struct StateShowArgs {
+    #[command(flatten)]
+    pub at: StateArgs,
+    /// A node address, e.g. manifest.root_ca.
+    pub address: String,
+    /// Output format on stdout.
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -263,15 +462,22 @@ pub struct PlanInput {
 pub struct ValidateArgs {
     #[command(flatten)]
     pub input: PlanInput,
+    /// Output format on stdout (json: the summary, or every problem with its place).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
 pub struct GraphArgs {
     #[command(flatten)]
     pub input: PlanInput,
-    /// Output format.
+    /// The drawing: text, DOT (Graphviz) or Mermaid.
     #[arg(long, value_enum, default_value_t = GraphFormat::Text)]
     pub format: GraphFormat,
+    /// Output format on stdout: json prints the nodes, edges and layers as data (instead of a
+    /// drawing).
+    #[arg(long, value_enum, default_value_t = OutputFormat::Human, conflicts_with = "format")]
+    pub output: OutputFormat,
 }
 
 #[derive(Debug, Args)]
@@ -292,12 +498,18 @@ pub struct PlanArgs {
     /// At most this many requests to the cluster (and helm renders) at a time.
     #[arg(long, default_value_t = 16, value_parser = clap::value_parser!(u16).range(1..))]
     pub parallelism: u16,
-    /// Save the change set to FILE, for `meshplan apply FILE`.
-    #[arg(short = 'o', long = "out", value_name = "FILE")]
+    /// Save the change set to FILE, for `meshplan apply FILE` (like `terraform plan -out`).
+    #[arg(long = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Exit 0 when nothing changes, 2 when something does (1 stays an error).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// When the state has no records but the cluster holds objects with this plan's marks
+    /// (a lost or removed state), take them over as they are: their records are written on
+    /// apply, and material the charts generate (webhook certificates) is taken from the
+    /// cluster instead of being generated anew. Without it such a plan stops.
+    #[arg(long)]
+    pub adopt_lost_state: bool,
     /// Output format on stdout.
     #[arg(long, value_enum, default_value_t = OutputFormat::Human)]
     pub output: OutputFormat,
@@ -363,12 +575,23 @@ pub struct CheckArgs {
 /// Where the cluster is.
 #[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
-    /// The kubeconfig file (default: KUBECONFIG, else ~/.kube/config).
+    /// The kubeconfig file (default: KUBECONFIG, a list of files merged as kubectl does,
+    /// else ~/.kube/config).
     #[arg(long, value_name = "FILE")]
     pub kubeconfig: Option<PathBuf>,
     /// The kubeconfig context (default: its current context).
     #[arg(long, value_name = "NAME")]
     pub context: Option<String>,
+    /// How long one request to the cluster may wait for its answer, e.g. 30s, 2m (default
+    /// 60s). Transient failures are retried; a server that does not answer in time is not.
+    #[arg(long, value_name = "DURATION", value_parser = parse_request_timeout)]
+    pub request_timeout: Option<std::time::Duration>,
+}
+
+/// `--request-timeout`: a duration such as `30s` or `2m`.
+fn parse_request_timeout(text: &str) -> Result<std::time::Duration, String> {
+    crate::model::parse_duration(text)
+        .ok_or_else(|| format!("not a duration: {text:?} (e.g. 30s, 2m, 1m30s)"))
 }
 
 #[derive(Debug, Args)]

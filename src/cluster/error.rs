@@ -87,6 +87,33 @@ pub enum ClusterError {
         source: kube::Error,
     },
 
+    #[error("TLS with the cluster at {url} failed: {message}")]
+    #[diagnostic(
+        code(cluster::tls),
+        help(
+            "the server's certificate must be valid for the host of the kubeconfig's `server` URL (or its `tls-server-name`) and signed by its `certificate-authority(-data)`: check those, or that the URL points at the right server"
+        )
+    )]
+    Tls {
+        url: String,
+        /// What the TLS layer said (e.g. `invalid peer certificate: NotValidForName`).
+        message: String,
+        #[source]
+        source: Box<kube::Error>,
+    },
+
+    #[error("the cluster at {url} did not answer within {}", crate::model::format_duration(*after))]
+    #[diagnostic(
+        code(cluster::no_answer),
+        help(
+            "the server accepts connections but does not answer: check the API server (or the proxy in front of it); --request-timeout sets how long to wait"
+        )
+    )]
+    NoAnswer {
+        url: String,
+        after: std::time::Duration,
+    },
+
     #[error("the cluster at {url} refused the credentials: {message}")]
     #[diagnostic(
         code(cluster::unauthorized),
@@ -190,6 +217,12 @@ impl ClusterError {
 
     /// Maps a kube error for a request about `target` to the cluster at `url`.
     pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
+        if let Some(no_answer) = super::transport::find_no_answer(&err) {
+            return Self::NoAnswer {
+                url: url.to_owned(),
+                after: no_answer.after,
+            };
+        }
         let object = || match &target {
             Target::Object(o) => Box::new(o.clone()),
             Target::Kind { kind, namespace } => Box::new(ObjectRef {
@@ -252,9 +285,16 @@ impl ClusterError {
                     status,
                 },
             },
-            kube::Error::HyperError(_) | kube::Error::Service(_) => Self::Unreachable {
-                url: url.to_owned(),
-                source: err,
+            kube::Error::HyperError(_) | kube::Error::Service(_) => match tls_problem(&err) {
+                Some(message) => Self::Tls {
+                    url: url.to_owned(),
+                    message,
+                    source: Box::new(err),
+                },
+                None => Self::Unreachable {
+                    url: url.to_owned(),
+                    source: err,
+                },
             },
             kube::Error::Auth(e) => Self::Unauthorized {
                 url: url.to_owned(),
@@ -266,6 +306,25 @@ impl ClusterError {
             },
         }
     }
+}
+
+/// What the TLS layer said, when a connection failed in the TLS handshake (a certificate
+/// not valid for the name, signed by an unknown authority, expired): the first error of the
+/// chain that speaks of certificates or TLS.
+fn tls_problem(err: &kube::Error) -> Option<String> {
+    let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = current {
+        let text = e.to_string();
+        let lower = text.to_ascii_lowercase();
+        if ["certificate", "tls", "handshake", "x509"]
+            .iter()
+            .any(|w| lower.contains(w))
+        {
+            return Some(text);
+        }
+        current = e.source();
+    }
+    None
 }
 
 /// The conflicts of an apply: from `details.causes` (`FieldManagerConflict`, message

@@ -18,6 +18,7 @@ use kube::runtime::{WatchStreamExt as _, watcher};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::transport::TransportLayer;
 use super::{
     ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
     Discovery, KindRef, ObjectList, ObjectRef, Propagation, ServerVersion, Target, WaitOutcome,
@@ -31,6 +32,8 @@ pub struct KubeCluster {
     /// What the client was built from (the state's own client is built from it too).
     config: kube::Config,
     url: String,
+    /// The kubeconfig context used (None: the kubeconfig names none and none was given).
+    context: Option<String>,
     default_namespace: String,
     kinds: Arc<Mutex<Kinds>>,
 }
@@ -59,17 +62,14 @@ impl std::fmt::Debug for KubeCluster {
 
 impl KubeCluster {
     /// Reads the kubeconfig (`options.kubeconfig`, else `KUBECONFIG`, else
-    /// `~/.kube/config`) and builds a client for the chosen context. Sends no request.
+    /// `~/.kube/config`) and builds a client for the chosen context, its requests going
+    /// through the [transport](super::transport) with `options.requests`. Sends no request.
     pub async fn connect(options: &ConnectOptions) -> Result<Self, ClusterError> {
-        let path = match &options.kubeconfig {
-            Some(p) => p.clone(),
-            None => default_kubeconfig_path(),
-        };
-        let kubeconfig = match &options.kubeconfig {
-            Some(p) => Kubeconfig::read_from(p),
-            None => Kubeconfig::read(),
-        }
-        .map_err(|e| kubeconfig_error(&path, e, options.kubeconfig.is_none()))?;
+        let (kubeconfig, path) = read_kubeconfig(options)?;
+        let context = options
+            .context
+            .clone()
+            .or_else(|| kubeconfig.current_context.clone());
         let context_options = KubeConfigOptions {
             context: options.context.clone(),
             ..Default::default()
@@ -86,18 +86,32 @@ impl KubeCluster {
         let url = config.cluster_url.to_string();
         let url = url.trim_end_matches('/').to_owned();
         let default_namespace = config.default_namespace.clone();
-        let client =
-            kube::Client::try_from(config.clone()).map_err(|e| ClusterError::Kubeconfig {
+        let mut config = config;
+        config.connect_timeout = Some(options.requests.connect_timeout);
+        // The state's own client is built from this (its retries are its own).
+        let state_config = config.clone();
+        // Retries are the transport layer's (visible, within deadlines), not kube's own.
+        config.default_retry = false;
+        let client = kube::client::ClientBuilder::try_from(config)
+            .map_err(|e| ClusterError::Kubeconfig {
                 path: path.clone(),
                 message: e.to_string(),
-            })?;
+            })?
+            .with_layer(&TransportLayer::new(options.requests.clone()))
+            .build();
         Ok(Self {
             client,
-            config,
+            config: state_config,
             url,
+            context,
             default_namespace,
             kinds: Arc::new(Mutex::new(Kinds::default())),
         })
+    }
+
+    /// The kubeconfig context in use (None when the kubeconfig names none).
+    pub fn context(&self) -> Option<&str> {
+        self.context.as_deref()
     }
 
     /// The kube client (for code that must go beyond the trait, such as tests).
@@ -670,15 +684,59 @@ fn from_legacy(d: &kube::Discovery) -> Discovery {
     Discovery::new(out)
 }
 
-fn default_kubeconfig_path() -> PathBuf {
-    match std::env::var_os("KUBECONFIG").filter(|v| !v.is_empty()) {
-        Some(v) => PathBuf::from(v),
-        None => std::env::var_os("HOME")
+/// The kubeconfig as kubectl reads it: `--kubeconfig`; else the files of `KUBECONFIG` (a
+/// list, merged in order, the first file's values winning; files that do not exist are
+/// skipped, as kubectl skips them); else `~/.kube/config`. Returns it with the path (or
+/// list) that messages name.
+fn read_kubeconfig(options: &ConnectOptions) -> Result<(Kubeconfig, PathBuf), ClusterError> {
+    if let Some(path) = &options.kubeconfig {
+        let config = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, e, false))?;
+        return Ok((config, path.clone()));
+    }
+    let listed: Vec<PathBuf> = std::env::var_os("KUBECONFIG")
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
+        .unwrap_or_default();
+    if listed.is_empty() {
+        let path = std::env::var_os("HOME")
             .map(PathBuf::from)
             .unwrap_or_default()
             .join(".kube")
-            .join("config"),
+            .join("config");
+        let config = Kubeconfig::read_from(&path).map_err(|e| kubeconfig_error(&path, e, true))?;
+        return Ok((config, path));
     }
+    let existing: Vec<&PathBuf> = listed.iter().filter(|p| p.exists()).collect();
+    if existing.is_empty() {
+        return Err(ClusterError::NoKubeconfig {
+            message: format!(
+                "none of the files KUBECONFIG lists exists ({})",
+                listed
+                    .iter()
+                    .map(|p| p.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            ),
+        });
+    }
+    let mut merged = Kubeconfig::default();
+    for path in &existing {
+        let config = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(path, e, false))?;
+        merged = merged
+            .merge(config)
+            .map_err(|e| kubeconfig_error(path, e, false))?;
+    }
+    let shown = if existing.len() == 1 {
+        existing[0].clone()
+    } else {
+        std::env::join_paths(existing.iter().copied())
+            .map(PathBuf::from)
+            .unwrap_or_else(|_| existing[0].clone())
+    };
+    Ok((merged, shown))
 }
 
 fn kubeconfig_error(path: &std::path::Path, e: KubeconfigError, implicit: bool) -> ClusterError {

@@ -4,7 +4,8 @@
 //! Sync`, async methods returning boxed futures). Objects travel as `serde_json::Value`
 //! bodies; references as [`ObjectRef`] / [`KindRef`].
 //!
-//! 1. [`KubeCluster::connect`] reads a kubeconfig (a given file, else `KUBECONFIG`, else
+//! 1. [`KubeCluster::connect`] reads a kubeconfig as kubectl does (a given file, else the
+//!    files `KUBECONFIG` lists, merged, skipping those that do not exist, else
 //!    `~/.kube/config`) and a context.
 //! 2. [`Cluster::discover`] lists every served resource with aggregated discovery (two
 //!    requests), falling back to per-group discovery on servers without it. The result is
@@ -16,11 +17,14 @@
 //!    that returns the last object seen; [`Cluster::wait_gone`] waits for many objects of one
 //!    kind and namespace to disappear through one watch.
 //!
-//! Errors are typed and carry the object ([`ClusterError`]).
+//! Every request goes through [`transport`]: a connect timeout and a request timeout, and
+//! transient failures (429, 500, 503, 504, broken connections) retried with backoff before
+//! anything else sees them. Errors are typed and carry the object ([`ClusterError`]).
 
 mod error;
 mod kube_cluster;
 mod secret_data;
+pub mod transport;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
@@ -33,17 +37,21 @@ pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflic
 pub use kube_cluster::KubeCluster;
 pub use meshplan_k8s::discovery::{ApiResourceInfo, Discovery};
 pub use meshplan_k8s::object::{KindRef, ObjectRef, split_api_version};
+pub use transport::{RequestScope, RequestSettings, RetryNotice, RetryPolicy, with_request_scope};
 
 /// The field manager meshplan applies with.
 pub const FIELD_MANAGER: &str = "meshplan";
 
-/// Where to find the cluster.
+/// Where to find the cluster, and how long to wait for it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ConnectOptions {
-    /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG`, else `~/.kube/config`.
+    /// A kubeconfig file (`--kubeconfig`); None reads `KUBECONFIG` (a list of files), else
+    /// `~/.kube/config`.
     pub kubeconfig: Option<PathBuf>,
     /// A context name (`--context`); None uses the current context.
     pub context: Option<String>,
+    /// Timeouts and retries of every request (`--request-timeout`).
+    pub requests: RequestSettings,
 }
 
 /// The server's version (`/version`).

@@ -20,13 +20,17 @@ use crate::report::{self, HumanOptions, render_human, render_json_event};
 use crate::session::Session;
 
 use super::{
-    CommandError, load_plan, lock, release, session_args, terminal, unless_interrupted, with_ctrl_c,
+    CommandError, PLAN_DOES_NOT_LOAD, load_plan, lock, release, session_args, terminal,
+    unless_interrupted, with_ctrl_c,
 };
 
 const INTERRUPTED_BEFORE_APPLY: &str = "interrupted before the apply started: nothing was applied";
 
 pub(super) async fn run(args: ApplyArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move { apply(args, &interrupt).await }).await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
@@ -48,7 +52,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         _ => args.stack.targets.clone(),
     };
     let Some(loaded) = load_plan(&input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let mut session = unless_interrupted(
         interrupt,
@@ -59,6 +63,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         ),
     )
     .await?;
+    super::terminal::err(&format!("{}\n", session.header()));
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
         overall_timeout: match &args.timeout {
@@ -123,20 +128,40 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
             .await?;
             if summaries.iter().any(Summary::left_journal) {
                 release(&mut session).await;
-                return Ok(ExitStatus::Error);
+                return Ok(terminal::failed(
+                    args.output,
+                    "the unfinished run could not be finished: its journal is kept",
+                ));
             }
         }
 
         let store = session.store.as_ref();
         let meta = store.meta()?;
-        let previous = load_previous(store)?;
-        let rendered = RenderedLog::default();
-        let first = unless_interrupted(
+        let mut previous = load_previous(store)?;
+        let mut rendered = RenderedLog::default();
+        let mut first = unless_interrupted(
             interrupt,
             INTERRUPTED_BEFORE_APPLY,
             session.change_set(&previous, Some(&rendered), false),
         )
         .await?;
+        if let Some(adoption) = unless_interrupted(
+            interrupt,
+            INTERRUPTED_BEFORE_APPLY,
+            session.guard_lost_state(&first, args.adopt_lost_state),
+        )
+        .await?
+        {
+            terminal::adopting(&adoption);
+            previous = adoption.previous;
+            rendered = RenderedLog::default();
+            first = unless_interrupted(
+                interrupt,
+                INTERRUPTED_BEFORE_APPLY,
+                session.change_set(&previous, Some(&rendered), false),
+            )
+            .await?;
+        }
         if let Some(saved) = &saved {
             saved::check_current(
                 saved,
@@ -154,9 +179,9 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         match args.output {
             OutputFormat::Human => {
                 let color = terminal::stdout_color();
-                print!("{}", render_human(&first, HumanOptions { color }));
+                terminal::out(&render_human(&first, HumanOptions { color }));
             }
-            OutputFormat::Json => print!("{}", render_json_event(&first)),
+            OutputFormat::Json => terminal::out(&render_json_event(&first)),
         }
         if first.has_conflicts() && !options.force_conflicts {
             release(&mut session).await;
@@ -171,20 +196,20 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         }
         if !first.has_changes() {
             release(&mut session).await;
-            eprintln!("No changes. The cluster matches the plan.");
+            terminal::err("No changes. The cluster matches the plan.\n");
             return Ok(ExitStatus::Success);
         }
         if saved.is_none()
             && !terminal::confirm("apply these changes", args.auto_approve, interrupt).await?
         {
             release(&mut session).await;
-            eprintln!("Apply cancelled.");
-            return Ok(ExitStatus::Error);
+            terminal::err("Apply cancelled.\n");
+            return Ok(terminal::failed(args.output, "apply cancelled"));
         }
         match lock(&mut session, interrupt).await {
             Ok(()) => break (first, previous, rendered),
             Err(e) if saved.is_none() && session.may_retry(&e) => {
-                eprintln!("{e}; waiting for it, then planning again.");
+                terminal::err(&format!("{e}; waiting for it, then planning again.\n"));
                 session.refresh().await?;
             }
             Err(e) => return Err(e.into()),
@@ -211,16 +236,22 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         return Err(e.into());
     }
     match outcome? {
-        Outcome::Failed => Ok(ExitStatus::Error),
+        Outcome::Failed { cause } => Ok(terminal::failed(
+            args.output,
+            &match cause {
+                Some(cause) => format!("apply failed: {cause}"),
+                None => "apply failed".to_owned(),
+            },
+        )),
         Outcome::Completed {
             applied,
             known_after_apply,
         } => {
-            eprint!("{}", report::apply::known_after_apply(&known_after_apply));
+            terminal::err(&report::apply::known_after_apply(&known_after_apply));
             if !applied {
-                eprintln!("Nothing was sent to the cluster.");
+                terminal::err("Nothing was sent to the cluster.\n");
             }
-            eprintln!("Apply complete.");
+            terminal::err("Apply complete.\n");
             Ok(ExitStatus::Success)
         }
     }

@@ -10,7 +10,7 @@ use crate::cluster::{Cluster as _, KubeCluster};
 use crate::health::{self, Thresholds};
 use crate::report::health::{render_health_human, render_health_json};
 
-use super::{connect_options, load_plan};
+use super::{connect_options, load_plan, terminal};
 
 pub(super) async fn run(args: CheckArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
@@ -32,9 +32,9 @@ pub(super) async fn run(args: CheckArgs) -> miette::Result<ExitStatus> {
                 loaded.plan.name,
                 cluster.url()
             );
-            print!("{}", render_health_human(&report, &header, deny_warnings));
+            terminal::out(&render_health_human(&report, &header, deny_warnings));
         }
-        OutputFormat::Json => print!("{}", render_health_json(&report, deny_warnings)),
+        OutputFormat::Json => terminal::out(&render_health_json(&report, deny_warnings)),
     }
     Ok(if report.is_healthy(deny_warnings) {
         ExitStatus::Success

@@ -11,15 +11,21 @@ use crate::cli::{DestroyArgs, ExitStatus};
 use crate::report;
 use crate::session::Session;
 
-use super::{load_plan, lock, release, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    PLAN_DOES_NOT_LOAD, load_plan, lock, release, session_args, terminal, unless_interrupted,
+    with_ctrl_c,
+};
 
 pub(super) async fn run(args: DestroyArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move { destroy(args, &interrupt).await }).await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let mut session = unless_interrupted(
         interrupt,
@@ -35,6 +41,7 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         ),
     )
     .await?;
+    super::terminal::err(&format!("{}\n", session.header()));
     let store = session.store.as_ref();
     let targets: Option<BTreeSet<String>> = (!args.stack.targets.is_empty())
         .then(|| session.targets.iter().map(ToString::to_string).collect());
@@ -46,15 +53,15 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     );
     let records = store.objects()?;
     let doomed = request.preview(&records)?;
-    print!("{}", report::apply::destroy_listing(&doomed));
+    terminal::out(&report::apply::destroy_listing(&doomed));
     if doomed.is_empty() {
-        eprintln!("Nothing to destroy.");
+        terminal::err("Nothing to destroy.\n");
         return Ok(ExitStatus::Success);
     }
     if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
         release(&mut session).await;
-        eprintln!("Destroy cancelled.");
-        return Ok(ExitStatus::Error);
+        terminal::err("Destroy cancelled.\n");
+        return Ok(terminal::failed(args.output, "destroy cancelled"));
     }
     // The records listed above are what is destroyed: the state must not have changed
     // since (another run that took the Lease meanwhile fails this destroy).
@@ -79,11 +86,17 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         return Err(e.into());
     }
     let summary = summary?;
-    eprint!("{}", report::apply::kept(&summary));
+    terminal::err(&report::apply::kept(&summary));
     if summary.outcome.is_success() {
-        eprintln!("Destroy complete.");
+        terminal::err("Destroy complete.\n");
         Ok(ExitStatus::Success)
     } else {
-        Ok(ExitStatus::Error)
+        Ok(terminal::failed(
+            args.output,
+            &match &summary.root_cause {
+                Some(cause) => format!("destroy failed: {cause}"),
+                None => "destroy failed".to_owned(),
+            },
+        ))
     }
 }

@@ -112,9 +112,9 @@ pub(super) async fn run(args: DriftArgs) -> miette::Result<ExitStatus> {
                     source,
                 }
             })?;
-            print!("{}", render_drift(&report, Format::Human, color));
+            terminal::out(&render_drift(&report, Format::Human, color));
         }
-        None => print!("{}", render_drift(&report, format, color)),
+        None => terminal::out(&render_drift(&report, format, color)),
     }
     Ok(if report.has_drift {
         ExitStatus::Changes

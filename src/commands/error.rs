@@ -65,6 +65,20 @@ pub enum CommandError {
     #[error("{0}")]
     Json(serde_json::Error),
 
+    /// `-o`, which kubectl and helm read as the output format.
+    #[error("`-o{}` is not an option of meshplan", if value.is_empty() { String::new() } else { format!(" {value}") })]
+    #[diagnostic(help(
+        "use `--out FILE` to save the change set (plan), or `--output json` for the output format"
+    ))]
+    DashO { value: String },
+
+    #[error("cannot write {}", path.display())]
+    Write {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
     #[error("cannot write the report to {}", path.display())]
     #[diagnostic(help("check that the directory exists and can be written"))]
     OutputFile {

@@ -63,10 +63,10 @@ pub(super) async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
     match args.format {
         LintFormat::Human => {
             let color = terminal::stdout_color();
-            print!("{}", render_lint_human(&report, LintHumanOptions { color }));
+            terminal::out(&render_lint_human(&report, LintHumanOptions { color }));
         }
-        LintFormat::Json => print!("{}", render_lint_json(&report)),
-        LintFormat::Sarif => print!("{}", render_lint_sarif(&report)),
+        LintFormat::Json => terminal::out(&render_lint_json(&report)),
+        LintFormat::Sarif => terminal::out(&render_lint_sarif(&report)),
     }
     let deny_warnings = args.deny.contains(&DenyLevel::Warnings);
     Ok(if report.blocks(deny_warnings) {

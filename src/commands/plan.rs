@@ -15,21 +15,24 @@ use crate::report::{HumanOptions, render_human, render_json};
 use crate::session::{Access, Session, SessionArgs};
 
 use super::{
-    CommandError, connect_options, load_plan, state_overrides, terminal, unless_interrupted,
-    with_ctrl_c,
+    CommandError, PLAN_DOES_NOT_LOAD, connect_options, load_plan, state_overrides, terminal,
+    unless_interrupted, with_ctrl_c,
 };
 
 pub(super) async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
+    let output = args.output;
     // Ctrl-C ends the plan with the writer lock released.
-    with_ctrl_c(|interrupt| async move {
+    let result = with_ctrl_c(|interrupt| async move {
         unless_interrupted(&interrupt, "interrupted while planning", plan(args)).await
     })
-    .await
+    .await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let session = Session::open(
         loaded,
@@ -45,18 +48,26 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         },
     )
     .await?;
+    super::terminal::err(&format!("{}\n", session.header()));
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
     let lint = session.lint(&previous).await?;
     terminal::show_lint(&lint, args.output);
-    let change_set = session.change_set(&previous, None, false).await?;
+    let mut change_set = session.change_set(&previous, None, false).await?;
+    if let Some(adoption) = session
+        .guard_lost_state(&change_set, args.adopt_lost_state)
+        .await?
+    {
+        terminal::adopting(&adoption);
+        change_set = session.change_set(&adoption.previous, None, false).await?;
+    }
 
     match args.output {
         OutputFormat::Human => {
             let color = terminal::stdout_color();
-            print!("{}", render_human(&change_set, HumanOptions { color }));
+            terminal::out(&render_human(&change_set, HumanOptions { color }));
         }
-        OutputFormat::Json => print!("{}", render_json(&change_set)),
+        OutputFormat::Json => terminal::out(&render_json(&change_set)),
     }
     if lint.blocks(false) {
         return Err(CommandError::LintFindings {
@@ -78,7 +89,7 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
             change_set.clone(),
         );
         saved::write(path, &saved)?;
-        eprintln!("Saved the change set to {}.", path.display());
+        terminal::err(&format!("Saved the change set to {}.\n", path.display()));
     }
     Ok(if args.detailed_exitcode && change_set.has_changes() {
         ExitStatus::Changes

@@ -8,10 +8,13 @@ use crate::apply::{self, ResumeChoice, RunOptions, Summary};
 use crate::cli::{ExitStatus, RollbackArgs};
 use crate::session::Session;
 
-use super::{load_plan, release, session_args, terminal, unless_interrupted, with_ctrl_c};
+use super::{
+    PLAN_DOES_NOT_LOAD, load_plan, release, session_args, terminal, unless_interrupted, with_ctrl_c,
+};
 
 pub(super) async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
-    with_ctrl_c(|interrupt| async move {
+    let output = args.output;
+    let result = with_ctrl_c(|interrupt| async move {
         unless_interrupted(
             &interrupt,
             "interrupted: the rollback stopped; its journal keeps what is left (run `meshplan rollback` again)",
@@ -19,16 +22,19 @@ pub(super) async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
         )
         .await
     })
-    .await
+    .await;
+    terminal::json_error_on_failure(output, &result);
+    result
 }
 
 async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
-        return Ok(ExitStatus::Error);
+        return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
     let mut session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
+    super::terminal::err(&format!("{}\n", session.header()));
     if session.store.unfinished_runs()?.is_empty() {
-        eprintln!("No unfinished run: nothing to roll back.");
+        terminal::err("No unfinished run: nothing to roll back.\n");
         return Ok(ExitStatus::Success);
     }
     loop {
@@ -53,7 +59,10 @@ async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     }
     let summaries = summaries?;
     Ok(if summaries.iter().any(Summary::left_journal) {
-        ExitStatus::Error
+        terminal::failed(
+            args.output,
+            "the rollback failed: the journal keeps what is left (run `meshplan rollback` again)",
+        )
     } else {
         ExitStatus::Success
     })

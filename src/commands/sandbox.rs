@@ -45,13 +45,13 @@ pub(super) async fn serve(args: SandboxServeArgs) -> miette::Result<ExitStatus> 
     })
     .await?;
     sandbox.write_kubeconfig(&args.kubeconfig)?;
-    println!(
-        "meshplan sandbox listening on {} (kubeconfig: {})",
+    super::terminal::out(&format!(
+        "meshplan sandbox listening on {} (kubeconfig: {})\n",
         sandbox.url(),
         args.kubeconfig.display()
-    );
+    ));
     wait_for_stop().await;
-    eprintln!("stopping the sandbox");
+    super::terminal::err("stopping the sandbox\n");
     sandbox.shutdown().await?;
     Ok(ExitStatus::Success)
 }

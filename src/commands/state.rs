@@ -8,7 +8,7 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::cli::{ExitStatus, PlanInput, StateArgs, StateCommand, StateMigrateArgs};
+use crate::cli::{ExitStatus, OutputFormat, PlanInput, StateArgs, StateCommand, StateMigrateArgs};
 use crate::cluster::KubeCluster;
 use crate::model::StateBackend;
 use crate::report;
@@ -22,20 +22,24 @@ use super::{CommandError, connect_options, load_plan, state_overrides, terminal}
 
 pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
     match command {
-        StateCommand::List(at) => {
-            let opened = open(&at, Mode::Read, "state list").await?;
+        StateCommand::List(l) => {
+            let opened = open(&l.at, Mode::Read, "state list").await?;
             let store = opened.store.as_ref();
-            let text =
-                report::state::list(&store.meta()?, &store.objects()?, &store.unfinished_runs()?);
-            print!("{text}");
+            let (meta, records, runs) = (store.meta()?, store.objects()?, store.unfinished_runs()?);
+            let text = match l.output {
+                OutputFormat::Human => report::state::list(&meta, &records, &runs),
+                OutputFormat::Json => report::state::list_json(&meta, &records, &runs),
+            };
+            terminal::out(&text);
         }
         StateCommand::Show(a) => {
             let opened = open(&a.at, Mode::Read, "state show").await?;
             let records = records_of(opened.store.as_ref(), &a.address)?;
-            print!(
-                "{}",
-                report::state::show(&records).map_err(CommandError::Json)?
-            );
+            let text = match a.output {
+                OutputFormat::Human => report::state::show(&records).map_err(CommandError::Json)?,
+                OutputFormat::Json => report::state::show_json(&records),
+            };
+            terminal::out(&text);
         }
         StateCommand::Rm(a) => {
             let mut opened = open(&a.at, Mode::Write, "state rm").await?;
@@ -46,11 +50,11 @@ pub(super) async fn run(command: StateCommand) -> miette::Result<ExitStatus> {
             let store = opened.store.clone();
             blocking(move || store.commit(batch)).await?;
             opened.close().await;
-            eprintln!(
-                "Removed {} record(s) of {} from the state; the objects stay in the cluster.",
+            terminal::err(&format!(
+                "Removed {} record(s) of {} from the state; the objects stay in the cluster.\n",
                 records.len(),
                 a.address
-            );
+            ));
         }
         StateCommand::Unlock(u) => return unlock(&u.at, u.force, u.auto_approve).await,
         StateCommand::Migrate(m) => return migrate(&m).await,
@@ -78,12 +82,12 @@ impl Opened {
         if let Some(kube) = self.kube.clone()
             && let Err(e) = blocking(move || kube.finish()).await
         {
-            eprintln!("Warning: {e}");
+            terminal::err(&format!("Warning: {e}\n"));
         }
         if let Some(guard) = self.guard.take()
             && let Err(e) = guard.release().await
         {
-            eprintln!("Warning: {e} (the lock expires by itself)");
+            terminal::err(&format!("Warning: {e} (the lock expires by itself)\n"));
         }
     }
 }
@@ -203,10 +207,10 @@ async fn unlock(at: &StateArgs, force: bool, auto_approve: bool) -> miette::Resu
                 WriterLock::break_stale(dir)?
             };
             match broken {
-                Some(holder) => eprintln!(
-                    "The state is not locked; removed the record left by {holder}, which has ended."
-                ),
-                None => eprintln!("The state is not locked."),
+                Some(holder) => terminal::err(&format!(
+                    "The state is not locked; removed the record left by {holder}, which has ended.\n"
+                )),
+                None => terminal::err("The state is not locked.\n"),
             }
             Ok(ExitStatus::Success)
         }
@@ -215,7 +219,10 @@ async fn unlock(at: &StateArgs, force: bool, auto_approve: bool) -> miette::Resu
             let lock = LeaseLock::new(remote, resolved.lease.clone());
             let view = lock.inspect().await?;
             let Some(holder) = view.holder().cloned() else {
-                eprintln!("The state is not locked ({} is free).", resolved.lease);
+                terminal::err(&format!(
+                    "The state is not locked ({} is free).\n",
+                    resolved.lease
+                ));
                 return Ok(ExitStatus::Success);
             };
             let alive = !view.is_takeable();
@@ -232,23 +239,23 @@ async fn unlock(at: &StateArgs, force: bool, auto_approve: bool) -> miette::Resu
                 }
                 .into());
             }
-            eprintln!(
-                "{} is held by {holder}{}.",
+            terminal::err(&format!(
+                "{} is held by {holder}{}.\n",
                 resolved.lease,
                 if alive {
                     " — which may still be running (breaking it lets another run write while it does)"
                 } else {
                     ", which has ended or stopped renewing it"
                 }
-            );
+            ));
             let interrupt = crate::apply::Interrupt::new();
             if !terminal::confirm("break this lock", auto_approve, &interrupt).await? {
-                eprintln!("The lock was left in place.");
+                terminal::err("The lock was left in place.\n");
                 return Ok(ExitStatus::Error);
             }
             match lock.break_lock(&view).await? {
-                Some(holder) => eprintln!("Broke the lock of {holder}."),
-                None => eprintln!("The state is not locked."),
+                Some(holder) => terminal::err(&format!("Broke the lock of {holder}.\n")),
+                None => terminal::err("The state is not locked.\n"),
             }
             Ok(ExitStatus::Success)
         }
@@ -307,8 +314,8 @@ async fn migrate(args: &StateMigrateArgs) -> miette::Result<ExitStatus> {
         let source = source.clone();
         blocking(move || source.export()).await?
     };
-    eprintln!(
-        "Copying the {} state ({}: lineage {}, serial {}, {} record(s), {} unfinished run(s)) to {}.",
+    terminal::err(&format!(
+        "Copying the {} state ({}: lineage {}, serial {}, {} record(s), {} unfinished run(s)) to {}.\n",
         from.as_str(),
         source.describe(),
         snapshot.meta.lineage,
@@ -316,7 +323,7 @@ async fn migrate(args: &StateMigrateArgs) -> miette::Result<ExitStatus> {
         snapshot.object_count(),
         snapshot.unfinished_runs().len(),
         target.describe()
-    );
+    ));
     match to {
         StateBackend::Kubernetes => {
             let (kstore, snapshot) = (kstore.clone(), snapshot.clone());
@@ -350,23 +357,23 @@ async fn migrate(args: &StateMigrateArgs) -> miette::Result<ExitStatus> {
         }
         .into());
     }
-    eprintln!(
-        "Verified: lineage {}, serial {}, {} record(s), digest {}.",
+    terminal::err(&format!(
+        "Verified: lineage {}, serial {}, {} record(s), digest {}.\n",
         copy.meta.lineage,
         copy.meta.serial,
         copy.object_count(),
         &copy.digest()[..16]
-    );
+    ));
 
     // The copy is good: remove the source.
     match from {
         StateBackend::Kubernetes => {
             let kstore = kstore.clone();
             let removed = blocking(move || kstore.remove_all()).await?;
-            eprintln!(
-                "Removed the source: {removed} Secret(s) in namespace {}.",
+            terminal::err(&format!(
+                "Removed the source: {removed} Secret(s) in namespace {}.\n",
                 k.namespace
-            );
+            ));
         }
         StateBackend::Local => {
             drop(source);
@@ -378,24 +385,24 @@ async fn migrate(args: &StateMigrateArgs) -> miette::Result<ExitStatus> {
                 path: db.clone(),
                 source,
             })?;
-            eprintln!(
-                "Removed the source database {} (the key file, if any, stays).",
+            terminal::err(&format!(
+                "Removed the source database {} (the key file, if any, stays).\n",
                 db.display()
-            );
+            ));
         }
     }
     if let Err(e) = blocking(move || kstore.finish()).await {
-        eprintln!("Warning: {e}");
+        terminal::err(&format!("Warning: {e}\n"));
     }
     if let Err(e) = guard.release().await {
-        eprintln!("Warning: {e} (the lock expires by itself)");
+        terminal::err(&format!("Warning: {e} (the lock expires by itself)\n"));
     }
-    eprintln!(
-        "The state is now in the {} backend: set `backend = \"{}\"` in the plan's [state] table (or pass --state-backend {}).",
+    terminal::err(&format!(
+        "The state is now in the {} backend: set `backend = \"{}\"` in the plan's [state] table (or pass --state-backend {}).\n",
         to.as_str(),
         to.as_str(),
         to.as_str()
-    );
+    ));
     Ok(ExitStatus::Success)
 }
 

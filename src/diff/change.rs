@@ -38,7 +38,8 @@ pub enum Action {
     KnownAfterApply,
     /// The state records an object that no longer exists: apply drops the record.
     Forget,
-    /// A helm hook: run when its node is installed or upgraded, not diffed.
+    /// A helm hook that apply will run (its node is installed or upgraded and the hook is
+    /// for that phase; the others are left out of the change set); not diffed.
     Hook,
     /// Another field manager took fields meshplan applied (`kubectl edit`, `kubectl scale`):
     /// drift. Apply takes them back only with `--force-conflicts`.
@@ -75,7 +76,7 @@ impl Action {
             }
             Action::KnownAfterApply => "may change: its content is known after apply",
             Action::Forget => "is already gone (only its state record is removed)",
-            Action::Hook => "runs if its node is installed or upgraded",
+            Action::Hook => "will run",
             Action::Conflict => "will take fields back from another field manager",
         }
     }
@@ -171,6 +172,11 @@ pub struct ObjectChange {
     /// sensitive values).
     #[serde(skip)]
     pub desired: Option<Value>,
+    /// JSON pointers of the desired body that are known only during apply (placeholders and
+    /// what depends on them), for an apply in the same process to compare the final render
+    /// with. Never serialised (the unknown `fields` say it for people and programs).
+    #[serde(skip)]
+    pub desired_unknown: BTreeSet<String>,
     /// The JSON pointers of `desired` that hold sensitive values besides a Secret's data (the
     /// render's marks), so that apply records them sealed. Never serialised.
     #[serde(skip)]
@@ -193,6 +199,7 @@ impl ObjectChange {
             conflicts: Vec::new(),
             hook: None,
             desired: None,
+            desired_unknown: BTreeSet::new(),
             sensitive_paths: BTreeSet::new(),
         }
     }
@@ -228,6 +235,12 @@ pub struct NodeChange {
     /// A helm node's render cache key: the digest of its chart, values and helm inputs.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub render_key: Option<String>,
+    /// Values known only during apply that the node's objects were rendered with
+    /// placeholders for (e.g. `read.trust_anchor.value`); the fields that depend on them are
+    /// `unknown`. Apply renders the node again with the real values and proceeds only when
+    /// its objects and known fields are the ones shown.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unknown_inputs: Vec<String>,
 }
 
 impl NodeChange {
@@ -246,6 +259,44 @@ impl NodeChange {
                         | Action::Conflict
                 )
             })
+    }
+
+    /// Keeps only the hooks that apply will run: none when the node changes nothing in the
+    /// cluster; `pre-install`/`post-install` hooks when the node is installed (every object
+    /// is a create), `pre-upgrade`/`post-upgrade` ones otherwise — the engine's rule.
+    pub fn retain_hooks_that_run(&mut self) {
+        let changes = self.objects.iter().any(|o| {
+            matches!(
+                o.action,
+                Action::Create
+                    | Action::Update
+                    | Action::Replace
+                    | Action::Delete
+                    | Action::Conflict
+            )
+        });
+        let install = self
+            .objects
+            .iter()
+            .filter(|o| o.action != Action::Hook)
+            .all(|o| o.action == Action::Create);
+        let wanted: [&str; 2] = if install {
+            ["pre-install", "post-install"]
+        } else {
+            ["pre-upgrade", "post-upgrade"]
+        };
+        self.objects.retain(|o| {
+            o.action != Action::Hook
+                || (changes
+                    && o.hook
+                        .as_ref()
+                        .is_some_and(|h| h.phases.iter().any(|p| wanted.contains(&p.as_str()))))
+        });
+    }
+
+    /// Whether the node was rendered with placeholders for values known only during apply.
+    pub fn has_unknown_inputs(&self) -> bool {
+        !self.unknown_inputs.is_empty()
     }
 
     /// Whether applying this node changes something.
@@ -349,7 +400,15 @@ impl ChangeSet {
                 NodeStatus::CheckDuringApply => "checked during apply".to_owned(),
                 NodeStatus::Removed => "removed".to_owned(),
             };
-            let _ = writeln!(out, "{} [{status}]", node.address);
+            let _ = write!(out, "{} [{status}]", node.address);
+            if !node.unknown_inputs.is_empty() {
+                let _ = write!(
+                    out,
+                    " (placeholders for {})",
+                    node.unknown_inputs.join(", ")
+                );
+            }
+            let _ = writeln!(out);
             for o in &node.objects {
                 let _ = write!(out, "  {:?} {}", o.action, o.object);
                 let fields: BTreeSet<&str> = o.fields.iter().map(|f| f.path.as_str()).collect();
@@ -361,5 +420,67 @@ impl ChangeSet {
             }
         }
         out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn hook(name: &str, phase: &str) -> ObjectChange {
+        let mut o = ObjectChange::new(
+            ObjectRef::new("batch/v1", "Job", Some("d"), name),
+            Action::Hook,
+        );
+        o.hook = Some(HookMarks {
+            phases: vec![phase.to_owned()],
+            weight: 0,
+            delete_policies: Vec::new(),
+        });
+        o
+    }
+
+    fn node(actions: &[Action]) -> NodeChange {
+        let mut objects: Vec<ObjectChange> = actions
+            .iter()
+            .enumerate()
+            .map(|(i, a)| {
+                ObjectChange::new(
+                    ObjectRef::new("v1", "ConfigMap", Some("d"), format!("c{i}")),
+                    *a,
+                )
+            })
+            .collect();
+        for phase in ["pre-install", "post-install", "post-upgrade", "test"] {
+            objects.push(hook(phase, phase));
+        }
+        NodeChange {
+            address: "helm.x".into(),
+            status: NodeStatus::Planned,
+            objects,
+            render_key: None,
+            unknown_inputs: Vec::new(),
+        }
+    }
+
+    fn hooks(n: &NodeChange) -> Vec<&str> {
+        n.objects
+            .iter()
+            .filter(|o| o.action == Action::Hook)
+            .map(|o| o.object.name.as_str())
+            .collect()
+    }
+
+    #[test]
+    fn only_the_hooks_apply_runs_stay() {
+        let mut install = node(&[Action::Create, Action::Create]);
+        install.retain_hooks_that_run();
+        assert_eq!(hooks(&install), ["pre-install", "post-install"]);
+        let mut upgrade = node(&[Action::Create, Action::Update, Action::NoOp]);
+        upgrade.retain_hooks_that_run();
+        assert_eq!(hooks(&upgrade), ["post-upgrade"]);
+        let mut unchanged = node(&[Action::NoOp, Action::Adopt]);
+        unchanged.retain_hooks_that_run();
+        assert!(hooks(&unchanged).is_empty());
     }
 }

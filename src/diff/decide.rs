@@ -364,6 +364,7 @@ fn change(d: &DesiredObject, action: Action) -> ObjectChange {
     c.desired_digest = Some(d.digest.clone());
     if action != Action::NoOp {
         c.desired = Some(d.body.clone());
+        c.desired_unknown = d.unknown_paths.clone();
         c.sensitive_paths = d.sensitive_paths.clone();
     }
     c

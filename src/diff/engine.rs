@@ -12,8 +12,9 @@
 //! 4. **Assemble** (pure): the node changes in graph order, each with its objects in render
 //!    order and its prunes last, then the nodes that left the plan
 //!    ([`NodeStatus::Removed`]). A kind that nothing installs fails the diff
-//!    ([`DiffError::KindNotInstalled`]) unless a node it depends on changes first (a chart may
-//!    install an operator that registers it): it is then checked during apply.
+//!    ([`DiffError::KindNotInstalled`], naming the kind, the node and what provides it) unless
+//!    a node it depends on is rendered only during apply (it may hold the CRD): it is then
+//!    checked during apply.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -38,7 +39,7 @@ pub async fn diff(
     let mut gathered = gather(cluster, &scope, input).await?;
     let decided = decide_objects(input, &scope, &mut gathered)?;
     let changes = assemble(input, &scope, decided, &gathered);
-    check_pending_kinds(input, &scope, &changes)?;
+    check_pending_kinds(input, &scope)?;
     Ok(changes)
 }
 
@@ -87,7 +88,7 @@ fn assemble<'a>(
     let mut out: Vec<NodeChange> = Vec::new();
     for node in input.nodes {
         let status = match &node.state {
-            DesiredState::Rendered => NodeStatus::Planned,
+            DesiredState::Rendered | DesiredState::Placeholders { .. } => NodeStatus::Planned,
             DesiredState::DuringApply { reason } => NodeStatus::RenderedDuringApply {
                 reason: reason.clone(),
             },
@@ -107,12 +108,19 @@ fn assemble<'a>(
                 .filter(|r| r.node == node.address)
                 .map(|r| prune(r)),
         );
-        out.push(NodeChange {
+        let unknown_inputs = match &node.state {
+            DesiredState::Placeholders { references } => references.clone(),
+            _ => Vec::new(),
+        };
+        let mut change = NodeChange {
             address: node.address.clone(),
             status,
             objects,
             render_key: node.render_key.clone(),
-        });
+            unknown_inputs,
+        };
+        change.retain_hooks_that_run();
+        out.push(change);
     }
     let in_plan: BTreeSet<&str> = input.nodes.iter().map(|n| n.address.as_str()).collect();
     let mut removed: BTreeMap<&str, Vec<ObjectChange>> = BTreeMap::new();
@@ -129,35 +137,34 @@ fn assemble<'a>(
             status: NodeStatus::Removed,
             objects,
             render_key: None,
+            unknown_inputs: Vec::new(),
         });
     }
     out
 }
 
-/// A kind nobody installs is an error, unless something upstream changes first (a chart may
-/// install an operator that registers it): then it is checked during apply.
-fn check_pending_kinds(
-    input: DiffInput<'_>,
-    scope: &Scope<'_>,
-    changes: &[NodeChange],
-) -> Result<(), DiffError> {
-    let changed: BTreeSet<&str> = changes
+/// A kind that the cluster does not serve and no CRD of the plan defines is an error, unless
+/// a node it depends on is not fully known yet: rendered only during apply (a CRD may be
+/// among its objects), or with a CRD whose group or kind is known only during apply. The
+/// kind is then checked during apply.
+fn check_pending_kinds(input: DiffInput<'_>, scope: &Scope<'_>) -> Result<(), DiffError> {
+    let unknown_yet: BTreeSet<&str> = input
+        .nodes
         .iter()
-        .filter(|n| n.changes_cluster())
+        .filter(|n| n.may_define_kinds_later())
         .map(|n| n.address.as_str())
-        .chain(input.changed_outside.iter().map(String::as_str))
+        .chain(input.unknown_outside.iter().map(String::as_str))
         .collect();
     for &(node, d) in &scope.pending_kinds {
-        let upstream_changes = input.upstream.get(node).is_some_and(|deps| {
+        let may_come_from_upstream = input.upstream.get(node).is_some_and(|deps| {
             deps.iter()
-                .any(|u| u != node && changed.contains(u.as_str()))
+                .any(|u| u != node && unknown_yet.contains(u.as_str()))
         });
-        if !upstream_changes {
-            return Err(DiffError::KindNotInstalled {
-                node: node.to_owned(),
-                kind: d.object.kind_ref().to_string(),
-                object: Box::new(d.object.clone()),
-            });
+        if !may_come_from_upstream {
+            return Err(DiffError::kind_not_installed(
+                node.to_owned(),
+                d.object.clone(),
+            ));
         }
     }
     Ok(())
@@ -346,7 +353,7 @@ mod tests {
                 plan_crds: &crds,
                 parallelism: 4,
                 upstream: &upstream,
-                changed_outside: &none,
+                unknown_outside: &none,
             },
         )
         .await
@@ -507,7 +514,7 @@ mod tests {
             plan_crds: &crds,
             parallelism: 4,
             upstream: &upstream,
-            changed_outside: &none,
+            unknown_outside: &none,
         };
         let changes = diff(&fake, input).await.unwrap();
         assert_eq!(

@@ -187,11 +187,7 @@ async fn refresh(
     }
     if let Some((o, source)) = first_error {
         return Err(match source {
-            ClusterError::KindNotInstalled { kind } => DiffError::KindNotInstalled {
-                node: owner(&o),
-                kind: kind.to_string(),
-                object: Box::new(o),
-            },
+            ClusterError::KindNotInstalled { .. } => DiffError::kind_not_installed(owner(&o), o),
             source => DiffError::Cluster {
                 node: owner(&o),
                 object: Box::new(o),

@@ -49,6 +49,10 @@ impl DesiredObject {
 pub enum DesiredState {
     /// Rendered: its objects are planned.
     Rendered,
+    /// Rendered with a placeholder for each of `references` (values known only during
+    /// apply): its objects are planned, the fields that depend on them are unknown; rendered
+    /// again with the real values during apply.
+    Placeholders { references: Vec<String> },
     /// Rendered only during apply (its inputs are unknown now); `objects` may list what is
     /// known.
     DuringApply { reason: String },
@@ -66,6 +70,24 @@ pub struct DesiredNode {
     pub objects: Vec<DesiredObject>,
     /// A helm node's render cache key (the digest of its chart, values and helm inputs).
     pub render_key: Option<String>,
+}
+
+impl DesiredNode {
+    /// Whether the node may yet define kinds the plan does not know of: it is rendered only
+    /// during apply (a CRD may be among its objects), or one of its CRDs has a group or kind
+    /// known only during apply.
+    pub fn may_define_kinds_later(&self) -> bool {
+        matches!(self.state, DesiredState::DuringApply { .. })
+            || self.objects.iter().any(|o| {
+                o.object.kind == "CustomResourceDefinition"
+                    && (o.has_unknown_identity()
+                        || o.unknown_paths.iter().any(|p| {
+                            p == "/spec"
+                                || p.starts_with("/spec/group")
+                                || p.starts_with("/spec/names")
+                        }))
+            })
+    }
 }
 
 /// What the diff needs besides the cluster.
@@ -86,8 +108,8 @@ pub struct DiffInput<'a> {
     pub parallelism: usize,
     /// Per node address, every node it depends on (transitively).
     pub upstream: &'a BTreeMap<String, BTreeSet<String>>,
-    /// Nodes outside `nodes` known to have changes.
-    pub changed_outside: &'a BTreeSet<String>,
+    /// Nodes outside `nodes` not fully known yet ([`DesiredNode::may_define_kinds_later`]).
+    pub unknown_outside: &'a BTreeSet<String>,
 }
 
 /// Kinds defined by CRDs that the plan renders: (group, kind) → versions with schemas.

@@ -18,7 +18,7 @@
 //!   that can be resolved now, render and diff their users again).
 //! - [`render_bridge`]: the render stage as the planner sees it, and the state's render cache;
 //!   [`previous`]: what each node rendered to when it was applied last (render stability).
-//! - [`saved`]: saved change sets (`plan -o FILE`), their loader, and the check that one is
+//! - [`saved`]: saved change sets (`plan --out FILE`), their loader, and the check that one is
 //!   still current before `apply FILE` uses it.
 //! - [`drift`]: `meshplan drift`: the live objects against what was last applied (the
 //!   state), by the fields meshplan owns; read-only, no render, no dry run.

@@ -125,7 +125,7 @@ pub async fn plan(
             plan_crds: &crds,
             parallelism: request.parallelism,
             upstream: &upstream,
-            changed_outside: &nothing,
+            unknown_outside: &nothing,
         },
     )
     .await?;
@@ -204,10 +204,10 @@ pub async fn plan(
                 .flat_map(|n| n.objects.iter().map(|o| &o.body)),
         );
         let redone_names: BTreeSet<&str> = again_names(&rerendered);
-        let changed_outside: BTreeSet<String> = changes
+        let unknown_outside: BTreeSet<String> = desired
             .iter()
-            .filter(|c| c.changes_cluster() && !redone_names.contains(c.address.as_str()))
-            .map(|c| c.address.clone())
+            .filter(|n| n.may_define_kinds_later() && !redone_names.contains(n.address.as_str()))
+            .map(|n| n.address.clone())
             .collect();
         let redone = diff(
             cluster,
@@ -219,7 +219,7 @@ pub async fn plan(
                 plan_crds: &crds,
                 parallelism: request.parallelism,
                 upstream: &upstream,
-                changed_outside: &changed_outside,
+                unknown_outside: &unknown_outside,
             },
         )
         .await?;

@@ -117,13 +117,26 @@ pub fn desired_nodes(
 pub fn desired_node(node: NodeRender) -> DesiredNode {
     let state = match &node.status {
         render::NodeStatus::Rendered => DesiredState::Rendered,
+        render::NodeStatus::RenderedWithPlaceholders { unknown_references } => {
+            DesiredState::Placeholders {
+                references: unknown_references.clone(),
+            }
+        }
         render::NodeStatus::RenderedDuringApply {
-            unknown_references, ..
+            unknown_references,
+            refused_placeholders,
+            ..
         } => DesiredState::DuringApply {
-            reason: format!(
-                "its values use {}, known only during apply",
-                unknown_references.join(", ")
-            ),
+            reason: match refused_placeholders {
+                None => format!(
+                    "its version or namespace uses {}, known only during apply",
+                    unknown_references.join(", ")
+                ),
+                Some(why) => format!(
+                    "its values use {}, known only during apply, and {why}",
+                    unknown_references.join(", ")
+                ),
+            },
         },
     };
     let render_key = node.helm.as_ref().map(|h| h.cache_key.clone());

@@ -226,7 +226,7 @@ mod tests {
             plan_crds: crds,
             parallelism: 1,
             upstream,
-            changed_outside: none,
+            unknown_outside: none,
         }
     }
 

@@ -20,7 +20,7 @@ use petgraph::visit::EdgeRef;
 use crate::model::{Address, Plan, Reference};
 use crate::planfile::{Diagnostic, DiagnosticKind, Span};
 
-pub use render::{render_dot, render_mermaid, render_text};
+pub use render::{GRAPH_FORMAT, render_dot, render_json, render_mermaid, render_text};
 
 /// Why an edge exists.
 #[derive(Debug, Clone, PartialEq)]

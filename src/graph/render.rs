@@ -1,5 +1,6 @@
-//! Text, DOT and Mermaid renderings of a [`PlanGraph`]. Deterministic: nodes in address
-//! order, edges sorted. Edges that only come from `${...}` references are drawn dashed.
+//! Text, DOT, Mermaid and JSON renderings of a [`PlanGraph`]. Deterministic: nodes in address
+//! order, edges sorted. Edges that only come from `${...}` references are drawn dashed (in
+//! JSON: `"via": "reference"`).
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -7,6 +8,63 @@ use std::fmt::Write as _;
 use crate::model::{Address, NodeKind};
 
 use super::PlanGraph;
+
+/// Version of the graph's JSON shape.
+pub const GRAPH_FORMAT: u32 = 1;
+
+/// The graph as data (`meshplan graph --output json`): the layers (apply order), the nodes
+/// with their layer and dependencies, and the edges with why they exist (`depends_on`,
+/// `reference`, or both).
+pub fn render_json(graph: &PlanGraph) -> String {
+    let layers = graph.layers();
+    let layer_of: BTreeMap<&Address, usize> = layers
+        .iter()
+        .enumerate()
+        .flat_map(|(i, l)| l.iter().map(move |a| (a, i + 1)))
+        .collect();
+    let nodes: Vec<serde_json::Value> = graph
+        .nodes()
+        .map(|a| {
+            serde_json::json!({
+                "address": a.to_string(),
+                "type": a.kind.as_str(),
+                "name": a.name,
+                "layer": layer_of.get(a),
+                "depends_on": graph.dependencies(a).iter().map(ToString::to_string).collect::<Vec<_>>(),
+            })
+        })
+        .collect();
+    let edges: Vec<serde_json::Value> = graph
+        .edges()
+        .into_iter()
+        .map(|(from, to, edge)| {
+            let mut via: Vec<&str> = edge
+                .origins
+                .iter()
+                .map(|o| match o {
+                    super::EdgeOrigin::DependsOn { .. } => "depends_on",
+                    super::EdgeOrigin::Reference { .. } => "reference",
+                })
+                .collect();
+            via.sort_unstable();
+            via.dedup();
+            serde_json::json!({"from": from.to_string(), "to": to.to_string(), "via": via})
+        })
+        .collect();
+    let doc = serde_json::json!({
+        "format_version": GRAPH_FORMAT,
+        "plan": graph.name(),
+        "layers": layers
+            .iter()
+            .map(|l| l.iter().map(ToString::to_string).collect::<Vec<_>>())
+            .collect::<Vec<_>>(),
+        "nodes": nodes,
+        "edges": edges,
+    });
+    let mut text = serde_json::to_string_pretty(&doc).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    text
+}
 
 /// Layers, one node per line with what it waits for:
 ///

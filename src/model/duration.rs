@@ -43,9 +43,42 @@ pub fn format_duration(d: Duration) -> String {
     out
 }
 
+/// A measured duration for people: `850ms`, `4.9s`, `42s`, `1m05s`, `1h02m` (never `4998ms`).
+pub fn human_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    let secs = d.as_secs();
+    if ms < 1000 {
+        format!("{ms}ms")
+    } else if ms < 10_000 {
+        format!("{}.{}s", ms / 1000, (ms % 1000) / 100)
+    } else if secs < 60 {
+        format!("{secs}s")
+    } else if secs < 3600 && secs.is_multiple_of(60) {
+        format!("{}m", secs / 60)
+    } else if secs < 3600 {
+        format!("{}m{:02}s", secs / 60, secs % 60)
+    } else if secs % 3600 < 60 {
+        format!("{}h", secs / 3600)
+    } else {
+        format!("{}h{:02}m", secs / 3600, (secs % 3600) / 60)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn measured_durations_read_in_human_units() {
+        let ms = Duration::from_millis;
+        assert_eq!(human_duration(ms(850)), "850ms");
+        assert_eq!(human_duration(ms(4998)), "4.9s");
+        assert_eq!(human_duration(ms(42_400)), "42s");
+        assert_eq!(human_duration(ms(65_000)), "1m05s");
+        assert_eq!(human_duration(ms(3_725_000)), "1h02m");
+        assert_eq!(human_duration(ms(300_000)), "5m");
+        assert_eq!(human_duration(ms(7_200_000)), "2h");
+    }
 
     #[test]
     fn parses_units_and_sums() {

@@ -28,7 +28,7 @@ pub mod template;
 pub use address::{Address, NodeKind};
 pub use build::{BuildInput, LoadedFile, build, build_partial};
 pub use dump::{dump_plan, value_json};
-pub use duration::{format_duration, parse_duration};
+pub use duration::{format_duration, human_duration, parse_duration};
 pub use ignore::{FieldPointer, IgnoreRule, IgnoredFields};
 pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;

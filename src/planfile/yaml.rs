@@ -92,16 +92,19 @@ impl<'de> Visitor<'de> for NodeVisitor {
 /// Parses every document of a YAML text. `base` is added to all offsets (for YAML embedded in a
 /// larger file, such as an inline manifest string whose raw text starts at `base`).
 pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>, Diagnostic> {
-    match serde_saphyr::from_multiple::<Spanned<Node>>(text) {
+    match serde_saphyr::from_multiple_with_options::<Spanned<Node>>(text, options()) {
         Ok(docs) => Ok(docs
             .into_iter()
             .map(|d| convert(file, text, base, d))
             .collect()),
         Err(err) => {
             let plain = err.without_snippet().to_string();
-            let message = match plain.rfind(" at line ") {
-                Some(i) => plain[..i].to_string(),
-                None => plain,
+            let message = match original(&err) {
+                serde_saphyr::Error::Budget { breach, .. } => beyond_limits(breach),
+                _ => match plain.rfind(" at line ") {
+                    Some(i) => plain[..i].to_string(),
+                    None => plain,
+                },
             };
             let offset = err
                 .location()
@@ -116,6 +119,51 @@ pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>
             .label(span, message)
             .help("fix the YAML here; every document must be a valid YAML mapping"))
         }
+    }
+}
+
+/// At most this many documents in one YAML text.
+pub const MAX_DOCUMENTS: usize = 1_000_000;
+
+/// The parser's limits: room for manifest files of a million documents (only the documents
+/// are kept, the parser streams), while YAML that expands aliases without bound (an "alias
+/// bomb") or nests without end is still refused.
+fn options() -> serde_saphyr::Options {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_documents = MAX_DOCUMENTS;
+    budget.max_events = 1_000_000_000;
+    budget.max_nodes = 500_000_000;
+    budget.max_total_scalar_bytes = 4 << 30;
+    // Anchored content replayed by aliases: far more than manifests use, and an alias bomb
+    // is refused after a fraction of a second.
+    budget.max_recorded_anchor_events = 100_000;
+    let mut options = serde_saphyr::Options::default();
+    options.budget = Some(budget);
+    options
+}
+
+/// The error under the parser's wrappers (a snippet, the alias it came through).
+fn original(mut err: &serde_saphyr::Error) -> &serde_saphyr::Error {
+    while let serde_saphyr::Error::AliasError { error, .. }
+    | serde_saphyr::Error::WithSnippet { error, .. } = err
+    {
+        err = error;
+    }
+    err
+}
+
+/// A plain message for a YAML text beyond the parser's limits.
+fn beyond_limits(breach: &serde_saphyr::budget::BudgetBreach) -> String {
+    use serde_saphyr::budget::BudgetBreach as B;
+    match breach {
+        B::Aliases { .. }
+        | B::AliasAnchorRatio { .. }
+        | B::RecordedAnchorEvents { .. }
+        | B::RecordedAnchorBytes { .. }
+        | B::MergeKeys { .. } => "its aliases (`*name`) repeat anchored content too many times (an alias bomb): meshplan refuses to expand it; write the content out or use fewer aliases".to_owned(),
+        B::Depth { depth } => format!("it nests more than {} levels deep", depth.saturating_sub(1)),
+        B::Documents { .. } => format!("it has more than {MAX_DOCUMENTS} documents; split it into several files"),
+        _ => "it is larger than meshplan reads in one YAML text; split it into several files".to_owned(),
     }
 }
 
@@ -171,6 +219,27 @@ fn convert(file: FileId, text: &str, base: usize, node: Spanned<Node>) -> RawVal
 mod tests {
     use super::*;
     use crate::planfile::source::line_col;
+
+    #[test]
+    fn a_hundred_thousand_documents_are_read() {
+        let text: String = (0..100_000)
+            .map(|i| format!("---\nname: cm-{i}\n"))
+            .collect();
+        let docs = parse_yaml(FileId(0), &text, 0).unwrap();
+        assert_eq!(docs.len(), 100_000);
+    }
+
+    #[test]
+    fn an_alias_bomb_is_refused_with_a_plain_message() {
+        let mut text = "a: &a [x, x, x, x, x, x, x, x, x, x]\n".to_owned();
+        for (name, previous) in "bcdefghij".chars().zip("abcdefghi".chars()) {
+            let items = vec![format!("*{previous}"); 10].join(", ");
+            text.push_str(&format!("{name}: &{name} [{items}]\n"));
+        }
+        let d = parse_yaml(FileId(0), &text, 0).unwrap_err();
+        assert!(d.message.contains("an alias bomb"), "{}", d.message);
+        assert!(!d.message.contains("budget"), "{}", d.message);
+    }
 
     #[test]
     fn documents_keep_their_spans() {

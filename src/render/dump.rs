@@ -27,7 +27,7 @@ pub fn dump_render(render: &PlanRender, options: DumpOptions) -> String {
 
 fn dump_node(out: &mut String, node: &NodeRender, options: DumpOptions) {
     match &node.status {
-        NodeStatus::Rendered => {
+        NodeStatus::Rendered | NodeStatus::RenderedWithPlaceholders { .. } => {
             let _ = write!(out, "{}: {} object(s)", node.address, node.objects.len());
             if !node.hooks.is_empty() {
                 let _ = write!(out, ", {} hook(s)", node.hooks.len());
@@ -40,6 +40,13 @@ fn dump_node(out: &mut String, node: &NodeRender, options: DumpOptions) {
                     RenderSource::Previous => out.push_str(", reused from the previous render"),
                 }
                 out.push(']');
+            }
+            if let NodeStatus::RenderedWithPlaceholders { unknown_references } = &node.status {
+                let _ = write!(
+                    out,
+                    " with placeholders for {} (known after apply)",
+                    unknown_references.join(", ")
+                );
             }
             out.push('\n');
             if let Some(carry) = node.helm.as_ref().and_then(|h| h.carry_over.as_ref()) {
@@ -55,14 +62,20 @@ fn dump_node(out: &mut String, node: &NodeRender, options: DumpOptions) {
             }
         }
         NodeStatus::RenderedDuringApply {
-            unknown_references, ..
+            unknown_references,
+            refused_placeholders,
+            ..
         } => {
-            let _ = writeln!(
+            let _ = write!(
                 out,
                 "{}: rendered during apply (uses {})",
                 node.address,
                 unknown_references.join(", ")
             );
+            if let Some(why) = refused_placeholders {
+                let _ = write!(out, ": {why}");
+            }
+            out.push('\n');
         }
     }
     for object in node.objects.iter().chain(&node.hooks) {

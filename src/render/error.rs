@@ -9,14 +9,23 @@ use super::cache::CacheError;
 /// Why a node could not be rendered.
 #[derive(Debug, thiserror::Error, miette::Diagnostic)]
 pub enum RenderError {
-    #[error("{node}: helm is not installed (`{program}` not found)")]
+    #[error(
+        "helm is not installed (`{program}` not found); the plan renders {} with it",
+        nodes.iter().map(ToString::to_string).collect::<Vec<_>>().join(", ")
+    )]
     #[diagnostic(
         code(render::helm_not_found),
         help(
-            "install it with `bash scripts/install-helm.sh`, or set MESHPLAN_HELM to the helm binary"
+            "install helm 3.8 or newer (https://helm.sh/docs/intro/install/; from a meshplan checkout: `bash scripts/install-helm.sh`), or set MESHPLAN_HELM to the helm binary"
         )
     )]
-    HelmNotFound { node: Address, program: String },
+    HelmNotFound {
+        /// The first node that needed helm.
+        node: Address,
+        program: String,
+        /// Every node that needed it (helm missing is reported once, for all of them).
+        nodes: Vec<Address>,
+    },
 
     #[error("{node}: cannot run helm `{program}`")]
     #[diagnostic(code(render::helm_io))]
@@ -34,17 +43,20 @@ pub enum RenderError {
         chart: String,
         command: String,
         stderr: String,
+        /// The way out when helm could not reach the chart's repository (`--repo-dir`).
+        #[help]
+        help: Option<Box<String>>,
     },
 
     #[error("{node}: chart {chart} does not exist (no `{}`)", path.display())]
-    #[diagnostic(
-        code(render::chart_not_found),
-        help("check the chart name and the repository directory given for its alias")
-    )]
+    #[diagnostic(code(render::chart_not_found))]
     ChartNotFound {
         node: Address,
         chart: String,
         path: PathBuf,
+        /// The nearest chart name in the same directory, or where to look.
+        #[help]
+        help: String,
     },
 
     #[error("{node}: chart in `{}` has version {found}, the plan pins {wanted}", path.display())]

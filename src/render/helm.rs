@@ -181,6 +181,74 @@ pub enum ChartProblem {
     },
 }
 
+/// The help of a chart that does not exist: the nearest chart in the same directory (`did you
+/// mean`), else where the chart was looked for. `chart` as the plan names it (`repo/name` or a
+/// path).
+pub fn chart_not_found_help(chart: &str, path: &Path) -> String {
+    let wanted = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parent = path.parent().unwrap_or(Path::new("."));
+    let names: Vec<String> = std::fs::read_dir(parent)
+        .map(|entries| {
+            entries
+                .filter_map(Result::ok)
+                .filter(|e| e.path().join("Chart.yaml").is_file())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    match crate::planfile::did_you_mean(&wanted, names.iter().map(String::as_str)) {
+        Some(near) => {
+            let shown = match chart.rsplit_once('/') {
+                Some((prefix, _)) => format!("{prefix}/{near}"),
+                None => near,
+            };
+            format!("did you mean `{shown}`? (charts in `{}`)", parent.display())
+        }
+        None if names.is_empty() => format!(
+            "`{}` holds no chart: check the repository directory given for the chart's alias (`--repo-dir ALIAS=DIR`) or the path",
+            parent.display()
+        ),
+        None => format!("check the chart name; `{}` holds {}", parent.display(), {
+            let mut names = names;
+            names.sort();
+            names.join(", ")
+        }),
+    }
+}
+
+/// The way out when helm failed because it could not reach the chart's repository (its
+/// message says so: a name that does not resolve, a refused connection, a timeout, a TLS
+/// failure): render from a local directory of charts with `--repo-dir`. None otherwise.
+pub fn unreachable_repo_help(chart: &str, repo_url: Option<&str>, stderr: &str) -> Option<String> {
+    let url = repo_url?;
+    let text = stderr.to_lowercase();
+    let unreachable = [
+        "cannot be reached",
+        "could not be reached",
+        "no such host",
+        "connection refused",
+        "network is unreachable",
+        "i/o timeout",
+        "dial tcp",
+        "tls handshake",
+        "x509:",
+        "context deadline exceeded",
+        "connection reset",
+    ]
+    .iter()
+    .any(|needle| text.contains(needle));
+    if !unreachable {
+        return None;
+    }
+    let (alias, name) = chart.split_once('/').unwrap_or(("ALIAS", chart));
+    Some(format!(
+        "the chart repository {url} cannot be reached from here: to render without the network, give a local directory of charts for `{alias}` with `--repo-dir {alias}=DIR` (DIR/{name}/Chart.yaml; `helm pull {name} --repo {url} --untar --untardir DIR` on a machine that reaches it)"
+    ))
+}
+
 /// Resolves the model's chart; `repo_dirs` maps repository aliases to local directories
 /// (a `file://DIR` repository URL is such a directory too).
 pub fn resolve_chart(

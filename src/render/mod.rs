@@ -3,9 +3,12 @@
 //! 1. Each manifest and helm node is rendered in a [`RenderScope`] (vars, static attributes,
 //!    the read values known so far). Manifest objects are evaluated leaf by leaf: a leaf that
 //!    uses a value known only during apply becomes `(known after apply)` and its path is
-//!    recorded ([`RenderedObject::unknown_paths`]). A helm node whose version, namespace or
-//!    values use such a value is not run at all (charts refuse empty required values): it is
-//!    [`NodeStatus::RenderedDuringApply`], with the references that are unknown.
+//!    recorded ([`RenderedObject::unknown_paths`]). A helm node whose values use such a value
+//!    is rendered with placeholders ([`placeholder`]): its objects are known, the fields that
+//!    depend on the value are recorded as unknown, and its status is
+//!    [`NodeStatus::RenderedWithPlaceholders`]. When its version or namespace uses such a
+//!    value, or the chart refuses the placeholders, it is not rendered now:
+//!    [`NodeStatus::RenderedDuringApply`], with the references that are unknown and why.
 //! 2. Helm nodes run the real `helm template` ([`helm`]); at most
 //!    [`RenderOptions::parallelism`] helm processes run at once, and output order never
 //!    depends on timing. The chart output is looked up first in the previous render (same
@@ -29,6 +32,7 @@ pub mod helm;
 pub mod json;
 pub mod kinds;
 pub mod objects;
+pub mod placeholder;
 pub mod scope;
 pub mod stability;
 
@@ -60,6 +64,7 @@ pub use stability::{CarryOver, ChartDocument, ChartOutput};
 
 use helm::{ChartProblem, ResolvedChart, TemplateArgs};
 use objects::{DefaultNamespace, FinishContext};
+use placeholder::{PlaceholderScope, Variant};
 use scope::{Marked, evaluate_marked, evaluate_template_marked};
 
 /// Settings of the render stage.
@@ -169,6 +174,13 @@ impl NodeRender {
 pub enum NodeStatus {
     /// Rendered; single fields may still be `(known after apply)`.
     Rendered,
+    /// A helm node rendered with a placeholder for each value known only during apply: its
+    /// objects are known, the fields that depend on those values are `unknown_paths` of the
+    /// objects. Rendered again with the real values during apply.
+    RenderedWithPlaceholders {
+        /// The references known only during apply (e.g. `read.trust_anchor.value`), sorted.
+        unknown_references: Vec<String>,
+    },
     /// A helm node that can only be rendered during apply.
     RenderedDuringApply {
         /// The references known only during apply (e.g. `read.trust_anchor.value`), sorted.
@@ -179,6 +191,9 @@ pub enum NodeStatus {
         unknown_paths: BTreeSet<String>,
         /// Paths of sensitive values inside `known_values` (never printed).
         sensitive_paths: BTreeSet<String>,
+        /// Why it was not rendered with placeholders (the chart refused them, its objects
+        /// depend on the values); None when its version or namespace is unknown.
+        refused_placeholders: Option<String>,
     },
 }
 
@@ -298,12 +313,15 @@ enum RawNode {
         docs: Vec<RawDoc>,
         default_namespace: DefaultNamespace,
         helm: Option<HelmRender>,
+        /// Rendered with placeholders for these references.
+        placeholders: Vec<String>,
     },
     DuringApply {
         unknown_references: Vec<String>,
         known_values: Json,
         unknown_paths: BTreeSet<String>,
         sensitive_paths: BTreeSet<String>,
+        refused_placeholders: Option<String>,
     },
 }
 
@@ -370,6 +388,7 @@ impl Renderer {
                         docs: Vec::new(),
                         default_namespace: DefaultNamespace::Known("default".into()),
                         helm: None,
+                        placeholders: Vec::new(),
                     }),
                 };
                 (node.address.clone(), result)
@@ -435,7 +454,9 @@ impl Renderer {
         }
         if !errors.is_empty() {
             errors.sort_by(|a, b| a.node().cmp(b.node()));
-            return Err(RenderErrors { errors });
+            return Err(RenderErrors {
+                errors: helm_missing_once(errors),
+            });
         }
         Ok(PlanRender {
             plan: plan.name.clone(),
@@ -473,7 +494,14 @@ impl Renderer {
             args.extend(["--version".into(), v.clone()]);
         }
         args.extend(["--destination".into(), dir.display().to_string()]);
-        let pulled = self.run_helm(&node.address, &chart.display, args).await;
+        let pulled = self
+            .run_helm(
+                &node.address,
+                &chart.display,
+                chart.repo_url.as_deref(),
+                args,
+            )
+            .await;
         let result = pulled.map_err(|e| e.to_string()).and_then(|_| {
             let archive = std::fs::read_dir(&dir)
                 .map_err(|e| e.to_string())?
@@ -505,7 +533,7 @@ impl Renderer {
                     "--template".to_string(),
                     "{{.Version}}".to_string(),
                 ];
-                let out = self.run_helm(node, "helm", args).await?;
+                let out = self.run_helm(node, "helm", None, args).await?;
                 let version = out.trim().to_string();
                 if let Some(key) = &key {
                     // Only a cache: a failure to keep it costs the next run one `helm version`.
@@ -517,10 +545,13 @@ impl Renderer {
             .cloned()
     }
 
+    /// Runs helm for `node`; `chart` names the chart in messages, `repo_url` is its
+    /// repository's (for the way out when the repository cannot be reached).
     async fn run_helm(
         &self,
         node: &Address,
         chart: &str,
+        repo_url: Option<&str>,
         args: Vec<String>,
     ) -> Result<String, RenderError> {
         let command = args.first().cloned().unwrap_or_default();
@@ -528,6 +559,7 @@ impl Renderer {
             HelmRunError::NotFound { program } => RenderError::HelmNotFound {
                 node: node.clone(),
                 program,
+                nodes: vec![node.clone()],
             },
             HelmRunError::Io { program, source } => RenderError::HelmIo {
                 node: node.clone(),
@@ -540,6 +572,7 @@ impl Renderer {
                 node: node.clone(),
                 chart: chart.to_string(),
                 command,
+                help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
                 stderr: out.stderr.trim_end().to_string(),
             });
         }
@@ -573,6 +606,7 @@ impl Renderer {
             .map_err(eval_err)?
             .unwrap_or_else(|| "default".to_string());
         let version = text(helm.version.as_ref(), "/version", &mut marks).map_err(eval_err)?;
+        let identity_unknown = !marks.unknown_references.is_empty();
         let mut values = Json::Object(serde_json::Map::new());
         let mut value_marks = Marked::default();
         for layer in helm
@@ -596,13 +630,15 @@ impl Renderer {
                 .unknown_references
                 .extend(value_marks.unknown_references);
         }
-        if !marks.unknown_references.is_empty() {
-            return Ok(RawNode::DuringApply {
-                unknown_references: marks.unknown_references.into_iter().collect(),
-                known_values: values,
-                unknown_paths: value_marks.unknown_paths,
-                sensitive_paths: value_marks.sensitive_paths,
-            });
+        let during_apply = |refused_placeholders: Option<String>| RawNode::DuringApply {
+            unknown_references: marks.unknown_references.iter().cloned().collect(),
+            known_values: values.clone(),
+            unknown_paths: value_marks.unknown_paths.clone(),
+            sensitive_paths: value_marks.sensitive_paths.clone(),
+            refused_placeholders,
+        };
+        if identity_unknown {
+            return Ok(during_apply(None));
         }
 
         let chart = resolve_chart_for(plan, address, helm, version.as_deref(), &self.options)?;
@@ -614,93 +650,55 @@ impl Renderer {
             .map(Discovery::api_versions)
             .unwrap_or_default();
         let kube_version = self.options.kube_version.clone();
-        let key = cache_key(&KeyInputs {
-            chart: &chart.identity,
-            values: &values,
+        let run = ChartRun {
+            processes,
+            address,
+            chart: &chart,
+            helm,
             helm_version: &helm_version,
             api_versions: &api_versions,
             kube_version: kube_version.as_deref(),
             namespace: &namespace,
-            release: &helm.release,
-            include_crds: helm.include_crds,
-        });
+        };
 
-        let cache_err = |source| RenderError::Cache {
-            node: address.clone(),
-            source,
-        };
-        let previous = previous.filter(|_| !regenerate);
-        let reused_previous = previous
-            .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
-            .and_then(|p| p.chart_output.clone());
-        let (output, source, carry) = if let Some(output) = reused_previous {
-            (output, RenderSource::Previous, None)
-        } else if let Some(output) = (!regenerate)
-            .then(|| self.cache.get(&key))
-            .transpose()
-            .map_err(cache_err)?
-            .flatten()
-            .as_ref()
-            .and_then(ChartOutput::from_json)
-        {
-            (output, RenderSource::Cache, None)
-        } else {
-            let values_file =
-                ValuesFile::write(&values).map_err(|source| RenderError::ValuesFile {
-                    node: address.clone(),
-                    source,
-                })?;
-            let args = helm::template_args(
-                &chart,
-                &TemplateArgs {
-                    release: &helm.release,
-                    namespace: &namespace,
-                    values_file: &values_file.path,
-                    include_crds: helm.include_crds,
-                    api_versions: &api_versions,
-                    kube_version: kube_version.as_deref(),
-                },
-            );
-            // A second render, at the same time, only when the chart (or a value it may pass
-            // to `tpl`) may generate material.
-            let generates = chart.generates.is_some() || values_generate(&values);
-            let (first, volatile) = if generates {
-                let (first, second) = futures::future::try_join(
-                    self.template(processes, address, &chart, args.clone()),
-                    self.template(processes, address, &chart, args),
-                )
+        let (key, output, source, carry, placeholders) = if marks.unknown_references.is_empty() {
+            let (key, output, source, carry) = self
+                .chart_output(&run, &values, previous, regenerate)
                 .await?;
-                let volatile = stability::volatile_paths(&first, &second);
-                (first, volatile)
-            } else {
-                let first = self.template(processes, address, &chart, args).await?;
-                let volatile = vec![BTreeSet::new(); first.len()];
-                (first, volatile)
+            (key, output, source, carry, Vec::new())
+        } else {
+            // Values known only during apply: render with placeholders, twice.
+            let evaluate = |variant| {
+                let scope = PlaceholderScope {
+                    inner: *scope,
+                    plan,
+                    variant,
+                };
+                let mut values = Json::Object(serde_json::Map::new());
+                for layer in helm
+                    .values_files
+                    .iter()
+                    .map(|f| &f.values)
+                    .chain(std::iter::once(&helm.values))
+                {
+                    deep_merge(&mut values, layer.evaluate(&scope)?);
+                }
+                Ok::<_, crate::model::EvalError>(values)
             };
-            drop(values_file);
-            let mut output = ChartOutput {
-                documents: first
-                    .into_iter()
-                    .zip(volatile)
-                    .map(|((source, object), volatile_paths)| ChartDocument {
-                        source,
-                        object,
-                        volatile_paths,
-                    })
-                    .collect(),
-                carried_over: false,
-            };
-            let carry =
-                stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
-            let carry = match carry {
-                CarryOver::Regenerated { .. } if regenerate => CarryOver::Regenerated {
-                    reason: "regeneration was asked for".into(),
-                },
-                other => other,
-            };
-            self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
-            (output, RenderSource::Helm, Some(carry))
+            let values_a = evaluate(Variant::A).map_err(eval_err)?;
+            let values_b = evaluate(Variant::B).map_err(eval_err)?;
+            match self.placeholder_output(&run, &values_a, &values_b).await? {
+                Ok((key, output, source)) => (
+                    key,
+                    output,
+                    source,
+                    None,
+                    marks.unknown_references.iter().cloned().collect(),
+                ),
+                Err(refused) => return Ok(during_apply(Some(refused))),
+            }
         };
+        let placeholder_render = !placeholders.is_empty();
 
         let mut docs = Vec::new();
         if helm.create_namespace {
@@ -716,12 +714,21 @@ impl Renderer {
                 volatile_paths: BTreeSet::new(),
             });
         }
-        docs.extend(output.documents.iter().map(|d| RawDoc {
-            source: d.source.clone(),
-            object: d.object.clone(),
-            unknown_paths: BTreeSet::new(),
-            sensitive_paths: BTreeSet::new(),
-            volatile_paths: d.volatile_paths.clone(),
+        docs.extend(output.documents.iter().map(|d| {
+            // A placeholder render's "volatile" paths are the paths that differ between its
+            // two variants: the fields known after apply.
+            let (unknown_paths, volatile_paths) = if placeholder_render {
+                (d.volatile_paths.clone(), BTreeSet::new())
+            } else {
+                (BTreeSet::new(), d.volatile_paths.clone())
+            };
+            RawDoc {
+                source: d.source.clone(),
+                object: d.object.clone(),
+                unknown_paths,
+                sensitive_paths: BTreeSet::new(),
+                volatile_paths,
+            }
         }));
         Ok(RawNode::Objects {
             docs,
@@ -735,7 +742,157 @@ impl Renderer {
                 carry_over: carry,
                 output,
             }),
+            placeholders,
         })
+    }
+
+    /// The chart's output for known values: the previous render or the render cache when
+    /// they have the key, else `helm template` once, or twice at once when the chart may generate material (carried over from
+    /// the previous render when it can be). Returns the key, the output, where it came from
+    /// and what became of generated material (None when reused).
+    async fn chart_output(
+        &self,
+        run: &ChartRun<'_>,
+        values: &Json,
+        previous: Option<&PreviousRender>,
+        regenerate: bool,
+    ) -> Result<(String, ChartOutput, RenderSource, Option<CarryOver>), RenderError> {
+        let address = run.address;
+        let key = run.key(values);
+        let cache_err = |source| RenderError::Cache {
+            node: address.clone(),
+            source,
+        };
+        let previous = previous.filter(|_| !regenerate);
+        let reused_previous = previous
+            .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
+            .and_then(|p| p.chart_output.clone());
+        if let Some(output) = reused_previous {
+            return Ok((key, output, RenderSource::Previous, None));
+        }
+        if let Some(output) = (!regenerate)
+            .then(|| self.cache.get(&key))
+            .transpose()
+            .map_err(cache_err)?
+            .flatten()
+            .as_ref()
+            .and_then(ChartOutput::from_json)
+        {
+            return Ok((key, output, RenderSource::Cache, None));
+        }
+        // A second render, at the same time, only when the chart (or a value it may pass to
+        // `tpl`) may generate material.
+        let generates = run.chart.generates.is_some() || values_generate(values);
+        let (first, volatile) = if generates {
+            let (first, second) = futures::future::try_join(
+                self.template_with(run, values),
+                self.template_with(run, values),
+            )
+            .await?;
+            let volatile = stability::volatile_paths(&first, &second);
+            (first, volatile)
+        } else {
+            let first = self.template_with(run, values).await?;
+            let volatile = vec![BTreeSet::new(); first.len()];
+            (first, volatile)
+        };
+        let mut output = chart_output(first, volatile);
+        let carry =
+            stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
+        let carry = match carry {
+            CarryOver::Regenerated { .. } if regenerate => CarryOver::Regenerated {
+                reason: "regeneration was asked for".into(),
+            },
+            other => other,
+        };
+        self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
+        Ok((key, output, RenderSource::Helm, Some(carry)))
+    }
+
+    /// The chart's output with placeholders: render A's documents, each with the paths that
+    /// differ in render B as its volatile paths (the fields known after apply). Cached under
+    /// the key of `values_a` (placeholders never occur in real values). The inner error is
+    /// why the chart cannot be planned with placeholders: helm refused them, or the objects
+    /// depend on the values.
+    async fn placeholder_output(
+        &self,
+        run: &ChartRun<'_>,
+        values_a: &Json,
+        values_b: &Json,
+    ) -> Result<Result<(String, ChartOutput, RenderSource), String>, RenderError> {
+        let address = run.address;
+        let key = run.key(values_a);
+        let cache_err = |source| RenderError::Cache {
+            node: address.clone(),
+            source,
+        };
+        if let Some(output) = self
+            .cache
+            .get(&key)
+            .map_err(cache_err)?
+            .as_ref()
+            .and_then(ChartOutput::from_json)
+        {
+            return Ok(Ok((key, output, RenderSource::Cache)));
+        }
+        let refused = |e: RenderError| match e {
+            RenderError::HelmFailed { stderr, .. } => Ok(format!(
+                "the chart refuses a placeholder: {}",
+                helm_message(&stderr)
+            )),
+            RenderError::BadOutput {
+                source_file,
+                message,
+                ..
+            } => Ok(format!(
+                "with a placeholder the chart prints a document that is not an object{}: {message}",
+                source_file.map(|s| format!(" ({s})")).unwrap_or_default()
+            )),
+            other => Err(other),
+        };
+        let a = match self.template_with(run, values_a).await {
+            Ok(a) => a,
+            Err(e) => return refused(e).map(Err),
+        };
+        let b = match self.template_with(run, values_b).await {
+            Ok(b) => b,
+            Err(e) => return refused(e).map(Err),
+        };
+        let unknown = match placeholder::unknown_paths(&a, &b) {
+            Ok(unknown) => unknown,
+            Err(e) => return Ok(Err(e.reason)),
+        };
+        let output = chart_output(a, unknown);
+        self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
+        Ok(Ok((key, output, RenderSource::Helm)))
+    }
+
+    /// `helm template` of `run` with `values` (written to a temporary 0600 file).
+    async fn template_with(
+        &self,
+        run: &ChartRun<'_>,
+        values: &Json,
+    ) -> Result<Vec<(Option<String>, Json)>, RenderError> {
+        let values_file = ValuesFile::write(values).map_err(|source| RenderError::ValuesFile {
+            node: run.address.clone(),
+            source,
+        })?;
+        let args = helm::template_args(
+            run.chart,
+            &TemplateArgs {
+                release: &run.helm.release,
+                namespace: run.namespace,
+                values_file: &values_file.path,
+                include_crds: run.helm.include_crds,
+                api_versions: run.api_versions,
+                kube_version: run.kube_version,
+            },
+        );
+        let out = self
+            .template(run.processes, run.address, run.chart, args)
+            .await;
+        drop(values_file);
+        out
     }
 
     /// Runs `helm template` (holding one of the `processes` permits) and parses its output.
@@ -747,7 +904,9 @@ impl Renderer {
         args: Vec<String>,
     ) -> Result<Vec<(Option<String>, Json)>, RenderError> {
         let permit = processes.acquire().await.ok();
-        let stdout = self.run_helm(node, &chart.display, args).await?;
+        let stdout = self
+            .run_helm(node, &chart.display, chart.repo_url.as_deref(), args)
+            .await?;
         drop(permit);
         helm::parse_documents(&stdout).map_err(|e| RenderError::BadOutput {
             node: node.clone(),
@@ -766,6 +925,83 @@ fn values_generate(values: &Json) -> bool {
         Json::Object(map) => map.values().any(values_generate),
         _ => false,
     }
+}
+
+/// A missing helm binary reported once, for every node that needed it (the first such error
+/// takes the nodes of the others; the other errors stay as they are).
+fn helm_missing_once(errors: Vec<RenderError>) -> Vec<RenderError> {
+    let mut out: Vec<RenderError> = Vec::new();
+    let mut first: Option<usize> = None;
+    for e in errors {
+        match (e, first) {
+            (RenderError::HelmNotFound { nodes: more, .. }, Some(i)) => {
+                if let RenderError::HelmNotFound { nodes, .. } = &mut out[i] {
+                    nodes.extend(more);
+                }
+            }
+            (e @ RenderError::HelmNotFound { .. }, None) => {
+                first = Some(out.len());
+                out.push(e);
+            }
+            (e, _) => out.push(e),
+        }
+    }
+    out
+}
+
+/// What one `helm template` of a node needs besides its values.
+struct ChartRun<'a> {
+    /// Permits for helm processes (at most `parallelism` at once).
+    processes: &'a Semaphore,
+    address: &'a Address,
+    chart: &'a ResolvedChart,
+    helm: &'a Helm,
+    helm_version: &'a str,
+    api_versions: &'a [String],
+    kube_version: Option<&'a str>,
+    namespace: &'a str,
+}
+
+impl ChartRun<'_> {
+    /// The render cache key of the chart with `values`.
+    fn key(&self, values: &Json) -> String {
+        cache_key(&KeyInputs {
+            chart: &self.chart.identity,
+            values,
+            helm_version: self.helm_version,
+            api_versions: self.api_versions,
+            kube_version: self.kube_version,
+            namespace: self.namespace,
+            release: &self.helm.release,
+            include_crds: self.helm.include_crds,
+        })
+    }
+}
+
+/// A chart output from one render's documents and, per document, its volatile paths.
+fn chart_output(docs: Vec<(Option<String>, Json)>, volatile: Vec<BTreeSet<String>>) -> ChartOutput {
+    ChartOutput {
+        documents: docs
+            .into_iter()
+            .zip(volatile)
+            .map(|((source, object), volatile_paths)| ChartDocument {
+                source,
+                object,
+                volatile_paths,
+            })
+            .collect(),
+        carried_over: false,
+    }
+}
+
+/// The first line of what helm printed on failure, without its `Error: ` prefix.
+fn helm_message(stderr: &str) -> String {
+    let line = stderr
+        .lines()
+        .map(str::trim)
+        .find(|l| !l.is_empty())
+        .unwrap_or("helm failed");
+    line.strip_prefix("Error: ").unwrap_or(line).to_owned()
 }
 
 fn json_text(v: &Json) -> String {
@@ -791,6 +1027,7 @@ fn resolve_chart_for(
         match p {
             ChartProblem::NotFound { path } => RenderError::ChartNotFound {
                 node: address.clone(),
+                help: helm::chart_not_found_help(&chart, &path),
                 chart,
                 path,
             },
@@ -854,6 +1091,7 @@ fn render_manifest(
         docs,
         default_namespace,
         helm: None,
+        placeholders: Vec::new(),
     })
 }
 
@@ -872,12 +1110,13 @@ fn finish_node(
     inputs: &FinishInputs<'_>,
     previous: Option<&PreviousRender>,
 ) -> Result<NodeRender, RenderError> {
-    let (docs, default_namespace, helm) = match node {
+    let (docs, default_namespace, helm, placeholders) = match node {
         RawNode::DuringApply {
             unknown_references,
             known_values,
             unknown_paths,
             sensitive_paths,
+            refused_placeholders,
         } => {
             return Ok(NodeRender {
                 address: address.clone(),
@@ -886,6 +1125,7 @@ fn finish_node(
                     known_values,
                     unknown_paths,
                     sensitive_paths,
+                    refused_placeholders,
                 },
                 objects: Vec::new(),
                 hooks: Vec::new(),
@@ -896,7 +1136,8 @@ fn finish_node(
             docs,
             default_namespace,
             helm,
-        } => (docs, default_namespace, helm),
+            placeholders,
+        } => (docs, default_namespace, helm, placeholders),
     };
     let node_text = address.to_string();
     let ctx = FinishContext {
@@ -918,7 +1159,13 @@ fn finish_node(
         .unwrap_or_default();
     let mut out = NodeRender {
         address: address.clone(),
-        status: NodeStatus::Rendered,
+        status: if placeholders.is_empty() {
+            NodeStatus::Rendered
+        } else {
+            NodeStatus::RenderedWithPlaceholders {
+                unknown_references: placeholders,
+            }
+        },
         objects: Vec::new(),
         hooks: Vec::new(),
         helm,

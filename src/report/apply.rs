@@ -22,6 +22,9 @@ pub fn known_after_apply(known: &[KnownAfterApply]) -> String {
             KnownValue::Rendered => {
                 writeln!(out, "  {node}: rendered during apply with the values read")
             }
+            KnownValue::AsPlanned => {
+                writeln!(out, "  {node}: rendered with the values read, as planned")
+            }
         };
     }
     out

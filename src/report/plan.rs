@@ -76,7 +76,7 @@ fn legend(a: Action) -> &'static str {
         Action::Adopt => "adopt (exists as desired: recorded in the state, nothing sent)",
         Action::KnownAfterApply => "known after apply (decided during apply)",
         Action::Forget => "forget (already gone: the state record is removed)",
-        Action::Hook => "helm hook (runs when its node is installed or upgraded)",
+        Action::Hook => "helm hook that will run (its node is installed or upgraded)",
         Action::Conflict => {
             "take fields back from another field manager (apply needs --force-conflicts)"
         }
@@ -142,6 +142,19 @@ fn render_node(out: &mut String, node: &NodeChange, options: HumanOptions) {
             let _ = writeln!(out, "{} (no longer in the plan)", node.address);
         }
         _ if !node.has_changes() => return,
+        _ if node.has_unknown_inputs() => {
+            let (verb, what) = if node.unknown_inputs.len() == 1 {
+                ("is", "a placeholder")
+            } else {
+                ("are", "placeholders")
+            };
+            let _ = writeln!(
+                out,
+                "{} ({} {verb} known after apply: rendered with {what})",
+                node.address,
+                node.unknown_inputs.join(", ")
+            );
+        }
         _ => {
             let _ = writeln!(out, "{}", node.address);
         }
@@ -165,7 +178,7 @@ fn render_object(out: &mut String, o: &ObjectChange, options: HumanOptions) {
         notes.push("its kind is not installed yet: checked during apply".to_owned());
     }
     if let Some(h) = &o.hook {
-        notes.push(format!("hook {}", h.phases.join(",")));
+        notes.push(format!("{} hook", h.phases.join(",")));
     }
     let notes = if notes.is_empty() {
         String::new()
@@ -422,12 +435,14 @@ mod tests {
                     status: NodeStatus::Planned,
                     objects: vec![create, update, secret, noop],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
                 NodeChange {
                     address: "read.r".into(),
                     status: NodeStatus::ReadDuringApply,
                     objects: vec![],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
                 NodeChange {
                     address: "manifest.gone".into(),
@@ -437,6 +452,7 @@ mod tests {
                         Action::Delete,
                     )],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 },
             ],
         }
@@ -479,6 +495,7 @@ mod tests {
                     Action::NoOp,
                 )],
                 render_key: None,
+                unknown_inputs: Vec::new(),
             }],
         };
         assert_eq!(

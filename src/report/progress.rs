@@ -1,7 +1,11 @@
 //! Progress of apply, rollback and destroy: the engine's [`Event`]s rendered for people and
 //! machines.
 //!
-//! - [`PlainProgress`]: one timestamped line per event, for logs and CI (not a terminal).
+//! - [`NodeLines`]: what a person reads in a log or CI (not a terminal): one line per node
+//!   when it is done, with what it did and how long it took in human units (`helm.x: 42
+//!   created, 4 hooks run (3.2s)`), failures and skipped nodes, a "still waiting" line for a
+//!   node that waits long, and a final summary of counts per action ([`summary_counts`]).
+//! - [`PlainProgress`]: one timestamped line per event, every step and wait (`-v`).
 //! - [`JsonProgress`]: one JSON object per line (`--output json`): the event's fields, its
 //!   `event` tag and a `time`; versioned by [`PROGRESS_FORMAT`].
 //! - [`LiveProgress`]: on a terminal, an indicatif view with one line per running node saying
@@ -9,14 +13,16 @@
 //!
 //! [`progress_reporter`] picks one. Nothing here uses colour, so `NO_COLOR` is honoured.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
-use std::sync::Mutex;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 
-use crate::apply::{Event, Reporter, RunOutcome, Summary};
+use crate::apply::{ActionTaken, Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
+use crate::cluster::ObjectRef;
+use crate::model::human_duration;
 
 /// Version of the JSON lines' shape.
 pub const PROGRESS_FORMAT: u32 = 1;
@@ -49,6 +55,18 @@ pub fn event_line(event: &Event) -> String {
             action,
             message,
         } => format!("{node}: {object}: {} FAILED: {message}", action.verb()),
+        Event::Retrying {
+            node,
+            object,
+            request,
+            reason,
+            attempt,
+            attempts,
+            delay_ms,
+        } => format!(
+            "{node}: {object}: {request}: {reason}; retrying in {:.1}s (attempt {attempt} of {attempts})",
+            Duration::from_millis(*delay_ms).as_secs_f64()
+        ),
         Event::NodeDone { node } => format!("{node}: done"),
         Event::NodeFailed { node, .. } => format!("{node}: failed"),
         Event::NodeSkipped { node, reason } => format!("{node}: skipped ({reason})"),
@@ -79,26 +97,7 @@ fn count(n: usize, noun: &str) -> String {
 /// The final report: outcome, root cause, every action, rollback actions, skipped nodes,
 /// objects left in place, next step.
 pub fn summary_lines(summary: &Summary) -> Vec<String> {
-    let mut out = Vec::new();
-    let outcome = match summary.outcome {
-        RunOutcome::Succeeded => "succeeded",
-        RunOutcome::RolledBack => "failed and was rolled back",
-        RunOutcome::FailedNoRollback => "failed (nothing rolled back)",
-        RunOutcome::RollbackFailed => "failed, and its rollback failed",
-        RunOutcome::Aborted => "was stopped at once",
-        RunOutcome::Failed => "failed",
-    };
-    out.push(format!(
-        "{} {}: {}{}",
-        format!("{:?}", summary.kind).to_lowercase(),
-        outcome,
-        count(summary.actions.len(), "action"),
-        if summary.rolled_back.is_empty() {
-            String::new()
-        } else {
-            format!(", {} rolled back", summary.rolled_back.len())
-        }
-    ));
+    let mut out = vec![headline(summary)];
     if let Some(cause) = &summary.root_cause {
         out.push(format!("  cause: {cause}"));
     }
@@ -126,8 +125,338 @@ pub fn summary_lines(summary: &Summary) -> Vec<String> {
     out
 }
 
+/// The final report in counts: the outcome with the number of objects per action (a hook's
+/// own clean-up is part of running it), the cause, the rollback's counts, skipped nodes,
+/// objects left in place and the next step. `elapsed`: how long the run took, when known.
+pub fn summary_counts(summary: &Summary, elapsed: Option<Duration>) -> Vec<String> {
+    let mut out = Vec::new();
+    let took = elapsed
+        .map(|d| format!(" in {}", human_duration(d)))
+        .unwrap_or_default();
+    let counts = action_counts(&summary.actions);
+    out.push(match rollback_headline(summary) {
+        Some(line) => format!("{line}{took}"),
+        None => format!(
+            "{} {}{took}: {}",
+            format!("{:?}", summary.kind).to_lowercase(),
+            outcome_words(summary.outcome),
+            if counts.is_empty() {
+                "nothing to do".to_owned()
+            } else {
+                counts
+            }
+        ),
+    });
+    if let Some(cause) = &summary.root_cause {
+        out.push(format!("  cause: {cause}"));
+    }
+    if !summary.rolled_back.is_empty() {
+        out.push(format!(
+            "  rolled back: {}",
+            action_counts(&summary.rolled_back)
+        ));
+    }
+    for s in &summary.skipped {
+        out.push(format!("  skipped {}: {}", s.node, s.reason));
+    }
+    for l in &summary.left_in_place {
+        out.push(format!("  left in place {}: {}", l.object, l.reason));
+    }
+    if let Some(next) = &summary.next_step {
+        out.push(format!("  next: {next}"));
+    }
+    out
+}
+
+/// The first line of the final report: what kind of run, how it ended, how much it did. A
+/// rollback run (`meshplan rollback`, `apply --on-unfinished`) says whether the unfinished run
+/// was rolled back or completed.
+fn headline(summary: &Summary) -> String {
+    if let Some(line) = rollback_headline(summary) {
+        return line;
+    }
+    format!(
+        "{} {}: {}{}",
+        format!("{:?}", summary.kind).to_lowercase(),
+        outcome_words(summary.outcome),
+        count(summary.actions.len(), "action"),
+        if summary.rolled_back.is_empty() {
+            String::new()
+        } else {
+            format!(", {} rolled back", summary.rolled_back.len())
+        }
+    )
+}
+
+/// The first line of a rollback run's report (`meshplan rollback`, `apply --on-unfinished`):
+/// whether the unfinished run was rolled back or completed. None for other runs.
+fn rollback_headline(summary: &Summary) -> Option<String> {
+    let rolled_back = count(summary.rolled_back.len(), "action");
+    match (summary.kind, summary.outcome) {
+        (RunKind::Rollback, RunOutcome::RolledBack) => {
+            return Some(format!(
+                "rollback succeeded: run {} was rolled back ({rolled_back} rolled back)",
+                summary.run
+            ));
+        }
+        (RunKind::Rollback, RunOutcome::Succeeded) => {
+            return Some(format!(
+                "unfinished run {} completed: what it did is kept",
+                summary.run
+            ));
+        }
+        (RunKind::Rollback, RunOutcome::RollbackFailed) => {
+            return Some(format!(
+                "rollback of run {} failed ({rolled_back} rolled back)",
+                summary.run
+            ));
+        }
+        _ => {}
+    }
+    None
+}
+
+fn outcome_words(outcome: RunOutcome) -> &'static str {
+    match outcome {
+        RunOutcome::Succeeded => "succeeded",
+        RunOutcome::RolledBack => "failed and was rolled back",
+        RunOutcome::FailedNoRollback => "failed (nothing rolled back)",
+        RunOutcome::RollbackFailed => "failed, and its rollback failed",
+        RunOutcome::Aborted => "was stopped at once",
+        RunOutcome::Failed => "failed",
+    }
+}
+
+/// `42 created, 3 updated, 4 hooks run`: per action in a fixed order; the deletion of a hook
+/// object after it ran (its delete policy) is part of running it.
+fn action_counts(actions: &[ActionTaken]) -> String {
+    let hooks: BTreeSet<(&str, &ObjectRef)> = actions
+        .iter()
+        .filter(|a| a.action == StepAction::Hook)
+        .map(|a| (a.node.as_str(), &a.object))
+        .collect();
+    let mut counts: BTreeMap<StepAction, usize> = BTreeMap::new();
+    for a in actions {
+        if a.action == StepAction::Delete && hooks.contains(&(a.node.as_str(), &a.object)) {
+            continue;
+        }
+        *counts.entry(a.action).or_default() += 1;
+    }
+    counts_text(&counts)
+}
+
+fn counts_text(counts: &BTreeMap<StepAction, usize>) -> String {
+    counts
+        .iter()
+        .map(|(action, n)| match action {
+            StepAction::Create => format!("{n} created"),
+            StepAction::Update => format!("{n} updated"),
+            StepAction::Delete => format!("{n} deleted"),
+            StepAction::Adopt => format!("{n} adopted"),
+            StepAction::Forget => format!("{n} forgotten"),
+            StepAction::Hook => format!("{n} {} run", if *n == 1 { "hook" } else { "hooks" }),
+            StepAction::UndoCreate => format!("{n} deleted (undo create)"),
+            StepAction::Restore => format!("{n} restored"),
+            StepAction::Recreate => format!("{n} recreated"),
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The `error` event that ends the JSON output of a failed command (`--output json`): one
+/// line, with the error's message, the causes under it (outermost first) and the help.
+pub fn error_event(message: &str, causes: &[String], help: Option<&str>) -> String {
+    let mut value = serde_json::json!({
+        "event": "error",
+        "format": PROGRESS_FORMAT,
+        "time": now(),
+        "message": message,
+        "causes": causes,
+    });
+    if let (Some(help), Some(map)) = (help, value.as_object_mut()) {
+        map.insert("help".to_owned(), help.into());
+    }
+    format!("{value}\n")
+}
+
 /// A clock for the lines' timestamps.
 pub type Clock = fn() -> String;
+
+/// A monotonic clock for durations (tests give a fake one).
+pub type Ticker = Arc<dyn Fn() -> Instant + Send + Sync>;
+
+/// How often a node that keeps waiting gets a "still waiting" line.
+pub const STILL_WAITING_EVERY: Duration = Duration::from_secs(30);
+
+/// One line per node, for people reading a log (see the module overview).
+pub struct NodeLines<W: Write + Send> {
+    out: Mutex<W>,
+    state: Mutex<LinesState>,
+    ticker: Ticker,
+    still_waiting_every: Duration,
+}
+
+#[derive(Default)]
+struct LinesState {
+    started: Option<Instant>,
+    nodes: BTreeMap<String, NodeState>,
+}
+
+struct NodeState {
+    started: Instant,
+    last_line: Instant,
+    counts: BTreeMap<StepAction, usize>,
+    hooks: BTreeSet<ObjectRef>,
+    failed_step: bool,
+    reported: bool,
+}
+
+impl<W: Write + Send> NodeLines<W> {
+    pub fn new(out: W) -> Self {
+        Self::with_ticker(out, Arc::new(Instant::now), STILL_WAITING_EVERY)
+    }
+
+    /// With a given clock and "still waiting" interval (tests).
+    pub fn with_ticker(out: W, ticker: Ticker, still_waiting_every: Duration) -> Self {
+        Self {
+            out: Mutex::new(out),
+            state: Mutex::new(LinesState::default()),
+            ticker,
+            still_waiting_every,
+        }
+    }
+
+    /// The writer back (tests).
+    pub fn into_inner(self) -> Option<W> {
+        self.out.into_inner().ok()
+    }
+
+    /// The lines an event gives, updating what is known of its node.
+    fn lines(&self, event: &Event) -> Vec<String> {
+        let now = (self.ticker)();
+        let Ok(mut state) = self.state.lock() else {
+            return Vec::new();
+        };
+        let run_started = *state.started.get_or_insert(now);
+        let nodes = &mut state.nodes;
+        match event {
+            Event::RunStarted { kind, run, .. } => match kind {
+                RunKind::Rollback => vec![format!("rollback run {run} started")],
+                RunKind::Apply | RunKind::Destroy => Vec::new(),
+            },
+            Event::NodeStarted { node } => {
+                let n = node_state(nodes, node, now);
+                if !n.reported {
+                    n.started = now;
+                    n.last_line = now;
+                }
+                Vec::new()
+            }
+            Event::StepStarted { .. } => Vec::new(),
+            Event::StepDone {
+                node,
+                object,
+                action,
+            } => {
+                let n = node_state(nodes, node, now);
+                let hook_clean_up = *action == StepAction::Delete && n.hooks.contains(object);
+                if *action == StepAction::Hook {
+                    n.hooks.insert(object.clone());
+                }
+                if !hook_clean_up {
+                    *n.counts.entry(*action).or_default() += 1;
+                }
+                Vec::new()
+            }
+            Event::Waiting {
+                node,
+                object,
+                reason,
+            } => {
+                let n = node_state(nodes, node, now);
+                if now.duration_since(n.last_line) < self.still_waiting_every {
+                    return Vec::new();
+                }
+                n.last_line = now;
+                vec![format!(
+                    "{node}: still waiting after {}: {object}: {reason}",
+                    human_duration(now.duration_since(n.started))
+                )]
+            }
+            // A retried request is worth a line: the run is slower for a reason.
+            Event::Retrying { .. } => vec![event_line(event)],
+            Event::StepFailed { node, .. } => {
+                node_state(nodes, node, now).failed_step = true;
+                vec![event_line(event)]
+            }
+            Event::NodeDone { node } => {
+                let n = node_state(nodes, node, now);
+                if n.reported || n.counts.is_empty() {
+                    return Vec::new();
+                }
+                n.reported = true;
+                vec![format!(
+                    "{node}: {} ({})",
+                    counts_text(&n.counts),
+                    human_duration(now.duration_since(n.started))
+                )]
+            }
+            Event::NodeFailed { node, message } => {
+                let n = node_state(nodes, node, now);
+                n.reported = true;
+                let took = human_duration(now.duration_since(n.started));
+                if n.failed_step {
+                    vec![format!("{node}: failed after {took}")]
+                } else {
+                    vec![format!("{node}: failed after {took}: {message}")]
+                }
+            }
+            Event::RollbackStarted { .. } => {
+                // The rollback reports each node it undoes once more.
+                nodes.clear();
+                vec![event_line(event)]
+            }
+            Event::Finished { summary } => {
+                summary_counts(summary, Some(now.duration_since(run_started)))
+            }
+            Event::NodeSkipped { .. }
+            | Event::PhaseDone { .. }
+            | Event::CheckPassed { .. }
+            | Event::LeftInPlace { .. } => vec![event_line(event)],
+        }
+    }
+}
+
+/// What is known of `node`, created when first seen.
+fn node_state<'a>(
+    nodes: &'a mut BTreeMap<String, NodeState>,
+    node: &str,
+    now: Instant,
+) -> &'a mut NodeState {
+    nodes.entry(node.to_owned()).or_insert_with(|| NodeState {
+        started: now,
+        last_line: now,
+        counts: BTreeMap::new(),
+        hooks: BTreeSet::new(),
+        failed_step: false,
+        reported: false,
+    })
+}
+
+impl<W: Write + Send> Reporter for NodeLines<W> {
+    fn event(&self, event: &Event) {
+        let lines = self.lines(event);
+        if lines.is_empty() {
+            return;
+        }
+        if let Ok(mut out) = self.out.lock() {
+            for line in lines {
+                let _ = writeln!(out, "{line}");
+            }
+            let _ = out.flush();
+        }
+    }
+}
 
 fn now() -> String {
     jiff::Timestamp::now()
@@ -214,6 +543,9 @@ pub struct LiveProgress {
     multi: MultiProgress,
     bars: Mutex<BTreeMap<String, ProgressBar>>,
     style: ProgressStyle,
+    /// The final report lists every action (`-v`), else counts per action.
+    verbose: bool,
+    started: Instant,
 }
 
 impl LiveProgress {
@@ -229,7 +561,15 @@ impl LiveProgress {
             multi: MultiProgress::with_draw_target(target),
             bars: Mutex::new(BTreeMap::new()),
             style,
+            verbose: false,
+            started: Instant::now(),
         }
+    }
+
+    /// The final report with every action (`-v`).
+    pub fn verbose(mut self, verbose: bool) -> Self {
+        self.verbose = verbose;
+        self
     }
 
     fn bar(&self, node: &str) -> Option<ProgressBar> {
@@ -294,10 +634,26 @@ impl Reporter for LiveProgress {
                     bar.set_message(event_line(event));
                 }
             }
+            Event::Retrying { node, object, .. } => {
+                if let Some(bar) = self.bar(node) {
+                    let line = event_line(event);
+                    let shown = line
+                        .strip_prefix(&format!("{node}: "))
+                        .unwrap_or(&line)
+                        .to_owned();
+                    bar.set_message(shown);
+                }
+                let _ = object;
+            }
             Event::NodeDone { node } | Event::NodeFailed { node, .. } => {
                 self.finish(node, event_line(event));
             }
             Event::NodeSkipped { node, .. } => self.finish(node, event_line(event)),
+            Event::Finished { summary } if !self.verbose => {
+                for line in summary_counts(summary, Some(self.started.elapsed())) {
+                    let _ = self.multi.println(line);
+                }
+            }
             Event::StepFailed { .. }
             | Event::RunStarted { .. }
             | Event::RollbackStarted { .. }
@@ -316,19 +672,27 @@ impl Reporter for LiveProgress {
 /// How progress is shown.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ProgressFormat {
-    /// Live view on a terminal, plain lines otherwise.
+    /// Live view on a terminal, one line per node otherwise.
     Human,
+    /// Every step and wait, timestamped, and every action in the final report (`-v`); the
+    /// live view on a terminal (with every action in its final report).
+    Verbose,
     /// JSON lines (`--output json`).
     Json,
 }
 
 /// The reporter for a command: JSON lines on stdout for `Json`; on stderr, the live view when
-/// it is a terminal, else plain lines.
+/// it is a terminal, else one line per node ([`NodeLines`]), or every event with `Verbose`
+/// ([`PlainProgress`]).
 pub fn progress_reporter(format: ProgressFormat, stderr_is_terminal: bool) -> Box<dyn Reporter> {
     match format {
         ProgressFormat::Json => Box::new(JsonProgress::new(std::io::stdout())),
         ProgressFormat::Human if stderr_is_terminal => Box::new(LiveProgress::new()),
-        ProgressFormat::Human => Box::new(PlainProgress::new(std::io::stderr())),
+        ProgressFormat::Verbose if stderr_is_terminal => {
+            Box::new(LiveProgress::new().verbose(true))
+        }
+        ProgressFormat::Human => Box::new(NodeLines::new(std::io::stderr())),
+        ProgressFormat::Verbose => Box::new(PlainProgress::new(std::io::stderr())),
     }
 }
 
@@ -422,6 +786,132 @@ mod tests {
         assert_eq!(
             lines[2]["summary"]["rolled_back"][0]["action"],
             "undo_create"
+        );
+    }
+
+    #[test]
+    fn node_lines_say_each_node_once_with_counts_and_duration() {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let base = Instant::now();
+        let millis = Arc::new(AtomicU64::new(0));
+        let clock = Arc::clone(&millis);
+        let ticker: Ticker =
+            Arc::new(move || base + Duration::from_millis(clock.load(Ordering::SeqCst)));
+        let lines = NodeLines::with_ticker(Vec::new(), ticker, Duration::from_secs(30));
+        let at = |ms: u64, e: Event| {
+            millis.store(ms, Ordering::SeqCst);
+            lines.event(&e);
+        };
+        let cm = |name: &str| ObjectRef::new("v1", "ConfigMap", Some("d"), name);
+        let job = ObjectRef::new("batch/v1", "Job", Some("d"), "hook");
+        let step = |node: &str, object: &ObjectRef, action| Event::StepDone {
+            node: node.into(),
+            object: object.clone(),
+            action,
+        };
+        let node = |n: &str| n.to_owned();
+        at(
+            0,
+            Event::RunStarted {
+                run: "r1".into(),
+                kind: RunKind::Apply,
+                nodes: 2,
+            },
+        );
+        at(
+            0,
+            Event::NodeStarted {
+                node: node("helm.a"),
+            },
+        );
+        at(100, step("helm.a", &cm("x"), StepAction::Create));
+        at(200, step("helm.a", &cm("y"), StepAction::Create));
+        at(300, step("helm.a", &cm("z"), StepAction::Update));
+        at(400, step("helm.a", &job, StepAction::Hook));
+        // The hook's clean-up (its delete policy) is part of running it.
+        at(500, step("helm.a", &job, StepAction::Delete));
+        at(
+            10_000,
+            Event::Waiting {
+                node: node("helm.a"),
+                object: cm("x"),
+                reason: "waiting for Ready".into(),
+            },
+        );
+        at(
+            31_000,
+            Event::Waiting {
+                node: node("helm.a"),
+                object: cm("x"),
+                reason: "waiting for Ready".into(),
+            },
+        );
+        at(
+            42_400,
+            Event::NodeDone {
+                node: node("helm.a"),
+            },
+        );
+        // A later phase says the node is done again: nothing more is said.
+        at(
+            43_000,
+            Event::NodeDone {
+                node: node("helm.a"),
+            },
+        );
+        at(
+            43_000,
+            Event::NodeStarted {
+                node: node("manifest.b"),
+            },
+        );
+        at(
+            43_500,
+            Event::NodeFailed {
+                node: node("manifest.b"),
+                message: "boom".into(),
+            },
+        );
+        let summary = Summary {
+            run: "r1".into(),
+            kind: RunKind::Apply,
+            outcome: RunOutcome::Succeeded,
+            root_cause: None,
+            actions: vec![
+                ActionTaken {
+                    node: "helm.a".into(),
+                    object: cm("x"),
+                    action: StepAction::Create,
+                },
+                ActionTaken {
+                    node: "helm.a".into(),
+                    object: cm("y"),
+                    action: StepAction::Create,
+                },
+                ActionTaken {
+                    node: "helm.a".into(),
+                    object: job.clone(),
+                    action: StepAction::Hook,
+                },
+                ActionTaken {
+                    node: "helm.a".into(),
+                    object: job.clone(),
+                    action: StepAction::Delete,
+                },
+            ],
+            rolled_back: Vec::new(),
+            skipped: Vec::new(),
+            left_in_place: Vec::new(),
+            next_step: None,
+        };
+        at(65_000, Event::Finished { summary });
+        let text = String::from_utf8(lines.into_inner().unwrap()).unwrap();
+        assert_eq!(
+            text,
+            "helm.a: still waiting after 31s: v1 ConfigMap d/x: waiting for Ready\n\
+             helm.a: 2 created, 1 updated, 1 hook run (42s)\n\
+             manifest.b: failed after 500ms: boom\n\
+             apply succeeded in 1m05s: 2 created, 1 hook run\n"
         );
     }
 

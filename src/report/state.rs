@@ -1,10 +1,80 @@
 //! The `state` subcommands' output: the records of a state (`state list`) and the bodies of
-//! one node's records (`state show`, sensitive values redacted, server fields stripped).
+//! one node's records (`state show`, sensitive values redacted, server fields stripped), as
+//! text or JSON (`--output json`, format [`STATE_FORMAT`]).
 
 use std::fmt::Write as _;
 
 use crate::apply::strip_server_fields;
 use crate::state::{ObjectRecord, StateMeta, UnfinishedRun};
+
+/// Version of the JSON shape of `state list` and `state show`.
+pub const STATE_FORMAT: u32 = 1;
+
+/// `state list --output json`: the meta, every record (node, object, uid, resourceVersion,
+/// applied digest; no bodies) and the unfinished runs.
+pub fn list_json(
+    meta: &StateMeta,
+    records: &[ObjectRecord],
+    unfinished: &[UnfinishedRun],
+) -> String {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "node": r.node,
+                "object": r.object,
+                "uid": r.uid,
+                "resource_version": r.resource_version,
+                "applied_digest": r.applied_digest,
+            })
+        })
+        .collect();
+    let runs: Vec<serde_json::Value> = unfinished
+        .iter()
+        .map(|u| {
+            serde_json::json!({
+                "run": u.run.run,
+                "command": u.run.command,
+                "started_at": u.run.started_at.to_string(),
+            })
+        })
+        .collect();
+    pretty(&serde_json::json!({
+        "format_version": STATE_FORMAT,
+        "lineage": meta.lineage,
+        "serial": meta.serial,
+        "records": records,
+        "unfinished_runs": runs,
+    }))
+}
+
+/// `state show --output json`: per record its identity and the last applied body (sensitive
+/// values redacted, server fields stripped).
+pub fn show_json(records: &[ObjectRecord]) -> String {
+    let records: Vec<serde_json::Value> = records
+        .iter()
+        .map(|r| {
+            serde_json::json!({
+                "node": r.node,
+                "object": r.object,
+                "uid": r.uid,
+                "resource_version": r.resource_version,
+                "applied_digest": r.applied_digest,
+                "last_applied": strip_server_fields(r.last_applied.redacted()),
+            })
+        })
+        .collect();
+    pretty(&serde_json::json!({
+        "format_version": STATE_FORMAT,
+        "records": records,
+    }))
+}
+
+fn pretty(value: &serde_json::Value) -> String {
+    let mut text = serde_json::to_string_pretty(value).unwrap_or_else(|_| "{}".to_owned());
+    text.push('\n');
+    text
+}
 
 /// `lineage L serial N`, one `node  object` line per record, one line per unfinished run.
 pub fn list(meta: &StateMeta, records: &[ObjectRecord], unfinished: &[UnfinishedRun]) -> String {

@@ -37,6 +37,7 @@ pub async fn fixture() -> Fixture {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(kubeconfig.clone()),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();

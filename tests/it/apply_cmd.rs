@@ -16,6 +16,10 @@ use meshplan_sandbox::kubectl::Cluster;
 
 pub(crate) const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
 
+/// How many times the transport sends a request that keeps failing: a fault meant to fail a
+/// step must hit every attempt.
+pub(crate) const ATTEMPTS: u64 = 6;
+
 pub(crate) struct Setup {
     pub(crate) cluster: Cluster,
     pub(crate) plan: PathBuf,
@@ -135,6 +139,56 @@ fn the_sample_plan_applies_then_sends_nothing_and_plans_empty() {
         err.contains("read.trust_anchor.value = (sensitive)"),
         "the value unknown at plan time is reported, masked: {err}"
     );
+    // The control plane, planned with a placeholder for the trust anchor, was rendered with
+    // the real one and applied because it was what the plan showed.
+    assert!(
+        out.contains("helm.linkerd_control_plane (read.trust_anchor.value is known after apply"),
+        "{out}"
+    );
+    assert!(
+        err.contains("helm.linkerd_control_plane: rendered with the values read, as planned"),
+        "{err}"
+    );
+    // The plain-line progress a person reads: each node that did something once, with its
+    // counts and duration, and a short summary (the full list of actions needs -v or JSON).
+    for node in [
+        "helm.cert_manager",
+        "helm.linkerd_control_plane",
+        "helm.linkerd_viz",
+        "manifest.linkerd_podmonitors",
+    ] {
+        let lines = err
+            .lines()
+            .filter(|l| l.starts_with(&format!("{node}: ")))
+            .count();
+        assert_eq!(lines, 1, "{node} once: {err}");
+    }
+    assert!(
+        err.contains("apply succeeded in ") && err.contains(": 151 created, 9 hooks run\n"),
+        "{err}"
+    );
+    assert!(err.lines().count() < 30, "{err}");
+    insta::with_settings!({filters => vec![
+        (r"Cluster http://127\.0\.0\.1:\d+ ", "Cluster http://127.0.0.1:[PORT] "),
+        (r"state /\S+", "state [STATE]"),
+        (r"\((\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?)\)", "([DURATION])"),
+        (r" in (\d+(\.\d)?(ms|s)|\d+m(\d\ds)?|\d+h(\d\dm)?):", " in [DURATION]:"),
+    ]}, {
+        // "still waiting" lines come only when a node waits long, and nodes of one phase
+        // finish in any order: timing, not substance.
+        let mut shown: Vec<String> = Vec::new();
+        let mut nodes: Vec<&str> = Vec::new();
+        for line in err.lines().filter(|l| !l.contains(": still waiting after ")) {
+            if line.starts_with("helm.") || line.starts_with("manifest.") {
+                nodes.push(line);
+                continue;
+            }
+            nodes.sort_unstable();
+            shown.extend(nodes.drain(..).map(str::to_owned));
+            shown.push(line.to_owned());
+        }
+        insta::assert_snapshot!("sample_apply_plain", shown.join("\n"));
+    });
     // Every workload is ready.
     for kind in ["deployments", "statefulsets", "daemonsets"] {
         let list = s.cluster.get_json(&[kind, "-A"]);
@@ -329,7 +383,7 @@ fn two_concurrent_applies_one_proceeds_the_other_names_the_holder() {
 fn a_stale_saved_change_set_is_refused_with_the_reason() {
     let s = Setup::with_plan(SMALL);
     let saved = s.cluster.dir.path().join("changes.json");
-    let (code, _, err) = s.run("plan", &["-o", saved.to_str().unwrap()]);
+    let (code, _, err) = s.run("plan", &["--out", saved.to_str().unwrap()]);
     assert_eq!(code, 0, "{err}");
     // Someone else applies first: the state moved on.
     let (code, _, err) = s.apply(&[]);
@@ -343,7 +397,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A fresh saved change set, then a live change of a planned object.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     s.cluster.apply(
@@ -364,7 +418,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // The plan file changed since (a node added).
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let text = std::fs::read_to_string(&s.plan).unwrap();
@@ -387,7 +441,7 @@ fn a_stale_saved_change_set_is_refused_with_the_reason() {
     // A saved change set that is still current is applied.
     let (code, _, _) = s.run(
         "plan",
-        &["--var", "mode=green", "-o", saved.to_str().unwrap()],
+        &["--var", "mode=green", "--out", saved.to_str().unwrap()],
     );
     assert_eq!(code, 0);
     let out = s
@@ -677,9 +731,10 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     let s = Setup::with_plan(PHASED);
     let before = dump(&s.cluster);
     let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
-    // The server-side apply of `consumer`, written in the second phase, answers 500.
+    // The server-side apply of `consumer`, written in the second phase, answers 500, on
+    // every attempt (a single 500 is retried and does not fail the step).
     s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
-        times: 1,
+        times: ATTEMPTS,
         ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
@@ -692,9 +747,11 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
     assert_eq!(code, 1, "{out}\n{err}");
     let audit = s.cluster.sandbox.audit();
     let hit: Vec<_> = audit.iter().filter(|e| e.fault.is_some()).collect();
-    assert_eq!(hit.len(), 1, "{hit:#?}");
-    assert_eq!(hit[0].name, "consumer");
-    assert!(!hit[0].query.contains("dryRun"), "{:?}", hit[0]);
+    assert_eq!(hit.len() as u64, ATTEMPTS, "{hit:#?}");
+    for h in &hit {
+        assert_eq!(h.name, "consumer");
+        assert!(!h.query.contains("dryRun"), "{h:?}");
+    }
     // The first phase really wrote: `source` was created before the read resolved.
     let source_written = audit
         .iter()
@@ -729,15 +786,16 @@ fn a_failure_in_the_second_phase_rolls_back_the_first_phase_too() {
 fn no_rollback_in_the_second_phase_keeps_one_journal_that_rollback_undoes_entirely() {
     let s = Setup::with_plan(PHASED);
     let before = dump(&s.cluster);
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             1,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .named("consumer"),
-    );
+        .named("consumer")
+    });
     let (code, out, err) = s.apply(&["--no-rollback"]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert!(err.contains("meshplan rollback"), "{err}");
@@ -865,16 +923,17 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
     let (_, records_before, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
     let since = s.cluster.sandbox.audit().len();
     // `consumer` is dry-run by the first plan and by the second phase's plan, then written:
-    // the third server-side apply of it answers 500.
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    // the third server-side apply of it answers 500, and so do its retries.
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             "patch",
             "configmaps",
             3,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .named("consumer"),
-    );
+        .named("consumer")
+    });
     let (code, out, err) = s.apply(&["--var", "level=2"]);
     let audit: Vec<_> = s.cluster.sandbox.audit().into_iter().skip(since).collect();
     assert_eq!(code, 1, "{out}\n{err}");
@@ -903,16 +962,18 @@ fn over_a_previous_apply_a_second_phase_failure_restores_the_first_phase_updates
 fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     let s = Setup::with_plan(SMALL);
     // The third write (a ConfigMap of manifest.config; the Namespace and the other ConfigMap
-    // were written before it) answers 500.
-    s.cluster.sandbox.add_fault(
-        meshplan_sandbox::FaultRule::new(
+    // were written before it) answers 500, and so do its retries (the next writes: nothing
+    // else can start before it ends).
+    s.cluster.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
             meshplan_sandbox::WRITE_VERB,
             "",
             3,
             meshplan_sandbox::FaultAction::Error { code: 500 },
         )
-        .all_resources(),
-    );
+        .all_resources()
+    });
     let (code, out, err) = s.apply(&["--output", "json"]);
     assert_eq!(code, 1, "{out}\n{err}");
     let events: Vec<Value> = out
@@ -931,7 +992,17 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     // The change set first, then the run from start to finish.
     assert_eq!(names[0], "plan", "{names:?}");
     assert_eq!(names[1], "run_started", "{names:?}");
-    assert_eq!(names.last(), Some(&"finished"), "{names:?}");
+    // The run's report, then (the command failed) the error event that ends the output.
+    assert_eq!(names[names.len() - 2], "finished", "{names:?}");
+    assert_eq!(names.last(), Some(&"error"), "{names:?}");
+    let error = events.last().unwrap();
+    assert!(
+        error["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("apply failed: manifest.config: "),
+        "{error}"
+    );
     let pos = |name: &str| names.iter().position(|n| *n == name).unwrap();
     let failed = &events[pos("step_failed")];
     assert_eq!(failed["node"], "manifest.config", "{failed}");
@@ -942,7 +1013,7 @@ fn apply_output_json_is_one_event_per_line_and_reports_the_rollback() {
     );
     assert!(pos("step_failed") < pos("rollback_started"), "{names:?}");
     // Every object the run created is deleted again, and the summary says so.
-    let summary = &events.last().unwrap()["summary"];
+    let summary = &events[events.len() - 2]["summary"];
     assert_eq!(summary["outcome"], "rolled_back", "{summary:#}");
     let created: Vec<String> = summary["actions"]
         .as_array()

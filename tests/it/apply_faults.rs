@@ -511,13 +511,17 @@ async fn a_fault_injected_by_the_sandbox_is_rolled_back() {
     first_apply(&f, &store).await;
     let before = f.dump().await;
     let records = store.objects().unwrap();
-    // The second server-side apply of a ConfigMap in this run answers 500.
-    f.sandbox.add_fault(meshplan_sandbox::FaultRule::new(
-        "patch",
-        "configmaps",
-        2,
-        meshplan_sandbox::FaultAction::Error { code: 500 },
-    ));
+    // The second server-side apply of a ConfigMap in this run answers 500, on every attempt
+    // (a single 500 is retried by the transport and does not fail the step).
+    f.sandbox.add_fault(meshplan_sandbox::FaultRule {
+        times: crate::apply_cmd::ATTEMPTS,
+        ..meshplan_sandbox::FaultRule::new(
+            "patch",
+            "configmaps",
+            2,
+            meshplan_sandbox::FaultAction::Error { code: 500 },
+        )
+    });
     let (summary, _) = run_apply(&f, &store, &second_apply(), &quick()).await;
     assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
     assert!(

@@ -509,3 +509,81 @@ async fn objects_controllers_made_in_reaction_are_listed_not_deleted() {
     drop(store);
     f.stop().await;
 }
+
+/// A Certificate's Secret noted during the rollback is reported as left in place only if it
+/// is still there at the end: when the rollback then deletes the namespace that holds it, it
+/// is gone with the namespace and not reported (it used to be, as "left in place").
+#[tokio::test]
+async fn a_secret_gone_with_its_namespace_is_not_reported_left_in_place() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let issuer = json!({"apiVersion": "cert-manager.io/v1", "kind": "ClusterIssuer",
+        "metadata": {"name": "selfsigned"}, "spec": {"selfSigned": {}}});
+    let cert = json!({"apiVersion": "cert-manager.io/v1", "kind": "Certificate",
+        "metadata": {"name": "demo", "namespace": "app"},
+        "spec": {"secretName": "demo-tls", "commonName": "demo.example.com",
+                 "issuerRef": {"name": "selfsigned", "kind": "ClusterIssuer", "group": "cert-manager.io"}}});
+    let input = input(vec![
+        node(
+            "manifest.crds",
+            &[],
+            vec![
+                object(
+                    "manifest.crds",
+                    ObjectAction::Create,
+                    cert_manager_crd("Certificate", "certificates", "Namespaced"),
+                ),
+                object(
+                    "manifest.crds",
+                    ObjectAction::Create,
+                    cert_manager_crd("ClusterIssuer", "clusterissuers", "Cluster"),
+                ),
+                object("manifest.crds", ObjectAction::Create, widget_crd()),
+            ],
+        ),
+        node(
+            "manifest.ns",
+            &[],
+            vec![object(
+                "manifest.ns",
+                ObjectAction::Create,
+                namespace("app"),
+            )],
+        ),
+        node(
+            "manifest.issuer",
+            &["manifest.crds"],
+            vec![object("manifest.issuer", ObjectAction::Create, issuer)],
+        ),
+        node(
+            "manifest.cert",
+            &["manifest.issuer", "manifest.ns"],
+            vec![object("manifest.cert", ObjectAction::Create, cert)],
+        ),
+        node(
+            "manifest.bad",
+            &["manifest.cert"],
+            vec![object(
+                "manifest.bad",
+                ObjectAction::Create,
+                widget("default", "bad", json!("big")),
+            )],
+        ),
+    ]);
+    let (summary, events) = run_apply(&f, &store, &input, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
+    // cert-manager had issued the Secret before the rollback began.
+    assert!(events.iter().any(|e| matches!(e,
+        meshplan::apply::Event::StepDone { object, .. } if object.kind == "Certificate")));
+    let secret = ObjectRef::new("v1", "Secret", Some("app"), "demo-tls");
+    assert!(f.cluster.get(&secret).await.unwrap_or(None).is_none());
+    assert_eq!(summary.left_in_place, Vec::new(), "{summary:#?}");
+    assert!(
+        !events
+            .iter()
+            .any(|e| matches!(e, meshplan::apply::Event::LeftInPlace { .. })),
+        "{events:#?}"
+    );
+    drop(store);
+    f.stop().await;
+}

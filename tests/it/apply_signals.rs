@@ -77,8 +77,13 @@ fn wait_exit(child: &mut Child) -> i32 {
 }
 
 fn interrupt(child: &Child) {
+    signal(child, "INT");
+}
+
+/// Sends `name` (`INT`, `TERM`, `HUP`) to our child.
+fn signal(child: &Child, name: &str) {
     let status = Command::new("kill")
-        .args(["-INT", &child.id().to_string()])
+        .args([&format!("-{name}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -315,8 +320,14 @@ fn wait_for_the_read(s: &Setup, child: &mut Child) {
 
 /// Spawns `apply --auto-approve` with its output collected.
 fn spawn_apply(s: &Setup) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    spawn_apply_with(s, &[])
+}
+
+/// `spawn_apply` with more arguments (`-v`: progress names every step and wait).
+fn spawn_apply_with(s: &Setup, extra: &[&str]) -> (Child, Arc<Mutex<String>>, Arc<Mutex<String>>) {
+    let args: Vec<&str> = ["--auto-approve"].iter().chain(extra).copied().collect();
     let mut child = s
-        .command("apply", &s.plan, &["--auto-approve"])
+        .command("apply", &s.plan, &args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -451,6 +462,45 @@ fn a_second_ctrl_c_during_the_rollback_stops_at_once_and_keeps_the_journal() {
     assert!(!listed.contains("unfinished run"), "{listed}");
 }
 
+/// SIGTERM is taken like a first Ctrl-C (the apply stops and rolls back), SIGHUP during that
+/// rollback like a second one: it stops at once and keeps the journal. The writer lock is
+/// released either way: `meshplan rollback` runs next without `meshplan state unlock`.
+#[test]
+fn sigterm_then_sighup_during_the_rollback_stops_at_once_and_keeps_the_journal() {
+    let s = Setup::with_plan(&waiting_plan());
+    let before = dump(&s.cluster);
+    let (mut child, out, err) = spawn_apply(&s);
+    wait_for_the_read(&s, &mut child);
+    // The rollback's read of `source` is held: it cannot end by itself.
+    s.cluster.sandbox.add_fault(
+        FaultRule::new("get", "configmaps", 1, FaultAction::Latency { ms: 600_000 })
+            .named("source"),
+    );
+    signal(&child, "TERM");
+    wait_until(&mut child, "the rollback to start", || {
+        err.lock().unwrap().contains("rolling back:")
+    });
+    signal(&child, "HUP");
+    let code = wait_exit(&mut child);
+    std::thread::sleep(Duration::from_millis(50));
+    let (out, err) = (out.lock().unwrap().clone(), err.lock().unwrap().clone());
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(err.contains("interrupted between phases"), "{err}");
+    assert!(err.contains("was stopped at once"), "{err}");
+    assert!(err.contains("meshplan rollback"), "{err}");
+    let (code, listed, _) = s.state_cmd(&["list", s.plan.to_str().unwrap()]);
+    assert_eq!(code, 0);
+    assert!(listed.contains("unfinished run"), "{listed}");
+
+    s.cluster.sandbox.clear_faults();
+    let out = s.command("rollback", &s.plan, &[]).output().unwrap();
+    let (code, out, err) = decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    assert!(err.contains("rollback succeeded"), "{err}");
+    assert!(!err.contains("failed"), "{err}");
+    assert_eq!(dump(&s.cluster), before, "{err}");
+}
+
 /// [`SMALL`] and a node `slow` beside `config` whose Deployment waits for its rollout.
 fn with_a_slow_node() -> String {
     format!(
@@ -511,7 +561,8 @@ fn a_second_ctrl_c_while_a_write_is_in_flight_abandons_it_and_keeps_the_journal(
         )
         .named("web")
     });
-    let (mut child, out, err) = spawn_apply(&s);
+    // -v: the steps and waits this test watches for are shown one by one.
+    let (mut child, out, err) = spawn_apply_with(&s, &["-v"]);
     wait_until(&mut child, "web's write and slow's wait", || {
         let err = err.lock().unwrap();
         err.contains("manifest.web: create apps/v1 Deployment app/web")

@@ -26,6 +26,7 @@ async fn fixture() -> Fixture {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(kubeconfig),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -580,6 +581,7 @@ async fn an_unreachable_cluster_is_named() {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -604,6 +606,7 @@ async fn kubeconfig_problems_name_the_file_or_the_context() {
     let err = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(bad.clone()),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap_err();
@@ -617,6 +620,7 @@ async fn kubeconfig_problems_name_the_file_or_the_context() {
     let err = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(missing.clone()),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap_err();
@@ -629,6 +633,7 @@ async fn kubeconfig_problems_name_the_file_or_the_context() {
     let err = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(good),
         context: Some("nope".to_owned()),
+        ..ConnectOptions::default()
     })
     .await
     .unwrap_err();
@@ -655,6 +660,7 @@ async fn a_named_context_is_used() {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(path.clone()),
         context: Some("sandbox".to_owned()),
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -671,6 +677,7 @@ async fn a_named_context_is_used() {
     let current = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(path),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -755,6 +762,7 @@ async fn a_missing_kind_is_looked_up_again_only_when_kinds_may_have_changed() {
         KubeCluster::connect(&ConnectOptions {
             kubeconfig: Some(path),
             context: None,
+            ..ConnectOptions::default()
         })
         .await
         .unwrap()
@@ -817,6 +825,7 @@ async fn refused_credentials_and_permissions_are_told_apart() {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -832,6 +841,7 @@ async fn refused_credentials_and_permissions_are_told_apart() {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -904,6 +914,7 @@ async fn discovery_is_two_requests_and_known_kinds_cost_none() {
     let cluster = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();
@@ -931,6 +942,7 @@ async fn discovery_is_two_requests_and_known_kinds_cost_none() {
     let primed = KubeCluster::connect(&ConnectOptions {
         kubeconfig: Some(write_kubeconfig(dir.path(), &url)),
         context: None,
+        ..ConnectOptions::default()
     })
     .await
     .unwrap();

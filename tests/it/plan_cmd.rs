@@ -177,14 +177,24 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
         stdout.contains("read.trust_anchor\n  value (known after apply)\n"),
         "{stdout}"
     );
+    // The control plane, whose trust anchor is read during apply, is planned with a
+    // placeholder: its objects are listed and counted, the trust anchor's fields are
+    // known after apply.
     assert!(
         stdout.contains(
-            "helm.linkerd_control_plane\n  ? rendered during apply: its values use read.trust_anchor.value, known only during apply\n"
+            "helm.linkerd_control_plane (read.trust_anchor.value is known after apply: rendered with a placeholder)\n"
         ),
         "{stdout}"
     );
     assert!(
-        stdout.contains("Plan: 109 to add, 0 to change, 0 to destroy.\n"),
+        stdout.contains(
+            "  + v1 ConfigMap linkerd/linkerd-identity-trust-roots will be created\n      + data[\"ca-bundle.crt\"]: (known after apply)\n"
+        ),
+        "{stdout}"
+    );
+    assert!(!stdout.contains("rendered during apply"), "{stdout}");
+    assert!(
+        stdout.contains("Plan: 151 to add, 0 to change, 0 to destroy.\n"),
         "{stdout}"
     );
     insta::assert_snapshot!("sample_plan_human", stdout);
@@ -193,10 +203,18 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
     assert_eq!(code, Some(0));
     let all = actions(&report);
     let count = |a: &str| all.iter().filter(|(_, _, action)| action == a).count();
-    assert_eq!(count("create"), 109, "{all:#?}");
+    // 109 objects of the other nodes and the 42 of the control plane.
+    assert_eq!(count("create"), 151, "{all:#?}");
+    assert_eq!(
+        all.iter()
+            .filter(|(node, _, _)| node == "helm.linkerd_control_plane")
+            .count(),
+        42,
+        "{all:#?}"
+    );
     // Helm hooks (cert-manager's startupapicheck, viz's namespace-metadata) are not diffed.
     assert_eq!(count("hook"), 9, "{all:#?}");
-    assert_eq!(all.len(), 118, "{all:#?}");
+    assert_eq!(all.len(), 160, "{all:#?}");
     // Certificates are custom resources whose CRD the plan creates.
     let root_ca = object(&report, "root-ca");
     assert_eq!(root_ca["kind_created_by_plan"], true);
@@ -212,10 +230,23 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
         })
         .collect();
     assert!(statuses.contains(&("read.trust_anchor", "read_during_apply")));
-    assert!(statuses.contains(&("helm.linkerd_control_plane", "rendered_during_apply")));
+    assert!(statuses.contains(&("helm.linkerd_control_plane", "planned")));
     assert!(statuses.contains(&("check.ca_issuer_ready", "check_during_apply")));
-    assert_eq!(report["summary"]["add"], 109);
-    assert_eq!(report["summary"]["rendered_during_apply"], 1);
+    let control_plane = report["nodes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|n| n["address"] == "helm.linkerd_control_plane")
+        .unwrap();
+    assert_eq!(
+        control_plane["unknown_inputs"],
+        serde_json::json!(["read.trust_anchor.value"])
+    );
+    let roots = object(&report, "linkerd-identity-trust-roots");
+    assert_eq!(roots["fields"][0]["path"], "data[\"ca-bundle.crt\"]");
+    assert_eq!(roots["fields"][0]["unknown"], true);
+    assert_eq!(report["summary"]["add"], 151);
+    assert_eq!(report["summary"]["rendered_during_apply"], 0);
 }
 
 #[test]
@@ -294,7 +325,7 @@ fn secret_changes_never_show_their_values() {
     let var = format!("password={new}");
     let saved = setup.cluster.dir.path().join("saved.json");
     let saved_arg = saved.display().to_string();
-    let (code, stdout, stderr) = setup.plan(&["--var", &var, "-o", &saved_arg]);
+    let (code, stdout, stderr) = setup.plan(&["--var", &var, "--out", &saved_arg]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(
@@ -356,7 +387,7 @@ fn a_saved_change_set_holds_what_apply_needs() {
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
     let saved = setup.cluster.dir.path().join("change-set.json");
     let saved_arg = saved.display().to_string();
-    let (code, _, stderr) = setup.plan(&["--var", "mode=green", "-o", &saved_arg]);
+    let (code, _, stderr) = setup.plan(&["--var", "mode=green", "--out", &saved_arg]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("Saved the change set to"), "{stderr}");
     let loaded = meshplan::diff::saved::load(&saved).unwrap();
@@ -386,7 +417,7 @@ fn a_saved_change_set_holds_what_apply_needs() {
     assert_eq!(settings.desired_digest.as_ref().map(String::len), Some(64));
     // The plan's variables change the input digest.
     let again = setup.cluster.dir.path().join("again.json");
-    setup.plan(&["--var", "mode=pink", "-o", &again.display().to_string()]);
+    setup.plan(&["--var", "mode=pink", "--out", &again.display().to_string()]);
     let other = meshplan::diff::saved::load(&again).unwrap();
     assert_ne!(other.inputs.values, loaded.inputs.values);
     assert_eq!(other.inputs.plan, loaded.inputs.plan);

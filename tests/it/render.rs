@@ -117,32 +117,74 @@ async fn render_sample(reads: BTreeMap<Address, ReadValue>) -> PlanRender {
 }
 
 #[tokio::test]
-async fn trust_anchor_unknown_defers_only_the_control_plane() {
+async fn trust_anchor_unknown_renders_the_control_plane_with_placeholders() {
     let render = render_sample(BTreeMap::new()).await;
     let cp = &render.nodes[&addr("helm.linkerd_control_plane")];
-    match &cp.status {
-        NodeStatus::RenderedDuringApply {
-            unknown_references,
-            known_values,
-            unknown_paths,
-            sensitive_paths,
-        } => {
-            // The read is of a Secret: sensitive by default.
-            assert!(sensitive_paths.contains("/identityTrustAnchorsPEM"));
-            assert_eq!(unknown_references, &["read.trust_anchor.value"]);
-            assert_eq!(
-                known_values["identityTrustAnchorsPEM"],
-                "(known after apply)"
-            );
-            assert_eq!(
-                known_values["identity"]["issuer"]["scheme"],
-                "kubernetes.io/tls"
-            );
-            assert!(unknown_paths.contains("/identityTrustAnchorsPEM"));
+    assert_eq!(
+        cp.status,
+        NodeStatus::RenderedWithPlaceholders {
+            unknown_references: vec!["read.trust_anchor.value".into()]
         }
-        other => panic!("control plane should render during apply, got {other:?}"),
-    }
-    assert!(cp.objects.is_empty());
+    );
+    // Every object of the chart is known (the chart's `required` takes the placeholder).
+    let with_anchor = render_sample(trust_anchor(TRUST_ANCHOR)).await;
+    let known = &with_anchor.nodes[&addr("helm.linkerd_control_plane")];
+    let names = |n: &meshplan::render::NodeRender| -> Vec<String> {
+        n.objects.iter().map(|o| o.object_ref.to_string()).collect()
+    };
+    assert!(cp.objects.len() > 30, "{}", cp.objects.len());
+    assert_eq!(names(cp), names(known));
+    // The fields that embed the trust anchor, and what the chart derives from it, are known
+    // after apply; the rest is as with the real value.
+    let object = |kind: &str, name: &str| {
+        cp.objects
+            .iter()
+            .find(|o| o.object_ref.name == name && o.object_ref.kind == kind)
+            .unwrap_or_else(|| panic!("no {kind} {name}"))
+    };
+    assert_eq!(
+        object("ConfigMap", "linkerd-identity-trust-roots")
+            .unknown_paths
+            .iter()
+            .collect::<Vec<_>>(),
+        ["/data/ca-bundle.crt"]
+    );
+    let identity = object("Deployment", "linkerd-identity");
+    assert!(
+        identity
+            .unknown_paths
+            .contains("/spec/template/metadata/annotations/linkerd.io~1trust-root-sha256"),
+        "{:?}",
+        identity.unknown_paths
+    );
+    assert!(
+        identity.volatile_paths.is_empty(),
+        "a placeholder render's differences are unknown, not generated material"
+    );
+    let real = known
+        .objects
+        .iter()
+        .find(|o| o.object_ref == identity.object_ref)
+        .unwrap();
+    assert!(meshplan::render::json::equal_outside(
+        &identity.object,
+        &real.object,
+        &identity.unknown_paths
+    ));
+    // The placeholder is PEM-shaped (the read takes `ca.crt`), never the real value.
+    let env = identity.object.pointer(
+        identity
+            .unknown_paths
+            .iter()
+            .find(|p| p.contains("/env/"))
+            .unwrap(),
+    );
+    assert!(
+        env.and_then(|v| v.as_str())
+            .unwrap()
+            .starts_with("-----BEGIN CERTIFICATE-----\n"),
+        "{env:?}"
+    );
     // viz does not use the read: it renders now.
     let viz = &render.nodes[&addr("helm.linkerd_viz")];
     assert_eq!(viz.status, NodeStatus::Rendered);
@@ -288,26 +330,29 @@ async fn helm_missing_is_a_clear_error() {
     .render(&plan.plan, &RenderInputs::default())
     .await
     .unwrap_err();
-    // Every helm node that runs helm reports it; manifests still render.
-    assert!(!r.errors.is_empty());
-    for e in &r.errors {
-        assert!(
-            matches!(e, RenderError::HelmNotFound { program, .. } if program == "/nonexistent/helm"),
-            "{e:?}"
-        );
-        let shown = format!(
-            "{:?}",
-            miette::Report::new(RenderError::HelmNotFound {
-                node: e.node().clone(),
-                program: "/nonexistent/helm".into()
-            })
-        );
-        assert!(shown.contains("bash scripts/install-helm.sh"), "{shown}");
-    }
-    let nodes: Vec<String> = r.errors.iter().map(|e| e.node().to_string()).collect();
+    // Reported once, naming every helm node that needs it; manifests still render.
+    assert_eq!(r.errors.len(), 1, "{:?}", r.errors);
+    let e = &r.errors[0];
+    let RenderError::HelmNotFound { program, nodes, .. } = e else {
+        panic!("{e:?}")
+    };
+    assert_eq!(program, "/nonexistent/helm");
+    let nodes: Vec<String> = nodes.iter().map(ToString::to_string).collect();
     assert_eq!(
         nodes,
-        ["helm.cert_manager", "helm.linkerd_crds", "helm.linkerd_viz"]
+        [
+            "helm.cert_manager",
+            "helm.linkerd_control_plane",
+            "helm.linkerd_crds",
+            "helm.linkerd_viz"
+        ]
+    );
+    let shown = format!("{:?}", miette::Report::new(r));
+    assert_eq!(shown.matches("helm is not installed").count(), 1, "{shown}");
+    assert!(shown.contains("bash scripts/install-helm.sh"), "{shown}");
+    assert!(
+        shown.contains("https://helm.sh/docs/intro/install/"),
+        "{shown}"
     );
 }
 
@@ -327,7 +372,11 @@ async fn missing_chart_is_named() {
         .await
         .unwrap_err();
     match &r.errors[..] {
-        [RenderError::ChartNotFound { node, chart, path }] => {
+        [
+            RenderError::ChartNotFound {
+                node, chart, path, ..
+            },
+        ] => {
             assert_eq!(node.to_string(), "helm.nope");
             assert_eq!(chart, "linkerd/linkerd-nope");
             assert!(path.ends_with("plans/charts/linkerd-nope"));
@@ -339,6 +388,60 @@ async fn missing_chart_is_named() {
         text.contains("helm.nope") && text.contains("linkerd/linkerd-nope"),
         "{text}"
     );
+}
+
+#[tokio::test]
+async fn a_chart_name_typo_suggests_the_nearest_chart() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        "[plan]\nname = \"m\"\n[repos]\nlinkerd = \"https://helm.linkerd.io/stable\"\n\
+         [helm.cp]\nchart = \"linkerd/linkerd-contrl-plane\"\nnamespace = \"x\"\n",
+    )
+    .unwrap();
+    let plan = load_plan(&plan_path, &[]);
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap_err();
+    let shown = format!("{:?}", miette::Report::new(r));
+    assert!(
+        shown.contains("did you mean `linkerd/linkerd-control-plane`?"),
+        "{shown}"
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_repository_suggests_repo_dir() {
+    // A port nothing listens on: the repository refuses the connection at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let plan_path = dir.path().join("plan.toml");
+    std::fs::write(
+        &plan_path,
+        format!(
+            "[plan]\nname = \"m\"\n[repos]\nfar = \"http://127.0.0.1:{port}/charts\"\n\
+             [helm.app]\nchart = \"far/app\"\nversion = \"1.0.0\"\nnamespace = \"x\"\n"
+        ),
+    )
+    .unwrap();
+    let plan = load_plan(&plan_path, &[]);
+    let r = renderer(Arc::new(helm()), Arc::new(MemoryCache::new()))
+        .render(&plan.plan, &RenderInputs::default())
+        .await
+        .unwrap_err();
+    let help = match &r.errors[..] {
+        [RenderError::HelmFailed { help, .. }] => help.clone(),
+        other => panic!("{other:?}"),
+    };
+    let help = *help.expect("a way out");
+    assert!(help.contains("--repo-dir far=DIR"), "{help}");
+    assert!(help.contains(&format!("127.0.0.1:{port}")), "{help}");
 }
 
 #[tokio::test]
@@ -645,6 +748,8 @@ async fn unknown_kinds_are_reported_by_the_caller() {
 struct Scripted {
     stdout: &'static str,
     seen: std::sync::Mutex<Vec<(String, bool, u32)>>,
+    /// The values helm was given, in order.
+    values: Arc<std::sync::Mutex<Vec<serde_json::Value>>>,
 }
 
 impl HelmRunner for Scripted {
@@ -657,6 +762,12 @@ impl HelmRunner for Scripted {
         };
         if let Some(i) = args.iter().position(|a| a == "--values") {
             let path = args[i + 1].clone();
+            if let Ok(text) = std::fs::read_to_string(&path) {
+                self.values
+                    .lock()
+                    .unwrap()
+                    .push(serde_json::from_str(&text).unwrap());
+            }
             let meta = std::fs::metadata(&path);
             self.seen.lock().unwrap().push((
                 path,
@@ -684,6 +795,7 @@ async fn values_file_is_private_and_removed_and_bad_output_is_named() {
     let good = Arc::new(Scripted {
         stdout: "---\n# Source: x/templates/a.yaml\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
         seen: Default::default(),
+        values: Default::default(),
     });
     let render = renderer(good.clone(), Arc::new(MemoryCache::new()))
         .render(&plan.plan, &inputs)
@@ -709,6 +821,7 @@ async fn values_file_is_private_and_removed_and_bad_output_is_named() {
     let bad = Arc::new(Scripted {
         stdout: "---\n# Source: x/templates/broken.yaml\nkind: [\n",
         seen: Default::default(),
+        values: Default::default(),
     });
     let err = renderer(bad, Arc::new(MemoryCache::new()))
         .render(&plan.plan, &inputs)
@@ -809,14 +922,17 @@ async fn values_override_an_unknown_of_a_values_file() {
         )
     };
     let path = dir.path().join("plan.toml");
+    let values_seen: Arc<std::sync::Mutex<Vec<serde_json::Value>>> = Default::default();
     let render = |text: String| {
         let path = path.clone();
+        let values = values_seen.clone();
         async move {
             std::fs::write(&path, text).unwrap();
             let plan = load_plan(&path, &[]);
             let runner = Arc::new(Scripted {
                 stdout: "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
                 seen: Default::default(),
+                values,
             });
             renderer(runner, Arc::new(MemoryCache::new()))
                 .render(&plan.plan, &RenderInputs::default())
@@ -827,16 +943,28 @@ async fn values_override_an_unknown_of_a_values_file() {
                 .clone()
         }
     };
-    match render(plan_text(false)).await {
-        NodeStatus::RenderedDuringApply {
-            unknown_references,
-            known_values,
-            ..
-        } => {
-            assert_eq!(unknown_references, ["read.ca.value"]);
-            assert_eq!(known_values["keep"], 1);
+    // Without the override the anchor is known after apply: rendered with placeholders, the
+    // values file's other values as given.
+    assert_eq!(
+        render(plan_text(false)).await,
+        NodeStatus::RenderedWithPlaceholders {
+            unknown_references: vec!["read.ca.value".into()]
         }
-        other => panic!("{other:?}"),
+    );
+    {
+        let values = values_seen.lock().unwrap();
+        assert_eq!(values.len(), 2, "two placeholder renders: {values:?}");
+        for v in values.iter() {
+            assert_eq!(v["keep"], 1);
+            assert!(
+                v["anchor"]
+                    .as_str()
+                    .unwrap()
+                    .starts_with("-----BEGIN CERTIFICATE-----"),
+                "{v}"
+            );
+        }
+        assert_ne!(values[0]["anchor"], values[1]["anchor"]);
     }
     assert_eq!(render(plan_text(true)).await, NodeStatus::Rendered);
 }

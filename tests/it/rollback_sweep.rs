@@ -173,3 +173,121 @@ fn kill_9_at_twenty_points_then_apply_converges() {
         out.mid_run
     );
 }
+
+/// SIGTERM (what CI cancellation, `timeout` and Kubernetes send) at ten drawn points of an
+/// apply: each stopped run is rolled back exactly (as Ctrl-C does), and the writer lock is
+/// released, so the next command needs no `meshplan state unlock`.
+#[test]
+fn sigterm_at_ten_drawn_points_of_an_apply_rolls_back_and_leaves_no_lock() {
+    let out = sweep::signals(
+        &target(),
+        &from_empty(),
+        "TERM",
+        10,
+        11,
+        0x7e57,
+        &mut |line| eprintln!("{line}"),
+    );
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    assert_eq!(out.points, 10, "{out:#?}");
+    assert_eq!(out.rolled_back + out.finished, 10, "{out:#?}");
+    assert!(out.rolled_back >= 1, "{out:#?}");
+}
+
+/// SIGHUP (a closed terminal) is handled the same way.
+#[test]
+fn sighup_at_drawn_points_of_an_apply_rolls_back_and_leaves_no_lock() {
+    let out = sweep::signals(&target(), &from_empty(), "HUP", 3, 11, 0x4a9, &mut |_| {});
+    assert!(out.failures.is_empty(), "{:#?}", out.failures);
+    assert_eq!(out.rolled_back + out.finished, 3, "{out:#?}");
+    assert!(out.rolled_back >= 1, "{out:#?}");
+}
+
+/// Runs the retry sweep for `action` and checks that every write was failed once, retried,
+/// and the apply succeeded each time.
+fn retry_sweep(sweep: sweep::Sweep, action: FaultAction) -> sweep::Retries {
+    let outcome = sweep::retries(&target(), &sweep, &action, &mut |_| {});
+    assert!(outcome.failures.is_empty(), "{:#?}", outcome.failures);
+    let writes = outcome
+        .writes
+        .expect("the sweep ends with an apply that had no write left to fail");
+    assert_eq!(outcome.tried, writes, "{outcome:#?}");
+    assert_eq!(outcome.passed, outcome.tried, "{outcome:#?}");
+    assert!(outcome.retries >= outcome.passed, "{outcome:#?}");
+    eprintln!("{}", outcome.summary());
+    outcome
+}
+
+#[test]
+fn a_500_at_every_write_is_retried_and_the_apply_succeeds_without_rollback() {
+    let outcome = retry_sweep(from_empty(), FaultAction::Error { code: 500 });
+    assert!(outcome.tried >= 12, "{outcome:#?}");
+}
+
+#[test]
+fn a_500_at_every_write_over_a_previous_apply_is_retried_deletes_too() {
+    let outcome = retry_sweep(over_previous(), FaultAction::Error { code: 500 });
+    assert!(outcome.tried >= 7, "{outcome:#?}");
+}
+
+#[test]
+fn a_503_with_retry_after_at_every_write_is_retried_after_the_wait_it_asks_for() {
+    let outcome = retry_sweep(from_empty(), FaultAction::Error { code: 503 });
+    for line in &outcome.retry_lines {
+        assert!(
+            line.contains(
+                "HTTP 503 Service Unavailable (Retry-After: 1s); retrying in 1.0s (attempt 2 of 6)"
+            ),
+            "{line}"
+        );
+    }
+}
+
+#[test]
+fn a_dropped_connection_at_every_write_is_retried_and_the_apply_succeeds() {
+    let outcome = retry_sweep(from_empty(), FaultAction::Drop);
+    for line in &outcome.retry_lines {
+        assert!(line.contains("the connection"), "{line}");
+    }
+}
+
+/// A 500 that persists through every attempt of a request still fails the step, and the
+/// apply is rolled back exactly, the attempts reported on the way.
+#[test]
+fn a_persistent_500_is_retried_then_rolled_back() {
+    let target = target();
+    let env = sweep::Env::new(&target, &sweep::Start::Empty).unwrap();
+    env.sandbox.add_fault(FaultRule {
+        times: u64::MAX,
+        ..FaultRule::new("patch", "deployments", 1, FaultAction::Error { code: 500 }).named("web")
+    });
+    let run = env.apply(&target.plan, &args("--var mode=green")).unwrap();
+    assert_eq!(run.code, 1, "{}\n{}", run.stdout, run.stderr);
+    assert!(
+        run.stderr.contains("failed and was rolled back"),
+        "{}",
+        run.stderr
+    );
+    let retried = "manifest.web: apps/v1 Deployment app/web: PATCH deployments.apps app/web: HTTP 500 Internal Server Error: Internal error occurred: injected fault; retrying in";
+    for attempt in 2..=6 {
+        assert!(
+            run.stderr
+                .lines()
+                .any(|l| l.contains(retried) && l.contains(&format!("(attempt {attempt} of 6)"))),
+            "{}",
+            run.stderr
+        );
+    }
+    assert!(!run.stderr.contains("(attempt 7 of"), "{}", run.stderr);
+    let patches = env
+        .sandbox
+        .audit()
+        .iter()
+        .filter(|e| e.resource == "deployments" && e.name == "web")
+        .filter(|e| e.method == "PATCH" && !e.query.contains("dryRun"))
+        .count();
+    assert_eq!(patches, 6, "one request, six attempts");
+    env.sandbox.clear_faults();
+    let left = env.check(&run.stderr).unwrap();
+    assert!(left.iter().all(|l| l.kind == "Secret"), "{left:#?}");
+}

@@ -10,6 +10,7 @@
 //!   messages ([`Structural`]).
 //! - [`go`]: values formatted as the API server's Go code formats them in messages.
 //! - [`duration`]: durations as Go writes them (`metav1.Duration`, `--timeout`).
+//! - [`text`]: values echoed in messages, clipped ([`text::clip`]).
 //!
 //! Everything here is a pure function of its inputs; the crate depends on serde, serde_json,
 //! regex and thiserror only.
@@ -21,6 +22,7 @@ pub mod go;
 pub mod lists;
 pub mod object;
 pub mod schema;
+pub mod text;
 
 pub use discovery::{ApiResourceInfo, Discovery};
 pub use duration::{GoDurationError, format_go_duration, parse_go_duration};

@@ -37,7 +37,8 @@ pub(crate) const AUDIT_MEMORY_LIMIT: usize = 100_000;
 #[serde(tag = "type", rename_all = "camelCase")]
 pub enum FaultAction {
     /// Answer this HTTP code with a Status body (500 InternalError, 409 Conflict, 429
-    /// TooManyRequests with Retry-After, 503 ServiceUnavailable, others a generic Status).
+    /// TooManyRequests and 503 ServiceUnavailable with `Retry-After: 1`, others a generic
+    /// Status).
     Error { code: u16 },
     /// Close the connection without answering.
     Drop,

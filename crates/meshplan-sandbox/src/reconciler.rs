@@ -530,6 +530,34 @@ fn commit(st: &mut State, action: Action) -> Result<(), ApiError> {
             let Some(ty) = st.registry.find_any_version(group, resource) else {
                 return Ok(());
             };
+            // A write made for another object (a Certificate's Secret, then its status) is
+            // dropped when that object is gone or being deleted since the snapshot: the next
+            // pass decides again, as cert-manager does from its up-to-date cache (it never
+            // writes the Secret of a Certificate that was deleted meanwhile).
+            if let Some(Action::Status {
+                group: owner_group,
+                resource: owner_resource,
+                object: owner,
+                ..
+            }) = then.as_deref()
+            {
+                let current = st.get(&key(
+                    owner_group,
+                    owner_resource,
+                    meta_str(owner, "namespace"),
+                    meta_str(owner, "name"),
+                ));
+                let same = current.is_some_and(|c| {
+                    !write::is_deleting(c) && meta_str(c, "uid") == meta_str(owner, "uid")
+                });
+                if !same {
+                    return Err(ApiError::stale(
+                        owner_resource,
+                        owner_group,
+                        meta_str(owner, "name"),
+                    ));
+                }
+            }
             let namespace = meta_str(&object, "namespace").to_string();
             let name = meta_str(&object, "name").to_string();
             let opts = WriteOptions {

@@ -214,7 +214,7 @@ async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
                 .observer()
                 .record(&info, err.code, injection.describe());
             let mut resp = error_response(err);
-            if err.code == 429 {
+            if err.code == 429 || err.code == 503 {
                 resp.headers_mut()
                     .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }

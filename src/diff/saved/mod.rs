@@ -1,4 +1,4 @@
-//! Saved change sets (`meshplan plan -o FILE`): versioned data that `apply FILE` loads and
+//! Saved change sets (`meshplan plan --out FILE`): versioned data that `apply FILE` loads and
 //! checks before doing anything.
 //!
 //! A saved change set holds its format version, the digests of the inputs (plan files,
@@ -168,7 +168,7 @@ pub enum SavedError {
     #[error("{path} is not a meshplan change set: {message}")]
     #[diagnostic(
         code(saved::not_a_change_set),
-        help("give the file written by `meshplan plan -o FILE`")
+        help("give the file written by `meshplan plan --out FILE`")
     )]
     NotAChangeSet { path: PathBuf, message: String },
     #[error(
@@ -260,6 +260,7 @@ mod tests {
                     status: NodeStatus::Planned,
                     objects: vec![c],
                     render_key: None,
+                    unknown_inputs: Vec::new(),
                 }],
             },
         )

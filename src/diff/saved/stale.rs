@@ -32,24 +32,24 @@ pub enum StaleError {
         "the saved change set is stale: it was planned against state lineage {} serial {}, the state is now lineage {} serial {}",
         planned.lineage, planned.serial, now.lineage, now.serial
     )]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     State { planned: StateRef, now: StateRef },
 
     #[error("the saved change set was planned against {planned}, not {now}")]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     Cluster { planned: String, now: String },
 
     #[error(
         "the saved change set is stale: the plan file or its variable values changed since it was planned"
     )]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     Inputs,
 
     #[error(
         "the saved change set is stale: {node}: {object} changed in the cluster since it was planned (resourceVersion {planned} then, {} now)",
         now.as_deref().unwrap_or("absent")
     )]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     LiveObject {
         node: String,
         object: Box<ObjectRef>,
@@ -59,7 +59,7 @@ pub enum StaleError {
     },
 
     #[error("the saved change set is stale: {node}: {object} would now be {now}")]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     Action {
         node: String,
         object: Box<ObjectRef>,
@@ -70,7 +70,7 @@ pub enum StaleError {
     #[error(
         "the saved change set is stale: {node}: {object} {action}, which the saved change set does not say"
     )]
-    #[diagnostic(help("plan again (`meshplan plan -o FILE`) and apply the new change set"))]
+    #[diagnostic(help("plan again (`meshplan plan --out FILE`) and apply the new change set"))]
     Unsaved {
         node: String,
         object: Box<ObjectRef>,
@@ -162,6 +162,7 @@ mod tests {
                 status: NodeStatus::Planned,
                 objects,
                 render_key: None,
+                unknown_inputs: Vec::new(),
             }],
         }
     }
