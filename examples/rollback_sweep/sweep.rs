@@ -1162,8 +1162,12 @@ pub fn retries(
             }
         };
         let seen = env.sandbox.audit().last().map_or(0, |e| e.seq);
-        env.sandbox
-            .add_fault(FaultRule::new(WRITE_VERB, "", n, action.clone()).all_resources());
+        // The apply's Lease is left alone (its client retries by itself, unreported).
+        env.sandbox.add_fault(
+            FaultRule::new(WRITE_VERB, "", n, action.clone())
+                .all_resources()
+                .except("leases"),
+        );
         let run = match env.apply(&target.plan, &sweep.args) {
             Ok(run) => run,
             Err(e) => {
