@@ -40,6 +40,10 @@ use std::time::{Duration, Instant};
 use meshplan_sandbox::{BlockingSandbox, FaultAction, FaultRule, SandboxConfig, WRITE_VERB};
 use serde_json::Value;
 
+/// How many attempts of one request a failure must outlast to fail the step: meshplan's
+/// requests are tried 6 times.
+pub const FAILING_ATTEMPTS: u64 = 6;
+
 /// What to sweep: the binaries, the plan and the cluster it expects.
 #[derive(Clone)]
 pub struct Target {
@@ -563,12 +567,14 @@ pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) ->
         };
         current.sandbox.clear_faults();
         let seen = current.sandbox.audit().last().map_or(0, |e| e.seq);
-        // Every write of the plan's objects and of the journal's rollback, not the apply's
-        // Lease (meshplan's own lock; a fault there fails the apply before it writes).
+        // A 500 that outlasts the client's retries of that request (a single 500 is retried),
+        // at every write of the plan's objects and of the journal's rollback, not at the
+        // apply's Lease (meshplan's own lock; a fault there fails the apply before it writes).
         current.sandbox.add_fault(
             FaultRule::new(WRITE_VERB, "", n, FaultAction::Error { code: 500 })
                 .all_resources()
-                .except("leases"),
+                .except("leases")
+                .persistent(FAILING_ATTEMPTS),
         );
         let run = match current.apply(&target.plan, &sweep.args) {
             Ok(run) => run,

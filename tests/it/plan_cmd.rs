@@ -171,6 +171,24 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
     let setup = Setup::new("");
     let plan = crate::support::root().join("plans/linkerd.toml");
     let setup = Setup { plan, ..setup };
+    // The sample plan expects the cluster's own Prometheus Operator: without its PodMonitor
+    // CRD, plan stops at once and names the kind and what provides it.
+    let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode"]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("kind PodMonitor (monitoring.coreos.com/v1)")
+            && stderr.contains("the Prometheus Operator's CRDs"),
+        "{stderr}"
+    );
+    // With them (what plans/sandbox-cluster.toml gives an empty sandbox), everything is a create.
+    setup.kubectl_apply(
+        "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: monitoring\n",
+        None,
+    );
+    let crd =
+        std::fs::read_to_string(crate::support::root().join("tests/fixtures/crds/podmonitor.yaml"))
+            .unwrap();
+    setup.kubectl_apply(&crd, None);
     let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode"]);
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(

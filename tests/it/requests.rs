@@ -123,7 +123,7 @@ fn a_server_that_never_answers_ends_plan_within_the_request_timeout() {
 fn a_bad_request_timeout_is_refused_by_the_command_line() {
     let (code, _, err) =
         crate::support::run(&["plan", "plans/linkerd.toml", "--request-timeout", "soon"]);
-    // A command line clap refuses is bad input like any other: exit 1 (2 means changes).
+    // A usage error is bad input: exit 1 (2 means "there are changes").
     assert_eq!(code, Some(1), "{err}");
     assert!(err.contains("not a duration: \"soon\""), "{err}");
 }

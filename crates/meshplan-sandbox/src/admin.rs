@@ -87,6 +87,11 @@ pub struct FaultRule {
     /// How many consecutive matching requests it hits from the `nth` on.
     #[serde(default = "one")]
     pub times: u64,
+    /// After its first hit, the rule matches only requests with the same verb for the same
+    /// object: its `times` hits are one request and the client's retries of it, whatever
+    /// other requests run at the same time.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub sticky: bool,
     pub action: FaultAction,
 }
 
@@ -101,8 +106,17 @@ impl FaultRule {
             except: Vec::new(),
             nth,
             times: 1,
+            sticky: false,
             action,
         }
+    }
+
+    /// Fails the request it hits first and its retries, `attempts` in all (a failure that
+    /// outlasts a client's retries): [`FaultRule::sticky`] with `times = attempts`.
+    pub fn persistent(mut self, attempts: u64) -> Self {
+        self.times = attempts;
+        self.sticky = true;
+        self
     }
 
     /// Lifts the resource filter: the rule matches requests for every resource.
@@ -154,6 +168,9 @@ pub(crate) struct FaultState {
     #[serde(flatten)]
     pub rule: FaultRule,
     pub matched: u64,
+    /// A sticky rule's object after its first hit: (verb, resource, namespace, name).
+    #[serde(skip)]
+    pub pinned: Option<(String, String, String, String)>,
 }
 
 /// A request as the observer sees it.
@@ -317,6 +334,7 @@ impl Observer {
             id: self.next_rule,
             rule,
             matched: 0,
+            pinned: None,
         });
         self.next_rule
     }
@@ -336,12 +354,26 @@ impl Observer {
             if !state.rule.matches(req) {
                 continue;
             }
+            let object = || {
+                (
+                    req.verb.clone(),
+                    req.resource.clone(),
+                    req.namespace.clone(),
+                    req.name.clone(),
+                )
+            };
+            if state.pinned.as_ref().is_some_and(|p| *p != object()) {
+                continue;
+            }
             state.matched += 1;
             let first = state.rule.nth.max(1);
             let hits =
                 state.matched >= first && state.matched < first.saturating_add(state.rule.times);
             if !hits {
                 continue;
+            }
+            if state.rule.sticky && state.pinned.is_none() {
+                state.pinned = Some(object());
             }
             match &state.rule.action {
                 FaultAction::Latency { ms } => injection.latency += Duration::from_millis(*ms),
@@ -436,6 +468,29 @@ mod tests {
             name: name.into(),
             ..RequestInfo::default()
         }
+    }
+
+    #[test]
+    fn a_persistent_rule_hits_one_object_and_its_retries_only() {
+        let mut obs = Observer::default();
+        obs.add_fault(
+            FaultRule::new("patch", "", 2, FaultAction::Error { code: 500 })
+                .all_resources()
+                .persistent(3),
+        );
+        let mut hit = |name: &str| {
+            obs.faults_for(&req("patch", "configmaps", name))
+                .outcome
+                .is_some()
+        };
+        // The first match passes; the second (b) is hit, and from then on only b is.
+        assert!(!hit("a"));
+        assert!(hit("b"));
+        assert!(!hit("c"), "another object is not hit");
+        assert!(hit("b"), "b's retry is hit");
+        assert!(!hit("a"));
+        assert!(hit("b"), "b's second retry is hit");
+        assert!(!hit("b"), "three hits in all");
     }
 
     #[test]
