@@ -1,7 +1,16 @@
 //! A session: what `plan`, `apply`, `destroy` and `rollback` work with once the plan is
-//! loaded — the plan's state (opened with the writer lock), the cluster connection, the
-//! `--target` nodes and the render settings (chart repository directories, the server's
-//! version for `helm template`, parallelism).
+//! loaded — the plan's state, the cluster connection, the `--target` nodes and the render
+//! settings (chart repository directories, the server's version for `helm template`,
+//! parallelism).
+//!
+//! Locks ([`Access`]): a reader (`plan`) takes none. A writer (`apply`, `destroy`,
+//! `rollback`) opens a local state with its writer lock, and looks at the Lease of the plan
+//! in the cluster at once (a live holder fails the command naming it, or is waited for with
+//! `--lock-timeout`); it takes that Lease only when it is about to write
+//! ([`Session::lock`]), from the view it had before it planned — so a no-op apply writes
+//! nothing, and a run that planned while another applied finds out instead of interleaving.
+//! With the `kubernetes` backend that Lease is also the state's writer lock: the state is
+//! read without it and becomes writable once it is held.
 //!
 //! [`Session::change_set`] runs the plan stage (render → refresh → diff) against the cluster
 //! and the state's records. The cluster's discovery comes from the state's cache while it is
@@ -18,7 +27,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use futures::future::LocalBoxFuture;
 
@@ -29,13 +38,18 @@ use crate::diff::render_bridge::{RecordingStage, RenderStage, StateRenderCache};
 use crate::diff::saved::InputDigests;
 use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
-use crate::model::{Address, NodeSpec};
+use crate::model::{Address, NodeSpec, StateBackend};
 use crate::render::{
     self, ChartDocument, ChartOutput, HelmProcess, MemoryCache, PreviousRender, RenderCache,
     RenderOptions,
 };
+use crate::state;
 use crate::state::crypto::{KEY_ENV, KEY_FILE};
-use crate::state::{self, DiscoveryCacheEntry, SledStore, StateError, StateStore, WriteBatch};
+use crate::state::location::{self, Overrides, Resolved};
+use crate::state::{
+    DiscoveryCacheEntry, KubeStore, LeaseGuard, LeaseLock, LeaseView, Remote, SledStore,
+    StateError, StateLocation, StateStore, WriteBatch,
+};
 
 /// How long a cached discovery is used before it is fetched again.
 pub const DISCOVERY_MAX_AGE: Duration = Duration::from_secs(300);
@@ -50,16 +64,39 @@ pub struct Session {
     pub state_location: String,
     pub cluster: KubeCluster,
     pub parallelism: usize,
+    /// Where the state lives and where the apply's Lease lives.
+    pub resolved: Resolved,
     repo_dirs: BTreeMap<String, PathBuf>,
     /// The server's version (for `helm template`; empty when the plan has no helm node).
     server_version: String,
-    /// The state directory.
-    state_dir: PathBuf,
+    /// The kubernetes backend's store (the same as `store`), to make it writable.
+    kube: Option<Arc<KubeStore>>,
+    /// A writer's Lease: how it looked before planning, and once taken, the guard.
+    lease: Option<Lease>,
+    command: String,
+    /// When a writer stops waiting for a lock (`--lock-timeout`).
+    deadline: Instant,
     /// The database was created by this session beside a key file of an earlier one.
     database_lost: bool,
     /// Renders do not use the state's render cache (an adoption: the cache may hold
     /// material generated before the live one was found).
     uncached_renders: std::sync::atomic::AtomicBool,
+}
+
+/// A writer's Lease.
+struct Lease {
+    lock: LeaseLock,
+    view: LeaseView,
+    held: Option<LeaseGuard>,
+}
+
+/// Whether a command writes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Reads the state and the cluster; takes no lock.
+    Read,
+    /// Writes (apply, destroy, rollback): takes the locks.
+    Write,
 }
 
 /// At most this many objects of a state without records are looked up in the cluster to
@@ -80,15 +117,19 @@ pub struct Adoption {
 pub struct SessionArgs<'a> {
     /// `--kubeconfig` and `--context`.
     pub connect: ConnectOptions,
-    /// `--state` (None: the plan's default directory).
-    pub state: Option<&'a Path>,
+    /// `--state` (None: the plan's location) and `--state-backend`.
+    pub state: Overrides<'a>,
     /// `--repo-dir NAME=DIR`.
     pub repo_dirs: &'a [String],
     /// `--target` addresses.
     pub targets: &'a [String],
     pub parallelism: u16,
-    /// The command named in the writer lock.
+    /// The command named in the locks.
     pub command: &'a str,
+    pub access: Access,
+    /// `--lock-timeout`: how long to wait for a lock (or, reading a local state, for the
+    /// writer that has it open).
+    pub lock_timeout: Duration,
 }
 
 /// Why a session could not be opened or could not plan.
@@ -180,18 +221,81 @@ impl miette::Diagnostic for Box<PlanError> {
 }
 
 impl Session {
-    /// Opens the state of `loaded` (taking the writer lock) and connects to the cluster.
+    /// Opens the state of `loaded` and connects to the cluster; a writer also looks at the
+    /// plan's Lease (see the module docs).
     pub async fn open(loaded: LoadedPlan, args: SessionArgs<'_>) -> Result<Self, SessionError> {
         let targets = parse_targets(&loaded, args.targets)?;
         let cwd = std::env::current_dir().map_err(SessionError::WorkingDirectory)?;
         let repo_dirs = parse_repo_dirs(args.repo_dirs, &cwd)?;
-        let state_dir = state::resolve_dir(args.state, &cwd, &loaded.plan.name);
-        let database_lost = !SledStore::exists(&state_dir)
-            && std::env::var_os(KEY_ENV).is_none()
-            && state_dir.join(KEY_FILE).is_file();
-        let store: Arc<dyn StateStore> = Arc::new(SledStore::open(&state_dir, args.command)?);
-        let state_location = state_dir.display().to_string();
+        let resolved = location::resolve(
+            &loaded.plan.name,
+            &loaded.plan.base_dir,
+            &loaded.plan.state,
+            args.state,
+            &cwd,
+        )?;
+        let state_location = match &resolved.location {
+            StateLocation::Local { dir } => dir.display().to_string(),
+            StateLocation::Kubernetes(at) => at.describe(),
+        };
+        let deadline = Instant::now() + args.lock_timeout;
+        // A local state first: its lock is the cheapest refusal.
+        let mut database_lost = false;
+        let local: Option<Arc<SledStore>> = match &resolved.location {
+            StateLocation::Local { dir } => {
+                // A database missing beside the key file of an earlier one (looked at before
+                // opening creates it).
+                database_lost = !SledStore::exists(dir)
+                    && std::env::var_os(KEY_ENV).is_none()
+                    && dir.join(KEY_FILE).is_file();
+                let access = match args.access {
+                    Access::Read => state::Access::Read(args.lock_timeout),
+                    Access::Write => state::Access::Write(args.lock_timeout),
+                };
+                let (dir, command) = (dir.clone(), args.command.to_owned());
+                let store = tokio::task::spawn_blocking(move || {
+                    SledStore::open_for(&dir, &command, access)
+                })
+                .await
+                .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))??;
+                Some(Arc::new(store))
+            }
+            StateLocation::Kubernetes(_) => None,
+        };
         let cluster = KubeCluster::connect(&args.connect).await?;
+        let needs_remote = local.is_none() || args.access == Access::Write;
+        let remote = if needs_remote {
+            Some(Remote::connect(cluster.kube_config().clone())?)
+        } else {
+            None
+        };
+        let lease = match (&remote, args.access) {
+            (Some(remote), Access::Write) => {
+                let lock = LeaseLock::new(remote.clone(), resolved.lease.clone());
+                let view = lock
+                    .wait_takeable(deadline.saturating_duration_since(Instant::now()))
+                    .await?;
+                Some(Lease {
+                    lock,
+                    view,
+                    held: None,
+                })
+            }
+            _ => None,
+        };
+        let (store, kube): (Arc<dyn StateStore>, Option<Arc<KubeStore>>) =
+            match (&resolved.location, local, remote) {
+                (_, Some(local), _) => (local, None),
+                (StateLocation::Kubernetes(at), None, Some(remote)) => {
+                    let at = at.clone();
+                    let kube = tokio::task::spawn_blocking(move || KubeStore::open(remote, at))
+                        .await
+                        .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))??;
+                    let kube = Arc::new(kube);
+                    (kube.clone(), Some(kube))
+                }
+                _ => unreachable!("a kubernetes state always has its client"),
+            };
         let has_helm = loaded
             .plan
             .nodes
@@ -209,12 +313,125 @@ impl Session {
             state_location,
             cluster,
             parallelism: usize::from(args.parallelism),
+            resolved,
             repo_dirs,
             server_version,
-            state_dir,
+            kube,
+            lease,
+            command: args.command.to_owned(),
+            deadline,
             database_lost,
             uncached_renders: std::sync::atomic::AtomicBool::new(false),
         })
+    }
+
+    /// Which backend the state is in.
+    pub fn backend(&self) -> StateBackend {
+        self.resolved.location.backend()
+    }
+
+    /// Takes the plan's Lease (a writer, before its first write), from the view it had when
+    /// it was opened (or last refreshed); with the kubernetes backend the state becomes
+    /// writable. Fails naming the holder when another run took it meanwhile
+    /// ([`StateError::LeaseHeld`]) or wrote the state ([`StateError::ConcurrentWrite`]):
+    /// see [`Session::may_retry`].
+    pub async fn lock(&mut self) -> Result<(), SessionError> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Err(StateError::ReadOnly {
+                path: PathBuf::from(self.store.describe()),
+                what: "taking the lock",
+            }
+            .into());
+        };
+        if lease.held.is_some() {
+            return Ok(());
+        }
+        let guard = lease.lock.acquire_from(&lease.view, &self.command).await?;
+        if let Some(kube) = &self.kube {
+            let kube = kube.clone();
+            let (result, guard) = tokio::task::spawn_blocking(move || {
+                let r = kube.become_writer(&guard);
+                (r, guard)
+            })
+            .await
+            .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))?;
+            if let Err(e) = result {
+                let _ = guard.release().await;
+                return Err(e.into());
+            }
+            lease.held = Some(guard);
+        } else {
+            lease.held = Some(guard);
+        }
+        Ok(())
+    }
+
+    /// The Lease this session holds, if any.
+    pub fn lease(&self) -> Option<&LeaseGuard> {
+        self.lease.as_ref().and_then(|l| l.held.as_ref())
+    }
+
+    /// Whether a failed [`Session::lock`] may be tried again (after [`Session::refresh`]): the
+    /// error is a lock taken or a state written by another run, and `--lock-timeout` has
+    /// time left.
+    pub fn may_retry(&self, error: &SessionError) -> bool {
+        matches!(
+            error,
+            SessionError::State(
+                StateError::LeaseHeld { .. }
+                    | StateError::LeaseChanged { .. }
+                    | StateError::ConcurrentWrite { .. }
+            )
+        ) && Instant::now() < self.deadline
+    }
+
+    /// Waits (within `--lock-timeout`) until the Lease can be taken again, and reads the
+    /// state anew (kubernetes backend): what to do before planning again.
+    pub async fn refresh(&mut self) -> Result<(), SessionError> {
+        let Some(lease) = self.lease.as_mut() else {
+            return Ok(());
+        };
+        lease.view = lease
+            .lock
+            .wait_takeable(self.deadline.saturating_duration_since(Instant::now()))
+            .await?;
+        if let (Some(kube), StateLocation::Kubernetes(at)) = (&self.kube, &self.resolved.location) {
+            let remote = kube.remote();
+            let at = at.clone();
+            let fresh = tokio::task::spawn_blocking(move || KubeStore::open(remote, at))
+                .await
+                .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))??;
+            let fresh = Arc::new(fresh);
+            self.store = fresh.clone();
+            self.kube = Some(fresh);
+        }
+        Ok(())
+    }
+
+    /// Ends the session's writes: removes chunks nothing references (kubernetes backend) and
+    /// releases the Lease. Errors are reported by the caller as warnings: the Lease expires
+    /// anyway.
+    pub async fn release(&mut self) -> Result<(), SessionError> {
+        let held = self.lease.as_mut().and_then(|l| l.held.take());
+        let Some(guard) = held else {
+            return Ok(());
+        };
+        let mut first: Option<SessionError> = None;
+        if let Some(kube) = &self.kube
+            && !guard.lost().is_cancelled()
+        {
+            let kube = kube.clone();
+            if let Ok(Err(e)) = tokio::task::spawn_blocking(move || kube.finish()).await {
+                first = Some(e.into());
+            }
+        }
+        if let Err(e) = guard.release().await {
+            first.get_or_insert(e.into());
+        }
+        match first {
+            None => Ok(()),
+            Some(e) => Err(e),
+        }
     }
 
     /// Stops a plan on a lost state: the state has no records, yet objects of `change_set`
@@ -253,7 +470,7 @@ impl Session {
         if !adopt {
             return Err(SessionError::LostState {
                 plan: plan.to_owned(),
-                dir: self.state_dir.clone(),
+                dir: PathBuf::from(&self.state_location),
                 found,
                 database_lost: self.database_lost,
             });

@@ -75,7 +75,7 @@ impl GroupCommit {
         // Queued before the turn was taken, so committed in this turn or an earlier one.
         rx.try_recv().unwrap_or_else(|_| {
             Err(StateError::Batch {
-                path: store.dir().to_path_buf(),
+                path: std::path::PathBuf::from(store.describe()),
                 message: "a journal write was lost".to_owned(),
             })
         })

@@ -9,8 +9,11 @@
 //! `NO_COLOR`. Every command's `--help` ends with examples.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::model::StateBackend;
 
 const EXAMPLES: &str = "\
 Examples:
@@ -168,14 +171,59 @@ Examples:
     Sandbox(SandboxCommand),
 }
 
+/// Where the state is, and how long to wait for its lock.
+#[derive(Debug, Clone, Args)]
+pub struct StateLocationArgs {
+    /// The local state directory (default: the plan's [state] dir, else state/<plan name>
+    /// beside the plan file).
+    #[arg(long, value_name = "DIR")]
+    pub state: Option<PathBuf>,
+    /// The state backend, over the plan's [state] backend.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "BACKEND",
+        env = "MESHPLAN_STATE_BACKEND"
+    )]
+    pub state_backend: Option<BackendArg>,
+    /// How long to wait for a lock another run holds, e.g. 60s (default: fail at once,
+    /// naming the holder).
+    #[arg(long, value_name = "DURATION", default_value = "0s", value_parser = parse_wait)]
+    pub lock_timeout: Duration,
+}
+
+/// A state backend on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum BackendArg {
+    Local,
+    Kubernetes,
+}
+
+impl From<BackendArg> for StateBackend {
+    fn from(b: BackendArg) -> Self {
+        match b {
+            BackendArg::Local => Self::Local,
+            BackendArg::Kubernetes => Self::Kubernetes,
+        }
+    }
+}
+
+/// A wait such as `60s` or `5m`; `0` or `0s` for none.
+fn parse_wait(text: &str) -> Result<Duration, String> {
+    if matches!(text.trim(), "0" | "0s" | "0m") {
+        return Ok(Duration::ZERO);
+    }
+    crate::model::parse_duration(text)
+        .ok_or_else(|| format!("`{text}` is not a duration (e.g. 30s, 5m, 1h)"))
+}
+
 /// The state and render settings every cluster command takes.
 #[derive(Debug, Args)]
 pub struct StackArgs {
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// The state directory (default: state/<plan name> under the working directory).
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub at: StateLocationArgs,
     /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
     /// (repeatable; DIR holds one folder per chart).
     #[arg(long = "repo-dir", value_name = "NAME=DIR")]
@@ -328,17 +376,22 @@ Examples:
     Show(StateShowArgs),
     /// Forget the records of a node (the objects stay in the cluster).
     Rm(StateAddressArgs),
-    /// Remove the writer lock left by a run that is no longer running.
+    /// Break the writer lock of the state (the local lock is released by the operating
+    /// system when its holder ends; a Lease in the cluster is broken after confirmation).
     Unlock(StateUnlockArgs),
+    /// Move the state to the other backend: copy it under both locks, verify the copy, then
+    /// remove the source.
+    Migrate(StateMigrateArgs),
 }
 
 #[derive(Debug, Args)]
 pub struct StateArgs {
-    /// The plan file (names the default state directory).
+    /// The plan file (its [state] table says where the state is).
     pub plan: PathBuf,
-    /// The state directory (default: state/<plan name> under the working directory).
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub location: StateLocationArgs,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Debug, Args)]
@@ -373,9 +426,23 @@ pub struct StateAddressArgs {
 pub struct StateUnlockArgs {
     #[command(flatten)]
     pub at: StateArgs,
-    /// Remove the lock even when its holder cannot be judged (another host).
+    /// Break the lock even when its holder may still run (a Lease not expired, held on
+    /// another host).
     #[arg(long)]
     pub force: bool,
+    /// Break a Lease without asking for confirmation (required when stdin is not a
+    /// terminal).
+    #[arg(long)]
+    pub auto_approve: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct StateMigrateArgs {
+    #[command(flatten)]
+    pub at: StateArgs,
+    /// The backend to move the state to (the source is the other one).
+    #[arg(long, value_enum, value_name = "BACKEND")]
+    pub to: BackendArg,
 }
 
 /// Where the plan comes from and how its variables are set.
@@ -419,9 +486,8 @@ pub struct PlanArgs {
     pub input: PlanInput,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// The state directory (default: state/<plan name> under the working directory).
-    #[arg(long, value_name = "DIR")]
-    pub state: Option<PathBuf>,
+    #[command(flatten)]
+    pub at: StateLocationArgs,
     /// Take the charts of a repository alias from a local directory: --repo-dir NAME=DIR
     /// (repeatable; DIR holds one folder per chart).
     #[arg(long = "repo-dir", value_name = "NAME=DIR")]
@@ -507,7 +573,7 @@ pub struct CheckArgs {
 }
 
 /// Where the cluster is.
-#[derive(Debug, Args)]
+#[derive(Debug, Clone, Args)]
 pub struct ClusterArgs {
     /// The kubeconfig file (default: KUBECONFIG, a list of files merged as kubectl does,
     /// else ~/.kube/config).
@@ -534,9 +600,18 @@ pub struct DriftArgs {
     pub input: PlanInput,
     #[command(flatten)]
     pub cluster: ClusterArgs,
-    /// The state directory (default: state/<plan name> under the working directory).
+    /// The local state directory (default: the plan's [state] dir, else state/<plan name>
+    /// beside the plan file).
     #[arg(long, value_name = "DIR")]
     pub state: Option<PathBuf>,
+    /// The state backend, over the plan's [state] backend. Either is read without a lock.
+    #[arg(
+        long,
+        value_enum,
+        value_name = "BACKEND",
+        env = "MESHPLAN_STATE_BACKEND"
+    )]
+    pub state_backend: Option<BackendArg>,
     /// Only the objects of this node (repeatable), e.g. --target helm.linkerd_viz.
     #[arg(long = "target", value_name = "ADDRESS")]
     pub targets: Vec<String>,

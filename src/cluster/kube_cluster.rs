@@ -29,6 +29,8 @@ use super::{
 #[derive(Clone)]
 pub struct KubeCluster {
     client: kube::Client,
+    /// What the client was built from (the state's own client is built from it too).
+    config: kube::Config,
     url: String,
     /// The kubeconfig context used (None: the kubeconfig names none and none was given).
     context: Option<String>,
@@ -86,6 +88,8 @@ impl KubeCluster {
         let default_namespace = config.default_namespace.clone();
         let mut config = config;
         config.connect_timeout = Some(options.requests.connect_timeout);
+        // The state's own client is built from this (its retries are its own).
+        let state_config = config.clone();
         // Retries are the transport layer's (visible, within deadlines), not kube's own.
         config.default_retry = false;
         let client = kube::client::ClientBuilder::try_from(config)
@@ -97,6 +101,7 @@ impl KubeCluster {
             .build();
         Ok(Self {
             client,
+            config: state_config,
             url,
             context,
             default_namespace,
@@ -112,6 +117,12 @@ impl KubeCluster {
     /// The kube client (for code that must go beyond the trait, such as tests).
     pub fn client(&self) -> &kube::Client {
         &self.client
+    }
+
+    /// The configuration the client was built from (the `kubernetes` state backend and the
+    /// apply's Lease use a client of their own, built from it).
+    pub fn kube_config(&self) -> &kube::Config {
+        &self.config
     }
 
     fn err(&self, e: kube::Error, target: Target) -> ClusterError {

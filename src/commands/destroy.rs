@@ -12,7 +12,8 @@ use crate::report;
 use crate::session::Session;
 
 use super::{
-    PLAN_DOES_NOT_LOAD, load_plan, session_args, terminal, unless_interrupted, with_ctrl_c,
+    PLAN_DOES_NOT_LOAD, load_plan, lock, release, session_args, terminal, unless_interrupted,
+    with_ctrl_c,
 };
 
 pub(super) async fn run(args: DestroyArgs) -> miette::Result<ExitStatus> {
@@ -26,7 +27,7 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
-    let session = unless_interrupted(
+    let mut session = unless_interrupted(
         interrupt,
         "interrupted before the destroy started: nothing was deleted",
         Session::open(
@@ -58,9 +59,13 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         return Ok(ExitStatus::Success);
     }
     if !terminal::confirm("destroy these objects", args.auto_approve, interrupt).await? {
+        release(&mut session).await;
         terminal::err("Destroy cancelled.\n");
         return Ok(terminal::failed(args.output, "destroy cancelled"));
     }
+    // The records listed above are what is destroyed: the state must not have changed
+    // since (another run that took the Lease meanwhile fails this destroy).
+    lock(&mut session, interrupt).await?;
     let reporter = terminal::progress(args.output);
     let options = RunOptions {
         parallelism: usize::from(args.parallelism),
@@ -68,13 +73,19 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
     };
     let summary = apply::destroy(
         &session.cluster,
-        store,
+        session.store.as_ref(),
         &request,
         &options,
         reporter.as_ref(),
         interrupt,
     )
-    .await?;
+    .await;
+    let lost = session.lease().and_then(|g| g.lost_error());
+    release(&mut session).await;
+    if let Some(e) = lost {
+        return Err(e.into());
+    }
+    let summary = summary?;
     terminal::err(&report::apply::kept(&summary));
     if summary.outcome.is_success() {
         terminal::err("Destroy complete.\n");

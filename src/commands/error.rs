@@ -50,6 +50,12 @@ pub enum CommandError {
     #[error("the plan does not load")]
     PlanDoesNotLoad,
 
+    #[error("the copy of the state at {to} differs from the source at {from}")]
+    #[diagnostic(help(
+        "the source was kept; report this together with `meshplan state list` of both"
+    ))]
+    MigrationMismatch { from: String, to: String },
+
     #[error("no records of {address} in the state")]
     NoRecords { address: String },
 

@@ -42,10 +42,11 @@ mod version;
 
 #[cfg(feature = "sandbox")]
 use crate::cli::SandboxCommand;
-use crate::cli::{Cli, ClusterArgs, Command, ExitStatus, PlanInput, StackArgs};
+use crate::cli::{Cli, ClusterArgs, Command, ExitStatus, PlanInput, StackArgs, StateLocationArgs};
 use crate::cluster::{ConnectOptions, RequestSettings};
 use crate::load::{LoadRequest, LoadedPlan, load};
-use crate::session::SessionArgs;
+use crate::session::{Access, Session, SessionArgs};
+use crate::state::Overrides;
 
 pub use error::CommandError;
 pub use terminal::{err, out};
@@ -170,8 +171,16 @@ fn connect_options(cluster: &ClusterArgs) -> ConnectOptions {
     }
 }
 
+/// What the command line says about the state's location.
+fn state_overrides(at: &StateLocationArgs) -> Overrides<'_> {
+    Overrides {
+        dir: at.state.as_deref(),
+        backend: at.state_backend.map(Into::into),
+    }
+}
+
 /// The session settings of a command that takes [`StackArgs`] (`targets` may differ from
-/// the command line's: a saved change set names its own).
+/// the command line's: a saved change set names its own). These commands write.
 fn session_args<'a>(
     stack: &'a StackArgs,
     targets: &'a [String],
@@ -180,10 +189,46 @@ fn session_args<'a>(
 ) -> SessionArgs<'a> {
     SessionArgs {
         connect: connect_options(&stack.cluster),
-        state: stack.state.as_deref(),
+        state: state_overrides(&stack.at),
         repo_dirs: &stack.repo_dirs,
         targets,
         parallelism,
         command,
+        access: Access::Write,
+        lock_timeout: stack.at.lock_timeout,
     }
+}
+
+/// Releases the session's Lease at the end of a command; a failure is only a warning (the
+/// Lease expires by itself).
+async fn release(session: &mut Session) {
+    if let Err(e) = session.release().await {
+        terminal::err(&format!(
+            "Warning: {e} (the lock expires by itself after {}s)\n",
+            session.resolved.lease.duration.as_secs()
+        ));
+    }
+}
+
+/// Takes the session's Lease before the first write. When the lease is lost during the
+/// run, `interrupt` stops the run at once (its journal keeps what is left: another run may
+/// now write).
+async fn lock(
+    session: &mut Session,
+    interrupt: &crate::apply::Interrupt,
+) -> Result<(), crate::session::SessionError> {
+    session.lock().await?;
+    if let Some(guard) = session.lease() {
+        let lost = guard.lost();
+        let interrupt = interrupt.clone();
+        let lease = guard.location().to_string();
+        tokio::spawn(async move {
+            lost.cancelled().await;
+            terminal::err(&format!(
+                "The lock ({lease}) was lost: stopping at once; the journal keeps what is left.\n"
+            ));
+            interrupt.stop_now();
+        });
+    }
+    Ok(())
 }

@@ -3,19 +3,20 @@
 //! error-level lint finding included). Fields another field manager took are drift: changes
 //! that take them back (exit 2), never errors.
 //!
-//! The state is opened for its records and caches only: plan writes the render cache and the
-//! discovery cache, never object records.
+//! The state is opened for its records and caches only, without a lock: plan writes the
+//! render cache and the discovery cache of a local state, never object records (a state in
+//! the cluster keeps them in memory for this run).
 
 use crate::cli::{ExitStatus, OutputFormat, PlanArgs};
 use crate::cluster::Cluster as _;
 use crate::diff::previous::load_previous;
 use crate::diff::saved::{self, SavedChangeSet, StateRef};
 use crate::report::{HumanOptions, render_human, render_json};
-use crate::session::{Session, SessionArgs};
+use crate::session::{Access, Session, SessionArgs};
 
 use super::{
-    CommandError, PLAN_DOES_NOT_LOAD, connect_options, load_plan, terminal, unless_interrupted,
-    with_ctrl_c,
+    CommandError, PLAN_DOES_NOT_LOAD, connect_options, load_plan, state_overrides, terminal,
+    unless_interrupted, with_ctrl_c,
 };
 
 pub(super) async fn run(args: PlanArgs) -> miette::Result<ExitStatus> {
@@ -37,11 +38,13 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         loaded,
         SessionArgs {
             connect: connect_options(&args.cluster),
-            state: args.state.as_deref(),
+            state: state_overrides(&args.at),
             repo_dirs: &args.repo_dirs,
             targets: &args.targets,
             parallelism: args.parallelism,
             command: "plan",
+            access: Access::Read,
+            lock_timeout: args.at.lock_timeout,
         },
     )
     .await?;

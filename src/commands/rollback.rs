@@ -9,7 +9,7 @@ use crate::cli::{ExitStatus, RollbackArgs};
 use crate::session::Session;
 
 use super::{
-    PLAN_DOES_NOT_LOAD, load_plan, session_args, terminal, unless_interrupted, with_ctrl_c,
+    PLAN_DOES_NOT_LOAD, load_plan, release, session_args, terminal, unless_interrupted, with_ctrl_c,
 };
 
 pub(super) async fn run(args: RollbackArgs) -> miette::Result<ExitStatus> {
@@ -31,22 +31,33 @@ async fn rollback(args: RollbackArgs) -> miette::Result<ExitStatus> {
     let Some(loaded) = load_plan(&args.input) else {
         return Ok(terminal::failed(args.output, PLAN_DOES_NOT_LOAD));
     };
-    let session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
+    let mut session = Session::open(loaded, session_args(&args.stack, &[], 10, "rollback")).await?;
     super::terminal::err(&format!("{}\n", session.header()));
-    let store = session.store.as_ref();
-    if store.unfinished_runs()?.is_empty() {
+    if session.store.unfinished_runs()?.is_empty() {
         terminal::err("No unfinished run: nothing to roll back.\n");
         return Ok(ExitStatus::Success);
     }
+    loop {
+        match session.lock().await {
+            Err(e) if session.may_retry(&e) => session.refresh().await?,
+            other => break other?,
+        }
+    }
     let reporter = terminal::progress(args.output);
     let summaries = apply::resume_unfinished(
-        store,
+        session.store.as_ref(),
         &session.cluster,
         ResumeChoice::RollBack,
         &RunOptions::default(),
         reporter.as_ref(),
     )
-    .await?;
+    .await;
+    let lost = session.lease().and_then(|g| g.lost_error());
+    release(&mut session).await;
+    if let Some(e) = lost {
+        return Err(e.into());
+    }
+    let summaries = summaries?;
     Ok(if summaries.iter().any(Summary::left_journal) {
         terminal::failed(
             args.output,

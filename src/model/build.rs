@@ -23,7 +23,8 @@ use super::address::{Address, NodeKind};
 use super::duration::parse_duration;
 use super::plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, Suppression, Value, ValuesFile, Var, VarOrigin, Wait,
+    Read, ReadSelect, Repo, StateBackend, StateSettings, Suppression, Value, ValuesFile, Var,
+    VarOrigin, Wait,
 };
 use super::template::{Part, Reference, Template, locate_in_raw, parse_template};
 use crate::model::lint_checks::CheckId;
@@ -79,6 +80,7 @@ pub fn build_partial(
         vars: BTreeMap::new(),
     };
     let name = b.plan_name();
+    let state = b.state_settings();
     b.declare_vars();
     b.apply_var_files();
     b.apply_cli_vars();
@@ -126,6 +128,7 @@ pub fn build_partial(
         repos,
         nodes,
         disabled,
+        state,
         ignore,
     };
     (plan, diags)
@@ -216,6 +219,109 @@ impl Builder<'_> {
                 None
             }
         }
+    }
+
+    // ----- [state] ----------------------------------------------------------------------
+
+    /// The `[state]` table: each key checked on its own (every problem reported).
+    fn state_settings(&mut self) -> StateSettings {
+        let mut out = StateSettings::default();
+        let Some(section) = &self.raw.state else {
+            return out;
+        };
+        let table = section.table.clone();
+        let string = |b: &mut Self, key: &str, example: &str| -> Option<(String, RawValue)> {
+            let entry = table.get(key)?;
+            match entry.value.as_str() {
+                Some(s) => Some((s.to_string(), entry.value.clone())),
+                None => {
+                    let value = entry.value.clone();
+                    b.wrong_type(
+                        &format!("`{key}` in [state]"),
+                        "a string",
+                        &value,
+                        &format!("write {key} = {example}"),
+                    );
+                    None
+                }
+            }
+        };
+        if let Some((text, value)) = string(self, "backend", "\"kubernetes\"") {
+            out.backend = StateBackend::parse(&text);
+            if out.backend.is_none() {
+                let help = match did_you_mean(&text, StateBackend::NAMES) {
+                    Some(s) => format!("did you mean `{s}`?"),
+                    None => "the backends are `local` (a directory beside the plan) and \
+                             `kubernetes` (Secrets and a Lease in the cluster)"
+                        .to_string(),
+                };
+                self.push(
+                    Diagnostic::new(
+                        DiagnosticKind::InvalidValue,
+                        format!("unknown state backend `{text}`"),
+                    )
+                    .label(value.span.clone(), "not a state backend")
+                    .help(help),
+                );
+            }
+        }
+        for (key, example) in [
+            ("namespace", "\"meshplan-system\""),
+            ("name", "\"my-stack\""),
+        ] {
+            let Some((text, value)) = string(self, key, example) else {
+                continue;
+            };
+            if is_dns_label(&text) {
+                if key == "namespace" {
+                    out.namespace = Some(text);
+                } else {
+                    out.name = Some(text);
+                }
+                continue;
+            }
+            self.push(
+                Diagnostic::new(
+                    DiagnosticKind::InvalidValue,
+                    format!("invalid {key} `{text}` in [state]"),
+                )
+                .label(value.span.clone(), "not a DNS label")
+                .help(format!(
+                    "the {key} names objects in the cluster: use lower-case letters, digits and \
+                     `-` (at most 63, not starting or ending with `-`)"
+                )),
+            );
+        }
+        if let Some((text, value)) = string(self, "dir", "\"../state/my-stack\"") {
+            if text.trim().is_empty() {
+                self.push(
+                    Diagnostic::new(DiagnosticKind::InvalidValue, "`dir` in [state] is empty")
+                        .label(value.span.clone(), "an empty path")
+                        .help(
+                            "name the state directory relative to this plan file, e.g. \
+                             dir = \"../state/my-stack\"",
+                        ),
+                );
+            } else {
+                out.dir = Some(self.input.base_dir.join(&text));
+            }
+        }
+        if let Some((text, value)) = string(self, "lease_duration", "\"30s\"") {
+            match parse_duration(&text) {
+                Some(d) if d.subsec_nanos() == 0 => out.lease_duration = Some(d),
+                _ => self.push(
+                    Diagnostic::new(
+                        DiagnosticKind::InvalidValue,
+                        format!(
+                            "`lease_duration` in [state]: `{text}` is not a whole number of seconds"
+                        ),
+                    )
+                    .label(value.span.clone(), "not a duration in whole seconds")
+                    .help("a Lease lasts whole seconds, such as \"30s\" or \"2m\""),
+                ),
+            }
+        }
+        out
     }
 
     // ----- vars -------------------------------------------------------------------------

@@ -29,8 +29,54 @@ pub struct Plan {
     /// Nodes switched off with `enabled = false`: validated like the others, not part of the
     /// graph (a later apply deletes what they created before).
     pub disabled: BTreeMap<Address, Node>,
+    /// `[state]`: where the plan's state lives (all defaults when the table is absent).
+    pub state: StateSettings,
     /// The plan-wide ignore rules (`[[ignore]]`), in the order written.
     pub ignore: Vec<IgnoreRule>,
+}
+
+/// The state backends a plan can choose.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateBackend {
+    /// A sled database in a local directory.
+    Local,
+    /// Secrets and a Lease in a namespace of the target cluster.
+    Kubernetes,
+}
+
+impl StateBackend {
+    pub const NAMES: [&'static str; 2] = ["local", "kubernetes"];
+
+    pub fn parse(text: &str) -> Option<Self> {
+        match text {
+            "local" => Some(Self::Local),
+            "kubernetes" => Some(Self::Kubernetes),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Local => "local",
+            Self::Kubernetes => "kubernetes",
+        }
+    }
+}
+
+/// The `[state]` table as written (every key optional; defaults are the state's business).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StateSettings {
+    pub backend: Option<StateBackend>,
+    /// The namespace of the state's Secrets and Lease (`kubernetes`), or of the apply's Lease
+    /// (`local`).
+    pub namespace: Option<String>,
+    /// The state's name in the cluster (default: the plan name).
+    pub name: Option<String>,
+    /// The local state directory, joined to the plan's directory (`dir` as written, when
+    /// absolute).
+    pub dir: Option<PathBuf>,
+    /// How long a Lease lock lasts without renewal (whole seconds).
+    pub lease_duration: Option<Duration>,
 }
 
 impl Plan {

@@ -10,7 +10,10 @@ use super::syntax::{
     NodeKind, RawEntry, RawKind, RawNode, RawPlan, RawSection, RawTable, RawValue, is_identifier,
 };
 
-const SECTIONS: [&str; 3] = ["plan", "vars", "repos"];
+const SECTIONS: [&str; 4] = ["plan", "vars", "repos", "state"];
+
+/// The keys of the `[state]` table.
+pub const STATE_FIELDS: &[&str] = &["backend", "namespace", "name", "dir", "lease_duration"];
 
 /// The plan-wide ignore rules: `[[ignore]]`.
 const IGNORE: &str = "ignore";
@@ -186,6 +189,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
         plan: None,
         vars: None,
         repos: None,
+        state: None,
         nodes: Vec::new(),
         ignore: None,
     };
@@ -221,6 +225,10 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
                     plan.plan = Some(section);
                 }
                 "vars" => plan.vars = Some(section),
+                "state" => {
+                    check_fields(&section.table, "[state]", STATE_FIELDS, &mut diags);
+                    plan.state = Some(section);
+                }
                 _ => plan.repos = Some(section),
             }
             continue;
@@ -270,7 +278,7 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             let help = match suggestion {
                 Some(s) => format!("did you mean `{s}`?"),
                 None => "node types are manifest, helm, read and check; top-level tables are \
-                         plan, vars and repos"
+                         plan, vars, repos and state"
                     .to_string(),
             };
             diags.push(

@@ -173,6 +173,8 @@ pub struct RawPlan {
     pub vars: Option<RawSection>,
     /// The `[repos]` table, if present.
     pub repos: Option<RawSection>,
+    /// The `[state]` table (where the plan's state lives), if present.
+    pub state: Option<RawSection>,
     /// Every `[TYPE.NAME]` table, sorted by address.
     pub nodes: Vec<RawNode>,
     /// The plan-wide ignore rules (`[[ignore]]`): an array of tables (or one table), checked

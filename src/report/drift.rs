@@ -252,10 +252,17 @@ fn objects(n: usize) -> String {
 fn state_notes(report: &DriftReport) -> Vec<String> {
     let mut notes = Vec::new();
     if let Some(holder) = &report.state.held_by {
-        notes.push(format!(
-            "{holder} holds the state: compared with the snapshot it published (serial {})",
-            report.state.serial
-        ));
+        notes.push(if report.state.source == "cluster" {
+            format!(
+                "{holder} holds the state's Lease: compared with the state as last written (serial {})",
+                report.state.serial
+            )
+        } else {
+            format!(
+                "{holder} holds the state: compared with the snapshot it published (serial {})",
+                report.state.serial
+            )
+        });
     }
     for run in &report.state.unfinished_runs {
         notes.push(format!(

@@ -8,8 +8,11 @@
 //! XChaCha20-Poly1305 under the state key and a random nonce. [`StateCipher::reveal`] puts
 //! them back.
 //!
-//! The key (32 bytes, base64) comes from `MESHPLAN_STATE_KEY`, or from the file `state.key`
-//! beside the database, created with mode 0600 when absent.
+//! The key (32 bytes, base64) comes from `MESHPLAN_STATE_KEY`, or (local states) from the
+//! file `state.key` beside the database, created with mode 0600 when absent. A state in the
+//! cluster takes its key from the variable only ([`StateCipher::from_env`]); without one it
+//! stores bodies that hold nothing sensitive and refuses the others
+//! ([`StateError::NoKey`]): a sensitive value is never written in the clear.
 
 use std::path::{Path, PathBuf};
 
@@ -88,17 +91,23 @@ impl KeySource {
 /// Encrypts and decrypts the sensitive values of one state.
 #[derive(Clone)]
 pub struct StateCipher {
+    /// None: no key was given (a state in the cluster without `MESHPLAN_STATE_KEY`).
+    keys: Option<Keys>,
+    state_path: PathBuf,
+}
+
+#[derive(Clone)]
+struct Keys {
     aead: XChaCha20Poly1305,
     digest_key: [u8; 32],
     check: String,
     source: KeySource,
-    state_path: PathBuf,
 }
 
 impl std::fmt::Debug for StateCipher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("StateCipher")
-            .field("source", &self.source)
+            .field("source", &self.keys.as_ref().map(|k| &k.source))
             .finish_non_exhaustive()
     }
 }
@@ -115,6 +124,22 @@ impl StateCipher {
                 message: "not valid text".to_owned(),
             }),
             Err(std::env::VarError::NotPresent) => Self::load_file(dir, create),
+        }
+    }
+
+    /// The key from `MESHPLAN_STATE_KEY` when set, else a cipher without a key (see the
+    /// module docs). `place` names the state in errors.
+    pub fn from_env(place: &Path) -> Result<Self, StateError> {
+        match std::env::var(KEY_ENV) {
+            Ok(text) => Self::from_base64(&text, KeySource::Env, place),
+            Err(std::env::VarError::NotUnicode(_)) => Err(StateError::BadKey {
+                source_name: KEY_ENV.to_owned(),
+                message: "not valid text".to_owned(),
+            }),
+            Err(std::env::VarError::NotPresent) => Ok(Self {
+                keys: None,
+                state_path: place.to_path_buf(),
+            }),
         }
     }
 
@@ -164,27 +189,35 @@ impl StateCipher {
         .to_hex()
         .to_string();
         Ok(Self {
-            aead: XChaCha20Poly1305::new(&key.into()),
-            digest_key,
-            check,
-            source,
+            keys: Some(Keys {
+                aead: XChaCha20Poly1305::new(&key.into()),
+                digest_key,
+                check,
+                source,
+            }),
             state_path: dir.to_path_buf(),
         })
     }
 
-    /// A value derived from the key that identifies it without revealing it.
-    pub fn key_check(&self) -> &str {
-        &self.check
+    /// A value derived from the key that identifies it without revealing it; None without
+    /// a key.
+    pub fn key_check(&self) -> Option<&str> {
+        self.keys.as_ref().map(|k| k.check.as_str())
     }
 
-    pub fn source(&self) -> &KeySource {
-        &self.source
+    /// Where the key came from; None without a key.
+    pub fn source(&self) -> Option<&KeySource> {
+        self.keys.as_ref().map(|k| &k.source)
     }
 
-    /// The keyed digest marker of one sensitive value: `(sensitive:HEX)`.
+    /// The keyed digest marker of one sensitive value: `(sensitive:HEX)`; without a key,
+    /// an unkeyed digest (such a cipher never stores the value).
     pub fn marker(&self, value: &Value) -> String {
         let bytes = serde_json::to_vec(value).unwrap_or_default();
-        let digest = blake3::keyed_hash(&self.digest_key, &bytes).to_hex();
+        let digest = match &self.keys {
+            Some(k) => blake3::keyed_hash(&k.digest_key, &bytes).to_hex(),
+            None => blake3::hash(&bytes).to_hex(),
+        };
         format!("{SENSITIVE_PREFIX}:{})", &digest[..32])
     }
 
@@ -200,6 +233,11 @@ impl StateCipher {
                 sealed: None,
             });
         }
+        let Some(keys) = &self.keys else {
+            return Err(StateError::NoKey {
+                path: self.state_path.clone(),
+            });
+        };
         let mut redacted = body.clone();
         let mut secrets = serde_json::Map::new();
         for path in paths {
@@ -231,7 +269,7 @@ impl StateCipher {
         let nonce = XChaCha20Poly1305::generate_nonce(&mut OsRng);
         let mut sealed = nonce.to_vec();
         sealed.extend(
-            self.aead
+            keys.aead
                 .encrypt(
                     &nonce,
                     Payload {
@@ -256,12 +294,17 @@ impl StateCipher {
         let err = || StateError::Decrypt {
             path: self.state_path.clone(),
         };
+        let Some(keys) = &self.keys else {
+            return Err(StateError::KeyRequired {
+                path: self.state_path.clone(),
+            });
+        };
         let bytes = B64.decode(sealed).map_err(|_| err())?;
         if bytes.len() < NONCE_LEN {
             return Err(err());
         }
         let (nonce, ciphertext) = bytes.split_at(NONCE_LEN);
-        let plain = self
+        let plain = keys
             .aead
             .decrypt(
                 XNonce::from_slice(nonce),
@@ -418,6 +461,21 @@ mod tests {
                 .unwrap();
         assert!(matches!(other.reveal(&p), Err(StateError::Decrypt { .. })));
         assert_ne!(other.key_check(), c.key_check());
+        // Without a key: plain bodies pass, sensitive ones are refused, sealed ones unread.
+        let none = StateCipher {
+            keys: None,
+            state_path: PathBuf::from("/x"),
+        };
+        assert!(matches!(
+            none.protect(&secret, &[]),
+            Err(StateError::NoKey { .. })
+        ));
+        let plain = json!({"kind": "ConfigMap", "data": {"a": "b"}});
+        assert!(!none.protect(&plain, &[]).unwrap().has_sealed());
+        assert!(matches!(
+            none.reveal(&p),
+            Err(StateError::KeyRequired { .. })
+        ));
         let mut tampered = p.clone();
         if let Some(s) = &mut tampered.sealed {
             s.replace_range(40..44, "AAAA");

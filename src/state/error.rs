@@ -47,25 +47,129 @@ pub enum StateError {
     #[error("the state at {path} is locked by {holder}")]
     #[diagnostic(
         code(state::locked),
-        help("wait for that run to finish; only one meshplan may write a state at a time")
-    )]
-    Locked { path: PathBuf, holder: LockHolder },
-
-    #[error("the state at {path} holds a stale lock: {holder} is no longer running")]
-    #[diagnostic(
-        code(state::stale_lock),
         help(
-            "that run stopped without unlocking (crash or kill); if no meshplan is running on this state, break the lock with `meshplan state unlock`"
+            "wait for that run to finish, or pass --lock-timeout DURATION to wait for it; only one meshplan may write a state at a time"
         )
     )]
-    StaleLock { path: PathBuf, holder: LockHolder },
+    Locked {
+        path: PathBuf,
+        holder: Box<LockHolder>,
+    },
+
+    #[error("the state at {path} is being written by {holder}")]
+    #[diagnostic(
+        code(state::busy),
+        help(
+            "a local state is read when no other meshplan has it open: wait for that run, or pass --lock-timeout DURATION to wait (the kubernetes backend has no such limit)"
+        )
+    )]
+    Busy {
+        path: PathBuf,
+        holder: Box<LockHolder>,
+    },
+
+    #[error("{lease} is held by {holder}{}", expiry_note(.expires_at))]
+    #[diagnostic(
+        code(state::lease_held),
+        help(
+            "another meshplan applies this plan now: wait for it, or pass --lock-timeout DURATION to wait; a holder that died on another machine loses the lock when its lease expires (or break it with `meshplan state unlock`)"
+        )
+    )]
+    LeaseHeld {
+        lease: String,
+        holder: Box<LockHolder>,
+        /// When the lease expires unless renewed (RFC 3339).
+        expires_at: Option<String>,
+    },
+
+    #[error("{lease} was taken by another run since it was read")]
+    #[diagnostic(
+        code(state::lease_changed),
+        help("another meshplan ran meanwhile: run the command again (it plans anew)")
+    )]
+    LeaseChanged { lease: String },
+
+    #[error("{lease} was taken over while this run held it ({reason})")]
+    #[diagnostic(
+        code(state::lease_lost),
+        help(
+            "the lock was not renewed in time (or was broken with `meshplan state unlock`): another run may now write; this run stopped writing"
+        )
+    )]
+    LeaseLost { lease: String, reason: String },
+
+    #[error("{what} in namespace {namespace} failed: {message}")]
+    #[diagnostic(
+        code(state::cluster),
+        help(
+            "check the connection to the cluster and the RBAC permissions of the kubeconfig's user on Secrets and Leases in that namespace (docs/state.md lists them)"
+        )
+    )]
+    Cluster {
+        what: String,
+        namespace: String,
+        message: String,
+    },
+
+    #[error("the state at {path} was changed by another writer while this run held the lock")]
+    #[diagnostic(
+        code(state::concurrent_write),
+        help("nothing of this step was written; run the command again (it plans anew)")
+    )]
+    ConcurrentWrite { path: PathBuf },
+
+    #[error(
+        "refusing to store sensitive values in the clear in the state at {path}: no state key is set"
+    )]
+    #[diagnostic(
+        code(state::no_key),
+        help(
+            "the kubernetes backend takes its key from MESHPLAN_STATE_KEY (32 random bytes in base64, e.g. `head -c 32 /dev/urandom | base64`); every machine that uses the state needs the same key"
+        )
+    )]
+    NoKey { path: PathBuf },
+
+    #[error("the state at {path} holds encrypted values and no state key is set")]
+    #[diagnostic(
+        code(state::key_required),
+        help("set MESHPLAN_STATE_KEY to the key the state was written with")
+    )]
+    KeyRequired { path: PathBuf },
+
+    #[error("the state at {path} was opened for reading only; {what} needs the writer lock")]
+    #[diagnostic(
+        code(state::read_only),
+        help("this is a bug in the caller: a write must hold the lock")
+    )]
+    ReadOnly { path: PathBuf, what: &'static str },
+
+    #[error("--state {} names a local directory, but the state backend is kubernetes", .dir.display())]
+    #[diagnostic(
+        code(state::dir_with_kubernetes),
+        help("drop --state, or pass --state-backend local to use a local state directory")
+    )]
+    DirWithKubernetes { dir: PathBuf },
+
+    #[error("the state at {path} is not empty: {what}")]
+    #[diagnostic(
+        code(state::not_empty),
+        help(
+            "a state is migrated into an empty place only; remove the target first if it is stale"
+        )
+    )]
+    NotEmpty { path: PathBuf, what: String },
 
     #[error("the lock at {path} is held by {holder}, which is still running")]
     #[diagnostic(
         code(state::lock_alive),
-        help("a lock is broken only when its holder is gone; wait for that run to finish")
+        help(
+            "a local lock is released by the operating system when its holder ends; wait for that run to finish"
+        )
     )]
-    LockHolderAlive { path: PathBuf, holder: LockHolder },
+    LockHolderAlive {
+        path: PathBuf,
+        holder: Box<LockHolder>,
+    },
 
     #[error("the lock file {path} is unreadable: {message}")]
     #[diagnostic(
@@ -191,13 +295,6 @@ pub enum StateError {
         holder: Option<String>,
     },
 
-    #[error("the state at {path} is open read-only; nothing can be written to it")]
-    #[diagnostic(
-        code(state::read_only),
-        help("this is a bug: a read-only command tried to write the state")
-    )]
-    ReadOnly { path: PathBuf },
-
     #[error("the state at {path} has the older format {found} (this meshplan writes {known})")]
     #[diagnostic(
         code(state::older_format),
@@ -221,4 +318,11 @@ pub enum StateError {
         expected: u64,
         found: u64,
     },
+}
+
+fn expiry_note(expires_at: &Option<String>) -> String {
+    match expires_at {
+        Some(at) => format!(" (its lease runs until {at} unless renewed)"),
+        None => String::new(),
+    }
 }

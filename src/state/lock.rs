@@ -1,19 +1,26 @@
-//! The writer lock: one meshplan at a time on a state.
+//! The local writer lock: one meshplan at a time writes a local state.
 //!
-//! The lock is a file `lock` beside the database, created atomically (the holder's record is
-//! written to a temporary file that is then hard-linked to `lock`, which fails if `lock`
-//! exists), so a second process never sees a half-written holder. It is taken before the
-//! database is opened, so a second meshplan process gets the holder's pid, host and start
-//! time instead of the database's own "cannot lock" error.
+//! 1. The lock is an exclusive lock of the operating system (`flock`) on the file `lock` in
+//!    the state directory, held for as long as the writer runs. The system releases it when
+//!    the process ends, however it ends (kill -9 included): a holder that died never blocks
+//!    anyone, and nothing has to be unlocked by hand.
+//! 2. Once locked, the file receives the holder's record (pid, host, user, command, start), so
+//!    that a second process names who holds the lock. A record left by a holder that died
+//!    stays in the file until the next holder overwrites it; it means nothing once the system
+//!    lock is free.
+//! 3. Release removes the file while it is still locked. A process that opened the file
+//!    before it was removed and then gets the lock finds that the path no longer names the
+//!    file it locked, and starts over: two holders never coexist.
 //!
-//! A lock left by a crashed run (kill -9) stays on disk. When its holder ran on this host and
-//! that process is gone (or the pid now belongs to a process started later), the lock is
-//! *stale*: acquiring reports it as such, and [`WriterLock::break_stale`] removes it. Locks of
-//! other hosts cannot be judged from here and are only removed by [`WriterLock::force_break`].
+//! Caveat: locks of the operating system do not reach across machines (a state directory on
+//! a network file system shared by several machines is not protected); the `kubernetes`
+//! backend is the shared state.
 
 use std::fmt;
-use std::io::Write;
+use std::fs::File;
+use std::io::{Read as _, Seek as _, Write as _};
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use serde::{Deserialize, Serialize};
 
@@ -22,11 +29,17 @@ use super::StateError;
 /// The lock file's name inside the state directory.
 pub const LOCK_FILE: &str = "lock";
 
-/// Who holds a lock.
+/// How often a waiting writer tries the lock again.
+const RETRY_PAUSE: Duration = Duration::from_millis(50);
+
+/// Who holds a lock (the local lock file, or the Lease of the `kubernetes` backend).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct LockHolder {
     pub pid: u32,
     pub host: String,
+    /// The user the holder runs as (`USER`, else `LOGNAME`), when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user: Option<String>,
     pub started_at: jiff::Timestamp,
     /// The command that took the lock (`apply`, `destroy`, ...).
     pub command: String,
@@ -37,12 +50,15 @@ pub struct LockHolder {
 }
 
 impl fmt::Display for LockHolder {
-    /// `meshplan apply (pid 4242 on host build-1, since 2026-11-28T05:06:40Z)`.
+    /// `meshplan apply by alice (pid 4242 on host build-1, since 2026-11-28T05:06:40Z)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "meshplan {}", self.command)?;
+        if let Some(user) = &self.user {
+            write!(f, " by {user}")?;
+        }
         write!(
             f,
-            "meshplan {} (pid {} on host {}, since {})",
-            self.command,
+            " (pid {} on host {}, since {})",
             self.pid,
             self.host,
             self.started_at.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -67,6 +83,7 @@ impl LockHolder {
         Self {
             pid,
             host: host_name(),
+            user: user_name(),
             started_at: jiff::Timestamp::now(),
             command: command.to_owned(),
             process_start: process_start(pid),
@@ -85,97 +102,121 @@ impl LockHolder {
             _ => Liveness::Alive,
         }
     }
+
+    /// A holder whose record could not be read (it was being written, or was damaged).
+    fn unknown() -> Self {
+        Self {
+            pid: 0,
+            host: "unknown".to_owned(),
+            user: None,
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+            command: "(unreadable lock record)".to_owned(),
+            process_start: None,
+        }
+    }
 }
 
-/// A held writer lock; dropping it removes the lock file.
+/// A held writer lock; dropping it removes the lock file and releases the lock.
 #[derive(Debug)]
 pub struct WriterLock {
     path: PathBuf,
     holder: LockHolder,
+    // Closed last: the file is removed while still locked.
+    file: File,
 }
 
 impl WriterLock {
     /// Takes the lock of the state directory `dir` (created if missing) for `command`.
     ///
-    /// Fails at once with [`StateError::Locked`] naming the holder when the lock is held, or
-    /// [`StateError::StaleLock`] when its holder is gone.
+    /// Fails at once with [`StateError::Locked`] naming the holder when a running process
+    /// holds the lock.
     pub fn acquire(dir: &Path, command: &str) -> Result<Self, StateError> {
+        Self::acquire_within(dir, command, Duration::ZERO)
+    }
+
+    /// As [`WriterLock::acquire`], waiting up to `timeout` for a running holder to finish.
+    pub fn acquire_within(
+        dir: &Path,
+        command: &str,
+        timeout: Duration,
+    ) -> Result<Self, StateError> {
         std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
             action: "create the state directory",
             path: dir.to_path_buf(),
             source,
         })?;
         let path = dir.join(LOCK_FILE);
+        let deadline = Instant::now() + timeout;
+        loop {
+            match try_lock(&path)? {
+                Some(file) => return Self::hold(path, file, command),
+                None if Instant::now() < deadline => std::thread::sleep(RETRY_PAUSE),
+                None => {
+                    let holder = read_holder(&path)?.unwrap_or_else(LockHolder::unknown);
+                    return Err(StateError::Locked {
+                        path,
+                        holder: Box::new(holder),
+                    });
+                }
+            }
+        }
+    }
+
+    fn hold(path: PathBuf, mut file: File, command: &str) -> Result<Self, StateError> {
         let holder = LockHolder::current(command);
         let text = serde_json::to_string_pretty(&holder).map_err(|e| StateError::Io {
             action: "write the lock",
             path: path.clone(),
             source: std::io::Error::other(e),
         })?;
-        let tmp = dir.join(format!(".lock.{}.{}", holder.pid, uuid::Uuid::new_v4()));
-        let io = |action, source| StateError::Io {
-            action,
-            path: path.clone(),
-            source,
-        };
-        {
-            let mut file = std::fs::OpenOptions::new()
-                .write(true)
-                .create_new(true)
-                .open(&tmp)
-                .map_err(|e| io("write the lock", e))?;
-            file.write_all(text.as_bytes())
-                .and_then(|()| file.sync_all())
-                .map_err(|e| io("write the lock", e))?;
-        }
-        let linked = std::fs::hard_link(&tmp, &path);
-        let _ = std::fs::remove_file(&tmp);
-        match linked {
-            Ok(()) => Ok(Self { path, holder }),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let current = read_holder(&path)?;
-                match current {
-                    // Removed between our attempt and the read: the holder just finished.
-                    None => Err(io("take the lock", e)),
-                    Some(h) if h.liveness() == Liveness::Dead => {
-                        Err(StateError::StaleLock { path, holder: h })
-                    }
-                    Some(h) => Err(StateError::Locked { path, holder: h }),
-                }
-            }
-            Err(e) => Err(io("take the lock", e)),
-        }
+        file.set_len(0)
+            .and_then(|()| file.rewind())
+            .and_then(|()| file.write_all(text.as_bytes()))
+            .and_then(|()| file.sync_data())
+            .map_err(|source| StateError::Io {
+                action: "write the lock",
+                path: path.clone(),
+                source,
+            })?;
+        Ok(Self { path, holder, file })
     }
 
-    /// The holder of the lock of `dir`, if any.
+    /// The holder of the lock of `dir`, if a running process holds it.
     pub fn holder(dir: &Path) -> Result<Option<LockHolder>, StateError> {
-        read_holder(&dir.join(LOCK_FILE))
+        let path = dir.join(LOCK_FILE);
+        if is_free(&path)? {
+            return Ok(None);
+        }
+        Ok(Some(
+            read_holder(&path)?.unwrap_or_else(LockHolder::unknown),
+        ))
     }
 
-    /// Removes the lock of `dir` when its holder is gone; returns the removed holder (None
-    /// when there was no lock). Refuses with [`StateError::LockHolderAlive`] when the holder
-    /// runs, or may run on another host.
+    /// Removes the record a holder that ended left in the lock file of `dir` (it blocks
+    /// nobody: this only tidies up); returns it (None when there was none). Refuses with
+    /// [`StateError::LockHolderAlive`] when a running process holds the lock.
     pub fn break_stale(dir: &Path) -> Result<Option<LockHolder>, StateError> {
         let path = dir.join(LOCK_FILE);
-        let Some(holder) = read_holder(&path)? else {
-            return Ok(None);
-        };
-        if holder.liveness() != Liveness::Dead {
-            return Err(StateError::LockHolderAlive { path, holder });
+        if !is_free(&path)? {
+            let holder = read_holder(&path)?.unwrap_or_else(LockHolder::unknown);
+            return Err(StateError::LockHolderAlive {
+                path,
+                holder: Box::new(holder),
+            });
         }
-        remove(&path)?;
-        Ok(Some(holder))
+        let holder = read_holder(&path).unwrap_or(None);
+        if path.exists() {
+            remove(&path)?;
+        }
+        Ok(holder)
     }
 
-    /// Removes the lock of `dir` whoever holds it (for a lock of another host that the user
-    /// knows to be gone). Returns the removed holder.
+    /// Removes the lock file of `dir` whoever holds it; returns the holder it named. The
+    /// holder keeps its (now nameless) lock: the database's own lock still keeps a second
+    /// writer out, so this only helps when the lock file itself is damaged.
     pub fn force_break(dir: &Path) -> Result<Option<LockHolder>, StateError> {
         let path = dir.join(LOCK_FILE);
-        let holder = match read_holder(&path) {
-            Ok(h) => h,
-            Err(StateError::LockCorrupt { .. }) => None,
-            Err(e) => return Err(e),
-        };
+        let holder = read_holder(&path).unwrap_or(None);
         if path.exists() {
             remove(&path)?;
         }
@@ -193,13 +234,84 @@ impl WriterLock {
 
 impl Drop for WriterLock {
     fn drop(&mut self) {
-        // Remove only our own lock (it may have been broken and retaken meanwhile).
-        if let Ok(Some(h)) = read_holder(&self.path)
-            && h == self.holder
+        // Remove only our own file (it may have been removed, and another taken, meanwhile).
+        if let (Ok(on_disk), Ok(ours)) = (std::fs::metadata(&self.path), self.file.metadata())
+            && same_file(&on_disk, &ours)
         {
             let _ = std::fs::remove_file(&self.path);
         }
+        // Closing the file (after this) releases the lock.
     }
+}
+
+/// Opens and locks `path`; None when another process holds it.
+fn try_lock(path: &Path) -> Result<Option<File>, StateError> {
+    let io = |source| StateError::Io {
+        action: "take the lock",
+        path: path.to_path_buf(),
+        source,
+    };
+    loop {
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)
+            .map_err(io)?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(std::fs::TryLockError::WouldBlock) => return Ok(None),
+            Err(std::fs::TryLockError::Error(e)) => return Err(io(e)),
+        }
+        // The holder before us may have removed the file after we opened it: our lock is
+        // then on a file nobody else will open. Start over on the path's current file.
+        match std::fs::metadata(path) {
+            Ok(on_disk) if same_file(&on_disk, &file.metadata().map_err(io)?) => {
+                return Ok(Some(file));
+            }
+            Ok(_) => continue,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+            Err(e) => return Err(io(e)),
+        }
+    }
+}
+
+/// Whether nobody holds the lock at `path` (a missing file is free).
+fn is_free(path: &Path) -> Result<bool, StateError> {
+    let file = match std::fs::File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(true),
+        Err(source) => {
+            return Err(StateError::Io {
+                action: "read the lock",
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    };
+    // A shared lock is granted unless a writer holds the exclusive one; it is dropped at
+    // once (a writer trying in this instant tries again).
+    match file.try_lock_shared() {
+        Ok(()) => Ok(true),
+        Err(std::fs::TryLockError::WouldBlock) => Ok(false),
+        Err(std::fs::TryLockError::Error(source)) => Err(StateError::Io {
+            action: "read the lock",
+            path: path.to_path_buf(),
+            source,
+        }),
+    }
+}
+
+#[cfg(unix)]
+fn same_file(a: &std::fs::Metadata, b: &std::fs::Metadata) -> bool {
+    use std::os::unix::fs::MetadataExt as _;
+    a.dev() == b.dev() && a.ino() == b.ino()
+}
+
+#[cfg(not(unix))]
+fn same_file(_: &std::fs::Metadata, _: &std::fs::Metadata) -> bool {
+    true
 }
 
 fn remove(path: &Path) -> Result<(), StateError> {
@@ -210,24 +322,35 @@ fn remove(path: &Path) -> Result<(), StateError> {
     })
 }
 
+/// The record in the lock file (None: no file, or an empty one). A record being written at
+/// this moment is read again for a short while.
 fn read_holder(path: &Path) -> Result<Option<LockHolder>, StateError> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(source) => {
-            return Err(StateError::Io {
-                action: "read the lock",
-                path: path.to_path_buf(),
-                source,
-            });
+    let deadline = Instant::now() + Duration::from_millis(500);
+    loop {
+        let mut text = String::new();
+        match std::fs::File::open(path).and_then(|mut f| f.read_to_string(&mut text)) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(source) => {
+                return Err(StateError::Io {
+                    action: "read the lock",
+                    path: path.to_path_buf(),
+                    source,
+                });
+            }
         }
-    };
-    serde_json::from_str(&text)
-        .map(Some)
-        .map_err(|e| StateError::LockCorrupt {
-            path: path.to_path_buf(),
-            message: e.to_string(),
-        })
+        match serde_json::from_str(&text) {
+            Ok(holder) => return Ok(Some(holder)),
+            Err(_) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(10)),
+            Err(_) if text.trim().is_empty() => return Ok(None),
+            Err(e) => {
+                return Err(StateError::LockCorrupt {
+                    path: path.to_path_buf(),
+                    message: e.to_string(),
+                });
+            }
+        }
+    }
 }
 
 /// This machine's host name (Linux: the kernel's; else `HOSTNAME`, else `localhost`).
@@ -242,6 +365,13 @@ pub fn host_name() -> String {
         })
         .or_else(|| std::env::var("HOSTNAME").ok().filter(|s| !s.is_empty()))
         .unwrap_or_else(|| "localhost".to_owned())
+}
+
+/// The user this process runs as, from `USER` or `LOGNAME`.
+fn user_name() -> Option<String> {
+    ["USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|s| !s.is_empty()))
 }
 
 /// Field 22 of `/proc/PID/stat`: the process start time in ticks since boot.
@@ -271,5 +401,73 @@ mod tests {
             ..me
         };
         assert_eq!(elsewhere.liveness(), Liveness::Unknown);
+    }
+
+    #[test]
+    fn a_held_lock_names_its_holder_and_release_removes_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = WriterLock::acquire(dir.path(), "apply").unwrap();
+        assert!(dir.path().join(LOCK_FILE).exists());
+        // A second open file description of the same file is a second holder.
+        match WriterLock::acquire(dir.path(), "destroy") {
+            Err(StateError::Locked { holder, .. }) => {
+                assert_eq!(holder.pid, std::process::id());
+                assert_eq!(holder.command, "apply");
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            WriterLock::holder(dir.path()).unwrap().map(|h| h.command),
+            Some("apply".to_owned())
+        );
+        assert!(matches!(
+            WriterLock::break_stale(dir.path()),
+            Err(StateError::LockHolderAlive { .. })
+        ));
+        drop(lock);
+        assert!(!dir.path().join(LOCK_FILE).exists());
+        assert_eq!(WriterLock::holder(dir.path()).unwrap(), None);
+        drop(WriterLock::acquire(dir.path(), "destroy").unwrap());
+    }
+
+    #[test]
+    fn a_record_left_behind_blocks_nobody() {
+        let dir = tempfile::tempdir().unwrap();
+        // What a holder killed with SIGKILL leaves: the file with its record, no lock.
+        let dead = LockHolder {
+            pid: 999_999,
+            ..LockHolder::current("apply")
+        };
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            serde_json::to_string(&dead).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(WriterLock::holder(dir.path()).unwrap(), None);
+        let lock = WriterLock::acquire(dir.path(), "apply").unwrap();
+        assert_eq!(lock.holder_record().pid, std::process::id());
+        drop(lock);
+        // break_stale tidies a left record up, and says there was none the second time.
+        std::fs::write(
+            dir.path().join(LOCK_FILE),
+            serde_json::to_string(&dead).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(WriterLock::break_stale(dir.path()).unwrap(), Some(dead));
+        assert_eq!(WriterLock::break_stale(dir.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_waiting_writer_gets_the_lock_when_the_holder_releases_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let lock = WriterLock::acquire(dir.path(), "apply").unwrap();
+        let path = dir.path().to_path_buf();
+        let waiter = std::thread::spawn(move || {
+            WriterLock::acquire_within(&path, "destroy", Duration::from_secs(60))
+                .map(|l| l.holder_record().command.clone())
+        });
+        std::thread::sleep(Duration::from_millis(200));
+        drop(lock);
+        assert_eq!(waiter.join().unwrap().unwrap(), "destroy");
     }
 }

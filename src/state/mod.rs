@@ -1,7 +1,10 @@
 //! The state: what meshplan last applied, and what an apply in progress has done.
 //!
-//! A local sled database (default `state/<plan name>/` under the working directory) behind
-//! the [`StateStore`] trait. What it holds:
+//! Behind the [`StateStore`] trait, two backends ([`location`] says which one a plan uses):
+//! the local sled database ([`SledStore`], default `state/<plan name>/` beside the plan file)
+//! and the `kubernetes` backend ([`KubeStore`]: compressed, chunked Secrets in a namespace of
+//! the cluster, switched atomically, with a Lease as the writer lock), so that CI and every
+//! operator see one state. What a state holds:
 //!
 //! 1. **Meta**: the format version (a newer one is refused, an older one migrated), a lineage
 //!    id (uuid, fixed at creation) and a serial, incremented by every committed batch that
@@ -14,55 +17,60 @@
 //!    absence) and one after it (the outcome), so an interrupted run can be finished or
 //!    rolled back by the next one.
 //!
-//! Every write goes through one [`WriteBatch`], committed atomically across all of these
-//! (one sled transaction): a crash leaves the previous step or the next one, never half.
+//! Every write goes through one [`WriteBatch`], committed atomically across all of these:
+//! a crash leaves the previous step or the next one, never half. [`Snapshot`] is the whole
+//! state in memory with the same write semantics (the kubernetes backend's model, and what
+//! `meshplan state migrate` copies).
 //!
 //! Sensitive values (a Secret's data, values marked sensitive) exist in the state only as
 //! [`ProtectedBody`]: redacted markers plus the values encrypted with the state key
-//! ([`crypto`]). One process writes a state at a time ([`lock`]).
+//! ([`crypto`]).
 //!
-//! The sled database allows one open handle per process tree at a time, so [`SledStore`]
-//! takes the writer lock on every open. Commands that only read use [`open_read_only`]
-//! instead ([`snapshot`]): no lock, the database read and closed at once, or, while a writer
-//! holds it, the snapshot that writer publishes after every commit that changes records.
+//! One process writes a state at a time: locally an exclusive lock of the operating system
+//! ([`lock`]), released however the holder ends; in the cluster a Lease ([`lease`]), renewed
+//! while the run lasts and taken over only once expired (or, on the same machine, once its
+//! holder is known to be gone). Read-only commands take no lock.
+//!
+//! The sled database allows one open handle at a time, so a local reader waits for a writer
+//! that has it open ([`Access::Read`]). A command that must not wait and never writes
+//! (`meshplan drift`) uses [`open_read_only`] instead ([`read_only`]): the database read and
+//! closed at once, or, while a writer holds it, the snapshot that writer publishes after
+//! every commit that changes records or runs. A kubernetes state is read from its Secrets
+//! without the Lease.
 
 pub mod crypto;
 mod dump;
 mod error;
+mod kube;
+pub mod lease;
+pub mod location;
 pub mod lock;
 mod migrate;
+pub mod read_only;
+mod remote;
 mod sled_store;
-pub mod snapshot;
+mod snapshot;
 mod trees;
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 pub use crypto::{KeySource, ProtectedBody, StateCipher};
 pub use error::StateError;
+pub use kube::KubeStore;
+pub use lease::{LeaseGuard, LeaseLock, LeaseView};
+pub use location::{KubeLocation, LeaseLocation, Overrides, Resolved, StateLocation};
 pub use lock::{Liveness, LockHolder, WriterLock};
 pub use meshplan_k8s::{Discovery, ObjectRef};
-pub use sled_store::SledStore;
-pub use snapshot::{SnapshotSource, StateSnapshot, open_read_only};
+pub use read_only::{SnapshotSource, StateSnapshot, open_read_only};
+pub use remote::Remote;
+pub use sled_store::{Access, SledStore};
+pub use snapshot::{Snapshot, SnapshotMeta};
 
 /// The state format this meshplan reads and writes.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// The folder that holds the states of all plans, under the working directory.
-pub const DEFAULT_STATE_ROOT: &str = "state";
-
-/// The state directory: `explicit` (from `--state DIR`) if given, else
-/// `<cwd>/state/<plan name>`.
-pub fn resolve_dir(explicit: Option<&Path>, cwd: &Path, plan_name: &str) -> PathBuf {
-    match explicit {
-        Some(dir) if dir.is_absolute() => dir.to_path_buf(),
-        Some(dir) => cwd.join(dir),
-        None => cwd.join(DEFAULT_STATE_ROOT).join(plan_name),
-    }
-}
 
 /// Format, lineage and serial of a state.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -224,7 +232,8 @@ impl UnfinishedRun {
 }
 
 /// One change in a [`WriteBatch`].
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum WriteOp {
     PutObject(ObjectRecord),
     RemoveObject {
@@ -331,8 +340,11 @@ impl WriteBatch {
 /// The state as the engine sees it. Reads return sorted data; [`StateStore::commit`] writes a
 /// batch atomically.
 pub trait StateStore: Send + Sync {
-    /// The state directory.
-    fn dir(&self) -> &Path;
+    /// Where the state is, for messages (a directory, or `kubernetes:NAMESPACE/NAME`).
+    fn describe(&self) -> String;
+
+    /// The whole state (records, caches, journal) in memory.
+    fn export(&self) -> Result<Snapshot, StateError>;
 
     fn meta(&self) -> Result<StateMeta, StateError>;
 
@@ -390,23 +402,6 @@ pub fn digest_json(value: &serde_json::Value) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn the_state_dir_defaults_under_the_working_directory() {
-        let cwd = Path::new("/work/project");
-        assert_eq!(
-            resolve_dir(None, cwd, "linkerd"),
-            PathBuf::from("/work/project/state/linkerd")
-        );
-        assert_eq!(
-            resolve_dir(Some(Path::new("elsewhere")), cwd, "linkerd"),
-            PathBuf::from("/work/project/elsewhere")
-        );
-        assert_eq!(
-            resolve_dir(Some(Path::new("/var/lib/mp")), cwd, "linkerd"),
-            PathBuf::from("/var/lib/mp")
-        );
-    }
 
     #[test]
     fn digests_ignore_key_order() {

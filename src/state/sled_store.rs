@@ -6,17 +6,19 @@
 //! Values are JSON. Every batch is one transaction over all trees.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use sled::transaction::{
     ConflictableTransactionError, TransactionError, Transactional, TransactionalTree,
 };
 
 use super::migrate::{self, Formats};
+use super::snapshot::object_key;
 use super::trees::{K_FORMAT, RawWrite, TreeId, Trees, commit_raw, db_err};
 use super::{
     DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RenderCacheEntry,
-    RunRecord, StateCipher, StateError, StateMeta, StateStore, UnfinishedRun, WriteBatch, WriteOp,
-    WriterLock,
+    RunRecord, Snapshot, SnapshotMeta, StateCipher, StateError, StateMeta, StateStore,
+    UnfinishedRun, WriteBatch, WriteOp, WriterLock,
 };
 
 /// The database folder inside the state directory.
@@ -27,15 +29,35 @@ pub(crate) const K_SERIAL: &[u8] = b"serial";
 pub(crate) const K_KEY_CHECK: &[u8] = b"key_check";
 pub(crate) const K_DISCOVERY: &[u8] = b"discovery";
 
-/// The sled-backed state. Holds the writer lock while open; dropping it closes the database,
-/// then releases the lock.
+/// The sled-backed state. A writer holds the writer lock while the store is open; dropping
+/// it closes the database, then releases the lock.
 pub struct SledStore {
     // Field order is drop order: the database closes before the lock is released.
     trees: Trees,
     db: sled::Db,
     cipher: StateCipher,
     dir: PathBuf,
-    _lock: WriterLock,
+    /// None for a reader.
+    _lock: Option<WriterLock>,
+}
+
+/// How a local state is opened.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// With the writer lock, waiting up to this long for a running holder to finish.
+    Write(Duration),
+    /// Without the lock (a read-only command), waiting up to this long for a writer that
+    /// has the database open. A reader still writes caches: the database itself is never
+    /// open twice.
+    Read(Duration),
+}
+
+impl Access {
+    fn wait(self) -> Duration {
+        match self {
+            Self::Write(d) | Self::Read(d) => d,
+        }
+    }
 }
 
 impl std::fmt::Debug for SledStore {
@@ -51,7 +73,17 @@ impl SledStore {
     /// takes the writer lock, opens the database, creates or checks the format (migrating an
     /// older one), and loads the key.
     pub fn open(dir: &Path, command: &str) -> Result<Self, StateError> {
-        Self::open_with(dir, command, &migrate::FORMATS)
+        Self::open_with(
+            dir,
+            command,
+            Access::Write(Duration::ZERO),
+            &migrate::FORMATS,
+        )
+    }
+
+    /// Opens the state in `dir` as [`SledStore::open`] does, with or without the writer lock.
+    pub fn open_for(dir: &Path, command: &str, access: Access) -> Result<Self, StateError> {
+        Self::open_with(dir, command, access, &migrate::FORMATS)
     }
 
     /// Whether `dir` holds a state (a database), without opening or creating anything.
@@ -62,11 +94,31 @@ impl SledStore {
     pub(crate) fn open_with(
         dir: &Path,
         command: &str,
+        access: Access,
         formats: &Formats<'_>,
     ) -> Result<Self, StateError> {
-        let lock = WriterLock::acquire(dir, command)?;
+        let lock = match access {
+            Access::Write(wait) => Some(WriterLock::acquire_within(dir, command, wait)?),
+            Access::Read(_) => {
+                std::fs::create_dir_all(dir).map_err(|source| StateError::Io {
+                    action: "create the state directory",
+                    path: dir.to_path_buf(),
+                    source,
+                })?;
+                None
+            }
+        };
         let db_path = dir.join(DB_DIR);
-        let db = open_db(&db_path)?;
+        let db = match open_db(&db_path, access.wait()) {
+            Err(StateError::InUse { .. }) if lock.is_none() => match WriterLock::holder(dir)? {
+                Some(holder) => Err(StateError::Busy {
+                    path: dir.to_path_buf(),
+                    holder: Box::new(holder),
+                }),
+                None => open_db(&db_path, Duration::ZERO),
+            },
+            other => other,
+        }?;
         let trees = Trees::open(&db, dir)?;
         let meta = trees.get(TreeId::Meta);
         let fresh = match read_u32(dir, meta, K_FORMAT)? {
@@ -98,27 +150,29 @@ impl SledStore {
         };
         let key_check = meta.get(K_KEY_CHECK).map_err(|e| db_err(dir, e))?;
         let cipher = StateCipher::load(dir, fresh || key_check.is_none())?;
+        // A local cipher always has a key (from the variable or the key file).
+        let ours = cipher.key_check().unwrap_or_default().to_owned();
         if fresh {
             let writes = [
                 RawWrite::put(TreeId::Meta, K_LINEAGE, uuid::Uuid::new_v4().to_string()),
                 RawWrite::put(TreeId::Meta, K_SERIAL, 0u64.to_be_bytes()),
-                RawWrite::put(TreeId::Meta, K_KEY_CHECK, cipher.key_check()),
+                RawWrite::put(TreeId::Meta, K_KEY_CHECK, &ours),
             ];
             commit_raw(dir, &trees, &writes, formats.current)?;
         } else if let Some(check) = key_check {
-            if check.as_ref() != cipher.key_check().as_bytes() {
+            if check.as_ref() != ours.as_bytes() {
                 return Err(StateError::WrongKey {
                     path: dir.to_path_buf(),
-                    source_name: cipher.source().describe(),
+                    source_name: cipher.source().map(|s| s.describe()).unwrap_or_default(),
                 });
             }
         } else {
-            meta.insert(K_KEY_CHECK, cipher.key_check().as_bytes())
+            meta.insert(K_KEY_CHECK, ours.as_bytes())
                 .map_err(|e| db_err(dir, e))?;
         }
         db.flush().map_err(|e| db_err(dir, e))?;
         // Readers that cannot open the database while this process holds it read this.
-        super::snapshot::publish(dir, &trees)?;
+        super::read_only::publish(dir, &trees)?;
         Ok(Self {
             trees,
             db,
@@ -126,6 +180,77 @@ impl SledStore {
             dir: dir.to_path_buf(),
             _lock: lock,
         })
+    }
+
+    /// Whether this handle holds the writer lock.
+    pub fn is_writer(&self) -> bool {
+        self._lock.is_some()
+    }
+
+    /// Fills this state, which must be empty (as created), with `snapshot`: its lineage,
+    /// serial, records, caches and journal, in one transaction. The snapshot's sealed
+    /// values must have been encrypted with this state's key.
+    pub fn import(&self, snapshot: &Snapshot) -> Result<StateMeta, StateError> {
+        let current = self.export()?;
+        if !current.is_empty() {
+            return Err(StateError::NotEmpty {
+                path: self.dir.clone(),
+                what: format!(
+                    "serial {}, {} record(s)",
+                    current.meta.serial,
+                    current.object_count()
+                ),
+            });
+        }
+        let ours = self.cipher.key_check().unwrap_or_default();
+        if let Some(theirs) = &snapshot.meta.key_check
+            && theirs != ours
+        {
+            return Err(StateError::WrongKey {
+                path: self.dir.clone(),
+                source_name: self
+                    .cipher
+                    .source()
+                    .map(|s| s.describe())
+                    .unwrap_or_default(),
+            });
+        }
+        let json = |v: &dyn erased::Json| {
+            v.to_json().map_err(|message| StateError::Batch {
+                path: self.dir.clone(),
+                message,
+            })
+        };
+        let mut writes = vec![
+            RawWrite::put(TreeId::Meta, K_LINEAGE, &snapshot.meta.lineage),
+            RawWrite::put(TreeId::Meta, K_SERIAL, snapshot.meta.serial.to_be_bytes()),
+        ];
+        for r in snapshot.objects() {
+            writes.push(RawWrite::put(
+                TreeId::Objects,
+                &object_key(&r.node, &r.object),
+                json(&r)?,
+            ));
+        }
+        for (digest, entry) in snapshot.render() {
+            writes.push(RawWrite::put(
+                TreeId::Render,
+                digest.as_bytes(),
+                json(entry)?,
+            ));
+        }
+        if let Some(d) = snapshot.discovery() {
+            writes.push(RawWrite::put(TreeId::Discovery, K_DISCOVERY, json(d)?));
+        }
+        for run in snapshot.runs() {
+            writes.push(RawWrite::put(TreeId::Runs, run.run.as_bytes(), json(run)?));
+        }
+        for e in snapshot.journal_entries() {
+            writes.push(RawWrite::put(TreeId::Journal, &journal_key(e), json(e)?));
+        }
+        commit_raw(&self.dir, &self.trees, &writes, self.meta()?.format)?;
+        self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        self.meta()
     }
 
     fn decode<T: serde::de::DeserializeOwned>(
@@ -166,8 +291,39 @@ impl SledStore {
 }
 
 impl StateStore for SledStore {
-    fn dir(&self) -> &Path {
-        &self.dir
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    fn export(&self) -> Result<Snapshot, StateError> {
+        let meta = self.meta()?;
+        let key_check = self
+            .trees
+            .get(TreeId::Meta)
+            .get(K_KEY_CHECK)
+            .map_err(|e| db_err(&self.dir, e))?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .filter(|k| !k.is_empty());
+        let mut render = std::collections::BTreeMap::new();
+        for item in self.trees.get(TreeId::Render).iter() {
+            let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+            // An unreadable cache entry is a miss: it is not carried over.
+            if let Ok(entry) = serde_json::from_slice::<RenderCacheEntry>(&v) {
+                render.insert(String::from_utf8_lossy(&k).into_owned(), entry);
+            }
+        }
+        Ok(Snapshot::from_parts(
+            SnapshotMeta {
+                format: meta.format,
+                lineage: meta.lineage,
+                serial: meta.serial,
+                key_check,
+            },
+            self.objects()?,
+            render,
+            self.discovery_cache()?,
+            self.unfinished_runs()?,
+        ))
     }
 
     fn meta(&self) -> Result<StateMeta, StateError> {
@@ -284,7 +440,7 @@ impl StateStore for SledStore {
         }
         self.db.flush().map_err(|e| db_err(&self.dir, e))?;
         if bump || batch.changes_runs() {
-            super::snapshot::publish(&self.dir, &self.trees)?;
+            super::read_only::publish(&self.dir, &self.trees)?;
         }
         self.meta()
     }
@@ -498,19 +654,6 @@ fn corrupt_number(path: &Path, key: &[u8]) -> StateError {
     }
 }
 
-/// `node NUL group NUL kind NUL namespace NUL name`.
-pub(crate) fn object_key(node: &str, object: &ObjectRef) -> Vec<u8> {
-    [
-        node,
-        object.group(),
-        &object.kind,
-        object.namespace.as_deref().unwrap_or(""),
-        &object.name,
-    ]
-    .join("\0")
-    .into_bytes()
-}
-
 fn run_prefix(run: &str) -> Vec<u8> {
     let mut key = run.as_bytes().to_vec();
     key.push(0);
@@ -560,17 +703,18 @@ mod erased {
 ///
 /// sled releases its file lock from a background thread shortly after the last handle of a
 /// database is dropped, so a store reopened at once in the same process can briefly find the
-/// file still locked. The caller already holds the writer lock (no other meshplan writer can
-/// be here), so a lock error is retried for a bounded time before it is reported as
-/// [`StateError::InUse`] (another program holding the database without the writer lock).
-fn open_db(db_path: &Path) -> Result<sled::Db, StateError> {
-    const LOCK_RETRY: std::time::Duration = std::time::Duration::from_secs(2);
-    const LOCK_PAUSE: std::time::Duration = std::time::Duration::from_millis(20);
+/// file still locked; a reader (plan) may also have it open for a moment. A lock error is
+/// retried for `wait` (at least two seconds) before it is reported as
+/// [`StateError::InUse`].
+fn open_db(db_path: &Path, wait: Duration) -> Result<sled::Db, StateError> {
+    const LOCK_RETRY: Duration = Duration::from_secs(2);
+    const LOCK_PAUSE: Duration = Duration::from_millis(20);
     let started = std::time::Instant::now();
+    let limit = wait.max(LOCK_RETRY);
     loop {
         match sled::Config::new().path(db_path).open() {
             Ok(db) => return Ok(db),
-            Err(e) if is_lock_error(&e) && started.elapsed() < LOCK_RETRY => {
+            Err(e) if is_lock_error(&e) && started.elapsed() < limit => {
                 std::thread::sleep(LOCK_PAUSE);
             }
             Err(e) if is_lock_error(&e) => {
@@ -596,6 +740,8 @@ mod tests {
     use super::*;
     use crate::state::migrate::Migration;
     use crate::state::{ProtectedBody, StateStore};
+
+    const W: Access = Access::Write(Duration::ZERO);
 
     const V1: Formats<'static> = Formats {
         current: 1,
@@ -661,11 +807,11 @@ mod tests {
     fn an_older_format_is_migrated_keeping_lineage_and_serial() {
         let dir = tempfile::tempdir().unwrap();
         let before = {
-            let s = SledStore::open_with(dir.path(), "apply", &V1).unwrap();
+            let s = SledStore::open_with(dir.path(), "apply", W, &V1).unwrap();
             s.commit(WriteBatch::new().put_object(record("x"))).unwrap()
         };
         assert_eq!(before.format, 1);
-        let s = SledStore::open_with(dir.path(), "plan", &V2).unwrap();
+        let s = SledStore::open_with(dir.path(), "plan", W, &V2).unwrap();
         let after = s.meta().unwrap();
         assert_eq!(after.format, 2);
         assert_eq!(after.lineage, before.lineage);
@@ -675,7 +821,7 @@ mod tests {
         assert_eq!(objects[0].applied_digest, "d-v2");
         drop(s);
         // Format 2 is now newer than what a format-1 build knows.
-        let err = SledStore::open_with(dir.path(), "plan", &V1).unwrap_err();
+        let err = SledStore::open_with(dir.path(), "plan", W, &V1).unwrap_err();
         assert!(
             matches!(
                 err,
@@ -692,21 +838,21 @@ mod tests {
     #[test]
     fn a_failed_migration_leaves_the_state_as_it_was() {
         let dir = tempfile::tempdir().unwrap();
-        drop(SledStore::open_with(dir.path(), "apply", &V1).unwrap());
-        let err = SledStore::open_with(dir.path(), "plan", &V2_BROKEN).unwrap_err();
+        drop(SledStore::open_with(dir.path(), "apply", W, &V1).unwrap());
+        let err = SledStore::open_with(dir.path(), "plan", W, &V2_BROKEN).unwrap_err();
         assert!(
             matches!(&err, StateError::Migration { from: 1, message, .. } if message.contains("damaged")),
             "{err}"
         );
-        let s = SledStore::open_with(dir.path(), "plan", &V1).unwrap();
+        let s = SledStore::open_with(dir.path(), "plan", W, &V1).unwrap();
         assert_eq!(s.meta().unwrap().format, 1);
     }
 
     #[test]
     fn a_missing_migration_step_is_reported() {
         let dir = tempfile::tempdir().unwrap();
-        drop(SledStore::open_with(dir.path(), "apply", &V1).unwrap());
-        let err = SledStore::open_with(dir.path(), "plan", &V3_GAP).unwrap_err();
+        drop(SledStore::open_with(dir.path(), "apply", W, &V1).unwrap());
+        let err = SledStore::open_with(dir.path(), "plan", W, &V3_GAP).unwrap_err();
         assert!(
             matches!(
                 err,

@@ -1,549 +1,518 @@
-//! A read-only view of a state, for the commands that never write it (`meshplan drift`):
-//! taken without the writer lock, and consistent while a writer works.
+//! [`Snapshot`]: the whole content of a state in memory — meta, object records, caches and
+//! the journal — with the same write semantics as the sled store.
 //!
-//! 1. **Publishing.** A writer publishes `snapshot.json` beside the database when it opens the
-//!    state and after every commit that changes object records or runs: the format, lineage,
-//!    serial and key check, every object record, the run records and the discovery cache,
-//!    written to a temporary file and renamed over the previous one. A reader sees all of one
-//!    serial or all of the next, never a mix.
-//! 2. **Reading.** [`open_read_only`] opens the database itself when no process holds it
-//!    (sled allows one process at a time), reads everything into memory and closes it at once;
-//!    when a writer holds it, it reads the published snapshot instead and says so
-//!    ([`SnapshotSource::Published`], with the lock's holder). A directory holding only the
-//!    snapshot (and the key), copied out of a state, is read the same way.
+//! 1. [`Snapshot::apply`] applies a [`WriteBatch`] exactly as [`super::SledStore`] commits
+//!    one (same refusals: a journal entry of a run not begun or recorded twice, a run begun
+//!    twice or cleared unknown, a stale `expect_serial`; the serial bumped when records
+//!    change). It works on the snapshot in place and is all or nothing: on error the
+//!    snapshot is as before.
+//! 2. [`Snapshot::to_bytes`] / [`Snapshot::from_bytes`]: a JSON document (records, caches and
+//!    journal in sorted order) — the base the `kubernetes` backend stores, and what
+//!    `meshplan state migrate` copies from one backend to the other.
+//! 3. [`Snapshot::digest`]: what the migration compares between source and copy (lineage,
+//!    serial, records, caches, journal).
 //!
-//! The view is a [`StateSnapshot`], a [`StateStore`] whose commits are refused
-//! ([`StateError::ReadOnly`]). It holds no render cache and no journal entries: unfinished
-//! runs are listed by their records only.
-//!
-//! Caveat: the snapshot is not synced to disk on every write (the database is); after a
-//! power loss it may be missing or damaged until the next writer opens the state.
+//! Pure: no I/O.
 
-use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::collections::BTreeMap;
+use std::path::Path;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
-use super::sled_store::{self, DB_DIR};
-use super::trees::{K_FORMAT, TreeId, Trees, db_err};
 use super::{
-    DiscoveryCacheEntry, FORMAT_VERSION, LockHolder, ObjectRecord, RunRecord, StateCipher,
-    StateError, StateMeta, StateStore, UnfinishedRun, WriteBatch, WriterLock,
+    DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RenderCacheEntry,
+    RunRecord, StateError, StateMeta, UnfinishedRun, WriteBatch, WriteOp,
 };
 
-/// The published snapshot's file name inside the state directory.
-pub const SNAPSHOT_FILE: &str = "snapshot.json";
-
-/// What the snapshot file says it is.
-const SNAPSHOT_KIND: &str = "meshplan-state-snapshot";
-
-/// Where a read-only view came from.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum SnapshotSource {
-    /// The database itself (no other process held it).
-    Database,
-    /// The snapshot the writer holding the database published last; `holder` is the writer
-    /// lock's holder, when there is one.
-    Published { holder: Option<LockHolder> },
+/// A state's meta as a snapshot keeps it: format, lineage, serial and the key check (which
+/// key the sealed values were encrypted with, when the state holds any).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SnapshotMeta {
+    pub format: u32,
+    pub lineage: String,
+    pub serial: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key_check: Option<String>,
 }
 
-/// A state read into memory: everything a read-only command needs, at one serial.
-#[derive(Debug)]
-pub struct StateSnapshot {
-    dir: PathBuf,
-    meta: StateMeta,
-    objects: Vec<ObjectRecord>,
-    runs: Vec<RunRecord>,
+/// The journal key of an entry: run, step, phase (0 before, 1 after).
+type JournalKey = (String, u64, u8);
+
+/// The whole content of a state.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Snapshot {
+    pub meta: SnapshotMeta,
+    /// By object key (node, group, kind, namespace, name: the sled store's order).
+    objects: BTreeMap<Vec<u8>, ObjectRecord>,
+    render: BTreeMap<String, RenderCacheEntry>,
     discovery: Option<DiscoveryCacheEntry>,
-    cipher: StateCipher,
-    source: SnapshotSource,
+    runs: BTreeMap<String, RunRecord>,
+    journal: BTreeMap<JournalKey, JournalEntry>,
 }
 
-impl StateSnapshot {
-    pub fn source(&self) -> &SnapshotSource {
-        &self.source
-    }
-}
-
-/// Reads the state in `dir` without taking the writer lock (see the module overview).
-///
-/// Fails with [`StateError::NoState`] when `dir` holds no state, and with the state's own
-/// errors when it cannot be read (damaged, newer format, missing or wrong key). Never creates
-/// or changes anything (the state key included).
-pub fn open_read_only(dir: &Path) -> Result<StateSnapshot, StateError> {
-    if !sled_store::SledStore::exists(dir) {
-        // A snapshot alone (copied out of the state directory, e.g. a CI artifact) is a
-        // state too.
-        if dir.join(SNAPSHOT_FILE).is_file() {
-            return read_published(dir);
-        }
-        return Err(StateError::NoState {
-            path: dir.to_path_buf(),
-        });
-    }
-    let db_path = dir.join(DB_DIR);
-    match sled::Config::new().path(&db_path).open() {
-        Ok(db) => read_database(dir, &db),
-        Err(e) if sled_store::is_lock_error(&e) => read_published(dir),
-        Err(e) => Err(db_err(&db_path, e)),
-    }
-}
-
-fn read_database(dir: &Path, db: &sled::Db) -> Result<StateSnapshot, StateError> {
-    let trees = Trees::open(db, dir)?;
-    let raw = RawSnapshot::from_trees(dir, &trees)?;
-    raw.into_snapshot(dir, SnapshotSource::Database)
-}
-
-fn read_published(dir: &Path) -> Result<StateSnapshot, StateError> {
-    let path = dir.join(SNAPSHOT_FILE);
-    let holder = WriterLock::holder(dir).ok().flatten();
-    let text = match std::fs::read(&path) {
-        Ok(text) => text,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return Err(StateError::NoSnapshot {
-                path: dir.to_path_buf(),
-                holder: holder.map(|h| h.to_string()),
-            });
-        }
-        Err(source) => {
-            return Err(StateError::Io {
-                action: "read the state snapshot",
-                path,
-                source,
-            });
-        }
-    };
-    let file: SnapshotFile = serde_json::from_slice(&text).map_err(|e| StateError::Corrupt {
-        path: dir.to_path_buf(),
-        what: "snapshot",
-        key: SNAPSHOT_FILE.to_owned(),
-        message: e.to_string(),
-    })?;
-    if file.kind != SNAPSHOT_KIND {
-        return Err(StateError::Corrupt {
-            path: dir.to_path_buf(),
-            what: "snapshot",
-            key: SNAPSHOT_FILE.to_owned(),
-            message: format!("kind `{}`, expected `{SNAPSHOT_KIND}`", file.kind),
-        });
-    }
-    let raw = RawSnapshot {
-        format: file.format,
-        lineage: file.lineage,
-        serial: file.serial,
-        key_check: file.key_check,
-        objects: file.objects,
-        runs: file.runs,
-        discovery: file.discovery,
-    };
-    raw.into_snapshot(dir, SnapshotSource::Published { holder })
-}
-
-/// The snapshot file's layout.
-#[derive(Deserialize)]
-struct SnapshotFile {
-    kind: String,
-    format: u32,
-    lineage: String,
-    serial: u64,
-    key_check: Option<String>,
+/// The snapshot as JSON: lists in sorted order.
+#[derive(Serialize, Deserialize)]
+struct Wire {
+    meta: SnapshotMeta,
+    #[serde(default)]
     objects: Vec<ObjectRecord>,
-    runs: Vec<RunRecord>,
+    #[serde(default)]
+    render: BTreeMap<String, RenderCacheEntry>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     discovery: Option<DiscoveryCacheEntry>,
+    #[serde(default)]
+    runs: Vec<RunRecord>,
+    #[serde(default)]
+    journal: Vec<JournalEntry>,
 }
 
-/// What a snapshot holds, before the key is checked.
-struct RawSnapshot {
-    format: u32,
-    lineage: String,
-    serial: u64,
-    key_check: Option<String>,
-    objects: Vec<ObjectRecord>,
-    runs: Vec<RunRecord>,
-    discovery: Option<DiscoveryCacheEntry>,
-}
-
-impl RawSnapshot {
-    fn from_trees(dir: &Path, trees: &Trees) -> Result<Self, StateError> {
-        let meta = trees.get(TreeId::Meta);
-        let get = |key: &[u8]| meta.get(key).map_err(|e| db_err(dir, e));
-        let corrupt = |what: &'static str, key: &str, message: String| StateError::Corrupt {
-            path: dir.to_path_buf(),
-            what,
-            key: key.to_owned(),
-            message,
-        };
-        let format = get(K_FORMAT)?
-            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-            .map(u32::from_be_bytes)
-            .ok_or_else(|| corrupt("format version", "meta/format", "missing".into()))?;
-        let lineage = get(sled_store::K_LINEAGE)?
-            .map(|v| String::from_utf8_lossy(&v).into_owned())
-            .ok_or_else(|| corrupt("lineage", "meta/lineage", "missing".into()))?;
-        let serial = get(sled_store::K_SERIAL)?
-            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-            .map(u64::from_be_bytes)
-            .ok_or_else(|| corrupt("serial", "meta/serial", "missing".into()))?;
-        let key_check =
-            get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
-        let values = |tree: TreeId| -> Result<Vec<sled::IVec>, StateError> {
-            trees
-                .get(tree)
-                .iter()
-                .map(|item| item.map(|(_, v)| v).map_err(|e| db_err(dir, e)))
-                .collect()
-        };
-        let objects = values(TreeId::Objects)?
-            .iter()
-            .map(|v| {
-                serde_json::from_slice(v)
-                    .map_err(|e| corrupt("object record", "objects", e.to_string()))
-            })
-            .collect::<Result<Vec<ObjectRecord>, _>>()?;
-        let runs = values(TreeId::Runs)?
-            .iter()
-            .map(|v| {
-                serde_json::from_slice(v).map_err(|e| corrupt("run record", "runs", e.to_string()))
-            })
-            .collect::<Result<Vec<RunRecord>, _>>()?;
-        let discovery = trees
-            .get(TreeId::Discovery)
-            .get(sled_store::K_DISCOVERY)
-            .map_err(|e| db_err(dir, e))?
-            .and_then(|v| serde_json::from_slice(&v).ok());
-        Ok(Self {
-            format,
-            lineage,
-            serial,
-            key_check,
-            objects,
-            runs,
-            discovery,
-        })
-    }
-
-    fn into_snapshot(
-        self,
-        dir: &Path,
-        source: SnapshotSource,
-    ) -> Result<StateSnapshot, StateError> {
-        if self.format > FORMAT_VERSION {
-            return Err(StateError::NewerFormat {
-                path: dir.to_path_buf(),
-                found: self.format,
-                known: FORMAT_VERSION,
-            });
-        }
-        if self.format < FORMAT_VERSION {
-            return Err(StateError::OlderFormatReadOnly {
-                path: dir.to_path_buf(),
-                found: self.format,
-                known: FORMAT_VERSION,
-            });
-        }
-        let cipher = StateCipher::load(dir, false)?;
-        if let Some(check) = &self.key_check
-            && check != cipher.key_check()
-        {
-            return Err(StateError::WrongKey {
-                path: dir.to_path_buf(),
-                source_name: cipher.source().describe(),
-            });
-        }
-        let mut objects = self.objects;
-        objects.sort_by(|a, b| {
-            sled_store::object_key(&a.node, &a.object)
-                .cmp(&sled_store::object_key(&b.node, &b.object))
-        });
-        let mut runs = self.runs;
-        runs.sort_by(|a, b| (a.started_at, &a.run).cmp(&(b.started_at, &b.run)));
-        Ok(StateSnapshot {
-            dir: dir.to_path_buf(),
-            meta: StateMeta {
-                format: self.format,
-                lineage: self.lineage,
-                serial: self.serial,
+impl Snapshot {
+    /// An empty state of `format` with a new lineage.
+    pub fn new(format: u32) -> Self {
+        Self {
+            meta: SnapshotMeta {
+                format,
+                lineage: uuid::Uuid::new_v4().to_string(),
+                serial: 0,
+                key_check: None,
             },
-            objects,
-            runs,
-            discovery: self.discovery,
-            cipher,
-            source,
-        })
+            objects: BTreeMap::new(),
+            render: BTreeMap::new(),
+            discovery: None,
+            runs: BTreeMap::new(),
+            journal: BTreeMap::new(),
+        }
     }
-}
 
-/// Publishing is one at a time within a process: commits from several threads each publish,
-/// and the last to read the database is the last to replace the file.
-static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-/// Publishes the snapshot of the open database `trees` (see the module overview).
-pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
-    let _one_at_a_time = PUBLISHING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let io = |action, source| StateError::Io {
-        action,
-        path: dir.join(SNAPSHOT_FILE),
-        source,
-    };
-    let meta = trees.get(TreeId::Meta);
-    let get = |key: &[u8]| meta.get(key).map_err(|e| db_err(dir, e));
-    let format = get(K_FORMAT)?
-        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
-        .map_or(0, u32::from_be_bytes);
-    let lineage = get(sled_store::K_LINEAGE)?
-        .map(|v| String::from_utf8_lossy(&v).into_owned())
-        .unwrap_or_default();
-    let serial = get(sled_store::K_SERIAL)?
-        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
-        .map_or(0, u64::from_be_bytes);
-    let key_check = get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
-    // The stored values are JSON already: they are copied as they are.
-    let mut out = Vec::with_capacity(64 * 1024);
-    let header = serde_json::json!({
-        "kind": SNAPSHOT_KIND,
-        "format": format,
-        "lineage": lineage,
-        "serial": serial,
-        "key_check": key_check,
-    })
-    .to_string();
-    out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
-    for (name, tree) in [("objects", TreeId::Objects), ("runs", TreeId::Runs)] {
-        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
-        for (i, item) in trees.get(tree).iter().enumerate() {
-            let (_, value) = item.map_err(|e| db_err(dir, e))?;
-            if i > 0 {
-                out.push(b',');
+    /// A snapshot from its parts (the sled store's export).
+    pub(crate) fn from_parts(
+        meta: SnapshotMeta,
+        objects: Vec<ObjectRecord>,
+        render: BTreeMap<String, RenderCacheEntry>,
+        discovery: Option<DiscoveryCacheEntry>,
+        runs: Vec<UnfinishedRun>,
+    ) -> Self {
+        let mut s = Self {
+            meta,
+            objects: objects
+                .into_iter()
+                .map(|r| (object_key(&r.node, &r.object), r))
+                .collect(),
+            render,
+            discovery,
+            runs: BTreeMap::new(),
+            journal: BTreeMap::new(),
+        };
+        for run in runs {
+            for e in run.entries {
+                s.journal.insert(journal_key(&e), e);
             }
-            out.extend_from_slice(&value);
+            s.runs.insert(run.run.run.clone(), run.run);
         }
-        out.push(b']');
+        s
     }
-    out.extend_from_slice(b",\"discovery\":");
-    match trees
-        .get(TreeId::Discovery)
-        .get(sled_store::K_DISCOVERY)
-        .map_err(|e| db_err(dir, e))?
-    {
-        Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
-            out.extend_from_slice(&value);
+
+    pub fn state_meta(&self) -> StateMeta {
+        StateMeta {
+            format: self.meta.format,
+            lineage: self.meta.lineage.clone(),
+            serial: self.meta.serial,
         }
-        _ => out.extend_from_slice(b"null"),
-    }
-    out.push(b'}');
-    let tmp = dir.join(format!(".{SNAPSHOT_FILE}.{}", std::process::id()));
-    {
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| io("write the state snapshot", e))?;
-        file.write_all(&out)
-            .map_err(|e| io("write the state snapshot", e))?;
-    }
-    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        io("write the state snapshot", e)
-    })
-}
-
-impl StateStore for StateSnapshot {
-    fn dir(&self) -> &Path {
-        &self.dir
     }
 
-    fn meta(&self) -> Result<StateMeta, StateError> {
-        Ok(self.meta.clone())
+    /// Every record, sorted by node, then group, kind, namespace and name.
+    pub fn objects(&self) -> Vec<ObjectRecord> {
+        self.objects.values().cloned().collect()
     }
 
-    fn objects(&self) -> Result<Vec<ObjectRecord>, StateError> {
-        Ok(self.objects.clone())
+    pub fn object_count(&self) -> usize {
+        self.objects.len()
     }
 
-    fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
-        Ok(self
-            .objects
-            .iter()
-            .filter(|r| r.node == node)
-            .cloned()
-            .collect())
+    /// The records of one node, in the same order.
+    pub fn node_objects(&self, node: &str) -> Vec<ObjectRecord> {
+        let mut prefix = node.as_bytes().to_vec();
+        prefix.push(0);
+        self.objects
+            .range(prefix.clone()..)
+            .take_while(|(k, _)| k.starts_with(&prefix))
+            .map(|(_, r)| r.clone())
+            .collect()
     }
 
-    fn object(
-        &self,
-        node: &str,
-        object: &super::ObjectRef,
-    ) -> Result<Option<ObjectRecord>, StateError> {
-        Ok(self
-            .objects
-            .iter()
-            .find(|r| r.node == node && &r.object == object)
-            .cloned())
+    pub fn object(&self, node: &str, object: &ObjectRef) -> Option<ObjectRecord> {
+        self.objects.get(&object_key(node, object)).cloned()
     }
 
-    fn render_cache(&self, _digest: &str) -> Result<Option<super::RenderCacheEntry>, StateError> {
-        Ok(None)
+    pub fn render(&self) -> &BTreeMap<String, RenderCacheEntry> {
+        &self.render
     }
 
-    fn discovery_cache(&self) -> Result<Option<DiscoveryCacheEntry>, StateError> {
-        Ok(self.discovery.clone())
+    pub fn discovery(&self) -> Option<&DiscoveryCacheEntry> {
+        self.discovery.as_ref()
     }
 
-    /// The runs begun and not cleared, by their records only (the journal is not read).
-    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StateError> {
-        Ok(self
+    /// Runs begun and not cleared, oldest first, each with its journal in step order.
+    pub fn unfinished_runs(&self) -> Vec<UnfinishedRun> {
+        let mut runs: Vec<UnfinishedRun> = self
             .runs
-            .iter()
+            .values()
             .map(|run| UnfinishedRun {
                 run: run.clone(),
-                entries: Vec::new(),
+                entries: self
+                    .journal
+                    .range((run.run.clone(), 0, 0)..)
+                    .take_while(|((r, _, _), _)| r == &run.run)
+                    .map(|(_, e)| e.clone())
+                    .collect(),
             })
-            .collect())
+            .collect();
+        runs.sort_by(|a, b| (a.run.started_at, &a.run.run).cmp(&(b.run.started_at, &b.run.run)));
+        runs
     }
 
-    fn commit(&self, _batch: WriteBatch) -> Result<StateMeta, StateError> {
-        Err(StateError::ReadOnly {
-            path: self.dir.clone(),
+    /// Applies `batch` (see the module docs); on error nothing changed. `path` names the
+    /// state in errors.
+    pub fn apply(&mut self, batch: &WriteBatch, path: &Path) -> Result<(), StateError> {
+        if let Some(expected) = batch.expect_serial
+            && expected != self.meta.serial
+        {
+            return Err(StateError::SerialMismatch {
+                path: path.to_path_buf(),
+                expected,
+                found: self.meta.serial,
+            });
+        }
+        let mut next = self.clone_for(batch);
+        for op in &batch.ops {
+            next.apply_op(op, path)?;
+        }
+        if batch.changes_objects() {
+            next.meta.serial += 1;
+        }
+        self.merge_from(next, batch);
+        Ok(())
+    }
+
+    /// A copy of the parts of the snapshot that `batch` touches (the render cache, the
+    /// largest part, is copied only when the batch writes it).
+    fn clone_for(&self, batch: &WriteBatch) -> Self {
+        let touches = |f: fn(&WriteOp) -> bool| batch.ops.iter().any(f);
+        Self {
+            meta: self.meta.clone(),
+            objects: if batch.changes_objects() {
+                self.objects.clone()
+            } else {
+                BTreeMap::new()
+            },
+            render: if touches(|op| {
+                matches!(op, WriteOp::PutRender { .. } | WriteOp::RemoveRender { .. })
+            }) {
+                self.render.clone()
+            } else {
+                BTreeMap::new()
+            },
+            discovery: self.discovery.clone(),
+            runs: self.runs.clone(),
+            journal: if touches(|op| matches!(op, WriteOp::Journal(_) | WriteOp::ClearRun { .. })) {
+                self.journal.clone()
+            } else {
+                BTreeMap::new()
+            },
+        }
+    }
+
+    /// Takes back the parts `clone_for` copied.
+    fn merge_from(&mut self, next: Self, batch: &WriteBatch) {
+        let touches = |f: fn(&WriteOp) -> bool| batch.ops.iter().any(f);
+        self.meta = next.meta;
+        if batch.changes_objects() {
+            self.objects = next.objects;
+        }
+        if touches(|op| matches!(op, WriteOp::PutRender { .. } | WriteOp::RemoveRender { .. })) {
+            self.render = next.render;
+        }
+        self.discovery = next.discovery;
+        self.runs = next.runs;
+        if touches(|op| matches!(op, WriteOp::Journal(_) | WriteOp::ClearRun { .. })) {
+            self.journal = next.journal;
+        }
+    }
+
+    fn apply_op(&mut self, op: &WriteOp, path: &Path) -> Result<(), StateError> {
+        let refuse = |message: String| StateError::Batch {
+            path: path.to_path_buf(),
+            message,
+        };
+        match op {
+            WriteOp::PutObject(r) => {
+                self.objects
+                    .insert(object_key(&r.node, &r.object), r.clone());
+            }
+            WriteOp::RemoveObject { node, object } => {
+                self.objects.remove(&object_key(node, object));
+            }
+            WriteOp::PutRender { digest, entry } => {
+                self.render.insert(digest.clone(), entry.clone());
+            }
+            WriteOp::RemoveRender { digest } => {
+                self.render.remove(digest);
+            }
+            WriteOp::PutDiscovery(entry) => self.discovery = Some(entry.clone()),
+            WriteOp::ClearDiscovery => self.discovery = None,
+            WriteOp::BeginRun(run) => {
+                if self.runs.contains_key(&run.run) {
+                    return Err(refuse(format!("run {} was already begun", run.run)));
+                }
+                self.runs.insert(run.run.clone(), run.clone());
+            }
+            WriteOp::Journal(entry) => {
+                if !self.runs.contains_key(&entry.run) {
+                    return Err(refuse(format!(
+                        "journal entry for run {}, which was not begun",
+                        entry.run
+                    )));
+                }
+                let key = journal_key(entry);
+                if self.journal.contains_key(&key) {
+                    let phase = if key.2 == 0 { "before" } else { "after" };
+                    return Err(refuse(format!(
+                        "journal entry step {} ({phase}) of run {} is already recorded",
+                        entry.step, entry.run
+                    )));
+                }
+                self.journal.insert(key, entry.clone());
+            }
+            WriteOp::ClearRun { run } => {
+                if self.runs.remove(run).is_none() {
+                    return Err(refuse(format!("run {run} is not in the journal")));
+                }
+                self.journal.retain(|(r, _, _), _| r != run);
+            }
+        }
+        Ok(())
+    }
+
+    /// The snapshot as a JSON document.
+    pub fn to_bytes(&self) -> Result<Vec<u8>, serde_json::Error> {
+        serde_json::to_vec(&Wire {
+            meta: self.meta.clone(),
+            objects: self.objects.values().cloned().collect(),
+            render: self.render.clone(),
+            discovery: self.discovery.clone(),
+            runs: self.runs.values().cloned().collect(),
+            journal: self.journal.values().cloned().collect(),
         })
     }
 
-    fn cipher(&self) -> &StateCipher {
-        &self.cipher
+    /// A snapshot from [`Snapshot::to_bytes`].
+    pub fn from_bytes(bytes: &[u8]) -> Result<Self, serde_json::Error> {
+        let wire: Wire = serde_json::from_slice(bytes)?;
+        let mut s = Self {
+            meta: wire.meta,
+            objects: wire
+                .objects
+                .into_iter()
+                .map(|r| (object_key(&r.node, &r.object), r))
+                .collect(),
+            render: wire.render,
+            discovery: wire.discovery,
+            runs: wire.runs.into_iter().map(|r| (r.run.clone(), r)).collect(),
+            journal: BTreeMap::new(),
+        };
+        for e in wire.journal {
+            s.journal.insert(journal_key(&e), e);
+        }
+        Ok(s)
     }
 
-    fn dump(&self) -> Result<String, StateError> {
-        let runs = self.unfinished_runs()?;
-        Ok(super::dump::dump(
-            &self.meta,
-            &self.objects,
-            &[],
-            self.discovery.as_ref(),
-            &runs,
-        ))
+    /// blake3 hex digest of everything but the format and the key check: equal digests,
+    /// equal states (lineage, serial, records, caches, journal).
+    pub fn digest(&self) -> String {
+        let mut copy = self.clone();
+        copy.meta.format = 0;
+        copy.meta.key_check = None;
+        let bytes = copy.to_bytes().unwrap_or_default();
+        blake3::hash(&bytes).to_hex().to_string()
     }
+
+    /// Whether the state holds nothing yet (no records, caches or runs, serial 0).
+    pub fn is_empty(&self) -> bool {
+        self.meta.serial == 0
+            && self.objects.is_empty()
+            && self.render.is_empty()
+            && self.discovery.is_none()
+            && self.runs.is_empty()
+    }
+
+    /// The journal entries, by run, step and phase.
+    pub fn journal_entries(&self) -> impl Iterator<Item = &JournalEntry> {
+        self.journal.values()
+    }
+
+    pub fn runs(&self) -> impl Iterator<Item = &RunRecord> {
+        self.runs.values()
+    }
+}
+
+/// `node NUL group NUL kind NUL namespace NUL name` (the sled store's key).
+pub(crate) fn object_key(node: &str, object: &ObjectRef) -> Vec<u8> {
+    [
+        node,
+        object.group(),
+        &object.kind,
+        object.namespace.as_deref().unwrap_or(""),
+        &object.name,
+    ]
+    .join("\0")
+    .into_bytes()
+}
+
+fn journal_key(entry: &JournalEntry) -> JournalKey {
+    let phase = match entry.record {
+        JournalRecord::Before { .. } => 0,
+        JournalRecord::After { .. } => 1,
+    };
+    (entry.run.clone(), entry.step, phase)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::state::{ObjectRef, ProtectedBody, SledStore};
+    use crate::state::{LiveSnapshot, Mutation, Outcome, ProtectedBody};
 
-    fn record(name: &str) -> ObjectRecord {
+    fn record(node: &str, name: &str) -> ObjectRecord {
         ObjectRecord {
-            node: "manifest.a".into(),
+            node: node.into(),
             object: ObjectRef::new("v1", "ConfigMap", Some("default"), name),
-            uid: Some(format!("uid-{name}")),
+            uid: None,
             resource_version: Some("5".into()),
-            applied_digest: "d".into(),
+            applied_digest: format!("d-{name}"),
             last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"})).unwrap(),
         }
     }
 
-    #[test]
-    fn a_free_state_is_read_from_the_database_without_the_lock() {
-        let dir = tempfile::tempdir().unwrap();
-        let written = {
-            let store = SledStore::open(dir.path(), "apply").unwrap();
-            store
-                .commit(WriteBatch::new().put_object(record("a")))
-                .unwrap()
-        };
-        // A stale lock left by a crash does not stop a reader.
-        std::fs::write(dir.path().join("lock"), "{not json").unwrap();
-        let snapshot = open_read_only(dir.path()).unwrap();
-        assert_eq!(snapshot.source(), &SnapshotSource::Database);
-        assert_eq!(snapshot.meta().unwrap(), written);
-        assert_eq!(snapshot.objects().unwrap(), vec![record("a")]);
-        let err = snapshot.commit(WriteBatch::new()).unwrap_err();
-        assert!(matches!(err, StateError::ReadOnly { .. }), "{err}");
-    }
-
-    #[test]
-    fn while_a_writer_holds_the_state_the_published_snapshot_is_read() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), "apply").unwrap();
-        store
-            .commit(WriteBatch::new().put_object(record("a")))
-            .unwrap();
-        let meta = store
-            .commit(
-                WriteBatch::new()
-                    .put_object(record("b"))
-                    .begin_run(crate::state::RunRecord::start("apply")),
-            )
-            .unwrap();
-        let snapshot = open_read_only(dir.path()).unwrap();
-        match snapshot.source() {
-            SnapshotSource::Published { holder: Some(h) } => assert_eq!(h.command, "apply"),
-            other => panic!("{other:?}"),
-        }
-        assert_eq!(snapshot.meta().unwrap(), meta);
-        assert_eq!(snapshot.objects().unwrap(), vec![record("a"), record("b")]);
-        let runs = snapshot.unfinished_runs().unwrap();
-        assert_eq!(runs.len(), 1);
-        assert_eq!(runs[0].run.command, "apply");
-        // The same data as the database holds, in the same order.
-        assert_eq!(snapshot.objects().unwrap(), store.objects().unwrap());
-        drop(store);
-    }
-
-    #[test]
-    fn a_copied_snapshot_alone_is_a_state() {
-        let dir = tempfile::tempdir().unwrap();
-        let meta = {
-            let store = SledStore::open(dir.path(), "apply").unwrap();
-            store
-                .commit(WriteBatch::new().put_object(record("a")))
-                .unwrap()
-        };
-        let copy = tempfile::tempdir().unwrap();
-        for file in [SNAPSHOT_FILE, "state.key"] {
-            std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
-        }
-        let snapshot = open_read_only(copy.path()).unwrap();
-        assert_eq!(
-            snapshot.source(),
-            &SnapshotSource::Published { holder: None }
-        );
-        assert_eq!(snapshot.meta().unwrap(), meta);
-        assert_eq!(snapshot.objects().unwrap(), vec![record("a")]);
-    }
-
-    #[test]
-    fn no_state_a_damaged_snapshot_and_a_wrong_key_are_errors() {
-        let empty = tempfile::tempdir().unwrap();
-        assert!(matches!(
-            open_read_only(empty.path()),
-            Err(StateError::NoState { .. })
-        ));
-        assert!(
-            !empty.path().join("state.key").exists(),
-            "a reader creates nothing"
-        );
-
-        let dir = tempfile::tempdir().unwrap();
-        let store = SledStore::open(dir.path(), "apply").unwrap();
-        std::fs::write(dir.path().join(SNAPSHOT_FILE), "{\"kind\": 1").unwrap();
-        let err = open_read_only(dir.path()).unwrap_err();
-        assert!(
-            matches!(
-                &err,
-                StateError::Corrupt {
-                    what: "snapshot",
-                    ..
+    fn entry(run: &str, step: u64, before: bool) -> JournalEntry {
+        JournalEntry {
+            run: run.into(),
+            step,
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), "x"),
+            mutation: Mutation::Apply,
+            record: if before {
+                JournalRecord::Before {
+                    live: LiveSnapshot::Absent,
                 }
-            ),
-            "{err}"
-        );
-        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
-        let err = open_read_only(dir.path()).unwrap_err();
-        assert!(matches!(&err, StateError::NoSnapshot { .. }), "{err}");
-        drop(store);
+            } else {
+                JournalRecord::After {
+                    outcome: Outcome::Succeeded {
+                        resource_version: None,
+                    },
+                }
+            },
+            previous_record: None,
+        }
+    }
 
-        let other = tempfile::tempdir().unwrap();
-        drop(SledStore::open(other.path(), "apply").unwrap());
-        std::fs::copy(other.path().join("state.key"), dir.path().join("state.key")).unwrap();
-        let err = open_read_only(dir.path()).unwrap_err();
-        assert!(matches!(&err, StateError::WrongKey { .. }), "{err}");
+    fn run(id: &str) -> RunRecord {
+        RunRecord {
+            run: id.into(),
+            command: "apply".into(),
+            started_at: jiff::Timestamp::UNIX_EPOCH,
+        }
+    }
+
+    #[test]
+    fn batches_apply_like_the_sled_store() {
+        let p = Path::new("/s");
+        let mut s = Snapshot::new(1);
+        s.apply(
+            &WriteBatch::new()
+                .put_object(record("manifest.b", "x"))
+                .put_object(record("manifest.a", "y"))
+                .put_object(record("manifest.a", "x")),
+            p,
+        )
+        .unwrap();
+        assert_eq!(s.meta.serial, 1);
+        let names: Vec<String> = s
+            .objects()
+            .iter()
+            .map(|r| format!("{} {}", r.node, r.object.name))
+            .collect();
+        assert_eq!(names, ["manifest.a x", "manifest.a y", "manifest.b x"]);
+        assert_eq!(s.node_objects("manifest.a").len(), 2);
+        // Caches do not bump the serial.
+        s.apply(&WriteBatch::new().clear_discovery(), p).unwrap();
+        assert_eq!(s.meta.serial, 1);
+
+        // A refused batch changes nothing.
+        let before = s.clone();
+        let err = s
+            .apply(
+                &WriteBatch::new()
+                    .remove_object("manifest.a", &record("manifest.a", "x").object)
+                    .journal(entry("r1", 1, true)),
+                p,
+            )
+            .unwrap_err();
+        assert!(err.to_string().contains("not begun"), "{err}");
+        assert_eq!(s, before);
+        let err = s
+            .apply(&WriteBatch::new().clear_discovery().expect_serial(0), p)
+            .unwrap_err();
+        assert!(matches!(err, StateError::SerialMismatch { found: 1, .. }));
+
+        // A run: begun, journaled, listed, cleared.
+        s.apply(
+            &WriteBatch::new()
+                .begin_run(run("r1"))
+                .journal(entry("r1", 1, true)),
+            p,
+        )
+        .unwrap();
+        s.apply(&WriteBatch::new().journal(entry("r1", 1, false)), p)
+            .unwrap();
+        let err = s
+            .apply(&WriteBatch::new().journal(entry("r1", 1, false)), p)
+            .unwrap_err();
+        assert!(err.to_string().contains("already recorded"), "{err}");
+        let runs = s.unfinished_runs();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].entries.len(), 2);
+        assert!(runs[0].open_steps().is_empty());
+        s.apply(&WriteBatch::new().clear_run("r1"), p).unwrap();
+        assert!(s.unfinished_runs().is_empty());
+        assert_eq!(s.journal_entries().count(), 0);
+        assert!(
+            s.apply(&WriteBatch::new().clear_run("r1"), p)
+                .unwrap_err()
+                .to_string()
+                .contains("not in the journal")
+        );
+    }
+
+    #[test]
+    fn the_json_form_round_trips_and_the_digest_follows_the_content() {
+        let p = Path::new("/s");
+        let mut s = Snapshot::new(1);
+        s.apply(
+            &WriteBatch::new()
+                .put_object(record("manifest.a", "x"))
+                .begin_run(run("r"))
+                .journal(entry("r", 3, true)),
+            p,
+        )
+        .unwrap();
+        let back = Snapshot::from_bytes(&s.to_bytes().unwrap()).unwrap();
+        assert_eq!(back, s);
+        assert_eq!(back.digest(), s.digest());
+        let mut other = s.clone();
+        other.meta.key_check = Some("k".into());
+        assert_eq!(other.digest(), s.digest(), "the key check is not content");
+        other
+            .apply(&WriteBatch::new().put_object(record("manifest.a", "z")), p)
+            .unwrap();
+        assert_ne!(other.digest(), s.digest());
     }
 }

@@ -271,9 +271,10 @@ fn the_destroy_prompt_lists_the_objects_and_only_yes_deletes() {
         "{text}"
     );
     assert!(text.contains("Destroy complete."), "{text}");
+    // The plan's objects (not the Lease destroy held while it wrote, removed at its end).
     let deletes: Vec<String> = writes_since(&s, since)
         .into_iter()
-        .filter(|w| w.starts_with("DELETE"))
+        .filter(|w| w.starts_with("DELETE") && !w.contains("/leases/"))
         .collect();
     assert_eq!(deletes.len(), 4, "{deletes:#?}");
     for name in ["settings", "more"] {
@@ -634,8 +635,14 @@ fn interrupt_while_planning(s: &Setup, sub: &str, extra: &[&str]) -> (i32, Strin
     let out = collect(child.stdout.take().unwrap());
     let err = collect(child.stderr.take().unwrap());
     let lock = s.state.join("lock");
-    wait_until(&mut child, "the command to take the writer lock", || {
-        lock.exists()
+    // apply takes the writer lock; plan takes none (a reader), it opens the database.
+    let opened = if sub == "plan" {
+        s.state.join("db")
+    } else {
+        lock.clone()
+    };
+    wait_until(&mut child, "the command to open the state", || {
+        opened.exists()
     });
     interrupt(&child);
     let code = wait_exit(&mut child);

@@ -32,5 +32,7 @@ mod rollback_sweep;
 mod sample_plan;
 mod sandbox_serve;
 mod state;
+mod state_backend;
+mod state_kube;
 mod support;
 mod validate_cmd;

@@ -69,6 +69,7 @@ invalid_cases!(
     node_without_name,
     read_key_and_field,
     self_dependency,
+    state_table,
     suppress_missing_reason,
     suppress_unknown_check,
     table_var_in_string,

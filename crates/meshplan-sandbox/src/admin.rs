@@ -77,6 +77,10 @@ pub struct FaultRule {
     pub namespace: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub name: Option<String>,
+    /// Resources (plurals) the rule never matches, e.g. `leases` to leave a client's locks
+    /// alone while faulting everything else.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub except: Vec<String>,
     /// The first matching request (1-based, counted per rule) that the fault hits.
     #[serde(default = "one")]
     pub nth: u64,
@@ -99,6 +103,7 @@ impl FaultRule {
             resource: Some(resource.to_string()),
             namespace: None,
             name: None,
+            except: Vec::new(),
             nth,
             times: 1,
             sticky: false,
@@ -120,6 +125,12 @@ impl FaultRule {
         self
     }
 
+    /// Excludes a resource (plural) from the rule.
+    pub fn except(mut self, resource: &str) -> Self {
+        self.except.push(resource.to_string());
+        self
+    }
+
     /// Restricts the rule to one object name.
     pub fn named(mut self, name: &str) -> Self {
         self.name = Some(name.to_string());
@@ -136,7 +147,12 @@ impl FaultRule {
             Some(WRITE_VERB) => is_write(req),
             _ => eq(&self.verb, &req.verb),
         };
+        let excepted = self
+            .except
+            .iter()
+            .any(|r| req.resource.split('/').next() == Some(r.as_str()));
         req.is_resource
+            && !excepted
             && verb_ok
             && resource_ok
             && eq(&self.namespace, &req.namespace)

@@ -47,6 +47,7 @@ mod discovery;
 mod error;
 mod fieldmanager;
 pub mod kubectl;
+mod lease;
 mod names;
 mod openapi;
 mod patch;

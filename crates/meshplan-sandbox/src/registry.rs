@@ -533,6 +533,7 @@ fn builtin_columns(group: &str, plural: &str) -> Vec<Column> {
             cols
         }
         ("", "namespaces") => vec![path("Status", "string", ".status.phase")],
+        ("coordination.k8s.io", "leases") => vec![path("Holder", "string", ".spec.holderIdentity")],
         ("", "pods") => vec![path("Status", "string", ".status.phase")],
         ("", "services") => vec![
             path("Type", "string", ".spec.type"),

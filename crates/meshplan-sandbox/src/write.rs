@@ -961,6 +961,11 @@ fn write_update(
         &mut warnings,
     )?;
     fold_secret(ty, &mut prepared)?;
+    super::lease::check(
+        ty,
+        &prepared,
+        meta_str(&prepared, "name").unwrap_or_default(),
+    )?;
     let name = meta_str(&prepared, "name").unwrap_or_default().to_string();
     let key = object_key(ty, namespace, &name);
     if live.is_none() {
@@ -1255,6 +1260,11 @@ fn apply(
     // A Secret's stringData is folded into data after the field manager, as the real server
     // converts the merged object only then: the Apply entry keeps `f:stringData`.
     fold_secret(ty, &mut prepared)?;
+    super::lease::check(
+        ty,
+        &prepared,
+        meta_str(&prepared, "name").unwrap_or_default(),
+    )?;
     let object = commit(st, ty, key, live.as_ref(), prepared, opts.dry_run);
     Ok(Written {
         object: present(ty, object),
@@ -1328,7 +1338,13 @@ pub(crate) fn delete(
     if let Some(rv) = &opts.resource_version
         && Some(rv.as_str()) != meta_str(&live, "resourceVersion")
     {
-        return Err(ApiError::stale(&ty.plural, &ty.group, name));
+        let mut err = ApiError::stale(&ty.plural, &ty.group, name);
+        err.message = format!(
+            "Operation cannot be fulfilled on {} \"{name}\": Precondition failed: ResourceVersion in precondition: {rv}, ResourceVersion in object meta: {}",
+            super::status::qualified(&ty.plural, &ty.group),
+            meta_str(&live, "resourceVersion").unwrap_or_default()
+        );
+        return Err(err);
     }
     if ty.is_namespace() && PROTECTED_NAMESPACES.contains(&name) {
         return Err(ApiError::forbidden(

@@ -12,6 +12,7 @@ mod faults;
 mod http;
 mod kube_client;
 mod kubectl;
+mod leases;
 mod ownership;
 mod podmonitor;
 mod raw;

@@ -1,0 +1,585 @@
+//! A read-only view of a state, for the commands that never write it (`meshplan drift`):
+//! taken without the writer lock, and consistent while a writer works.
+//!
+//! 1. **Publishing.** Every process that opens the database (a writer, or a reader such as
+//!    `plan`, which keeps it open while it plans) publishes `snapshot.json` beside it when it
+//!    opens the state and after every commit that changes object records or runs: the
+//!    format, lineage, serial and key check, every object record, the run records and the
+//!    discovery cache, written to a temporary file and renamed over the previous one. A
+//!    reader sees all of one serial or all of the next, never a mix.
+//! 2. **Reading.** [`open_read_only`] opens the database itself when no process holds it
+//!    (sled allows one process at a time), reads everything into memory and closes it at once;
+//!    when a writer (the holder of the writer lock, [`WriterLock`]) or, after a moment, a
+//!    reader holds it, it reads the published snapshot instead and says so
+//!    ([`SnapshotSource::Published`], with the lock's holder). A directory holding only the
+//!    snapshot (and the key), copied out of a state, is read the same way.
+//!
+//! The view is a [`StateSnapshot`], a [`StateStore`] whose commits are refused
+//! ([`StateError::ReadOnly`]). It holds no render cache and no journal entries: unfinished
+//! runs are listed by their records only. (The whole state in memory, journal and caches
+//! included, is [`super::Snapshot`], which the kubernetes backend stores and migration
+//! copies; this file is a different, smaller thing.)
+//!
+//! Caveat: the snapshot is not synced to disk on every write (the database is); after a
+//! power loss it may be missing or damaged until the next writer opens the state.
+
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use super::sled_store::{self, DB_DIR};
+use super::snapshot::object_key;
+use super::trees::{K_FORMAT, TreeId, Trees, db_err};
+use super::{
+    DiscoveryCacheEntry, FORMAT_VERSION, LockHolder, ObjectRecord, RunRecord, Snapshot,
+    SnapshotMeta, StateCipher, StateError, StateMeta, StateStore, UnfinishedRun, WriteBatch,
+    WriterLock,
+};
+
+/// The published snapshot's file name inside the state directory.
+pub const SNAPSHOT_FILE: &str = "snapshot.json";
+
+/// What the snapshot file says it is.
+const SNAPSHOT_KIND: &str = "meshplan-state-snapshot";
+
+/// Where a read-only view came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SnapshotSource {
+    /// The database itself (no other process held it).
+    Database,
+    /// The snapshot the writer holding the database published last; `holder` is the writer
+    /// lock's holder, when there is one.
+    Published { holder: Option<LockHolder> },
+}
+
+/// A state read into memory: everything a read-only command needs, at one serial.
+#[derive(Debug)]
+pub struct StateSnapshot {
+    dir: PathBuf,
+    meta: StateMeta,
+    objects: Vec<ObjectRecord>,
+    runs: Vec<RunRecord>,
+    discovery: Option<DiscoveryCacheEntry>,
+    cipher: StateCipher,
+    source: SnapshotSource,
+}
+
+impl StateSnapshot {
+    pub fn source(&self) -> &SnapshotSource {
+        &self.source
+    }
+}
+
+/// Reads the state in `dir` without taking the writer lock (see the module overview).
+///
+/// Fails with [`StateError::NoState`] when `dir` holds no state, and with the state's own
+/// errors when it cannot be read (damaged, newer format, missing or wrong key). Never creates
+/// or changes anything (the state key included).
+pub fn open_read_only(dir: &Path) -> Result<StateSnapshot, StateError> {
+    if !sled_store::SledStore::exists(dir) {
+        // A snapshot alone (copied out of the state directory, e.g. a CI artifact) is a
+        // state too.
+        if dir.join(SNAPSHOT_FILE).is_file() {
+            return read_published(dir);
+        }
+        return Err(StateError::NoState {
+            path: dir.to_path_buf(),
+        });
+    }
+    let db_path = dir.join(DB_DIR);
+    let started = std::time::Instant::now();
+    loop {
+        match sled::Config::new().path(&db_path).open() {
+            Ok(db) => return read_database(dir, &db),
+            // A database just closed stays locked a moment (its last flush): without a
+            // writer holding the state, it is tried again briefly.
+            Err(e)
+                if sled_store::is_lock_error(&e)
+                    && started.elapsed() < CLOSING
+                    && WriterLock::holder(dir).ok().flatten().is_none() =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) if sled_store::is_lock_error(&e) => return read_published(dir),
+            Err(e) => return Err(db_err(&db_path, e)),
+        }
+    }
+}
+
+/// How long a reader tries again to open a database no writer holds.
+const CLOSING: std::time::Duration = std::time::Duration::from_secs(2);
+
+fn read_database(dir: &Path, db: &sled::Db) -> Result<StateSnapshot, StateError> {
+    let trees = Trees::open(db, dir)?;
+    let raw = RawSnapshot::from_trees(dir, &trees)?;
+    raw.into_snapshot(dir, SnapshotSource::Database)
+}
+
+fn read_published(dir: &Path) -> Result<StateSnapshot, StateError> {
+    let path = dir.join(SNAPSHOT_FILE);
+    let holder = WriterLock::holder(dir).ok().flatten();
+    let text = match std::fs::read(&path) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(StateError::NoSnapshot {
+                path: dir.to_path_buf(),
+                holder: holder.map(|h| h.to_string()),
+            });
+        }
+        Err(source) => {
+            return Err(StateError::Io {
+                action: "read the state snapshot",
+                path,
+                source,
+            });
+        }
+    };
+    let file: SnapshotFile = serde_json::from_slice(&text).map_err(|e| StateError::Corrupt {
+        path: dir.to_path_buf(),
+        what: "snapshot",
+        key: SNAPSHOT_FILE.to_owned(),
+        message: e.to_string(),
+    })?;
+    if file.kind != SNAPSHOT_KIND {
+        return Err(StateError::Corrupt {
+            path: dir.to_path_buf(),
+            what: "snapshot",
+            key: SNAPSHOT_FILE.to_owned(),
+            message: format!("kind `{}`, expected `{SNAPSHOT_KIND}`", file.kind),
+        });
+    }
+    let raw = RawSnapshot {
+        format: file.format,
+        lineage: file.lineage,
+        serial: file.serial,
+        key_check: file.key_check,
+        objects: file.objects,
+        runs: file.runs,
+        discovery: file.discovery,
+    };
+    raw.into_snapshot(dir, SnapshotSource::Published { holder })
+}
+
+/// The snapshot file's layout.
+#[derive(Deserialize)]
+struct SnapshotFile {
+    kind: String,
+    format: u32,
+    lineage: String,
+    serial: u64,
+    key_check: Option<String>,
+    objects: Vec<ObjectRecord>,
+    runs: Vec<RunRecord>,
+    discovery: Option<DiscoveryCacheEntry>,
+}
+
+/// What a snapshot holds, before the key is checked.
+struct RawSnapshot {
+    format: u32,
+    lineage: String,
+    serial: u64,
+    key_check: Option<String>,
+    objects: Vec<ObjectRecord>,
+    runs: Vec<RunRecord>,
+    discovery: Option<DiscoveryCacheEntry>,
+}
+
+impl RawSnapshot {
+    fn from_trees(dir: &Path, trees: &Trees) -> Result<Self, StateError> {
+        let meta = trees.get(TreeId::Meta);
+        let get = |key: &[u8]| meta.get(key).map_err(|e| db_err(dir, e));
+        let corrupt = |what: &'static str, key: &str, message: String| StateError::Corrupt {
+            path: dir.to_path_buf(),
+            what,
+            key: key.to_owned(),
+            message,
+        };
+        let format = get(K_FORMAT)?
+            .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+            .map(u32::from_be_bytes)
+            .ok_or_else(|| corrupt("format version", "meta/format", "missing".into()))?;
+        let lineage = get(sled_store::K_LINEAGE)?
+            .map(|v| String::from_utf8_lossy(&v).into_owned())
+            .ok_or_else(|| corrupt("lineage", "meta/lineage", "missing".into()))?;
+        let serial = get(sled_store::K_SERIAL)?
+            .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+            .map(u64::from_be_bytes)
+            .ok_or_else(|| corrupt("serial", "meta/serial", "missing".into()))?;
+        let key_check =
+            get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+        let values = |tree: TreeId| -> Result<Vec<sled::IVec>, StateError> {
+            trees
+                .get(tree)
+                .iter()
+                .map(|item| item.map(|(_, v)| v).map_err(|e| db_err(dir, e)))
+                .collect()
+        };
+        let objects = values(TreeId::Objects)?
+            .iter()
+            .map(|v| {
+                serde_json::from_slice(v)
+                    .map_err(|e| corrupt("object record", "objects", e.to_string()))
+            })
+            .collect::<Result<Vec<ObjectRecord>, _>>()?;
+        let runs = values(TreeId::Runs)?
+            .iter()
+            .map(|v| {
+                serde_json::from_slice(v).map_err(|e| corrupt("run record", "runs", e.to_string()))
+            })
+            .collect::<Result<Vec<RunRecord>, _>>()?;
+        let discovery = trees
+            .get(TreeId::Discovery)
+            .get(sled_store::K_DISCOVERY)
+            .map_err(|e| db_err(dir, e))?
+            .and_then(|v| serde_json::from_slice(&v).ok());
+        Ok(Self {
+            format,
+            lineage,
+            serial,
+            key_check,
+            objects,
+            runs,
+            discovery,
+        })
+    }
+
+    fn into_snapshot(
+        self,
+        dir: &Path,
+        source: SnapshotSource,
+    ) -> Result<StateSnapshot, StateError> {
+        if self.format > FORMAT_VERSION {
+            return Err(StateError::NewerFormat {
+                path: dir.to_path_buf(),
+                found: self.format,
+                known: FORMAT_VERSION,
+            });
+        }
+        if self.format < FORMAT_VERSION {
+            return Err(StateError::OlderFormatReadOnly {
+                path: dir.to_path_buf(),
+                found: self.format,
+                known: FORMAT_VERSION,
+            });
+        }
+        let cipher = StateCipher::load(dir, false)?;
+        if let Some(check) = &self.key_check
+            && Some(check.as_str()) != cipher.key_check()
+        {
+            return Err(StateError::WrongKey {
+                path: dir.to_path_buf(),
+                source_name: cipher.source().map(|s| s.describe()).unwrap_or_default(),
+            });
+        }
+        let mut objects = self.objects;
+        objects.sort_by_key(|r| object_key(&r.node, &r.object));
+        let mut runs = self.runs;
+        runs.sort_by(|a, b| (a.started_at, &a.run).cmp(&(b.started_at, &b.run)));
+        Ok(StateSnapshot {
+            dir: dir.to_path_buf(),
+            meta: StateMeta {
+                format: self.format,
+                lineage: self.lineage,
+                serial: self.serial,
+            },
+            objects,
+            runs,
+            discovery: self.discovery,
+            cipher,
+            source,
+        })
+    }
+}
+
+/// Publishing is one at a time within a process: commits from several threads each publish,
+/// and the last to read the database is the last to replace the file.
+static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+/// Publishes the snapshot of the open database `trees` (see the module overview).
+pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
+    let _one_at_a_time = PUBLISHING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let io = |action, source| StateError::Io {
+        action,
+        path: dir.join(SNAPSHOT_FILE),
+        source,
+    };
+    let meta = trees.get(TreeId::Meta);
+    let get = |key: &[u8]| meta.get(key).map_err(|e| db_err(dir, e));
+    let format = get(K_FORMAT)?
+        .and_then(|v| <[u8; 4]>::try_from(v.as_ref()).ok())
+        .map_or(0, u32::from_be_bytes);
+    let lineage = get(sled_store::K_LINEAGE)?
+        .map(|v| String::from_utf8_lossy(&v).into_owned())
+        .unwrap_or_default();
+    let serial = get(sled_store::K_SERIAL)?
+        .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
+        .map_or(0, u64::from_be_bytes);
+    let key_check = get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
+    // The stored values are JSON already: they are copied as they are.
+    let mut out = Vec::with_capacity(64 * 1024);
+    let header = serde_json::json!({
+        "kind": SNAPSHOT_KIND,
+        "format": format,
+        "lineage": lineage,
+        "serial": serial,
+        "key_check": key_check,
+    })
+    .to_string();
+    out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
+    for (name, tree) in [("objects", TreeId::Objects), ("runs", TreeId::Runs)] {
+        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
+        for (i, item) in trees.get(tree).iter().enumerate() {
+            let (_, value) = item.map_err(|e| db_err(dir, e))?;
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(&value);
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b",\"discovery\":");
+    match trees
+        .get(TreeId::Discovery)
+        .get(sled_store::K_DISCOVERY)
+        .map_err(|e| db_err(dir, e))?
+    {
+        Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
+            out.extend_from_slice(&value);
+        }
+        _ => out.extend_from_slice(b"null"),
+    }
+    out.push(b'}');
+    let tmp = dir.join(format!(".{SNAPSHOT_FILE}.{}", std::process::id()));
+    {
+        let mut file =
+            std::fs::File::create(&tmp).map_err(|e| io("write the state snapshot", e))?;
+        file.write_all(&out)
+            .map_err(|e| io("write the state snapshot", e))?;
+    }
+    std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        io("write the state snapshot", e)
+    })
+}
+
+impl StateStore for StateSnapshot {
+    fn describe(&self) -> String {
+        self.dir.display().to_string()
+    }
+
+    /// The records, runs (without their journal entries) and discovery this view holds; no
+    /// render cache.
+    fn export(&self) -> Result<Snapshot, StateError> {
+        Ok(Snapshot::from_parts(
+            SnapshotMeta {
+                format: self.meta.format,
+                lineage: self.meta.lineage.clone(),
+                serial: self.meta.serial,
+                key_check: self.cipher.key_check().map(str::to_owned),
+            },
+            self.objects.clone(),
+            std::collections::BTreeMap::new(),
+            self.discovery.clone(),
+            self.unfinished_runs()?,
+        ))
+    }
+
+    fn meta(&self) -> Result<StateMeta, StateError> {
+        Ok(self.meta.clone())
+    }
+
+    fn objects(&self) -> Result<Vec<ObjectRecord>, StateError> {
+        Ok(self.objects.clone())
+    }
+
+    fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
+        Ok(self
+            .objects
+            .iter()
+            .filter(|r| r.node == node)
+            .cloned()
+            .collect())
+    }
+
+    fn object(
+        &self,
+        node: &str,
+        object: &super::ObjectRef,
+    ) -> Result<Option<ObjectRecord>, StateError> {
+        Ok(self
+            .objects
+            .iter()
+            .find(|r| r.node == node && &r.object == object)
+            .cloned())
+    }
+
+    fn render_cache(&self, _digest: &str) -> Result<Option<super::RenderCacheEntry>, StateError> {
+        Ok(None)
+    }
+
+    fn discovery_cache(&self) -> Result<Option<DiscoveryCacheEntry>, StateError> {
+        Ok(self.discovery.clone())
+    }
+
+    /// The runs begun and not cleared, by their records only (the journal is not read).
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StateError> {
+        Ok(self
+            .runs
+            .iter()
+            .map(|run| UnfinishedRun {
+                run: run.clone(),
+                entries: Vec::new(),
+            })
+            .collect())
+    }
+
+    fn commit(&self, _batch: WriteBatch) -> Result<StateMeta, StateError> {
+        Err(StateError::ReadOnly {
+            path: self.dir.clone(),
+            what: "a commit",
+        })
+    }
+
+    fn cipher(&self) -> &StateCipher {
+        &self.cipher
+    }
+
+    fn dump(&self) -> Result<String, StateError> {
+        let runs = self.unfinished_runs()?;
+        Ok(super::dump::dump(
+            &self.meta,
+            &self.objects,
+            &[],
+            self.discovery.as_ref(),
+            &runs,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::state::{ObjectRef, ProtectedBody, SledStore};
+
+    fn record(name: &str) -> ObjectRecord {
+        ObjectRecord {
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), name),
+            uid: Some(format!("uid-{name}")),
+            resource_version: Some("5".into()),
+            applied_digest: "d".into(),
+            last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"})).unwrap(),
+        }
+    }
+
+    #[test]
+    fn a_free_state_is_read_from_the_database_without_the_lock() {
+        let dir = tempfile::tempdir().unwrap();
+        let written = {
+            let store = SledStore::open(dir.path(), "apply").unwrap();
+            store
+                .commit(WriteBatch::new().put_object(record("a")))
+                .unwrap()
+        };
+        // A stale lock left by a crash does not stop a reader.
+        std::fs::write(dir.path().join("lock"), "{not json").unwrap();
+        let snapshot = open_read_only(dir.path()).unwrap();
+        assert_eq!(snapshot.source(), &SnapshotSource::Database);
+        assert_eq!(snapshot.meta().unwrap(), written);
+        assert_eq!(snapshot.objects().unwrap(), vec![record("a")]);
+        let err = snapshot.commit(WriteBatch::new()).unwrap_err();
+        assert!(matches!(err, StateError::ReadOnly { .. }), "{err}");
+    }
+
+    #[test]
+    fn while_a_writer_holds_the_state_the_published_snapshot_is_read() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        store
+            .commit(WriteBatch::new().put_object(record("a")))
+            .unwrap();
+        let meta = store
+            .commit(
+                WriteBatch::new()
+                    .put_object(record("b"))
+                    .begin_run(crate::state::RunRecord::start("apply")),
+            )
+            .unwrap();
+        let snapshot = open_read_only(dir.path()).unwrap();
+        match snapshot.source() {
+            SnapshotSource::Published { holder: Some(h) } => assert_eq!(h.command, "apply"),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(snapshot.meta().unwrap(), meta);
+        assert_eq!(snapshot.objects().unwrap(), vec![record("a"), record("b")]);
+        let runs = snapshot.unfinished_runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].run.command, "apply");
+        // The same data as the database holds, in the same order.
+        assert_eq!(snapshot.objects().unwrap(), store.objects().unwrap());
+        drop(store);
+    }
+
+    #[test]
+    fn a_copied_snapshot_alone_is_a_state() {
+        let dir = tempfile::tempdir().unwrap();
+        let meta = {
+            let store = SledStore::open(dir.path(), "apply").unwrap();
+            store
+                .commit(WriteBatch::new().put_object(record("a")))
+                .unwrap()
+        };
+        let copy = tempfile::tempdir().unwrap();
+        for file in [SNAPSHOT_FILE, "state.key"] {
+            std::fs::copy(dir.path().join(file), copy.path().join(file)).unwrap();
+        }
+        let snapshot = open_read_only(copy.path()).unwrap();
+        assert_eq!(
+            snapshot.source(),
+            &SnapshotSource::Published { holder: None }
+        );
+        assert_eq!(snapshot.meta().unwrap(), meta);
+        assert_eq!(snapshot.objects().unwrap(), vec![record("a")]);
+    }
+
+    #[test]
+    fn no_state_a_damaged_snapshot_and_a_wrong_key_are_errors() {
+        let empty = tempfile::tempdir().unwrap();
+        assert!(matches!(
+            open_read_only(empty.path()),
+            Err(StateError::NoState { .. })
+        ));
+        assert!(
+            !empty.path().join("state.key").exists(),
+            "a reader creates nothing"
+        );
+
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        std::fs::write(dir.path().join(SNAPSHOT_FILE), "{\"kind\": 1").unwrap();
+        let err = open_read_only(dir.path()).unwrap_err();
+        assert!(
+            matches!(
+                &err,
+                StateError::Corrupt {
+                    what: "snapshot",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        std::fs::remove_file(dir.path().join(SNAPSHOT_FILE)).unwrap();
+        let err = open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(&err, StateError::NoSnapshot { .. }), "{err}");
+        drop(store);
+
+        let other = tempfile::tempdir().unwrap();
+        drop(SledStore::open(other.path(), "apply").unwrap());
+        std::fs::copy(other.path().join("state.key"), dir.path().join("state.key")).unwrap();
+        let err = open_read_only(dir.path()).unwrap_err();
+        assert!(matches!(&err, StateError::WrongKey { .. }), "{err}");
+    }
+}
