@@ -29,4 +29,4 @@ pub use duration::{GoDurationError, format_go_duration, parse_go_duration};
 pub use fields_v1::{FieldSet, ManagedFieldsEntry, PathElement};
 pub use lists::{BuiltinListTypes, ListType, ListTypes};
 pub use object::{KindRef, ObjectRef, split_api_version};
-pub use schema::Structural;
+pub use schema::{CustomResourceListTypes, Structural};

@@ -56,7 +56,7 @@ use regex::Regex;
 use serde_json::{Map, Value};
 
 use crate::go::{go_float, go_quote, go_sharp, go_value};
-use crate::lists::{ListType, ListTypes};
+use crate::lists::{BuiltinListTypes, ListType, ListTypes};
 
 /// One validation failure, in the shape of a `StatusCause` of a 422 Invalid.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -388,6 +388,41 @@ impl ListTypes for Structural {
             matches!(node.additional, Additional::Schema(_) | Additional::Any)
                 || (node.preserve_unknown && node.properties.is_empty())
         })
+    }
+}
+
+/// The list rules of a custom resource: object metadata's are built in
+/// ([`BuiltinListTypes`]), the rest comes from the CRD's schema.
+pub struct CustomResourceListTypes<'a> {
+    pub schema: &'a Structural,
+}
+
+impl CustomResourceListTypes<'_> {
+    /// The rules for `path`.
+    fn rules(&self, path: &[&str]) -> &dyn ListTypes {
+        if path.first() == Some(&"metadata") {
+            &BuiltinListTypes
+        } else {
+            self.schema
+        }
+    }
+}
+
+impl ListTypes for CustomResourceListTypes<'_> {
+    fn list_type(&self, path: &[&str]) -> ListType {
+        self.rules(path).list_type(path)
+    }
+
+    fn map_is_atomic(&self, path: &[&str]) -> bool {
+        self.rules(path).map_is_atomic(path)
+    }
+
+    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
+        self.rules(path).keys_are_map_keys(path)
+    }
+
+    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
+        self.rules(path).key_default(path, key)
     }
 }
 

@@ -11,7 +11,6 @@ use std::sync::Arc;
 
 use serde_json::Value;
 
-use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
 use meshplan_k8s::schema::Structural;
 
 use super::names::NameRule;
@@ -879,43 +878,10 @@ fn version_priority(version: &str) -> (u8, u64, u64) {
     (level, major, num.parse::<u64>().unwrap_or(0))
 }
 
-/// The list rules of a custom resource: metadata as built in, the rest from its schema.
-pub(crate) struct CustomListTypes<'a> {
-    pub schema: &'a Structural,
-}
-
-impl CustomListTypes<'_> {
-    /// The rules for `path`: object metadata's are built in, the rest comes from the schema.
-    fn rules(&self, path: &[&str]) -> &dyn ListTypes {
-        if path.first() == Some(&"metadata") {
-            &BuiltinListTypes
-        } else {
-            self.schema
-        }
-    }
-}
-
-impl ListTypes for CustomListTypes<'_> {
-    fn list_type(&self, path: &[&str]) -> ListType {
-        self.rules(path).list_type(path)
-    }
-
-    fn map_is_atomic(&self, path: &[&str]) -> bool {
-        self.rules(path).map_is_atomic(path)
-    }
-
-    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
-        self.rules(path).keys_are_map_keys(path)
-    }
-
-    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
-        self.rules(path).key_default(path, key)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
 
     #[test]
     fn finds_builtins_and_orders_groups() {

@@ -14,10 +14,11 @@ use serde_json::{Map, Value, json};
 use super::fieldmanager::{self, Context};
 use super::names;
 use super::patch::{self, JsonPatchError};
-use super::registry::{self, CustomListTypes, ResourceType};
+use super::registry::{self, ResourceType};
 use super::request::FieldValidation;
 use super::status::{ApiError, Cause};
 use super::store::{Key, State, key};
+use meshplan_k8s::CustomResourceListTypes;
 use meshplan_k8s::go::go_quote;
 use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
 
@@ -99,7 +100,7 @@ pub(crate) fn present(ty: &ResourceType, mut obj: Value) -> Value {
 
 enum AnyListTypes<'a> {
     Builtin(BuiltinListTypes),
-    Custom(CustomListTypes<'a>),
+    Custom(CustomResourceListTypes<'a>),
 }
 
 impl AnyListTypes<'_> {
@@ -131,7 +132,7 @@ impl ListTypes for AnyListTypes<'_> {
 
 fn list_types(ty: &ResourceType) -> AnyListTypes<'_> {
     match &ty.schema {
-        Some(schema) => AnyListTypes::Custom(CustomListTypes { schema }),
+        Some(schema) => AnyListTypes::Custom(CustomResourceListTypes { schema }),
         None => AnyListTypes::Builtin(BuiltinListTypes),
     }
 }

@@ -30,7 +30,8 @@ use crate::model::ignore::IgnoreFacts;
 use crate::model::{Address, IgnoredFields, Plan};
 use crate::render::{NODE_ANNOTATION, PLAN_ANNOTATION};
 use crate::state::{ObjectRecord, StateError, StateStore};
-use meshplan_k8s::lists::{BuiltinListTypes, ListType, ListTypes};
+use meshplan_k8s::CustomResourceListTypes;
+use meshplan_k8s::lists::{BuiltinListTypes, ListTypes};
 use meshplan_k8s::schema::Structural;
 
 pub use report::{
@@ -367,41 +368,8 @@ impl Schemas {
             kind.version().to_owned(),
             kind.kind.clone(),
         )) {
-            Some(schema) => Box::new(CustomResource { schema }),
+            Some(schema) => Box::new(CustomResourceListTypes { schema }),
             None => Box::new(BuiltinListTypes),
         }
-    }
-}
-
-/// A custom resource's rules: object metadata's are built in, the rest comes from its schema.
-struct CustomResource<'a> {
-    schema: &'a Structural,
-}
-
-impl CustomResource<'_> {
-    fn rules(&self, path: &[&str]) -> &dyn ListTypes {
-        if path.first() == Some(&"metadata") {
-            &BuiltinListTypes
-        } else {
-            self.schema
-        }
-    }
-}
-
-impl ListTypes for CustomResource<'_> {
-    fn list_type(&self, path: &[&str]) -> ListType {
-        self.rules(path).list_type(path)
-    }
-
-    fn map_is_atomic(&self, path: &[&str]) -> bool {
-        self.rules(path).map_is_atomic(path)
-    }
-
-    fn keys_are_map_keys(&self, path: &[&str]) -> bool {
-        self.rules(path).keys_are_map_keys(path)
-    }
-
-    fn key_default(&self, path: &[&str], key: &str) -> Option<Value> {
-        self.rules(path).key_default(path, key)
     }
 }
