@@ -351,6 +351,28 @@ impl<'a> Env<'a> {
         self.meshplan("apply", plan, &all)
     }
 
+    /// Applies with `rule` as the sandbox's only fault; returns the run and how many requests
+    /// the fault hit (the faults are cleared afterwards).
+    pub fn apply_with_fault(
+        &self,
+        plan: &Path,
+        args: &[String],
+        rule: FaultRule,
+    ) -> Result<(Run, usize), String> {
+        self.sandbox.clear_faults();
+        let seen = self.sandbox.audit().last().map_or(0, |e| e.seq);
+        self.sandbox.add_fault(rule);
+        let run = self.apply(plan, args);
+        self.sandbox.clear_faults();
+        let hit = self
+            .sandbox
+            .audit()
+            .iter()
+            .filter(|e| e.seq > seen && e.fault.is_some())
+            .count();
+        Ok((run?, hit))
+    }
+
     fn state_list(&self) -> Result<String, String> {
         let out = Command::new(&self.target.bin)
             .current_dir(&self.target.workdir)
@@ -565,32 +587,21 @@ pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) ->
                 break;
             }
         };
-        current.sandbox.clear_faults();
-        let seen = current.sandbox.audit().last().map_or(0, |e| e.seq);
         // A 500 that outlasts the client's retries of that request (a single 500 is retried),
         // at every write of the plan's objects and of the journal's rollback, not at the
         // apply's Lease (meshplan's own lock; a fault there fails the apply before it writes).
-        current.sandbox.add_fault(
-            FaultRule::new(WRITE_VERB, "", n, FaultAction::Error { code: 500 })
-                .all_resources()
-                .except("leases")
-                .persistent(FAILING_ATTEMPTS),
-        );
-        let run = match current.apply(&target.plan, &sweep.args) {
-            Ok(run) => run,
+        let rule = FaultRule::new(WRITE_VERB, "", n, FaultAction::Error { code: 500 })
+            .all_resources()
+            .except("leases")
+            .persistent(FAILING_ATTEMPTS);
+        let (run, hit) = match current.apply_with_fault(&target.plan, &sweep.args, rule) {
+            Ok(result) => result,
             Err(e) => {
                 outcome.tried += 1;
                 outcome.failures.push(format!("write {n}: {e}"));
                 continue;
             }
         };
-        current.sandbox.clear_faults();
-        let hit = current
-            .sandbox
-            .audit()
-            .iter()
-            .filter(|e| e.seq > seen && e.fault.is_some())
-            .count();
         if hit == 0 {
             // Past the last write: this apply had nothing to fail and must have succeeded.
             if run.code != 0 {
@@ -1167,28 +1178,18 @@ pub fn retries(
                 break;
             }
         };
-        let seen = env.sandbox.audit().last().map_or(0, |e| e.seq);
         // The apply's Lease is left alone (its client retries by itself, unreported).
-        env.sandbox.add_fault(
-            FaultRule::new(WRITE_VERB, "", n, action.clone())
-                .all_resources()
-                .except("leases"),
-        );
-        let run = match env.apply(&target.plan, &sweep.args) {
-            Ok(run) => run,
+        let rule = FaultRule::new(WRITE_VERB, "", n, action.clone())
+            .all_resources()
+            .except("leases");
+        let (run, hit) = match env.apply_with_fault(&target.plan, &sweep.args, rule) {
+            Ok(result) => result,
             Err(e) => {
                 out.tried += 1;
                 out.failures.push(format!("write {n}: {e}"));
                 continue;
             }
         };
-        env.sandbox.clear_faults();
-        let hit = env
-            .sandbox
-            .audit()
-            .iter()
-            .filter(|e| e.seq > seen && e.fault.is_some())
-            .count();
         if hit == 0 {
             if run.code == 0 {
                 out.writes = Some(n - 1);
