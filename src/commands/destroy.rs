@@ -86,7 +86,6 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         return Err(e.into());
     }
     let summary = summary?;
-    terminal::err(&report::apply::kept(&summary));
     if summary.outcome.is_success() {
         terminal::err("Destroy complete.\n");
         Ok(ExitStatus::Success)

@@ -1,9 +1,9 @@
 //! What `apply` and `destroy` say besides their progress: the values that were unknown at
-//! plan time, the objects a destroy will delete, and the objects it kept.
+//! plan time, and the objects a destroy will delete.
 
 use std::fmt::Write as _;
 
-use crate::apply::{KnownAfterApply, KnownValue, Summary};
+use crate::apply::{KnownAfterApply, KnownValue};
 use crate::state::ObjectRecord;
 
 /// `Known after apply:` and one line per node that was unknown at plan time (a read's value,
@@ -37,15 +37,6 @@ pub fn destroy_listing(records: &[&ObjectRecord]) -> String {
         let _ = writeln!(out, "  - {}  {}", r.node, r.object);
     }
     let _ = writeln!(out, "Destroy: {} to destroy.", records.len());
-    out
-}
-
-/// One line per object a destroy left in place, with why.
-pub fn kept(summary: &Summary) -> String {
-    let mut out = String::new();
-    for left in &summary.left_in_place {
-        let _ = writeln!(out, "kept: {} ({})", left.object, left.reason);
-    }
     out
 }
 

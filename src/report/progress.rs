@@ -126,14 +126,27 @@ pub fn summary_lines(summary: &Summary) -> Vec<String> {
 }
 
 /// The final report in counts: the outcome with the number of objects per action (a hook's
-/// own clean-up is part of running it), the cause, the rollback's counts, skipped nodes,
-/// objects left in place and the next step. `elapsed`: how long the run took, when known.
+/// own clean-up is part of running it) and of objects left in place (each one was reported
+/// as an event before), the cause, the rollback's counts, skipped nodes and the next step.
+/// `elapsed`: how long the run took, when known.
 pub fn summary_counts(summary: &Summary, elapsed: Option<Duration>) -> Vec<String> {
     let mut out = Vec::new();
     let took = elapsed
         .map(|d| format!(" in {}", human_duration(d)))
         .unwrap_or_default();
-    let counts = action_counts(&summary.actions);
+    // Each object left in place was reported as an event just before this summary: here it
+    // is a count only.
+    let counts = match summary.left_in_place.len() {
+        0 => action_counts(&summary.actions),
+        left => [
+            action_counts(&summary.actions),
+            format!("{left} left in place"),
+        ]
+        .into_iter()
+        .filter(|part| !part.is_empty())
+        .collect::<Vec<_>>()
+        .join(", "),
+    };
     out.push(match rollback_headline(summary) {
         Some(line) => format!("{line}{took}"),
         None => format!(
@@ -158,9 +171,6 @@ pub fn summary_counts(summary: &Summary, elapsed: Option<Duration>) -> Vec<Strin
     }
     for s in &summary.skipped {
         out.push(format!("  skipped {}: {}", s.node, s.reason));
-    }
-    for l in &summary.left_in_place {
-        out.push(format!("  left in place {}: {}", l.object, l.reason));
     }
     if let Some(next) = &summary.next_step {
         out.push(format!("  next: {next}"));
@@ -699,7 +709,7 @@ pub fn progress_reporter(format: ProgressFormat, stderr_is_terminal: bool) -> Bo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apply::{ActionTaken, RunKind, StepAction};
+    use crate::apply::{ActionTaken, LeftInPlace, RunKind, StepAction};
     use crate::cluster::ObjectRef;
 
     fn fixed() -> String {
@@ -913,6 +923,39 @@ mod tests {
              manifest.b: failed after 500ms: boom\n\
              apply succeeded in 1m05s: 2 created, 1 hook run\n"
         );
+    }
+
+    #[test]
+    fn an_object_left_in_place_is_reported_once_and_counted_in_the_summary() {
+        let lines = NodeLines::new(Vec::new());
+        let ns = ObjectRef::new("v1", "Namespace", None, "linkerd");
+        let cm = ObjectRef::new("v1", "ConfigMap", Some("linkerd"), "a");
+        let reason = "it holds objects this plan does not own".to_owned();
+        lines.event(&Event::LeftInPlace {
+            object: ns.clone(),
+            reason: reason.clone(),
+        });
+        lines.event(&Event::Finished {
+            summary: Summary {
+                run: "r1".into(),
+                kind: RunKind::Destroy,
+                outcome: RunOutcome::Succeeded,
+                root_cause: None,
+                actions: vec![ActionTaken {
+                    node: "manifest.a".into(),
+                    object: cm,
+                    action: StepAction::Delete,
+                }],
+                rolled_back: Vec::new(),
+                skipped: Vec::new(),
+                left_in_place: vec![LeftInPlace { object: ns, reason }],
+                next_step: Some("some objects were left in place (listed above)".into()),
+            },
+        });
+        let text = String::from_utf8(lines.into_inner().unwrap()).unwrap();
+        assert_eq!(text.matches("v1 Namespace linkerd").count(), 1, "{text}");
+        let last = text.lines().rev().nth(1).unwrap_or_default();
+        assert!(last.ends_with(": 1 deleted, 1 left in place"), "{text}");
     }
 
     #[test]
