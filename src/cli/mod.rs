@@ -165,6 +165,13 @@ Examples:
   meshplan man | man -l -
   meshplan man --dir /usr/local/share/man/man1")]
     Man(ManArgs),
+    /// Print the JSON Schema of the plan file on stdout (for editors: taplo, Even Better TOML).
+    #[command(after_help = "\
+Examples:
+  meshplan schema > plan.schema.json
+  # then, first line of a plan file:  #:schema ./plan.schema.json
+  # or in .taplo.toml: [[rule]] include = [\"plans/*.toml\"] schema.path = \"plan.schema.json\"")]
+    Schema,
     /// A local Kubernetes API sandbox for trying plans without a cluster.
     #[cfg(feature = "sandbox")]
     #[command(subcommand)]

@@ -1,6 +1,7 @@
 //! `meshplan completions SHELL` and `meshplan man [--dir DIR]`: generated from the clap
 //! definitions of this very binary (clap_complete, clap_mangen), so they always match its
-//! commands and flags. A subcommand rather than a build step: `cargo install` users get them
+//! commands and flags. `meshplan schema`: the JSON Schema of the plan file, generated from the
+//! declarations the parser checks plans against (`planfile::shape`). A subcommand rather than a build step: `cargo install` users get them
 //! without a checkout, and packagers run `meshplan man --dir` in their install step.
 
 use std::io::Write as _;
@@ -18,6 +19,25 @@ pub(super) fn completions(args: CompletionsArgs) -> miette::Result<ExitStatus> {
     clap_complete::generate(args.shell, &mut command, "meshplan", &mut out);
     out.flush().map_err(CommandError::Terminal)?;
     Ok(ExitStatus::Success)
+}
+
+/// The JSON Schema of the plan file on stdout (the same text as `docs/plan.schema.json`).
+pub(super) fn schema() -> miette::Result<ExitStatus> {
+    super::terminal::out(&plan_schema_text());
+    Ok(ExitStatus::Success)
+}
+
+/// The plan file's JSON Schema, pretty-printed, with a final newline.
+fn plan_schema_text() -> String {
+    let ids: Vec<&str> = crate::model::lint_checks::CheckId::ALL
+        .iter()
+        .map(|c| c.as_str())
+        .collect();
+    let schema = crate::planfile::shape::json_schema(&ids);
+    // A `Value` always serializes; the fallback keeps the no-unwrap rule without a panic path.
+    let mut text = serde_json::to_string_pretty(&schema).unwrap_or_else(|e| format!("{e}"));
+    text.push('\n');
+    text
 }
 
 /// The man page (roff) on stdout; with `--dir`, `meshplan.1` and one page per command

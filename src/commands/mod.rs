@@ -65,6 +65,7 @@ pub async fn run(cli: Cli) -> miette::Result<ExitStatus> {
         Command::Version(args) => version::run(args).await,
         Command::Completions(args) => generate::completions(args),
         Command::Man(args) => generate::man(args),
+        Command::Schema => generate::schema(),
         Command::Lint(args) => lint::run(args).await,
         Command::Check(args) => check::run(args).await,
         Command::Plan(args) => plan::run(args).await,

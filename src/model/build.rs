@@ -814,7 +814,7 @@ impl Builder<'_> {
             crate::planfile::parse::check_fields(
                 table,
                 &format!("a `suppress` entry of {address}"),
-                &["check", "reason"],
+                &crate::planfile::shape::SUPPRESSION.names(),
                 &mut diags,
             );
             self.diags.extend(diags);
@@ -932,7 +932,7 @@ impl Builder<'_> {
                 crate::planfile::parse::check_fields(
                     table,
                     &format!("`wait` of {address}"),
-                    &["condition", "timeout"],
+                    &crate::planfile::shape::WAIT.names(),
                     &mut diags,
                 );
                 self.diags.extend(diags);

@@ -12,8 +12,6 @@ use super::super::address::Address;
 use super::super::ignore::{FieldPointer, IgnoreRule};
 use super::Builder;
 
-const FIELDS: &[&str] = &["kind", "name", "namespace", "fields", "reason"];
-
 const EXAMPLE: &str = "e.g. { kind = \"Deployment\", name = \"web\", fields = [\"/spec/replicas\"], reason = \"scaled by an HPA\" }";
 
 impl Builder<'_> {
@@ -61,7 +59,7 @@ impl Builder<'_> {
         crate::planfile::parse::check_fields(
             table,
             &format!("a rule of {place}"),
-            FIELDS,
+            &crate::planfile::shape::IGNORE_RULE.names(),
             &mut diags,
         );
         self.diags.extend(diags);

@@ -7,11 +7,14 @@
 //!    `[TYPE.NAME]`; unknown node types and unknown fields are reported here.
 //! 3. [`yaml`]: multi-document YAML with spans (manifest files, values files, inline YAML).
 //! 4. [`diagnostic`]: [`Diagnostic`] / [`Diagnostics`], rendered with miette snippets.
+//! 5. [`shape`]: the plan file's tables and fields declared once; the parser checks names
+//!    against it and the JSON Schema of the plan file is generated from it.
 //!
 //! Nothing here reads files: callers hand in the text (see `crate::load`).
 
 pub mod diagnostic;
 pub mod parse;
+pub mod shape;
 pub mod source;
 pub mod syntax;
 pub mod yaml;

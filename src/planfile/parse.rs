@@ -5,15 +5,13 @@
 use toml::de::{DeTable, DeValue};
 
 use super::diagnostic::{Diagnostic, DiagnosticKind, did_you_mean};
+use super::shape;
 use super::source::{FileId, Span};
 use super::syntax::{
     NodeKind, RawEntry, RawKind, RawNode, RawPlan, RawSection, RawTable, RawValue, is_identifier,
 };
 
 const SECTIONS: [&str; 4] = ["plan", "vars", "repos", "state"];
-
-/// The keys of the `[state]` table.
-pub const STATE_FIELDS: &[&str] = &["backend", "namespace", "name", "dir", "lease_duration"];
 
 /// The plan-wide ignore rules: `[[ignore]]`.
 const IGNORE: &str = "ignore";
@@ -221,12 +219,12 @@ pub fn parse_plan(file: FileId, text: &str) -> (RawPlan, Vec<Diagnostic>) {
             };
             match key {
                 "plan" => {
-                    check_fields(&section.table, "[plan]", &["name"], &mut diags);
+                    check_fields(&section.table, "[plan]", &shape::PLAN.names(), &mut diags);
                     plan.plan = Some(section);
                 }
                 "vars" => plan.vars = Some(section),
                 "state" => {
-                    check_fields(&section.table, "[state]", STATE_FIELDS, &mut diags);
+                    check_fields(&section.table, "[state]", &shape::STATE.names(), &mut diags);
                     plan.state = Some(section);
                 }
                 _ => plan.repos = Some(section),

@@ -109,41 +109,25 @@ impl NodeKind {
         Self::ALL.into_iter().find(|k| k.as_str() == s)
     }
 
-    /// Fields every node type accepts.
-    pub const COMMON_FIELDS: &'static [&'static str] = &[
-        "depends_on",
-        "enabled",
-        "namespace",
-        "prevent_destroy",
-        "suppress",
-        "timeout",
-        "wait",
-    ];
-
-    /// Fields specific to this node type.
-    pub fn own_fields(self) -> &'static [&'static str] {
+    /// The node type's own fields and rules (the fields every type accepts are
+    /// [`shape::COMMON`](super::shape::COMMON)).
+    pub fn shape(self) -> &'static super::shape::Table {
+        use super::shape;
         match self {
-            Self::Manifest => &["file", "yaml", "objects", "ignore"],
-            Self::Helm => &[
-                "chart",
-                "version",
-                "release",
-                "values",
-                "values_files",
-                "include_crds",
-                "create_namespace",
-                "ignore",
-            ],
-            Self::Read => &["api_version", "kind", "name", "key", "field", "sensitive"],
-            Self::Check => &["api_version", "kind", "name", "condition", "status"],
+            Self::Manifest => &shape::MANIFEST,
+            Self::Helm => &shape::HELM,
+            Self::Read => &shape::READ,
+            Self::Check => &shape::CHECK,
         }
     }
 
-    /// Every field this node type accepts.
+    /// Every field this node type accepts: the common ones, then its own.
     pub fn fields(self) -> Vec<&'static str> {
-        let mut all: Vec<&'static str> = Self::COMMON_FIELDS.to_vec();
-        all.extend_from_slice(self.own_fields());
-        all
+        super::shape::COMMON
+            .iter()
+            .chain(self.shape().fields)
+            .map(|f| f.name)
+            .collect()
     }
 
     /// Attributes other nodes can reference as `${TYPE.NAME.attr}`.

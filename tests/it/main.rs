@@ -25,6 +25,7 @@ mod placeholders;
 mod plan_cmd;
 mod plan_errors;
 mod plan_fuzz;
+mod plan_schema;
 mod render;
 mod render_stability;
 mod requests;
