@@ -89,9 +89,24 @@ pub fn store_previous(
 }
 
 /// The JSON pointers of the data of every Secret in a serialized previous render (its
-/// objects and its chart output's documents).
+/// objects and its chart output's documents), and of every path the render marked sensitive.
 fn secret_paths(value: &Value) -> Vec<String> {
     let mut sensitive = Vec::new();
+    let marked = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    if let Some(paths) = value.get("sensitive_paths").and_then(Value::as_array) {
+        for (i, p) in paths.iter().enumerate() {
+            for p in marked(Some(p)) {
+                sensitive.push(format!("/objects/{i}{p}"));
+            }
+        }
+    }
     let secret = |v: &Value| v.get("kind").and_then(Value::as_str) == Some("Secret");
     if let Some(objects) = value.get("objects").and_then(Value::as_array) {
         for (i, o) in objects.iter().enumerate() {
@@ -109,6 +124,9 @@ fn secret_paths(value: &Value) -> Vec<String> {
         .and_then(Value::as_array)
     {
         for (i, d) in docs.iter().enumerate() {
+            for p in marked(d.get("sensitive_paths")) {
+                sensitive.push(format!("/chart_output/documents/{i}/object{p}"));
+            }
             if let Some(o) = d.get("object")
                 && secret(o)
             {

@@ -15,7 +15,10 @@
 //! - re-indented (`indent`, `nindent`): every line trimmed, in the leaf and in the value.
 //!
 //! The same forms are redacted from messages ([`SensitiveForms::redact`]): what helm or the
-//! API server echoes back.
+//! API server echoes back. Every render registers the sensitive values it knows
+//! ([`register_for_output`]); what the commands write (stdout, stderr, progress, a saved change
+//! set) passes through [`redact_output`] first, so an error message that quotes a value is
+//! printed without it.
 //!
 //! Limits: a value shorter than [`MIN_LEN`] bytes is masked only where a leaf equals it; a
 //! transformation other than these (hashing, encryption, a substring, another encoding) is not
@@ -50,6 +53,34 @@ struct Forms {
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct SensitiveForms {
     forms: Vec<Forms>,
+}
+
+/// The sensitive values seen by this process, for [`redact_output`].
+static REGISTERED: std::sync::Mutex<SensitiveForms> =
+    std::sync::Mutex::new(SensitiveForms { forms: Vec::new() });
+
+/// Adds `values` to the values redacted from every output of this process.
+pub fn register_for_output(values: &[String]) {
+    if values.is_empty() {
+        return;
+    }
+    if let Ok(mut registered) = REGISTERED.lock() {
+        for v in values {
+            if !v.is_empty() && !registered.forms.iter().any(|f| f.value == *v) {
+                registered.forms.push(Forms::of(v));
+            }
+        }
+    }
+}
+
+/// `text` without any sensitive value this process has seen, in any of its forms.
+pub fn redact_output(text: &str) -> std::borrow::Cow<'_, str> {
+    match REGISTERED.lock() {
+        Ok(registered) if !registered.is_empty() => {
+            std::borrow::Cow::Owned(registered.redact(text))
+        }
+        _ => std::borrow::Cow::Borrowed(text),
+    }
 }
 
 impl SensitiveForms {

@@ -111,6 +111,9 @@ pub struct PreviousRender {
     pub chart_output: Option<ChartOutput>,
     /// The finished objects (hooks included).
     pub objects: Vec<Json>,
+    /// Per object of `objects`, its sensitive paths (kept sealed in the state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_paths: Vec<BTreeSet<String>>,
 }
 
 /// Every rendered node, by address.
@@ -167,6 +170,12 @@ impl NodeRender {
                 .iter()
                 .chain(&self.hooks)
                 .map(|o| o.object.clone())
+                .collect(),
+            sensitive_paths: self
+                .objects
+                .iter()
+                .chain(&self.hooks)
+                .map(|o| o.sensitive_paths.clone())
                 .collect(),
         }
     }
@@ -369,6 +378,7 @@ impl Renderer {
         };
         let semaphore = Semaphore::new(permits);
         let sensitive_values = scope.sensitive_values();
+        masking::register_for_output(&sensitive_values);
         let jobs = selected.iter().map(|node| {
             let scope = &scope;
             let semaphore = &semaphore;
