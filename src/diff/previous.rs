@@ -140,3 +140,41 @@ fn secret_paths(value: &Value) -> Vec<String> {
     }
     sensitive
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn masking_seals_the_render_marks_of_objects_and_chart_documents() {
+        let config = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c"}, "data": {"conf": "key=x", "mode": "plain"}});
+        let previous = PreviousRender {
+            cache_key: Some("k".into()),
+            chart_output: Some(crate::render::ChartOutput {
+                documents: vec![crate::render::ChartDocument {
+                    source: None,
+                    object: config.clone(),
+                    volatile_paths: BTreeSet::new(),
+                    sensitive_paths: BTreeSet::from(["/data/conf".to_owned()]),
+                }],
+                carried_over: false,
+            }),
+            objects: vec![config],
+            sensitive_paths: vec![BTreeSet::from(["/data/conf".to_owned()])],
+        };
+        let value = serde_json::to_value(&previous).unwrap();
+        let paths = secret_paths(&value);
+        assert_eq!(
+            paths,
+            [
+                "/objects/0/data/conf",
+                "/chart_output/documents/0/object/data/conf"
+            ]
+        );
+        for p in &paths {
+            assert_eq!(value.pointer(p).and_then(Value::as_str), Some("key=x"));
+        }
+    }
+}

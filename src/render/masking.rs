@@ -149,7 +149,8 @@ impl SensitiveForms {
                     f.value
                         .lines()
                         .map(str::trim)
-                        .filter(|l| l.len() >= MIN_LEN),
+                        // PEM armour is not the secret: other PEM blocks stay readable.
+                        .filter(|l| l.len() >= MIN_LEN && !l.starts_with("-----")),
                 );
             }
         }
@@ -341,6 +342,9 @@ mod tests {
             redacted.starts_with("Error: invalid value \"(sensitive)\""),
             "{redacted}"
         );
+        // Another PEM block keeps its armour.
+        let other = "-----BEGIN PRIVATE KEY-----\nAAAA\n-----END PRIVATE KEY-----\n";
+        assert_eq!(f.redact(other), other);
         assert_eq!(SensitiveForms::default().redact("x"), "x");
     }
 }
