@@ -110,14 +110,38 @@ impl SensitiveForms {
         if self.forms.is_empty() {
             return false;
         }
-        let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+        if self
+            .forms
+            .iter()
+            .any(|f| text == f.value || f.plain.iter().any(|p| text.contains(p.as_str())))
+        {
+            return true;
+        }
+        // The normalised forms of the text only when some value needs them (most leaves are
+        // short and hold no whitespace).
+        let has_space = text.contains(char::is_whitespace);
+        let compact: std::borrow::Cow<'_, str> = if has_space {
+            text.chars()
+                .filter(|c| !c.is_whitespace())
+                .collect::<String>()
+                .into()
+        } else {
+            text.into()
+        };
+        if self
+            .forms
+            .iter()
+            .any(|f| f.compact.iter().any(|p| compact.contains(p.as_str())))
+        {
+            return true;
+        }
+        if !text.contains('\n') || self.forms.iter().all(|f| f.lines.is_none()) {
+            return false;
+        }
         let lines = trimmed_lines(text);
-        self.forms.iter().any(|f| {
-            text == f.value
-                || f.plain.iter().any(|p| text.contains(p.as_str()))
-                || f.compact.iter().any(|p| compact.contains(p.as_str()))
-                || f.lines.as_ref().is_some_and(|l| lines.contains(l.as_str()))
-        })
+        self.forms
+            .iter()
+            .any(|f| f.lines.as_ref().is_some_and(|l| lines.contains(l.as_str())))
     }
 
     /// Whether a JSON leaf holds a sensitive value (strings, and numbers written the same).

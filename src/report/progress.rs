@@ -758,6 +758,39 @@ mod tests {
     }
 
     #[test]
+    fn masking_redacts_a_server_message_that_echoes_a_sensitive_value() {
+        // A value of this test only: the registry is the process's.
+        let secret = "masking-progress-secret-4f1c";
+        crate::render::masking::register_for_output(&[secret.to_owned()]);
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret);
+        let failed = Event::StepFailed {
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), "a"),
+            action: StepAction::Update,
+            message: format!(
+                "ConfigMap \"a\" is invalid: data.token: Invalid value: \"{secret}\" ({encoded})"
+            ),
+        };
+        let plain = PlainProgress::with_clock(Vec::new(), fixed);
+        plain.event(&failed);
+        let lines = NodeLines::new(Vec::new());
+        lines.event(&failed);
+        let json = JsonProgress::with_clock(Vec::new(), fixed);
+        json.event(&failed);
+        for text in [
+            plain.into_inner().unwrap(),
+            lines.out.into_inner().unwrap(),
+            json.into_inner().unwrap(),
+        ] {
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains("Invalid value: "), "{text}");
+            assert!(text.contains("(sensitive)"), "{text}");
+            assert!(!text.contains(secret), "{text}");
+            assert!(!text.contains(encoded.trim_end_matches('=')), "{text}");
+        }
+    }
+
+    #[test]
     fn plain_lines_are_timestamped() {
         let plain = PlainProgress::with_clock(Vec::new(), fixed);
         for e in events() {
