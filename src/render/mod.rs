@@ -14,11 +14,14 @@
 //!    depends on timing. The chart output is looked up first in the previous render (same
 //!    cache key) and in the [`RenderCache`]; on a miss the chart is rendered once, or, when its
 //!    templates may generate material, twice at once to find it ([`stability`]), whose previous
-//!    values are carried over. helm's version (part of the cache key) is cached by the helm
-//!    binary's path, size and modification time.
+//!    values are carried over. A node whose values hold sensitive inputs is also rendered with
+//!    canaries in their place, at the same time, to find the fields derived from them
+//!    ([`provenance`]); the marks are cached with the output. helm's version (part of the
+//!    cache key) is cached by the helm binary's path, size and modification time.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
-//!    ownership marks, sensitive paths, ignored fields dropped, digest, hook marks, and its
+//!    ownership marks, sensitive paths (with the derived forms of sensitive values,
+//!    [`masking`]), ignored fields dropped, digest, hook marks, and its
 //!    comparison with the previous render ([`SincePrevious`]).
 //!
 //! Read and check nodes have no objects and are not part of the result. Only the helm runner
