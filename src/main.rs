@@ -62,9 +62,26 @@ fn init_tracing(verbose: u8, color: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactedStderr)
         .with_ansi(color)
         .init();
+}
+
+/// stderr for logs: a log line that quotes an error may quote a sensitive value, redacted
+/// like every other output.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        let redacted = meshplan::render::masking::redact_output(&text);
+        std::io::stderr().write_all(redacted.as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Error reports in colour only when stderr takes it (`--color always` forces it).

@@ -509,6 +509,7 @@ impl Session {
                         source: None,
                         object,
                         volatile_paths: Default::default(),
+                        sensitive_paths: Default::default(),
                     });
                 }
             }

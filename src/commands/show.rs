@@ -38,9 +38,15 @@ pub(super) async fn run(args: ShowArgs) -> miette::Result<ExitStatus> {
     let options = ShowOptions {
         show_sensitive: args.show_sensitive,
     };
+    // Asked for in clear: printed as they are; else also without any derived form.
+    let print = if args.show_sensitive {
+        super::terminal::out_in_clear
+    } else {
+        super::terminal::out
+    };
     match args.format {
-        ShowFormat::Yaml => super::terminal::out(&render_yaml(&render, &order, options)),
-        ShowFormat::Json => super::terminal::out(&render_json(&render, &order, options)),
+        ShowFormat::Yaml => print(&render_yaml(&render, &order, options)),
+        ShowFormat::Json => print(&render_json(&render, &order, options)),
     }
     Ok(ExitStatus::Success)
 }

@@ -36,14 +36,28 @@ fn color(is_terminal: bool) -> bool {
         .enabled(is_terminal, std::env::var_os("NO_COLOR").as_deref())
 }
 
-/// Writes `text` on stdout (see the module's overview for a closed stdout).
+/// Writes `text` on stdout (see the module's overview for a closed stdout), without the
+/// sensitive values the process has seen ([`crate::render::masking::redact_output`]).
 pub fn out(text: &str) {
+    write_quietly(
+        &mut std::io::stdout().lock(),
+        &crate::render::masking::redact_output(text),
+    );
+}
+
+/// Writes `text` on stdout as it is: sensitive values asked for in clear (`show
+/// --show-sensitive`).
+pub(super) fn out_in_clear(text: &str) {
     write_quietly(&mut std::io::stdout().lock(), text);
 }
 
-/// Writes `text` on stderr (a closed stderr drops it, as for [`out`]).
+/// Writes `text` on stderr (a closed stderr drops it, as for [`out`]), without the sensitive
+/// values the process has seen.
 pub fn err(text: &str) {
-    write_quietly(&mut std::io::stderr().lock(), text);
+    write_quietly(
+        &mut std::io::stderr().lock(),
+        &crate::render::masking::redact_output(text),
+    );
 }
 
 /// Writes and flushes; a failed write (the reader went away) drops the text.

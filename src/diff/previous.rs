@@ -89,9 +89,24 @@ pub fn store_previous(
 }
 
 /// The JSON pointers of the data of every Secret in a serialized previous render (its
-/// objects and its chart output's documents).
+/// objects and its chart output's documents), and of every path the render marked sensitive.
 fn secret_paths(value: &Value) -> Vec<String> {
     let mut sensitive = Vec::new();
+    let marked = |v: Option<&Value>| -> Vec<String> {
+        v.and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect()
+    };
+    if let Some(paths) = value.get("sensitive_paths").and_then(Value::as_array) {
+        for (i, p) in paths.iter().enumerate() {
+            for p in marked(Some(p)) {
+                sensitive.push(format!("/objects/{i}{p}"));
+            }
+        }
+    }
     let secret = |v: &Value| v.get("kind").and_then(Value::as_str) == Some("Secret");
     if let Some(objects) = value.get("objects").and_then(Value::as_array) {
         for (i, o) in objects.iter().enumerate() {
@@ -109,6 +124,9 @@ fn secret_paths(value: &Value) -> Vec<String> {
         .and_then(Value::as_array)
     {
         for (i, d) in docs.iter().enumerate() {
+            for p in marked(d.get("sensitive_paths")) {
+                sensitive.push(format!("/chart_output/documents/{i}/object{p}"));
+            }
             if let Some(o) = d.get("object")
                 && secret(o)
             {
@@ -121,4 +139,42 @@ fn secret_paths(value: &Value) -> Vec<String> {
         }
     }
     sensitive
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn masking_seals_the_render_marks_of_objects_and_chart_documents() {
+        let config = serde_json::json!({"apiVersion": "v1", "kind": "ConfigMap",
+            "metadata": {"name": "c"}, "data": {"conf": "key=x", "mode": "plain"}});
+        let previous = PreviousRender {
+            cache_key: Some("k".into()),
+            chart_output: Some(crate::render::ChartOutput {
+                documents: vec![crate::render::ChartDocument {
+                    source: None,
+                    object: config.clone(),
+                    volatile_paths: BTreeSet::new(),
+                    sensitive_paths: BTreeSet::from(["/data/conf".to_owned()]),
+                }],
+                carried_over: false,
+            }),
+            objects: vec![config],
+            sensitive_paths: vec![BTreeSet::from(["/data/conf".to_owned()])],
+        };
+        let value = serde_json::to_value(&previous).unwrap();
+        let paths = secret_paths(&value);
+        assert_eq!(
+            paths,
+            [
+                "/objects/0/data/conf",
+                "/chart_output/documents/0/object/data/conf"
+            ]
+        );
+        for p in &paths {
+            assert_eq!(value.pointer(p).and_then(Value::as_str), Some("key=x"));
+        }
+    }
 }

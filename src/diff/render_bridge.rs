@@ -216,6 +216,23 @@ impl render::RenderCache for StateRenderCache {
                     .map(move |k| format!("/documents/{i}/object/{k}"))
             })
             .collect();
+        // And what the render found derived from sensitive inputs.
+        let mut sensitive = sensitive;
+        for (i, d) in output
+            .get("documents")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .enumerate()
+        {
+            let marked = d
+                .get("sensitive_paths")
+                .and_then(serde_json::Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter_map(serde_json::Value::as_str);
+            sensitive.extend(marked.map(|p| format!("/documents/{i}/object{p}")));
+        }
         let extra: Vec<&str> = sensitive.iter().map(String::as_str).collect();
         let body = self.store.protect(output, &extra).map_err(err)?;
         let entry = crate::state::RenderCacheEntry {

@@ -4,7 +4,8 @@
 //! content digest (a local chart: the digest of its files in sorted order; a remote chart:
 //! repository URL, name and version), the merged values (values files included), the helm
 //! version, the API versions and kube version given to helm, the release namespace and name,
-//! and `include_crds`. Ownership marks, namespace defaulting and the comparison with the
+//! and `include_crds`; and, for a node whose values hold sensitive inputs, the paths of those
+//! values (the output's sensitive paths, found by provenance, are cached with it). Ownership marks, namespace defaulting and the comparison with the
 //! previous render are applied after the cache, so they are not part of the key.
 
 use std::collections::BTreeMap;
@@ -119,11 +120,14 @@ pub struct KeyInputs<'a> {
     pub namespace: &'a str,
     pub release: &'a str,
     pub include_crds: bool,
+    /// The paths of the values that hold sensitive inputs: the output's sensitive paths (kept
+    /// with it) depend on them. Empty for most nodes, and then not part of the key material.
+    pub sensitive_inputs: &'a std::collections::BTreeSet<String>,
 }
 
 /// The render cache key (blake3 hex) of a helm node.
 pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
-    digest(&json!({
+    let mut material = json!({
         "format": KEY_FORMAT,
         "chart": inputs.chart.to_json(),
         "values": inputs.values,
@@ -133,7 +137,11 @@ pub fn cache_key(inputs: &KeyInputs<'_>) -> String {
         "namespace": inputs.namespace,
         "release": inputs.release,
         "include_crds": inputs.include_crds,
-    }))
+    });
+    if !inputs.sensitive_inputs.is_empty() {
+        material["sensitive_inputs"] = json!(inputs.sensitive_inputs);
+    }
+    digest(&material)
 }
 
 /// The digest of a chart directory (every file, sorted by relative path, with its contents)
@@ -219,6 +227,8 @@ mod tests {
         };
         let values = json!({"a": 1});
         let api = vec!["v1".to_string()];
+        let none = std::collections::BTreeSet::new();
+        let some = std::collections::BTreeSet::from(["/password".to_string()]);
         let base = KeyInputs {
             chart: &chart,
             values: &values,
@@ -228,6 +238,7 @@ mod tests {
             namespace: "ns",
             release: "r",
             include_crds: false,
+            sensitive_inputs: &none,
         };
         let k = cache_key(&base);
         assert_eq!(k, cache_key(&base.clone()));
@@ -268,6 +279,10 @@ mod tests {
             },
             KeyInputs {
                 include_crds: true,
+                ..base.clone()
+            },
+            KeyInputs {
+                sensitive_inputs: &some,
                 ..base.clone()
             },
         ];

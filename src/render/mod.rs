@@ -14,11 +14,14 @@
 //!    depends on timing. The chart output is looked up first in the previous render (same
 //!    cache key) and in the [`RenderCache`]; on a miss the chart is rendered once, or, when its
 //!    templates may generate material, twice at once to find it ([`stability`]), whose previous
-//!    values are carried over. helm's version (part of the cache key) is cached by the helm
-//!    binary's path, size and modification time.
+//!    values are carried over. A node whose values hold sensitive inputs is also rendered with
+//!    canaries in their place, at the same time, to find the fields derived from them
+//!    ([`provenance`]); the marks are cached with the output. helm's version (part of the
+//!    cache key) is cached by the helm binary's path, size and modification time.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
-//!    ownership marks, sensitive paths, ignored fields dropped, digest, hook marks, and its
+//!    ownership marks, sensitive paths (with the derived forms of sensitive values,
+//!    [`masking`]), ignored fields dropped, digest, hook marks, and its
 //!    comparison with the previous render ([`SincePrevious`]).
 //!
 //! Read and check nodes have no objects and are not part of the result. Only the helm runner
@@ -31,8 +34,10 @@ pub mod error;
 pub mod helm;
 pub mod json;
 pub mod kinds;
+pub mod masking;
 pub mod objects;
 pub mod placeholder;
+pub mod provenance;
 pub mod scope;
 pub mod stability;
 
@@ -55,6 +60,7 @@ pub use dump::{DumpOptions, dump_render};
 pub use error::{RenderError, RenderErrors};
 pub use helm::{HELM_ENV, HelmOutput, HelmProcess, HelmRunError, HelmRunner};
 pub use kinds::{KindScope, KindScopes, PlanKinds};
+pub use masking::SensitiveForms;
 pub use objects::{
     Hook, HookDeletePolicy, HookPhase, MANAGED_BY_LABEL, MANAGED_BY_VALUE, NODE_ANNOTATION,
     PLAN_ANNOTATION,
@@ -108,6 +114,9 @@ pub struct PreviousRender {
     pub chart_output: Option<ChartOutput>,
     /// The finished objects (hooks included).
     pub objects: Vec<Json>,
+    /// Per object of `objects`, its sensitive paths (kept sealed in the state).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub sensitive_paths: Vec<BTreeSet<String>>,
 }
 
 /// Every rendered node, by address.
@@ -164,6 +173,12 @@ impl NodeRender {
                 .iter()
                 .chain(&self.hooks)
                 .map(|o| o.object.clone())
+                .collect(),
+            sensitive_paths: self
+                .objects
+                .iter()
+                .chain(&self.hooks)
+                .map(|o| o.sensitive_paths.clone())
                 .collect(),
         }
     }
@@ -365,9 +380,12 @@ impl Renderer {
             n => n,
         };
         let semaphore = Semaphore::new(permits);
+        let sensitive_values = scope.sensitive_values();
+        masking::register_for_output(&sensitive_values);
         let jobs = selected.iter().map(|node| {
             let scope = &scope;
             let semaphore = &semaphore;
+            let secrets = &sensitive_values;
             async move {
                 let result = match &node.spec {
                     NodeSpec::Manifest(m) => render_manifest(node, m, scope),
@@ -381,6 +399,7 @@ impl Renderer {
                             inputs.previous.get(&node.address),
                             regenerate,
                             semaphore,
+                            secrets,
                         )
                         .await
                     }
@@ -429,13 +448,13 @@ impl Renderer {
                 ignore_facts.learn(docs.iter().map(|d| &d.object), namespace);
             }
         }
-        let sensitive_values = scope.sensitive_values();
+        let sensitive_forms = SensitiveForms::new(&sensitive_values);
         let mut nodes = BTreeMap::new();
         for (address, node) in raw {
             let rules: Vec<&crate::model::IgnoreRule> = plan.ignore_rules(&address).collect();
             let finish = FinishInputs {
                 kinds: &kinds,
-                sensitive_values: &sensitive_values,
+                sensitive_forms: &sensitive_forms,
                 ignore_rules: &rules,
                 ignore_facts: &ignore_facts,
             };
@@ -589,6 +608,7 @@ impl Renderer {
         previous: Option<&PreviousRender>,
         regenerate: bool,
         processes: &Semaphore,
+        secrets: &[String],
     ) -> Result<RawNode, RenderError> {
         let address = &node.address;
         let eval_err = |source| RenderError::Eval {
@@ -659,6 +679,8 @@ impl Renderer {
             api_versions: &api_versions,
             kube_version: kube_version.as_deref(),
             namespace: &namespace,
+            sensitive_inputs: &value_marks.sensitive_paths,
+            secrets,
         };
 
         let (key, output, source, carry, placeholders) = if marks.unknown_references.is_empty() {
@@ -726,7 +748,7 @@ impl Renderer {
                 source: d.source.clone(),
                 object: d.object.clone(),
                 unknown_paths,
-                sensitive_paths: BTreeSet::new(),
+                sensitive_paths: d.sensitive_paths.clone(),
                 volatile_paths,
             }
         }));
@@ -781,22 +803,30 @@ impl Renderer {
             return Ok((key, output, RenderSource::Cache, None));
         }
         // A second render, at the same time, only when the chart (or a value it may pass to
-        // `tpl`) may generate material.
+        // `tpl`) may generate material; and one with canaries for the sensitive inputs, at the
+        // same time too, when there are any.
         let generates = run.chart.generates.is_some() || values_generate(values);
-        let (first, volatile) = if generates {
-            let (first, second) = futures::future::try_join(
-                self.template_with(run, values),
-                self.template_with(run, values),
-            )
-            .await?;
-            let volatile = stability::volatile_paths(&first, &second);
-            (first, volatile)
-        } else {
-            let first = self.template_with(run, values).await?;
-            let volatile = vec![BTreeSet::new(); first.len()];
-            (first, volatile)
+        let canary = run.canary_values(values, false);
+        let second = async {
+            if generates {
+                self.template_with(run, values).await.map(Some)
+            } else {
+                Ok(None)
+            }
         };
-        let mut output = chart_output(first, volatile);
+        let (first, second, canary) = futures::future::join3(
+            self.template_with(run, values),
+            second,
+            self.canary_render(run, canary.as_ref()),
+        )
+        .await;
+        let first = first?;
+        let volatile = match second? {
+            Some(second) => stability::volatile_paths(&first, &second),
+            None => vec![BTreeSet::new(); first.len()],
+        };
+        let sensitive = canary_sensitive(&first, canary.as_deref(), &volatile);
+        let mut output = chart_output(first, volatile, sensitive);
         let carry =
             stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
         let carry = match carry {
@@ -850,11 +880,18 @@ impl Renderer {
             )),
             other => Err(other),
         };
-        let a = match self.template_with(run, values_a).await {
+        let canary = run.canary_values(values_a, true);
+        let (a, b, canary) = futures::future::join3(
+            self.template_with(run, values_a),
+            self.template_with(run, values_b),
+            self.canary_render(run, canary.as_ref()),
+        )
+        .await;
+        let a = match a {
             Ok(a) => a,
             Err(e) => return refused(e).map(Err),
         };
-        let b = match self.template_with(run, values_b).await {
+        let b = match b {
             Ok(b) => b,
             Err(e) => return refused(e).map(Err),
         };
@@ -862,9 +899,32 @@ impl Renderer {
             Ok(unknown) => unknown,
             Err(e) => return Ok(Err(e.reason)),
         };
-        let output = chart_output(a, unknown);
+        let sensitive = canary_sensitive(&a, canary.as_deref(), &unknown);
+        let output = chart_output(a, unknown, sensitive);
         self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
         Ok(Ok((key, output, RenderSource::Helm)))
+    }
+
+    /// The render with canary values (see [`provenance`]); None when there is nothing to
+    /// render or the chart refuses the canaries (the derived forms of [`masking`] are then
+    /// the only net).
+    async fn canary_render(
+        &self,
+        run: &ChartRun<'_>,
+        canary: Option<&Json>,
+    ) -> Option<Vec<(Option<String>, Json)>> {
+        let canary = canary?;
+        match self.template_with(run, canary).await {
+            Ok(docs) => Some(docs),
+            Err(e) => {
+                tracing::warn!(
+                    node = %run.address,
+                    error = %e,
+                    "the chart refuses the canary values: sensitive fields are found by their derived forms only"
+                );
+                None
+            }
+        }
     }
 
     /// `helm template` of `run` with `values` (written to a temporary 0600 file).
@@ -960,9 +1020,31 @@ struct ChartRun<'a> {
     api_versions: &'a [String],
     kube_version: Option<&'a str>,
     namespace: &'a str,
+    /// The paths of the values built from sensitive inputs.
+    sensitive_inputs: &'a BTreeSet<String>,
+    /// The sensitive values known (for the canaries).
+    secrets: &'a [String],
 }
 
 impl ChartRun<'_> {
+    /// `values` with canaries for the sensitive inputs (see [`provenance`]). `known_only`:
+    /// only the paths that hold a known sensitive value (a placeholder render: the paths of
+    /// placeholders are known after apply, not sensitive now).
+    fn canary_values(&self, values: &Json, known_only: bool) -> Option<Json> {
+        let paths: BTreeSet<String> = self
+            .sensitive_inputs
+            .iter()
+            .filter(|p| {
+                !known_only
+                    || values
+                        .pointer(p)
+                        .is_some_and(|v| holds_any(v, self.secrets))
+            })
+            .cloned()
+            .collect();
+        provenance::canary_values(values, &paths, self.secrets)
+    }
+
     /// The render cache key of the chart with `values`.
     fn key(&self, values: &Json) -> String {
         cache_key(&KeyInputs {
@@ -974,21 +1056,72 @@ impl ChartRun<'_> {
             namespace: self.namespace,
             release: &self.helm.release,
             include_crds: self.helm.include_crds,
+            sensitive_inputs: self.sensitive_inputs,
         })
     }
 }
 
-/// A chart output from one render's documents and, per document, its volatile paths.
-fn chart_output(docs: Vec<(Option<String>, Json)>, volatile: Vec<BTreeSet<String>>) -> ChartOutput {
+/// Whether a value (or a string inside it) holds one of `secrets`.
+fn holds_any(value: &Json, secrets: &[String]) -> bool {
+    match value {
+        Json::String(s) => secrets
+            .iter()
+            .any(|x| !x.is_empty() && s.contains(x.as_str())),
+        Json::Number(n) => secrets.iter().any(|x| *x == n.to_string()),
+        Json::Array(items) => items.iter().any(|v| holds_any(v, secrets)),
+        Json::Object(map) => map.values().any(|v| holds_any(v, secrets)),
+        _ => false,
+    }
+}
+
+/// Per document of `real`, the paths the canary render says were derived from sensitive
+/// inputs, without the paths that differ anyway (`differ_anyway`: generated material, or the
+/// placeholders' fields, known after apply); nothing without a canary render.
+fn canary_sensitive(
+    real: &[(Option<String>, Json)],
+    canary: Option<&[(Option<String>, Json)]>,
+    differ_anyway: &[BTreeSet<String>],
+) -> Vec<BTreeSet<String>> {
+    let Some(canary) = canary else {
+        return vec![BTreeSet::new(); real.len()];
+    };
+    provenance::sensitive_paths(real, canary)
+        .into_iter()
+        .enumerate()
+        .map(|(i, paths)| {
+            let anyway = differ_anyway.get(i);
+            paths
+                .into_iter()
+                .filter(|p| {
+                    anyway.is_none_or(|a| {
+                        !a.iter().any(|x| p == x || p.starts_with(&format!("{x}/")))
+                    })
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// A chart output from one render's documents and, per document, its volatile and sensitive
+/// paths.
+fn chart_output(
+    docs: Vec<(Option<String>, Json)>,
+    volatile: Vec<BTreeSet<String>>,
+    sensitive: Vec<BTreeSet<String>>,
+) -> ChartOutput {
     ChartOutput {
         documents: docs
             .into_iter()
             .zip(volatile)
-            .map(|((source, object), volatile_paths)| ChartDocument {
-                source,
-                object,
-                volatile_paths,
-            })
+            .zip(sensitive)
+            .map(
+                |(((source, object), volatile_paths), sensitive_paths)| ChartDocument {
+                    source,
+                    object,
+                    volatile_paths,
+                    sensitive_paths,
+                },
+            )
             .collect(),
         carried_over: false,
     }
@@ -1098,7 +1231,7 @@ fn render_manifest(
 /// What finishing a node's objects needs besides the node.
 struct FinishInputs<'a> {
     kinds: &'a PlanKinds<'a>,
-    sensitive_values: &'a [String],
+    sensitive_forms: &'a SensitiveForms,
     ignore_rules: &'a [&'a crate::model::IgnoreRule],
     ignore_facts: &'a crate::model::ignore::IgnoreFacts,
 }
@@ -1145,7 +1278,7 @@ fn finish_node(
         node: &node_text,
         default_namespace,
         kinds: inputs.kinds,
-        sensitive_values: inputs.sensitive_values,
+        sensitive_forms: inputs.sensitive_forms,
         ignore_rules: inputs.ignore_rules,
         ignore_facts: inputs.ignore_facts,
     };

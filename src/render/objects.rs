@@ -9,8 +9,9 @@
 //! - Ownership marks: label `app.kubernetes.io/managed-by: meshplan` (it replaces the
 //!   `Helm` value charts set, since meshplan, not helm, manages the release), annotations
 //!   `meshplan.io/plan` and `meshplan.io/node`.
-//! - Sensitive paths: `/data` and `/stringData` of Secrets, and every string that contains a
-//!   sensitive read value.
+//! - Sensitive paths: `/data` and `/stringData` of Secrets, the paths the render derived from
+//!   sensitive inputs, and every leaf that holds a sensitive value in one of its derived forms
+//!   ([`super::masking`]).
 //! - Ignored fields: the fields of the plan's ignore rules and of the built-in rules
 //!   ([`crate::model::ignore`]) are dropped, so that server-side apply gives them up.
 
@@ -24,6 +25,7 @@ use crate::model::ignore::{IgnoreFacts, IgnoreRule, IgnoredFields};
 
 use super::json::{digest, leaves, push_segment, remove_pointer, set_pointer};
 use super::kinds::{KindScope, PlanKinds};
+use super::masking::SensitiveForms;
 use super::scope::KNOWN_AFTER_APPLY;
 
 /// Label that marks objects managed by meshplan.
@@ -191,8 +193,8 @@ pub struct FinishContext<'a> {
     pub node: &'a str,
     pub default_namespace: DefaultNamespace,
     pub kinds: &'a PlanKinds<'a>,
-    /// Known sensitive values; strings containing one are sensitive.
-    pub sensitive_values: &'a [String],
+    /// Known sensitive values and their derived forms; strings holding one are sensitive.
+    pub sensitive_forms: &'a SensitiveForms,
     /// The ignore rules that may cover the node's objects (the node's and the plan's).
     pub ignore_rules: &'a [&'a IgnoreRule],
     /// What the built-in ignore rules need to know about the whole plan.
@@ -295,14 +297,9 @@ pub fn finish(
             }
         }
     }
-    if !ctx.sensitive_values.is_empty() {
+    if !ctx.sensitive_forms.is_empty() {
         for (path, leaf) in leaves(&object) {
-            if let Json::String(s) = leaf
-                && ctx
-                    .sensitive_values
-                    .iter()
-                    .any(|secret| s == secret || (secret.len() >= 6 && s.contains(secret.as_str())))
-            {
+            if ctx.sensitive_forms.matches_leaf(leaf) {
                 sensitive_paths.insert(path);
             }
         }
@@ -350,13 +347,13 @@ mod tests {
     static NO_FACTS: std::sync::LazyLock<IgnoreFacts> =
         std::sync::LazyLock::new(IgnoreFacts::default);
 
-    fn ctx<'a>(kinds: &'a PlanKinds<'a>, secrets: &'a [String]) -> FinishContext<'a> {
+    fn ctx<'a>(kinds: &'a PlanKinds<'a>, secrets: &'a SensitiveForms) -> FinishContext<'a> {
         FinishContext {
             plan_name: "p",
             node: "helm.x",
             default_namespace: DefaultNamespace::Known("apps".into()),
             kinds,
-            sensitive_values: secrets,
+            sensitive_forms: secrets,
             ignore_rules: &[],
             ignore_facts: &NO_FACTS,
         }
@@ -365,7 +362,8 @@ mod tests {
     #[test]
     fn namespaces_follow_the_kind_scope() {
         let kinds = PlanKinds::new(None);
-        let c = ctx(&kinds, &[]);
+        let none = SensitiveForms::default();
+        let c = ctx(&kinds, &none);
         let cm = finish(
             json!({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "a"}}),
             BTreeSet::new(),
@@ -397,7 +395,7 @@ mod tests {
     #[test]
     fn marks_replace_helm_and_secrets_are_sensitive() {
         let kinds = PlanKinds::new(None);
-        let secrets = vec!["s3cr3t-value".to_string()];
+        let secrets = SensitiveForms::new(["s3cr3t-value"]);
         let c = ctx(&kinds, &secrets);
         let s = finish(
             json!({"apiVersion": "v1", "kind": "Secret",

@@ -33,6 +33,10 @@ pub struct ChartDocument {
     pub object: Json,
     /// Paths whose values change from one render to the next with the same inputs.
     pub volatile_paths: BTreeSet<String>,
+    /// Paths whose values were derived from the node's sensitive inputs (found by the canary
+    /// render, see [`super::provenance`]).
+    #[serde(default, skip_serializing_if = "BTreeSet::is_empty")]
+    pub sensitive_paths: BTreeSet<String>,
 }
 
 /// A chart's output, in helm's order.
@@ -249,6 +253,7 @@ mod tests {
                     source,
                     object,
                     volatile_paths: v.clone(),
+                    sensitive_paths: BTreeSet::new(),
                 })
                 .collect(),
             carried_over: false,

@@ -23,6 +23,7 @@ use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use crate::apply::{ActionTaken, Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use crate::cluster::ObjectRef;
 use crate::model::human_duration;
+use crate::render::masking::redact_output;
 
 /// Version of the JSON lines' shape.
 pub const PROGRESS_FORMAT: u32 = 1;
@@ -461,7 +462,7 @@ impl<W: Write + Send> Reporter for NodeLines<W> {
         }
         if let Ok(mut out) = self.out.lock() {
             for line in lines {
-                let _ = writeln!(out, "{line}");
+                let _ = writeln!(out, "{}", redact_output(&line));
             }
             let _ = out.flush();
         }
@@ -504,7 +505,7 @@ impl<W: Write + Send> Reporter for PlainProgress<W> {
         let time = (self.clock)();
         if let Ok(mut out) = self.out.lock() {
             for line in event_line(event).lines() {
-                let _ = writeln!(out, "{time} {line}");
+                let _ = writeln!(out, "{time} {}", redact_output(line));
             }
             let _ = out.flush();
         }
@@ -542,7 +543,7 @@ impl<W: Write + Send> Reporter for JsonProgress<W> {
             map.insert("time".to_owned(), (self.clock)().into());
         }
         if let Ok(mut out) = self.out.lock() {
-            let _ = writeln!(out, "{value}");
+            let _ = writeln!(out, "{}", redact_output(&value.to_string()));
             let _ = out.flush();
         }
     }
@@ -603,7 +604,7 @@ impl LiveProgress {
             bar.finish_and_clear();
             self.multi.remove(&bar);
         }
-        let _ = self.multi.println(line);
+        let _ = self.multi.println(redact_output(&line));
     }
 }
 
@@ -636,12 +637,12 @@ impl Reporter for LiveProgress {
                 reason,
             } => {
                 if let Some(bar) = self.bar(node) {
-                    bar.set_message(format!("{object}: {reason}"));
+                    bar.set_message(redact_output(&format!("{object}: {reason}")).into_owned());
                 }
             }
             Event::StepDone { node, .. } => {
                 if let Some(bar) = self.bar(node) {
-                    bar.set_message(event_line(event));
+                    bar.set_message(redact_output(&event_line(event)).into_owned());
                 }
             }
             Event::Retrying { node, object, .. } => {
@@ -651,7 +652,7 @@ impl Reporter for LiveProgress {
                         .strip_prefix(&format!("{node}: "))
                         .unwrap_or(&line)
                         .to_owned();
-                    bar.set_message(shown);
+                    bar.set_message(redact_output(&shown).into_owned());
                 }
                 let _ = object;
             }
@@ -661,7 +662,7 @@ impl Reporter for LiveProgress {
             Event::NodeSkipped { node, .. } => self.finish(node, event_line(event)),
             Event::Finished { summary } if !self.verbose => {
                 for line in summary_counts(summary, Some(self.started.elapsed())) {
-                    let _ = self.multi.println(line);
+                    let _ = self.multi.println(redact_output(&line));
                 }
             }
             Event::StepFailed { .. }
@@ -672,7 +673,7 @@ impl Reporter for LiveProgress {
             | Event::LeftInPlace { .. }
             | Event::Finished { .. } => {
                 for line in event_line(event).lines() {
-                    let _ = self.multi.println(line);
+                    let _ = self.multi.println(redact_output(line));
                 }
             }
         }
@@ -754,6 +755,39 @@ mod tests {
                 },
             },
         ]
+    }
+
+    #[test]
+    fn masking_redacts_a_server_message_that_echoes_a_sensitive_value() {
+        // A value of this test only: the registry is the process's.
+        let secret = "masking-progress-secret-4f1c";
+        crate::render::masking::register_for_output(&[secret.to_owned()]);
+        let encoded = base64::Engine::encode(&base64::engine::general_purpose::STANDARD, secret);
+        let failed = Event::StepFailed {
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), "a"),
+            action: StepAction::Update,
+            message: format!(
+                "ConfigMap \"a\" is invalid: data.token: Invalid value: \"{secret}\" ({encoded})"
+            ),
+        };
+        let plain = PlainProgress::with_clock(Vec::new(), fixed);
+        plain.event(&failed);
+        let lines = NodeLines::new(Vec::new());
+        lines.event(&failed);
+        let json = JsonProgress::with_clock(Vec::new(), fixed);
+        json.event(&failed);
+        for text in [
+            plain.into_inner().unwrap(),
+            lines.out.into_inner().unwrap(),
+            json.into_inner().unwrap(),
+        ] {
+            let text = String::from_utf8(text).unwrap();
+            assert!(text.contains("Invalid value: "), "{text}");
+            assert!(text.contains("(sensitive)"), "{text}");
+            assert!(!text.contains(secret), "{text}");
+            assert!(!text.contains(encoded.trim_end_matches('=')), "{text}");
+        }
     }
 
     #[test]

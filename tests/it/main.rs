@@ -19,6 +19,7 @@ mod install_helm;
 mod large_inputs;
 mod lint_cmd;
 mod lost_state;
+mod masking;
 mod missing_kinds;
 mod model_dump;
 mod placeholders;

@@ -194,6 +194,8 @@ pub fn write(path: &Path, saved: &SavedChangeSet) -> Result<(), SavedError> {
     let mut text = serde_json::to_string_pretty(saved)
         .map_err(|e| err(std::io::Error::other(e.to_string())))?;
     text.push('\n');
+    // A message kept in the change set (a server's reason) may quote a sensitive value.
+    let text = crate::render::masking::redact_output(&text).into_owned();
     let tmp = path.with_extension(format!(
         "{}.tmp",
         path.extension().and_then(|e| e.to_str()).unwrap_or("")
