@@ -86,8 +86,21 @@ pub fn apply_input(
     skip: &BTreeSet<String>,
     force_conflicts: bool,
 ) -> Result<ApplyInput, AdaptError> {
+    take_apply_input(&mut change_set.clone(), plan, graph, skip, force_conflicts)
+}
+
+/// [`apply_input`], moving the desired bodies of the nodes it adapts out of `change_set`
+/// instead of copying them: an apply of many objects holds each body once. The nodes in
+/// `skip` keep theirs.
+pub fn take_apply_input(
+    change_set: &mut ChangeSet,
+    plan: &Plan,
+    graph: &PlanGraph,
+    skip: &BTreeSet<String>,
+    force_conflicts: bool,
+) -> Result<ApplyInput, AdaptError> {
     let mut nodes = Vec::new();
-    for change in &change_set.nodes {
+    for change in &mut change_set.nodes {
         if skip.contains(&change.address) {
             continue;
         }
@@ -105,7 +118,7 @@ pub fn apply_input(
             node.wait = m.wait.clone();
             node.timeout = m.timeout.or(m.wait.timeout);
         }
-        for o in &change.objects {
+        for o in &mut change.objects {
             let object = o.object.to_string();
             let action = match o.action {
                 Action::Create => ObjectAction::Create,
@@ -125,7 +138,7 @@ pub fn apply_input(
                     });
                 }
                 Action::Hook => {
-                    let Some(body) = o.desired.clone() else {
+                    let Some(body) = o.desired.take() else {
                         return Err(AdaptError::NoBody {
                             node: change.address.clone(),
                             object,
@@ -170,7 +183,7 @@ pub fn apply_input(
             node.objects.push(ApplyObject {
                 object: o.object.clone(),
                 action,
-                desired: o.desired.clone(),
+                desired: o.desired.take(),
                 digest: o.desired_digest.clone(),
                 sensitive_paths: o.sensitive_paths.clone(),
             });

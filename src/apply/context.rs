@@ -17,6 +17,7 @@ use super::error::{ApplyError, StepError};
 use super::events::{ActionTaken, Event, LeftInPlace, Reporter, StepAction, Summary};
 use super::journal::{Journal, RecordChange, read_live};
 use super::readiness::{Readiness, Rule, job_timeout_hint};
+use super::snapshots::Snapshots;
 use crate::cluster::{
     self, Cluster, ClusterError, DeleteOptions, ObjectRef, Propagation, WaitOutcome,
 };
@@ -151,6 +152,8 @@ pub(crate) struct Context<'a> {
     /// Cancelled by a graceful interrupt: readiness waits end early (writes still finish).
     /// Replaced by a fresh token before a rollback, whose waits must run to their end.
     pub interrupted: Mutex<CancellationToken>,
+    /// Where the snapshots journaled before writes come from (listings, for an apply).
+    pub snapshots: Snapshots,
 }
 
 impl<'a> Context<'a> {
@@ -174,6 +177,7 @@ impl<'a> Context<'a> {
             left_in_place: Mutex::new(Vec::new()),
             immediate,
             interrupted: Mutex::new(CancellationToken::new()),
+            snapshots: Snapshots::none(),
         }
     }
 
@@ -325,6 +329,17 @@ impl<'a> Context<'a> {
         }
     }
 
+    /// The object before a write of `node` (None: absent), for the journal's snapshot.
+    pub(crate) async fn live_before_write(
+        &self,
+        node: &str,
+        object: &ObjectRef,
+    ) -> Result<Option<Value>, ClusterError> {
+        self.snapshots
+            .before_write(self.cluster, node, object)
+            .await
+    }
+
     /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
     /// reachable yet, within `deadline`. Returns the applied object.
     pub(crate) async fn apply_journaled(
@@ -335,7 +350,8 @@ impl<'a> Context<'a> {
         change: RecordChange,
         deadline: Option<Instant>,
     ) -> Result<Value, StepError> {
-        let live = read_live(self.cluster, object)
+        let live = self
+            .live_before_write(node, object)
             .await
             .map_err(|e| Self::write_err(node, object, e))?;
         let step = self
@@ -427,7 +443,8 @@ impl<'a> Context<'a> {
         change: RecordChange,
         deadline: Option<Instant>,
     ) -> Result<bool, StepError> {
-        let live = read_live(self.cluster, object)
+        let live = self
+            .live_before_write(node, object)
             .await
             .map_err(|e| Self::write_err(node, object, e))?;
         let step = self

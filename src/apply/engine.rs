@@ -31,10 +31,11 @@ use super::events::{
     ActionTaken, Event, Reporter, RunKind, RunOutcome, Skipped, StepAction, Summary,
 };
 use super::input::{ApplyInput, ApplyNode, ApplyObject, HookObject, ObjectAction, ObjectClass};
-use super::journal::{Journal, RecordChange, read_live};
+use super::journal::{Journal, RecordChange};
 use super::readiness::{Readiness, Rule};
 use super::rollback;
 use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd, find_cycle, indices};
+use super::snapshots::Snapshots;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::render::{HookDeletePolicy, HookPhase};
 use crate::state::{Mutation, RunRecord, StateStore, WriteBatch, digest_json};
@@ -184,7 +185,8 @@ impl Context<'_> {
                 return Ok(());
             }
             ObjectAction::Adopt | ObjectAction::Forget => {
-                let live = read_live(self.cluster, object)
+                let live = self
+                    .live_before_write(node, object)
                     .await
                     .map_err(|e| Context::write_err(node, object, e))?;
                 let (mutation, change, action) = if o.action == ObjectAction::Adopt {
@@ -575,6 +577,7 @@ pub async fn apply_phase(
         interrupt.immediate().clone(),
     );
     ctx.journal = Journal::new(store, run.run.clone(), phased.next_step);
+    ctx.snapshots = Snapshots::for_input(input);
     if let Ok(mut t) = ctx.interrupted.lock() {
         *t = interrupt.graceful().clone();
     }

@@ -18,7 +18,8 @@
 //!   the engine calls the rollback, never the other way round.
 //! - [`readiness`]: pure readiness rules, one per kind, and custom conditions.
 //! - [`scheduler`]: the DAG walk that never `?`s out.
-//! - [`journal`]: journaled mutations and atomic state records per step.
+//! - [`journal`]: journaled mutations and atomic state records per step; [`snapshots`]: the
+//!   live objects journaled before writes, listed once per node, kind and namespace.
 //! - [`engine`]: the forward steps and [`apply`]; [`rollback`]: restore and resume;
 //!   [`destroy`](mod@destroy): destroy.
 //! - [`events`]: the [`Reporter`] the engine emits to and the run [`Summary`]. The engine
@@ -44,6 +45,7 @@ pub mod phases;
 pub mod readiness;
 pub mod rollback;
 mod scheduler;
+mod snapshots;
 
 pub use context::{Interrupt, RunOptions};
 pub use destroy::{DestroyNode, DestroyRequest, destroy, is_owned};

@@ -231,11 +231,12 @@ async fn run_phases<R: Replan>(
     let mut change_set = first;
     let mut evaluated: BTreeSet<String> = BTreeSet::new();
     let mut applied = false;
-    let mut renders = PreviousRenders::new();
+    // The nodes whose render `previous` now holds, to keep in the state at the end.
+    let mut renders: BTreeSet<Address> = BTreeSet::new();
     for phase in 0..MAX_PHASES {
         let deferred = adapter::deferred_nodes(&change_set, phases.graph, &evaluated);
-        let input = adapter::apply_input(
-            &change_set,
+        let input = adapter::take_apply_input(
+            &mut change_set,
             phases.plan,
             phases.graph,
             &deferred,
@@ -266,18 +267,20 @@ async fn run_phases<R: Replan>(
             }
         }
         // What each applied node rendered to (render stability of later plans); kept in
-        // the state once the whole apply succeeded.
-        if let Ok(log) = rendered.lock() {
+        // the state once the whole apply succeeded. Moved out of the log (a later plan logs
+        // its own render again): one copy of the objects, not three.
+        if let Ok(mut log) = rendered.lock() {
             for n in &input.nodes {
                 if let Some(address) = Address::parse(&n.address)
-                    && let Some(p) = log.get(&address)
-                    && previous.get(&address) != Some(p)
+                    && let Some(p) = log.remove(&address)
+                    && previous.get(&address) != Some(&p)
                 {
-                    previous.insert(address.clone(), p.clone());
-                    renders.insert(address, p.clone());
+                    previous.insert(address.clone(), p);
+                    renders.insert(address);
                 }
             }
         }
+        drop(input);
         if deferred.is_empty() {
             break;
         }
@@ -319,8 +322,10 @@ async fn run_phases<R: Replan>(
             return Err(PhaseError::NoConvergence);
         }
     }
-    for (address, p) in &renders {
-        store_previous(phases.store, address, p)?;
+    for address in &renders {
+        if let Some(p) = previous.get(address) {
+            store_previous(phases.store, address, p)?;
+        }
     }
     if let Some(summary) = run.close(phases.store, phases.reporter)?
         && !summary.outcome.is_success()

@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 use super::transport::TransportLayer;
 use super::{
     ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
-    Discovery, KindRef, ObjectList, ObjectRef, Propagation, ServerVersion, Target, WaitOutcome,
-    WriteOptions, split_api_version,
+    Discovery, KindRef, ObjectList, ObjectPage, ObjectRef, Propagation, ServerVersion, Target,
+    WaitOutcome, WriteOptions, split_api_version,
 };
 
 /// A cluster reached through a kubeconfig.
@@ -346,6 +346,35 @@ impl Cluster for KubeCluster {
             })?;
             Ok(ObjectList {
                 resource_version: list.metadata.resource_version.unwrap_or_default(),
+                items: list.items.into_iter().map(|o| to_value(o, kind)).collect(),
+            })
+        })
+    }
+
+    fn list_page<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        limit: u32,
+        continue_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectPage, ClusterError>> {
+        Box::pin(async move {
+            let api = self.api(kind, namespace, true).await?;
+            let mut params = ListParams::default().limit(limit);
+            if let Some(token) = continue_token {
+                params = params.continue_token(token);
+            }
+            let list = api.list(&params).await.map_err(|e| {
+                self.err(
+                    e,
+                    Target::Kind {
+                        kind: kind.clone(),
+                        namespace: namespace.map(str::to_owned),
+                    },
+                )
+            })?;
+            Ok(ObjectPage {
+                continue_token: list.metadata.continue_.filter(|t| !t.is_empty()),
                 items: list.items.into_iter().map(|o| to_value(o, kind)).collect(),
             })
         })

@@ -11,7 +11,8 @@
 //!    requests), falling back to per-group discovery on servers without it. The result is
 //!    kept to resolve kinds to URLs; a kind missing from it triggers one fresh discovery
 //!    (a CRD may have just been created) before [`ClusterError::KindNotInstalled`].
-//! 3. Reads ([`Cluster::get`], [`Cluster::list`]), writes ([`Cluster::apply`] by server-side
+//! 3. Reads ([`Cluster::get`], [`Cluster::list`], [`Cluster::list_page`] and
+//!    [`list_paged`] over it, `limit` and `continue`), writes ([`Cluster::apply`] by server-side
 //!    apply with strict field validation, [`Cluster::create`], [`Cluster::replace`],
 //!    [`Cluster::delete`]) and [`Cluster::wait_for`], a watch (never a poll) with a timeout
 //!    that returns the last object seen; [`Cluster::wait_gone`] waits for many objects of one
@@ -71,6 +72,18 @@ pub struct ObjectList {
     pub resource_version: String,
 }
 
+/// One page of a list ([`Cluster::list_page`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ObjectPage {
+    /// Each with `apiVersion` and `kind` set.
+    pub items: Vec<Value>,
+    /// Where the next page starts (None: this was the last page).
+    pub continue_token: Option<String>,
+}
+
+/// How many objects a paged listing asks for at a time (what kubectl asks for).
+pub const LIST_PAGE_SIZE: u32 = 500;
+
 /// How to server-side apply.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApplyOptions {
@@ -87,6 +100,30 @@ impl Default for ApplyOptions {
             field_manager: FIELD_MANAGER.to_owned(),
             force: false,
             dry_run: false,
+        }
+    }
+}
+
+/// Lists every object of a kind in `namespace` page by page (`page_size` at a time; see
+/// [`LIST_PAGE_SIZE`]), handing each to `keep`, which returns what to hold on to (None: drop
+/// it): only what the caller needs stays in memory, never the whole list.
+pub async fn list_paged<T>(
+    cluster: &dyn Cluster,
+    kind: &KindRef,
+    namespace: Option<&str>,
+    page_size: u32,
+    mut keep: impl FnMut(Value) -> Option<T>,
+) -> Result<Vec<T>, ClusterError> {
+    let mut kept = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let page = cluster
+            .list_page(kind, namespace, page_size.max(1), token.as_deref())
+            .await?;
+        kept.extend(page.items.into_iter().filter_map(&mut keep));
+        match page.continue_token.filter(|t| !t.is_empty()) {
+            Some(next) => token = Some(next),
+            None => return Ok(kept),
         }
     }
 }
@@ -187,6 +224,26 @@ pub trait Cluster: Send + Sync {
         namespace: Option<&'a str>,
         label_selector: Option<&'a str>,
     ) -> BoxFuture<'a, Result<ObjectList, ClusterError>>;
+
+    /// One page of the objects of a kind in `namespace` (None: all namespaces, or a
+    /// cluster-scoped kind): at most `limit` of them, from where `continue_token` (the token
+    /// of the previous page) left off. By default the whole list as one page.
+    fn list_page<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+        limit: u32,
+        continue_token: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectPage, ClusterError>> {
+        let _ = (limit, continue_token);
+        Box::pin(async move {
+            let list = self.list(kind, namespace, None).await?;
+            Ok(ObjectPage {
+                items: list.items,
+                continue_token: None,
+            })
+        })
+    }
 
     /// Server-side apply of `body` (with `fieldValidation=Strict`); the resulting object.
     fn apply<'a>(

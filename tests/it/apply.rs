@@ -813,3 +813,128 @@ async fn an_unchanged_input_sends_no_write() {
     drop(store);
     f.stop().await;
 }
+
+/// A node writing many objects of one kind in one namespace reads them with one listing, not
+/// one GET each, and journals the same snapshots: a rollback puts back the objects that
+/// existed (as they were) and removes the ones the run created.
+#[tokio::test]
+async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let ns_node = |action| {
+        node(
+            "manifest.ns",
+            &[],
+            vec![object("manifest.ns", action, namespace("app"))],
+        )
+    };
+    let (summary, _) = run_apply(
+        &f,
+        &store,
+        &input(vec![ns_node(ObjectAction::Create)]),
+        &quick(),
+    )
+    .await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    // Three of the node's objects exist already (another manager's), one other object is not
+    // the plan's.
+    let someone = ApplyOptions {
+        field_manager: "someone".into(),
+        ..ApplyOptions::default()
+    };
+    for name in ["m00", "m01", "m02", "other"] {
+        f.cluster
+            .apply(&cm("app", name, json!({"old": "x"})), &someone)
+            .await
+            .unwrap();
+    }
+    let names: Vec<String> = (0..30).map(|i| format!("m{i:02}")).collect();
+    let app = || {
+        node(
+            "manifest.app",
+            &["manifest.ns"],
+            names
+                .iter()
+                .enumerate()
+                .map(|(i, n)| {
+                    let action = if i < 3 {
+                        ObjectAction::Update
+                    } else {
+                        ObjectAction::Create
+                    };
+                    object("manifest.app", action, cm("app", n, json!({ "k": n })))
+                })
+                .collect(),
+        )
+    };
+    let data = |o: Option<Value>| o.map(|o| o["data"].clone());
+
+    // A later node fails: everything is rolled back from the journal's snapshots.
+    let failing = input(vec![
+        ns_node(ObjectAction::NoOp),
+        app(),
+        node(
+            "manifest.after",
+            &["manifest.app"],
+            vec![object(
+                "manifest.after",
+                ObjectAction::Create,
+                widget("app", "w", json!(1)),
+            )],
+        ),
+    ]);
+    let (summary, _) = run_apply(&f, &store, &failing, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
+    assert_eq!(
+        summary
+            .actions
+            .iter()
+            .filter(|a| a.object.kind == "ConfigMap")
+            .count(),
+        30,
+        "every ConfigMap was written before the failure: {summary:#?}"
+    );
+    for (i, name) in names.iter().enumerate() {
+        let live = f
+            .cluster
+            .get(&ObjectRef::new("v1", "ConfigMap", Some("app"), name))
+            .await
+            .unwrap();
+        if i < 3 {
+            assert_eq!(data(live), Some(json!({"old": "x"})), "{name} put back");
+        } else {
+            assert_eq!(live, None, "{name} created by the run, removed");
+        }
+    }
+
+    // The same node alone: one listing of the namespace's ConfigMaps, no GET, one write each.
+    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let (summary, _) = run_apply(
+        &f,
+        &store,
+        &input(vec![ns_node(ObjectAction::NoOp), app()]),
+        &quick(),
+    )
+    .await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let requests: Vec<_> = f
+        .sandbox
+        .audit()
+        .into_iter()
+        .filter(|e| e.seq > since && e.resource == "configmaps")
+        .collect();
+    let count = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
+    assert_eq!(count("get"), 0, "no object read one by one: {requests:#?}");
+    assert_eq!(count("list"), 1, "{requests:#?}");
+    assert_eq!(count("patch"), names.len(), "{requests:#?}");
+    assert_eq!(requests.len(), names.len() + 1, "{requests:#?}");
+    assert_eq!(store.objects().unwrap().len(), names.len() + 1);
+    let other = f
+        .cluster
+        .get(&ObjectRef::new("v1", "ConfigMap", Some("app"), "other"))
+        .await
+        .unwrap();
+    assert_eq!(data(other), Some(json!({"old": "x"})));
+    drop(store);
+    f.stop().await;
+}

@@ -433,6 +433,65 @@ async fn list_filters_by_namespace_and_labels_in_one_request() {
 }
 
 #[tokio::test]
+async fn a_paged_listing_follows_the_continue_tokens_and_keeps_what_is_asked() {
+    let f = fixture().await;
+    let names: Vec<String> = (0..8).map(|i| format!("p{i}")).collect();
+    for name in &names {
+        f.cluster
+            .apply(&cm(name, json!({"n": name})), &ApplyOptions::default())
+            .await
+            .unwrap();
+    }
+    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let kind = KindRef::new("v1", "ConfigMap");
+    let mut kept =
+        meshplan::cluster::list_paged(f.cluster.as_ref(), &kind, Some("default"), 3, |o| {
+            let name = o["metadata"]["name"].as_str()?.to_owned();
+            (name != "p4").then_some(name)
+        })
+        .await
+        .unwrap();
+    kept.sort();
+    let mut expected = names.clone();
+    expected.retain(|n| n != "p4");
+    assert_eq!(kept, expected);
+    let lists: Vec<_> = f
+        .sandbox
+        .audit()
+        .into_iter()
+        .filter(|e| e.seq > since && e.resource == "configmaps")
+        .collect();
+    assert_eq!(lists.len(), 3, "8 objects in pages of 3: {lists:#?}");
+    assert!(
+        lists
+            .iter()
+            .all(|e| e.verb == "list" && e.query.contains("limit=3"))
+    );
+    assert!(!lists[0].query.contains("continue="), "{lists:#?}");
+    assert!(
+        lists[1..].iter().all(|e| e.query.contains("continue=")),
+        "{lists:#?}"
+    );
+
+    let page = f
+        .cluster
+        .list_page(&kind, Some("default"), 5, None)
+        .await
+        .unwrap();
+    assert_eq!(page.items.len(), 5);
+    assert!(page.items.iter().all(|o| o["kind"] == "ConfigMap"));
+    let token = page.continue_token.expect("more than one page");
+    let last = f
+        .cluster
+        .list_page(&kind, Some("default"), 5, Some(&token))
+        .await
+        .unwrap();
+    assert_eq!(last.items.len(), 3);
+    assert_eq!(last.continue_token, None);
+    f.stop().await;
+}
+
+#[tokio::test]
 async fn replace_restores_a_snapshot_and_create_refuses_an_existing_object() {
     let f = fixture().await;
     let snapshot = f
