@@ -254,6 +254,51 @@ depends_on = ["manifest.ns"]
     }
 
     #[test]
+    fn objects_of_yaml_are_parsed_again_with_the_spans_they_were_loaded_with() {
+        let manifest = "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: a\n---\n--- \n  apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: b, namespace: a}\n  data:\n    k: v\n";
+        let plan = concat!(
+            "[plan]\nname = \"t\"\n[manifest.file]\nfile = \"m.yaml\"\n",
+            "[manifest.inline]\nyaml = '''\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  namespace: a\n'''\n",
+            "[[manifest.tables.objects]]\napiVersion = \"v1\"\nkind = \"Namespace\"\nmetadata = { name = \"d\" }\n",
+        );
+        let reader = files(&[("plan.toml", plan), ("m.yaml", manifest)]);
+        let request = LoadRequest {
+            plan: PathBuf::from("plan.toml"),
+            ..LoadRequest::default()
+        };
+        let loaded = load_with(&request, &reader).unwrap();
+        let direct = crate::planfile::parse_yaml(crate::planfile::FileId(1), manifest, 0).unwrap();
+        let objects = |name: &str| {
+            let node = loaded
+                .plan
+                .nodes
+                .values()
+                .find(|n| n.address.name == name)
+                .unwrap();
+            match &node.spec {
+                crate::model::NodeSpec::Manifest(m) => m.objects.clone(),
+                _ => panic!("{name} is not a manifest"),
+            }
+        };
+        let file = objects("file");
+        assert_eq!(file.len(), 2);
+        for (object, direct) in file.iter().zip(&direct) {
+            assert!(matches!(object.raw, crate::model::RawObject::Yaml { .. }));
+            assert_eq!(object.raw(&loaded.sources).unwrap().as_ref(), direct);
+        }
+        // Inline YAML points into the plan file; TOML objects are kept.
+        let inline = &objects("inline")[0];
+        let raw = inline.raw(&loaded.sources).unwrap();
+        let meta = raw.as_table().unwrap().get("metadata").unwrap();
+        let name = meta.value.as_table().unwrap().get("name").unwrap();
+        assert_eq!(loaded.sources.slice(&name.value.span), "c");
+        assert!(matches!(
+            objects("tables")[0].raw,
+            crate::model::RawObject::Kept(_)
+        ));
+    }
+
+    #[test]
     fn every_missing_file_is_reported_once() {
         let reader = files(&[("plan.toml", PLAN)]);
         let request = LoadRequest {

@@ -3,6 +3,7 @@
 use std::fmt;
 use std::path::PathBuf;
 
+use meshplan_k8s::text::clip_message;
 use meshplan_k8s::{KindRef, ObjectRef};
 
 /// What a failed request was about.
@@ -215,14 +216,13 @@ impl ClusterError {
         message.contains("failed calling webhook")
     }
 
-    /// Maps a kube error for a request about `target` to the cluster at `url`.
-    pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
-        if let Some(no_answer) = super::transport::find_no_answer(&err) {
-            return Self::NoAnswer {
-                url: url.to_owned(),
-                after: no_answer.after,
-            };
-        }
+    /// The error for a Status the server answered (its messages already clipped).
+    fn from_status(
+        status: Box<kube::core::Status>,
+        conflicts: Vec<FieldConflict>,
+        target: Target,
+        url: &str,
+    ) -> Self {
         let object = || match &target {
             Target::Object(o) => Box::new(o.clone()),
             Target::Kind { kind, namespace } => Box::new(ObjectRef {
@@ -233,58 +233,82 @@ impl ClusterError {
             }),
             Target::Cluster => Box::new(ObjectRef::new("", "", None, "")),
         };
-        match err {
-            kube::Error::Api(status) => match (status.code, status.reason.as_str()) {
-                (401, _) => Self::Unauthorized {
-                    url: url.to_owned(),
-                    message: status.message,
-                },
-                (403, _) => Self::Forbidden {
-                    target: Box::new(target),
-                    message: status.message,
-                },
-                (404, _) if matches!(target, Target::Object(_)) => {
-                    Self::NotFound { object: object() }
-                }
-                (409, "AlreadyExists") => Self::AlreadyExists { object: object() },
-                (409, _) => Self::Conflict {
+        match (status.code, status.reason.as_str()) {
+            (401, _) => Self::Unauthorized {
+                url: url.to_owned(),
+                message: status.message,
+            },
+            (403, _) => Self::Forbidden {
+                target: Box::new(target),
+                message: status.message,
+            },
+            (404, _) if matches!(target, Target::Object(_)) => Self::NotFound { object: object() },
+            (409, "AlreadyExists") => Self::AlreadyExists { object: object() },
+            (409, _) => Self::Conflict {
+                object: object(),
+                conflicts,
+                message: status.message,
+            },
+            // Server-side apply of a field the schema does not declare is answered with a
+            // 500 "failed to create typed patch object" by real API servers.
+            (400 | 422, _) | (500, _)
+                if matches!(target, Target::Object(_))
+                    && (status.code != 500
+                        || status
+                            .message
+                            .contains("failed to create typed patch object")) =>
+            {
+                Self::Invalid {
                     object: object(),
-                    conflicts: field_conflicts(&status),
+                    causes: status
+                        .details
+                        .as_ref()
+                        .map(|d| {
+                            d.causes
+                                .iter()
+                                .map(|c| InvalidCause {
+                                    field: c.field.clone(),
+                                    reason: c.reason.clone(),
+                                    message: c.message.clone(),
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
                     message: status.message,
-                },
-                // Server-side apply of a field the schema does not declare is answered with a
-                // 500 "failed to create typed patch object" by real API servers.
-                (400 | 422, _) | (500, _)
-                    if matches!(target, Target::Object(_))
-                        && (status.code != 500
-                            || status
-                                .message
-                                .contains("failed to create typed patch object")) =>
-                {
-                    Self::Invalid {
-                        object: object(),
-                        causes: status
-                            .details
-                            .as_ref()
-                            .map(|d| {
-                                d.causes
-                                    .iter()
-                                    .map(|c| InvalidCause {
-                                        field: c.field.clone(),
-                                        reason: c.reason.clone(),
-                                        message: c.message.clone(),
-                                    })
-                                    .collect()
-                            })
-                            .unwrap_or_default(),
-                        message: status.message,
+                }
+            }
+            _ => Self::Other {
+                target: Box::new(target),
+                status,
+            },
+        }
+    }
+
+    /// Maps a kube error for a request about `target` to the cluster at `url`.
+    pub(crate) fn from_kube(err: kube::Error, target: Target, url: &str) -> Self {
+        if let Some(no_answer) = super::transport::find_no_answer(&err) {
+            return Self::NoAnswer {
+                url: url.to_owned(),
+                after: no_answer.after,
+            };
+        }
+        match err {
+            kube::Error::Api(mut status) => {
+                // The server's words may quote a value of any size (an invalid 1 MB field):
+                // kept to a bounded length, after the conflicts are read from them.
+                let conflicts = if status.code == 409 {
+                    field_conflicts(&status)
+                } else {
+                    Vec::new()
+                };
+                status.message = clip_message(&status.message);
+                if let Some(details) = status.details.as_mut() {
+                    for cause in &mut details.causes {
+                        cause.message = clip_message(&cause.message);
                     }
                 }
-                _ => Self::Other {
-                    target: Box::new(target),
-                    status,
-                },
-            },
+                Self::from_status(status, conflicts, target, url)
+            }
             kube::Error::HyperError(_) | kube::Error::Service(_) => match tls_problem(&err) {
                 Some(message) => Self::Tls {
                     url: url.to_owned(),

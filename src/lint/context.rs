@@ -335,8 +335,8 @@ impl<'a> Context<'a> {
         fix: String,
     ) -> Finding {
         let span = match obj.manifest {
-            Some(m) => match field {
-                Some(path) => path::raw_span(&m.raw, path),
+            Some(m) => match field.zip(m.raw(self.input.sources)) {
+                Some((path, raw)) => path::raw_span(&raw, path),
                 None => m.span.clone(),
             },
             None => obj.node.span.clone(),

@@ -23,8 +23,8 @@ use super::address::{Address, NodeKind};
 use super::duration::parse_duration;
 use super::plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, StateBackend, StateSettings, Suppression, Value, ValuesFile, Var,
-    VarOrigin, Wait,
+    RawObject, Read, ReadSelect, Repo, StateBackend, StateSettings, Suppression, Value, ValuesFile,
+    Var, VarOrigin, Wait,
 };
 use super::template::{Part, Reference, Template, locate_in_raw, parse_template};
 use crate::model::lint_checks::CheckId;
@@ -143,6 +143,21 @@ struct Builder<'a> {
     sources: &'a mut SourceMap,
     diags: Vec<Diagnostic>,
     vars: BTreeMap<String, Var>,
+}
+
+/// Where the last span of a value (its keys and values, nested) ends.
+fn extent(value: &RawValue) -> usize {
+    let inner = match &value.kind {
+        RawKind::Array(items) => items.iter().map(extent).max().unwrap_or(0),
+        RawKind::Table(table) => table
+            .entries
+            .iter()
+            .map(|e| e.key_span.range.end.max(extent(&e.value)))
+            .max()
+            .unwrap_or(0),
+        _ => 0,
+    };
+    inner.max(value.span.range.end)
 }
 
 fn file_start(raw: &RawPlan) -> Span {
@@ -1223,7 +1238,11 @@ impl Builder<'_> {
                     return None;
                 };
                 let (path, id) = self.loaded_file(&entry, written, "manifest file")?;
-                let text = self.sources.text(id).to_string();
+                // The file's text is shared, not copied (a manifest file may be large).
+                let text = self
+                    .sources
+                    .get(id)
+                    .map_or_else(|| std::sync::Arc::from(""), |f| f.text.clone());
                 let docs = match parse_yaml(id, &text, 0) {
                     Ok(docs) => docs,
                     Err(d) => {
@@ -1318,9 +1337,12 @@ impl Builder<'_> {
             );
             return None;
         }
-        let mut objects = Vec::new();
-        for (i, doc) in docs.iter().enumerate() {
-            if let Some(o) = self.object(doc, address, i + 1) {
+        // Each document becomes its object's value; one of YAML is not kept as written (it is
+        // parsed again from its text when a message needs it), one of TOML is moved.
+        let yaml = !matches!(source, ManifestSource::Objects { .. });
+        let mut objects = Vec::with_capacity(docs.len());
+        for (i, doc) in docs.into_iter().enumerate() {
+            if let Some(o) = self.object(doc, address, i + 1, yaml) {
                 objects.push(o);
             }
         }
@@ -1329,9 +1351,10 @@ impl Builder<'_> {
 
     fn object(
         &mut self,
-        doc: &RawValue,
+        doc: RawValue,
         address: &Address,
         index: usize,
+        yaml: bool,
     ) -> Option<ManifestObject> {
         let Some(table) = doc.as_table() else {
             self.push(
@@ -1400,7 +1423,27 @@ impl Builder<'_> {
             namespace,
             value,
             span: doc.span.clone(),
-            raw: doc.clone(),
+            raw: if yaml {
+                // From the start of the line, so the first key keeps its indentation, to the
+                // end of the line of the last value (the parser's span of a mapping is its
+                // start only).
+                let text = self.sources.text(doc.span.file).as_bytes();
+                let last = extent(&doc).min(text.len());
+                let end = text[last..]
+                    .iter()
+                    .position(|&b| b == b'\n')
+                    .map_or(text.len(), |i| last + i);
+                let mut start = doc.span.range.start;
+                while start > 0 && text.get(start - 1) == Some(&b' ') {
+                    start -= 1;
+                }
+                RawObject::Yaml {
+                    file: doc.span.file,
+                    range: start..end,
+                }
+            } else {
+                RawObject::Kept(doc)
+            },
         })
     }
 

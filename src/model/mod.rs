@@ -34,7 +34,7 @@ pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;
 pub use plan::{
     Chart, Check, Dependency, Helm, Manifest, ManifestObject, ManifestSource, Node, NodeSpec, Plan,
-    Read, ReadSelect, Repo, StateBackend, StateSettings, StaticScope, Suppression, Value,
-    ValuesFile, Var, VarOrigin, Wait,
+    RawObject, Read, ReadSelect, Repo, StateBackend, StateSettings, StaticScope, Suppression,
+    Value, ValuesFile, Var, VarOrigin, Wait,
 };
 pub use template::{EvalError, Lookup, Part, RefUse, Reference, Scope, Template};

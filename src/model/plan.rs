@@ -233,8 +233,42 @@ pub struct ManifestObject {
     pub value: Value,
     /// Where the object starts (in the YAML file for file manifests).
     pub span: Span,
-    /// The object as written, with a span on every key (for messages about one field).
-    pub raw: RawValue,
+    /// The object as written, with a span on every key (for messages about one field): see
+    /// [`ManifestObject::raw`].
+    pub raw: RawObject,
+}
+
+/// Where to find a manifest object as written. An object of TOML is kept; an object of YAML
+/// (a manifest file, inline YAML) is parsed again from its source text when a message needs
+/// one of its fields, so that a file of 100,000 documents is not held twice (once as written,
+/// once as values).
+#[derive(Debug, Clone, PartialEq)]
+pub enum RawObject {
+    Kept(RawValue),
+    /// The document's text: from the start of its first line to its end.
+    Yaml {
+        file: FileId,
+        range: std::ops::Range<usize>,
+    },
+}
+
+impl ManifestObject {
+    /// The object as written, with a span on every key. None when its text does not parse
+    /// alone to one document (a flow mapping closed on a line after its last value): a
+    /// message about one of its fields then points at the object's start.
+    pub fn raw(
+        &self,
+        sources: &crate::planfile::SourceMap,
+    ) -> Option<std::borrow::Cow<'_, RawValue>> {
+        match &self.raw {
+            RawObject::Kept(raw) => Some(std::borrow::Cow::Borrowed(raw)),
+            RawObject::Yaml { file, range } => {
+                let text = sources.text(*file).get(range.clone())?;
+                let mut docs = crate::planfile::parse_yaml(*file, text, range.start).ok()?;
+                (docs.len() == 1).then(|| std::borrow::Cow::Owned(docs.remove(0)))
+            }
+        }
+    }
 }
 
 /// A Helm chart rendered with `helm template` and applied as objects.

@@ -7,7 +7,13 @@
 
 use std::fmt;
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, NamedSource};
+use std::borrow::Cow;
+
+use meshplan_k8s::text::{ECHO_LIMIT, clip};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteError, MietteSpanContents,
+    SourceCode, SourceSpan, SpanContents,
+};
 
 use super::source::{SourceMap, Span};
 
@@ -84,10 +90,11 @@ pub struct Diagnostic {
 }
 
 impl Diagnostic {
+    /// A diagnostic; values quoted in `message` are clipped (see [`clip_echoes`]).
     pub fn new(kind: DiagnosticKind, message: impl Into<String>) -> Self {
         Self {
             kind,
-            message: message.into(),
+            message: clip_echoes(message.into()),
             labels: Vec::new(),
             help: None,
         }
@@ -97,18 +104,18 @@ impl Diagnostic {
     pub fn label(mut self, span: Span, text: impl Into<String>) -> Self {
         self.labels.push(Label {
             span,
-            text: text.into(),
+            text: clip_echoes(text.into()),
         });
         self
     }
 
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(clip_echoes(help.into()));
         self
     }
 
     pub fn help_opt(mut self, help: Option<String>) -> Self {
-        self.help = help;
+        self.help = help.map(clip_echoes);
         self
     }
 
@@ -258,13 +265,119 @@ where
     best.map(|(_, c)| c.to_string())
 }
 
+/// The longest message text kept whole: beyond it the text itself is clipped, whatever it
+/// quotes.
+const MESSAGE_LIMIT: usize = 4 * ECHO_LIMIT;
+
+/// A message with every quoted value (between backticks) longer than [`ECHO_LIMIT`] clipped
+/// by the shared [`clip`], so that a mistake about a 1 MB value does not print the value; a
+/// message still longer than [`MESSAGE_LIMIT`] (a value quoted without backticks) is clipped
+/// as a whole.
+pub fn clip_echoes(message: String) -> String {
+    if message.len() <= ECHO_LIMIT {
+        return message;
+    }
+    let mut out = String::new();
+    let mut rest = message.as_str();
+    while let Some(open) = rest.find('`') {
+        let Some(close) = rest[open + 1..].find('`') else {
+            break;
+        };
+        let quoted = &rest[open + 1..open + 1 + close];
+        out.push_str(&rest[..=open]);
+        out.push_str(&clip(quoted, ECHO_LIMIT));
+        out.push('`');
+        rest = &rest[open + close + 2..];
+    }
+    out.push_str(rest);
+    match clip(&out, MESSAGE_LIMIT) {
+        Cow::Borrowed(_) => out,
+        Cow::Owned(clipped) => clipped,
+    }
+}
+
+/// A source file as snippets show it: a snippet longer than [`SNIPPET_LIMIT`] (a line of a
+/// megabyte, a label over a whole large document) is cut to a window around its label, with
+/// the line and column of the window's start, so the file:line:col stays right.
+#[derive(Debug)]
+struct ClippedSource {
+    name: String,
+    text: std::sync::Arc<str>,
+}
+
+/// The most bytes of source a snippet shows.
+const SNIPPET_LIMIT: usize = 2048;
+
+/// How much of a long line a snippet shows before its label, and after it.
+const WINDOW_BEFORE: usize = 80;
+const WINDOW_AFTER: usize = 40;
+
+impl SourceCode for ClippedSource {
+    fn read_span<'a>(
+        &'a self,
+        span: &SourceSpan,
+        context_lines_before: usize,
+        context_lines_after: usize,
+    ) -> Result<Box<dyn SpanContents<'a> + 'a>, MietteError> {
+        let text: &'a str = &self.text;
+        let full = text
+            .as_bytes()
+            .read_span(span, context_lines_before, context_lines_after)?;
+        let (start, len) = (full.span().offset(), full.data().len());
+        if len <= SNIPPET_LIMIT {
+            return Ok(Box::new(MietteSpanContents::new_named(
+                self.name.clone(),
+                full.data(),
+                *full.span(),
+                full.line(),
+                full.column(),
+                full.line_count(),
+            )));
+        }
+        let end = start + len;
+        let at = span.offset().clamp(start, end);
+        // From the start of the label's line, or a little before the label on a long line.
+        let line_start = text[..at].rfind('\n').map_or(0, |i| i + 1).max(start);
+        // (Without context lines, the contents start at the label: their line and column are
+        // the label's, which the snippet's header shows.)
+        let lo = if context_lines_before == 0 {
+            at
+        } else if at - line_start <= WINDOW_BEFORE {
+            line_start
+        } else {
+            super::source::floor_char_boundary(text, at - WINDOW_BEFORE)
+        };
+        // To the last line end within the limit, else (the label's line goes on) a little
+        // after the label.
+        let limit = super::source::floor_char_boundary(text, (lo + SNIPPET_LIMIT).min(end));
+        let hi = match text[lo..limit].rfind('\n') {
+            Some(i) if lo + i >= at => lo + i,
+            _ => super::source::floor_char_boundary(
+                text,
+                (at + span.len().min(ECHO_LIMIT) + WINDOW_AFTER).min(limit),
+            ),
+        };
+        let line = text[..lo].bytes().filter(|&b| b == b'\n').count();
+        let column = lo - text[..lo].rfind('\n').map_or(0, |i| i + 1);
+        let line_count = text[lo..hi].bytes().filter(|&b| b == b'\n').count() + 1;
+        Ok(Box::new(MietteSpanContents::new_named(
+            self.name.clone(),
+            &text.as_bytes()[lo..hi],
+            (lo, hi - lo).into(),
+            line,
+            column,
+            line_count,
+        )))
+    }
+}
+
 /// A miette-renderable copy of one diagnostic.
 #[derive(Debug)]
 struct MietteDiagnostic {
     /// None for related notes (rendered as advice, without a code).
     code: Option<&'static str>,
     message: String,
-    source: Option<NamedSource<std::sync::Arc<str>>>,
+    source: Option<ClippedSource>,
     labels: Vec<LabeledSpan>,
     help: Option<String>,
     related: Vec<MietteDiagnostic>,
@@ -298,7 +411,7 @@ impl miette::Diagnostic for MietteDiagnostic {
     }
 
     fn source_code(&self) -> Option<&dyn miette::SourceCode> {
-        self.source.as_ref().map(|s| s as &dyn miette::SourceCode)
+        self.source.as_ref().map(|s| s as &dyn SourceCode)
     }
 
     fn labels(&self) -> Option<Box<dyn Iterator<Item = LabeledSpan> + '_>> {
@@ -327,7 +440,13 @@ fn to_miette(diag: &Diagnostic, sources: &SourceMap) -> MietteDiagnostic {
     for (i, label) in diag.labels.iter().enumerate() {
         let text = sources.text(label.span.file);
         let start = super::source::floor_char_boundary(text, label.span.range.start);
-        let end = super::source::floor_char_boundary(text, label.span.range.end).max(start);
+        let mut end = super::source::floor_char_boundary(text, label.span.range.end).max(start);
+        // A label over more than a snippet shows (a 1 MB string) is cut to its first line,
+        // at most an echo long.
+        if end - start > SNIPPET_LIMIT {
+            let first_line = text[start..end].find('\n').map_or(end, |i| start + i);
+            end = super::source::floor_char_boundary(text, first_line.min(start + ECHO_LIMIT));
+        }
         let span = (start, end - start);
         if Some(label.span.file) == primary_file {
             let text = (!label.text.is_empty()).then(|| label.text.clone());
@@ -357,15 +476,15 @@ fn to_miette(diag: &Diagnostic, sources: &SourceMap) -> MietteDiagnostic {
     }
 }
 
-fn named_source(
-    sources: &SourceMap,
-    file: super::source::FileId,
-) -> NamedSource<std::sync::Arc<str>> {
+fn named_source(sources: &SourceMap, file: super::source::FileId) -> ClippedSource {
     let text = sources
         .get(file)
         .map(|f| f.text.clone())
         .unwrap_or_else(|| std::sync::Arc::from(""));
-    NamedSource::new(sources.name(file), text)
+    ClippedSource {
+        name: sources.name(file).to_owned(),
+        text,
+    }
 }
 
 #[cfg(test)]
@@ -378,6 +497,49 @@ mod tests {
         assert_eq!(did_you_mean("depend_on", fields), Some("depends_on".into()));
         assert_eq!(did_you_mean("namespcae", fields), Some("namespace".into()));
         assert_eq!(did_you_mean("zzz", fields), None);
+    }
+
+    #[test]
+    fn quoted_values_are_clipped_and_the_rest_kept() {
+        assert_eq!(
+            clip_echoes("unknown field `nmae`".into()),
+            "unknown field `nmae`"
+        );
+        let long = "x".repeat(10_000);
+        let clipped = clip_echoes(format!("invalid name `{long}`: use lower case"));
+        assert_eq!(
+            clipped,
+            format!(
+                "invalid name `{}... (9800 more bytes)`: use lower case",
+                &long[..200]
+            )
+        );
+        // Unquoted, the message itself is clipped.
+        let clipped = clip_echoes(format!("--var a={long}"));
+        assert!(clipped.len() < 1000, "{clipped}");
+        assert!(clipped.ends_with("more bytes)"), "{clipped}");
+    }
+
+    #[test]
+    fn a_label_deep_in_a_megabyte_line_shows_a_window_with_its_own_column() {
+        let mut sources = SourceMap::new();
+        let line = format!(
+            "[plan]\nname = \"{}!{}\"\n",
+            "a".repeat(500_000),
+            "b".repeat(500_000)
+        );
+        let at = line.find('!').unwrap();
+        let f = sources.add("plan.toml", line.as_str());
+        let d = Diagnostic::new(DiagnosticKind::InvalidValue, "invalid plan name")
+            .label(Span::new(f, at..at + 1), "not allowed here");
+        let text = Diagnostics::new(vec![d], sources).render(RenderOptions::default());
+        assert!(text.len() < 2000, "{} bytes", text.len());
+        assert!(
+            text.contains(&format!("plan.toml:2:{}", at - 7 + 1)),
+            "{text}"
+        );
+        assert!(text.contains("aaaa!bbbb"), "{text}");
+        assert!(text.contains("not allowed here"), "{text}");
     }
 
     #[test]

@@ -91,12 +91,26 @@ impl<'de> Visitor<'de> for NodeVisitor {
 
 /// Parses every document of a YAML text. `base` is added to all offsets (for YAML embedded in a
 /// larger file, such as an inline manifest string whose raw text starts at `base`).
+///
+/// Each document is converted as soon as the parser has read it, so the parser's spanned
+/// tree of one document is alive at a time, not those of all of them (a manifest file of
+/// 100,000 documents held them all, then their conversion, at once).
 pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>, Diagnostic> {
-    match serde_saphyr::from_multiple_with_options::<Spanned<Node>>(text, options()) {
-        Ok(docs) => Ok(docs
-            .into_iter()
-            .map(|d| convert(file, text, base, d))
-            .collect()),
+    let parsed = CONVERTING.with(|slot| {
+        let previous = slot.replace(Some(Converting {
+            file,
+            text: text.into(),
+            base,
+        }));
+        let parsed = serde_saphyr::from_str_multiple_with_options::<Spanned<Node>, Documents>(
+            text,
+            options(),
+        );
+        slot.replace(previous);
+        parsed
+    });
+    match parsed {
+        Ok(docs) => Ok(docs.0),
         Err(err) => {
             let plain = err.without_snippet().to_string();
             let message = match original(&err) {
@@ -118,6 +132,38 @@ pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>
             )
             .label(span, message)
             .help("fix the YAML here; every document must be a valid YAML mapping"))
+        }
+    }
+}
+
+/// The text being parsed on this thread, for [`Documents`] to convert each document with.
+struct Converting {
+    file: FileId,
+    text: std::rc::Rc<str>,
+    base: usize,
+}
+
+thread_local! {
+    static CONVERTING: std::cell::RefCell<Option<Converting>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The documents of a YAML text, each converted to a [`RawValue`] as the parser hands it over
+/// (the parser collects documents with `Extend`, and its collection must be `Default`: the
+/// text it converts against is the one [`parse_yaml`] set for this thread).
+#[derive(Default)]
+struct Documents(Vec<RawValue>);
+
+impl Extend<Spanned<Node>> for Documents {
+    fn extend<I: IntoIterator<Item = Spanned<Node>>>(&mut self, docs: I) {
+        let Some((file, text, base)) = CONVERTING.with_borrow(|c| {
+            c.as_ref()
+                .map(|c| (c.file, std::rc::Rc::clone(&c.text), c.base))
+        }) else {
+            return;
+        };
+        for doc in docs {
+            self.0.push(convert(file, &text, base, doc));
         }
     }
 }

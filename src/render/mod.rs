@@ -592,7 +592,7 @@ impl Renderer {
                 chart: chart.to_string(),
                 command,
                 help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
-                stderr: out.stderr.trim_end().to_string(),
+                stderr: meshplan_k8s::text::clip_message(out.stderr.trim_end()),
             });
         }
         Ok(out.stdout)
@@ -971,7 +971,7 @@ impl Renderer {
         helm::parse_documents(&stdout).map_err(|e| RenderError::BadOutput {
             node: node.clone(),
             source_file: e.source,
-            message: e.message,
+            message: meshplan_k8s::text::clip_message(&e.message),
         })
     }
 }
@@ -1308,7 +1308,8 @@ fn finish_node(
             node: address.clone(),
             object: objects::identity(&doc.object).short().to_string(),
             annotation: bad.annotation,
-            value: bad.value,
+            value: meshplan_k8s::text::clip(&bad.value, meshplan_k8s::text::ECHO_LIMIT)
+                .into_owned(),
         })?;
         let finished = objects::finish(doc.object, doc.unknown_paths, doc.sensitive_paths, &ctx);
         let since_previous = match previous_objects.get(&objects::identity(&finished.object)) {

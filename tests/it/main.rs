@@ -33,6 +33,7 @@ mod requests;
 mod rollback_sweep;
 mod sample_plan;
 mod sandbox_serve;
+mod size_limits;
 mod state;
 mod state_backend;
 mod state_kube;

@@ -6,6 +6,15 @@ use std::borrow::Cow;
 /// How many characters of an echoed value a message keeps by default.
 pub const ECHO_LIMIT: usize = 200;
 
+/// How many characters of a message from a server or a tool (an API server's Status message,
+/// helm's stderr), which may quote values of any size, are kept.
+pub const MESSAGE_LIMIT: usize = 2000;
+
+/// [`clip`] to [`MESSAGE_LIMIT`], owned: for a message from a server or a tool.
+pub fn clip_message(text: &str) -> String {
+    clip(text, MESSAGE_LIMIT).into_owned()
+}
+
 /// `text` if it has at most `max` characters; else its first `max` characters (never splitting
 /// one) followed by `... (N more bytes)`.
 pub fn clip(text: &str, max: usize) -> Cow<'_, str> {

@@ -48,6 +48,7 @@ mod error;
 mod fieldmanager;
 pub mod kubectl;
 mod lease;
+mod limits;
 mod names;
 mod openapi;
 mod patch;

@@ -24,6 +24,7 @@ use super::admin_api;
 use super::config::{AuthMode, CONTEXT_NAME, Controller};
 use super::controllers::webhooks::Operation;
 use super::discovery;
+use super::limits;
 use super::openapi;
 use super::reconciler;
 use super::registry::ResourceType;
@@ -36,8 +37,45 @@ use super::table::{self, IncludeObject};
 use super::transport::ConnInfo;
 use super::write::{self, DeleteOptions, PatchKind, WriteOptions};
 
-/// Largest request body accepted.
-const BODY_LIMIT: usize = 64 * 1024 * 1024;
+/// Largest request body the admin endpoint accepts (the API itself has the API server's
+/// limit, [`limits::MAX_REQUEST_BODY`]).
+const ADMIN_BODY_LIMIT: usize = 64 * 1024 * 1024;
+
+/// How much of a body over the limit is still read (and dropped) so that the client, still
+/// writing it, gets the 413 instead of a reset connection.
+const DRAIN_LIMIT: usize = 256 * 1024 * 1024;
+
+enum BodyError {
+    TooLarge,
+    Read(axum::Error),
+}
+
+/// The request body, at most `limit` bytes. A longer one is read to its end (up to
+/// [`DRAIN_LIMIT`]) and dropped, as the API server answers 413 only once the client can read
+/// the answer.
+async fn read_body(body: Body, limit: usize) -> Result<Bytes, BodyError> {
+    use http_body_util::BodyExt as _;
+    let mut body = body;
+    let mut kept = bytes::BytesMut::new();
+    let mut seen = 0usize;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(BodyError::Read)?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        seen = seen.saturating_add(data.len());
+        if seen > DRAIN_LIMIT {
+            return Err(BodyError::TooLarge);
+        }
+        if seen <= limit {
+            kept.extend_from_slice(&data);
+        }
+    }
+    if seen > limit {
+        return Err(BodyError::TooLarge);
+    }
+    Ok(kept.freeze())
+}
 
 /// Paths any client may read without credentials (as with anonymous auth on real clusters).
 fn is_public(path: &str) -> bool {
@@ -169,14 +207,32 @@ async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
         .extensions
         .get::<ConnectInfo<ConnInfo>>()
         .map(|c| c.0.clone());
+    // The API server's body limit (the admin endpoint, with snapshots and fault plans, has a
+    // larger one). A body over it is drained before the 413, unless it declares a length not
+    // worth reading at all.
+    let admin = parts.uri.path().starts_with(admin_api::PREFIX);
+    let limit = if admin {
+        ADMIN_BODY_LIMIT
+    } else {
+        limits::MAX_REQUEST_BODY
+    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
+        return error_response(&limits::body_too_large());
+    }
     // Read the body first: a connection whose request body is left unread cannot be reused.
-    let bytes = match axum::body::to_bytes(body, BODY_LIMIT).await {
+    let bytes = match read_body(body, limit).await {
         Ok(b) => b,
-        Err(e) => {
+        Err(BodyError::TooLarge) => return error_response(&limits::body_too_large()),
+        Err(BodyError::Read(e)) => {
             return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
         }
     };
-    if parts.uri.path().starts_with(admin_api::PREFIX) {
+    if admin {
         // The admin endpoint always needs credentials (unless auth is off altogether).
         let has_credentials = parts.headers.contains_key(header::AUTHORIZATION)
             || conn.as_ref().is_some_and(|c| c.client_cert);

@@ -173,6 +173,15 @@ impl ApiError {
         )
     }
 
+    /// 413 `Request entity too large: limit is 3145728`.
+    pub(crate) fn entity_too_large(detail: impl std::fmt::Display) -> Self {
+        Self::plain(
+            413,
+            "RequestEntityTooLarge",
+            format!("Request entity too large: {detail}"),
+        )
+    }
+
     pub(crate) fn bad_request(message: impl Into<String>) -> Self {
         Self::plain(400, "BadRequest", message)
     }

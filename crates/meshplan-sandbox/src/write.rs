@@ -967,6 +967,11 @@ fn write_update(
         &prepared,
         meta_str(&prepared, "name").unwrap_or_default(),
     )?;
+    super::limits::check_data_size(
+        ty,
+        &prepared,
+        meta_str(&prepared, "name").unwrap_or_default(),
+    )?;
     let name = meta_str(&prepared, "name").unwrap_or_default().to_string();
     let key = object_key(ty, namespace, &name);
     if live.is_none() {
@@ -1262,6 +1267,11 @@ fn apply(
     // converts the merged object only then: the Apply entry keeps `f:stringData`.
     fold_secret(ty, &mut prepared)?;
     super::lease::check(
+        ty,
+        &prepared,
+        meta_str(&prepared, "name").unwrap_or_default(),
+    )?;
+    super::limits::check_data_size(
         ty,
         &prepared,
         meta_str(&prepared, "name").unwrap_or_default(),

@@ -13,6 +13,7 @@ mod http;
 mod kube_client;
 mod kubectl;
 mod leases;
+mod limits;
 mod ownership;
 mod podmonitor;
 mod raw;
