@@ -652,7 +652,8 @@ impl<'a> Context<'a> {
             (_, Readiness::Failed(reason)) => Err(StepError::NotReady {
                 node: node.to_owned(),
                 object: Box::new(object.clone()),
-                reason,
+                // The object's own words (a condition's message) may quote anything.
+                reason: meshplan_k8s::text::clip_message(&reason),
             }),
             (_, Readiness::Waiting(reason)) => {
                 let hint = match (&last, object.group(), object.kind.as_str()) {
@@ -673,7 +674,7 @@ impl<'a> Context<'a> {
                     object: Box::new(object.clone()),
                     timeout,
                     waited_for: rule.describe(),
-                    last_seen: reason,
+                    last_seen: meshplan_k8s::text::clip_message(&reason),
                     hint,
                 })
             }

@@ -221,13 +221,20 @@ async fn handle_request(shared: &Arc<Shared>, req: Request) -> Response {
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
+    let too_large = || {
+        if admin {
+            ApiError::entity_too_large(format!("limit is {ADMIN_BODY_LIMIT}"))
+        } else {
+            limits::body_too_large()
+        }
+    };
     if declared.is_some_and(|n| n > DRAIN_LIMIT as u64) {
-        return error_response(&limits::body_too_large());
+        return error_response(&too_large());
     }
     // Read the body first: a connection whose request body is left unread cannot be reused.
     let bytes = match read_body(body, limit).await {
         Ok(b) => b,
-        Err(BodyError::TooLarge) => return error_response(&limits::body_too_large()),
+        Err(BodyError::TooLarge) => return error_response(&too_large()),
         Err(BodyError::Read(e)) => {
             return error_response(&ApiError::bad_request(format!("cannot read the body: {e}")));
         }
