@@ -750,8 +750,16 @@ fn a_state_migrates_local_to_kubernetes_to_local_with_identical_records() {
     // Into a place that already holds a state: refused, the source kept.
     let (code, _, err) = env.state(&a, "migrate", &["--to", "kubernetes"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, _) = env.apply(&a, &["--var", "mode=n"]); // a new local state beside it
-    assert_eq!(code, 0);
+    // A new local state beside it: empty, over objects another state (the one in the
+    // cluster) records, so it is refused as a lost state unless adopting explicitly.
+    let (code, _, err) = env.apply(&a, &["--var", "mode=n"]);
+    assert_eq!(code, 1);
+    assert!(
+        flat(&err).contains("has no records of plan shared"),
+        "{err}"
+    );
+    let (code, _, err) = env.apply(&a, &["--var", "mode=n", "--adopt-lost-state"]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = env.state(&a, "migrate", &["--to", "kubernetes"]);
     assert_eq!(code, 1);
     assert!(flat(&err).contains("is not empty"), "{err}");
