@@ -32,7 +32,9 @@ use std::time::{Duration, Instant};
 use futures::future::LocalBoxFuture;
 
 use crate::apply::Replan;
-use crate::cluster::{Cluster, ClusterError, ConnectOptions, Discovery, KubeCluster};
+use crate::cluster::{
+    Cluster, ClusterError, ConnectOptions, Discovery, KindRef, KubeCluster, ObjectRef,
+};
 use crate::diff::previous::{PreviousRenders, RenderedLog};
 use crate::diff::render_bridge::{RecordingStage, RenderStage, StateRenderCache};
 use crate::diff::saved::InputDigests;
@@ -40,8 +42,8 @@ use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
 use crate::model::{Address, NodeSpec, StateBackend};
 use crate::render::{
-    self, ChartDocument, ChartOutput, HelmProcess, MemoryCache, PreviousRender, RenderCache,
-    RenderOptions,
+    self, ChartDocument, ChartOutput, HelmProcess, MANAGED_BY_LABEL, MANAGED_BY_VALUE, MemoryCache,
+    PLAN_ANNOTATION, PreviousRender, RenderCache, RenderOptions,
 };
 use crate::state;
 use crate::state::crypto::{KEY_ENV, KEY_FILE};
@@ -99,14 +101,15 @@ pub enum Access {
     Write,
 }
 
-/// At most this many objects of a state without records are looked up in the cluster to
-/// find this plan's marks.
-const LOST_STATE_PROBES: usize = 32;
+/// How many objects with this plan's marks a lost state's message names as examples.
+const LOST_STATE_EXAMPLES: usize = 3;
 
 /// What an adoption of a lost state starts from.
 #[derive(Debug)]
 pub struct Adoption {
-    /// Objects found in the cluster with this plan's marks (a few, as examples).
+    /// How many objects in the cluster carry this plan's marks.
+    pub count: usize,
+    /// A few of them, as examples.
     pub found: Vec<String>,
     /// The previous render of each helm node, taken from the cluster (generated material is
     /// carried over from it).
@@ -150,21 +153,22 @@ pub enum SessionError {
     WorkingDirectory(std::io::Error),
 
     #[error(
-        "the state in {dir} has no records of plan {plan}, but the cluster holds objects with its ownership marks ({}){}",
+        "the state at {location} has no records of plan {plan}, but the cluster holds {count} object{} with its ownership marks (label {MANAGED_BY_LABEL}={MANAGED_BY_VALUE}, annotation {PLAN_ANNOTATION}={plan}), e.g. {}{}",
+        if *count == 1 { "" } else { "s" },
         found.join(", "),
         if *database_lost { format!("; the state database is missing beside an existing {KEY_FILE}: it was lost or removed") } else { String::new() }
     )]
-    #[diagnostic(
-        code(session::lost_state),
-        help(
-            "restore the state directory from a backup (or pass --state with the directory that holds it); or, to take the objects over as they are, run again with --adopt-lost-state: their records are written on apply, and material the charts generate (webhook certificates, tokens) is taken from the cluster instead of being generated anew"
-        )
-    )]
+    #[diagnostic(code(session::lost_state), help("{help}"))]
     LostState {
         plan: String,
-        dir: PathBuf,
+        location: String,
+        /// How many objects carry the plan's marks.
+        count: usize,
+        /// A few of them, as examples.
         found: Vec<String>,
         database_lost: bool,
+        /// The ways out, for this state's backend.
+        help: String,
     },
 
     #[error(transparent)]
@@ -434,18 +438,20 @@ impl Session {
         }
     }
 
-    /// Stops a plan on a lost state: the state has no records, yet objects of `change_set`
-    /// exist in the cluster with this plan's ownership marks ([`SessionError::LostState`]).
-    /// With `adopt`, returns what the adoption starts from instead (and renders skip the
-    /// render cache from then on); `None` when the state is not lost.
+    /// Stops a plan on a lost state: the state has no records (and no unfinished run), yet
+    /// the cluster holds objects with this plan's ownership marks, looked for in the kinds and
+    /// namespaces of the objects of `change_set` that exist ([`SessionError::LostState`],
+    /// counting them and naming a few). With `adopt`, returns what the adoption starts from
+    /// instead (and renders skip the render cache from then on); `None` when the state is not
+    /// lost.
     pub async fn guard_lost_state(
         &self,
         change_set: &ChangeSet,
         adopt: bool,
     ) -> Result<Option<Adoption>, SessionError> {
-        // Only a database missing beside an existing key counts: objects with this plan's
-        // marks in a cluster whose state was never here are adopted as before.
-        if !self.database_lost || !self.store.objects()?.is_empty() {
+        // An unfinished run's journal knows the objects it wrote: apply finishes or rolls
+        // it back first, and a plan meanwhile is not about a lost state.
+        if !self.store.objects()?.is_empty() || !self.store.unfinished_runs()?.is_empty() {
             return Ok(None);
         }
         let plan = self.loaded.plan.name.as_str();
@@ -453,26 +459,34 @@ impl Session {
             .objects()
             .filter(|(_, o)| o.live_resource_version.is_some())
             .collect();
-        let mut found = Vec::new();
-        for (_, o) in existing.iter().take(LOST_STATE_PROBES) {
-            if let Some(live) = self.cluster.get(&o.object).await?
-                && crate::apply::is_owned(&live, plan)
-            {
-                found.push(o.object.to_string());
-                if found.len() == 3 {
-                    break;
-                }
-            }
-        }
-        if found.is_empty() {
+        let marked = self.marked_objects(&existing).await?;
+        if marked.is_empty() {
             return Ok(None);
+        }
+        // Examples: the plan's own objects first, in the change set's order.
+        let mut found: Vec<String> = Vec::new();
+        for r in existing
+            .iter()
+            .map(|(_, o)| &o.object)
+            .filter(|r| marked.contains_key(*r))
+            .chain(marked.keys())
+        {
+            let text = r.to_string();
+            if !found.contains(&text) {
+                found.push(text);
+            }
+            if found.len() == LOST_STATE_EXAMPLES {
+                break;
+            }
         }
         if !adopt {
             return Err(SessionError::LostState {
                 plan: plan.to_owned(),
-                dir: PathBuf::from(&self.state_location),
+                location: self.state_location.clone(),
+                count: marked.len(),
                 found,
                 database_lost: self.database_lost,
+                help: self.lost_state_help(),
             });
         }
         let mut previous = PreviousRenders::new();
@@ -486,8 +500,12 @@ impl Session {
             ) {
                 continue;
             }
-            let Some(live) = self.cluster.get(&o.object).await? else {
-                continue;
+            let live = match marked.get(&o.object) {
+                Some(body) => body.clone(),
+                None => match self.cluster.get(&o.object).await? {
+                    Some(body) => body,
+                    None => continue,
+                },
             };
             let entry = previous.entry(address).or_insert_with(|| PreviousRender {
                 chart_output: Some(ChartOutput::default()),
@@ -516,7 +534,84 @@ impl Session {
         }
         self.uncached_renders
             .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(Some(Adoption { found, previous }))
+        Ok(Some(Adoption {
+            count: marked.len(),
+            found,
+            previous,
+        }))
+    }
+
+    /// The live objects with this plan's ownership marks, of the kinds and in the namespaces
+    /// of `existing`: one list by the managed-by label per kind and namespace (when a list is
+    /// refused, e.g. by RBAC, each object of `existing` there is read instead).
+    async fn marked_objects(
+        &self,
+        existing: &[(&str, &crate::diff::ObjectChange)],
+    ) -> Result<BTreeMap<ObjectRef, serde_json::Value>, SessionError> {
+        use futures::StreamExt as _;
+        let plan = self.loaded.plan.name.as_str();
+        let mut scopes: BTreeMap<(KindRef, Option<String>), Vec<&ObjectRef>> = BTreeMap::new();
+        for (_, o) in existing {
+            scopes
+                .entry((o.object.kind_ref(), o.object.namespace.clone()))
+                .or_default()
+                .push(&o.object);
+        }
+        let selector = format!("{MANAGED_BY_LABEL}={MANAGED_BY_VALUE}");
+        let selector = selector.as_str();
+        let lists = futures::stream::iter(scopes.iter())
+            .map(|((kind, namespace), objects)| async move {
+                match self
+                    .cluster
+                    .list(kind, namespace.as_deref(), Some(selector))
+                    .await
+                {
+                    Ok(list) => Ok(list.items),
+                    Err(_) => {
+                        let mut items = Vec::new();
+                        for object in objects {
+                            if let Some(body) = self.cluster.get(object).await? {
+                                items.push(body);
+                            }
+                        }
+                        Ok::<_, ClusterError>(items)
+                    }
+                }
+            })
+            .buffer_unordered(self.parallelism.max(1))
+            .collect::<Vec<_>>()
+            .await;
+        let mut marked = BTreeMap::new();
+        for items in lists {
+            for body in items? {
+                if crate::apply::is_owned(&body, plan)
+                    && let Some(r) = ObjectRef::from_object(&body)
+                {
+                    marked.insert(r, body);
+                }
+            }
+        }
+        Ok(marked)
+    }
+
+    /// How to go on from a lost state, for this session's backend.
+    fn lost_state_help(&self) -> String {
+        let restore = match &self.resolved.location {
+            StateLocation::Local { dir } => format!(
+                "restore the state directory {} from a backup (its db/ beside {KEY_FILE}), or pass --state with the directory that holds the state these objects were applied with",
+                dir.display()
+            ),
+            StateLocation::Kubernetes(at) => format!(
+                "restore the state's Secrets in namespace {} ({} and its chunks, label {}={}) from a backup of the cluster, or point --state or the plan's [state] table at the state these objects were applied with",
+                at.namespace,
+                at.index_name(),
+                state::STATE_LABEL,
+                at.name
+            ),
+        };
+        format!(
+            "{restore}; or, to take the objects over as they are, run again with --adopt-lost-state (plan --out FILE --adopt-lost-state saves the adoption for apply FILE): their records are written on apply, and material the charts generate (webhook certificates, tokens) is taken from the cluster instead of being generated anew"
+        )
     }
 
     /// Renders, refreshes and diffs the plan against the cluster and the state's records.

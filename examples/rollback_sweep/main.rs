@@ -6,6 +6,7 @@
 //! cargo build --release --bin meshplan --example rollback_sweep
 //! PATH=$PWD/.tools/bin:$PATH target/release/examples/rollback_sweep            # the sample plan
 //! target/release/examples/rollback_sweep --sweep writes --start previous --limit 40
+//! target/release/examples/rollback_sweep --sweep retries --start empty --first 31 --step 5
 //! ```
 //!
 //! Defaults are for `plans/linkerd.toml` on the sandbox: the stand-in charts, the cluster's
@@ -79,6 +80,12 @@ struct Args {
     /// At most this many failure points per sweep.
     #[arg(long)]
     limit: Option<u64>,
+    /// The write and retry sweeps start at this write...
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    first: u64,
+    /// ...and fail every this many writes from there (a subset across a whole apply).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u64).range(1..))]
+    step: u64,
     /// kill -9 points.
     #[arg(long, default_value_t = 40)]
     points: u64,
@@ -156,6 +163,8 @@ fn main() {
             start: start.clone(),
             args: swept.clone(),
             limit: args.limit,
+            first: args.first,
+            step: args.step,
         };
         let label = match start {
             sweep::Start::Empty => "from empty",
@@ -196,6 +205,8 @@ fn main() {
                 start: start.clone(),
                 args: swept.clone(),
                 limit: args.limit,
+                first: args.first,
+                step: args.step,
             };
             let label = match start {
                 sweep::Start::Empty => "from empty",
@@ -227,6 +238,8 @@ fn main() {
                 start: start.clone(),
                 args: swept.clone(),
                 limit: args.limit,
+                first: args.first,
+                step: args.step,
             };
             println!("SIGTERM at {} points:", args.points);
             let began = Instant::now();

@@ -79,6 +79,23 @@ pub struct Sweep {
     pub args: Vec<String>,
     /// Stop after this many failure points (None: all of them).
     pub limit: Option<u64>,
+    /// The write and retry sweeps fail write `first`, then every `step`th write after it
+    /// (1 and 1: every write).
+    pub first: u64,
+    pub step: u64,
+}
+
+impl Sweep {
+    /// The write numbers the write and retry sweeps fail, in order.
+    fn points(&self) -> impl Iterator<Item = u64> {
+        (self.first.max(1)..).step_by(usize::try_from(self.step.max(1)).unwrap_or(1))
+    }
+
+    /// The number of writes of a successful apply, when the point past its last write was
+    /// `n` (known only when every write is swept).
+    fn writes_before(&self, n: u64) -> Option<u64> {
+        (self.step <= 1).then(|| n - 1)
+    }
 }
 
 /// What a sweep found.
@@ -574,7 +591,7 @@ fn reuse_or_start<'a>(
 pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) -> Outcome {
     let mut outcome = Outcome::default();
     let mut env: Option<Env> = None;
-    for n in 1u64.. {
+    for n in sweep.points() {
         if sweep.limit.is_some_and(|l| outcome.tried >= l) {
             break;
         }
@@ -612,7 +629,7 @@ pub fn writes(target: &Target, sweep: &Sweep, progress: &mut dyn FnMut(&str)) ->
                     run.text()
                 ));
             } else {
-                outcome.writes = Some(n - 1);
+                outcome.writes = sweep.writes_before(n);
             }
             break;
         }
@@ -1167,7 +1184,7 @@ pub fn retries(
     progress: &mut dyn FnMut(&str),
 ) -> Retries {
     let mut out = Retries::default();
-    for n in 1u64.. {
+    for n in sweep.points() {
         if sweep.limit.is_some_and(|l| out.tried >= l) {
             break;
         }
@@ -1192,7 +1209,7 @@ pub fn retries(
         };
         if hit == 0 {
             if run.code == 0 {
-                out.writes = Some(n - 1);
+                out.writes = sweep.writes_before(n);
             } else {
                 out.failures.push(format!(
                     "write {n}: no write was failed, yet the apply exited {}:\n{}",

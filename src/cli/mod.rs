@@ -514,7 +514,8 @@ pub struct PlanArgs {
     /// When the state has no records but the cluster holds objects with this plan's marks
     /// (a lost or removed state), take them over as they are: their records are written on
     /// apply, and material the charts generate (webhook certificates) is taken from the
-    /// cluster instead of being generated anew. Without it such a plan stops.
+    /// cluster instead of being generated anew. Without it such a plan stops. With --out,
+    /// the saved change set carries the adoption to `apply FILE`.
     #[arg(long)]
     pub adopt_lost_state: bool,
     /// Output format on stdout.

@@ -77,6 +77,9 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         ..RunOptions::default()
     };
     let reporter = terminal::progress(args.output);
+    // A saved change set that adopted a lost state carries the adoption.
+    let adopt_lost_state =
+        args.adopt_lost_state || saved.as_ref().is_some_and(|s| s.adopt_lost_state);
 
     // Lint first: error-level findings stop the apply before anything is written (a saved
     // change set was linted by the plan that wrote it).
@@ -148,7 +151,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         if let Some(adoption) = unless_interrupted(
             interrupt,
             INTERRUPTED_BEFORE_APPLY,
-            session.guard_lost_state(&first, args.adopt_lost_state),
+            session.guard_lost_state(&first, adopt_lost_state),
         )
         .await?
         {

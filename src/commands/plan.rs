@@ -54,11 +54,11 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     let lint = session.lint(&previous).await?;
     terminal::show_lint(&lint, args.output);
     let mut change_set = session.change_set(&previous, None, false).await?;
-    if let Some(adoption) = session
+    let adoption = session
         .guard_lost_state(&change_set, args.adopt_lost_state)
-        .await?
-    {
-        terminal::adopting(&adoption);
+        .await?;
+    if let Some(adoption) = &adoption {
+        terminal::adopting(adoption);
         change_set = session.change_set(&adoption.previous, None, false).await?;
     }
 
@@ -77,7 +77,7 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         .into());
     }
     if let Some(path) = &args.out {
-        let saved = SavedChangeSet::new(
+        let mut saved = SavedChangeSet::new(
             args.input.plan.display().to_string(),
             session.input_digests(&change_set),
             StateRef {
@@ -88,6 +88,8 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
             session.targets.iter().map(ToString::to_string).collect(),
             change_set.clone(),
         );
+        // apply FILE adopts the lost state's objects as this plan did.
+        saved.adopt_lost_state = adoption.is_some();
         saved::write(path, &saved)?;
         terminal::err(&format!("Saved the change set to {}.\n", path.display()));
     }

@@ -91,7 +91,9 @@ pub(super) fn json_error_on_failure(output: OutputFormat, result: &miette::Resul
 /// The note that a lost state's objects are being adopted (`--adopt-lost-state`).
 pub(super) fn adopting(adoption: &crate::session::Adoption) {
     err(&format!(
-        "note: the state has no records, but the cluster holds objects of this plan ({}): adopting them, with the material the charts generate taken from the cluster\n",
+        "note: the state has no records, but the cluster holds {} object{} of this plan (e.g. {}): adopting them (--adopt-lost-state), with the material the charts generate taken from the cluster\n",
+        adoption.count,
+        if adoption.count == 1 { "" } else { "s" },
         adoption.found.join(", ")
     ));
 }

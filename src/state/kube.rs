@@ -66,6 +66,18 @@ pub(crate) const STATE_LABEL: &str = "meshplan.io/state";
 pub(crate) const GENERATION_LABEL: &str = "meshplan.io/generation";
 /// The Secret type of the index and of the chunks.
 pub(crate) const SECRET_TYPE: &str = "meshplan.io/state";
+/// The lineage of a state that does not exist yet, until its first writer creates it with a
+/// lineage of its own: the same for every reader, so a change set saved against a state not
+/// yet created (`plan --out`) is current for the apply that creates it.
+pub(crate) const UNCREATED_LINEAGE: &str = "uncreated";
+
+/// An empty state, not created yet.
+fn uncreated() -> Snapshot {
+    let mut snapshot = Snapshot::new(FORMAT_VERSION);
+    snapshot.meta.lineage = UNCREATED_LINEAGE.to_owned();
+    snapshot
+}
+
 /// How often a read starts over when a writer switched generations under it.
 const READ_ATTEMPTS: usize = 5;
 
@@ -249,6 +261,8 @@ impl KubeStore {
         });
         if inner.index.is_none() {
             self.ensure_namespace()?;
+            // The state is created now, with a lineage of its own.
+            inner.data.meta.lineage = uuid::Uuid::new_v4().to_string();
         }
         // The claim: a write of the index (with the cache changes made while reading).
         let pending = std::mem::take(&mut inner.pending);
@@ -321,7 +335,7 @@ impl KubeStore {
         })?;
         let removed = removed.map_err(|e| self.cluster_err("removing", &e))?;
         inner.index = None;
-        inner.data = Snapshot::new(FORMAT_VERSION);
+        inner.data = uncreated();
         Ok(removed)
     }
 
@@ -747,7 +761,7 @@ async fn read(
             .await
             .map_err(|e| cluster_err("reading the index of", &e))?
         else {
-            return Ok((Snapshot::new(FORMAT_VERSION), None));
+            return Ok((uncreated(), None));
         };
         let resource_version = secret.metadata.resource_version.clone().unwrap_or_default();
         let mut data = secret.data.unwrap_or_default();

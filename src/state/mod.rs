@@ -60,6 +60,7 @@ use serde::{Deserialize, Serialize};
 pub use crypto::{KeySource, ProtectedBody, StateCipher};
 pub use error::StateError;
 pub use kube::KubeStore;
+pub(crate) use kube::STATE_LABEL;
 pub use lease::{LeaseGuard, LeaseLock, LeaseView};
 pub use location::{KubeLocation, LeaseLocation, Overrides, Resolved, StateLocation};
 pub use lock::{Liveness, LockHolder, WriterLock};

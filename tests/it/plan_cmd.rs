@@ -41,6 +41,8 @@ data:
 "#;
 
 /// What meshplan renders for [`APP_PLAN`] (with its ownership marks), for kubectl to apply.
+/// Objects with the plan's marks and a state without records are a lost state: a plan over
+/// them adopts it explicitly (`--adopt-lost-state`) until records are written.
 fn app_objects(mode: &str, password: &str) -> String {
     format!(
         r#"apiVersion: v1
@@ -271,7 +273,7 @@ fn sample_plan_on_an_empty_sandbox_creates_everything() {
 fn objects_applied_by_kubectl_with_the_desired_content_are_adopted() {
     let setup = Setup::new(APP_PLAN);
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), None);
-    let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode"]);
+    let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode", "--adopt-lost-state"]);
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("  <= v1 ConfigMap default/settings will be adopted"),
@@ -286,7 +288,7 @@ fn objects_applied_by_kubectl_with_the_desired_content_are_adopted() {
         stdout.ends_with("Plan: 2 to adopt, 0 to add, 0 to change, 0 to destroy.\n"),
         "{stdout}"
     );
-    let (_, report) = setup.plan_json(&[]);
+    let (_, report) = setup.plan_json(&["--adopt-lost-state"]);
     assert_eq!(
         actions(&report),
         [
@@ -309,7 +311,12 @@ fn changing_one_value_updates_exactly_that_field() {
     let setup = Setup::new(APP_PLAN);
     // As a previous apply by meshplan left them.
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
-    let (code, stdout, _) = setup.plan(&["--detailed-exitcode", "--var", "mode=green"]);
+    let (code, stdout, _) = setup.plan(&[
+        "--detailed-exitcode",
+        "--var",
+        "mode=green",
+        "--adopt-lost-state",
+    ]);
     assert_eq!(code, Some(2), "{stdout}");
     assert!(
         stdout.contains(
@@ -323,7 +330,7 @@ fn changing_one_value_updates_exactly_that_field() {
             || stdout.ends_with("Plan: 1 to adopt, 0 to add, 1 to change, 0 to destroy.\n"),
         "{stdout}"
     );
-    let (_, report) = setup.plan_json(&["--var", "mode=green"]);
+    let (_, report) = setup.plan_json(&["--var", "mode=green", "--adopt-lost-state"]);
     let settings = object(&report, "settings");
     assert_eq!(settings["action"], "update");
     let fields = settings["fields"].as_array().unwrap();
@@ -343,7 +350,8 @@ fn secret_changes_never_show_their_values() {
     let var = format!("password={new}");
     let saved = setup.cluster.dir.path().join("saved.json");
     let saved_arg = saved.display().to_string();
-    let (code, stdout, stderr) = setup.plan(&["--var", &var, "--out", &saved_arg]);
+    let (code, stdout, stderr) =
+        setup.plan(&["--var", &var, "--out", &saved_arg, "--adopt-lost-state"]);
     assert_eq!(code, Some(0), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(
@@ -351,7 +359,7 @@ fn secret_changes_never_show_their_values() {
         ),
         "{stdout}"
     );
-    let (_, report) = setup.plan_json(&["--var", &var]);
+    let (_, report) = setup.plan_json(&["--var", &var, "--adopt-lost-state"]);
     let json_text = report.to_string();
     let saved_text = std::fs::read_to_string(&saved).unwrap();
     for text in [&stdout, &stderr, &json_text, &saved_text] {
@@ -373,7 +381,7 @@ fn secret_changes_never_show_their_values() {
 fn a_field_another_manager_took_is_a_change_that_takes_it_back() {
     let setup = Setup::new(APP_PLAN);
     setup.kubectl_apply(&app_objects("red", "aHVudGVyMi1vbGQ="), None);
-    let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode"]);
+    let (code, stdout, stderr) = setup.plan(&["--detailed-exitcode", "--adopt-lost-state"]);
     assert_eq!(code, Some(2), "{stdout}\n{stderr}");
     assert!(
         stdout.contains(
@@ -405,12 +413,22 @@ fn a_saved_change_set_holds_what_apply_needs() {
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
     let saved = setup.cluster.dir.path().join("change-set.json");
     let saved_arg = saved.display().to_string();
-    let (code, _, stderr) = setup.plan(&["--var", "mode=green", "--out", &saved_arg]);
+    let (code, _, stderr) = setup.plan(&[
+        "--var",
+        "mode=green",
+        "--out",
+        &saved_arg,
+        "--adopt-lost-state",
+    ]);
     assert_eq!(code, Some(0), "{stderr}");
     assert!(stderr.contains("Saved the change set to"), "{stderr}");
     let loaded = meshplan::diff::saved::load(&saved).unwrap();
     assert_eq!(loaded.format, meshplan::diff::saved::SAVED_FORMAT);
     assert_eq!(loaded.kind, "meshplan-change-set");
+    assert!(
+        loaded.adopt_lost_state,
+        "the saved change set carries the adoption"
+    );
     assert_eq!(loaded.change_set.plan, "app");
     assert_eq!(loaded.inputs.plan.len(), 64);
     assert_eq!(loaded.inputs.values.len(), 64);
@@ -435,7 +453,13 @@ fn a_saved_change_set_holds_what_apply_needs() {
     assert_eq!(settings.desired_digest.as_ref().map(String::len), Some(64));
     // The plan's variables change the input digest.
     let again = setup.cluster.dir.path().join("again.json");
-    setup.plan(&["--var", "mode=pink", "--out", &again.display().to_string()]);
+    setup.plan(&[
+        "--var",
+        "mode=pink",
+        "--out",
+        &again.display().to_string(),
+        "--adopt-lost-state",
+    ]);
     let other = meshplan::diff::saved::load(&again).unwrap();
     assert_ne!(other.inputs.values, loaded.inputs.values);
     assert_eq!(other.inputs.plan, loaded.inputs.plan);
@@ -497,7 +521,7 @@ fn record(state: &Path, node: &str, object: &Value, digest: &str) {
 fn recorded_objects_take_the_fast_path_and_unrendered_ones_are_deleted() {
     let setup = Setup::new(APP_PLAN);
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
-    let (_, report) = setup.plan_json(&[]);
+    let (_, report) = setup.plan_json(&["--adopt-lost-state"]);
     for name in ["settings", "creds"] {
         let digest = object(&report, name)["desired_digest"]
             .as_str()
@@ -556,7 +580,7 @@ fn recorded_objects_take_the_fast_path_and_unrendered_ones_are_deleted() {
 fn no_changes_exit_zero_and_say_so() {
     let setup = Setup::new(APP_PLAN);
     setup.kubectl_apply(&app_objects("blue", "aHVudGVyMi1vbGQ="), Some("meshplan"));
-    let (_, report) = setup.plan_json(&[]);
+    let (_, report) = setup.plan_json(&["--adopt-lost-state"]);
     for name in ["settings", "creds"] {
         let digest = object(&report, name)["desired_digest"]
             .as_str()

@@ -40,6 +40,8 @@ fn from_empty() -> sweep::Sweep {
         start: sweep::Start::Empty,
         args: args("--var mode=green"),
         limit: None,
+        first: 1,
+        step: 1,
     }
 }
 
@@ -48,6 +50,8 @@ fn over_previous() -> sweep::Sweep {
         start: sweep::Start::Previous(args("--var mode=blue --var extra=true")),
         args: args("--var mode=green --var extra=false"),
         limit: None,
+        first: 1,
+        step: 1,
     }
 }
 

@@ -17,7 +17,7 @@ use crate::support::root;
 
 const BIN: &str = env!("CARGO_BIN_EXE_meshplan");
 /// A state key (32 bytes, base64) for the states in the cluster.
-const KEY: &str = "c3RhdGUta2V5LWZvci10aGUtdGVzdHMtb25seS0zMmI=";
+pub(crate) const KEY: &str = "c3RhdGUta2V5LWZvci10aGUtdGVzdHMtb25seS0zMmI=";
 
 /// A small plan kept in the cluster: a namespace, two ConfigMaps that follow `mode`, and a
 /// Deployment (whose rollout a test can hold).
@@ -631,7 +631,9 @@ fn with_local_states_in_two_directories_the_clusters_lease_keeps_applies_apart()
         .cloned()
         .collect();
     assert_eq!(since, Vec::<String>::new());
-    // With --lock-timeout it waits for the first, then plans again and applies.
+    // With --lock-timeout it waits for the first, then plans: its state has no records of
+    // the objects the first applied, so it stops there (a lost state, or another state of
+    // the plan), writing nothing; taking them over is explicit.
     let mut second = env.spawn_apply(
         &b,
         &[&state_b[..], &["--var", "mode=b", "--lock-timeout", "60s"]].concat(),
@@ -643,8 +645,20 @@ fn with_local_states_in_two_directories_the_clusters_lease_keeps_applies_apart()
         .set_paused(meshplan_sandbox::Controller::Workloads, false);
     let (code, _, err) = wait_exit(&mut first);
     assert_eq!(code, 0, "{err}");
+    let before = env.writes().len();
     let (code, _, err) = wait_exit(&mut second);
+    assert_eq!(code, 1, "{err}");
+    assert!(
+        flat(&err).contains("has no records of plan shared, but the cluster holds 4 objects"),
+        "{err}"
+    );
+    assert_eq!(env.modes(), ["settings=a", "more=a", "web=a"]);
+    let (code, _, err) = env.apply(
+        &b,
+        &[&state_b[..], &["--var", "mode=b", "--adopt-lost-state"]].concat(),
+    );
     assert_eq!(code, 0, "{err}");
+    assert!(env.writes().len() > before);
     assert_eq!(env.modes(), ["settings=b", "more=b", "web=b"]);
     // The Lease is gone once both ended: nothing of meshplan's stays in the cluster.
     assert_ne!(
@@ -736,8 +750,16 @@ fn a_state_migrates_local_to_kubernetes_to_local_with_identical_records() {
     // Into a place that already holds a state: refused, the source kept.
     let (code, _, err) = env.state(&a, "migrate", &["--to", "kubernetes"]);
     assert_eq!(code, 0, "{err}");
-    let (code, _, _) = env.apply(&a, &["--var", "mode=n"]); // a new local state beside it
-    assert_eq!(code, 0);
+    // A new local state beside it: empty, over objects another state (the one in the
+    // cluster) records, so it is refused as a lost state unless adopting explicitly.
+    let (code, _, err) = env.apply(&a, &["--var", "mode=n"]);
+    assert_eq!(code, 1);
+    assert!(
+        flat(&err).contains("has no records of plan shared"),
+        "{err}"
+    );
+    let (code, _, err) = env.apply(&a, &["--var", "mode=n", "--adopt-lost-state"]);
+    assert_eq!(code, 0, "{err}");
     let (code, _, err) = env.state(&a, "migrate", &["--to", "kubernetes"]);
     assert_eq!(code, 1);
     assert!(flat(&err).contains("is not empty"), "{err}");

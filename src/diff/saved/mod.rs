@@ -4,7 +4,8 @@
 //! A saved change set holds its format version, the digests of the inputs (plan files,
 //! variable values, charts), the state's lineage and serial, the cluster's URL, and the change
 //! set itself, whose objects carry the live resourceVersion seen by the plan and the desired
-//! digest. It never holds a secret value: sensitive fields appear only as `sensitive: true`,
+//! digest, and whether the plan adopted a lost state (`--adopt-lost-state`: apply adopts it
+//! too, without the flag). It never holds a secret value: sensitive fields appear only as `sensitive: true`,
 //! and no desired body is written (apply renders again and must find the same digests).
 //!
 //! [`load`] refuses a file of a newer format than this meshplan knows, and anything that does
@@ -97,6 +98,10 @@ pub struct SavedChangeSet {
     /// Nodes given with `--target` (empty: the whole plan).
     #[serde(default)]
     pub targets: Vec<String>,
+    /// The plan adopted the objects of a lost state (`--adopt-lost-state`): `apply FILE`
+    /// adopts them the same way.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub adopt_lost_state: bool,
     pub change_set: ChangeSet,
 }
 
@@ -120,6 +125,7 @@ impl SavedChangeSet {
             state,
             cluster,
             targets,
+            adopt_lost_state: false,
             change_set,
         }
     }
