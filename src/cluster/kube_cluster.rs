@@ -209,6 +209,25 @@ impl KubeCluster {
         })
     }
 
+    /// One LIST of the objects of `kind` in `namespace` (None: all namespaces), with `params`.
+    async fn list_with(
+        &self,
+        kind: &KindRef,
+        namespace: Option<&str>,
+        params: &ListParams,
+    ) -> Result<kube::core::ObjectList<DynamicObject>, ClusterError> {
+        let api = self.api(kind, namespace, true).await?;
+        api.list(params).await.map_err(|e| {
+            self.err(
+                e,
+                Target::Kind {
+                    kind: kind.clone(),
+                    namespace: namespace.map(str::to_owned),
+                },
+            )
+        })
+    }
+
     async fn object_api(&self, object: &ObjectRef) -> Result<Api<DynamicObject>, ClusterError> {
         self.api(&object.kind_ref(), object.namespace.as_deref(), false)
             .await
@@ -330,20 +349,11 @@ impl Cluster for KubeCluster {
         label_selector: Option<&'a str>,
     ) -> BoxFuture<'a, Result<ObjectList, ClusterError>> {
         Box::pin(async move {
-            let api = self.api(kind, namespace, true).await?;
             let mut params = ListParams::default();
             if let Some(selector) = label_selector {
                 params = params.labels(selector);
             }
-            let list = api.list(&params).await.map_err(|e| {
-                self.err(
-                    e,
-                    Target::Kind {
-                        kind: kind.clone(),
-                        namespace: namespace.map(str::to_owned),
-                    },
-                )
-            })?;
+            let list = self.list_with(kind, namespace, &params).await?;
             Ok(ObjectList {
                 resource_version: list.metadata.resource_version.unwrap_or_default(),
                 items: list.items.into_iter().map(|o| to_value(o, kind)).collect(),
@@ -359,20 +369,11 @@ impl Cluster for KubeCluster {
         continue_token: Option<&'a str>,
     ) -> BoxFuture<'a, Result<ObjectPage, ClusterError>> {
         Box::pin(async move {
-            let api = self.api(kind, namespace, true).await?;
             let mut params = ListParams::default().limit(limit);
             if let Some(token) = continue_token {
                 params = params.continue_token(token);
             }
-            let list = api.list(&params).await.map_err(|e| {
-                self.err(
-                    e,
-                    Target::Kind {
-                        kind: kind.clone(),
-                        namespace: namespace.map(str::to_owned),
-                    },
-                )
-            })?;
+            let list = self.list_with(kind, namespace, &params).await?;
             Ok(ObjectPage {
                 continue_token: list.metadata.continue_.filter(|t| !t.is_empty()),
                 items: list.items.into_iter().map(|o| to_value(o, kind)).collect(),

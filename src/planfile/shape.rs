@@ -152,6 +152,23 @@ pub const STATE: Table = table(&[
     ),
 ]);
 
+const RULE_NAME: Field = field(
+    "name",
+    Type::String,
+    "Only the object of this name (`${var.*}` allowed).",
+);
+const RULE_NAMESPACE: Field = field(
+    "namespace",
+    Type::String,
+    "Only objects of this namespace (`${var.*}` allowed).",
+);
+const RULE_FIELDS: Field = required(
+    "fields",
+    Type::Pointers,
+    "JSON pointers of the fields meshplan gives up (`*` for any key or index).",
+);
+const RULE_REASON: Field = field("reason", Type::String, "Why, shown in reports.");
+
 /// A rule of `[[ignore]]` (plan-wide: `kind` is required).
 pub const IGNORE_RULE: Table = table(&[
     required(
@@ -159,22 +176,10 @@ pub const IGNORE_RULE: Table = table(&[
         Type::String,
         "The kind of the objects the rule covers.",
     ),
-    field(
-        "name",
-        Type::String,
-        "Only the object of this name (`${var.*}` allowed).",
-    ),
-    field(
-        "namespace",
-        Type::String,
-        "Only objects of this namespace (`${var.*}` allowed).",
-    ),
-    required(
-        "fields",
-        Type::Pointers,
-        "JSON pointers of the fields meshplan gives up (`*` for any key or index).",
-    ),
-    field("reason", Type::String, "Why, shown in reports."),
+    RULE_NAME,
+    RULE_NAMESPACE,
+    RULE_FIELDS,
+    RULE_REASON,
 ]);
 
 /// A rule of a node's `ignore` (`kind` omitted: every object of the node).
@@ -184,22 +189,10 @@ pub const NODE_IGNORE_RULE: Table = table(&[
         Type::String,
         "The kind of the objects the rule covers (omitted: every object of the node).",
     ),
-    field(
-        "name",
-        Type::String,
-        "Only the object of this name (`${var.*}` allowed).",
-    ),
-    field(
-        "namespace",
-        Type::String,
-        "Only objects of this namespace (`${var.*}` allowed).",
-    ),
-    required(
-        "fields",
-        Type::Pointers,
-        "JSON pointers of the fields meshplan gives up (`*` for any key or index).",
-    ),
-    field("reason", Type::String, "Why, shown in reports."),
+    RULE_NAME,
+    RULE_NAMESPACE,
+    RULE_FIELDS,
+    RULE_REASON,
 ]);
 
 /// An entry of a node's `suppress`.
