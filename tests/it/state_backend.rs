@@ -513,14 +513,18 @@ fn a_500_at_each_state_write_leaves_a_whole_generation_and_no_orphans() {
     let mut hit_index = 0;
     let mut hit_chunks = 0;
     let mut last = 0;
-    for n in 1u64..100 {
-        let value = format!("v{n}");
+    // An apply with `rule` in place (three faults in a row: more than the state's own retries
+    // absorb), then the checks; the requests the fault hit (none: the apply made fewer
+    // matching writes, and succeeded).
+    let mut round = 0;
+    let mut faulted_apply = |rule: FaultRule| -> Vec<String> {
+        round += 1;
+        let value = format!("v{round}");
         let seen = env.cluster.sandbox.audit().last().map_or(0, |e| e.seq);
-        // Three in a row: more than the state's own retries absorb.
         env.cluster.sandbox.add_fault(FaultRule {
             namespace: Some("meshplan-system".into()),
             times: 3,
-            ..FaultRule::new(WRITE_VERB, "secrets", n, FaultAction::Error { code: 500 })
+            ..rule
         });
         let (code, out, err) = env.apply(&a, &["--var", &format!("mode={value}")]);
         env.cluster.sandbox.clear_faults();
@@ -533,20 +537,14 @@ fn a_500_at_each_state_write_leaves_a_whole_generation_and_no_orphans() {
             .map(|e| format!("{} {}", e.method, e.name))
             .collect();
         if hits.is_empty() {
-            assert_eq!(code, 0, "write {n}: no fault hit, yet:\n{out}\n{err}");
-            last = n - 1;
-            break;
-        }
-        if hits.iter().any(|h| h.ends_with("meshplan-state-shared")) {
-            hit_index += 1;
-        } else {
-            hit_chunks += 1;
+            assert_eq!(code, 0, "round {round}: no fault hit, yet:\n{out}\n{err}");
+            return hits;
         }
         // The state reads whole: one generation and its deltas, the old or the new.
         let (code, listed, err) = env.state(&a, "list", &[]);
         assert_eq!(
             code, 0,
-            "write {n} ({hits:?}): the state is unreadable:\n{err}"
+            "round {round} ({hits:?}): the state is unreadable:\n{err}"
         );
         assert!(listed.starts_with("lineage "), "{listed}");
         // The next apply converges (finishing what the failed one left), and so does the plan.
@@ -561,23 +559,62 @@ fn a_500_at_each_state_write_leaves_a_whole_generation_and_no_orphans() {
         );
         assert_eq!(
             code, 0,
-            "write {n} ({hits:?}): the next apply:\n{out}\n{err}"
+            "round {round} ({hits:?}): the next apply:\n{out}\n{err}"
         );
         let (code, out, err) = env.run(
             &a,
             "plan",
             &["--var", &format!("mode={value}"), "--detailed-exitcode"],
         );
-        assert_eq!(code, 0, "write {n}: the plan after:\n{out}\n{err}");
+        assert_eq!(code, 0, "round {round}: the plan after:\n{out}\n{err}");
         assert_eq!(
             env.orphan_chunks("shared"),
             Vec::<String>::new(),
-            "write {n} ({hits:?})"
+            "round {round} ({hits:?})"
         );
+        hits
+    };
+    let mut count = |hits: &[String]| {
+        if hits.iter().any(|h| h.ends_with("meshplan-state-shared")) {
+            hit_index += 1;
+        } else {
+            hit_chunks += 1;
+        }
+    };
+    // Every state write of an apply in turn. How many there are, and where the checkpoint's
+    // chunk writes fall among the index writes, depends on how the journal's commits group.
+    for n in 1u64..100 {
+        let hits = faulted_apply(FaultRule::new(
+            WRITE_VERB,
+            "secrets",
+            n,
+            FaultAction::Error { code: 500 },
+        ));
+        if hits.is_empty() {
+            last = n - 1;
+            break;
+        }
+        count(&hits);
+    }
+    // And the checkpoint's chunk writes by name: the first chunk created, the first old
+    // chunk deleted.
+    for verb in ["create", "delete"] {
+        let hits = faulted_apply(FaultRule::new(
+            verb,
+            "secrets",
+            1,
+            FaultAction::Error { code: 500 },
+        ));
+        assert!(!hits.is_empty(), "no {verb} of a chunk in an apply");
+        assert!(
+            hits.iter().all(|h| !h.ends_with("meshplan-state-shared")),
+            "{hits:?}"
+        );
+        count(&hits);
     }
     assert!(last >= 6, "only {last} state writes per apply");
     assert!(
-        hit_index > 0 && hit_chunks > 0,
+        hit_index > 0 && hit_chunks >= 2,
         "index {hit_index}, chunks {hit_chunks}"
     );
 }
