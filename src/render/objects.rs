@@ -212,6 +212,27 @@ pub struct Finished {
     pub sensitive_paths: BTreeSet<String>,
 }
 
+/// Pairs the documents of two renders of one chart by identity and returns, for each document
+/// of `first`, the paths whose values differ in `second`; a document `second` does not hold
+/// gets `unpaired(document)`. How generated material (two renders with the same inputs),
+/// fields known after apply (two placeholders) and fields derived from sensitive inputs (a
+/// canary render) are all found.
+pub fn differing_paths(
+    first: &[(Option<String>, Json)],
+    second: &[(Option<String>, Json)],
+    unpaired: impl Fn(&Json) -> BTreeSet<String>,
+) -> Vec<BTreeSet<String>> {
+    let others: std::collections::BTreeMap<ObjectRef, &Json> =
+        second.iter().map(|(_, o)| (identity(o), o)).collect();
+    first
+        .iter()
+        .map(|(_, object)| match others.get(&identity(object)) {
+            Some(other) => super::json::diff_paths(object, other),
+            None => unpaired(object),
+        })
+        .collect()
+}
+
 /// The identity of an object as written (namespace as found).
 pub fn identity(object: &Json) -> ObjectRef {
     let text = |p: &str| {

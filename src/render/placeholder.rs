@@ -22,13 +22,12 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 
 use crate::model::{Lookup, NodeKind, NodeSpec, ObjectRef, Plan, ReadSelect, Reference, Scope};
 
-use super::json::diff_paths;
 use super::objects::identity;
 use super::scope::RenderScope;
 
@@ -132,14 +131,9 @@ pub fn unknown_paths(
             reason: format!("the chart's objects depend on the value{differs}"),
         });
     }
-    let others: BTreeMap<&ObjectRef, &Json> = ids_b.iter().zip(b.iter().map(|(_, o)| o)).collect();
-    Ok(a.iter()
-        .zip(&ids_a)
-        .map(|((_, object), id)| match others.get(id) {
-            Some(other) => diff_paths(object, other),
-            None => BTreeSet::from([String::new()]),
-        })
-        .collect())
+    Ok(super::objects::differing_paths(a, b, |_| {
+        BTreeSet::from([String::new()])
+    }))
 }
 
 #[cfg(test)]

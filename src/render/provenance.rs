@@ -22,14 +22,11 @@
 //!
 //! Pure: no I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeSet;
 
 use serde_json::Value as Json;
 
-use crate::model::ObjectRef;
-
-use super::json::{diff_paths, push_segment};
-use super::objects::identity;
+use super::json::push_segment;
 
 /// A value of the same shape as `value` and different from it wherever it holds a letter or
 /// a digit: each moves to the next of its class (`a`→`b`, `z`→`a`, `9`→`0`). Lines that are
@@ -107,13 +104,7 @@ pub fn sensitive_paths(
     real: &[(Option<String>, Json)],
     canary: &[(Option<String>, Json)],
 ) -> Vec<BTreeSet<String>> {
-    let others: BTreeMap<ObjectRef, &Json> = canary.iter().map(|(_, o)| (identity(o), o)).collect();
-    real.iter()
-        .map(|(_, object)| match others.get(&identity(object)) {
-            Some(other) => diff_paths(object, other),
-            None => all_but_identity(object),
-        })
-        .collect()
+    super::objects::differing_paths(real, canary, all_but_identity)
 }
 
 /// Every top-level field of `object` but `apiVersion`, `kind` and `metadata`.

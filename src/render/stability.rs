@@ -22,7 +22,6 @@ use serde_json::Value as Json;
 
 use crate::model::ObjectRef;
 
-use super::json::diff_paths;
 use super::objects::identity;
 
 /// One document of a chart's output (after stability handling): what the render cache holds.
@@ -158,14 +157,7 @@ pub fn volatile_paths(
     first: &[(Option<String>, Json)],
     second: &[(Option<String>, Json)],
 ) -> Vec<BTreeSet<String>> {
-    let others: BTreeMap<ObjectRef, &Json> = second.iter().map(|(_, o)| (identity(o), o)).collect();
-    first
-        .iter()
-        .map(|(_, object)| match others.get(&identity(object)) {
-            Some(other) => diff_paths(object, other),
-            None => BTreeSet::from([String::new()]),
-        })
-        .collect()
+    super::objects::differing_paths(first, second, |_| BTreeSet::from([String::new()]))
 }
 
 /// Why volatile values could not be carried over.
