@@ -2,11 +2,14 @@
 //! taken without the writer lock, and consistent while a writer works.
 //!
 //! 1. **Publishing.** Every process that opens the database (a writer, or a reader such as
-//!    `plan`, which keeps it open while it plans) publishes `snapshot.json` beside it when it
-//!    opens the state and after every commit that changes object records or runs: the
+//!    `plan`, which keeps it open while it plans) publishes `snapshot.json` beside it: the
 //!    format, lineage, serial and key check, every object record, the run records and the
 //!    discovery cache, written to a temporary file and renamed over the previous one. A
-//!    reader sees all of one serial or all of the next, never a mix.
+//!    reader sees all of one serial or a later one, never a mix. It is published when the
+//!    state is opened, at once after a commit that begins or clears a run, within
+//!    [`PUBLISH_INTERVAL`] after commits that change object records (a [`Publisher`] thread
+//!    publishes at most once per interval, so a run's thousands of commits do not each
+//!    rewrite every record), and when the state is closed.
 //! 2. **Reading.** [`open_read_only`] opens the database itself when no process holds it
 //!    (sled allows one process at a time), reads everything into memory and closes it at once;
 //!    when a writer (the holder of the writer lock, [`WriterLock`]) or, after a moment, a
@@ -292,6 +295,163 @@ impl RawSnapshot {
     }
 }
 
+/// How often, at most, a commit that changes only object records republishes the snapshot.
+/// Publishing writes every record, so publishing after each of the many commits of a large
+/// apply would cost time quadratic in its size; a reader sees the records of at most this
+/// long ago (and, always, whether a run is in progress).
+pub(crate) const PUBLISH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Publishes the snapshot of one open database in the background (see the module overview):
+/// a commit that begins or clears a run publishes at once ([`Publisher::now`]); one that
+/// changes object records only marks the snapshot out of date ([`Publisher::soon`]), and a
+/// thread publishes it at most once per interval. Dropping the publisher publishes what is
+/// still out of date before it returns, so the snapshot a closed state leaves is its last
+/// serial.
+pub(crate) struct Publisher {
+    shared: std::sync::Arc<Shared>,
+    dir: PathBuf,
+    trees: Trees,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+#[derive(Default)]
+struct Shared {
+    pending: std::sync::Mutex<Pending>,
+    wake: std::sync::Condvar,
+    /// Snapshots written, for tests.
+    published: std::sync::atomic::AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    /// A commit changed what the snapshot holds since the last publishing began.
+    dirty: bool,
+    /// The publisher is being dropped.
+    closing: bool,
+    /// A background publishing failed: handed to the next commit.
+    failed: Option<StateError>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.pending
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn publish(&self, dir: &Path, trees: &Trees) -> Result<(), StateError> {
+        let result = publish(dir, trees);
+        self.published
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        result
+    }
+}
+
+impl Publisher {
+    /// Publishes the database's snapshot now, then keeps it up to date at most once per
+    /// `interval`.
+    pub(crate) fn start(
+        dir: &Path,
+        trees: &Trees,
+        interval: std::time::Duration,
+    ) -> Result<Self, StateError> {
+        let shared = std::sync::Arc::new(Shared::default());
+        shared.publish(dir, trees)?;
+        let thread = {
+            let (shared, owned_dir, trees) = (shared.clone(), dir.to_path_buf(), trees.clone());
+            std::thread::Builder::new()
+                .name("state-publisher".into())
+                .spawn(move || background(&shared, &owned_dir, &trees, interval))
+                .map_err(|source| StateError::Io {
+                    action: "start the state snapshot's publisher",
+                    path: dir.join(SNAPSHOT_FILE),
+                    source,
+                })?
+        };
+        Ok(Self {
+            shared,
+            dir: dir.to_path_buf(),
+            trees: trees.clone(),
+            thread: Some(thread),
+        })
+    }
+
+    /// Publishes now (a run began or was cleared: readers must see it at once). An earlier
+    /// failure of the background publishing is superseded by this one's outcome.
+    pub(crate) fn now(&self) -> Result<(), StateError> {
+        {
+            let mut pending = self.shared.lock();
+            pending.dirty = false;
+            pending.failed = None;
+        }
+        self.shared.publish(&self.dir, &self.trees)
+    }
+
+    /// Marks the snapshot out of date (it is published within the interval), or returns why
+    /// the last background publishing failed.
+    pub(crate) fn soon(&self) -> Result<(), StateError> {
+        let mut pending = self.shared.lock();
+        if let Some(failed) = pending.failed.take() {
+            return Err(failed);
+        }
+        pending.dirty = true;
+        self.shared.wake.notify_one();
+        Ok(())
+    }
+
+    #[cfg(test)]
+    fn published(&self) -> u64 {
+        self.shared
+            .published
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl Drop for Publisher {
+    fn drop(&mut self) {
+        self.shared.lock().closing = true;
+        self.shared.wake.notify_one();
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+        if let Some(failed) = self.shared.lock().failed.take() {
+            tracing::warn!(error = %failed, "the state's snapshot for readers is out of date");
+        }
+    }
+}
+
+/// The publisher's thread: waits until a commit marks the snapshot out of date, publishes,
+/// then lets at least `interval` pass before the next (unless the publisher is closing).
+fn background(shared: &Shared, dir: &Path, trees: &Trees, interval: std::time::Duration) {
+    loop {
+        let closing = {
+            let mut pending = shared.lock();
+            while !pending.dirty && !pending.closing {
+                pending = shared
+                    .wake
+                    .wait(pending)
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+            }
+            if !pending.dirty {
+                return;
+            }
+            pending.dirty = false;
+            pending.closing
+        };
+        if let Err(e) = shared.publish(dir, trees) {
+            shared.lock().failed = Some(e);
+        }
+        if closing {
+            return;
+        }
+        let pending = shared.lock();
+        let _throttled = shared
+            .wake
+            .wait_timeout_while(pending, interval, |p| !p.closing)
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+    }
+}
+
 /// Publishing is one at a time within a process: commits from several threads each publish,
 /// and the last to read the database is the last to replace the file.
 static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
@@ -521,6 +681,78 @@ mod tests {
         // The same data as the database holds, in the same order.
         assert_eq!(snapshot.objects().unwrap(), store.objects().unwrap());
         drop(store);
+    }
+
+    /// The snapshot file's object names, as a reader would see them.
+    fn published_names(dir: &Path) -> Vec<String> {
+        let text = std::fs::read_to_string(dir.join(SNAPSHOT_FILE)).unwrap();
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        v["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["name"].as_str().unwrap_or_default().to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn commits_of_records_are_published_together_and_when_the_state_closes() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join(DB_DIR))
+            .open()
+            .unwrap();
+        let trees = Trees::open(&db, dir.path()).unwrap();
+        // An interval no test outlives: only the first commit and the close publish.
+        let publisher =
+            Publisher::start(dir.path(), &trees, std::time::Duration::from_secs(3600)).unwrap();
+        assert_eq!(publisher.published(), 1, "published when opened");
+        for i in 0..100 {
+            let name = format!("cm-{i:03}");
+            trees
+                .get(TreeId::Objects)
+                .insert(
+                    name.as_bytes(),
+                    format!("{{\"name\":\"{name}\"}}").as_bytes(),
+                )
+                .unwrap();
+            publisher.soon().unwrap();
+        }
+        let shared = publisher.shared.clone();
+        drop(publisher);
+        let published = shared.published.load(std::sync::atomic::Ordering::Relaxed);
+        assert!(
+            (2..=3).contains(&published),
+            "100 commits published {published} times"
+        );
+        let names = published_names(dir.path());
+        assert_eq!(names.len(), 100, "the last commit is published at close");
+        assert_eq!(names.last().map(String::as_str), Some("cm-099"));
+    }
+
+    #[test]
+    fn commits_of_records_are_published_while_the_state_stays_open() {
+        let dir = tempfile::tempdir().unwrap();
+        let db = sled::Config::new()
+            .path(dir.path().join(DB_DIR))
+            .open()
+            .unwrap();
+        let trees = Trees::open(&db, dir.path()).unwrap();
+        let publisher = Publisher::start(dir.path(), &trees, PUBLISH_INTERVAL).unwrap();
+        trees
+            .get(TreeId::Objects)
+            .insert(b"a", br#"{"name":"a"}"#.as_slice())
+            .unwrap();
+        publisher.soon().unwrap();
+        // Published by the thread, with the state still open (waits for it, however slow the
+        // machine; the test fails only if it never comes).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while published_names(dir.path()).is_empty() {
+            assert!(std::time::Instant::now() < deadline, "never published");
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        assert_eq!(published_names(dir.path()), vec!["a".to_owned()]);
+        drop(publisher);
     }
 
     #[test]

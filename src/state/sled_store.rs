@@ -32,7 +32,9 @@ pub(crate) const K_DISCOVERY: &[u8] = b"discovery";
 /// The sled-backed state. A writer holds the writer lock while the store is open; dropping
 /// it closes the database, then releases the lock.
 pub struct SledStore {
-    // Field order is drop order: the database closes before the lock is released.
+    // Field order is drop order: the snapshot is published (last), then the database closes,
+    // then the lock is released.
+    publisher: super::read_only::Publisher,
     trees: Trees,
     db: sled::Db,
     cipher: StateCipher,
@@ -172,8 +174,10 @@ impl SledStore {
         }
         db.flush().map_err(|e| db_err(dir, e))?;
         // Readers that cannot open the database while this process holds it read this.
-        super::read_only::publish(dir, &trees)?;
+        let publisher =
+            super::read_only::Publisher::start(dir, &trees, super::read_only::PUBLISH_INTERVAL)?;
         Ok(Self {
+            publisher,
             trees,
             db,
             cipher,
@@ -439,8 +443,10 @@ impl StateStore for SledStore {
             Err(TransactionError::Storage(e)) => return Err(db_err(&self.dir, e)),
         }
         self.db.flush().map_err(|e| db_err(&self.dir, e))?;
-        if bump || batch.changes_runs() {
-            super::read_only::publish(&self.dir, &self.trees)?;
+        if batch.changes_runs() {
+            self.publisher.now()?;
+        } else if bump {
+            self.publisher.soon()?;
         }
         self.meta()
     }

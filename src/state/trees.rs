@@ -31,7 +31,8 @@ pub(crate) enum TreeId {
 
 const TREE_NAMES: [&str; 6] = ["meta", "objects", "render", "discovery", "runs", "journal"];
 
-/// The open trees.
+/// The open trees (handles: a clone shares them).
+#[derive(Clone)]
 pub(crate) struct Trees {
     trees: Vec<sled::Tree>,
 }
