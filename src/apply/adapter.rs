@@ -183,7 +183,7 @@ pub fn take_apply_input(
             node.objects.push(ApplyObject {
                 object: o.object.clone(),
                 action,
-                desired: o.desired.take(),
+                desired: o.desired.take().map(std::sync::Arc::new),
                 digest: o.desired_digest.clone(),
                 sensitive_paths: o.sensitive_paths.clone(),
             });

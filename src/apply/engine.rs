@@ -133,10 +133,13 @@ impl Context<'_> {
     ) -> Result<(), StepError> {
         let object = &o.object;
         let desired = || {
-            o.desired.clone().ok_or_else(|| StepError::NoBody {
-                node: node.to_owned(),
-                object: Box::new(object.clone()),
-            })
+            o.desired
+                .as_deref()
+                .cloned()
+                .ok_or_else(|| StepError::NoBody {
+                    node: node.to_owned(),
+                    object: Box::new(object.clone()),
+                })
         };
         let put = |desired: Value| {
             let digest = o.digest.clone().unwrap_or_else(|| digest_json(&desired));

@@ -61,8 +61,9 @@ impl ObjectAction {
 pub struct ApplyObject {
     pub object: ObjectRef,
     pub action: ObjectAction,
-    /// The desired body (required for create, update, replace and adopt).
-    pub desired: Option<Value>,
+    /// The desired body (required for create, update, replace and adopt). Shared: the
+    /// steps of a run refer to it rather than copy it.
+    pub desired: Option<std::sync::Arc<Value>>,
     /// blake3 digest of the desired body, recorded as the applied digest (computed from
     /// `desired` when None).
     pub digest: Option<String>,

@@ -93,7 +93,11 @@ pub fn open_read_only(dir: &Path) -> Result<StateSnapshot, StateError> {
     let db_path = dir.join(DB_DIR);
     let started = std::time::Instant::now();
     loop {
-        match sled::Config::new().path(&db_path).open() {
+        match sled::Config::new()
+            .path(&db_path)
+            .cache_capacity(sled_store::CACHE_CAPACITY)
+            .open()
+        {
             Ok(db) => return read_database(dir, &db),
             // A database just closed stays locked a moment (its last flush): without a
             // writer holding the state, it is tried again briefly.
@@ -478,8 +482,8 @@ pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map_or(0, u64::from_be_bytes);
     let key_check = get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
-    // The stored values are JSON already: they are copied as they are.
-    let mut out = Vec::with_capacity(64 * 1024);
+    // The stored values are JSON already: they are copied as they are, streamed to the file
+    // (a snapshot of a large state is tens of megabytes).
     let header = serde_json::json!({
         "kind": SNAPSHOT_KIND,
         "format": format,
@@ -488,36 +492,43 @@ pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
         "key_check": key_check,
     })
     .to_string();
-    out.extend_from_slice(&header.as_bytes()[..header.len() - 1]);
-    for (name, tree) in [("objects", TreeId::Objects), ("runs", TreeId::Runs)] {
-        out.extend_from_slice(format!(",\"{name}\":[").as_bytes());
-        for (i, item) in trees.get(tree).iter().enumerate() {
-            let (_, value) = item.map_err(|e| db_err(dir, e))?;
-            if i > 0 {
-                out.push(b',');
-            }
-            out.extend_from_slice(&value);
-        }
-        out.push(b']');
-    }
-    out.extend_from_slice(b",\"discovery\":");
-    match trees
-        .get(TreeId::Discovery)
-        .get(sled_store::K_DISCOVERY)
-        .map_err(|e| db_err(dir, e))?
-    {
-        Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
-            out.extend_from_slice(&value);
-        }
-        _ => out.extend_from_slice(b"null"),
-    }
-    out.push(b'}');
     let tmp = dir.join(format!(".{SNAPSHOT_FILE}.{}", std::process::id()));
-    {
-        let mut file =
-            std::fs::File::create(&tmp).map_err(|e| io("write the state snapshot", e))?;
-        file.write_all(&out)
-            .map_err(|e| io("write the state snapshot", e))?;
+    let written = (|| -> Result<(), StateError> {
+        let file = std::fs::File::create(&tmp).map_err(|e| io("write the state snapshot", e))?;
+        let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
+        let mut put = |bytes: &[u8]| {
+            out.write_all(bytes)
+                .map_err(|e| io("write the state snapshot", e))
+        };
+        put(&header.as_bytes()[..header.len() - 1])?;
+        for (name, tree) in [("objects", TreeId::Objects), ("runs", TreeId::Runs)] {
+            put(format!(",\"{name}\":[").as_bytes())?;
+            for (i, item) in trees.get(tree).iter().enumerate() {
+                let (_, value) = item.map_err(|e| db_err(dir, e))?;
+                if i > 0 {
+                    put(b",")?;
+                }
+                put(&value)?;
+            }
+            put(b"]")?;
+        }
+        put(b",\"discovery\":")?;
+        match trees
+            .get(TreeId::Discovery)
+            .get(sled_store::K_DISCOVERY)
+            .map_err(|e| db_err(dir, e))?
+        {
+            Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
+                put(&value)?;
+            }
+            _ => put(b"null")?,
+        }
+        put(b"}")?;
+        out.flush().map_err(|e| io("write the state snapshot", e))
+    })();
+    if let Err(e) = written {
+        let _ = std::fs::remove_file(&tmp);
+        return Err(e);
     }
     std::fs::rename(&tmp, dir.join(SNAPSHOT_FILE)).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);

@@ -24,6 +24,12 @@ use super::{
 /// The database folder inside the state directory.
 pub(super) const DB_DIR: &str = "db";
 
+/// The database's page cache. sled's default (1 GiB) lets it keep everything a large
+/// apply writes (every record and journal entry) in memory until the state closes; what it
+/// reads back is read once per run, from the operating system's file cache when not from
+/// this one.
+pub(crate) const CACHE_CAPACITY: u64 = 16 * 1024 * 1024;
+
 pub(crate) const K_LINEAGE: &[u8] = b"lineage";
 pub(crate) const K_SERIAL: &[u8] = b"serial";
 pub(crate) const K_KEY_CHECK: &[u8] = b"key_check";
@@ -171,6 +177,9 @@ impl SledStore {
         } else {
             meta.insert(K_KEY_CHECK, ours.as_bytes())
                 .map_err(|e| db_err(dir, e))?;
+        }
+        if lock.is_some() {
+            remove_orphan_journal_entries(dir, &trees)?;
         }
         db.flush().map_err(|e| db_err(dir, e))?;
         // Readers that cannot open the database while this process holds it read this.
@@ -442,6 +451,11 @@ impl StateStore for SledStore {
             Err(TransactionError::Abort(e)) => return Err(e),
             Err(TransactionError::Storage(e)) => return Err(db_err(&self.dir, e)),
         }
+        for op in &encoded {
+            if let EncodedOp::ClearRun { keys, .. } = op {
+                remove_journal_entries(&self.dir, &self.trees, keys)?;
+            }
+        }
         self.db.flush().map_err(|e| db_err(&self.dir, e))?;
         if batch.changes_runs() {
             self.publisher.now()?;
@@ -560,9 +574,12 @@ fn encode_ops(
                 },
                 WriteOp::ClearRun { run } => {
                     let mut keys = Vec::new();
-                    for item in trees.get(TreeId::Journal).scan_prefix(run_prefix(run)) {
-                        let (k, _) = item.map_err(|e| db_err(path, e))?;
-                        keys.push(k.to_vec());
+                    for k in trees
+                        .get(TreeId::Journal)
+                        .scan_prefix(run_prefix(run))
+                        .keys()
+                    {
+                        keys.push(k.map_err(|e| db_err(path, e))?.to_vec());
                     }
                     keys.extend(batch.ops.iter().filter_map(|op| match op {
                         WriteOp::Journal(e) if &e.run == run => Some(journal_key(e)),
@@ -624,13 +641,48 @@ fn apply_op(path: &Path, tx: &[TransactionalTree], op: &EncodedOp) -> TxResult<(
             if runs.remove(run.as_bytes())?.is_none() {
                 return Err(refuse(format!("run {run} is not in the journal")));
             }
-            let journal = &tx[TreeId::Journal as usize];
-            for key in keys {
-                journal.remove(key.as_slice())?;
-            }
+            // The run's journal entries are removed after the transaction, in bounded
+            // batches ([`remove_journal_entries`]): removing tens of thousands in it would
+            // hold each one, read back, in memory until the commit.
+            let _ = keys;
         }
     }
     Ok(())
+}
+
+/// How many journal entries one batch removes (see [`remove_journal_entries`]).
+const JOURNAL_REMOVAL_BATCH: usize = 1024;
+
+/// Removes journal entries `keys` in batches of [`JOURNAL_REMOVAL_BATCH`]. Entries whose run
+/// record is gone are inert (a journal is only ever read by its run's record), so a crash
+/// between two batches loses nothing; the ones left are removed the next time a writer opens
+/// the state ([`remove_orphan_journal_entries`]).
+fn remove_journal_entries(path: &Path, trees: &Trees, keys: &[Vec<u8>]) -> Result<(), StateError> {
+    let journal = trees.get(TreeId::Journal);
+    for chunk in keys.chunks(JOURNAL_REMOVAL_BATCH) {
+        let mut batch = sled::Batch::default();
+        for key in chunk {
+            batch.remove(key.as_slice());
+        }
+        journal.apply_batch(batch).map_err(|e| db_err(path, e))?;
+    }
+    Ok(())
+}
+
+/// Removes the journal entries of runs that have no record any more (left by a crash while
+/// a cleared run's entries were being removed); how many.
+fn remove_orphan_journal_entries(path: &Path, trees: &Trees) -> Result<usize, StateError> {
+    let runs = trees.get(TreeId::Runs);
+    let mut orphans = Vec::new();
+    for key in trees.get(TreeId::Journal).iter().keys() {
+        let key = key.map_err(|e| db_err(path, e))?;
+        let run = key.split(|b| *b == 0).next().unwrap_or_default();
+        if !runs.contains_key(run).map_err(|e| db_err(path, e))? {
+            orphans.push(key.to_vec());
+        }
+    }
+    remove_journal_entries(path, trees, &orphans)?;
+    Ok(orphans.len())
 }
 
 fn read_u32(path: &Path, tree: &sled::Tree, key: &[u8]) -> Result<Option<u32>, StateError> {
@@ -718,7 +770,11 @@ fn open_db(db_path: &Path, wait: Duration) -> Result<sled::Db, StateError> {
     let started = std::time::Instant::now();
     let limit = wait.max(LOCK_RETRY);
     loop {
-        match sled::Config::new().path(db_path).open() {
+        match sled::Config::new()
+            .path(db_path)
+            .cache_capacity(CACHE_CAPACITY)
+            .open()
+        {
             Ok(db) => return Ok(db),
             Err(e) if is_lock_error(&e) && started.elapsed() < limit => {
                 std::thread::sleep(LOCK_PAUSE);
@@ -870,5 +926,80 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    fn journal_entry(run: &str, step: u64) -> JournalEntry {
+        JournalEntry {
+            run: run.into(),
+            step,
+            node: "manifest.a".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("default"), format!("cm-{step}")),
+            mutation: crate::state::Mutation::Apply,
+            record: JournalRecord::Before {
+                live: crate::state::LiveSnapshot::Absent,
+            },
+            previous_record: None,
+        }
+    }
+
+    #[test]
+    fn a_cleared_run_leaves_no_journal_entries_however_many_it_had() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let run = RunRecord::start("apply");
+        store
+            .commit(WriteBatch::new().begin_run(run.clone()))
+            .unwrap();
+        // More entries than one removal batch holds, and one in the clearing batch itself.
+        let total = 2 * JOURNAL_REMOVAL_BATCH as u64 + 3;
+        for step in 1..total {
+            store
+                .commit(WriteBatch::new().journal(journal_entry(&run.run, step)))
+                .unwrap();
+        }
+        assert_eq!(
+            store.unfinished_runs().unwrap()[0].entries.len() as u64,
+            total - 1
+        );
+        store
+            .commit(
+                WriteBatch::new()
+                    .journal(journal_entry(&run.run, total))
+                    .clear_run(&run.run),
+            )
+            .unwrap();
+        assert!(store.unfinished_runs().unwrap().is_empty());
+        assert_eq!(store.trees.get(TreeId::Journal).len(), 0);
+    }
+
+    #[test]
+    fn journal_entries_of_a_run_without_a_record_are_removed_when_a_writer_opens() {
+        let dir = tempfile::tempdir().unwrap();
+        let kept = RunRecord::start("apply");
+        {
+            let store = SledStore::open(dir.path(), "apply").unwrap();
+            store
+                .commit(
+                    WriteBatch::new()
+                        .begin_run(kept.clone())
+                        .journal(journal_entry(&kept.run, 1)),
+                )
+                .unwrap();
+            // What a crash leaves between clearing a run and removing its entries.
+            for step in 1..=5 {
+                let e = journal_entry("cleared-run", step);
+                store
+                    .trees
+                    .get(TreeId::Journal)
+                    .insert(journal_key(&e), serde_json::to_vec(&e).unwrap())
+                    .unwrap();
+            }
+            assert_eq!(store.trees.get(TreeId::Journal).len(), 6);
+        }
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        assert_eq!(store.trees.get(TreeId::Journal).len(), 1);
+        let runs = store.unfinished_runs().unwrap();
+        assert_eq!(runs.len(), 1);
+        assert_eq!(runs[0].entries, vec![journal_entry(&kept.run, 1)]);
     }
 }

@@ -213,7 +213,7 @@ pub fn object(node: &str, action: ObjectAction, body: Value) -> ApplyObject {
     ApplyObject {
         object: ObjectRef::from_object(&body).unwrap(),
         action,
-        desired: Some(body),
+        desired: Some(body.into()),
         digest: None,
         sensitive_paths: Default::default(),
     }
