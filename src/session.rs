@@ -451,7 +451,7 @@ impl Session {
     ) -> Result<Option<Adoption>, SessionError> {
         // An unfinished run's journal knows the objects it wrote: apply finishes or rolls
         // it back first, and a plan meanwhile is not about a lost state.
-        if !self.store.objects()?.is_empty() || !self.store.unfinished_runs()?.is_empty() {
+        if self.store.has_objects()? || !self.store.unfinished_runs()?.is_empty() {
             return Ok(None);
         }
         let plan = self.loaded.plan.name.as_str();

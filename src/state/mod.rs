@@ -352,6 +352,12 @@ pub trait StateStore: Send + Sync {
     /// Every object record, sorted by node, then group, kind, namespace and name.
     fn objects(&self) -> Result<Vec<ObjectRecord>, StateError>;
 
+    /// Whether the state holds any object record (without reading them all, where the
+    /// store can tell).
+    fn has_objects(&self) -> Result<bool, StateError> {
+        Ok(!self.objects()?.is_empty())
+    }
+
     /// The records of one node, in the same order.
     fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError>;
 

@@ -417,6 +417,10 @@ impl StateStore for SledStore {
         Ok(runs)
     }
 
+    fn has_objects(&self) -> Result<bool, StateError> {
+        Ok(!self.trees.get(TreeId::Objects).is_empty())
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError> {
         let bump = batch.changes_objects();
         let encoded = encode_ops(&self.dir, &self.trees, &batch)?;
