@@ -13,11 +13,13 @@
 //!    [`RenderOptions::parallelism`] helm processes run at once, and output order never
 //!    depends on timing. The chart output is looked up first in the previous render (same
 //!    cache key) and in the [`RenderCache`]; on a miss the chart is rendered once, or, when its
-//!    templates may generate material, twice at once to find it ([`stability`]), whose previous
-//!    values are carried over. A node whose values hold sensitive inputs is also rendered with
-//!    canaries in their place, at the same time, to find the fields derived from them
-//!    ([`provenance`]); the marks are cached with the output. helm's version (part of the
-//!    cache key) is cached by the helm binary's path, size and modification time.
+//!    templates may generate material and the node has a previous render, twice at once to
+//!    find the material ([`stability`]), whose previous values are carried over. A node whose
+//!    values hold sensitive inputs is also rendered with canaries in their place, at the same
+//!    time, to find the fields derived from them ([`provenance`]); with a single real render
+//!    the generated fields differ from the canary render too and are marked sensitive as well.
+//!    The marks are cached with the output. helm's version (part of the cache key) is cached
+//!    by the helm binary's path, size and modification time.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
 //!    ownership marks, sensitive paths (with the derived forms of sensitive values,
@@ -216,7 +218,8 @@ pub enum NodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RenderSource {
-    /// `helm template` ran (twice when the chart may generate material).
+    /// `helm template` ran (twice at once when the chart may generate material and the node
+    /// has a previous render).
     Helm,
     /// The render cache had the key.
     Cache,
@@ -769,8 +772,10 @@ impl Renderer {
     }
 
     /// The chart's output for known values: the previous render or the render cache when
-    /// they have the key, else `helm template` once, or twice at once when the chart may generate material (carried over from
-    /// the previous render when it can be). Returns the key, the output, where it came from
+    /// they have the key, else `helm template`. A chart that may generate material is rendered
+    /// twice at once when the node has a previous render (to find the material, carried over
+    /// from the previous render when it can be), once when it has none (nothing to carry over
+    /// or compare with; see [`stability`]). Returns the key, the output, where it came from
     /// and what became of generated material (None when reused).
     async fn chart_output(
         &self,
@@ -785,6 +790,9 @@ impl Renderer {
             node: address.clone(),
             source,
         };
+        // Generated material is looked for only against a previous render: to carry it over,
+        // or (regenerating) to report the objects that change only because of it.
+        let has_previous = previous.is_some();
         let previous = previous.filter(|_| !regenerate);
         let reused_previous = previous
             .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
@@ -799,16 +807,21 @@ impl Renderer {
             .flatten()
             .as_ref()
             .and_then(ChartOutput::from_json)
+            // Rendered once without a previous render: its generated material was not found,
+            // so it cannot be carried over from the previous render this node has now.
+            .filter(|o| !(o.volatile_unknown && has_previous))
         {
             return Ok((key, output, RenderSource::Cache, None));
         }
         // A second render, at the same time, only when the chart (or a value it may pass to
-        // `tpl`) may generate material; and one with canaries for the sensitive inputs, at the
-        // same time too, when there are any.
+        // `tpl`) may generate material and there is a previous render to carry it over from
+        // or compare it with; and one with canaries for the sensitive inputs, at the same
+        // time too, when there are any.
         let generates = run.chart.generates.is_some() || values_generate(values);
+        let find_volatile = generates && has_previous;
         let canary = run.canary_values(values, false);
         let second = async {
-            if generates {
+            if find_volatile {
                 self.template_with(run, values).await.map(Some)
             } else {
                 Ok(None)
@@ -825,10 +838,19 @@ impl Renderer {
             Some(second) => stability::volatile_paths(&first, &second),
             None => vec![BTreeSet::new(); first.len()],
         };
+        // Rendered once: the fields the canary render changes may be generated material as
+        // well as derived from sensitive inputs. All are sensitive (over-masking generated
+        // material is the safe direction).
         let sensitive = canary_sensitive(&first, canary.as_deref(), &volatile);
         let mut output = chart_output(first, volatile, sensitive);
-        let carry =
-            stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
+        let carry = if generates && !find_volatile {
+            output.volatile_unknown = true;
+            CarryOver::Regenerated {
+                reason: "no previous render to take generated material from".into(),
+            }
+        } else {
+            stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()))
+        };
         let carry = match carry {
             CarryOver::Regenerated { .. } if regenerate => CarryOver::Regenerated {
                 reason: "regeneration was asked for".into(),
@@ -1124,6 +1146,7 @@ fn chart_output(
             )
             .collect(),
         carried_over: false,
+        volatile_unknown: false,
     }
 }
 

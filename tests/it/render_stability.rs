@@ -74,8 +74,20 @@ fn by_name(node: &NodeRender) -> BTreeMap<String, (SincePrevious, BTreeSet<Strin
 #[tokio::test]
 async fn volatile_paths_are_found_by_rendering_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = material_plan(dir.path(), "hello");
-    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "hello"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    // Changed inputs over a previous render: rendered twice, at once, to find the material.
+    let plan = material_plan(dir.path(), "bonjour");
+    let (node, runs) = render_material(
+        &plan,
+        Some(applied.to_previous()),
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
     assert_eq!(runs, 2);
     let objects = by_name(&node);
     let paths = |k: &str| objects[k].1.iter().cloned().collect::<Vec<_>>();
@@ -96,11 +108,7 @@ async fn volatile_paths_are_found_by_rendering_twice() {
     assert!(paths("Job/random-material-post-install").is_empty());
     let helm = node.helm.as_ref().unwrap();
     assert_eq!(helm.source, RenderSource::Helm);
-    assert!(matches!(
-        helm.carry_over,
-        Some(CarryOver::Regenerated { .. })
-    ));
-    assert!(objects.values().all(|(s, _)| *s == SincePrevious::New));
+    assert!(!helm.output.volatile_unknown);
     // Secrets are sensitive.
     let token = node
         .objects
@@ -108,6 +116,76 @@ async fn volatile_paths_are_found_by_rendering_twice() {
         .find(|o| o.object_ref.name == "token")
         .unwrap();
     assert!(token.sensitive_paths.contains("/stringData"));
+}
+
+#[tokio::test]
+async fn a_first_render_of_a_generating_chart_runs_helm_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let cache = Arc::new(MemoryCache::new());
+    let (node, runs) = render_material(&plan, None, cache.clone()).await;
+    // No previous render: nothing to carry generated material over from, nor to compare it
+    // with, so no second render to find it.
+    assert_eq!(runs, 1);
+    let helm = node.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert!(helm.output.volatile_unknown);
+    assert!(matches!(
+        &helm.carry_over,
+        Some(CarryOver::Regenerated { reason }) if reason.contains("no previous render")
+    ));
+    let objects = by_name(&node);
+    assert!(
+        objects
+            .values()
+            .all(|(s, v)| *s == SincePrevious::New && v.is_empty())
+    );
+    // The same inputs again without a previous render (the plan after a plan, `apply FILE`
+    // after `plan --out`): the cached render, generated material included.
+    let (again, runs) = render_material(&plan, None, cache).await;
+    assert_eq!(runs, 0);
+    assert_eq!(again.helm.as_ref().unwrap().source, RenderSource::Cache);
+    assert_eq!(again.objects, node.objects);
+}
+
+#[tokio::test]
+async fn a_cached_single_render_is_not_reused_over_a_previous_render() {
+    let dir = tempfile::tempdir().unwrap();
+    // What was applied: the chart with other inputs, its material generated then.
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "bonjour"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    // A plan of "hello" without a previous render fills the cache with a single render.
+    let plan = material_plan(dir.path(), "hello");
+    let cache = Arc::new(MemoryCache::new());
+    let (_, runs) = render_material(&plan, None, cache.clone()).await;
+    assert_eq!(runs, 1);
+    // Now the node has a previous render: the cached output (whose generated material was
+    // never found) is not used; the chart is rendered twice and the material carried over.
+    let (next, runs) = render_material(&plan, Some(applied.to_previous()), cache.clone()).await;
+    assert_eq!(runs, 2);
+    let helm = next.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert_eq!(helm.carry_over, Some(CarryOver::CarriedOver));
+    assert!(!helm.output.volatile_unknown);
+    let objects = by_name(&next);
+    for (name, (since, _)) in &objects {
+        let expected = if name == "ConfigMap/greeting" {
+            SincePrevious::Changed
+        } else {
+            SincePrevious::Same
+        };
+        assert_eq!(*since, expected, "{name}");
+    }
+    // That render replaced the cache entry: the next plan over the same previous render reuses
+    // it, carried over material included.
+    let (again, runs) = render_material(&plan, Some(applied.to_previous()), cache).await;
+    assert_eq!(runs, 0);
+    assert_eq!(again.helm.as_ref().unwrap().source, RenderSource::Cache);
+    assert_eq!(again.objects, next.objects);
 }
 
 #[tokio::test]
@@ -289,17 +367,12 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         }
     };
     let applied = render(trust_anchor(TRUST_ANCHOR), BTreeMap::new()).await;
-    let volatile: usize = applied.objects.iter().map(|o| o.volatile_paths.len()).sum();
-    assert!(
-        volatile >= 3,
-        "the stand-in generates certificates and checksums"
-    );
-    assert!(
-        applied
-            .objects
-            .iter()
-            .any(|o| o.volatile_paths.iter().any(|p| p.ends_with("/caBundle")))
-    );
+    // Rendered once (no previous render), with a canary for the trust anchor: the generated
+    // certificates differ in the canary render too, and are masked as derived fields.
+    assert!(applied.objects.iter().all(|o| o.volatile_paths.is_empty()));
+    assert!(applied.objects.iter().any(|o| {
+        o.object_ref.kind != "Secret" && o.sensitive_paths.iter().any(|p| p.ends_with("/caBundle"))
+    }));
     let previous = BTreeMap::from([(cp.clone(), applied.to_previous())]);
     // Same inputs: nothing changes.
     let same = render(trust_anchor(TRUST_ANCHOR), previous.clone()).await;
@@ -315,6 +388,17 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         next.helm.as_ref().unwrap().carry_over,
         Some(CarryOver::CarriedOver)
     );
+    // Rendered twice over the previous render: the generated material is known, and not
+    // taken for fields derived from the trust anchor.
+    let volatile: usize = next.objects.iter().map(|o| o.volatile_paths.len()).sum();
+    assert!(
+        volatile >= 3,
+        "the stand-in generates certificates and checksums"
+    );
+    assert!(next.objects.iter().any(|o| {
+        o.volatile_paths.iter().any(|p| p.ends_with("/caBundle"))
+            && !o.sensitive_paths.iter().any(|p| p.ends_with("/caBundle"))
+    }));
     let changed: Vec<String> = next
         .objects
         .iter()
@@ -374,13 +458,18 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
     assert_eq!(runs, 1, "no template action generates material");
     assert!(by_name(&node)["ConfigMap/plain"].1.is_empty());
 
-    // The same chart with a template that generates a token: rendered twice, at once, and
-    // the token is volatile.
+    // The same chart with a template that generates a token: rendered twice, at once, over a
+    // previous render, and the token is volatile.
     let token = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n\
                  stringData:\n  token: {{ randAlphaNum 16 | quote }}\n";
     let dir = tempfile::tempdir().unwrap();
     let plan = chart_plan(dir.path(), &[("plain.yaml", plain), ("token.yaml", token)]);
-    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    let (first, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    assert_eq!(runs, 1, "no previous render to carry the token over from");
+    // Over a previous render of other inputs (here: an older render of the chart).
+    let mut previous = first.to_previous();
+    previous.cache_key = Some("an older render".into());
+    let (node, runs) = render_material(&plan, Some(previous), Arc::new(MemoryCache::new())).await;
     assert_eq!(runs, 2);
     let objects = by_name(&node);
     assert!(objects["ConfigMap/plain"].1.is_empty());
