@@ -306,7 +306,9 @@ pub struct Renderer {
     helm: Arc<dyn HelmRunner>,
     cache: Arc<dyn RenderCache>,
     options: RenderOptions,
-    helm_version: OnceCell<String>,
+    /// helm's version, asked once; shared with the other renderers of a run
+    /// ([`Renderer::with_helm_version`]).
+    helm_version: Arc<OnceCell<String>>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -353,8 +355,15 @@ impl Renderer {
             helm,
             cache,
             options,
-            helm_version: OnceCell::new(),
+            helm_version: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Shares helm's version with other renderers of the same run (and with
+    /// [`prime_helm_version`], which may be asking it already): helm is asked at most once.
+    pub fn with_helm_version(mut self, version: Arc<OnceCell<String>>) -> Self {
+        self.helm_version = version;
+        self
     }
 
     /// Renders every manifest and helm node of `plan` (or the targets). All nodes are tried;
@@ -541,27 +550,14 @@ impl Renderer {
     async fn helm_version(&self, node: &Address) -> Result<String, RenderError> {
         self.helm_version
             .get_or_try_init(|| async {
-                let key = self
-                    .helm
-                    .binary()
-                    .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
-                if let Some(key) = &key
-                    && let Ok(Some(Json::String(version))) = self.cache.get(key)
-                {
-                    return Ok(version);
-                }
-                let args = vec![
-                    "version".to_string(),
-                    "--template".to_string(),
-                    "{{.Version}}".to_string(),
-                ];
-                let out = self.run_helm(node, "helm", None, args).await?;
-                let version = out.trim().to_string();
-                if let Some(key) = &key {
-                    // Only a cache: a failure to keep it costs the next run one `helm version`.
-                    let _ = self.cache.put(key, &Json::String(version.clone()));
-                }
-                Ok(version)
+                ask_helm_version(self.helm.as_ref(), self.cache.as_ref())
+                    .await
+                    .map_err(|failure| match failure {
+                        VersionFailure::Run(e) => run_error(node, e),
+                        VersionFailure::Failed(out) => {
+                            helm_failed(node, "helm", None, "version", &out)
+                        }
+                    })
             })
             .await
             .cloned()
@@ -577,26 +573,9 @@ impl Renderer {
         args: Vec<String>,
     ) -> Result<String, RenderError> {
         let command = args.first().cloned().unwrap_or_default();
-        let out = self.helm.run(args).await.map_err(|e| match e {
-            HelmRunError::NotFound { program } => RenderError::HelmNotFound {
-                node: node.clone(),
-                program,
-                nodes: vec![node.clone()],
-            },
-            HelmRunError::Io { program, source } => RenderError::HelmIo {
-                node: node.clone(),
-                program,
-                source,
-            },
-        })?;
+        let out = self.helm.run(args).await.map_err(|e| run_error(node, e))?;
         if !out.success {
-            return Err(RenderError::HelmFailed {
-                node: node.clone(),
-                chart: chart.to_string(),
-                command,
-                help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
-                stderr: meshplan_k8s::text::clip_message(out.stderr.trim_end()),
-            });
+            return Err(helm_failed(node, chart, repo_url, &command, &out));
         }
         Ok(out.stdout)
     }
@@ -995,6 +974,90 @@ impl Renderer {
             source_file: e.source,
             message: meshplan_k8s::text::clip_message(&e.message),
         })
+    }
+}
+
+/// Why helm's version could not be asked.
+enum VersionFailure {
+    Run(HelmRunError),
+    Failed(HelmOutput),
+}
+
+/// helm's version: from `cache` when the same binary (path, size, modification time)
+/// answered before, else `helm version` (kept in `cache`).
+async fn ask_helm_version(
+    helm: &dyn HelmRunner,
+    cache: &dyn RenderCache,
+) -> Result<String, VersionFailure> {
+    let key = helm
+        .binary()
+        .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
+    if let Some(key) = &key
+        && let Ok(Some(Json::String(version))) = cache.get(key)
+    {
+        return Ok(version);
+    }
+    let args = vec![
+        "version".to_string(),
+        "--template".to_string(),
+        "{{.Version}}".to_string(),
+    ];
+    let out = helm.run(args).await.map_err(VersionFailure::Run)?;
+    if !out.success {
+        return Err(VersionFailure::Failed(out));
+    }
+    let version = out.stdout.trim().to_string();
+    if let Some(key) = &key {
+        // Only a cache: a failure to keep it costs the next run one `helm version`.
+        let _ = cache.put(key, &Json::String(version.clone()));
+    }
+    Ok(version)
+}
+
+/// Asks helm's version into `version` ahead of the render that needs it (the cache key of
+/// every helm node holds it), so that `helm version` runs while the caller does other work
+/// (connecting, discovery) instead of before the first `helm template`. A failure leaves
+/// `version` empty: the render asks again and reports it for its nodes.
+pub async fn prime_helm_version(
+    helm: Arc<dyn HelmRunner>,
+    cache: Arc<dyn RenderCache>,
+    version: Arc<OnceCell<String>>,
+) {
+    let _ = version
+        .get_or_try_init(|| ask_helm_version(helm.as_ref(), cache.as_ref()))
+        .await;
+}
+
+/// The error of helm that could not be run for `node`.
+fn run_error(node: &Address, e: HelmRunError) -> RenderError {
+    match e {
+        HelmRunError::NotFound { program } => RenderError::HelmNotFound {
+            node: node.clone(),
+            program,
+            nodes: vec![node.clone()],
+        },
+        HelmRunError::Io { program, source } => RenderError::HelmIo {
+            node: node.clone(),
+            program,
+            source,
+        },
+    }
+}
+
+/// The error of a helm `command` that failed for `node`.
+fn helm_failed(
+    node: &Address,
+    chart: &str,
+    repo_url: Option<&str>,
+    command: &str,
+    out: &HelmOutput,
+) -> RenderError {
+    RenderError::HelmFailed {
+        node: node.clone(),
+        chart: chart.to_string(),
+        command: command.to_string(),
+        help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
+        stderr: meshplan_k8s::text::clip_message(out.stderr.trim_end()),
     }
 }
 

@@ -1029,3 +1029,51 @@ async fn ignored_fields_are_dropped_from_what_is_applied() {
     let hpa = object("manifest.web", "HorizontalPodAutoscaler");
     assert_eq!(hpa["spec"]["maxReplicas"], 5);
 }
+
+#[tokio::test]
+async fn helm_version_is_asked_once_ahead_of_the_renders_that_share_it() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    let counting = Counting::new(helm());
+    let version = Arc::new(tokio::sync::OnceCell::new());
+    // Asked ahead (as a session does while it connects), and kept in the cache.
+    let cache = Arc::new(MemoryCache::new());
+    meshplan::render::prime_helm_version(counting.clone(), cache.clone(), version.clone()).await;
+    assert_eq!(counting.versions.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.len(), 1);
+    // Two renders with caches of their own (a lint and a change set): neither asks again.
+    for _ in 0..2 {
+        let r = renderer(counting.clone(), Arc::new(MemoryCache::new()))
+            .with_helm_version(version.clone())
+            .render(&plan.plan, &inputs)
+            .await
+            .unwrap();
+        assert_eq!(r.helm_version.as_deref(), version.get().map(String::as_str));
+    }
+    assert_eq!(counting.versions.load(Ordering::SeqCst), 1);
+    // A helm that cannot run leaves the version unknown: the render reports it per node.
+    let missing = Arc::new(tokio::sync::OnceCell::new());
+    meshplan::render::prime_helm_version(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+        missing.clone(),
+    )
+    .await;
+    assert!(missing.get().is_none());
+    let e = renderer(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+    )
+    .with_helm_version(missing)
+    .render(&plan.plan, &inputs)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e.errors[0], RenderError::HelmNotFound { .. }),
+        "{:?}",
+        e.errors
+    );
+}
