@@ -19,7 +19,8 @@
 //!    time, to find the fields derived from them ([`provenance`]); with a single real render
 //!    the generated fields differ from the canary render too and are marked sensitive as well.
 //!    The marks are cached with the output. helm's version (part of the cache key) is cached
-//!    by the helm binary's path, size and modification time.
+//!    by the helm binary's path, size and modification time; a session asks it in the
+//!    background as it opens ([`prime_helm_version`]), and its renderers share it.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
 //!    ownership marks, sensitive paths (with the derived forms of sensitive values,

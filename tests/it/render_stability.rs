@@ -478,3 +478,86 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
         ["/stringData/token"]
     );
 }
+
+/// A stand-in for helm that logs its subcommand (one line per run) to `log` and runs the real
+/// helm (the first on `PATH`).
+fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+        .expect("helm on PATH");
+    let script = dir.join("helm-logging");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    script
+}
+
+/// The helm runs logged since the last call (`version`, `template`, ...), and empties the log.
+fn helm_runs(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    let mut runs: Vec<String> = text.lines().map(str::to_owned).collect();
+    runs.sort();
+    runs
+}
+
+#[test]
+fn a_first_install_renders_once_and_a_later_change_carries_material_over() {
+    let chart = root().join("tests/fixtures/charts/random-material");
+    let s = crate::apply_cmd::Setup::with_plan(&format!(
+        "[plan]\nname = \"material\"\n[vars]\ngreeting = \"hello\"\n\
+         [manifest.ns]\nyaml = '''\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n'''\n\
+         [helm.material]\nchart = \"{}\"\nnamespace = \"demo\"\ndepends_on = [\"manifest.ns\"]\n\
+         [helm.material.values]\nhooks = false\ngreeting = \"${{var.greeting}}\"\n",
+        chart.display()
+    ));
+    let log = s.cluster.dir.path().join("helm.log");
+    let helm = logging_helm(s.cluster.dir.path(), &log);
+    let run = |sub: &str, extra: &[&str]| {
+        let out = s
+            .command(sub, &s.plan, extra)
+            .env("MESHPLAN_HELM", &helm)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // A first install: no previous render, so the chart that generates material is rendered
+    // once (no second render to find the material), and helm's version asked once.
+    let (code, out, err) = run("plan", &[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(helm_runs(&log), ["template", "version"]);
+    // The apply renders what the plan rendered (from the render cache): no helm run.
+    let (code, out, err) = run("apply", &["--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(helm_runs(&log).is_empty());
+    let tls = || s.cluster.get_json(&["secret", "-n", "demo", "webhook-tls"])["data"].clone();
+    let applied_tls = tls();
+    // A plan after the apply: no change, and no process at all (the applied render and helm's
+    // version come from the state).
+    let (code, out, err) = run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(helm_runs(&log).is_empty());
+    // Changed values over the applied render: rendered twice, and the generated material is
+    // carried over, so only the greeting changes.
+    let (code, out, err) = run("apply", &["--auto-approve", "--var", "greeting=bonjour"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(helm_runs(&log), ["template", "template"]);
+    assert!(out.contains("greeting"), "{out}");
+    assert!(!out.contains("webhook-tls"), "{out}");
+    assert_eq!(tls(), applied_tls);
+    let greeting = s.cluster.get_json(&["configmap", "-n", "demo", "greeting"]);
+    assert_eq!(greeting["data"]["greeting"], "bonjour");
+}
