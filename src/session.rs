@@ -84,7 +84,8 @@ pub struct Session {
     /// material generated before the live one was found).
     uncached_renders: std::sync::atomic::AtomicBool,
     /// helm's version, shared by this session's renders; asked (or read from the state's
-    /// cache) in the background from the session's opening on, when the plan has a helm node.
+    /// cache) in the background from the session's opening on, when the plan has a helm node
+    /// and the command renders (plan, apply).
     helm_version: Arc<tokio::sync::OnceCell<String>>,
 }
 
@@ -329,7 +330,9 @@ impl Session {
             .values()
             .any(|n| matches!(n.spec, NodeSpec::Helm(_)));
         let helm_version = Arc::new(tokio::sync::OnceCell::new());
-        if has_helm {
+        // Only the commands that render (destroy and rollback work from the records).
+        let renders = matches!(args.command, "plan" | "apply");
+        if has_helm && renders {
             // The key of every chart render holds helm's version: asked while the session
             // connects and discovers, not before the first `helm template`.
             tokio::spawn(render::prime_helm_version(
