@@ -7,12 +7,17 @@
 //!                                    [--only plan|apply]
 //! ```
 //!
+//! `--configmaps 0` runs the Linkerd-like stack only.
+//!
 //! Three sizes: the sample Linkerd plan with the stand-in charts, and plans of 1,000 and
 //! 10,000 ConfigMaps. Per size, each on a fresh sandbox:
 //!
-//! 1. **plan**: the rendered objects are applied by field manager `meshplan` (as a previous
-//!    apply would have left them); **cold plan** with an empty state (no records, no render or
-//!    discovery cache: every chart is rendered, every object read and dry-run); the state then
+//! 1. **plan**: the rendered objects are applied by field manager `meshplan` without the
+//!    ownership marks (as another tool leaves them); **cold plan** with an empty state (no
+//!    records, no render or discovery cache: every chart is rendered, every object read and
+//!    dry-run); the objects are applied again with the marks (as a previous apply would have
+//!    left them), and a cold plan with `--adopt-lost-state` adopts them (every chart rendered
+//!    again over the live objects, to take their generated material); the state then
 //!    gets the records an apply writes, and **warm plan** is a no-op plan (the fast path);
 //!    10 objects are changed in the cluster and **10 changed** plans them. The alternative:
 //!    `helm template` of each chart (as the render ran it) and `kubectl diff --server-side`
@@ -286,6 +291,24 @@ fn render_objects(
     })
 }
 
+/// `object` without meshplan's ownership marks (the managed-by label, the plan and node
+/// annotations).
+fn without_ownership_marks(object: &Value) -> Value {
+    let mut object = object.clone();
+    if let Some(meta) = object.get_mut("metadata").and_then(Value::as_object_mut) {
+        for (field, key) in [
+            ("labels", meshplan::render::MANAGED_BY_LABEL),
+            ("annotations", meshplan::render::PLAN_ANNOTATION),
+            ("annotations", meshplan::render::NODE_ANNOTATION),
+        ] {
+            if let Some(map) = meta.get_mut(field).and_then(Value::as_object_mut) {
+                map.remove(key);
+            }
+        }
+    }
+    object
+}
+
 /// Applies objects as field manager `meshplan` (CRDs and namespaces first), in parallel.
 fn seed(
     rt: &tokio::runtime::Runtime,
@@ -493,7 +516,11 @@ fn plan_runs(
         work,
     )?;
     let objects = &rendered.objects;
-    let mut live = seed(&env.rt, &env.cluster, objects)?;
+    // For the cold plan the objects carry no ownership marks (as another tool, e.g. helm,
+    // leaves them): with the marks, an empty state over them is a lost state, which plan
+    // refuses without --adopt-lost-state.
+    let unmarked: Vec<Value> = objects.iter().map(without_ownership_marks).collect();
+    seed(&env.rt, &env.cluster, &unmarked)?;
     let all = work.join("rendered.json");
     write_list(&all, &objects.iter().collect::<Vec<_>>())?;
     let state = work.join("plan-state");
@@ -508,7 +535,36 @@ fn plan_runs(
         &[],
     )?;
     out.push("plan cold", cold);
-    // The records an apply writes (from the plan's report; again once reads resolve).
+    // What the plan renders (from the cold plan's render cache), for the records below.
+    let report_out = Command::new(meshplan).args(&json_args).output()?;
+    let first_report: Value = serde_json::from_slice(&report_out.stdout)?;
+    // The marks a previous apply leaves, for every later run.
+    let mut live = seed(&env.rt, &env.cluster, objects)?;
+    // A lost state: no records, objects with the plan's marks, adopted explicitly (the
+    // charts' generated material is taken from the live objects: rendered again over them).
+    let mut adopt_args = meshplan_args(
+        "plan",
+        s,
+        &s.plan,
+        &env.kubeconfig,
+        &work.join("plan-state-adopt"),
+    );
+    adopt_args.extend([
+        "--output".into(),
+        "json".into(),
+        "--adopt-lost-state".into(),
+    ]);
+    let adopted = measure(
+        "meshplan plan, cold, --adopt-lost-state over marked objects",
+        Some(&env.sandbox),
+        meshplan,
+        &adopt_args,
+        &[],
+    )?;
+    out.push("plan cold adopt", adopted);
+    // The records an apply writes (from the plan's report; again once reads resolve). With
+    // records the state is not lost.
+    write_records(&state, &first_report, &live, objects)?;
     for _ in 0..3 {
         let report_out = Command::new(meshplan).args(&json_args).output()?;
         let report: Value = serde_json::from_slice(&report_out.stdout)?;
@@ -901,8 +957,14 @@ fn main() -> Result<(), Error> {
             .and_then(|i| args.get(i + 1))
             .cloned()
     };
+    // `--configmaps 0`: the Linkerd-like stack only.
     let counts: Vec<usize> = value("--configmaps")
-        .map(|v| v.split(',').filter_map(|n| n.parse().ok()).collect())
+        .map(|v| {
+            v.split(',')
+                .filter_map(|n| n.parse().ok())
+                .filter(|n| *n > 0)
+                .collect()
+        })
         .unwrap_or_else(|| vec![1000, 10000]);
     let only = value("--only");
     let with_kubectl = !args.iter().any(|a| a == "--no-kubectl");

@@ -83,6 +83,30 @@ pub struct Session {
     /// Renders do not use the state's render cache (an adoption: the cache may hold
     /// material generated before the live one was found).
     uncached_renders: std::sync::atomic::AtomicBool,
+    /// helm's version, shared by this session's renders; asked (or read from the state's
+    /// cache) in the background from the session's opening on, when the plan has a helm node
+    /// and the command renders (plan, apply).
+    helm_version: Arc<tokio::sync::OnceCell<String>>,
+}
+
+/// The state's render cache for a task that may outlive the session: it does not keep the
+/// state open (a closed state neither has nor keeps anything).
+struct SessionCache(std::sync::Weak<dyn StateStore>);
+
+impl RenderCache for SessionCache {
+    fn get(&self, key: &str) -> Result<Option<serde_json::Value>, render::CacheError> {
+        match self.0.upgrade() {
+            Some(store) => StateRenderCache { store }.get(key),
+            None => Ok(None),
+        }
+    }
+
+    fn put(&self, key: &str, value: &serde_json::Value) -> Result<(), render::CacheError> {
+        match self.0.upgrade() {
+            Some(store) => StateRenderCache { store }.put(key, value),
+            None => Ok(()),
+        }
+    }
 }
 
 /// A writer's Lease.
@@ -305,6 +329,18 @@ impl Session {
             .nodes
             .values()
             .any(|n| matches!(n.spec, NodeSpec::Helm(_)));
+        let helm_version = Arc::new(tokio::sync::OnceCell::new());
+        // Only the commands that render (destroy and rollback work from the records).
+        let renders = matches!(args.command, "plan" | "apply");
+        if has_helm && renders {
+            // The key of every chart render holds helm's version: asked while the session
+            // connects and discovers, not before the first `helm template`.
+            tokio::spawn(render::prime_helm_version(
+                Arc::new(HelmProcess::from_env()),
+                Arc::new(SessionCache(Arc::downgrade(&store))),
+                helm_version.clone(),
+            ));
+        }
         let server_version = if has_helm {
             cluster.server_version().await?.git_version
         } else {
@@ -326,6 +362,7 @@ impl Session {
             deadline,
             database_lost,
             uncached_renders: std::sync::atomic::AtomicBool::new(false),
+            helm_version,
         })
     }
 
@@ -639,7 +676,8 @@ impl Session {
                                 kube_version: Some(self.server_version.clone()),
                                 parallelism: self.parallelism,
                             },
-                        ),
+                        )
+                        .with_helm_version(self.helm_version.clone()),
                         plan: &self.loaded.plan,
                         previous: previous.clone(),
                     },
@@ -720,7 +758,8 @@ impl Session {
                 kube_version: Some(self.server_version.clone()),
                 parallelism: self.parallelism,
             },
-        );
+        )
+        .with_helm_version(self.helm_version.clone());
         let prepared = crate::lint::prepare(
             &self.loaded.plan,
             &renderer,

@@ -159,7 +159,7 @@ mod tests {
                     volatile_paths: BTreeSet::new(),
                     sensitive_paths: BTreeSet::from(["/data/conf".to_owned()]),
                 }],
-                carried_over: false,
+                ..Default::default()
             }),
             objects: vec![config],
             sensitive_paths: vec![BTreeSet::from(["/data/conf".to_owned()])],

@@ -13,11 +13,14 @@
 //!    [`RenderOptions::parallelism`] helm processes run at once, and output order never
 //!    depends on timing. The chart output is looked up first in the previous render (same
 //!    cache key) and in the [`RenderCache`]; on a miss the chart is rendered once, or, when its
-//!    templates may generate material, twice at once to find it ([`stability`]), whose previous
-//!    values are carried over. A node whose values hold sensitive inputs is also rendered with
-//!    canaries in their place, at the same time, to find the fields derived from them
-//!    ([`provenance`]); the marks are cached with the output. helm's version (part of the
-//!    cache key) is cached by the helm binary's path, size and modification time.
+//!    templates may generate material and the node has a previous render, twice at once to
+//!    find the material ([`stability`]), whose previous values are carried over. A node whose
+//!    values hold sensitive inputs is also rendered with canaries in their place, at the same
+//!    time, to find the fields derived from them ([`provenance`]); with a single real render
+//!    the generated fields differ from the canary render too and are marked sensitive as well.
+//!    The marks are cached with the output. helm's version (part of the cache key) is cached
+//!    by the helm binary's path, size and modification time; a session asks it in the
+//!    background as it opens ([`prime_helm_version`]), and its renderers share it.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
 //!    ownership marks, sensitive paths (with the derived forms of sensitive values,
@@ -216,7 +219,8 @@ pub enum NodeStatus {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RenderSource {
-    /// `helm template` ran (twice when the chart may generate material).
+    /// `helm template` ran (twice at once when the chart may generate material and the node
+    /// has a previous render).
     Helm,
     /// The render cache had the key.
     Cache,
@@ -303,7 +307,9 @@ pub struct Renderer {
     helm: Arc<dyn HelmRunner>,
     cache: Arc<dyn RenderCache>,
     options: RenderOptions,
-    helm_version: OnceCell<String>,
+    /// helm's version, asked once; shared with the other renderers of a run
+    /// ([`Renderer::with_helm_version`]).
+    helm_version: Arc<OnceCell<String>>,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -350,8 +356,15 @@ impl Renderer {
             helm,
             cache,
             options,
-            helm_version: OnceCell::new(),
+            helm_version: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Shares helm's version with other renderers of the same run (and with
+    /// [`prime_helm_version`], which may be asking it already): helm is asked at most once.
+    pub fn with_helm_version(mut self, version: Arc<OnceCell<String>>) -> Self {
+        self.helm_version = version;
+        self
     }
 
     /// Renders every manifest and helm node of `plan` (or the targets). All nodes are tried;
@@ -538,27 +551,14 @@ impl Renderer {
     async fn helm_version(&self, node: &Address) -> Result<String, RenderError> {
         self.helm_version
             .get_or_try_init(|| async {
-                let key = self
-                    .helm
-                    .binary()
-                    .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
-                if let Some(key) = &key
-                    && let Ok(Some(Json::String(version))) = self.cache.get(key)
-                {
-                    return Ok(version);
-                }
-                let args = vec![
-                    "version".to_string(),
-                    "--template".to_string(),
-                    "{{.Version}}".to_string(),
-                ];
-                let out = self.run_helm(node, "helm", None, args).await?;
-                let version = out.trim().to_string();
-                if let Some(key) = &key {
-                    // Only a cache: a failure to keep it costs the next run one `helm version`.
-                    let _ = self.cache.put(key, &Json::String(version.clone()));
-                }
-                Ok(version)
+                ask_helm_version(self.helm.as_ref(), self.cache.as_ref())
+                    .await
+                    .map_err(|failure| match failure {
+                        VersionFailure::Run(e) => run_error(node, e),
+                        VersionFailure::Failed(out) => {
+                            helm_failed(node, "helm", None, "version", &out)
+                        }
+                    })
             })
             .await
             .cloned()
@@ -574,26 +574,9 @@ impl Renderer {
         args: Vec<String>,
     ) -> Result<String, RenderError> {
         let command = args.first().cloned().unwrap_or_default();
-        let out = self.helm.run(args).await.map_err(|e| match e {
-            HelmRunError::NotFound { program } => RenderError::HelmNotFound {
-                node: node.clone(),
-                program,
-                nodes: vec![node.clone()],
-            },
-            HelmRunError::Io { program, source } => RenderError::HelmIo {
-                node: node.clone(),
-                program,
-                source,
-            },
-        })?;
+        let out = self.helm.run(args).await.map_err(|e| run_error(node, e))?;
         if !out.success {
-            return Err(RenderError::HelmFailed {
-                node: node.clone(),
-                chart: chart.to_string(),
-                command,
-                help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
-                stderr: meshplan_k8s::text::clip_message(out.stderr.trim_end()),
-            });
+            return Err(helm_failed(node, chart, repo_url, &command, &out));
         }
         Ok(out.stdout)
     }
@@ -769,8 +752,10 @@ impl Renderer {
     }
 
     /// The chart's output for known values: the previous render or the render cache when
-    /// they have the key, else `helm template` once, or twice at once when the chart may generate material (carried over from
-    /// the previous render when it can be). Returns the key, the output, where it came from
+    /// they have the key, else `helm template`. A chart that may generate material is rendered
+    /// twice at once when the node has a previous render (to find the material, carried over
+    /// from the previous render when it can be), once when it has none (nothing to carry over
+    /// or compare with; see [`stability`]). Returns the key, the output, where it came from
     /// and what became of generated material (None when reused).
     async fn chart_output(
         &self,
@@ -785,6 +770,9 @@ impl Renderer {
             node: address.clone(),
             source,
         };
+        // Generated material is looked for only against a previous render: to carry it over,
+        // or (regenerating) to report the objects that change only because of it.
+        let has_previous = previous.is_some();
         let previous = previous.filter(|_| !regenerate);
         let reused_previous = previous
             .filter(|p| p.cache_key.as_deref() == Some(key.as_str()))
@@ -799,16 +787,21 @@ impl Renderer {
             .flatten()
             .as_ref()
             .and_then(ChartOutput::from_json)
+            // Rendered once without a previous render: its generated material was not found,
+            // so it cannot be carried over from the previous render this node has now.
+            .filter(|o| !(o.volatile_unknown && has_previous))
         {
             return Ok((key, output, RenderSource::Cache, None));
         }
         // A second render, at the same time, only when the chart (or a value it may pass to
-        // `tpl`) may generate material; and one with canaries for the sensitive inputs, at the
-        // same time too, when there are any.
+        // `tpl`) may generate material and there is a previous render to carry it over from
+        // or compare it with; and one with canaries for the sensitive inputs, at the same
+        // time too, when there are any.
         let generates = run.chart.generates.is_some() || values_generate(values);
+        let find_volatile = generates && has_previous;
         let canary = run.canary_values(values, false);
         let second = async {
-            if generates {
+            if find_volatile {
                 self.template_with(run, values).await.map(Some)
             } else {
                 Ok(None)
@@ -825,10 +818,19 @@ impl Renderer {
             Some(second) => stability::volatile_paths(&first, &second),
             None => vec![BTreeSet::new(); first.len()],
         };
+        // Rendered once: the fields the canary render changes may be generated material as
+        // well as derived from sensitive inputs. All are sensitive (over-masking generated
+        // material is the safe direction).
         let sensitive = canary_sensitive(&first, canary.as_deref(), &volatile);
         let mut output = chart_output(first, volatile, sensitive);
-        let carry =
-            stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()));
+        let carry = if generates && !find_volatile {
+            output.volatile_unknown = true;
+            CarryOver::Regenerated {
+                reason: "no previous render to take generated material from".into(),
+            }
+        } else {
+            stability::carry_over(&mut output, previous.and_then(|p| p.chart_output.as_ref()))
+        };
         let carry = match carry {
             CarryOver::Regenerated { .. } if regenerate => CarryOver::Regenerated {
                 reason: "regeneration was asked for".into(),
@@ -973,6 +975,90 @@ impl Renderer {
             source_file: e.source,
             message: meshplan_k8s::text::clip_message(&e.message),
         })
+    }
+}
+
+/// Why helm's version could not be asked.
+enum VersionFailure {
+    Run(HelmRunError),
+    Failed(HelmOutput),
+}
+
+/// helm's version: from `cache` when the same binary (path, size, modification time)
+/// answered before, else `helm version` (kept in `cache`).
+async fn ask_helm_version(
+    helm: &dyn HelmRunner,
+    cache: &dyn RenderCache,
+) -> Result<String, VersionFailure> {
+    let key = helm
+        .binary()
+        .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
+    if let Some(key) = &key
+        && let Ok(Some(Json::String(version))) = cache.get(key)
+    {
+        return Ok(version);
+    }
+    let args = vec![
+        "version".to_string(),
+        "--template".to_string(),
+        "{{.Version}}".to_string(),
+    ];
+    let out = helm.run(args).await.map_err(VersionFailure::Run)?;
+    if !out.success {
+        return Err(VersionFailure::Failed(out));
+    }
+    let version = out.stdout.trim().to_string();
+    if let Some(key) = &key {
+        // Only a cache: a failure to keep it costs the next run one `helm version`.
+        let _ = cache.put(key, &Json::String(version.clone()));
+    }
+    Ok(version)
+}
+
+/// Asks helm's version into `version` ahead of the render that needs it (the cache key of
+/// every helm node holds it), so that `helm version` runs while the caller does other work
+/// (connecting, discovery) instead of before the first `helm template`. A failure leaves
+/// `version` empty: the render asks again and reports it for its nodes.
+pub async fn prime_helm_version(
+    helm: Arc<dyn HelmRunner>,
+    cache: Arc<dyn RenderCache>,
+    version: Arc<OnceCell<String>>,
+) {
+    let _ = version
+        .get_or_try_init(|| ask_helm_version(helm.as_ref(), cache.as_ref()))
+        .await;
+}
+
+/// The error of helm that could not be run for `node`.
+fn run_error(node: &Address, e: HelmRunError) -> RenderError {
+    match e {
+        HelmRunError::NotFound { program } => RenderError::HelmNotFound {
+            node: node.clone(),
+            program,
+            nodes: vec![node.clone()],
+        },
+        HelmRunError::Io { program, source } => RenderError::HelmIo {
+            node: node.clone(),
+            program,
+            source,
+        },
+    }
+}
+
+/// The error of a helm `command` that failed for `node`.
+fn helm_failed(
+    node: &Address,
+    chart: &str,
+    repo_url: Option<&str>,
+    command: &str,
+    out: &HelmOutput,
+) -> RenderError {
+    RenderError::HelmFailed {
+        node: node.clone(),
+        chart: chart.to_string(),
+        command: command.to_string(),
+        help: helm::unreachable_repo_help(chart, repo_url, &out.stderr).map(Box::new),
+        stderr: meshplan_k8s::text::clip_message(out.stderr.trim_end()),
     }
 }
 
@@ -1124,6 +1210,7 @@ fn chart_output(
             )
             .collect(),
         carried_over: false,
+        volatile_unknown: false,
     }
 }
 

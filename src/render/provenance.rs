@@ -20,6 +20,12 @@
 //! When the chart refuses the canary (helm fails), the node keeps only the second net, the
 //! derived forms of [`super::masking`].
 //!
+//! Generated material (keys, certificates, random tokens) differs between any two renders, so
+//! the canary render changes it too. When the real render was paired with a second identical
+//! one, those fields are known ([`super::stability`]) and left out; when the chart was rendered
+//! once (no previous render of the node), they cannot be told apart from derived fields and are
+//! sensitive too: over-masking generated key material rather than showing a derived field.
+//!
 //! Pure: no I/O.
 
 use std::collections::BTreeSet;

@@ -6,10 +6,18 @@
 //! 2. Changed inputs: a chart whose templates call no function that generates material
 //!    ([`generating_call`]: keys, certificates, random strings, the time) is rendered once and
 //!    has no volatile paths. Any other chart (or one whose templates cannot be read: remote or
-//!    packaged charts) is rendered twice with the same inputs, both at once; the paths whose
-//!    values differ between the two renders are the node's *volatile* paths
-//!    ([`volatile_paths`]).
-//! 3. When the previous output has every object and every volatile path of the new one, the
+//!    packaged charts) is rendered twice with the same inputs, both at once, when the node
+//!    has a previous render; the paths whose values differ between the two renders are the
+//!    node's *volatile* paths ([`volatile_paths`]).
+//! 3. No previous render (a first install, objects another tool applied): there is nothing to
+//!    carry generated material over from, nor to compare it with, so the chart is rendered
+//!    once and its output is marked [`ChartOutput::volatile_unknown`]. A later render that has
+//!    a previous render does not take such an output from the render cache: it renders twice
+//!    and carries over. When the node also has sensitive inputs, the fields that differ
+//!    between the real and the canary render are generated or derived from a sensitive input,
+//!    which one render cannot tell apart: all of them are sensitive (generated key material
+//!    is masked too, the safe direction; see [`super::provenance`]).
+//! 4. When the previous output has every object and every volatile path of the new one, the
 //!    previous values are carried over for all volatile paths of the node together
 //!    ([`carry_over`]): a certificate, its key and the `caBundle`s and checksums derived from
 //!    it always come from the same render. Otherwise nothing is carried over and the node's
@@ -44,6 +52,12 @@ pub struct ChartOutput {
     pub documents: Vec<ChartDocument>,
     /// True when the volatile values were carried over from the previous output.
     pub carried_over: bool,
+    /// True when the chart may generate material but was rendered once, because the node had
+    /// no previous render to carry it over from or compare it with: its volatile paths were
+    /// not looked for (they are empty). Such an output is not taken from the render cache by
+    /// a render that has a previous render of the node (it renders twice and carries over).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub volatile_unknown: bool,
 }
 
 impl ChartOutput {
@@ -249,6 +263,7 @@ mod tests {
                 })
                 .collect(),
             carried_over: false,
+            volatile_unknown: false,
         }
     }
 

@@ -494,11 +494,11 @@ async fn cache_hit_avoids_running_helm() {
         .render(&plan.plan, &inputs)
         .await
         .unwrap();
-    // Four helm nodes: the control plane and viz generate certificates (genCA), so each is
-    // rendered twice to find the generated material; cert-manager and the CRDs once; and the
-    // control plane once more with a canary for its sensitive input (the trust anchor), to
-    // find the fields derived from it.
-    assert_eq!(first.count(), 7);
+    // Four helm nodes, each rendered once: the control plane and viz generate certificates
+    // (genCA), but with no previous render there is nothing to carry them over from, so they
+    // are not rendered a second time to find them; and the control plane once more with a
+    // canary for its sensitive input (the trust anchor), to find the fields derived from it.
+    assert_eq!(first.count(), 5);
     // Four chart outputs, and helm's version (by the helm binary).
     assert_eq!(cache.len(), 5);
     let second = Counting::new(helm());
@@ -1028,4 +1028,52 @@ async fn ignored_fields_are_dropped_from_what_is_applied() {
     // The HPA itself is rendered as written.
     let hpa = object("manifest.web", "HorizontalPodAutoscaler");
     assert_eq!(hpa["spec"]["maxReplicas"], 5);
+}
+
+#[tokio::test]
+async fn helm_version_is_asked_once_ahead_of_the_renders_that_share_it() {
+    let plan = sample();
+    let inputs = RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    };
+    let counting = Counting::new(helm());
+    let version = Arc::new(tokio::sync::OnceCell::new());
+    // Asked ahead (as a session does while it connects), and kept in the cache.
+    let cache = Arc::new(MemoryCache::new());
+    meshplan::render::prime_helm_version(counting.clone(), cache.clone(), version.clone()).await;
+    assert_eq!(counting.versions.load(Ordering::SeqCst), 1);
+    assert_eq!(cache.len(), 1);
+    // Two renders with caches of their own (a lint and a change set): neither asks again.
+    for _ in 0..2 {
+        let r = renderer(counting.clone(), Arc::new(MemoryCache::new()))
+            .with_helm_version(version.clone())
+            .render(&plan.plan, &inputs)
+            .await
+            .unwrap();
+        assert_eq!(r.helm_version.as_deref(), version.get().map(String::as_str));
+    }
+    assert_eq!(counting.versions.load(Ordering::SeqCst), 1);
+    // A helm that cannot run leaves the version unknown: the render reports it per node.
+    let missing = Arc::new(tokio::sync::OnceCell::new());
+    meshplan::render::prime_helm_version(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+        missing.clone(),
+    )
+    .await;
+    assert!(missing.get().is_none());
+    let e = renderer(
+        Arc::new(HelmProcess::from_setting(Some("/nonexistent/helm".into()))),
+        Arc::new(MemoryCache::new()),
+    )
+    .with_helm_version(missing)
+    .render(&plan.plan, &inputs)
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(e.errors[0], RenderError::HelmNotFound { .. }),
+        "{:?}",
+        e.errors
+    );
 }

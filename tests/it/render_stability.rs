@@ -74,8 +74,20 @@ fn by_name(node: &NodeRender) -> BTreeMap<String, (SincePrevious, BTreeSet<Strin
 #[tokio::test]
 async fn volatile_paths_are_found_by_rendering_twice() {
     let dir = tempfile::tempdir().unwrap();
-    let plan = material_plan(dir.path(), "hello");
-    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "hello"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    // Changed inputs over a previous render: rendered twice, at once, to find the material.
+    let plan = material_plan(dir.path(), "bonjour");
+    let (node, runs) = render_material(
+        &plan,
+        Some(applied.to_previous()),
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
     assert_eq!(runs, 2);
     let objects = by_name(&node);
     let paths = |k: &str| objects[k].1.iter().cloned().collect::<Vec<_>>();
@@ -96,11 +108,7 @@ async fn volatile_paths_are_found_by_rendering_twice() {
     assert!(paths("Job/random-material-post-install").is_empty());
     let helm = node.helm.as_ref().unwrap();
     assert_eq!(helm.source, RenderSource::Helm);
-    assert!(matches!(
-        helm.carry_over,
-        Some(CarryOver::Regenerated { .. })
-    ));
-    assert!(objects.values().all(|(s, _)| *s == SincePrevious::New));
+    assert!(!helm.output.volatile_unknown);
     // Secrets are sensitive.
     let token = node
         .objects
@@ -108,6 +116,76 @@ async fn volatile_paths_are_found_by_rendering_twice() {
         .find(|o| o.object_ref.name == "token")
         .unwrap();
     assert!(token.sensitive_paths.contains("/stringData"));
+}
+
+#[tokio::test]
+async fn a_first_render_of_a_generating_chart_runs_helm_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let cache = Arc::new(MemoryCache::new());
+    let (node, runs) = render_material(&plan, None, cache.clone()).await;
+    // No previous render: nothing to carry generated material over from, nor to compare it
+    // with, so no second render to find it.
+    assert_eq!(runs, 1);
+    let helm = node.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert!(helm.output.volatile_unknown);
+    assert!(matches!(
+        &helm.carry_over,
+        Some(CarryOver::Regenerated { reason }) if reason.contains("no previous render")
+    ));
+    let objects = by_name(&node);
+    assert!(
+        objects
+            .values()
+            .all(|(s, v)| *s == SincePrevious::New && v.is_empty())
+    );
+    // The same inputs again without a previous render (the plan after a plan, `apply FILE`
+    // after `plan --out`): the cached render, generated material included.
+    let (again, runs) = render_material(&plan, None, cache).await;
+    assert_eq!(runs, 0);
+    assert_eq!(again.helm.as_ref().unwrap().source, RenderSource::Cache);
+    assert_eq!(again.objects, node.objects);
+}
+
+#[tokio::test]
+async fn a_cached_single_render_is_not_reused_over_a_previous_render() {
+    let dir = tempfile::tempdir().unwrap();
+    // What was applied: the chart with other inputs, its material generated then.
+    let (applied, _) = render_material(
+        &material_plan(dir.path(), "bonjour"),
+        None,
+        Arc::new(MemoryCache::new()),
+    )
+    .await;
+    // A plan of "hello" without a previous render fills the cache with a single render.
+    let plan = material_plan(dir.path(), "hello");
+    let cache = Arc::new(MemoryCache::new());
+    let (_, runs) = render_material(&plan, None, cache.clone()).await;
+    assert_eq!(runs, 1);
+    // Now the node has a previous render: the cached output (whose generated material was
+    // never found) is not used; the chart is rendered twice and the material carried over.
+    let (next, runs) = render_material(&plan, Some(applied.to_previous()), cache.clone()).await;
+    assert_eq!(runs, 2);
+    let helm = next.helm.as_ref().unwrap();
+    assert_eq!(helm.source, RenderSource::Helm);
+    assert_eq!(helm.carry_over, Some(CarryOver::CarriedOver));
+    assert!(!helm.output.volatile_unknown);
+    let objects = by_name(&next);
+    for (name, (since, _)) in &objects {
+        let expected = if name == "ConfigMap/greeting" {
+            SincePrevious::Changed
+        } else {
+            SincePrevious::Same
+        };
+        assert_eq!(*since, expected, "{name}");
+    }
+    // That render replaced the cache entry: the next plan over the same previous render reuses
+    // it, carried over material included.
+    let (again, runs) = render_material(&plan, Some(applied.to_previous()), cache).await;
+    assert_eq!(runs, 0);
+    assert_eq!(again.helm.as_ref().unwrap().source, RenderSource::Cache);
+    assert_eq!(again.objects, next.objects);
 }
 
 #[tokio::test]
@@ -289,17 +367,12 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         }
     };
     let applied = render(trust_anchor(TRUST_ANCHOR), BTreeMap::new()).await;
-    let volatile: usize = applied.objects.iter().map(|o| o.volatile_paths.len()).sum();
-    assert!(
-        volatile >= 3,
-        "the stand-in generates certificates and checksums"
-    );
-    assert!(
-        applied
-            .objects
-            .iter()
-            .any(|o| o.volatile_paths.iter().any(|p| p.ends_with("/caBundle")))
-    );
+    // Rendered once (no previous render), with a canary for the trust anchor: the generated
+    // certificates differ in the canary render too, and are masked as derived fields.
+    assert!(applied.objects.iter().all(|o| o.volatile_paths.is_empty()));
+    assert!(applied.objects.iter().any(|o| {
+        o.object_ref.kind != "Secret" && o.sensitive_paths.iter().any(|p| p.ends_with("/caBundle"))
+    }));
     let previous = BTreeMap::from([(cp.clone(), applied.to_previous())]);
     // Same inputs: nothing changes.
     let same = render(trust_anchor(TRUST_ANCHOR), previous.clone()).await;
@@ -315,6 +388,17 @@ async fn control_plane_stand_in_is_stable_across_plans() {
         next.helm.as_ref().unwrap().carry_over,
         Some(CarryOver::CarriedOver)
     );
+    // Rendered twice over the previous render: the generated material is known, and not
+    // taken for fields derived from the trust anchor.
+    let volatile: usize = next.objects.iter().map(|o| o.volatile_paths.len()).sum();
+    assert!(
+        volatile >= 3,
+        "the stand-in generates certificates and checksums"
+    );
+    assert!(next.objects.iter().any(|o| {
+        o.volatile_paths.iter().any(|p| p.ends_with("/caBundle"))
+            && !o.sensitive_paths.iter().any(|p| p.ends_with("/caBundle"))
+    }));
     let changed: Vec<String> = next
         .objects
         .iter()
@@ -374,13 +458,18 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
     assert_eq!(runs, 1, "no template action generates material");
     assert!(by_name(&node)["ConfigMap/plain"].1.is_empty());
 
-    // The same chart with a template that generates a token: rendered twice, at once, and
-    // the token is volatile.
+    // The same chart with a template that generates a token: rendered twice, at once, over a
+    // previous render, and the token is volatile.
     let token = "apiVersion: v1\nkind: Secret\nmetadata:\n  name: token\n\
                  stringData:\n  token: {{ randAlphaNum 16 | quote }}\n";
     let dir = tempfile::tempdir().unwrap();
     let plan = chart_plan(dir.path(), &[("plain.yaml", plain), ("token.yaml", token)]);
-    let (node, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    let (first, runs) = render_material(&plan, None, Arc::new(MemoryCache::new())).await;
+    assert_eq!(runs, 1, "no previous render to carry the token over from");
+    // Over a previous render of other inputs (here: an older render of the chart).
+    let mut previous = first.to_previous();
+    previous.cache_key = Some("an older render".into());
+    let (node, runs) = render_material(&plan, Some(previous), Arc::new(MemoryCache::new())).await;
     assert_eq!(runs, 2);
     let objects = by_name(&node);
     assert!(objects["ConfigMap/plain"].1.is_empty());
@@ -388,4 +477,87 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
         objects["Secret/token"].1.iter().collect::<Vec<_>>(),
         ["/stringData/token"]
     );
+}
+
+/// A stand-in for helm that logs its subcommand (one line per run) to `log` and runs the real
+/// helm (the first on `PATH`).
+fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+        .expect("helm on PATH");
+    let script = dir.join("helm-logging");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    script
+}
+
+/// The helm runs logged since the last call (`version`, `template`, ...), and empties the log.
+fn helm_runs(log: &std::path::Path) -> Vec<String> {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let _ = std::fs::remove_file(log);
+    let mut runs: Vec<String> = text.lines().map(str::to_owned).collect();
+    runs.sort();
+    runs
+}
+
+#[test]
+fn a_first_install_renders_once_and_a_later_change_carries_material_over() {
+    let chart = root().join("tests/fixtures/charts/random-material");
+    let s = crate::apply_cmd::Setup::with_plan(&format!(
+        "[plan]\nname = \"material\"\n[vars]\ngreeting = \"hello\"\n\
+         [manifest.ns]\nyaml = '''\napiVersion: v1\nkind: Namespace\nmetadata:\n  name: demo\n'''\n\
+         [helm.material]\nchart = \"{}\"\nnamespace = \"demo\"\ndepends_on = [\"manifest.ns\"]\n\
+         [helm.material.values]\nhooks = false\ngreeting = \"${{var.greeting}}\"\n",
+        chart.display()
+    ));
+    let log = s.cluster.dir.path().join("helm.log");
+    let helm = logging_helm(s.cluster.dir.path(), &log);
+    let run = |sub: &str, extra: &[&str]| {
+        let out = s
+            .command(sub, &s.plan, extra)
+            .env("MESHPLAN_HELM", &helm)
+            .output()
+            .unwrap();
+        let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+        (out.status.code(), text(&out.stdout), text(&out.stderr))
+    };
+    // A first install: no previous render, so the chart that generates material is rendered
+    // once (no second render to find the material), and helm's version asked once.
+    let (code, out, err) = run("plan", &[]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(helm_runs(&log), ["template", "version"]);
+    // The apply renders what the plan rendered (from the render cache): no helm run.
+    let (code, out, err) = run("apply", &["--auto-approve"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(helm_runs(&log).is_empty());
+    let tls = || s.cluster.get_json(&["secret", "-n", "demo", "webhook-tls"])["data"].clone();
+    let applied_tls = tls();
+    // A plan after the apply: no change, and no process at all (the applied render and helm's
+    // version come from the state).
+    let (code, out, err) = run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert!(helm_runs(&log).is_empty());
+    // Changed values over the applied render: rendered twice, and the generated material is
+    // carried over, so only the greeting changes.
+    let (code, out, err) = run("apply", &["--auto-approve", "--var", "greeting=bonjour"]);
+    assert_eq!(code, Some(0), "{out}\n{err}");
+    assert_eq!(helm_runs(&log), ["template", "template"]);
+    assert!(out.contains("greeting"), "{out}");
+    assert!(!out.contains("webhook-tls"), "{out}");
+    assert_eq!(tls(), applied_tls);
+    let greeting = s.cluster.get_json(&["configmap", "-n", "demo", "greeting"]);
+    assert_eq!(greeting["data"]["greeting"], "bonjour");
 }
