@@ -30,7 +30,11 @@ pub struct Fixture {
 }
 
 pub async fn fixture() -> Fixture {
-    let sandbox = sandbox::start(SandboxConfig::default()).await.unwrap();
+    fixture_with(SandboxConfig::default()).await
+}
+
+pub async fn fixture_with(config: SandboxConfig) -> Fixture {
+    let sandbox = sandbox::start(config).await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let kubeconfig = dir.path().join("kubeconfig");
     sandbox.write_kubeconfig(&kubeconfig).unwrap();

@@ -19,9 +19,11 @@ use meshplan::state::StateStore;
 use serde_json::{Value, json};
 use tokio::sync::mpsc;
 
+use meshplan_sandbox::SandboxConfig;
+
 use crate::apply::{
-    Fixture, cm, deployment, fixture, input, namespace, node, object, quick, run_apply, widget,
-    widget_crd,
+    Fixture, cm, deployment, fixture, fixture_with, input, namespace, node, object, quick,
+    run_apply, widget, widget_crd,
 };
 
 /// The real cluster, with injected failures: the write with index `fail_at` (0-based, over
@@ -536,7 +538,12 @@ async fn a_fault_injected_by_the_sandbox_is_rolled_back() {
 
 #[tokio::test]
 async fn writes_guarded_by_a_webhook_wait_until_its_backend_serves() {
-    let f = fixture().await;
+    // The webhook answers some seconds after its backend is Available: long enough for the
+    // guarded write, sent right after the backend's node is ready, to meet the refusal even
+    // on a loaded machine (with the default second, it sometimes came after).
+    let mut config = SandboxConfig::default();
+    config.controllers.webhook_delay = Duration::from_secs(4);
+    let f = fixture_with(config).await;
     let store = f.open_state();
     let mut backend = deployment("hooks", "hook");
     backend["spec"]["template"]["metadata"]["labels"] = json!({"app": "hook"});
