@@ -7,8 +7,7 @@ use std::time::Duration;
 
 use meshplan::cluster::{
     ApplyOptions, Cluster, ClusterError, ConnectOptions, DeleteOptions, DeleteOutcome, KindRef,
-    KubeCluster,
-    ObjectRef, WaitOutcome, WriteOptions,
+    KubeCluster, ObjectRef, WaitOutcome, WriteOptions,
 };
 use meshplan_sandbox::{self as sandbox, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -401,7 +400,10 @@ async fn delete_reports_whether_the_object_existed_and_honours_preconditions() {
         DeleteOutcome::Pending
     );
     let live = f.cluster.get(&cm_ref("held")).await.unwrap().unwrap();
-    assert!(live.pointer("/metadata/deletionTimestamp").is_some(), "{live}");
+    assert!(
+        live.pointer("/metadata/deletionTimestamp").is_some(),
+        "{live}"
+    );
     let mut released = held.clone();
     released["metadata"]["finalizers"] = json!([]);
     f.cluster
