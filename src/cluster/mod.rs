@@ -307,7 +307,8 @@ pub trait Cluster: Send + Sync {
     /// Waits until none of the objects of `kind` named `names` in `namespace` (None: a
     /// cluster-scoped kind) exists, or `timeout` passes; the ones still there then, by name,
     /// as last seen. By default one [`Cluster::wait_for`] per name, concurrently; the kube
-    /// cluster watches the kind in the namespace once.
+    /// cluster watches the kind in the namespace once (the one object by name, when there is
+    /// one).
     fn wait_gone<'a>(
         &'a self,
         kind: &'a KindRef,
