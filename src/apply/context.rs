@@ -19,7 +19,7 @@ use super::journal::{Journal, RecordChange, read_live};
 use super::readiness::{Readiness, Rule, job_timeout_hint};
 use super::snapshots::Snapshots;
 use crate::cluster::{
-    self, Cluster, ClusterError, DeleteOptions, ObjectRef, Propagation, WaitOutcome,
+    self, Cluster, ClusterError, DeleteOptions, DeleteOutcome, ObjectRef, Propagation, WaitOutcome,
 };
 use crate::state::{Mutation, StateStore};
 
@@ -434,8 +434,8 @@ impl<'a> Context<'a> {
         result
     }
 
-    /// Deletes the object (journaled) and waits until it is gone (finalizers included).
-    /// Returns whether it existed.
+    /// Deletes the object (journaled) and, when the API server says its deletion is pending
+    /// (finalizers), waits until it is gone. Returns whether it existed.
     pub(crate) async fn delete_journaled(
         &self,
         node: &str,
@@ -464,7 +464,7 @@ impl<'a> Context<'a> {
                 .await
                 .map_err(|e| Self::write_err(node, object, e))
         } else {
-            Ok(false)
+            Ok(DeleteOutcome::NotFound)
         };
         let outcome = match &result {
             Ok(_) => Ok(None),
@@ -474,16 +474,16 @@ impl<'a> Context<'a> {
             .after(step, node, object, Mutation::Delete, outcome, change)
             .await
             .map_err(|e| Self::state_err(node, object, e))?;
-        let existed = result?;
-        if existed {
+        let outcome = result?;
+        if outcome == DeleteOutcome::Pending {
             self.await_gone(node, object, deadline).await?;
         }
-        Ok(existed)
+        Ok(outcome.existed())
     }
 
     /// Deletes the object as `live` shows it (journaled with `live` as its snapshot): the
     /// delete is conditional on `live`'s resourceVersion, so the journal holds exactly what
-    /// was deleted. Does not wait until it is gone. [`Deletion::Changed`] when the object
+    /// was deleted. Does not wait until it is gone ([`Deletion::Pending`]: it is not yet). [`Deletion::Changed`] when the object
     /// changed since `live` was read (nothing was deleted: read it again and retry).
     pub(crate) async fn delete_exact(
         &self,
@@ -513,9 +513,10 @@ impl<'a> Context<'a> {
             )
             .await;
         let (outcome, deletion) = match result {
-            Ok(true) => (Ok(None), Ok(Deletion::Deleted)),
+            Ok(DeleteOutcome::Gone) => (Ok(None), Ok(Deletion::Deleted)),
+            Ok(DeleteOutcome::Pending) => (Ok(None), Ok(Deletion::Pending)),
             // Gone meanwhile: what the step wanted.
-            Ok(false) => (Ok(None), Ok(Deletion::Gone)),
+            Ok(DeleteOutcome::NotFound) => (Ok(None), Ok(Deletion::Gone)),
             Err(ClusterError::Conflict { conflicts, .. }) if conflicts.is_empty() => (
                 Err("it changed since it was read (not deleted)".to_owned()),
                 Ok(Deletion::Changed),
@@ -685,8 +686,10 @@ impl<'a> Context<'a> {
 /// What [`Context::delete_exact`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Deletion {
-    /// Deleted (it may take a while to be gone: finalizers).
+    /// Deleted, and gone at once (the API server said so).
     Deleted,
+    /// Deleted, and still there until its finalizers are done: wait until it is gone.
+    Pending,
     /// It was already gone.
     Gone,
     /// It changed since it was read: not deleted.

@@ -16,8 +16,10 @@
 //!    listed once ([`Listings`]) instead of read one by one; each delete is conditional on the
 //!    resourceVersion read, so the journal's snapshot is exactly what was deleted (a changed
 //!    object is read again). Deletes run concurrently (`--parallelism`), their journal writes
-//!    are committed together, and once a group's deletes are sent, its objects are waited for
-//!    until gone (finalizers) through one watch per kind and namespace.
+//!    are committed together. An object the API server removed at once (its answer to the
+//!    DELETE is a `Status`, or the object without `deletionTimestamp`) is done then, with no
+//!    wait; once a group's deletes are sent, the objects whose deletion is pending
+//!    (finalizers) are waited for until gone through one watch per kind and namespace.
 //! 5. A failure stops new deletions; nothing is recreated (the records of what was deleted
 //!    are already gone, so the state matches the cluster).
 
@@ -232,7 +234,8 @@ struct DestroyRunner<'a> {
     /// Every object the plan owns (all records), to tell foreign objects from own ones.
     owned: BTreeSet<ObjectRef>,
     listings: Listings,
-    /// Per unit: the objects its running group deleted, waited for when the group ends.
+    /// Per unit: the objects its running group deleted whose deletion is pending, waited for
+    /// when the group ends.
     deleted: Mutex<BTreeMap<String, Vec<ObjectRef>>>,
 }
 
@@ -250,7 +253,7 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
                 .reporting_retries(unit, object, deadline, self.destroy_one(unit, object))
                 .await;
             match destroyed {
-                Ok(Some(Destroyed::Deleted)) => {
+                Ok(Some(Destroyed::Pending)) => {
                     // Done once it is gone (`finish_group`).
                     self.ctx.took(unit, object, StepAction::Delete);
                     self.deleted
@@ -299,9 +302,9 @@ impl StepRunner<DestroyStep> for DestroyRunner<'_> {
 
 /// What a step did.
 enum Destroyed {
-    /// Deleted; done once it is gone.
-    Deleted,
-    /// Done (deleted when already gone, or forgotten).
+    /// Deleted, its deletion pending (finalizers); done once it is gone.
+    Pending,
+    /// Done (deleted and gone at once, already gone, or forgotten).
     Done(StepAction),
 }
 
@@ -462,8 +465,10 @@ impl DestroyRunner<'_> {
                 .delete_exact(node, object, &body, RecordChange::Remove)
                 .await?
             {
-                Deletion::Deleted => return Ok(Some(Destroyed::Deleted)),
-                Deletion::Gone => return Ok(Some(Destroyed::Done(StepAction::Delete))),
+                Deletion::Pending => return Ok(Some(Destroyed::Pending)),
+                Deletion::Deleted | Deletion::Gone => {
+                    return Ok(Some(Destroyed::Done(StepAction::Delete)));
+                }
                 Deletion::Changed => {
                     live = read_live(ctx.cluster, object).await.map_err(write_err)?;
                 }

@@ -28,7 +28,9 @@ use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;
 use super::journal::read_live;
 use super::scheduler::{Schedule, StepRunner, Unit, UnitEnd};
-use crate::cluster::{Cluster, ClusterError, DeleteOptions, ObjectRef, Propagation, WriteOptions};
+use crate::cluster::{
+    Cluster, ClusterError, DeleteOptions, DeleteOutcome, ObjectRef, Propagation, WriteOptions,
+};
 use crate::state::{
     JournalRecord, LiveSnapshot, ObjectRecord, StateStore, UnfinishedRun, WriteBatch,
 };
@@ -184,7 +186,7 @@ impl Context<'_> {
                     object: object.clone(),
                     action: act,
                 });
-                let existed = self
+                let deleted = self
                     .cluster
                     .delete(
                         object,
@@ -195,7 +197,8 @@ impl Context<'_> {
                     )
                     .await
                     .map_err(|e| (act, Self::restore_err(node, object, e)))?;
-                if existed {
+                // Gone at once unless the API server said its deletion is pending.
+                if deleted == DeleteOutcome::Pending {
                     self.await_gone(node, object, deadline)
                         .await
                         .map_err(|e| (act, e))?;

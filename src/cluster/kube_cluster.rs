@@ -21,8 +21,8 @@ use tokio::sync::Mutex;
 use super::transport::TransportLayer;
 use super::{
     ApiResourceInfo, ApplyOptions, Cluster, ClusterError, Condition, ConnectOptions, DeleteOptions,
-    Discovery, KindRef, ObjectList, ObjectPage, ObjectRef, Propagation, ServerVersion, Target,
-    WaitOutcome, WriteOptions, split_api_version,
+    DeleteOutcome, Discovery, KindRef, ObjectList, ObjectPage, ObjectRef, Propagation,
+    ServerVersion, Target, WaitOutcome, WriteOptions, split_api_version,
 };
 
 /// A cluster reached through a kubeconfig.
@@ -460,7 +460,7 @@ impl Cluster for KubeCluster {
         &'a self,
         object: &'a ObjectRef,
         options: &'a DeleteOptions,
-    ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+    ) -> BoxFuture<'a, Result<DeleteOutcome, ClusterError>> {
         Box::pin(async move {
             let api = self.object_api(object).await?;
             let params = DeleteParams {
@@ -477,11 +477,11 @@ impl Cluster for KubeCluster {
                 ..DeleteParams::default()
             };
             match api.delete(&object.name, &params).await {
-                Ok(_) => {
+                Ok(answer) => {
                     self.note_write(object, options.dry_run).await;
-                    Ok(true)
+                    Ok(delete_outcome(answer.left().as_ref()))
                 }
-                Err(kube::Error::Api(status)) if status.code == 404 => Ok(false),
+                Err(kube::Error::Api(status)) if status.code == 404 => Ok(DeleteOutcome::NotFound),
                 Err(e) => Err(self.err(e, Target::Object(object.clone()))),
             }
         })
@@ -578,9 +578,16 @@ impl Cluster for KubeCluster {
                 Err(ClusterError::KindNotInstalled { .. }) => return Ok(BTreeMap::new()),
                 Err(e) => return Err(e),
             };
-            // One list and watch of the kind in the namespace; `left` holds the names still
-            // seen (known once the first listing is complete).
-            let stream = watcher(api, watcher::Config::default()).default_backoff();
+            // One list and watch of the kind in the namespace (of the one object by name when
+            // there is one: no listing of the others, none of their events); `left` holds the
+            // names still seen (known once the first listing is complete).
+            let config = match names.first() {
+                Some(name) if names.len() == 1 => {
+                    watcher::Config::default().fields(&format!("metadata.name={name}"))
+                }
+                _ => watcher::Config::default(),
+            };
+            let stream = watcher(api, config).default_backoff();
             let mut stream = std::pin::pin!(stream);
             let mut left: BTreeMap<String, Value> = BTreeMap::new();
             let mut listing: BTreeMap<String, Value> = BTreeMap::new();
@@ -646,6 +653,17 @@ impl Cluster for KubeCluster {
                 }
             }
         })
+    }
+}
+
+/// What the API server's answer to a DELETE says: a `Status` (None here: the object was
+/// removed; most kinds answer so), or the object itself (`Some`: kinds whose storage returns
+/// the deleted object, and every object whose deletion is pending), pending when it carries
+/// `deletionTimestamp`.
+fn delete_outcome(answer: Option<&DynamicObject>) -> DeleteOutcome {
+    match answer {
+        Some(o) if o.metadata.deletion_timestamp.is_some() => DeleteOutcome::Pending,
+        Some(_) | None => DeleteOutcome::Gone,
     }
 }
 

@@ -14,9 +14,10 @@
 //! 3. Reads ([`Cluster::get`], [`Cluster::list`], [`Cluster::list_page`] and
 //!    [`list_paged`] over it, `limit` and `continue`), writes ([`Cluster::apply`] by server-side
 //!    apply with strict field validation, [`Cluster::create`], [`Cluster::replace`],
-//!    [`Cluster::delete`]) and [`Cluster::wait_for`], a watch (never a poll) with a timeout
-//!    that returns the last object seen; [`Cluster::wait_gone`] waits for many objects of one
-//!    kind and namespace to disappear through one watch.
+//!    [`Cluster::delete`], which says whether the object is gone at once or its deletion is
+//!    pending, [`DeleteOutcome`]) and [`Cluster::wait_for`], a watch (never a poll) with a
+//!    timeout that returns the last object seen; [`Cluster::wait_gone`] waits for many objects
+//!    of one kind and namespace to disappear through one watch (by name for a single one).
 //!
 //! Every request goes through [`transport`]: a connect timeout and a request timeout, and
 //! transient failures (429, 500, 503, 504, broken connections) retried with backoff before
@@ -163,6 +164,27 @@ pub struct DeleteOptions {
     pub resource_version: Option<String>,
 }
 
+/// What a delete found ([`Cluster::delete`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeleteOutcome {
+    /// There was no such object.
+    NotFound,
+    /// The object was removed at once: the API server answered with a `Status` of success, or
+    /// with the deleted object without `metadata.deletionTimestamp`. Nothing to wait for.
+    Gone,
+    /// The object is being deleted and still exists: the API server answered with it carrying
+    /// `metadata.deletionTimestamp` (finalizers, foreground propagation, a Pod's grace
+    /// period, a Namespace's content). It is gone once a watch sees it deleted.
+    Pending,
+}
+
+impl DeleteOutcome {
+    /// Whether the object existed.
+    pub fn existed(self) -> bool {
+        self != Self::NotFound
+    }
+}
+
 /// A predicate on the watched object (None: it does not exist).
 pub type Condition = dyn Fn(Option<&Value>) -> bool + Send + Sync;
 
@@ -266,12 +288,13 @@ pub trait Cluster: Send + Sync {
         options: &'a WriteOptions,
     ) -> BoxFuture<'a, Result<Value, ClusterError>>;
 
-    /// Deletes the object; whether it existed.
+    /// Deletes the object; whether it was there, and whether it is gone already or still
+    /// being deleted (as the API server's answer says).
     fn delete<'a>(
         &'a self,
         object: &'a ObjectRef,
         options: &'a DeleteOptions,
-    ) -> BoxFuture<'a, Result<bool, ClusterError>>;
+    ) -> BoxFuture<'a, Result<DeleteOutcome, ClusterError>>;
 
     /// Watches the object until `condition` holds or `timeout` passes.
     fn wait_for<'a>(
@@ -284,7 +307,8 @@ pub trait Cluster: Send + Sync {
     /// Waits until none of the objects of `kind` named `names` in `namespace` (None: a
     /// cluster-scoped kind) exists, or `timeout` passes; the ones still there then, by name,
     /// as last seen. By default one [`Cluster::wait_for`] per name, concurrently; the kube
-    /// cluster watches the kind in the namespace once.
+    /// cluster watches the kind in the namespace once (the one object by name, when there is
+    /// one).
     fn wait_gone<'a>(
         &'a self,
         kind: &'a KindRef,

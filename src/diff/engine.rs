@@ -298,7 +298,7 @@ mod tests {
             &'a self,
             _: &'a ObjectRef,
             _: &'a DeleteOptions,
-        ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+        ) -> BoxFuture<'a, Result<crate::cluster::DeleteOutcome, ClusterError>> {
             unimplemented!()
         }
         fn wait_for<'a>(

@@ -407,11 +407,117 @@ async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
     assert_eq!(count("delete"), names.len(), "{requests:#?}");
     assert_eq!(deletes.len(), names.len(), "each object deleted once");
     assert_eq!(count("get"), 0, "no object read one by one: {requests:#?}");
-    assert_eq!(count("watch"), 1, "one watch: {requests:#?}");
+    // Only the held one is waited for (the others were gone with their DELETE), by name.
+    let by_name = |e: &&meshplan_sandbox::AuditEntry| {
+        e.query.contains("fieldSelector=metadata.name%3Dc07")
+            || e.query.contains("fieldSelector=metadata.name=c07")
+    };
+    let watches: Vec<_> = requests.iter().filter(|e| e.verb == "watch").collect();
+    assert_eq!(watches.len(), 1, "one watch: {requests:#?}");
+    assert!(by_name(&watches[0]), "{:#?}", watches[0]);
+    let lists: Vec<_> = requests.iter().filter(|e| e.verb == "list").collect();
+    assert_eq!(
+        lists.iter().filter(|e| !by_name(e)).count(),
+        2,
+        "one listing to read them, one to look for objects the plan does not own before the \
+         namespace goes: {requests:#?}"
+    );
+    assert_eq!(
+        lists.iter().filter(|e| by_name(e)).count(),
+        1,
+        "one listing of the held object to start its watch: {requests:#?}"
+    );
+}
+
+/// Objects the API server removes at once (its answer to the DELETE is a Status) are done
+/// then: no listing or watch waits for them, however many there are.
+#[tokio::test]
+async fn destroy_does_not_wait_for_objects_gone_with_their_delete() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let names: Vec<String> = (0..30).map(|i| format!("c{i:02}")).collect();
+    let nodes = ["manifest.a", "manifest.b"];
+    let stack = input(
+        nodes
+            .iter()
+            .map(|address| {
+                node(
+                    address,
+                    &[],
+                    names
+                        .iter()
+                        .map(|n| {
+                            object(
+                                address,
+                                ObjectAction::Create,
+                                cm("default", &format!("{}-{n}", &address[9..]), json!({})),
+                            )
+                        })
+                        .collect(),
+                )
+            })
+            .collect(),
+    );
+    let (summary, _) = run_apply(&f, &store, &stack, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+
+    let request = DestroyRequest {
+        plan: PLAN.into(),
+        nodes: nodes
+            .iter()
+            .map(|address| DestroyNode {
+                address: (*address).into(),
+                depends_on: BTreeSet::new(),
+                prevent_destroy: false,
+            })
+            .collect(),
+        targets: None,
+        take_foreign: false,
+    };
+    let (summary, events) = run_destroy(&f, &store, &request).await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let done = events
+        .iter()
+        .filter(|e| {
+            matches!(e, Event::StepDone { action: StepAction::Delete, object, .. }
+                if object.kind == "ConfigMap")
+        })
+        .count();
+    assert_eq!(done, 2 * names.len());
+    assert!(store.objects().unwrap().is_empty());
+    // The destroy's requests (before the test's own listing below).
+    let requests: Vec<_> = f
+        .sandbox
+        .audit()
+        .into_iter()
+        .filter(|e| e.seq > since && e.resource == "configmaps")
+        .collect();
+    let left = f
+        .cluster
+        .list(
+            &meshplan::cluster::KindRef::new("v1", "ConfigMap"),
+            Some("default"),
+            None,
+        )
+        .await
+        .unwrap();
+    assert!(
+        left.items
+            .iter()
+            .all(|o| o["metadata"]["name"] == "kube-root-ca.crt"),
+        "{:#?}",
+        left.items
+    );
+
+    let count = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
+    assert_eq!(count("delete"), 2 * names.len(), "{requests:#?}");
+    assert_eq!(count("watch"), 0, "nothing waited for: {requests:#?}");
     assert_eq!(
         count("list"),
-        3,
-        "one listing to read them, one to start the watch, one to look for objects the plan \
-         does not own before the namespace goes: {requests:#?}"
+        1,
+        "one listing to read them, shared by both nodes: {requests:#?}"
     );
+    assert_eq!(count("get"), 0, "{requests:#?}");
+    f.stop().await;
 }

@@ -12,8 +12,8 @@ use meshplan::apply::{
     RunOutcome,
 };
 use meshplan::cluster::{
-    ApplyOptions, Cluster, ClusterError, Condition, DeleteOptions, Discovery, KindRef, KubeCluster,
-    ObjectList, ObjectRef, ServerVersion, Target, WaitOutcome, WriteOptions,
+    ApplyOptions, Cluster, ClusterError, Condition, DeleteOptions, DeleteOutcome, Discovery,
+    KindRef, KubeCluster, ObjectList, ObjectRef, ServerVersion, Target, WaitOutcome, WriteOptions,
 };
 use meshplan::state::StateStore;
 use serde_json::{Value, json};
@@ -130,7 +130,7 @@ impl Cluster for Faulty {
         &'a self,
         o: &'a ObjectRef,
         options: &'a DeleteOptions,
-    ) -> BoxFuture<'a, Result<bool, ClusterError>> {
+    ) -> BoxFuture<'a, Result<DeleteOutcome, ClusterError>> {
         Box::pin(async move {
             self.write()?;
             self.inner.delete(o, options).await

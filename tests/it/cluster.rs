@@ -6,8 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use meshplan::cluster::{
-    ApplyOptions, Cluster, ClusterError, ConnectOptions, DeleteOptions, KindRef, KubeCluster,
-    ObjectRef, WaitOutcome, WriteOptions,
+    ApplyOptions, Cluster, ClusterError, ConnectOptions, DeleteOptions, DeleteOutcome, KindRef,
+    KubeCluster, ObjectRef, WaitOutcome, WriteOptions,
 };
 use meshplan_sandbox::{self as sandbox, Sandbox, SandboxConfig};
 use serde_json::{Value, json};
@@ -240,7 +240,7 @@ async fn dry_runs_store_nothing() {
         )
         .await
         .unwrap();
-    assert!(existed);
+    assert!(existed.existed());
     assert!(f.cluster.get(&cm_ref("real")).await.unwrap().is_some());
     f.stop().await;
 }
@@ -372,14 +372,45 @@ async fn delete_reports_whether_the_object_existed_and_honours_preconditions() {
         propagation: Some(meshplan::cluster::Propagation::Background),
         ..Default::default()
     };
-    assert!(f.cluster.delete(&cm_ref("gone"), &exact).await.unwrap());
+    assert_eq!(
+        f.cluster.delete(&cm_ref("gone"), &exact).await.unwrap(),
+        DeleteOutcome::Gone
+    );
     assert_eq!(f.cluster.get(&cm_ref("gone")).await.unwrap(), None);
-    assert!(
-        !f.cluster
+    assert_eq!(
+        f.cluster
             .delete(&cm_ref("gone"), &DeleteOptions::default())
             .await
-            .unwrap()
+            .unwrap(),
+        DeleteOutcome::NotFound
     );
+    // A finalizer holds it: the deletion is pending until the finalizer goes.
+    let held = json!({"apiVersion": "v1", "kind": "ConfigMap",
+                      "metadata": {"name": "held", "namespace": "default",
+                                   "finalizers": ["example.com/hold"]}});
+    f.cluster
+        .apply(&held, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        f.cluster
+            .delete(&cm_ref("held"), &DeleteOptions::default())
+            .await
+            .unwrap(),
+        DeleteOutcome::Pending
+    );
+    let live = f.cluster.get(&cm_ref("held")).await.unwrap().unwrap();
+    assert!(
+        live.pointer("/metadata/deletionTimestamp").is_some(),
+        "{live}"
+    );
+    let mut released = held.clone();
+    released["metadata"]["finalizers"] = json!([]);
+    f.cluster
+        .apply(&released, &ApplyOptions::default())
+        .await
+        .unwrap();
+    assert_eq!(f.cluster.get(&cm_ref("held")).await.unwrap(), None);
     f.stop().await;
 }
 

@@ -671,7 +671,7 @@ fn resource(
         (Method::DELETE, Some(name)) => {
             let options = delete_options(&body, query)?;
             let obj = write::delete(&mut shared.lock(), &ty, namespace, name, &options)?;
-            Ok(ok(200, &obj))
+            Ok(ok(200, &write::delete_answer(&ty, obj)))
         }
         (Method::DELETE, None) => {
             let options = delete_options(&body, query)?;

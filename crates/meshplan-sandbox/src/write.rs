@@ -1399,6 +1399,47 @@ pub(crate) fn delete(
     Ok(present(ty, stored))
 }
 
+/// Resources whose storage answers a DELETE with the deleted object even when it was removed
+/// at once (`ReturnDeletedObject: true` in their registry); every other kind answers with a
+/// success `Status` then [S: apiserver registry/generic/registry/store.go finalizeDelete].
+const RETURN_DELETED_OBJECT: &[(&str, &str)] = &[
+    ("", "pods"),
+    ("", "serviceaccounts"),
+    ("storage.k8s.io", "storageclasses"),
+];
+
+/// The answer to a DELETE of one object, given what [`delete`] returned: the object while its
+/// deletion is pending (it carries `deletionTimestamp`), else a success `Status` naming it
+/// (which tells clients it is gone, not waiting for finalizers), except for the kinds of
+/// [`RETURN_DELETED_OBJECT`].
+pub(crate) fn delete_answer(ty: &ResourceType, deleted: Value) -> Value {
+    if is_deleting(&deleted)
+        || RETURN_DELETED_OBJECT.contains(&(ty.group.as_str(), ty.plural.as_str()))
+    {
+        return deleted;
+    }
+    let mut details = serde_json::Map::new();
+    details.insert(
+        "name".into(),
+        json!(meta_str(&deleted, "name").unwrap_or_default()),
+    );
+    if !ty.group.is_empty() {
+        details.insert("group".into(), json!(ty.group));
+    }
+    // Yes, the resource (as the API server puts it).
+    details.insert("kind".into(), json!(ty.plural));
+    if let Some(uid) = meta_str(&deleted, "uid") {
+        details.insert("uid".into(), json!(uid));
+    }
+    json!({
+        "kind": "Status",
+        "apiVersion": "v1",
+        "metadata": {},
+        "status": "Success",
+        "details": details,
+    })
+}
+
 /// Removes owner references to `uid` from every object (orphaning its dependents).
 fn orphan_dependents(st: &mut State, uid: &str) {
     if uid.is_empty() {

@@ -888,3 +888,45 @@ fn lists_page_with_limit_and_continue() {
     let bad = api.get(&format!("{CMS}?limit=2&continue=garbage"));
     assert_status(&bad, 400, "BadRequest");
 }
+
+/// The answer to a DELETE says whether the object is gone: a success `Status` naming it when
+/// it was removed at once, the object with `deletionTimestamp` while finalizers hold it, as
+/// the API server answers (registry `finalizeDelete`); a ServiceAccount (`ReturnDeletedObject`)
+/// answers with the deleted object.
+#[test]
+fn delete_answers_with_a_status_when_gone_and_the_object_when_pending() {
+    let mut api = Api::start();
+    let created = api.cm("gone", json!({"a": "1"}));
+    let uid = created.body["metadata"]["uid"].clone();
+    let deleted = api.call("DELETE", &format!("{CMS}/gone"), JSON, &Value::Null);
+    assert_eq!(deleted.code, 200, "{}", deleted.body);
+    assert_eq!(
+        deleted.body,
+        json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Success",
+               "details": {"name": "gone", "kind": "configmaps", "uid": uid}})
+    );
+
+    api.post(
+        CMS,
+        json!({"metadata": {"name": "held", "finalizers": ["example.com/hold"]}}),
+    );
+    let pending = api.call("DELETE", &format!("{CMS}/held"), JSON, &Value::Null);
+    assert_eq!(pending.code, 200, "{}", pending.body);
+    assert_eq!(pending.body["kind"], "ConfigMap", "{}", pending.body);
+    assert!(
+        pending.body["metadata"]["deletionTimestamp"].is_string(),
+        "{}",
+        pending.body
+    );
+    // Deleted again while pending: the object, still pending.
+    let again = api.call("DELETE", &format!("{CMS}/held"), JSON, &Value::Null);
+    assert!(again.body["metadata"]["deletionTimestamp"].is_string());
+
+    let sas = "/api/v1/namespaces/default/serviceaccounts";
+    api.post(sas, json!({"metadata": {"name": "robot"}}));
+    let sa = api.call("DELETE", &format!("{sas}/robot"), JSON, &Value::Null);
+    assert_eq!(sa.code, 200, "{}", sa.body);
+    assert_eq!(sa.body["kind"], "ServiceAccount", "{}", sa.body);
+    assert!(sa.body["metadata"].get("deletionTimestamp").is_none());
+    assert_eq!(api.get(&format!("{sas}/robot")).code, 404);
+}
