@@ -94,17 +94,26 @@ fn commit_all(store: &dyn StateStore, waiting: Vec<Waiting>) {
         }
         return;
     }
+    // The batches' operations move into one batch; each batch is remembered by its length,
+    // to be taken apart again when the whole is refused.
     let mut merged = WriteBatch::new();
-    for (batch, _) in &waiting {
-        merged.ops.extend(batch.ops.iter().cloned());
+    let mut parts = Vec::with_capacity(waiting.len());
+    for (batch, tx) in waiting {
+        parts.push((batch.ops.len(), batch.expect_serial, tx));
+        merged.ops.extend(batch.ops);
     }
-    if store.commit(merged).is_ok() {
-        for (_, tx) in waiting {
+    if store.commit_borrowed(&merged).is_ok() {
+        for (_, _, tx) in parts {
             let _ = tx.send(Ok(()));
         }
         return;
     }
-    for (batch, tx) in waiting {
+    let mut ops = merged.ops.into_iter();
+    for (len, expect_serial, tx) in parts {
+        let batch = WriteBatch {
+            ops: ops.by_ref().take(len).collect(),
+            expect_serial,
+        };
         let _ = tx.send(store.commit(batch).map(|_| ()));
     }
 }
@@ -342,5 +351,43 @@ mod tests {
             "{} writes in {commits} commits",
             names.len()
         );
+    }
+
+    #[tokio::test]
+    async fn a_refused_batch_fails_alone_and_the_others_of_its_commit_are_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let group = GroupCommit::default();
+        let names: Vec<String> = (0..10).map(|i| format!("c{i:02}")).collect();
+        // A journal entry of a run never begun: the store refuses it, and so the merged
+        // commit of every batch waiting with it.
+        let refused = WriteBatch::new().journal(crate::state::JournalEntry {
+            run: "never-begun".into(),
+            step: 1,
+            node: "manifest.app".into(),
+            object: ObjectRef::new("v1", "ConfigMap", Some("app"), "x"),
+            mutation: crate::state::Mutation::Apply,
+            record: crate::state::JournalRecord::Before {
+                live: crate::state::LiveSnapshot::Absent,
+            },
+            previous_record: None,
+        });
+        let mut batches: Vec<WriteBatch> = names
+            .iter()
+            .map(|n| WriteBatch::new().put_object(record(n)))
+            .collect();
+        batches.insert(5, refused);
+        let results =
+            futures::future::join_all(batches.into_iter().map(|b| group.commit(&store, b))).await;
+        for (i, result) in results.iter().enumerate() {
+            assert_eq!(result.is_ok(), i != 5, "batch {i}: {result:?}");
+        }
+        let stored: Vec<String> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.object.name)
+            .collect();
+        assert_eq!(stored, names);
     }
 }

@@ -376,6 +376,13 @@ pub trait StateStore: Send + Sync {
     /// Writes the batch atomically; returns the meta after it. On error nothing was written.
     fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError>;
 
+    /// [`StateStore::commit`] of a batch the caller keeps (to commit its parts on their own
+    /// when the whole is refused). By default a copy is committed; a store that only reads
+    /// the batch commits it as it is.
+    fn commit_borrowed(&self, batch: &WriteBatch) -> Result<StateMeta, StateError> {
+        self.commit(batch.clone())
+    }
+
     /// The cipher for sensitive values of this state.
     fn cipher(&self) -> &StateCipher;
 

@@ -422,8 +422,12 @@ impl StateStore for SledStore {
     }
 
     fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError> {
+        self.commit_borrowed(&batch)
+    }
+
+    fn commit_borrowed(&self, batch: &WriteBatch) -> Result<StateMeta, StateError> {
         let bump = batch.changes_objects();
-        let encoded = encode_ops(&self.dir, &self.trees, &batch)?;
+        let encoded = encode_ops(&self.dir, &self.trees, batch)?;
         let refs = self.trees.refs();
         let result = refs.as_slice().transaction(|tx: &Vec<TransactionalTree>| {
             let meta = &tx[TreeId::Meta as usize];
