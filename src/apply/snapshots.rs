@@ -14,9 +14,17 @@
 //! create after its delete, a hook, an object of another node) is a GET, as are the objects of
 //! a kind and namespace the node writes once, hooks, and every object of a listing that
 //! failed.
+//!
+//! Nodes that write objects of the same kind in the same namespace share a listing when their
+//! groups start within [`SHARED_FOR`] of it (ten nodes of 1,000 ConfigMaps in one namespace,
+//! started together, list the namespace once instead of ten times, each over the objects the
+//! others have written meanwhile); a node whose group starts later lists again, so a snapshot
+//! is never older than that when its object's node began writing. The listing that covers
+//! the first node's objects covers every node's objects of its kind and namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::{Arc, Mutex, PoisonError};
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use tokio::sync::OnceCell;
@@ -29,16 +37,31 @@ use crate::cluster::{self, Cluster, ClusterError, KindRef, ObjectRef};
 /// whether they are the node's deletions (listed when its deletions start) or its writes.
 type Key = (String, KindRef, Option<String>, bool);
 
+/// A kind in a namespace: what a shared listing lists.
+type Scope = (KindRef, Option<String>);
+
 /// The listed objects the listing covers, by name (None: the listing failed).
 type Listing = Option<Mutex<BTreeMap<String, Value>>>;
+
+/// How long after it is begun a listing serves the nodes whose groups start (see the module
+/// overview).
+pub(crate) const SHARED_FOR: Duration = Duration::from_secs(5);
+
+/// One listing of a kind in a namespace, begun at `begun`.
+struct Shared {
+    begun: Instant,
+    listing: Arc<OnceCell<Listing>>,
+}
 
 /// Where the snapshots of one run come from (see the module overview).
 #[derive(Default)]
 pub(crate) struct Snapshots {
-    /// Per listing: the names of the objects it covers.
+    /// Per node's listing: the names of the objects it covers.
     covered: BTreeMap<Key, BTreeSet<String>>,
-    /// Per listing, once taken.
-    lists: Mutex<BTreeMap<Key, Arc<OnceCell<Listing>>>>,
+    /// Per kind and namespace: the names every node's listing there covers.
+    names: BTreeMap<Scope, BTreeSet<String>>,
+    /// Per kind and namespace, the latest listing.
+    lists: Mutex<BTreeMap<Scope, Shared>>,
     /// The objects the run has read (and so may have written) since it started.
     claimed: Mutex<BTreeSet<ObjectRef>>,
 }
@@ -71,8 +94,16 @@ impl Snapshots {
             }
         }
         covered.retain(|_, names| names.len() >= 2);
+        let mut names: BTreeMap<Scope, BTreeSet<String>> = BTreeMap::new();
+        for ((_, kind, namespace, _), covered) in &covered {
+            names
+                .entry((kind.clone(), namespace.clone()))
+                .or_default()
+                .extend(covered.iter().cloned());
+        }
         Self {
             covered,
+            names,
             lists: Mutex::new(BTreeMap::new()),
             claimed: Mutex::new(BTreeSet::new()),
         }
@@ -94,15 +125,26 @@ impl Snapshots {
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
             .insert(object.clone());
-        if first_read && let Some(key) = self.covering(node, object) {
-            let cell = self
-                .lists
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner)
-                .entry(key.clone())
-                .or_default()
-                .clone();
-            let listing = cell.get_or_init(|| self.list(cluster, &key)).await;
+        if first_read && self.covering(node, object).is_some() {
+            let scope = (object.kind_ref(), object.namespace.clone());
+            let cell = {
+                let mut lists = self.lists.lock().unwrap_or_else(PoisonError::into_inner);
+                match lists.get(&scope) {
+                    Some(shared) if shared.begun.elapsed() < SHARED_FOR => shared.listing.clone(),
+                    _ => {
+                        let listing = Arc::new(OnceCell::new());
+                        lists.insert(
+                            scope.clone(),
+                            Shared {
+                                begun: Instant::now(),
+                                listing: listing.clone(),
+                            },
+                        );
+                        listing
+                    }
+                }
+            };
+            let listing = cell.get_or_init(|| self.list(cluster, &scope)).await;
             if let Some(listed) = listing {
                 return Ok(listed
                     .lock()
@@ -130,11 +172,12 @@ impl Snapshots {
         })
     }
 
-    /// Lists the objects `key` covers, keeping only those (None: the listing failed; its
-    /// objects are read one by one). A kind not served yet has no objects.
-    async fn list(&self, cluster: &dyn Cluster, key: &Key) -> Listing {
-        let (_, kind, namespace, _) = key;
-        let names = self.covered.get(key)?;
+    /// Lists the objects of `scope` any node's listing covers, keeping only those (None: the
+    /// listing failed; its objects are read one by one). A kind not served yet has no
+    /// objects.
+    async fn list(&self, cluster: &dyn Cluster, scope: &Scope) -> Listing {
+        let (kind, namespace) = scope;
+        let names = self.names.get(scope)?;
         let listed = cluster::list_paged(
             cluster,
             kind,

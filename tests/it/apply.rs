@@ -818,6 +818,104 @@ async fn an_unchanged_input_sends_no_write() {
     f.stop().await;
 }
 
+/// Nodes writing objects of one kind in one namespace, started together, share one listing
+/// (not one per node, each over what the others wrote meanwhile), and their snapshots are
+/// still exact: a rollback puts back every node's existing objects as they were.
+#[tokio::test]
+async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let ns = |action| {
+        node(
+            "manifest.ns",
+            &[],
+            vec![object("manifest.ns", action, namespace("app"))],
+        )
+    };
+    let (summary, _) =
+        run_apply(&f, &store, &input(vec![ns(ObjectAction::Create)]), &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    let someone = ApplyOptions {
+        field_manager: "someone".into(),
+        ..ApplyOptions::default()
+    };
+    // One existing object in each node.
+    for name in ["a00", "b00"] {
+        f.cluster
+            .apply(&cm("app", name, json!({"old": "x"})), &someone)
+            .await
+            .unwrap();
+    }
+    let writer = |prefix: &str| {
+        let address = format!("manifest.{prefix}");
+        node(
+            &address,
+            &["manifest.ns"],
+            (0..12)
+                .map(|i| {
+                    let action = if i == 0 {
+                        ObjectAction::Update
+                    } else {
+                        ObjectAction::Create
+                    };
+                    let name = format!("{prefix}{i:02}");
+                    object(&address, action, cm("app", &name, json!({ "k": name })))
+                })
+                .collect(),
+        )
+    };
+    let failing = input(vec![
+        ns(ObjectAction::NoOp),
+        writer("a"),
+        writer("b"),
+        node(
+            "manifest.after",
+            &["manifest.a", "manifest.b"],
+            vec![object(
+                "manifest.after",
+                ObjectAction::Create,
+                widget("app", "w", json!(1)),
+            )],
+        ),
+    ]);
+    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let (summary, _) = run_apply(&f, &store, &failing, &quick()).await;
+    assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
+    let requests: Vec<_> = f
+        .sandbox
+        .audit()
+        .into_iter()
+        .filter(|e| e.seq > since && e.resource == "configmaps" && e.verb != "delete")
+        .collect();
+    let before_rollback = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
+    assert_eq!(
+        before_rollback("list"),
+        1,
+        "one listing for both nodes: {requests:#?}"
+    );
+    for prefix in ["a", "b"] {
+        for i in 0..12 {
+            let name = format!("{prefix}{i:02}");
+            let live = f
+                .cluster
+                .get(&ObjectRef::new("v1", "ConfigMap", Some("app"), &name))
+                .await
+                .unwrap();
+            if i == 0 {
+                assert_eq!(
+                    live.map(|o| o["data"].clone()),
+                    Some(json!({"old": "x"})),
+                    "{name} put back as it was"
+                );
+            } else {
+                assert_eq!(live, None, "{name} created by the run, removed");
+            }
+        }
+    }
+    drop(store);
+    f.stop().await;
+}
+
 /// A node writing many objects of one kind in one namespace reads them with one listing, not
 /// one GET each, and journals the same snapshots: a rollback puts back the objects that
 /// existed (as they were) and removes the ones the run created.
