@@ -71,6 +71,11 @@ pub(crate) struct State {
     pub tx: broadcast::Sender<Arc<Event>>,
     /// Set on every write; the persister clears it.
     pub dirty: bool,
+    /// Counts the writes that may leave an object without its owners (a removal, or an
+    /// object stored with owner references): garbage collection runs only when it moved.
+    pub owner_changes: u64,
+    /// `owner_changes` when garbage was last collected.
+    pub collected_at: u64,
 }
 
 impl State {
@@ -83,6 +88,9 @@ impl State {
             registry: Registry::new(),
             tx,
             dirty: false,
+            // Collected once at the start (objects loaded from disk may be orphans).
+            owner_changes: 1,
+            collected_at: 0,
         }
     }
 
@@ -124,6 +132,13 @@ impl State {
     pub(crate) fn put(&mut self, key: Key, mut object: Value) -> Value {
         let rv = self.next_rv();
         set_rv(&mut object, rv);
+        if object
+            .pointer("/metadata/ownerReferences")
+            .and_then(Value::as_array)
+            .is_some_and(|o| !o.is_empty())
+        {
+            self.owner_changes += 1;
+        }
         let kind = if self.objects.contains_key(&key) {
             EventType::Modified
         } else {
@@ -144,6 +159,7 @@ impl State {
     /// Removes the object under `key` (DELETED event carrying the new resourceVersion).
     pub(crate) fn remove(&mut self, key: &Key) -> Option<Value> {
         let mut object = self.objects.remove(key)?;
+        self.owner_changes += 1;
         let rv = self.next_rv();
         set_rv(&mut object, rv);
         self.record(Event {
