@@ -706,14 +706,20 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn commits_of_records_are_published_together_and_when_the_state_closes() {
+    /// A database in a new directory, and its trees.
+    fn open_trees() -> (tempfile::TempDir, sled::Db, Trees) {
         let dir = tempfile::tempdir().unwrap();
         let db = sled::Config::new()
             .path(dir.path().join(DB_DIR))
             .open()
             .unwrap();
         let trees = Trees::open(&db, dir.path()).unwrap();
+        (dir, db, trees)
+    }
+
+    #[test]
+    fn commits_of_records_are_published_together_and_when_the_state_closes() {
+        let (dir, _db, trees) = open_trees();
         // An interval no test outlives: only the first commit and the close publish.
         let publisher =
             Publisher::start(dir.path(), &trees, std::time::Duration::from_secs(3600)).unwrap();
@@ -743,12 +749,7 @@ mod tests {
 
     #[test]
     fn commits_of_records_are_published_while_the_state_stays_open() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = sled::Config::new()
-            .path(dir.path().join(DB_DIR))
-            .open()
-            .unwrap();
-        let trees = Trees::open(&db, dir.path()).unwrap();
+        let (dir, _db, trees) = open_trees();
         let publisher = Publisher::start(dir.path(), &trees, PUBLISH_INTERVAL).unwrap();
         trees
             .get(TreeId::Objects)

@@ -71,23 +71,30 @@ fn by_name(node: &NodeRender) -> BTreeMap<String, (SincePrevious, BTreeSet<Strin
         .collect()
 }
 
-#[tokio::test]
-async fn volatile_paths_are_found_by_rendering_twice() {
-    let dir = tempfile::tempdir().unwrap();
+/// The material chart rendered with one value and no previous render, then with another over
+/// that render (fresh caches both times): the first render, the second, and how many times
+/// helm rendered the second.
+async fn render_with_changed_values(dir: &std::path::Path) -> (NodeRender, NodeRender, usize) {
     let (applied, _) = render_material(
-        &material_plan(dir.path(), "hello"),
+        &material_plan(dir, "hello"),
         None,
         Arc::new(MemoryCache::new()),
     )
     .await;
-    // Changed inputs over a previous render: rendered twice, at once, to find the material.
-    let plan = material_plan(dir.path(), "bonjour");
-    let (node, runs) = render_material(
-        &plan,
+    let (next, runs) = render_material(
+        &material_plan(dir, "bonjour"),
         Some(applied.to_previous()),
         Arc::new(MemoryCache::new()),
     )
     .await;
+    (applied, next, runs)
+}
+
+#[tokio::test]
+async fn volatile_paths_are_found_by_rendering_twice() {
+    let dir = tempfile::tempdir().unwrap();
+    // Changed inputs over a previous render: rendered twice, at once, to find the material.
+    let (_, node, runs) = render_with_changed_values(dir.path()).await;
     assert_eq!(runs, 2);
     let objects = by_name(&node);
     let paths = |k: &str| objects[k].1.iter().cloned().collect::<Vec<_>>();
@@ -219,19 +226,7 @@ async fn replan_with_unchanged_inputs_reuses_the_applied_render() {
 #[tokio::test]
 async fn changed_inputs_carry_generated_material_over() {
     let dir = tempfile::tempdir().unwrap();
-    let (applied, _) = render_material(
-        &material_plan(dir.path(), "hello"),
-        None,
-        Arc::new(MemoryCache::new()),
-    )
-    .await;
-    let plan = material_plan(dir.path(), "bonjour");
-    let (next, runs) = render_material(
-        &plan,
-        Some(applied.to_previous()),
-        Arc::new(MemoryCache::new()),
-    )
-    .await;
+    let (applied, next, runs) = render_with_changed_values(dir.path()).await;
     assert_eq!(runs, 2);
     assert_eq!(
         next.helm.as_ref().unwrap().carry_over,
