@@ -324,6 +324,16 @@ mod tests {
         }
     }
 
+    /// The names of the objects `store` has records of.
+    fn stored_names(store: &SledStore) -> Vec<String> {
+        store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.object.name)
+            .collect()
+    }
+
     #[tokio::test]
     async fn concurrent_writes_share_commits_and_each_caller_sees_its_own() {
         let dir = tempfile::tempdir().unwrap();
@@ -338,12 +348,7 @@ mod tests {
         )
         .await;
         assert!(results.iter().all(Result::is_ok), "{results:?}");
-        let stored: Vec<String> = store
-            .objects()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.object.name)
-            .collect();
+        let stored = stored_names(&store);
         assert_eq!(stored, names);
         let commits = store.meta().unwrap().serial - before;
         assert!(
@@ -382,12 +387,7 @@ mod tests {
         for (i, result) in results.iter().enumerate() {
             assert_eq!(result.is_ok(), i != 5, "batch {i}: {result:?}");
         }
-        let stored: Vec<String> = store
-            .objects()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.object.name)
-            .collect();
+        let stored = stored_names(&store);
         assert_eq!(stored, names);
     }
 }

@@ -61,6 +61,20 @@ pub async fn fixture_with(config: SandboxConfig) -> Fixture {
 }
 
 impl Fixture {
+    /// The sequence number of the last request the sandbox has seen (0: none yet).
+    pub fn audit_mark(&self) -> u64 {
+        self.sandbox.audit().last().map_or(0, |e| e.seq)
+    }
+
+    /// The requests on `resource` the sandbox has seen since `mark` ([`Fixture::audit_mark`]).
+    pub fn requests_since(&self, mark: u64, resource: &str) -> Vec<sandbox::AuditEntry> {
+        self.sandbox
+            .audit()
+            .into_iter()
+            .filter(|e| e.seq > mark && e.resource == resource)
+            .collect()
+    }
+
     /// Pauses (or resumes) the simulated workload controller: rollouts and Jobs stand still.
     pub fn pause_workloads(&self, paused: bool) {
         self.sandbox.set_paused(Controller::Workloads, paused);
@@ -878,14 +892,13 @@ async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
             )],
         ),
     ]);
-    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let since = f.audit_mark();
     let (summary, _) = run_apply(&f, &store, &failing, &quick()).await;
     assert_eq!(summary.outcome, RunOutcome::RolledBack, "{summary:#?}");
     let requests: Vec<_> = f
-        .sandbox
-        .audit()
+        .requests_since(since, "configmaps")
         .into_iter()
-        .filter(|e| e.seq > since && e.resource == "configmaps" && e.verb != "delete")
+        .filter(|e| e.verb != "delete")
         .collect();
     let before_rollback = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
     assert_eq!(
@@ -1010,7 +1023,7 @@ async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
     }
 
     // The same node alone: one listing of the namespace's ConfigMaps, no GET, one write each.
-    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let since = f.audit_mark();
     let (summary, _) = run_apply(
         &f,
         &store,
@@ -1019,12 +1032,7 @@ async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
     )
     .await;
     assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
-    let requests: Vec<_> = f
-        .sandbox
-        .audit()
-        .into_iter()
-        .filter(|e| e.seq > since && e.resource == "configmaps")
-        .collect();
+    let requests: Vec<_> = f.requests_since(since, "configmaps");
     let count = |verb: &str| requests.iter().filter(|e| e.verb == verb).count();
     assert_eq!(count("get"), 0, "no object read one by one: {requests:#?}");
     assert_eq!(count("list"), 1, "{requests:#?}");

@@ -335,7 +335,7 @@ async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
         .apply(&hold(json!(["example.com/hold"])), &holder)
         .await
         .unwrap();
-    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let since = f.audit_mark();
 
     let request = DestroyRequest {
         plan: PLAN.into(),
@@ -460,7 +460,7 @@ async fn destroy_does_not_wait_for_objects_gone_with_their_delete() {
     );
     let (summary, _) = run_apply(&f, &store, &stack, &quick()).await;
     assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
-    let since = f.sandbox.audit().last().map_or(0, |e| e.seq);
+    let since = f.audit_mark();
 
     let request = DestroyRequest {
         plan: PLAN.into(),
@@ -487,12 +487,7 @@ async fn destroy_does_not_wait_for_objects_gone_with_their_delete() {
     assert_eq!(done, 2 * names.len());
     assert!(store.objects().unwrap().is_empty());
     // The destroy's requests (before the test's own listing below).
-    let requests: Vec<_> = f
-        .sandbox
-        .audit()
-        .into_iter()
-        .filter(|e| e.seq > since && e.resource == "configmaps")
-        .collect();
+    let requests: Vec<_> = f.requests_since(since, "configmaps");
     let left = f
         .cluster
         .list(
