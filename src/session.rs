@@ -128,6 +128,11 @@ pub enum Access {
 /// How many objects with this plan's marks a lost state's message names as examples.
 const LOST_STATE_EXAMPLES: usize = 3;
 
+/// The values of reads whose object exists, by read node ([`Session::reads_now`]).
+pub type ReadsNow = BTreeMap<Address, crate::diff::ReadValue>;
+
+static NO_READS: ReadsNow = BTreeMap::new();
+
 /// What an adoption of a lost state starts from.
 #[derive(Debug)]
 pub struct Adoption {
@@ -654,17 +659,25 @@ impl Session {
     /// Renders, refreshes and diffs the plan against the cluster and the state's records.
     /// `previous` is what was applied last per node (render stability when inputs change);
     /// every node rendered is kept in `rendered` for the caller to store once applied.
+    /// `reads_now`: the values of reads read already ([`Self::reads_now`]) while nothing was
+    /// applied since; None reads them now.
     pub async fn change_set(
         &self,
         previous: &PreviousRenders,
         rendered: Option<&RenderedLog>,
         fresh_discovery: bool,
+        reads_now: Option<&ReadsNow>,
     ) -> Result<ChangeSet, SessionError> {
         let records = self.store.objects()?;
         let (discovery, cached) = self.discovery(fresh_discovery).await?;
         let attempt = |discovery: Discovery| {
             let records = &records;
             async move {
+                let read = match reads_now {
+                    Some(_) => None,
+                    None => Some(self.read_now(&discovery).await?),
+                };
+                let reads_now = reads_now.or(read.as_ref()).unwrap_or(&NO_READS);
                 let stage = RecordingStage {
                     inner: RenderStage {
                         renderer: render::Renderer::new(
@@ -693,6 +706,7 @@ impl Session {
                         records,
                         discovery: &discovery,
                         parallelism: self.parallelism,
+                        reads_now,
                     },
                 )
                 .await
@@ -707,6 +721,26 @@ impl Session {
             }
             other => other?,
         })
+    }
+
+    /// The values of the reads in scope whose object exists now: the lint and the plan of one
+    /// command render with the same values (pass them to both while nothing is applied in
+    /// between).
+    pub async fn reads_now(&self) -> Result<ReadsNow, SessionError> {
+        let (discovery, _) = self.discovery(false).await?;
+        Ok(self.read_now(&discovery).await?)
+    }
+
+    async fn read_now(&self, discovery: &Discovery) -> Result<ReadsNow, PlanError> {
+        let selected =
+            (!self.targets.is_empty()).then(|| self.loaded.graph.with_dependencies(&self.targets));
+        Ok(crate::diff::reads_now(
+            &self.cluster,
+            &self.loaded.plan,
+            discovery,
+            selected.as_ref(),
+        )
+        .await?)
     }
 
     /// The line every plan and apply starts with: which cluster (server, context) and which
@@ -740,11 +774,24 @@ impl Session {
     pub async fn lint(
         &self,
         previous: &PreviousRenders,
+        reads_now: &ReadsNow,
     ) -> Result<crate::lint::LintReport, SessionError> {
         let (discovery, _) = self.discovery(false).await?;
         let selected =
             (!self.targets.is_empty()).then(|| self.loaded.graph.with_dependencies(&self.targets));
         let inputs = render::RenderInputs {
+            reads: reads_now
+                .iter()
+                .map(|(a, r)| {
+                    (
+                        a.clone(),
+                        render::ReadValue {
+                            value: r.value.clone(),
+                            sensitive: r.sensitive,
+                        },
+                    )
+                })
+                .collect(),
             previous: previous.clone(),
             targets: selected.clone(),
             ..render::RenderInputs::default()
@@ -814,7 +861,7 @@ impl Replan for Session {
         previous: &'a PreviousRenders,
         rendered: &'a RenderedLog,
     ) -> LocalBoxFuture<'a, Result<ChangeSet, SessionError>> {
-        Box::pin(self.change_set(previous, Some(rendered), true))
+        Box::pin(self.change_set(previous, Some(rendered), true, None))
     }
 }
 

@@ -85,8 +85,14 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
     // change set was linted by the plan that wrote it).
     if saved.is_none() {
         let previous = load_previous(session.store.as_ref())?;
-        let lint = unless_interrupted(interrupt, INTERRUPTED_BEFORE_APPLY, session.lint(&previous))
-            .await?;
+        let reads =
+            unless_interrupted(interrupt, INTERRUPTED_BEFORE_APPLY, session.reads_now()).await?;
+        let lint = unless_interrupted(
+            interrupt,
+            INTERRUPTED_BEFORE_APPLY,
+            session.lint(&previous, &reads),
+        )
+        .await?;
         terminal::show_lint(&lint, args.output);
         if lint.blocks(false) {
             return Err(CommandError::LintFindings {
@@ -145,7 +151,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
         let mut first = unless_interrupted(
             interrupt,
             INTERRUPTED_BEFORE_APPLY,
-            session.change_set(&previous, Some(&rendered), false),
+            session.change_set(&previous, Some(&rendered), false, None),
         )
         .await?;
         if let Some(adoption) = unless_interrupted(
@@ -161,7 +167,7 @@ async fn apply(args: ApplyArgs, interrupt: &Interrupt) -> miette::Result<ExitSta
             first = unless_interrupted(
                 interrupt,
                 INTERRUPTED_BEFORE_APPLY,
-                session.change_set(&previous, Some(&rendered), false),
+                session.change_set(&previous, Some(&rendered), false, None),
             )
             .await?;
         }

@@ -51,15 +51,21 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     super::terminal::err(&format!("{}\n", session.header()));
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
-    let lint = session.lint(&previous).await?;
+    // The lint and the plan render with the same values of reads.
+    let reads = session.reads_now().await?;
+    let lint = session.lint(&previous, &reads).await?;
     terminal::show_lint(&lint, args.output);
-    let mut change_set = session.change_set(&previous, None, false).await?;
+    let mut change_set = session
+        .change_set(&previous, None, false, Some(&reads))
+        .await?;
     let adoption = session
         .guard_lost_state(&change_set, args.adopt_lost_state)
         .await?;
     if let Some(adoption) = &adoption {
         terminal::adopting(adoption);
-        change_set = session.change_set(&adoption.previous, None, false).await?;
+        change_set = session
+            .change_set(&adoption.previous, None, false, Some(&reads))
+            .await?;
     }
 
     match args.output {

@@ -98,6 +98,42 @@ impl Action {
     }
 }
 
+/// Whether two references may name the same object (kind and name equal; a namespace left
+/// out on either side matches any: the safe direction for [`NodeChange::may_change_read_of`]).
+fn same_object(a: &ObjectRef, b: &ObjectRef) -> bool {
+    a.kind == b.kind
+        && a.name == b.name
+        && (a.namespace == b.namespace || a.namespace.is_none() || b.namespace.is_none())
+}
+
+/// Whether a field change only puts, changes or removes meshplan's ownership marks: the
+/// field is a mark (`metadata.labels["app.kubernetes.io/managed-by"]`), or the labels or
+/// annotations as a whole (absent before or after) differ only in marks.
+fn only_marks(field: &FieldChange) -> bool {
+    if field.sensitive || field.unknown {
+        return false;
+    }
+    let segments = super::fields::segments(&field.pointer);
+    match segments.as_slice() {
+        [metadata, map, key] if metadata == "metadata" => crate::model::is_ownership_mark(map, key),
+        [metadata, map] if metadata == "metadata" => {
+            let keys = |v: &Option<Value>| match v {
+                None => Some(serde_json::Map::new()),
+                Some(Value::Object(m)) => Some(m.clone()),
+                Some(_) => None,
+            };
+            let (Some(before), Some(after)) = (keys(&field.before), keys(&field.after)) else {
+                return false;
+            };
+            before
+                .keys()
+                .chain(after.keys())
+                .all(|k| before.get(k) == after.get(k) || crate::model::is_ownership_mark(map, k))
+        }
+        _ => false,
+    }
+}
+
 /// One changed field, by path. Sensitive fields carry no values.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct FieldChange {
@@ -258,6 +294,28 @@ impl NodeChange {
                         | Action::KnownAfterApply
                         | Action::Conflict
                 )
+            })
+    }
+
+    /// Whether applying this node may change what a `read` of `target` reads: any change of
+    /// the cluster, except an update that only puts meshplan's ownership marks on objects
+    /// (adopting objects another tool applied): nothing derives a value from those marks.
+    /// When the read selects a field of `target`'s metadata (`reads_metadata`), the marks put
+    /// on `target` itself count.
+    pub fn may_change_read_of(&self, target: &ObjectRef, reads_metadata: bool) -> bool {
+        matches!(self.status, NodeStatus::RenderedDuringApply { .. })
+            || self.objects.iter().any(|o| match o.action {
+                Action::Update => {
+                    (reads_metadata && same_object(&o.object, target))
+                        || o.fields.is_empty()
+                        || !o.fields.iter().all(only_marks)
+                }
+                Action::Create
+                | Action::Replace
+                | Action::Delete
+                | Action::KnownAfterApply
+                | Action::Conflict => true,
+                Action::NoOp | Action::Adopt | Action::Forget | Action::Hook => false,
             })
     }
 
@@ -426,6 +484,95 @@ impl ChangeSet {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn field(pointer: &str, before: Option<Value>, after: Option<Value>) -> FieldChange {
+        FieldChange {
+            path: pointer.to_owned(),
+            pointer: pointer.to_owned(),
+            before,
+            after,
+            sensitive: false,
+            unknown: false,
+            forces_replacement: false,
+        }
+    }
+
+    fn updated(name: &str, fields: Vec<FieldChange>) -> NodeChange {
+        let mut o = ObjectChange::new(
+            ObjectRef::new("cert-manager.io/v1", "Certificate", Some("linkerd"), name),
+            Action::Update,
+        );
+        o.fields = fields;
+        NodeChange {
+            address: "manifest.issuer".into(),
+            status: NodeStatus::Planned,
+            objects: vec![o],
+            render_key: None,
+            unknown_inputs: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn only_ownership_marks_leave_what_a_read_reads_alone() {
+        let secret = ObjectRef::new("v1", "Secret", Some("linkerd"), "issuer");
+        let marks = || {
+            vec![
+                field(
+                    "/metadata/annotations",
+                    None,
+                    Some(serde_json::json!({"meshplan.io/plan": "p", "meshplan.io/node": "n"})),
+                ),
+                field(
+                    "/metadata/labels/app.kubernetes.io~1managed-by",
+                    Some("Helm".into()),
+                    Some("meshplan".into()),
+                ),
+            ]
+        };
+        // Adopting the Certificate another tool applied: the Secret it issued stays.
+        assert!(!updated("issuer", marks()).may_change_read_of(&secret, false));
+        // Labels as a whole, other labels unchanged.
+        let labels = field(
+            "/metadata/labels",
+            Some(serde_json::json!({"app": "x"})),
+            Some(serde_json::json!({"app": "x", "app.kubernetes.io/managed-by": "meshplan"})),
+        );
+        assert!(!updated("issuer", vec![labels.clone()]).may_change_read_of(&secret, false));
+        // Any other field changes it, as does another label.
+        let mut spec = marks();
+        spec.push(field(
+            "/spec/duration",
+            Some("24h".into()),
+            Some("48h".into()),
+        ));
+        assert!(updated("issuer", spec).may_change_read_of(&secret, false));
+        let other_label = field(
+            "/metadata/labels",
+            Some(serde_json::json!({"app": "x"})),
+            Some(serde_json::json!({"app": "y", "app.kubernetes.io/managed-by": "meshplan"})),
+        );
+        assert!(updated("issuer", vec![other_label]).may_change_read_of(&secret, false));
+        // An update without fields is not known to be marks only.
+        assert!(updated("issuer", Vec::new()).may_change_read_of(&secret, false));
+        // The marks of the object read count when the read selects its metadata.
+        let cert = ObjectRef::new(
+            "cert-manager.io/v1",
+            "Certificate",
+            Some("linkerd"),
+            "issuer",
+        );
+        assert!(!updated("issuer", marks()).may_change_read_of(&cert, false));
+        assert!(updated("issuer", marks()).may_change_read_of(&cert, true));
+        // A create, or a node rendered during apply, may change anything.
+        let mut created = updated("issuer", Vec::new());
+        created.objects[0].action = Action::Create;
+        assert!(created.may_change_read_of(&secret, false));
+        let mut later = updated("issuer", marks());
+        later.status = NodeStatus::RenderedDuringApply {
+            reason: "a value is read during apply".into(),
+        };
+        assert!(later.may_change_read_of(&secret, false));
+    }
 
     fn hook(name: &str, phase: &str) -> ObjectChange {
         let mut o = ObjectChange::new(

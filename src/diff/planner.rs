@@ -1,13 +1,24 @@
 //! The plan stage as a whole: render, refresh, diff, and resolve reads that can be resolved
 //! now.
 //!
-//! 1. Every node in scope is rendered with no read values (values of reads are unknown).
+//! 1. Every node in scope is rendered. The values of reads are unknown (placeholders),
+//!    except, in a first plan (the state records nothing upstream of the read), those of
+//!    reads whose object exists now ([`reads_now`]).
 //! 2. Everything is diffed in one batch ([`super::engine::diff`]).
-//! 3. A `read` whose dependencies change nothing in the cluster (adopting existing objects
-//!    changes only the state), and whose object exists, is resolved
-//!    now (its value is the same during apply); the nodes that use it are rendered again with
-//!    the value, and diffed again. This repeats while reads get resolved, so a re-plan right
-//!    after an apply is empty instead of full of `(known after apply)`.
+//! 3. A read whose object exists is resolved (its value is the same during apply) when
+//!    nothing upstream of it changes what it reads: no change of the cluster, except an
+//!    update that only puts the plan's ownership marks on objects (adopting what another
+//!    tool installed: no controller derives a value from those marks). A read resolved in
+//!    step 1 whose upstream does change it is dropped: known only during apply. The nodes
+//!    that use a read resolved or dropped are rendered again and diffed again; this repeats
+//!    while reads get resolved or dropped, so a re-plan right after an apply is empty instead
+//!    of full of `(known after apply)`.
+//!
+//! A first plan renders the users of a read once, with the value, in the common cases (a
+//! first install has no object to read; a first plan over an existing installation changes
+//! at most the marks): nothing is cached yet, and the placeholder render is left for when
+//! the read's upstream changes it. Later plans start with the placeholders, as the plans
+//! before them did: both renders are in the render cache then.
 //!
 //! Rendering is behind [`Renderer`] (the render stage implements it); reading values behind
 //! the cluster door.
@@ -20,7 +31,7 @@ use serde_json::Value;
 
 use crate::cluster::{Cluster, Discovery};
 use crate::graph::PlanGraph;
-use crate::model::{Address, NodeSpec, Plan, ReadSelect};
+use crate::model::{Address, NodeSpec, ObjectRef, Plan, Read as ReadSpec, ReadSelect};
 use crate::state::ObjectRecord;
 
 use super::change::{ChangeSet, NodeChange};
@@ -72,6 +83,9 @@ pub struct PlanRequest<'a> {
     pub records: &'a [ObjectRecord],
     pub discovery: &'a Discovery,
     pub parallelism: usize,
+    /// The values of reads whose object exists now ([`reads_now`]); the plan starts with
+    /// those of the nodes in scope.
+    pub reads_now: &'a BTreeMap<Address, ReadValue>,
 }
 
 /// Computes the change set of a plan.
@@ -105,8 +119,30 @@ pub async fn plan(
         })
         .collect();
     let nothing = BTreeSet::new();
-    let mut reads: BTreeMap<Address, ReadValue> = BTreeMap::new();
     let started = std::time::Instant::now();
+    let targets: BTreeMap<Address, (ObjectRef, &ReadSpec)> = order
+        .iter()
+        .filter_map(|a| read_target(request.plan, request.discovery, a).map(|t| (a.clone(), t)))
+        .collect();
+    // A first plan (the state records nothing upstream of a read; e.g. over what another tool
+    // installed) renders the users of a read whose object exists with its value at once:
+    // nothing is cached yet, and the placeholder render is then needed only when the read's
+    // upstream changes it. Later plans render with placeholders first, as the previous plans
+    // did (from the render cache), and with the value once nothing upstream changes it.
+    let recorded: BTreeSet<&str> = request.records.iter().map(|r| r.node.as_str()).collect();
+    let first_plan = |read: &Address| {
+        upstream
+            .get(&read.to_string())
+            .is_none_or(|deps| !deps.iter().any(|d| recorded.contains(d.as_str())))
+    };
+    let mut reads: BTreeMap<Address, ReadValue> = request
+        .reads_now
+        .iter()
+        .filter(|(a, _)| targets.contains_key(*a) && first_plan(a))
+        .map(|(a, v)| (a.clone(), v.clone()))
+        .collect();
+    // Reads resolved, then found to change: known only during apply.
+    let mut dropped: BTreeSet<Address> = BTreeSet::new();
     let desired = render_all(renderer, request.plan, &order, &reads).await?;
     tracing::info!(elapsed = ?started.elapsed(), nodes = desired.len(), "rendered");
     let mut crds = PlanCrds::default();
@@ -131,63 +167,55 @@ pub async fn plan(
     .await?;
 
     loop {
-        let changed: BTreeSet<&str> = changes
-            .iter()
-            .filter(|c| c.changes_cluster())
-            .map(|c| c.address.as_str())
+        let by_address: BTreeMap<&str, &NodeChange> =
+            changes.iter().map(|c| (c.address.as_str(), c)).collect();
+        // Whether anything upstream of a read changes what it reads.
+        let changes_read = |a: &Address| {
+            let Some((target, read)) = targets.get(a) else {
+                return true;
+            };
+            let reads_metadata = matches!(
+                &read.select,
+                ReadSelect::Field(path) if path.first().is_none_or(|p| p == "metadata")
+            );
+            upstream.get(&a.to_string()).is_some_and(|deps| {
+                deps.iter().any(|d| {
+                    by_address
+                        .get(d.as_str())
+                        .is_some_and(|c| c.may_change_read_of(target, reads_metadata))
+                })
+            })
+        };
+        let newly_dropped: Vec<Address> =
+            reads.keys().filter(|a| changes_read(a)).cloned().collect();
+        let newly: Vec<Address> = request
+            .reads_now
+            .keys()
+            .filter(|a| {
+                targets.contains_key(*a)
+                    && !reads.contains_key(*a)
+                    && !dropped.contains(*a)
+                    && !changes_read(a)
+            })
+            .cloned()
             .collect();
-        let mut newly: Vec<Address> = Vec::new();
-        for address in &order {
-            let Some(node) = request.plan.node(address) else {
-                continue;
-            };
-            let NodeSpec::Read(read) = &node.spec else {
-                continue;
-            };
-            if reads.contains_key(address) {
-                continue;
-            }
-            let upstream = request
-                .graph
-                .with_dependencies(std::slice::from_ref(address));
-            if upstream
-                .iter()
-                .any(|a| a != address && changed.contains(a.to_string().as_str()))
-            {
-                continue;
-            }
-            let scope = request.plan.static_scope();
-            let Ok(target) = read.object_ref(node, &scope) else {
-                continue;
-            };
-            if request.discovery.find(&target.kind_ref()).is_none() {
-                continue;
-            }
-            let live = cluster
-                .get(&target)
-                .await
-                .map_err(|source| DiffError::Read {
-                    node: address.to_string(),
-                    object: Box::new(target.clone()),
-                    source,
-                })?;
-            if let Some(value) = live.as_ref().and_then(|o| select(o, &read.select)) {
-                reads.insert(
-                    address.clone(),
-                    ReadValue {
-                        value,
-                        sensitive: read.sensitive,
-                    },
-                );
-                newly.push(address.clone());
-            }
-        }
-        if newly.is_empty() {
+        drop(by_address);
+        if newly.is_empty() && newly_dropped.is_empty() {
             break;
         }
-        // The nodes that use a newly resolved read, and the reads themselves.
-        let mut again: BTreeSet<Address> = newly.iter().cloned().collect();
-        for r in &newly {
+        for a in &newly_dropped {
+            reads.remove(a);
+            dropped.insert(a.clone());
+        }
+        for a in &newly {
+            if let Some(value) = request.reads_now.get(a) {
+                reads.insert(a.clone(), value.clone());
+            }
+        }
+        let changed_reads: Vec<Address> = newly.into_iter().chain(newly_dropped).collect();
+        // The reads resolved or dropped, and the nodes that use them.
+        let mut again: BTreeSet<Address> = changed_reads.iter().cloned().collect();
+        for r in &changed_reads {
             again.extend(request.graph.dependents(r).into_iter().cloned());
         }
         let again: Vec<Address> = order
@@ -195,7 +223,7 @@ pub async fn plan(
             .filter(|a| again.contains(*a))
             .cloned()
             .collect();
-        tracing::info!(elapsed = ?started.elapsed(), reads = newly.len(), "reads resolved");
+        tracing::info!(elapsed = ?started.elapsed(), reads = changed_reads.len(), "reads resolved or dropped");
         let rerendered = render_all(renderer, request.plan, &again, &reads).await?;
         tracing::info!(elapsed = ?started.elapsed(), nodes = rerendered.len(), "rendered again");
         crds.learn(
@@ -236,6 +264,60 @@ pub async fn plan(
         plan: request.plan.name.clone(),
         nodes: changes,
     })
+}
+
+/// The values of the `read` nodes whose object (and selected key or field) exists now: what
+/// [`plan`] starts with, and what the lint renders with. `only`: the nodes in scope (None:
+/// all).
+pub async fn reads_now(
+    cluster: &dyn Cluster,
+    plan: &Plan,
+    discovery: &Discovery,
+    only: Option<&BTreeSet<Address>>,
+) -> Result<BTreeMap<Address, ReadValue>, DiffError> {
+    let mut reads = BTreeMap::new();
+    for address in plan
+        .nodes
+        .keys()
+        .filter(|a| only.is_none_or(|only| only.contains(*a)))
+    {
+        let Some((target, read)) = read_target(plan, discovery, address) else {
+            continue;
+        };
+        let live = cluster
+            .get(&target)
+            .await
+            .map_err(|source| DiffError::Read {
+                node: address.to_string(),
+                object: Box::new(target.clone()),
+                source,
+            })?;
+        if let Some(value) = live.as_ref().and_then(|o| select(o, &read.select)) {
+            reads.insert(
+                address.clone(),
+                ReadValue {
+                    value,
+                    sensitive: read.sensitive,
+                },
+            );
+        }
+    }
+    Ok(reads)
+}
+
+/// The object a `read` node reads, when it can be read at plan time (its kind is served).
+fn read_target<'a>(
+    plan: &'a Plan,
+    discovery: &Discovery,
+    address: &Address,
+) -> Option<(ObjectRef, &'a ReadSpec)> {
+    let node = plan.node(address)?;
+    let NodeSpec::Read(read) = &node.spec else {
+        return None;
+    };
+    let target = read.object_ref(node, &plan.static_scope()).ok()?;
+    discovery.find(&target.kind_ref())?;
+    Some((target, read))
 }
 
 fn again_names(nodes: &[DesiredNode]) -> BTreeSet<&str> {

@@ -29,6 +29,16 @@ use super::address::Address;
 const OWNERSHIP_LABELS: &[&str] = &["app.kubernetes.io/managed-by"];
 const OWNERSHIP_ANNOTATIONS: &[&str] = &["meshplan.io/plan", "meshplan.io/node"];
 
+/// Whether `key` of an object's `metadata.<map>` (`labels` or `annotations`) is one of the
+/// ownership marks render puts on every object.
+pub fn is_ownership_mark(map: &str, key: &str) -> bool {
+    match map {
+        "labels" => OWNERSHIP_LABELS.contains(&key),
+        "annotations" => OWNERSHIP_ANNOTATIONS.contains(&key),
+        _ => false,
+    }
+}
+
 /// One segment of an ignore pointer.
 #[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Segment {

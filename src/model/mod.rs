@@ -29,7 +29,7 @@ pub use address::{Address, NodeKind};
 pub use build::{BuildInput, LoadedFile, build, build_partial};
 pub use dump::{dump_plan, value_json};
 pub use duration::{format_duration, human_duration, parse_duration};
-pub use ignore::{FieldPointer, IgnoreRule, IgnoredFields};
+pub use ignore::{FieldPointer, IgnoreRule, IgnoredFields, is_ownership_mark};
 pub use meshplan_k8s::ObjectRef;
 pub use object_ref::deep_merge;
 pub use plan::{

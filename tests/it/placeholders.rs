@@ -196,3 +196,99 @@ fn a_chart_that_refuses_the_placeholder_is_rendered_during_apply_with_the_reason
         "{err}"
     );
 }
+
+/// The anchor's namespace and Secret as another tool applied them (kubectl, no ownership
+/// marks), holding `anchor`.
+fn installed_by_kubectl(s: &Setup, anchor: &str) {
+    s.cluster
+        .apply(
+            "anchor.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n---\n\
+                 apiVersion: v1\nkind: Secret\nmetadata:\n  name: anchor\n  namespace: app\n\
+                 stringData:\n  ca.crt: |\n    {anchor}\n"
+            ),
+        )
+        .ok();
+}
+
+/// The plan's JSON report and the helm runs it took (`MESHPLAN_HELM` logs them).
+fn plan_with_helm_runs(s: &Setup) -> (Value, Vec<String>) {
+    let log = s.cluster.dir.path().join("helm.log");
+    let helm = crate::render_stability::logging_helm(s.cluster.dir.path(), &log);
+    let out = s
+        .command("plan", &s.plan, &["--output", "json"])
+        .env("MESHPLAN_HELM", &helm)
+        .output()
+        .unwrap();
+    let (code, out, err) = crate::apply_cmd::decode(out);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let report: Value = serde_json::from_str(&out).unwrap();
+    (report, crate::render_stability::helm_runs(&log))
+}
+
+fn actions(node: &Value) -> Vec<String> {
+    node["objects"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|o| format!("{} {}", o["action"].as_str().unwrap(), o["object"]["kind"]))
+        .collect()
+}
+
+#[test]
+fn over_what_another_tool_installed_a_read_is_resolved_now_and_its_user_rendered_once() {
+    let s = Setup::with_plan(&plan(PEM, false));
+    installed_by_kubectl(&s, PEM);
+    let (report, runs) = plan_with_helm_runs(&s);
+    // Adopting the Secret puts only the ownership marks on it: nothing the read reads changes,
+    // so the read is resolved now and the chart rendered once, with the value.
+    assert_eq!(
+        actions(node(&report, "manifest.anchor")),
+        ["update \"Namespace\"", "update \"Secret\""]
+    );
+    assert_eq!(
+        node(&report, "read.anchor")["status"],
+        "read_now",
+        "{:#}",
+        node(&report, "manifest.anchor")
+    );
+    let app = node(&report, "helm.app");
+    assert!(app.get("unknown_inputs").is_none(), "{app:#}");
+    assert_eq!(
+        actions(app),
+        ["create \"ServiceAccount\"", "create \"ConfigMap\""]
+    );
+    assert_eq!(runs, ["template", "version"]);
+    // Applied as planned: the read's value during apply is the one the plan read.
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let config = s
+        .cluster
+        .get_json(&["configmap", "-n", "app", "uses-value"]);
+    assert_eq!(config["data"]["anchor"].as_str().unwrap().trim(), PEM);
+    let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
+    assert_eq!(code, 0, "{out}\n{err}");
+}
+
+#[test]
+fn a_read_whose_object_the_apply_changes_is_known_after_apply_even_when_it_exists() {
+    let s = Setup::with_plan(&plan(PEM, false));
+    // The Secret exists with another anchor: the apply changes what the read reads.
+    installed_by_kubectl(&s, "-----BEGIN CERTIFICATE----- old");
+    let (report, runs) = plan_with_helm_runs(&s);
+    assert_eq!(node(&report, "read.anchor")["status"], "read_during_apply");
+    let app = node(&report, "helm.app");
+    assert_eq!(
+        app["unknown_inputs"],
+        serde_json::json!(["read.anchor.value"])
+    );
+    // Rendered with the value read first, then with the two placeholders.
+    assert_eq!(runs, ["template", "template", "template", "version"]);
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let config = s
+        .cluster
+        .get_json(&["configmap", "-n", "app", "uses-value"]);
+    assert_eq!(config["data"]["anchor"].as_str().unwrap().trim(), PEM);
+}

@@ -476,7 +476,7 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
 
 /// A stand-in for helm that logs its subcommand (one line per run) to `log` and runs the real
 /// helm (the first on `PATH`).
-fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+pub(crate) fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
     let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .map(|d| d.join("helm"))
         .find(|p| p.is_file())
@@ -500,7 +500,7 @@ fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::Path
 }
 
 /// The helm runs logged since the last call (`version`, `template`, ...), and empties the log.
-fn helm_runs(log: &std::path::Path) -> Vec<String> {
+pub(crate) fn helm_runs(log: &std::path::Path) -> Vec<String> {
     let text = std::fs::read_to_string(log).unwrap_or_default();
     let _ = std::fs::remove_file(log);
     let mut runs: Vec<String> = text.lines().map(str::to_owned).collect();
