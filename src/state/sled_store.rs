@@ -908,8 +908,12 @@ mod tests {
             }
         }
         store.commit(batch).unwrap();
-        let from_records: std::collections::BTreeSet<String> =
-            store.objects().unwrap().into_iter().map(|r| r.node).collect();
+        let from_records: std::collections::BTreeSet<String> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.node)
+            .collect();
         assert_eq!(from_records.len(), 4);
         assert_eq!(store.object_nodes().unwrap(), from_records);
     }
