@@ -4,10 +4,14 @@
 //! ```text
 //! cargo build --release --bin meshplan --example plan_bench
 //! target/release/examples/plan_bench [--configmaps 1000,10000] [--no-linkerd] [--no-kubectl]
-//!                                    [--only plan|apply]
+//!                                    [--only plan|apply] [--keep DIR]
 //! ```
 //!
-//! `--configmaps 0` runs the Linkerd-like stack only.
+//! `--configmaps 0` runs the Linkerd-like stack only. `--keep DIR`: after the warm plan and
+//! drift of each size, write the arguments of both runs (one per line) to
+//! `DIR/<objects>/plan.args` and `drift.args` and wait, with the sandbox serving and the state
+//! and plan files in place, until the file `DIR/<objects>/release` exists (to profile a run by
+//! hand).
 //!
 //! Three sizes: the sample Linkerd plan with the stand-in charts, and plans of 1,000 and
 //! 10,000 ConfigMaps. Per size, each on a fresh sandbox:
@@ -500,6 +504,7 @@ fn plan_runs(
     meshplan: &Path,
     with_kubectl: bool,
     work: &Path,
+    keep: Option<&Path>,
     out: &mut Results,
 ) -> Result<Rendered, Error> {
     // A plain API server: no simulated controllers acting on the seeded objects.
@@ -600,6 +605,9 @@ fn plan_runs(
         &[],
     )?;
     out.push("drift none", drift);
+    if let Some(keep) = keep {
+        hold(&keep.join(objects.len().to_string()), &args, &drift_args)?;
+    }
     // Change 10 objects in the cluster, as meshplan's manager (drift of owned fields).
     let targets: Vec<ObjectRef> = live
         .keys()
@@ -708,6 +716,24 @@ fn plan_runs(
     };
     out.named.insert("plan alternative", alternative);
     Ok(rendered)
+}
+
+/// Writes the arguments of the warm plan and drift to `dir` and waits until `dir/release`
+/// exists.
+fn hold(dir: &Path, plan: &[String], drift: &[String]) -> Result<(), Error> {
+    std::fs::create_dir_all(dir)?;
+    std::fs::write(dir.join("plan.args"), plan.join("\n") + "\n")?;
+    std::fs::write(dir.join("drift.args"), drift.join("\n") + "\n")?;
+    let release = dir.join("release");
+    eprintln!(
+        "kept: arguments in {}; waiting for {}",
+        dir.display(),
+        release.display()
+    );
+    while !release.exists() {
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    Ok(())
 }
 
 /// Apply from empty then destroy; `kubectl apply --server-side` then `kubectl delete
@@ -874,6 +900,7 @@ fn run_scenario(
     meshplan: &Path,
     with_kubectl: bool,
     only: Option<&str>,
+    keep: Option<&Path>,
 ) -> Result<(Vec<String>, Results), Error> {
     let work = tempfile::tempdir()?;
     let mut out = Results::default();
@@ -882,6 +909,7 @@ fn run_scenario(
         meshplan,
         with_kubectl && only != Some("apply"),
         work.path(),
+        keep,
         &mut out,
     )?;
     if only == Some("apply") {
@@ -969,6 +997,7 @@ fn main() -> Result<(), Error> {
     let only = value("--only");
     let with_kubectl = !args.iter().any(|a| a == "--no-kubectl");
     let with_linkerd = !args.iter().any(|a| a == "--no-linkerd");
+    let keep = value("--keep").map(PathBuf::from);
     let exe = std::env::current_exe()?;
     let meshplan = exe
         .parent()
@@ -1025,7 +1054,8 @@ fn main() -> Result<(), Error> {
     );
     let mut by_size: Vec<(String, Results)> = Vec::new();
     for s in &scenarios {
-        let (lines, results) = run_scenario(s, &meshplan, with_kubectl, only.as_deref())?;
+        let (lines, results) =
+            run_scenario(s, &meshplan, with_kubectl, only.as_deref(), keep.as_deref())?;
         for line in lines {
             println!("{line}");
         }

@@ -87,6 +87,19 @@ pub struct Session {
     /// cache) in the background from the session's opening on, when the plan has a helm node
     /// and the command renders (plan, apply).
     helm_version: Arc<tokio::sync::OnceCell<String>>,
+    /// The last lint's render, for the change set that follows it with the same inputs.
+    lint_render: std::sync::Mutex<Option<LintRender>>,
+}
+
+/// A lint's render and what it was rendered with: a change set rendering the same nodes
+/// without read values over the same state, discovery and previous renders takes its nodes
+/// instead of rendering them again (every node of a plan is otherwise rendered twice).
+struct LintRender {
+    serial: u64,
+    uncached: bool,
+    discovery: Discovery,
+    previous: PreviousRenders,
+    nodes: BTreeMap<Address, render::NodeRender>,
 }
 
 /// The state's render cache for a task that may outlive the session: it does not keep the
@@ -368,6 +381,7 @@ impl Session {
             database_lost,
             uncached_renders: std::sync::atomic::AtomicBool::new(false),
             helm_version,
+            lint_render: std::sync::Mutex::new(None),
         })
     }
 
@@ -670,8 +684,10 @@ impl Session {
     ) -> Result<ChangeSet, SessionError> {
         let records = self.store.objects()?;
         let (discovery, cached) = self.discovery(fresh_discovery).await?;
+        let lint_rendered = std::sync::Mutex::new(self.lint_render_for(previous, &discovery)?);
         let attempt = |discovery: Discovery| {
             let records = &records;
+            let lint_rendered = &lint_rendered;
             async move {
                 let read = match reads_now {
                     Some(_) => None,
@@ -693,6 +709,12 @@ impl Session {
                         .with_helm_version(self.helm_version.clone()),
                         plan: &self.loaded.plan,
                         previous: previous.clone(),
+                        rendered: std::sync::Mutex::new(
+                            lint_rendered
+                                .lock()
+                                .map(|mut r| std::mem::take(&mut *r))
+                                .unwrap_or_default(),
+                        ),
                     },
                     log: rendered,
                 };
@@ -824,7 +846,40 @@ impl Session {
         if let Some(selected) = selected {
             report.findings.retain(|f| selected.contains(&f.node));
         }
+        let kept = LintRender {
+            serial: self.store.meta()?.serial,
+            uncached: self
+                .uncached_renders
+                .load(std::sync::atomic::Ordering::Relaxed),
+            discovery,
+            previous: previous.clone(),
+            nodes: prepared.render.nodes,
+        };
+        if let Ok(mut slot) = self.lint_render.lock() {
+            *slot = Some(kept);
+        }
         Ok(report)
+    }
+
+    /// The nodes of the last lint's render when it was rendered with the same state (serial,
+    /// render cache use), `discovery` and `previous` renders; taken, so that only the change
+    /// set that follows the lint uses them.
+    fn lint_render_for(
+        &self,
+        previous: &PreviousRenders,
+        discovery: &Discovery,
+    ) -> Result<BTreeMap<Address, render::NodeRender>, SessionError> {
+        let Some(kept) = self.lint_render.lock().ok().and_then(|mut r| r.take()) else {
+            return Ok(BTreeMap::new());
+        };
+        let same = kept.serial == self.store.meta()?.serial
+            && kept.uncached
+                == self
+                    .uncached_renders
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            && kept.discovery == *discovery
+            && kept.previous == *previous;
+        Ok(if same { kept.nodes } else { BTreeMap::new() })
     }
 
     /// The digests of the plan's inputs (saved change sets).

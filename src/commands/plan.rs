@@ -99,9 +99,16 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         saved::write(path, &saved)?;
         terminal::err(&format!("Saved the change set to {}.\n", path.display()));
     }
-    Ok(if args.detailed_exitcode && change_set.has_changes() {
+    let status = if args.detailed_exitcode && change_set.has_changes() {
         ExitStatus::Changes
     } else {
         ExitStatus::Success
-    })
+    };
+    // The process ends with this command: the loaded plan and the change set (every object
+    // of a large plan, with its YAML spans) are left to the exit instead of being freed value
+    // by value; the rest of the session (the state) closes as usual.
+    let Session { loaded, .. } = session;
+    std::mem::forget(loaded);
+    std::mem::forget(change_set);
+    Ok(status)
 }

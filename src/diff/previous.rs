@@ -45,7 +45,7 @@ fn previous_key(address: &Address) -> String {
 /// left out: the node renders afresh).
 pub fn load_previous(store: &dyn StateStore) -> Result<PreviousRenders, PreviousError> {
     let mut out = BTreeMap::new();
-    let nodes: BTreeSet<String> = store.objects()?.into_iter().map(|r| r.node).collect();
+    let nodes: BTreeSet<String> = store.object_nodes()?;
     for node in nodes {
         let Some(address) = Address::parse(&node) else {
             continue;

@@ -1865,7 +1865,9 @@ impl Builder<'_> {
             Ok(serde_json::Value::String(s)) => Some(s),
             _ => None,
         };
-        let mut seen: BTreeMap<(String, String, String, String), (Address, Span)> = BTreeMap::new();
+        // Looked up once per object (10,000s in a large manifest): hashed, not ordered.
+        let mut seen: std::collections::HashMap<(String, String, String, String), (Address, Span)> =
+            std::collections::HashMap::new();
         for node in nodes.values() {
             let NodeSpec::Manifest(m) = &node.spec else {
                 continue;

@@ -29,14 +29,55 @@ pub fn canonical(value: &Value) -> Value {
 
 /// Canonical JSON text: sorted keys, no whitespace.
 pub fn canonical_text(value: &Value) -> String {
-    canonical(value).to_string()
+    let mut out = Vec::new();
+    write_canonical(value, &mut out);
+    // serde_json writes UTF-8 only.
+    String::from_utf8(out).unwrap_or_default()
+}
+
+/// Writes the canonical JSON text of `value` (the text of [`canonical`]) without building
+/// the sorted copy: keys and leaves are written by serde_json itself, so the text is the
+/// same byte for byte.
+fn write_canonical(value: &Value, out: &mut Vec<u8>) {
+    match value {
+        Value::Object(map) => {
+            let mut entries: Vec<(&String, &Value)> = map.iter().collect();
+            entries.sort_unstable_by(|a, b| a.0.cmp(b.0));
+            out.push(b'{');
+            for (i, (k, v)) in entries.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_leaf(k, out);
+                out.push(b':');
+                write_canonical(v, out);
+            }
+            out.push(b'}');
+        }
+        Value::Array(items) => {
+            out.push(b'[');
+            for (i, v) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(b',');
+                }
+                write_canonical(v, out);
+            }
+            out.push(b']');
+        }
+        leaf => write_leaf(leaf, out),
+    }
+}
+
+fn write_leaf<T: serde::Serialize + ?Sized>(leaf: &T, out: &mut Vec<u8>) {
+    // Writing a string, number, boolean or null to memory cannot fail.
+    let _ = serde_json::to_writer(&mut *out, leaf);
 }
 
 /// blake3 of the canonical JSON text, as lowercase hex.
 pub fn digest(value: &Value) -> String {
-    blake3::hash(canonical_text(value).as_bytes())
-        .to_hex()
-        .to_string()
+    let mut out = Vec::with_capacity(256);
+    write_canonical(value, &mut out);
+    blake3::hash(&out).to_hex().to_string()
 }
 
 /// Every path where `a` and `b` differ. Objects are compared key by key, arrays of equal
@@ -173,6 +214,22 @@ mod tests {
         );
         assert_eq!(digest(&a), digest(&b));
         assert_ne!(digest(&a), digest(&json!({"b": 2})));
+    }
+
+    #[test]
+    fn canonical_text_is_the_text_of_the_sorted_copy() {
+        let v = json!({
+            "z": "quote \" slash / back \\ tab \t nl \n ctl \u{1} é ✓",
+            "a\"k": [1.5, -2, 1e300, 18446744073709551615u64, true, null, {}, []],
+            "m": {"b~/": {"y": [{"d": 1, "c": 2}]}, "a": ""},
+        });
+        assert_eq!(canonical_text(&v), canonical(&v).to_string());
+        assert_eq!(
+            digest(&v),
+            blake3::hash(canonical(&v).to_string().as_bytes())
+                .to_hex()
+                .to_string()
+        );
     }
 
     #[test]

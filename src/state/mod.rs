@@ -358,6 +358,12 @@ pub trait StateStore: Send + Sync {
         Ok(!self.objects()?.is_empty())
     }
 
+    /// The nodes that hold object records (without decoding the records, where the store
+    /// can tell).
+    fn object_nodes(&self) -> Result<std::collections::BTreeSet<String>, StateError> {
+        Ok(self.objects()?.into_iter().map(|r| r.node).collect())
+    }
+
     /// The records of one node, in the same order.
     fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError>;
 

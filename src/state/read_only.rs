@@ -566,6 +566,10 @@ impl StateStore for StateSnapshot {
         Ok(self.objects.clone())
     }
 
+    fn object_nodes(&self) -> Result<std::collections::BTreeSet<String>, StateError> {
+        Ok(self.objects.iter().map(|r| r.node.clone()).collect())
+    }
+
     fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
         Ok(self
             .objects

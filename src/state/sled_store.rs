@@ -421,6 +421,25 @@ impl StateStore for SledStore {
         Ok(!self.trees.get(TreeId::Objects).is_empty())
     }
 
+    /// From the keys (`NODE\0...`): one seek per node, no record decoded.
+    fn object_nodes(&self) -> Result<std::collections::BTreeSet<String>, StateError> {
+        let tree = self.trees.get(TreeId::Objects);
+        let mut nodes = std::collections::BTreeSet::new();
+        let mut from: Vec<u8> = Vec::new();
+        while let Some(item) = tree.range(from.as_slice()..).next() {
+            let (key, _) = item.map_err(|e| db_err(&self.dir, e))?;
+            let node = match key.iter().position(|b| *b == 0) {
+                Some(end) => &key[..end],
+                None => &key[..],
+            };
+            nodes.insert(String::from_utf8_lossy(node).into_owned());
+            // Past every key of this node: `NODE\0...` < `NODE\1`.
+            from = node.to_vec();
+            from.push(1);
+        }
+        Ok(nodes)
+    }
+
     fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError> {
         self.commit_borrowed(&batch)
     }
@@ -871,6 +890,32 @@ mod tests {
             applied_digest: "d".into(),
             last_applied: ProtectedBody::plain(serde_json::json!({"kind": "ConfigMap"})).unwrap(),
         }
+    }
+
+    #[test]
+    fn object_nodes_are_the_nodes_of_the_records() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        assert!(store.object_nodes().unwrap().is_empty());
+        // Node names that are prefixes of one another, several records each.
+        let mut batch = WriteBatch::new();
+        for node in ["manifest.a", "manifest.a_b", "manifest.a2", "helm.z"] {
+            for name in ["x", "y", "z"] {
+                batch = batch.put_object(ObjectRecord {
+                    node: node.into(),
+                    ..record(name)
+                });
+            }
+        }
+        store.commit(batch).unwrap();
+        let from_records: std::collections::BTreeSet<String> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(|r| r.node)
+            .collect();
+        assert_eq!(from_records.len(), 4);
+        assert_eq!(store.object_nodes().unwrap(), from_records);
     }
 
     #[test]

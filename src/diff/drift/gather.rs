@@ -25,7 +25,8 @@ use super::DriftError;
 pub(super) struct Live {
     /// The live object of each record (None: absent).
     pub(super) objects: BTreeMap<ObjectRef, Option<Value>>,
-    /// Objects labelled as meshplan's, by kind (for unmanaged ones).
+    /// Objects labelled as meshplan's that are not the live object of a record, by kind
+    /// (the candidates for unmanaged ones).
     pub(super) labelled: Vec<Value>,
     /// Kinds the server does not serve (any more).
     pub(super) gone_kinds: BTreeSet<KindRef>,
@@ -57,6 +58,7 @@ pub(super) async fn gather(
     let mut live = Live::default();
     let mut listed: Vec<_> = listed;
     listed.sort_by(|a, b| a.0.cmp(&b.0));
+    let wanted: BTreeSet<&ObjectRef> = records.iter().copied().collect();
     let mut found: BTreeMap<ObjectRef, Value> = BTreeMap::new();
     for (kind, answer) in listed {
         let items = match answer {
@@ -73,12 +75,20 @@ pub(super) async fn gather(
             }
         };
         for item in items {
-            if let Some(mut r) = ObjectRef::from_object(&item) {
-                // Lists name the kind at the version asked for.
-                r.api_version = kind.api_version.clone();
-                found.insert(r, item.clone());
+            match ObjectRef::from_object(&item) {
+                Some(mut r) => {
+                    // Lists name the kind at the version asked for.
+                    r.api_version = kind.api_version.clone();
+                    // A recorded object is never unmanaged: it is kept once, as the live
+                    // object of its record.
+                    if wanted.contains(&r) {
+                        found.insert(r, item);
+                    } else {
+                        live.labelled.push(item);
+                    }
+                }
+                None => live.labelled.push(item),
             }
-            live.labelled.push(item);
         }
     }
     let missing: Vec<&ObjectRef> = records
