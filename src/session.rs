@@ -36,7 +36,7 @@ use crate::cluster::{
     Cluster, ClusterError, ConnectOptions, Discovery, KindRef, KubeCluster, ObjectRef,
 };
 use crate::diff::previous::{PreviousRenders, RenderedLog};
-use crate::diff::render_bridge::{RecordingStage, RenderStage, StateRenderCache};
+use crate::diff::render_bridge::{RecordingStage, RenderStage, RenderedWith, StateRenderCache};
 use crate::diff::saved::InputDigests;
 use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
@@ -92,14 +92,14 @@ pub struct Session {
 }
 
 /// A lint's render and what it was rendered with: a change set rendering the same nodes
-/// without read values over the same state, discovery and previous renders takes its nodes
-/// instead of rendering them again (every node of a plan is otherwise rendered twice).
+/// with the same read values over the same state, discovery and previous renders takes its
+/// nodes instead of rendering them again (every node of a plan is otherwise rendered twice).
 struct LintRender {
     serial: u64,
     uncached: bool,
     discovery: Discovery,
     previous: PreviousRenders,
-    nodes: BTreeMap<Address, render::NodeRender>,
+    rendered: RenderedWith,
 }
 
 /// The state's render cache for a task that may outlive the session: it does not keep the
@@ -853,7 +853,10 @@ impl Session {
                 .load(std::sync::atomic::Ordering::Relaxed),
             discovery,
             previous: previous.clone(),
-            nodes: prepared.render.nodes,
+            rendered: RenderedWith {
+                reads: reads_now.clone(),
+                nodes: prepared.render.nodes,
+            },
         };
         if let Ok(mut slot) = self.lint_render.lock() {
             *slot = Some(kept);
@@ -868,9 +871,9 @@ impl Session {
         &self,
         previous: &PreviousRenders,
         discovery: &Discovery,
-    ) -> Result<BTreeMap<Address, render::NodeRender>, SessionError> {
+    ) -> Result<RenderedWith, SessionError> {
         let Some(kept) = self.lint_render.lock().ok().and_then(|mut r| r.take()) else {
-            return Ok(BTreeMap::new());
+            return Ok(RenderedWith::default());
         };
         let same = kept.serial == self.store.meta()?.serial
             && kept.uncached
@@ -879,7 +882,11 @@ impl Session {
                     .load(std::sync::atomic::Ordering::Relaxed)
             && kept.discovery == *discovery
             && kept.previous == *previous;
-        Ok(if same { kept.nodes } else { BTreeMap::new() })
+        Ok(if same {
+            kept.rendered
+        } else {
+            RenderedWith::default()
+        })
     }
 
     /// The digests of the plan's inputs (saved change sets).

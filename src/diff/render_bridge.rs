@@ -22,10 +22,17 @@ pub struct RenderStage<'p> {
     pub plan: &'p Plan,
     /// What was applied last, per node.
     pub previous: BTreeMap<Address, PreviousRender>,
-    /// Nodes already rendered with the same plan, previous renders, discovery and state and
-    /// no read values (the lint's render): the first render of exactly these nodes without
-    /// read values takes them instead of rendering again.
-    pub rendered: std::sync::Mutex<BTreeMap<Address, NodeRender>>,
+    /// Nodes already rendered with the same plan, previous renders, discovery and state (the
+    /// lint's render), and the read values they were rendered with: the first render of
+    /// exactly these nodes with the same read values takes them instead of rendering again.
+    pub rendered: std::sync::Mutex<RenderedWith>,
+}
+
+/// Nodes rendered already, with the read values they were rendered with.
+#[derive(Default)]
+pub struct RenderedWith {
+    pub reads: BTreeMap<Address, ReadValue>,
+    pub nodes: BTreeMap<Address, NodeRender>,
 }
 
 impl RenderStage<'_> {
@@ -39,13 +46,13 @@ impl RenderStage<'_> {
         if nodes.is_empty() {
             return Ok(BTreeMap::new());
         }
-        if reads.is_empty()
-            && let Ok(mut rendered) = self.rendered.lock()
-            && !rendered.is_empty()
-            && rendered.len() == nodes.len()
-            && nodes.iter().all(|a| rendered.contains_key(a))
+        if let Ok(mut rendered) = self.rendered.lock()
+            && !rendered.nodes.is_empty()
+            && rendered.reads == *reads
+            && rendered.nodes.len() == nodes.len()
+            && nodes.iter().all(|a| rendered.nodes.contains_key(a))
         {
-            return Ok(std::mem::take(&mut *rendered));
+            return Ok(std::mem::take(&mut rendered.nodes));
         }
         let inputs = RenderInputs {
             reads: reads
