@@ -597,6 +597,8 @@ pub async fn apply_phase(
         () = interrupt.immediate().cancelled() => None,
         ends = schedule.run(&units, &ctx) => Some(ends),
     };
+    // The steps' queued `After` entries, before the journal is read or the run ends.
+    ctx.journal.drain()?;
     phased.next_step = ctx.journal.next_step();
     // Every phase's actions, this one's last.
     let mut actions = std::mem::take(&mut phased.actions);

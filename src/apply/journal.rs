@@ -9,6 +9,17 @@
 //! a step waits until its own entry is committed before it goes on, exactly as with one commit
 //! per entry, but the entries of every step that is ready to write go into one commit. N steps
 //! in flight cost about one commit (one flush) per round instead of N.
+//!
+//! Only a `Before` entry has to be durable before the step goes on (the cluster must not
+//! change before the entry that lets rollback restore it can survive a crash). An `After`
+//! entry is committed lazily ([`WriteBatch::lazily_durable`]): it becomes durable with the
+//! next `Before` commit, or at the latest when the run is cleared or the state closes. A crash
+//! that loses it leaves a `Before` without its `After`, which a crash right after the write
+//! leaves anyway. Its step does not even wait for it: the entry is queued and goes into the
+//! next `Before` commit (or a commit of its own once many wait), and whatever is still queued
+//! when the steps are done is committed by [`Journal::drain`] before the journal is read or
+//! the run ends. So the state is committed (and flushed) about once per round of `Before`
+//! entries, instead of once for them and once for the `After` entries.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -19,7 +30,7 @@ use tokio::sync::oneshot;
 use crate::cluster::{Cluster, ObjectRef};
 use crate::state::{
     JournalEntry, JournalRecord, LiveSnapshot, Mutation, ObjectRecord, Outcome, StateError,
-    StateStore, WriteBatch,
+    StateStore, WriteBatch, WriteOp,
 };
 
 /// What the step does to the state's record of the object once the mutation succeeded.
@@ -37,8 +48,13 @@ pub(crate) enum RecordChange {
     Remove,
 }
 
-/// One batch waiting for a group commit, and where its result goes.
-type Waiting = (WriteBatch, oneshot::Sender<Result<(), StateError>>);
+/// One batch waiting for a group commit, and where its result goes (None: a lazy batch, whose
+/// caller did not wait; a failure is kept for the next caller).
+type Waiting = (WriteBatch, Option<oneshot::Sender<Result<(), StateError>>>);
+
+/// How many operations of lazy batches may wait for a commit before the caller that queues
+/// one more commits them (without a flush).
+const LAZY_LIMIT: usize = 512;
 
 /// Commits the batches of concurrent callers together (see the module overview).
 ///
@@ -47,22 +63,42 @@ type Waiting = (WriteBatch, oneshot::Sender<Result<(), StateError>>);
 /// it commits everything queued so far as one batch and hands every caller its result. When a
 /// merged commit fails, each batch is committed on its own, so that each caller gets the
 /// outcome of its own batch.
+///
+/// A lazy batch ([`WriteBatch::lazily_durable`]) is queued and its caller goes on at once: it
+/// is committed with the next batch that is not lazy, when [`LAZY_LIMIT`] operations wait, or
+/// by [`GroupCommit::drain`]. When its commit fails, the next caller (or the drain) gets the
+/// error.
 #[derive(Default)]
 pub(crate) struct GroupCommit {
     queue: Mutex<Vec<Waiting>>,
     turn: tokio::sync::Mutex<()>,
+    /// The first failure of a lazy batch, not reported yet.
+    failed: Mutex<Option<String>>,
 }
 
 impl GroupCommit {
     /// Commits `batch` (together with the batches of concurrent callers); returns once it is
-    /// committed.
+    /// committed, or, for a lazy batch, once it is queued.
     pub(crate) async fn commit(
         &self,
         store: &dyn StateStore,
         batch: WriteBatch,
     ) -> Result<(), StateError> {
+        if batch.lazy {
+            let waiting_ops = {
+                let mut queue = self.lock_queue();
+                queue.push((batch, None));
+                queue.iter().map(|(b, _)| b.ops.len()).sum::<usize>()
+            };
+            if waiting_ops >= LAZY_LIMIT {
+                let _turn = self.turn.lock().await;
+                let waiting = std::mem::take(&mut *self.lock_queue());
+                self.commit_all(store, waiting);
+            }
+            return self.take_failure(store);
+        }
         let (tx, mut rx) = oneshot::channel();
-        self.lock_queue().push((batch, tx));
+        self.lock_queue().push((batch, Some(tx)));
         let _turn = self.turn.lock().await;
         if let Ok(result) = rx.try_recv() {
             return result;
@@ -71,7 +107,7 @@ impl GroupCommit {
         // committing, let the other steps that are ready run up to their own journal write.
         tokio::task::yield_now().await;
         let waiting = std::mem::take(&mut *self.lock_queue());
-        commit_all(store, waiting);
+        self.commit_all(store, waiting);
         // Queued before the turn was taken, so committed in this turn or an earlier one.
         rx.try_recv().unwrap_or_else(|_| {
             Err(StateError::Batch {
@@ -81,40 +117,95 @@ impl GroupCommit {
         })
     }
 
+    /// Commits the lazy batches still queued; the first failure of a lazy batch not reported
+    /// yet. For when no caller is committing (the steps are done).
+    pub(crate) fn drain(&self, store: &dyn StateStore) -> Result<(), StateError> {
+        let waiting = std::mem::take(&mut *self.lock_queue());
+        if !waiting.is_empty() {
+            self.commit_all(store, waiting);
+        }
+        self.take_failure(store)
+    }
+
+    /// Whether a queued batch changes the record of `object` in `node`.
+    fn changes_record(&self, node: &str, object: &ObjectRef) -> bool {
+        self.lock_queue().iter().any(|(batch, _)| {
+            batch.ops.iter().any(|op| match op {
+                WriteOp::PutObject(r) => r.node == node && r.object == *object,
+                WriteOp::RemoveObject { node: n, object: o } => n == node && o == object,
+                _ => false,
+            })
+        })
+    }
+
+    fn take_failure(&self, store: &dyn StateStore) -> Result<(), StateError> {
+        let failed = self.failed.lock().unwrap_or_else(|e| e.into_inner()).take();
+        match failed {
+            None => Ok(()),
+            Some(message) => Err(StateError::Batch {
+                path: std::path::PathBuf::from(store.describe()),
+                message: format!("a journal write of an earlier step failed: {message}"),
+            }),
+        }
+    }
+
+    /// Hands `result` to its caller, or keeps the failure of a lazy batch.
+    fn answer(
+        &self,
+        tx: Option<oneshot::Sender<Result<(), StateError>>>,
+        result: Result<(), StateError>,
+    ) {
+        match (tx, result) {
+            (Some(tx), result) => {
+                let _ = tx.send(result);
+            }
+            (None, Ok(())) => {}
+            (None, Err(e)) => {
+                self.failed
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .get_or_insert_with(|| e.to_string());
+            }
+        }
+    }
+
+    /// Commits `waiting` as one batch, else (when that fails) each on its own.
+    fn commit_all(&self, store: &dyn StateStore, waiting: Vec<Waiting>) {
+        if waiting.len() == 1 {
+            for (batch, tx) in waiting {
+                self.answer(tx, store.commit(batch).map(|_| ()));
+            }
+            return;
+        }
+        // The batches' operations move into one batch; each batch is remembered by its length,
+        // to be taken apart again when the whole is refused. The whole is lazy only when every
+        // part is.
+        let mut merged = WriteBatch::new().lazily_durable();
+        let mut parts = Vec::with_capacity(waiting.len());
+        for (batch, tx) in waiting {
+            parts.push((batch.ops.len(), batch.expect_serial, batch.lazy, tx));
+            merged.lazy &= batch.lazy;
+            merged.ops.extend(batch.ops);
+        }
+        if store.commit_borrowed(&merged).is_ok() {
+            for (_, _, _, tx) in parts {
+                self.answer(tx, Ok(()));
+            }
+            return;
+        }
+        let mut ops = merged.ops.into_iter();
+        for (len, expect_serial, lazy, tx) in parts {
+            let batch = WriteBatch {
+                ops: ops.by_ref().take(len).collect(),
+                expect_serial,
+                lazy,
+            };
+            self.answer(tx, store.commit(batch).map(|_| ()));
+        }
+    }
+
     fn lock_queue(&self) -> std::sync::MutexGuard<'_, Vec<Waiting>> {
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
-/// Commits `waiting` as one batch, else (when that fails) each on its own.
-fn commit_all(store: &dyn StateStore, waiting: Vec<Waiting>) {
-    if waiting.len() == 1 {
-        for (batch, tx) in waiting {
-            let _ = tx.send(store.commit(batch).map(|_| ()));
-        }
-        return;
-    }
-    // The batches' operations move into one batch; each batch is remembered by its length,
-    // to be taken apart again when the whole is refused.
-    let mut merged = WriteBatch::new();
-    let mut parts = Vec::with_capacity(waiting.len());
-    for (batch, tx) in waiting {
-        parts.push((batch.ops.len(), batch.expect_serial, tx));
-        merged.ops.extend(batch.ops);
-    }
-    if store.commit_borrowed(&merged).is_ok() {
-        for (_, _, tx) in parts {
-            let _ = tx.send(Ok(()));
-        }
-        return;
-    }
-    let mut ops = merged.ops.into_iter();
-    for (len, expect_serial, tx) in parts {
-        let batch = WriteBatch {
-            ops: ops.by_ref().take(len).collect(),
-            expect_serial,
-        };
-        let _ = tx.send(store.commit(batch).map(|_| ()));
     }
 }
 
@@ -141,6 +232,12 @@ impl<'a> Journal<'a> {
         self.group.commit(self.store, batch).await
     }
 
+    /// Commits the `After` entries still queued (see the module overview): once the steps
+    /// are done, before anything reads the journal or ends the run.
+    pub(crate) fn drain(&self) -> Result<(), StateError> {
+        self.group.drain(self.store)
+    }
+
     /// The number the next step will get.
     pub(crate) fn next_step(&self) -> u64 {
         self.next_step.load(Ordering::SeqCst)
@@ -163,6 +260,10 @@ impl<'a> Journal<'a> {
             Some(body) => LiveSnapshot::Present(self.store.protect(body, &[])?),
             None => LiveSnapshot::Absent,
         };
+        if self.group.changes_record(node, object) {
+            // The record is read from the state: an earlier step's queued change first.
+            self.commit(WriteBatch::new()).await?;
+        }
         let previous_record = self.store.object(node, object)?.map(Box::new);
         let mut batch = WriteBatch::new();
         if object.defines_kinds() {
@@ -183,7 +284,8 @@ impl<'a> Journal<'a> {
     }
 
     /// Records the outcome of step `step`, and on success the record change, atomically.
-    /// `result` is the object after the mutation (None: deleted or absent).
+    /// `result` is the object after the mutation (None: deleted or absent). Lazily durable
+    /// (see the module overview).
     pub(crate) async fn after(
         &self,
         step: u64,
@@ -193,7 +295,7 @@ impl<'a> Journal<'a> {
         outcome: Result<Option<&Value>, String>,
         change: RecordChange,
     ) -> Result<(), StateError> {
-        let mut batch = WriteBatch::new();
+        let mut batch = WriteBatch::new().lazily_durable();
         let outcome = match outcome {
             Ok(result) => {
                 match change {
