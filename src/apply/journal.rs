@@ -247,6 +247,48 @@ impl<'a> Journal<'a> {
         self.next_step.fetch_add(1, Ordering::SeqCst)
     }
 
+    /// Records the live objects before mutations of `objects` of `node`, in one commit;
+    /// returns their step numbers, in the same order.
+    pub(crate) async fn before_all(
+        &self,
+        node: &str,
+        mutation: Mutation,
+        objects: &[(&ObjectRef, Option<&Value>)],
+    ) -> Result<Vec<u64>, StateError> {
+        if objects
+            .iter()
+            .any(|(object, _)| self.group.changes_record(node, object))
+        {
+            // The records are read from the state: earlier steps' queued changes first.
+            self.commit(WriteBatch::new()).await?;
+        }
+        let mut batch = WriteBatch::new();
+        let mut steps = Vec::with_capacity(objects.len());
+        for (object, live) in objects {
+            let step = self.step();
+            let live = match live {
+                Some(body) => LiveSnapshot::Present(self.store.protect(body, &[])?),
+                None => LiveSnapshot::Absent,
+            };
+            let previous_record = self.store.object(node, object)?.map(Box::new);
+            if object.defines_kinds() && !batch.ops.contains(&WriteOp::ClearDiscovery) {
+                batch = batch.clear_discovery();
+            }
+            batch = batch.journal(JournalEntry {
+                run: self.run.clone(),
+                step,
+                node: node.to_owned(),
+                object: (*object).clone(),
+                mutation,
+                record: JournalRecord::Before { live },
+                previous_record,
+            });
+            steps.push(step);
+        }
+        self.commit(batch).await?;
+        Ok(steps)
+    }
+
     /// Records the live object before a mutation; returns the step number.
     pub(crate) async fn before(
         &self,
@@ -457,6 +499,109 @@ mod tests {
             (1..names.len() as u64).contains(&commits),
             "{} writes in {commits} commits",
             names.len()
+        );
+    }
+
+    #[tokio::test]
+    async fn lazy_batches_wait_for_the_next_commit_and_a_failure_reaches_the_next_caller() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let before = store.meta().unwrap().serial;
+        let group = GroupCommit::default();
+        let names: Vec<String> = (0..5).map(|i| format!("c{i:02}")).collect();
+        for n in &names {
+            let batch = WriteBatch::new().put_object(record(n)).lazily_durable();
+            group.commit(&store, batch).await.unwrap();
+        }
+        // Queued, not written.
+        assert!(stored_names(&store).is_empty());
+        // A batch that is not lazy takes the queued ones with it, in one commit.
+        group
+            .commit(&store, WriteBatch::new().put_object(record("c05")))
+            .await
+            .unwrap();
+        assert_eq!(stored_names(&store).len(), 6);
+        assert_eq!(store.meta().unwrap().serial - before, 1);
+        // A lazy batch the store refuses: its caller has gone on; the drain reports it.
+        let refused = WriteBatch::new()
+            .journal(crate::state::JournalEntry {
+                run: "never-begun".into(),
+                step: 1,
+                node: "manifest.app".into(),
+                object: ObjectRef::new("v1", "ConfigMap", Some("app"), "x"),
+                mutation: crate::state::Mutation::Apply,
+                record: crate::state::JournalRecord::After {
+                    outcome: Outcome::Succeeded {
+                        resource_version: None,
+                    },
+                },
+                previous_record: None,
+            })
+            .lazily_durable();
+        group.commit(&store, refused).await.unwrap();
+        group
+            .commit(
+                &store,
+                WriteBatch::new().put_object(record("c06")).lazily_durable(),
+            )
+            .await
+            .unwrap();
+        let err = group.drain(&store).unwrap_err().to_string();
+        assert!(err.contains("an earlier step failed"), "{err}");
+        // The refused batch failed alone.
+        assert_eq!(stored_names(&store).len(), 7);
+        group.drain(&store).unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_before_entries_of_a_group_are_journaled_together_with_their_own_steps() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let run = crate::state::RunRecord::start("apply");
+        store
+            .commit(WriteBatch::new().begin_run(run.clone()))
+            .unwrap();
+        store
+            .commit(WriteBatch::new().put_object(record("b")))
+            .unwrap();
+        let journal = Journal::new(&store, run.run.clone(), 7);
+        let a = ObjectRef::new("v1", "ConfigMap", Some("app"), "a");
+        let b = ObjectRef::new("v1", "ConfigMap", Some("app"), "b");
+        let live = serde_json::json!({"kind": "ConfigMap", "metadata": {"name": "b"}});
+        let steps = journal
+            .before_all(
+                "manifest.app",
+                Mutation::Apply,
+                &[(&a, None), (&b, Some(&live))],
+            )
+            .await
+            .unwrap();
+        assert_eq!(steps, [7, 8]);
+        assert_eq!(journal.next_step(), 9);
+        let runs = store.unfinished_runs().unwrap();
+        let entries = &runs[0].entries;
+        assert_eq!(entries.len(), 2);
+        assert_eq!((entries[0].step, &entries[0].object), (7, &a));
+        assert!(matches!(
+            entries[0].record,
+            JournalRecord::Before {
+                live: LiveSnapshot::Absent
+            }
+        ));
+        assert!(entries[0].previous_record.is_none());
+        assert_eq!((entries[1].step, &entries[1].object), (8, &b));
+        assert!(matches!(
+            entries[1].record,
+            JournalRecord::Before {
+                live: LiveSnapshot::Present(_)
+            }
+        ));
+        assert_eq!(
+            entries[1]
+                .previous_record
+                .as_ref()
+                .map(|r| r.object.name.as_str()),
+            Some("b")
         );
     }
 
