@@ -139,6 +139,9 @@ impl Interrupt {
     }
 }
 
+/// How many `Before` entries [`Context::prepare_writes`] journals in one commit.
+const PREPARED_PER_COMMIT: usize = 128;
+
 /// What one run shares with its steps.
 pub(crate) struct Context<'a> {
     pub cluster: &'a dyn Cluster,
@@ -345,14 +348,13 @@ impl<'a> Context<'a> {
             .await
     }
 
-    /// Journals, in one commit, the `Before` entries of the server-side applies of `objects`
-    /// of `node` (objects whose snapshots come from a listing), ahead of the writes: a group
-    /// of N objects costs one commit for them instead of about one per write.
+    /// Journals the `Before` entries of the server-side applies of `objects` of `node`
+    /// (objects whose snapshots come from a listing) ahead of the writes, in one commit per
+    /// [`PREPARED_PER_COMMIT`] objects instead of about one per write.
     /// [`Context::apply_journaled`] then takes its step from here. Nothing is prepared when a
     /// snapshot cannot be read or the commit fails: each write then journals its own entry
     /// (and meets the error itself).
     pub(crate) async fn prepare_writes(&self, node: &str, objects: &[&ObjectRef]) {
-        use futures::{StreamExt as _, TryStreamExt as _};
         let mut covered = Vec::with_capacity(objects.len());
         for object in objects {
             if self.snapshots.covers(node, object) {
@@ -363,31 +365,33 @@ impl<'a> Context<'a> {
         if objects.len() < 2 {
             return;
         }
-        let mut reads = Vec::with_capacity(objects.len());
-        for object in &objects {
-            reads.push(self.live_before_write(node, object));
-        }
-        let Ok(lives) = futures::stream::iter(reads)
-            .buffered(self.options.parallelism.max(1))
-            .try_collect::<Vec<Option<Value>>>()
-            .await
-        else {
-            return;
-        };
-        let mut entries = Vec::with_capacity(objects.len());
-        for (object, live) in objects.iter().zip(&lives) {
-            entries.push((*object, live.as_ref()));
-        }
-        let Ok(steps) = self
-            .journal
-            .before_all(node, Mutation::Apply, &entries)
-            .await
-        else {
-            return;
-        };
-        let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-        for (object, step) in objects.into_iter().zip(steps) {
-            prepared.insert((node.to_owned(), object.clone()), step);
+        // In commits of at most PREPARED_PER_COMMIT entries: one commit of a whole group
+        // (merged with the other nodes' groups) would hold tens of megabytes at once. The
+        // reads one after the other: the first waits for the listing, the others take their
+        // object from it.
+        for chunk in objects.chunks(PREPARED_PER_COMMIT) {
+            let mut lives = Vec::with_capacity(chunk.len());
+            for object in chunk {
+                match self.live_before_write(node, object).await {
+                    Ok(live) => lives.push(live),
+                    Err(_) => return,
+                }
+            }
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (object, live) in chunk.iter().zip(&lives) {
+                entries.push((*object, live.as_ref()));
+            }
+            let Ok(steps) = self
+                .journal
+                .before_all(node, Mutation::Apply, &entries)
+                .await
+            else {
+                return;
+            };
+            let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            for (object, step) in chunk.iter().zip(steps) {
+                prepared.insert((node.to_owned(), (*object).clone()), step);
+            }
         }
     }
 
