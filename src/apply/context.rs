@@ -6,6 +6,7 @@
 //! [`rollback`](super::rollback), [`destroy`](super::destroy)); they all use this module and
 //! none of them uses another's context code, so the arrows between them go one way.
 
+use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
@@ -138,6 +139,9 @@ impl Interrupt {
     }
 }
 
+/// How many `Before` entries [`Context::prepare_writes`] journals in one commit.
+const PREPARED_PER_COMMIT: usize = 128;
+
 /// What one run shares with its steps.
 pub(crate) struct Context<'a> {
     pub cluster: &'a dyn Cluster,
@@ -154,6 +158,9 @@ pub(crate) struct Context<'a> {
     pub interrupted: Mutex<CancellationToken>,
     /// Where the snapshots journaled before writes come from (listings, for an apply).
     pub snapshots: Snapshots,
+    /// The steps of `Before` entries committed for a whole group ahead of its writes, by
+    /// node and object ([`Context::prepare_writes`]); taken by the write.
+    pub prepared: Mutex<BTreeMap<(String, ObjectRef), u64>>,
 }
 
 impl<'a> Context<'a> {
@@ -178,6 +185,7 @@ impl<'a> Context<'a> {
             immediate,
             interrupted: Mutex::new(CancellationToken::new()),
             snapshots: Snapshots::none(),
+            prepared: Mutex::new(BTreeMap::new()),
         }
     }
 
@@ -340,6 +348,53 @@ impl<'a> Context<'a> {
             .await
     }
 
+    /// Journals the `Before` entries of the server-side applies of `objects` of `node`
+    /// (objects whose snapshots come from a listing) ahead of the writes, in one commit per
+    /// [`PREPARED_PER_COMMIT`] objects instead of about one per write.
+    /// [`Context::apply_journaled`] then takes its step from here. Nothing is prepared when a
+    /// snapshot cannot be read or the commit fails: each write then journals its own entry
+    /// (and meets the error itself).
+    pub(crate) async fn prepare_writes(&self, node: &str, objects: &[&ObjectRef]) {
+        let mut covered = Vec::with_capacity(objects.len());
+        for object in objects {
+            if self.snapshots.covers(node, object) {
+                covered.push(*object);
+            }
+        }
+        let objects = covered;
+        if objects.len() < 2 {
+            return;
+        }
+        // In commits of at most PREPARED_PER_COMMIT entries: one commit of a whole group
+        // (merged with the other nodes' groups) would hold tens of megabytes at once. The
+        // reads one after the other: the first waits for the listing, the others take their
+        // object from it.
+        for chunk in objects.chunks(PREPARED_PER_COMMIT) {
+            let mut lives = Vec::with_capacity(chunk.len());
+            for object in chunk {
+                match self.live_before_write(node, object).await {
+                    Ok(live) => lives.push(live),
+                    Err(_) => return,
+                }
+            }
+            let mut entries = Vec::with_capacity(chunk.len());
+            for (object, live) in chunk.iter().zip(&lives) {
+                entries.push((*object, live.as_ref()));
+            }
+            let Ok(steps) = self
+                .journal
+                .before_all(node, Mutation::Apply, &entries)
+                .await
+            else {
+                return;
+            };
+            let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
+            for (object, step) in chunk.iter().zip(steps) {
+                prepared.insert((node.to_owned(), (*object).clone()), step);
+            }
+        }
+    }
+
     /// Server-side apply of `body` (journaled), retrying while an admission webhook is not
     /// reachable yet, within `deadline`. Returns the applied object.
     pub(crate) async fn apply_journaled(
@@ -350,15 +405,24 @@ impl<'a> Context<'a> {
         change: RecordChange,
         deadline: Option<Instant>,
     ) -> Result<Value, StepError> {
-        let live = self
-            .live_before_write(node, object)
-            .await
-            .map_err(|e| Self::write_err(node, object, e))?;
-        let step = self
-            .journal
-            .before(node, object, Mutation::Apply, live.as_ref())
-            .await
-            .map_err(|e| Self::state_err(node, object, e))?;
+        let prepared = self
+            .prepared
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&(node.to_owned(), object.clone()));
+        let step = match prepared {
+            Some(step) => step,
+            None => {
+                let live = self
+                    .live_before_write(node, object)
+                    .await
+                    .map_err(|e| Self::write_err(node, object, e))?;
+                self.journal
+                    .before(node, object, Mutation::Apply, live.as_ref())
+                    .await
+                    .map_err(|e| Self::state_err(node, object, e))?
+            }
+        };
         let options = cluster::ApplyOptions {
             force: self.options.force_conflicts,
             ..cluster::ApplyOptions::default()

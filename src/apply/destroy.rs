@@ -666,6 +666,8 @@ pub async fn destroy(
         ends = schedule.run(&units, &runner) => Some(ends),
     };
     let ctx = &runner.ctx;
+    // The steps' queued `After` entries, before the run ends.
+    ctx.journal.drain()?;
     let mut summary = Summary {
         run: run.run.clone(),
         kind: RunKind::Destroy,

@@ -76,6 +76,22 @@ impl ForwardStep {
 }
 
 impl StepRunner<ForwardStep> for Context<'_> {
+    /// The `Before` entries of the group's creates and updates, in one commit.
+    fn start_group<'a>(&'a self, unit: &'a str, steps: &'a [ForwardStep]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            let mut objects = Vec::with_capacity(steps.len());
+            for step in steps {
+                if let ForwardStep::Object { object, .. } = step
+                    && matches!(object.action, ObjectAction::Create | ObjectAction::Update)
+                    && object.desired.is_some()
+                {
+                    objects.push(&object.object);
+                }
+            }
+            self.prepare_writes(unit, &objects).await;
+        })
+    }
+
     fn run_step<'a>(
         &'a self,
         unit: &'a str,
@@ -597,6 +613,8 @@ pub async fn apply_phase(
         () = interrupt.immediate().cancelled() => None,
         ends = schedule.run(&units, &ctx) => Some(ends),
     };
+    // The steps' queued `After` entries, before the journal is read or the run ends.
+    ctx.journal.drain()?;
     phased.next_step = ctx.journal.next_step();
     // Every phase's actions, this one's last.
     let mut actions = std::mem::take(&mut phased.actions);

@@ -522,6 +522,9 @@ pub(crate) async fn roll_back_run(
         }
         ends = schedule.run(&units, ctx) => ends,
     };
+    ctx.journal
+        .drain()
+        .map_err(|e| format!("the journal could not be written: {e}"))?;
     let failures: Vec<String> = units
         .iter()
         .zip(&ends)

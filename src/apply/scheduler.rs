@@ -64,6 +64,12 @@ pub(crate) trait StepRunner<S>: Sync {
         deadline: Option<Instant>,
     ) -> BoxFuture<'a, Result<(), String>>;
 
+    /// Prepares a group before its steps start, holding no permit (nothing by default).
+    /// Cannot fail: whatever it could not prepare, the steps do themselves.
+    fn start_group<'a>(&'a self, _unit: &'a str, _steps: &'a [S]) -> BoxFuture<'a, ()> {
+        Box::pin(async {})
+    }
+
     /// Finishes a group whose steps are all done, before the next group starts (nothing by
     /// default); the error message on failure.
     fn finish_group<'a>(
@@ -185,6 +191,7 @@ impl Schedule<'_> {
             if self.stop.is_cancelled() {
                 return UnitEnd::Stopped;
             }
+            runner.start_group(&unit.name, group).await;
             let steps = group.iter().map(|step| async move {
                 let Ok(_permit) = semaphore.acquire().await else {
                     return StepEnd::NotStarted;

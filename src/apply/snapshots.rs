@@ -156,6 +156,11 @@ impl Snapshots {
     }
 
     /// The listing of `node` that covers `object`, if any.
+    /// Whether the snapshot of `object` (written by `node`) comes from a listing.
+    pub(crate) fn covers(&self, node: &str, object: &ObjectRef) -> bool {
+        self.covering(node, object).is_some()
+    }
+
     fn covering(&self, node: &str, object: &ObjectRef) -> Option<Key> {
         let kind = object.kind_ref();
         [false, true].into_iter().find_map(|deleting| {

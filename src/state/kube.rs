@@ -839,6 +839,7 @@ async fn read(
                     &WriteBatch {
                         ops,
                         expect_serial: None,
+                        lazy: false,
                     },
                     &path,
                 )

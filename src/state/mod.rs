@@ -267,6 +267,8 @@ pub struct WriteBatch {
     pub ops: Vec<WriteOp>,
     /// Refuse the batch unless the serial is still this one (optimistic concurrency).
     pub expect_serial: Option<u64>,
+    /// The commit may return before the batch is durable ([`WriteBatch::lazily_durable`]).
+    pub lazy: bool,
 }
 
 impl WriteBatch {
@@ -321,6 +323,17 @@ impl WriteBatch {
     }
     pub fn expect_serial(mut self, serial: u64) -> Self {
         self.expect_serial = Some(serial);
+        self
+    }
+    /// Lets the commit return before the batch is durable: it becomes durable with the next
+    /// commit that is not lazy (a store's writes become durable in the order they were
+    /// committed), or when the store closes. It stays atomic: after a crash it is there
+    /// whole or not at all. Only for writes whose loss a crash has to allow anyway (a
+    /// journal's `After` entries: a `Before` without its `After` is a step whose outcome is
+    /// unknown, which resume and rollback find out from the live object). A store that has
+    /// no cheaper way may write it durably.
+    pub fn lazily_durable(mut self) -> Self {
+        self.lazy = true;
         self
     }
     /// Whether the batch changes object records (and so bumps the serial).

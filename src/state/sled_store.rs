@@ -483,7 +483,11 @@ impl StateStore for SledStore {
                 remove_journal_entries(&self.dir, &self.trees, keys)?;
             }
         }
-        self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        // A lazy batch is made durable by the next flush (sled's log is written in order),
+        // by sled's own periodic flush, or when the database closes.
+        if !batch.lazy {
+            self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        }
         if batch.changes_runs() {
             self.publisher.now()?;
         } else if bump {
