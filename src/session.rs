@@ -36,7 +36,9 @@ use crate::cluster::{
     Cluster, ClusterError, ConnectOptions, Discovery, KindRef, KubeCluster, ObjectRef,
 };
 use crate::diff::previous::{PreviousRenders, RenderedLog};
-use crate::diff::render_bridge::{RecordingStage, RenderStage, RenderedWith, StateRenderCache};
+use crate::diff::render_bridge::{
+    RecordingStage, RenderStage, RenderedWith, StateRenderCache, render_reads,
+};
 use crate::diff::saved::InputDigests;
 use crate::diff::{ChangeSet, PlanError, PlanRequest};
 use crate::load::LoadedPlan;
@@ -802,18 +804,7 @@ impl Session {
         let selected =
             (!self.targets.is_empty()).then(|| self.loaded.graph.with_dependencies(&self.targets));
         let inputs = render::RenderInputs {
-            reads: reads_now
-                .iter()
-                .map(|(a, r)| {
-                    (
-                        a.clone(),
-                        render::ReadValue {
-                            value: r.value.clone(),
-                            sensitive: r.sensitive,
-                        },
-                    )
-                })
-                .collect(),
+            reads: render_reads(reads_now),
             previous: previous.clone(),
             targets: selected.clone(),
             ..render::RenderInputs::default()

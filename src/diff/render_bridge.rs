@@ -28,6 +28,22 @@ pub struct RenderStage<'p> {
     pub rendered: std::sync::Mutex<RenderedWith>,
 }
 
+/// The values of reads as the render stage takes them.
+pub fn render_reads(reads: &BTreeMap<Address, ReadValue>) -> BTreeMap<Address, render::ReadValue> {
+    reads
+        .iter()
+        .map(|(a, r)| {
+            (
+                a.clone(),
+                render::ReadValue {
+                    value: r.value.clone(),
+                    sensitive: r.sensitive,
+                },
+            )
+        })
+        .collect()
+}
+
 /// Nodes rendered already, with the read values they were rendered with.
 #[derive(Default)]
 pub struct RenderedWith {
@@ -55,18 +71,7 @@ impl RenderStage<'_> {
             return Ok(std::mem::take(&mut rendered.nodes));
         }
         let inputs = RenderInputs {
-            reads: reads
-                .iter()
-                .map(|(a, r)| {
-                    (
-                        a.clone(),
-                        render::ReadValue {
-                            value: r.value.clone(),
-                            sensitive: r.sensitive,
-                        },
-                    )
-                })
-                .collect(),
+            reads: render_reads(reads),
             previous: self.previous.clone(),
             targets: Some(nodes.iter().cloned().collect::<BTreeSet<_>>()),
             ..RenderInputs::default()

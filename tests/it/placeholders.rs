@@ -236,6 +236,16 @@ fn actions(node: &Value) -> Vec<String> {
         .collect()
 }
 
+/// Applies, and checks that the chart's ConfigMap holds the anchor read during apply.
+fn applies_with_the_anchor(s: &Setup) {
+    let (code, out, err) = s.apply(&[]);
+    assert_eq!(code, 0, "{out}\n{err}");
+    let config = s
+        .cluster
+        .get_json(&["configmap", "-n", "app", "uses-value"]);
+    assert_eq!(config["data"]["anchor"].as_str().unwrap().trim(), PEM);
+}
+
 #[test]
 fn over_what_another_tool_installed_a_read_is_resolved_now_and_its_user_rendered_once() {
     let s = Setup::with_plan(&plan(PEM, false));
@@ -261,12 +271,7 @@ fn over_what_another_tool_installed_a_read_is_resolved_now_and_its_user_rendered
     );
     assert_eq!(runs, ["template", "version"]);
     // Applied as planned: the read's value during apply is the one the plan read.
-    let (code, out, err) = s.apply(&[]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let config = s
-        .cluster
-        .get_json(&["configmap", "-n", "app", "uses-value"]);
-    assert_eq!(config["data"]["anchor"].as_str().unwrap().trim(), PEM);
+    applies_with_the_anchor(&s);
     let (code, out, err) = s.run("plan", &["--detailed-exitcode"]);
     assert_eq!(code, 0, "{out}\n{err}");
 }
@@ -285,10 +290,5 @@ fn a_read_whose_object_the_apply_changes_is_known_after_apply_even_when_it_exist
     );
     // Rendered with the value read first, then with the two placeholders.
     assert_eq!(runs, ["template", "template", "template", "version"]);
-    let (code, out, err) = s.apply(&[]);
-    assert_eq!(code, 0, "{out}\n{err}");
-    let config = s
-        .cluster
-        .get_json(&["configmap", "-n", "app", "uses-value"]);
-    assert_eq!(config["data"]["anchor"].as_str().unwrap().trim(), PEM);
+    applies_with_the_anchor(&s);
 }
