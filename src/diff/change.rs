@@ -220,6 +220,20 @@ pub struct ObjectChange {
 }
 
 impl ObjectChange {
+    /// Whether applying this change writes to the cluster (adopting or forgetting a record
+    /// changes only the state).
+    pub fn changes_cluster(&self) -> bool {
+        matches!(
+            self.action,
+            Action::Create
+                | Action::Update
+                | Action::Replace
+                | Action::Delete
+                | Action::KnownAfterApply
+                | Action::Conflict
+        )
+    }
+
     /// A change with nothing but its object and action.
     pub fn new(object: ObjectRef, action: Action) -> Self {
         Self {
@@ -284,17 +298,7 @@ impl NodeChange {
     /// records changes only the state).
     pub fn changes_cluster(&self) -> bool {
         matches!(self.status, NodeStatus::RenderedDuringApply { .. })
-            || self.objects.iter().any(|o| {
-                matches!(
-                    o.action,
-                    Action::Create
-                        | Action::Update
-                        | Action::Replace
-                        | Action::Delete
-                        | Action::KnownAfterApply
-                        | Action::Conflict
-                )
-            })
+            || self.objects.iter().any(ObjectChange::changes_cluster)
     }
 
     /// Whether applying this node may change what a `read` of `target` reads: any change of
@@ -303,20 +307,17 @@ impl NodeChange {
     /// When the read selects a field of `target`'s metadata (`reads_metadata`), the marks put
     /// on `target` itself count.
     pub fn may_change_read_of(&self, target: &ObjectRef, reads_metadata: bool) -> bool {
+        let marks_only = |o: &ObjectChange| {
+            o.action == Action::Update
+                && !o.fields.is_empty()
+                && o.fields.iter().all(only_marks)
+                && !(reads_metadata && same_object(&o.object, target))
+        };
         matches!(self.status, NodeStatus::RenderedDuringApply { .. })
-            || self.objects.iter().any(|o| match o.action {
-                Action::Update => {
-                    (reads_metadata && same_object(&o.object, target))
-                        || o.fields.is_empty()
-                        || !o.fields.iter().all(only_marks)
-                }
-                Action::Create
-                | Action::Replace
-                | Action::Delete
-                | Action::KnownAfterApply
-                | Action::Conflict => true,
-                Action::NoOp | Action::Adopt | Action::Forget | Action::Hook => false,
-            })
+            || self
+                .objects
+                .iter()
+                .any(|o| o.changes_cluster() && !marks_only(o))
     }
 
     /// Keeps only the hooks that apply will run: none when the node changes nothing in the

@@ -245,6 +245,15 @@ pub fn node(address: &str, deps: &[&str], objects: Vec<ApplyObject>) -> ApplyNod
     }
 }
 
+/// The node `manifest.ns` writing namespace `app` with `action`.
+pub fn app_namespace_node(action: ObjectAction) -> ApplyNode {
+    node(
+        "manifest.ns",
+        &[],
+        vec![object("manifest.ns", action, namespace("app"))],
+    )
+}
+
 pub fn input(nodes: Vec<ApplyNode>) -> ApplyInput {
     ApplyInput {
         plan: PLAN.to_owned(),
@@ -792,11 +801,7 @@ async fn an_unchanged_input_sends_no_write() {
     let store = f.open_state();
     let make = |action| {
         input(vec![
-            node(
-                "manifest.ns",
-                &[],
-                vec![object("manifest.ns", action, namespace("app"))],
-            ),
+            app_namespace_node(action),
             node(
                 "manifest.web",
                 &["manifest.ns"],
@@ -839,15 +844,13 @@ async fn an_unchanged_input_sends_no_write() {
 async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
     let f = fixture().await;
     let store = f.open_state();
-    let ns = |action| {
-        node(
-            "manifest.ns",
-            &[],
-            vec![object("manifest.ns", action, namespace("app"))],
-        )
-    };
-    let (summary, _) =
-        run_apply(&f, &store, &input(vec![ns(ObjectAction::Create)]), &quick()).await;
+    let (summary, _) = run_apply(
+        &f,
+        &store,
+        &input(vec![app_namespace_node(ObjectAction::Create)]),
+        &quick(),
+    )
+    .await;
     assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
     let someone = ApplyOptions {
         field_manager: "someone".into(),
@@ -879,7 +882,7 @@ async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
         )
     };
     let failing = input(vec![
-        ns(ObjectAction::NoOp),
+        app_namespace_node(ObjectAction::NoOp),
         writer("a"),
         writer("b"),
         node(
@@ -936,17 +939,10 @@ async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
 async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
     let f = fixture().await;
     let store = f.open_state();
-    let ns_node = |action| {
-        node(
-            "manifest.ns",
-            &[],
-            vec![object("manifest.ns", action, namespace("app"))],
-        )
-    };
     let (summary, _) = run_apply(
         &f,
         &store,
-        &input(vec![ns_node(ObjectAction::Create)]),
+        &input(vec![app_namespace_node(ObjectAction::Create)]),
         &quick(),
     )
     .await;
@@ -986,7 +982,7 @@ async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
 
     // A later node fails: everything is rolled back from the journal's snapshots.
     let failing = input(vec![
-        ns_node(ObjectAction::NoOp),
+        app_namespace_node(ObjectAction::NoOp),
         app(),
         node(
             "manifest.after",
@@ -1027,7 +1023,7 @@ async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
     let (summary, _) = run_apply(
         &f,
         &store,
-        &input(vec![ns_node(ObjectAction::NoOp), app()]),
+        &input(vec![app_namespace_node(ObjectAction::NoOp), app()]),
         &quick(),
     )
     .await;

@@ -98,6 +98,14 @@ pub fn trust_anchor(pem: &str) -> BTreeMap<Address, ReadValue> {
     )])
 }
 
+/// Render inputs with the sample's trust anchor read.
+fn with_trust_anchor() -> RenderInputs {
+    RenderInputs {
+        reads: trust_anchor(TRUST_ANCHOR),
+        ..Default::default()
+    }
+}
+
 fn addr(s: &str) -> Address {
     Address::parse(s).unwrap()
 }
@@ -485,10 +493,7 @@ async fn helm_failure_shows_its_stderr() {
 async fn cache_hit_avoids_running_helm() {
     let plan = sample();
     let cache = Arc::new(MemoryCache::new());
-    let inputs = RenderInputs {
-        reads: trust_anchor(TRUST_ANCHOR),
-        ..Default::default()
-    };
+    let inputs = with_trust_anchor();
     let first = Counting::new(helm());
     let r1 = renderer(first.clone(), cache.clone())
         .render(&plan.plan, &inputs)
@@ -529,10 +534,7 @@ async fn cache_hit_avoids_running_helm() {
 #[tokio::test]
 async fn output_order_does_not_depend_on_parallelism() {
     let plan = sample();
-    let inputs = RenderInputs {
-        reads: trust_anchor(TRUST_ANCHOR),
-        ..Default::default()
-    };
+    let inputs = with_trust_anchor();
     let cache = Arc::new(MemoryCache::new());
     let mut serial = offline_options();
     serial.parallelism = 1;
@@ -874,10 +876,7 @@ impl HelmRunner for Gate {
 #[tokio::test]
 async fn helm_nodes_render_in_parallel_within_the_bound() {
     let plan = sample();
-    let inputs = RenderInputs {
-        reads: trust_anchor(TRUST_ANCHOR),
-        ..Default::default()
-    };
+    let inputs = with_trust_anchor();
     for (bound, expected) in [(1, 1), (2, 2)] {
         let gate = Arc::new(Gate {
             in_flight: AtomicUsize::new(0),
@@ -1033,10 +1032,7 @@ async fn ignored_fields_are_dropped_from_what_is_applied() {
 #[tokio::test]
 async fn helm_version_is_asked_once_ahead_of_the_renders_that_share_it() {
     let plan = sample();
-    let inputs = RenderInputs {
-        reads: trust_anchor(TRUST_ANCHOR),
-        ..Default::default()
-    };
+    let inputs = with_trust_anchor();
     let counting = Counting::new(helm());
     let version = Arc::new(tokio::sync::OnceCell::new());
     // Asked ahead (as a session does while it connects), and kept in the cache.
