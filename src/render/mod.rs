@@ -32,6 +32,7 @@
 
 pub mod cache;
 pub mod chart_info;
+pub mod cheap_keys;
 pub mod dump;
 pub mod error;
 pub mod helm;
@@ -310,6 +311,19 @@ pub struct Renderer {
     /// helm's version, asked once; shared with the other renderers of a run
     /// ([`Renderer::with_helm_version`]).
     helm_version: Arc<OnceCell<String>>,
+    /// The copies of local charts with cheap keys, for canary renders ([`cheap_keys`]), by
+    /// chart path and content; None for a chart that generates no key. Removed with the
+    /// renderer.
+    cheap_charts: std::sync::Mutex<BTreeMap<ChartCopyKey, Option<Arc<CheapChart>>>>,
+}
+
+/// A local chart's path and content digest.
+type ChartCopyKey = (String, String);
+
+/// A copy of a local chart with cheap keys ([`cheap_keys`]), removed when dropped.
+struct CheapChart {
+    chart: ResolvedChart,
+    _dir: tempfile::TempDir,
 }
 
 impl std::fmt::Debug for Renderer {
@@ -357,6 +371,7 @@ impl Renderer {
             cache,
             options,
             helm_version: Arc::new(OnceCell::new()),
+            cheap_charts: std::sync::Mutex::default(),
         }
     }
 
@@ -916,6 +931,20 @@ impl Renderer {
         canary: Option<&Json>,
     ) -> Option<Vec<(Option<String>, Json)>> {
         let canary = canary?;
+        if let Some(cheap) = self.cheap_key_chart(run.chart) {
+            let cheap_run = ChartRun {
+                chart: &cheap.chart,
+                ..*run
+            };
+            match self.template_with(&cheap_run, canary).await {
+                Ok(docs) => return Some(docs),
+                Err(e) => tracing::debug!(
+                    node = %run.address,
+                    error = %e,
+                    "the chart refuses cheap keys: the canary render runs with the chart itself"
+                ),
+            }
+        }
         match self.template_with(run, canary).await {
             Ok(docs) => Some(docs),
             Err(e) => {
@@ -927,6 +956,46 @@ impl Renderer {
                 None
             }
         }
+    }
+
+    /// The copy of `chart` with cheap keys for its canary renders ([`cheap_keys`]), made once
+    /// per chart. None for a chart that is not a local directory, whose templates generate no
+    /// key, or that cannot be copied (the canary render then runs with the chart itself).
+    fn cheap_key_chart(&self, chart: &ResolvedChart) -> Option<Arc<CheapChart>> {
+        let ChartIdentity::Local { content_digest, .. } = &chart.identity else {
+            return None;
+        };
+        chart.generates.as_ref()?;
+        let path = std::path::Path::new(&chart.reference);
+        if !path.is_dir() {
+            return None;
+        }
+        let mut copies = self.cheap_charts.lock().ok()?;
+        copies
+            .entry((chart.reference.clone(), content_digest.clone()))
+            .or_insert_with(|| {
+                let dir = tempfile::Builder::new()
+                    .prefix("meshplan-chart-")
+                    .tempdir()
+                    .ok()?;
+                let copy = dir.path().join(path.file_name()?);
+                std::fs::create_dir(&copy).ok()?;
+                match cheap_keys::copy_with_cheap_keys(path, &copy) {
+                    Ok(true) => Some(Arc::new(CheapChart {
+                        chart: ResolvedChart {
+                            reference: copy.display().to_string(),
+                            ..chart.clone()
+                        },
+                        _dir: dir,
+                    })),
+                    Ok(false) => None,
+                    Err(e) => {
+                        tracing::debug!(chart = %chart.display, error = %e, "the chart could not be copied with cheap keys");
+                        None
+                    }
+                }
+            })
+            .clone()
     }
 
     /// `helm template` of `run` with `values` (written to a temporary 0600 file).
@@ -1096,6 +1165,7 @@ fn helm_missing_once(errors: Vec<RenderError>) -> Vec<RenderError> {
 }
 
 /// What one `helm template` of a node needs besides its values.
+#[derive(Clone, Copy)]
 struct ChartRun<'a> {
     /// Permits for helm processes (at most `parallelism` at once).
     processes: &'a Semaphore,

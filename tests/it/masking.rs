@@ -370,3 +370,149 @@ async fn masking_marks_every_derived_field_and_keeps_the_marks_in_the_cache() {
     assert_eq!(helm.count(), 2, "no helm run when the render is cached");
     assert_eq!(marks(&again), first);
 }
+
+/// Runs real helm and records, for each `helm template`, the chart it was given, whether the
+/// chart's templates ask for cheap (ECDSA) keys, and whether helm succeeded.
+struct ChartRecorder {
+    inner: meshplan::render::HelmProcess,
+    runs: std::sync::Mutex<Vec<(String, bool, bool)>>,
+}
+
+impl meshplan::render::HelmRunner for ChartRecorder {
+    fn binary(&self) -> Option<String> {
+        self.inner.binary()
+    }
+
+    fn run(
+        &self,
+        args: Vec<String>,
+    ) -> futures::future::BoxFuture<
+        '_,
+        Result<meshplan::render::HelmOutput, meshplan::render::HelmRunError>,
+    > {
+        Box::pin(async move {
+            let chart = (args.first().map(String::as_str) == Some("template"))
+                .then(|| args.get(2).cloned())
+                .flatten();
+            let cheap = chart.as_ref().is_some_and(|c| {
+                std::fs::read_to_string(std::path::Path::new(c).join("templates/tls.yaml"))
+                    .is_ok_and(|t| t.contains("(genPrivateKey \"ecdsa\")"))
+            });
+            let out = self.inner.run(args).await;
+            if let Some(chart) = chart {
+                let ok = out.as_ref().is_ok_and(|o| o.success);
+                self.runs.lock().unwrap().push((chart, cheap, ok));
+            }
+            out
+        })
+    }
+}
+
+/// A chart that generates RSA keys and takes a sensitive value: its canary render runs with a
+/// copy of the chart that generates cheap keys, and marks the same fields (the digest of the
+/// value, which only provenance finds, and the generated material: a render without a
+/// previous one cannot tell it from derived fields). A chart that refuses the
+/// cheap keys gets its canary render with the chart itself.
+#[tokio::test]
+async fn masking_canary_renders_generate_cheap_keys_and_fall_back_to_the_chart() {
+    let chart = root().join("tests/fixtures/charts/keyed-secret");
+    for rsa_only in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("plan.toml");
+        std::fs::write(
+            &path,
+            format!(
+                r#"
+[plan]
+name = "keyed"
+
+[read.creds]
+api_version = "v1"
+kind = "Secret"
+namespace = "app"
+name = "creds"
+key = "password"
+
+[helm.app]
+chart = "{}"
+namespace = "app"
+[helm.app.values]
+password = "${{read.creds.value}}"
+rsaOnly = {rsa_only}
+"#,
+                chart.display()
+            ),
+        )
+        .unwrap();
+        let loaded = load_plan(&path, &[]);
+        let inputs = RenderInputs {
+            reads: BTreeMap::from([(
+                Address::parse("read.creds").unwrap(),
+                ReadValue {
+                    value: "hunter2".into(),
+                    sensitive: true,
+                },
+            )]),
+            ..RenderInputs::default()
+        };
+        let helm = Arc::new(ChartRecorder {
+            inner: helm(),
+            runs: std::sync::Mutex::default(),
+        });
+        let r = renderer(helm.clone(), Arc::new(MemoryCache::new()));
+        let render = r.render(&loaded.plan, &inputs).await.unwrap();
+        let marks: BTreeMap<String, BTreeSet<String>> = render
+            .objects()
+            .map(|(_, o)| (o.object_ref.name.clone(), o.sensitive_paths.clone()))
+            .collect();
+        assert_eq!(
+            marks["keyed-tls"],
+            BTreeSet::from(
+                [
+                    "/metadata/annotations/checksum~1password",
+                    "/data",
+                    "/data/ca.crt",
+                    "/data/tls.crt",
+                    "/data/tls.key",
+                ]
+                .map(String::from)
+            ),
+            "rsaOnly = {rsa_only}"
+        );
+        assert_eq!(
+            marks["keyed-config"],
+            BTreeSet::from(["/data/ca-bundle.crt".to_owned()]),
+            "rsaOnly = {rsa_only}"
+        );
+
+        let runs = helm.runs.lock().unwrap().clone();
+        let original = chart.display().to_string();
+        let mut kinds: Vec<(bool, bool, bool)> = runs
+            .iter()
+            .map(|(c, cheap, ok)| (c == &original, *cheap, *ok))
+            .collect();
+        kinds.sort();
+        let expected = if rsa_only {
+            // The copy refused; the canary render ran again with the chart.
+            vec![
+                (false, true, false),
+                (true, false, true),
+                (true, false, true),
+            ]
+        } else {
+            vec![(false, true, true), (true, false, true)]
+        };
+        assert_eq!(kinds, expected, "rsaOnly = {rsa_only}: {runs:?}");
+
+        // The copy goes with the renderer.
+        let copy = runs
+            .iter()
+            .find(|(c, ..)| c != &original)
+            .unwrap()
+            .0
+            .clone();
+        assert!(std::path::Path::new(&copy).exists());
+        drop(r);
+        assert!(!std::path::Path::new(&copy).exists());
+    }
+}
