@@ -7,7 +7,7 @@
 //! to render: `genCA`, `genSelfSignedCert` and `genSignedCert` each generate a 2048-bit RSA key
 //! (tens to hundreds of milliseconds), where an ECDSA P-256 key takes well under one.
 //!
-//! [`copy_with_cheap_keys`] copies a chart directory and rewrites, in the template actions of
+//! [`cheap_copy`] copies a chart (a directory or a packaged chart) and rewrites, in the template actions of
 //! the files under its `templates/` folders (its subcharts' too):
 //!
 //! - `genCA A B` → `genCAWithKey A B (genPrivateKey "ecdsa")`, and likewise
@@ -20,7 +20,7 @@
 //! render runs with the chart itself.
 
 use std::io;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// The generating functions that take their key last in a `...WithKey` form.
 const WITH_KEY: &[(&str, &str)] = &[
@@ -32,11 +32,31 @@ const WITH_KEY: &[(&str, &str)] = &[
 /// The cheap key every rewritten call generates.
 const CHEAP_KEY: &str = "(genPrivateKey \"ecdsa\")";
 
-/// Copies the chart directory `chart` into the (existing, empty) directory `into`, rewriting
-/// the key-generating calls of its templates (see the module). Returns whether any call was
-/// rewritten: when none was, the copy renders exactly as the chart and is of no use.
-pub fn copy_with_cheap_keys(chart: &Path, into: &Path) -> io::Result<bool> {
-    copy_dir(chart, into, false)
+/// Copies the chart at `chart` (a directory, or a packaged chart: `.tgz`) into the (existing,
+/// empty) directory `into`, rewriting the key-generating calls of its templates (see the
+/// module). Returns the copy's chart directory, or None when no call was rewritten: the copy
+/// would render exactly as the chart and is of no use.
+pub fn cheap_copy(chart: &Path, into: &Path) -> io::Result<Option<PathBuf>> {
+    if std::fs::metadata(chart)?.is_dir() {
+        let name = chart.file_name().unwrap_or(std::ffi::OsStr::new("chart"));
+        let copy = into.join(name);
+        std::fs::create_dir(&copy)?;
+        return Ok(copy_dir(chart, &copy, false)?.then_some(copy));
+    }
+    // A packaged chart: its single top folder is the chart.
+    let unpacked = into.join("packaged");
+    let archive = std::fs::File::open(chart)?;
+    tar::Archive::new(flate2::read::GzDecoder::new(archive)).unpack(&unpacked)?;
+    let mut tops = std::fs::read_dir(&unpacked)?.collect::<Result<Vec<_>, _>>()?;
+    let top = match tops.pop() {
+        Some(top) if tops.is_empty() && top.file_type()?.is_dir() => top,
+        _ => return Ok(None),
+    };
+    let copy = into.join(top.file_name());
+    std::fs::create_dir(&copy)?;
+    let rewritten = copy_dir(&top.path(), &copy, false)?;
+    std::fs::remove_dir_all(&unpacked)?;
+    Ok(rewritten.then_some(copy))
 }
 
 fn copy_dir(from: &Path, to: &Path, in_templates: bool) -> io::Result<bool> {
@@ -304,8 +324,9 @@ mod tests {
         std::fs::write(root.join("templates/blob.bin"), [0xff, 0xfe, b'{']).unwrap();
 
         let into = tempfile::tempdir().unwrap();
-        assert!(copy_with_cheap_keys(root, into.path()).unwrap());
-        let read = |p: &str| std::fs::read(into.path().join(p)).unwrap();
+        let copy = cheap_copy(root, into.path()).unwrap().unwrap();
+        assert_eq!(copy, into.path().join(root.file_name().unwrap()));
+        let read = |p: &str| std::fs::read(copy.join(p)).unwrap();
         let cheap = b"{{ genCAWithKey \"x\" 1 (genPrivateKey \"ecdsa\") }}".to_vec();
         assert_eq!(read("templates/a.yaml"), cheap);
         assert_eq!(read("charts/sub/templates/_h.tpl"), cheap);
@@ -317,6 +338,50 @@ mod tests {
         std::fs::write(root.join("templates/a.yaml"), "{{ randAlphaNum 8 }}").unwrap();
         std::fs::write(root.join("charts/sub/templates/_h.tpl"), "").unwrap();
         let again = tempfile::tempdir().unwrap();
-        assert!(!copy_with_cheap_keys(root, again.path()).unwrap());
+        assert_eq!(cheap_copy(root, again.path()).unwrap(), None);
+    }
+
+    #[test]
+    fn a_packaged_chart_is_unpacked_and_rewritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let archive = dir.path().join("c-1.0.0.tgz");
+        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
+            std::fs::File::create(&archive).unwrap(),
+            flate2::Compression::fast(),
+        ));
+        for (path, text) in [
+            ("c/Chart.yaml", "name: c\nversion: 1.0.0\n"),
+            (
+                "c/templates/a.yaml",
+                "{{ genSelfSignedCert \"x\" nil nil 1 }}",
+            ),
+        ] {
+            let mut header = tar::Header::new_gnu();
+            header.set_size(text.len() as u64);
+            header.set_mode(0o644);
+            header.set_cksum();
+            builder
+                .append_data(&mut header, path, text.as_bytes())
+                .unwrap();
+        }
+        builder.into_inner().unwrap().finish().unwrap();
+
+        let into = tempfile::tempdir().unwrap();
+        let copy = cheap_copy(&archive, into.path()).unwrap().unwrap();
+        assert_eq!(copy, into.path().join("c"));
+        assert_eq!(
+            std::fs::read_to_string(copy.join("templates/a.yaml")).unwrap(),
+            "{{ genSelfSignedCertWithKey \"x\" nil nil 1 (genPrivateKey \"ecdsa\") }}"
+        );
+        assert_eq!(
+            std::fs::read_to_string(copy.join("Chart.yaml")).unwrap(),
+            "name: c\nversion: 1.0.0\n"
+        );
+        // Only the copy is left in the folder.
+        let names: Vec<_> = std::fs::read_dir(into.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(names, ["c"]);
     }
 }

@@ -959,17 +959,15 @@ impl Renderer {
     }
 
     /// The copy of `chart` with cheap keys for its canary renders ([`cheap_keys`]), made once
-    /// per chart. None for a chart that is not a local directory, whose templates generate no
-    /// key, or that cannot be copied (the canary render then runs with the chart itself).
+    /// per chart. None for a chart that is not local (a directory or a packaged chart), whose
+    /// templates generate no key, or that cannot be copied (the canary render then runs with
+    /// the chart itself).
     fn cheap_key_chart(&self, chart: &ResolvedChart) -> Option<Arc<CheapChart>> {
         let ChartIdentity::Local { content_digest, .. } = &chart.identity else {
             return None;
         };
         chart.generates.as_ref()?;
         let path = std::path::Path::new(&chart.reference);
-        if !path.is_dir() {
-            return None;
-        }
         let mut copies = self.cheap_charts.lock().ok()?;
         copies
             .entry((chart.reference.clone(), content_digest.clone()))
@@ -978,17 +976,15 @@ impl Renderer {
                     .prefix("meshplan-chart-")
                     .tempdir()
                     .ok()?;
-                let copy = dir.path().join(path.file_name()?);
-                std::fs::create_dir(&copy).ok()?;
-                match cheap_keys::copy_with_cheap_keys(path, &copy) {
-                    Ok(true) => Some(Arc::new(CheapChart {
+                match cheap_keys::cheap_copy(path, dir.path()) {
+                    Ok(Some(copy)) => Some(Arc::new(CheapChart {
                         chart: ResolvedChart {
                             reference: copy.display().to_string(),
                             ..chart.clone()
                         },
                         _dir: dir,
                     })),
-                    Ok(false) => None,
+                    Ok(None) => None,
                     Err(e) => {
                         tracing::debug!(chart = %chart.display, error = %e, "the chart could not be copied with cheap keys");
                         None
