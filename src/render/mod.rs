@@ -660,7 +660,6 @@ impl Renderer {
         }
 
         let chart = resolve_chart_for(plan, address, helm, version.as_deref(), &self.options)?;
-        let helm_version = self.helm_version(address).await?;
         let api_versions = self
             .options
             .discovery
@@ -668,22 +667,44 @@ impl Renderer {
             .map(Discovery::api_versions)
             .unwrap_or_default();
         let kube_version = self.options.kube_version.clone();
-        let run = ChartRun {
+        let no_version = String::new();
+        let early = ChartRun {
             processes,
             address,
             chart: &chart,
             helm,
-            helm_version: &helm_version,
+            helm_version: &no_version,
             api_versions: &api_versions,
             kube_version: kube_version.as_deref(),
             namespace: &namespace,
             sensitive_inputs: &value_marks.sensitive_paths,
             secrets,
         };
+        // helm's version is part of the cache key only. A node without a previous render,
+        // when helm's version is asked for the first time (a render cache that has never
+        // seen this helm binary: a first plan), starts its renders at once instead of after
+        // `helm version`; they are used only when the cache, asked with the key, does not
+        // have the output.
+        let known_values = marks.unknown_references.is_empty();
+        let early_start = known_values && previous.is_none() && self.helm_version_unknown();
+        let (helm_version, early_renders) = if early_start {
+            let (version, renders) = futures::future::join(
+                self.helm_version(address),
+                self.fresh_renders(&early, &values, false),
+            )
+            .await;
+            (version?, Some(renders))
+        } else {
+            (self.helm_version(address).await?, None)
+        };
+        let run = ChartRun {
+            helm_version: &helm_version,
+            ..early
+        };
 
-        let (key, output, source, carry, placeholders) = if marks.unknown_references.is_empty() {
+        let (key, output, source, carry, placeholders) = if known_values {
             let (key, output, source, carry) = self
-                .chart_output(&run, &values, previous, regenerate)
+                .chart_output(&run, &values, previous, regenerate, early_renders)
                 .await?;
             (key, output, source, carry, Vec::new())
         } else {
@@ -778,6 +799,7 @@ impl Renderer {
         values: &Json,
         previous: Option<&PreviousRender>,
         regenerate: bool,
+        early_renders: Option<FreshRenders>,
     ) -> Result<(String, ChartOutput, RenderSource, Option<CarryOver>), RenderError> {
         let address = run.address;
         let key = run.key(values);
@@ -808,26 +830,16 @@ impl Renderer {
         {
             return Ok((key, output, RenderSource::Cache, None));
         }
-        // A second render, at the same time, only when the chart (or a value it may pass to
-        // `tpl`) may generate material and there is a previous render to carry it over from
-        // or compare it with; and one with canaries for the sensitive inputs, at the same
-        // time too, when there are any.
         let generates = run.chart.generates.is_some() || values_generate(values);
         let find_volatile = generates && has_previous;
-        let canary = run.canary_values(values, false);
-        let second = async {
-            if find_volatile {
-                self.template_with(run, values).await.map(Some)
-            } else {
-                Ok(None)
-            }
-        };
-        let (first, second, canary) = futures::future::join3(
-            self.template_with(run, values),
+        let FreshRenders {
+            first,
             second,
-            self.canary_render(run, canary.as_ref()),
-        )
-        .await;
+            canary,
+        } = match early_renders {
+            Some(renders) => renders,
+            None => self.fresh_renders(run, values, has_previous).await,
+        };
         let first = first?;
         let volatile = match second? {
             Some(second) => stability::volatile_paths(&first, &second),
@@ -854,6 +866,49 @@ impl Renderer {
         };
         self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
         Ok((key, output, RenderSource::Helm, Some(carry)))
+    }
+
+    /// The renders of a chart on a cache miss, all at the same time: the real one; a second
+    /// one when the chart (or a value it may pass to `tpl`) may generate material and there
+    /// is a previous render to carry it over from or compare it with; and one with canaries
+    /// for the sensitive inputs, when there are any. `run`'s helm version is not used.
+    async fn fresh_renders(
+        &self,
+        run: &ChartRun<'_>,
+        values: &Json,
+        has_previous: bool,
+    ) -> FreshRenders {
+        let generates = run.chart.generates.is_some() || values_generate(values);
+        let find_volatile = generates && has_previous;
+        let canary = run.canary_values(values, false);
+        let second = async {
+            if find_volatile {
+                self.template_with(run, values).await.map(Some)
+            } else {
+                Ok(None)
+            }
+        };
+        let (first, second, canary) = futures::future::join3(
+            self.template_with(run, values),
+            second,
+            self.canary_render(run, canary.as_ref()),
+        )
+        .await;
+        FreshRenders {
+            first,
+            second,
+            canary,
+        }
+    }
+
+    /// Whether helm's version is still to be asked: neither this run nor the render cache
+    /// knows it for this helm binary.
+    fn helm_version_unknown(&self) -> bool {
+        self.helm_version.get().is_none()
+            && !matches!(
+                version_key(self.helm.as_ref()).map(|key| self.cache.get(&key)),
+                Some(Ok(Some(Json::String(_))))
+            )
     }
 
     /// The chart's output with placeholders: render A's documents, each with the paths that
@@ -1055,9 +1110,7 @@ async fn ask_helm_version(
     helm: &dyn HelmRunner,
     cache: &dyn RenderCache,
 ) -> Result<String, VersionFailure> {
-    let key = helm
-        .binary()
-        .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()));
+    let key = version_key(helm);
     if let Some(key) = &key
         && let Ok(Some(Json::String(version))) = cache.get(key)
     {
@@ -1079,6 +1132,22 @@ async fn ask_helm_version(
     }
     Ok(version)
 }
+
+/// The render cache key of helm's version: the helm binary (path, size, modification time).
+fn version_key(helm: &dyn HelmRunner) -> Option<String> {
+    helm.binary()
+        .map(|b| format!("helm-version:{}", blake3::hash(b.as_bytes()).to_hex()))
+}
+
+/// The renders of a chart on a cache miss ([`Renderer::fresh_renders`]).
+struct FreshRenders {
+    first: Result<Documents, RenderError>,
+    second: Result<Option<Documents>, RenderError>,
+    canary: Option<Documents>,
+}
+
+/// The documents of one `helm template`: `(source, object)`, in order.
+type Documents = Vec<(Option<String>, Json)>;
 
 /// Asks helm's version into `version` ahead of the render that needs it (the cache key of
 /// every helm node holds it), so that `helm version` runs while the caller does other work

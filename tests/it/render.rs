@@ -489,6 +489,75 @@ async fn helm_failure_shows_its_stderr() {
     );
 }
 
+/// Runs real helm; `helm version` answers only once a `helm template` has started (or after a
+/// minute, so that a render that waits for the version before any template still ends), and
+/// records which.
+struct VersionAfterTemplate {
+    inner: HelmProcess,
+    template_started: tokio::sync::Notify,
+    version_after_template: std::sync::Mutex<Vec<bool>>,
+}
+
+impl HelmRunner for VersionAfterTemplate {
+    fn binary(&self) -> Option<String> {
+        self.inner.binary()
+    }
+
+    fn run(&self, args: Vec<String>) -> BoxFuture<'_, Result<HelmOutput, HelmRunError>> {
+        Box::pin(async move {
+            match args.first().map(String::as_str) {
+                Some("template") => self.template_started.notify_one(),
+                Some("version") => {
+                    let waited = tokio::time::timeout(
+                        std::time::Duration::from_secs(60),
+                        self.template_started.notified(),
+                    )
+                    .await
+                    .is_ok();
+                    self.version_after_template.lock().unwrap().push(waited);
+                }
+                _ => {}
+            }
+            self.inner.run(args).await
+        })
+    }
+}
+
+/// A first render (no previous render, a render cache that has never seen this helm binary)
+/// does not wait for `helm version` to start its charts: the version is part of the cache key
+/// only. The output is the one a render after the version gives.
+#[tokio::test]
+async fn a_first_render_starts_its_charts_while_helm_version_runs() {
+    let plan = sample();
+    let cache = Arc::new(MemoryCache::new());
+    let helm = Arc::new(VersionAfterTemplate {
+        inner: helm(),
+        template_started: tokio::sync::Notify::new(),
+        version_after_template: std::sync::Mutex::default(),
+    });
+    let early = renderer(helm.clone(), cache.clone())
+        .render(&plan.plan, &with_trust_anchor())
+        .await
+        .unwrap();
+    assert_eq!(*helm.version_after_template.lock().unwrap(), [true]);
+    // The version and the outputs were cached under the keys with the version.
+    let counting = Counting::new(super::render::helm());
+    let again = renderer(counting.clone(), cache)
+        .render(&plan.plan, &with_trust_anchor())
+        .await
+        .unwrap();
+    assert_eq!(counting.count(), 0);
+    assert_eq!(counting.versions.load(Ordering::SeqCst), 0);
+    for (address, node) in &again.nodes {
+        let (Some(h), Some(first)) = (&node.helm, &early.nodes[address].helm) else {
+            continue;
+        };
+        assert_eq!(h.source, RenderSource::Cache, "{address}");
+        assert_eq!(h.cache_key, first.cache_key, "{address}");
+        assert_eq!(h.output, first.output, "{address}");
+    }
+}
+
 #[tokio::test]
 async fn cache_hit_avoids_running_helm() {
     let plan = sample();
