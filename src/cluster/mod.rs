@@ -19,10 +19,14 @@
 //!    timeout that returns the last object seen; [`Cluster::wait_gone`] waits for many objects
 //!    of one kind and namespace to disappear through one watch (by name for a single one).
 //!
+//! [`ListsAhead`] starts LISTs before they are needed; [`WithListsAhead`] hands each answer
+//! to the first `list` that asks for it (a plan's refresh, after its render and lint).
+//!
 //! Every request goes through [`transport`]: a connect timeout and a request timeout, and
 //! transient failures (429, 500, 503, 504, broken connections) retried with backoff before
 //! anything else sees them. Errors are typed and carry the object ([`ClusterError`]).
 
+mod ahead;
 mod error;
 mod kube_cluster;
 mod secret_data;
@@ -35,6 +39,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+pub use ahead::{ListKey, ListsAhead, WithListsAhead};
 pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflicts};
 pub use kube_cluster::KubeCluster;
 pub use meshplan_k8s::discovery::{ApiResourceInfo, Discovery};
