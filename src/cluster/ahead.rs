@@ -1,9 +1,10 @@
 //! LISTs asked ahead: requests started while the caller does other work (a plan renders and
 //! lints while the API server answers the LISTs of its refresh), each answer handed once to
-//! the first [`Cluster::list`] of the same kind and namespace without a label selector.
+//! the first [`Cluster::list_unmanaged`] of the same kind and namespace.
 //!
-//! 1. [`ListsAhead::start`] sends one LIST per (kind, namespace) on tasks of their own.
-//! 2. [`WithListsAhead`] is a [`Cluster`] over another one: `list` takes the answer started
+//! 1. [`ListsAhead::start`] sends one LIST per (kind, namespace) on tasks of their own
+//!    ([`Cluster::list_unmanaged`]).
+//! 2. [`WithListsAhead`] is a [`Cluster`] over another one: `list_unmanaged` takes the answer started
 //!    ahead for its kind and namespace when there is one (waiting for it if it is still on
 //!    its way), and asks the cluster underneath otherwise; every other method goes to the
 //!    cluster underneath.
@@ -57,17 +58,17 @@ impl ListsAhead {
     where
         C: Cluster + Clone + 'static,
     {
-        let started =
-            keys.into_iter()
-                .map(|key| {
-                    let cluster = cluster.clone();
-                    let (kind, namespace) = key.clone();
-                    let answer = tokio::spawn(async move {
-                        cluster.list(&kind, namespace.as_deref(), None).await
-                    });
-                    (key, answer)
-                })
-                .collect();
+        let started = keys
+            .into_iter()
+            .map(|key| {
+                let cluster = cluster.clone();
+                let (kind, namespace) = key.clone();
+                let answer = tokio::spawn(async move {
+                    cluster.list_unmanaged(&kind, namespace.as_deref()).await
+                });
+                (key, answer)
+            })
+            .collect();
         Self {
             started: Mutex::new(started),
         }
@@ -101,8 +102,8 @@ impl Drop for ListsAhead {
     }
 }
 
-/// A cluster whose first LIST of each kind and namespace started ahead is answered by the
-/// request started ahead (see the module docs).
+/// A cluster whose first [`Cluster::list_unmanaged`] of each kind and namespace started ahead
+/// is answered by the request started ahead (see the module docs).
 pub struct WithListsAhead<'a> {
     inner: &'a dyn Cluster,
     ahead: Option<ListsAhead>,
@@ -156,19 +157,23 @@ impl Cluster for WithListsAhead<'_> {
         namespace: Option<&'b str>,
         label_selector: Option<&'b str>,
     ) -> BoxFuture<'b, Result<ObjectList, ClusterError>> {
-        let answer = match (&self.ahead, label_selector) {
-            (Some(ahead), None) => ahead.take(kind, namespace),
-            _ => None,
-        };
-        match answer {
+        self.inner.list(kind, namespace, label_selector)
+    }
+
+    fn list_unmanaged<'b>(
+        &'b self,
+        kind: &'b KindRef,
+        namespace: Option<&'b str>,
+    ) -> BoxFuture<'b, Result<ObjectList, ClusterError>> {
+        match self.ahead.as_ref().and_then(|a| a.take(kind, namespace)) {
             Some(answer) => Box::pin(async move {
                 match answer.await {
                     Ok(listed) => listed,
                     // The task did not finish (stopped or failed): ask now.
-                    Err(_) => self.inner.list(kind, namespace, None).await,
+                    Err(_) => self.inner.list_unmanaged(kind, namespace).await,
                 }
             }),
-            None => self.inner.list(kind, namespace, label_selector),
+            None => self.inner.list_unmanaged(kind, namespace),
         }
     }
 
@@ -242,7 +247,8 @@ mod tests {
     use super::*;
 
     /// A cluster that answers every LIST with the number of LISTs asked so far as the list's
-    /// resourceVersion (and the selector as its one item); it serves nothing else.
+    /// resourceVersion (and the selector as its one item); it serves nothing else. Its
+    /// `list_unmanaged` is the default one, over `list`.
     #[derive(Clone, Default)]
     struct Counting {
         lists: Arc<AtomicUsize>,
@@ -354,18 +360,20 @@ mod tests {
         until_listed(&cluster, 1).await;
         let with = WithListsAhead::new(&cluster, Some(ahead));
         let kind = config_maps();
-        // Another namespace and a selector go to the cluster.
-        let other = with.list(&kind, Some("b"), None).await.unwrap();
+        // Another namespace, and plain lists, go to the cluster.
+        let other = with.list_unmanaged(&kind, Some("b")).await.unwrap();
         assert_eq!(other.resource_version, "2");
+        let plain = with.list(&kind, Some("a"), None).await.unwrap();
+        assert_eq!(plain.resource_version, "3");
         let selected = with.list(&kind, Some("a"), Some("app=x")).await.unwrap();
-        assert_eq!(selected.resource_version, "3");
+        assert_eq!(selected.resource_version, "4");
         assert_eq!(selected.items, vec![Value::from("app=x")]);
-        // The first plain list of the namespace is the answer started ahead.
-        let first = with.list(&kind, Some("a"), None).await.unwrap();
+        // The first list of the namespace is the answer started ahead.
+        let first = with.list_unmanaged(&kind, Some("a")).await.unwrap();
         assert_eq!(first.resource_version, "1");
         // Taken once: the next one asks the cluster.
-        let second = with.list(&kind, Some("a"), None).await.unwrap();
-        assert_eq!(second.resource_version, "4");
+        let second = with.list_unmanaged(&kind, Some("a")).await.unwrap();
+        assert_eq!(second.resource_version, "5");
     }
 
     #[tokio::test]
@@ -375,7 +383,7 @@ mod tests {
         until_listed(&cluster, 1).await;
         let with = WithListsAhead::new(&cluster, Some(ahead));
         with.forget();
-        let listed = with.list(&config_maps(), None, None).await.unwrap();
+        let listed = with.list_unmanaged(&config_maps(), None).await.unwrap();
         assert_eq!(listed.resource_version, "2");
     }
 
@@ -384,7 +392,7 @@ mod tests {
         let cluster = Counting::default();
         let with = WithListsAhead::new(&cluster, None);
         for n in 1..=2 {
-            let listed = with.list(&config_maps(), None, None).await.unwrap();
+            let listed = with.list_unmanaged(&config_maps(), None).await.unwrap();
             assert_eq!(listed.resource_version, n.to_string());
         }
     }

@@ -154,7 +154,7 @@ async fn refresh(
     let fetched: Vec<Fetched> = futures::stream::iter(groups.into_iter().map(
         |((kind, namespace), objects)| async move {
             if objects.len() >= LIST_FROM {
-                let items = match cluster.list(&kind, namespace.as_deref(), None).await {
+                let items = match cluster.list_unmanaged(&kind, namespace.as_deref()).await {
                     Ok(list) => list.items,
                     Err(e) if kind_gone(&kind, &e) => Vec::new(),
                     Err(e) if e.is_not_found() => {
