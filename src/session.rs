@@ -91,6 +91,16 @@ pub struct Session {
     helm_version: Arc<tokio::sync::OnceCell<String>>,
     /// The last lint's render, for the change set that follows it with the same inputs.
     lint_render: std::sync::Mutex<Option<LintRender>>,
+    /// The LISTs of the next change set's refresh, started ahead ([`Session::list_ahead`]).
+    ahead: std::sync::Mutex<Option<Ahead>>,
+}
+
+/// The state's records as [`Session::list_ahead`] read them, and the LISTs it started from
+/// them: the change set that follows takes both when the state's serial is still the same.
+struct Ahead {
+    serial: u64,
+    records: Vec<state::ObjectRecord>,
+    lists: crate::cluster::ListsAhead,
 }
 
 /// A lint's render and what it was rendered with: a change set rendering the same nodes
@@ -384,6 +394,7 @@ impl Session {
             uncached_renders: std::sync::atomic::AtomicBool::new(false),
             helm_version,
             lint_render: std::sync::Mutex::new(None),
+            ahead: std::sync::Mutex::new(None),
         })
     }
 
@@ -684,12 +695,19 @@ impl Session {
         fresh_discovery: bool,
         reads_now: Option<&ReadsNow>,
     ) -> Result<ChangeSet, SessionError> {
-        let records = self.store.objects()?;
+        let (records, lists) = match self.ahead.lock().ok().and_then(|mut a| a.take()) {
+            Some(ahead) if ahead.serial == self.store.meta()?.serial => {
+                (ahead.records, Some(ahead.lists))
+            }
+            _ => (self.store.objects()?, None),
+        };
+        let cluster = crate::cluster::WithListsAhead::new(&self.cluster, lists);
         let (discovery, cached) = self.discovery(fresh_discovery).await?;
         let lint_rendered = std::sync::Mutex::new(self.lint_render_for(previous, &discovery)?);
         let attempt = |discovery: Discovery| {
             let records = &records;
             let lint_rendered = &lint_rendered;
+            let cluster = &cluster;
             async move {
                 let read = match reads_now {
                     Some(_) => None,
@@ -721,7 +739,7 @@ impl Session {
                     log: rendered,
                 };
                 crate::diff::plan(
-                    &self.cluster,
+                    cluster,
                     &stage,
                     PlanRequest {
                         plan: &self.loaded.plan,
@@ -736,7 +754,10 @@ impl Session {
                 .await
             }
         };
-        Ok(match attempt(discovery).await {
+        let first = attempt(discovery).await;
+        // Lists started ahead serve the first attempt only.
+        cluster.forget();
+        Ok(match first {
             // A cached discovery may be out of date: a kind missing from it may have been
             // installed since, a kind in it removed (a 404).
             Err(PlanError::Diff(e)) if cached && e.may_be_stale_discovery() => {
@@ -745,6 +766,36 @@ impl Session {
             }
             other => other?,
         })
+    }
+
+    /// Starts the LISTs that the refresh of the next [`Self::change_set`] will send for the
+    /// objects the state records (at most `parallelism` of them; see
+    /// [`crate::diff::list_keys`]), so the API server answers them while the plan renders
+    /// and lints. The records read are kept for that change set too. Without targets only
+    /// (the refresh of a targeted plan reads fewer objects); when the state or the
+    /// discovery cannot be read, nothing is started and the change set reads as usual.
+    pub async fn list_ahead(&self) {
+        if !self.targets.is_empty() {
+            return;
+        }
+        let Ok((discovery, _)) = self.discovery(false).await else {
+            return;
+        };
+        let (Ok(meta), Ok(records)) = (self.store.meta(), self.store.objects()) else {
+            return;
+        };
+        let keys = crate::diff::list_keys(records.iter().map(|r| &r.object))
+            .into_iter()
+            .filter(|(kind, _)| discovery.find(kind).is_some())
+            .take(self.parallelism.max(1));
+        let lists = crate::cluster::ListsAhead::start(&self.cluster, keys);
+        if let Ok(mut ahead) = self.ahead.lock() {
+            *ahead = Some(Ahead {
+                serial: meta.serial,
+                records,
+                lists,
+            });
+        }
     }
 
     /// The values of the reads in scope whose object exists now: the lint and the plan of one

@@ -212,12 +212,12 @@ impl KubeCluster {
     /// One LIST of the objects of `kind` in `namespace` (None: all namespaces), with `params`.
     /// The items are parsed straight into JSON values (what every caller works on), not
     /// into typed objects converted afterwards: half the work on a list of thousands.
-    async fn list_with(
+    async fn list_with<L: serde::de::DeserializeOwned>(
         &self,
         kind: &KindRef,
         namespace: Option<&str>,
         params: &ListParams,
-    ) -> Result<kube::core::ObjectList<Value>, ClusterError> {
+    ) -> Result<L, ClusterError> {
         let api = self.api(kind, namespace, true).await?;
         let target = || Target::Kind {
             kind: kind.clone(),
@@ -228,7 +228,7 @@ impl KubeCluster {
             .map_err(|e| self.err(kube::Error::BuildRequest(e), target()))?;
         request.extensions_mut().insert("list");
         self.client
-            .request::<kube::core::ObjectList<Value>>(request)
+            .request::<L>(request)
             .await
             .map_err(|e| self.err(e, target()))
     }
@@ -254,6 +254,98 @@ fn to_dynamic(body: &Value) -> Result<DynamicObject, ClusterError> {
 /// The object as JSON, with apiVersion and kind.
 fn to_value(object: DynamicObject, kind: &KindRef) -> Value {
     with_kind(serde_json::to_value(object).unwrap_or(Value::Null), kind)
+}
+
+/// A LIST's answer read in one pass, its items without `metadata.managedFields` (kube's
+/// `ObjectList` flattens its type fields, which makes the parser buffer the whole answer
+/// before it builds the items).
+#[derive(serde::Deserialize)]
+struct UnmanagedList {
+    #[serde(default)]
+    metadata: ListResourceVersion,
+    /// null or missing: no items.
+    #[serde(default)]
+    items: Option<Vec<Unmanaged>>,
+}
+
+/// The list's metadata, of which only the resourceVersion is used.
+#[derive(serde::Deserialize, Default)]
+struct ListResourceVersion {
+    #[serde(rename = "resourceVersion")]
+    resource_version: Option<String>,
+}
+
+/// A listed object parsed without its `metadata.managedFields`: they are skipped as the answer
+/// is read, never built (often the largest part of an object). Anything else is read as a
+/// [`Value`] would be, in the same order.
+#[derive(Debug, Clone)]
+struct Unmanaged(Value);
+
+impl<'de> serde::Deserialize<'de> for Unmanaged {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ObjectVisitor { skip: None })
+            .map(Unmanaged)
+    }
+}
+
+/// Reads a JSON object (or null) into a [`Value`], skipping the field `skip` and reading
+/// `metadata` without its `managedFields` when `skip` is None (the object itself).
+struct ObjectVisitor {
+    skip: Option<&'static str>,
+}
+
+/// An object's metadata, without `managedFields`.
+struct Metadata(Value);
+
+impl<'de> serde::Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer
+            .deserialize_any(ObjectVisitor {
+                skip: Some("managedFields"),
+            })
+            .map(Metadata)
+    }
+}
+
+impl<'de> serde::de::Visitor<'de> for ObjectVisitor {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Kubernetes object")
+    }
+
+    fn visit_unit<E>(self) -> Result<Value, E> {
+        Ok(Value::Null)
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        let mut object = serde_json::Map::new();
+        // Where the skipped field was: its removal from a whole object (`Map::remove`, a swap
+        // remove) puts the last field there, and so does this reading.
+        let mut skipped_at = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if self.skip == Some(key.as_str()) {
+                skipped_at.get_or_insert(object.len());
+                map.next_value::<serde::de::IgnoredAny>()?;
+                continue;
+            }
+            let value = if self.skip.is_none() && key == "metadata" {
+                map.next_value::<Metadata>()?.0
+            } else {
+                map.next_value::<Value>()?
+            };
+            object.insert(key, value);
+        }
+        if let Some(at) = skipped_at.filter(|at| *at + 1 < object.len()) {
+            let mut fields: Vec<(String, Value)> = object.into_iter().collect();
+            if let Some(last) = fields.pop() {
+                fields.insert(at, last);
+            }
+            object = fields.into_iter().collect();
+        }
+        Ok(Value::Object(object))
+    }
 }
 
 /// A listed object, with apiVersion and kind (list items may lack them).
@@ -362,10 +454,32 @@ impl Cluster for KubeCluster {
             if let Some(selector) = label_selector {
                 params = params.labels(selector);
             }
-            let list = self.list_with(kind, namespace, &params).await?;
+            let list: kube::core::ObjectList<Value> =
+                self.list_with(kind, namespace, &params).await?;
             Ok(ObjectList {
                 resource_version: list.metadata.resource_version.unwrap_or_default(),
                 items: list.items.into_iter().map(|o| with_kind(o, kind)).collect(),
+            })
+        })
+    }
+
+    fn list_unmanaged<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectList, ClusterError>> {
+        Box::pin(async move {
+            let list: UnmanagedList = self
+                .list_with(kind, namespace, &ListParams::default())
+                .await?;
+            Ok(ObjectList {
+                resource_version: list.metadata.resource_version.unwrap_or_default(),
+                items: list
+                    .items
+                    .unwrap_or_default()
+                    .into_iter()
+                    .map(|o| with_kind(o.0, kind))
+                    .collect(),
             })
         })
     }
@@ -382,7 +496,8 @@ impl Cluster for KubeCluster {
             if let Some(token) = continue_token {
                 params = params.continue_token(token);
             }
-            let list = self.list_with(kind, namespace, &params).await?;
+            let list: kube::core::ObjectList<Value> =
+                self.list_with(kind, namespace, &params).await?;
             Ok(ObjectPage {
                 continue_token: list.metadata.continue_.filter(|t| !t.is_empty()),
                 items: list.items.into_iter().map(|o| with_kind(o, kind)).collect(),
@@ -812,5 +927,65 @@ fn kubeconfig_error(path: &std::path::Path, e: KubeconfigError, implicit: bool) 
             path: path.to_path_buf(),
             message: e.to_string(),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A LIST's answer read without managedFields is the answer read whole, with them removed:
+    /// every other field, in the same order.
+    #[test]
+    fn a_list_is_read_without_managed_fields() {
+        let answer = serde_json::json!({
+            "kind": "ConfigMapList",
+            "apiVersion": "v1",
+            "metadata": {"resourceVersion": "42"},
+            "items": [
+                {
+                    "metadata": {
+                        "name": "a",
+                        "managedFields": [{"manager": "meshplan", "fieldsV1": {"f:data": {}}}],
+                        "resourceVersion": "7",
+                        "labels": {"z": "1", "a": "2"}
+                    },
+                    "data": {"k": "v", "n": 1.5, "list": [1, null, true]}
+                },
+                {"metadata": null, "managedFields": "kept: not in metadata"},
+                {"metadata": {"name": "b"}}
+            ]
+        });
+        let text = answer.to_string();
+        let read: UnmanagedList = serde_json::from_str(&text).unwrap();
+        assert_eq!(read.metadata.resource_version.as_deref(), Some("42"));
+        let whole: kube::core::ObjectList<Value> = serde_json::from_str(&text).unwrap();
+        let expected: Vec<Value> = whole
+            .items
+            .into_iter()
+            .map(|mut item| {
+                if let Some(Value::Object(meta)) = item.get_mut("metadata") {
+                    meta.remove("managedFields");
+                }
+                item
+            })
+            .collect();
+        let items: Vec<Value> = read
+            .items
+            .unwrap_or_default()
+            .into_iter()
+            .map(|o| o.0)
+            .collect();
+        assert_eq!(items, expected);
+        // The same order of keys, not only the same content.
+        assert_eq!(
+            serde_json::to_string(&items).unwrap(),
+            serde_json::to_string(&expected).unwrap()
+        );
+
+        let empty: UnmanagedList =
+            serde_json::from_str(r#"{"metadata": {}, "items": null}"#).unwrap();
+        assert!(empty.items.unwrap_or_default().is_empty());
+        assert_eq!(empty.metadata.resource_version, None);
     }
 }

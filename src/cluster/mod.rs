@@ -19,10 +19,16 @@
 //!    timeout that returns the last object seen; [`Cluster::wait_gone`] waits for many objects
 //!    of one kind and namespace to disappear through one watch (by name for a single one).
 //!
+//! [`Cluster::list_unmanaged`] lists objects without their managedFields (the kube cluster
+//! skips them as it reads the answer). [`ListsAhead`] starts such LISTs before they are
+//! needed; [`WithListsAhead`] hands each answer to the first `list_unmanaged` that asks for it
+//! (a plan's refresh, after its render and lint).
+//!
 //! Every request goes through [`transport`]: a connect timeout and a request timeout, and
 //! transient failures (429, 500, 503, 504, broken connections) retried with backoff before
 //! anything else sees them. Errors are typed and carry the object ([`ClusterError`]).
 
+mod ahead;
 mod error;
 mod kube_cluster;
 mod secret_data;
@@ -35,6 +41,7 @@ use std::time::Duration;
 use futures::future::BoxFuture;
 use serde_json::Value;
 
+pub use ahead::{ListKey, ListsAhead, WithListsAhead};
 pub use error::{ClusterError, FieldConflict, InvalidCause, Target, field_conflicts};
 pub use kube_cluster::KubeCluster;
 pub use meshplan_k8s::discovery::{ApiResourceInfo, Discovery};
@@ -246,6 +253,25 @@ pub trait Cluster: Send + Sync {
         namespace: Option<&'a str>,
         label_selector: Option<&'a str>,
     ) -> BoxFuture<'a, Result<ObjectList, ClusterError>>;
+
+    /// As [`Cluster::list`] without a label selector, each object without its
+    /// `metadata.managedFields`. By default the objects listed, with the field removed; the
+    /// kube cluster skips it while it reads the answer.
+    fn list_unmanaged<'a>(
+        &'a self,
+        kind: &'a KindRef,
+        namespace: Option<&'a str>,
+    ) -> BoxFuture<'a, Result<ObjectList, ClusterError>> {
+        Box::pin(async move {
+            let mut list = self.list(kind, namespace, None).await?;
+            for item in &mut list.items {
+                if let Some(Value::Object(meta)) = item.get_mut("metadata") {
+                    meta.remove("managedFields");
+                }
+            }
+            Ok(list)
+        })
+    }
 
     /// One page of the objects of a kind in `namespace` (None: all namespaces, or a
     /// cluster-scoped kind): at most `limit` of them, from where `continue_token` (the token

@@ -51,6 +51,8 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
     super::terminal::err(&format!("{}\n", session.header()));
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;
+    // The API server answers the refresh's LISTs while the plan renders and lints.
+    session.list_ahead().await;
     // The lint and the plan render with the same values of reads.
     let reads = session.reads_now().await?;
     let lint = session.lint(&previous, &reads).await?;

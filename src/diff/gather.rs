@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use futures::StreamExt as _;
 use serde_json::Value;
 
-use crate::cluster::{ApplyOptions, Cluster, ClusterError, KindRef, ObjectRef};
+use crate::cluster::{ApplyOptions, Cluster, ClusterError, KindRef, ListKey, ObjectRef};
 
 use super::decide::{self, DryRun};
 use super::error::DiffError;
@@ -91,6 +91,27 @@ async fn dry_runs<'a>(
     .await
 }
 
+/// The refresh reads the objects of a kind and namespace with one LIST when it wants at least
+/// this many of them, else with one GET each.
+const LIST_FROM: usize = 2;
+
+/// The kinds and namespaces that the refresh of `reads` lists (see [`LIST_FROM`]): a caller
+/// may start these LISTs ahead ([`crate::cluster::ListsAhead`]).
+pub fn list_keys<'a>(reads: impl IntoIterator<Item = &'a ObjectRef>) -> Vec<ListKey> {
+    let reads: std::collections::BTreeSet<&ObjectRef> = reads.into_iter().collect();
+    let mut counts: BTreeMap<ListKey, usize> = BTreeMap::new();
+    for o in reads {
+        *counts
+            .entry((o.kind_ref(), o.namespace.clone()))
+            .or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .filter(|(_, n)| *n >= LIST_FROM)
+        .map(|(key, _)| key)
+        .collect()
+}
+
 /// Reads the live objects: a LIST per (kind, namespace) with two or more wanted objects, a
 /// GET per other object.
 async fn refresh(
@@ -132,8 +153,8 @@ async fn refresh(
     type Fetched = Result<Vec<(ObjectRef, Option<Value>)>, (ObjectRef, ClusterError)>;
     let fetched: Vec<Fetched> = futures::stream::iter(groups.into_iter().map(
         |((kind, namespace), objects)| async move {
-            if objects.len() >= 2 {
-                let items = match cluster.list(&kind, namespace.as_deref(), None).await {
+            if objects.len() >= LIST_FROM {
+                let items = match cluster.list_unmanaged(&kind, namespace.as_deref()).await {
                     Ok(list) => list.items,
                     Err(e) if kind_gone(&kind, &e) => Vec::new(),
                     Err(e) if e.is_not_found() => {
@@ -204,4 +225,31 @@ fn slim(mut object: Value) -> Value {
         meta.remove("managedFields");
     }
     object
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_keys_are_the_kinds_and_namespaces_with_two_objects_or_more() {
+        let cm = |ns: Option<&str>, name: &str| ObjectRef::new("v1", "ConfigMap", ns, name);
+        let reads = [
+            cm(Some("a"), "x"),
+            cm(Some("a"), "y"),
+            // The same object twice is read once.
+            cm(Some("b"), "x"),
+            cm(Some("b"), "x"),
+            ObjectRef::new("v1", "Namespace", None, "a"),
+            ObjectRef::new("v1", "Namespace", None, "b"),
+            ObjectRef::new("v1", "Secret", Some("a"), "x"),
+        ];
+        assert_eq!(
+            list_keys(&reads),
+            vec![
+                (KindRef::new("v1", "ConfigMap"), Some("a".to_owned())),
+                (KindRef::new("v1", "Namespace"), None),
+            ]
+        );
+    }
 }

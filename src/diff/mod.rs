@@ -48,6 +48,7 @@ pub use change::{
 };
 pub use engine::diff;
 pub use error::DiffError;
+pub use gather::list_keys;
 pub use input::{DesiredNode, DesiredObject, DesiredState, DiffInput, KNOWN_AFTER_APPLY, PlanCrds};
 pub use planner::{PlanError, PlanRequest, ReadValue, RenderFailure, Renderer, plan, reads_now};
 pub use saved::{InputDigests, SavedChangeSet, SavedError, StaleError, StateRef};

@@ -16,7 +16,7 @@ use std::time::Duration;
 
 use crate::planfile::{
     Diagnostic, DiagnosticKind, FileId, RawEntry, RawKind, RawNode, RawPlan, RawTable, RawValue,
-    SourceMap, Span, did_you_mean, parse_toml, parse_yaml,
+    SourceMap, Span, did_you_mean, document_pieces, parse_toml, parse_yaml,
 };
 
 use super::address::{Address, NodeKind};
@@ -72,12 +72,15 @@ pub fn build_partial(
     input: &BuildInput,
     sources: &mut SourceMap,
 ) -> (Plan, Vec<Diagnostic>) {
+    let workers = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    let parsed = parse_manifest_files(raw, input, sources, workers);
     let mut b = Builder {
         raw,
         input,
         sources,
         diags: Vec::new(),
         vars: BTreeMap::new(),
+        parsed,
     };
     let name = b.plan_name();
     let state = b.state_settings();
@@ -143,6 +146,107 @@ struct Builder<'a> {
     sources: &'a mut SourceMap,
     diags: Vec<Diagnostic>,
     vars: BTreeMap<String, Var>,
+    /// Manifest files parsed ahead of the nodes (see [`parse_manifest_files`]), each taken by
+    /// the first manifest that reads it.
+    parsed: BTreeMap<FileId, Result<Vec<RawValue>, Diagnostic>>,
+}
+
+/// Parses the manifest files of the plan (`file =` of a manifest node) on up to `workers`
+/// threads, so a plan whose objects fill large files loads in a fraction of the time: files
+/// are parsed side by side, and a large file in pieces cut at its document markers
+/// ([`document_pieces`]). Only the parse moves: every result is handed to its node in the
+/// node order, so diagnostics come out exactly as when each file is parsed by its node. A
+/// file that a piece of it fails to parse is left to its node (which reports the whole
+/// file's error), as are files not read and everything when one thread would do it all.
+fn parse_manifest_files(
+    raw: &RawPlan,
+    input: &BuildInput,
+    sources: &SourceMap,
+    workers: usize,
+) -> BTreeMap<FileId, Result<Vec<RawValue>, Diagnostic>> {
+    let mut files: Vec<(FileId, std::sync::Arc<str>)> = Vec::new();
+    for node in raw.nodes.iter().filter(|n| n.kind == NodeKind::Manifest) {
+        let Some(written) = node.field("file").and_then(|e| e.value.as_str()) else {
+            continue;
+        };
+        if let Some(LoadedFile::Loaded(id)) = input.files.get(written)
+            && !files.iter().any(|(f, _)| f == id)
+            && let Some(file) = sources.get(*id)
+        {
+            files.push((*id, file.text.clone()));
+        }
+    }
+    // (file, byte range): a whole file, or a piece of one.
+    let mut units: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    for (i, (_, text)) in files.iter().enumerate() {
+        match document_pieces(text, workers) {
+            Some(pieces) => units.extend(pieces.into_iter().map(|p| (i, p))),
+            None => units.push((i, 0..text.len())),
+        }
+    }
+    let workers = workers.min(units.len());
+    if workers < 2 {
+        return BTreeMap::new();
+    }
+    // The largest first, so no thread is left with a large one at the end.
+    let mut order: Vec<usize> = (0..units.len()).collect();
+    order.sort_by_key(|&u| std::cmp::Reverse(units[u].1.len()));
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let parse = || {
+        let mut done = Vec::new();
+        while let Some(&u) = order.get(next.fetch_add(1, std::sync::atomic::Ordering::Relaxed)) {
+            let (file, range) = &units[u];
+            let (id, text) = &files[*file];
+            done.push((u, parse_yaml(*id, &text[range.clone()], range.start)));
+        }
+        done
+    };
+    let mut results: Vec<Option<Result<Vec<RawValue>, Diagnostic>>> =
+        (0..units.len()).map(|_| None).collect();
+    std::thread::scope(|scope| {
+        // The same stack as the main thread's: the parser recurses into nested documents.
+        let helpers: Vec<_> = (1..workers)
+            .filter_map(|_| {
+                std::thread::Builder::new()
+                    .name("manifest-parse".to_owned())
+                    .stack_size(8 << 20)
+                    .spawn_scoped(scope, parse)
+                    .ok()
+            })
+            .collect();
+        let mut done = parse();
+        for helper in helpers {
+            // A helper that panicked leaves its files to the nodes, which parse them again.
+            if let Ok(more) = helper.join() {
+                done.extend(more);
+            }
+        }
+        for (u, result) in done {
+            results[u] = Some(result);
+        }
+    });
+    // The units of each file are in order: a file's documents are those of its pieces. A
+    // piece's error is not its file's: such files (and pieces not parsed) are left out.
+    let mut parsed = BTreeMap::new();
+    let mut left_out = BTreeSet::new();
+    for ((file, range), result) in units.into_iter().zip(results) {
+        let (id, text) = &files[file];
+        match result {
+            Some(Ok(docs)) if !left_out.contains(&file) => {
+                if let Ok(all) = parsed.entry(*id).or_insert_with(|| Ok(Vec::new())) {
+                    all.extend(docs);
+                }
+            }
+            Some(Err(d)) if range.len() == text.len() => {
+                parsed.insert(*id, Err(d));
+            }
+            _ => {
+                left_out.insert(file);
+                parsed.remove(id);
+            }
+        }
+    }
+    parsed
 }
 
 /// Where the last span of a value (its keys and values, nested) ends.
@@ -1243,7 +1347,11 @@ impl Builder<'_> {
                     .sources
                     .get(id)
                     .map_or_else(|| std::sync::Arc::from(""), |f| f.text.clone());
-                let docs = match parse_yaml(id, &text, 0) {
+                let parsed = match self.parsed.remove(&id) {
+                    Some(parsed) => parsed,
+                    None => parse_yaml(id, &text, 0),
+                };
+                let docs = match parsed {
                     Ok(docs) => docs,
                     Err(d) => {
                         self.push(d.label(
@@ -2128,6 +2236,144 @@ mod tests {
             cli_value(&serde_json::json!({"a": 1}), "{ a = 2, b = \"c\" }"),
             Ok(serde_json::json!({"a": 2, "b": "c"}))
         );
+    }
+
+    /// Manifest files parsed ahead on several threads give each node what parsing its file
+    /// itself gives: the same objects at the same places, the same diagnostics in node order.
+    #[test]
+    fn manifest_files_parsed_ahead_match_their_own_parse() {
+        let files = [
+            (
+                "a.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: a\n",
+            ),
+            ("b.yaml", "apiVersion: v1\nkind: [ConfigMap\n"),
+            (
+                "c.yaml",
+                "---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: c\n  x: 'y\n",
+            ),
+            (
+                "d.yaml",
+                "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n",
+            ),
+        ];
+        let mut text = "[plan]\nname = \"t\"\n".to_owned();
+        for (name, _) in &files {
+            let node = name.trim_end_matches(".yaml");
+            text.push_str(&format!("[manifest.{node}]\nfile = \"{name}\"\n"));
+        }
+        let mut sources = SourceMap::new();
+        let plan_file = sources.add("plan.toml", text.as_str());
+        let (raw, diags) = crate::planfile::parse_plan(plan_file, &text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut input = BuildInput::default();
+        let mut ids = Vec::new();
+        for (name, content) in &files {
+            let id = sources.add(*name, *content);
+            input
+                .files
+                .insert((*name).to_owned(), LoadedFile::Loaded(id));
+            ids.push(id);
+        }
+        let ahead = parse_manifest_files(&raw, &input, &sources, 3);
+        assert_eq!(ahead.len(), files.len());
+        for (id, (_, content)) in ids.iter().zip(&files) {
+            assert_eq!(ahead.get(id), Some(&parse_yaml(*id, content, 0)));
+        }
+
+        let (plan, diags) = build_partial(&raw, &input, &mut sources);
+        // Each broken file's own parse error, in node order, pointing at the node's `file`.
+        let expected: Vec<String> = [1, 2]
+            .iter()
+            .map(|&i| {
+                parse_yaml(ids[i], files[i].1, 0)
+                    .expect_err("a broken file")
+                    .message
+            })
+            .collect();
+        let messages: Vec<String> = diags.iter().map(|d| d.message.clone()).collect();
+        assert_eq!(messages, expected);
+        assert!(
+            diags[0]
+                .labels
+                .iter()
+                .any(|l| l.text.contains("manifest.b"))
+        );
+        assert!(
+            diags[1]
+                .labels
+                .iter()
+                .any(|l| l.text.contains("manifest.c"))
+        );
+        // The valid files' objects, at the spans of their own parse.
+        for (i, names) in [(0, vec!["a"]), (3, vec!["d", "e"])] {
+            let node = files[i].0.trim_end_matches(".yaml");
+            let address = Address::new(NodeKind::Manifest, node.to_owned());
+            let Some(NodeSpec::Manifest(manifest)) = plan.nodes.get(&address).map(|n| &n.spec)
+            else {
+                panic!("{address} was not built");
+            };
+            let own = parse_yaml(ids[i], files[i].1, 0).expect("a valid file");
+            let spans: Vec<Span> = own.iter().map(|d| d.span.clone()).collect();
+            assert_eq!(
+                manifest
+                    .objects
+                    .iter()
+                    .map(|o| o.span.clone())
+                    .collect::<Vec<_>>(),
+                spans
+            );
+            assert_eq!(
+                manifest
+                    .objects
+                    .iter()
+                    .map(|o| o.name.as_literal().unwrap_or_default())
+                    .collect::<Vec<_>>(),
+                names
+            );
+        }
+    }
+
+    /// Large files parsed in pieces give what their own parse gives; a file that a piece of it
+    /// fails to parse is left to its node, which reports the whole file's error.
+    #[test]
+    fn large_manifest_files_parsed_in_pieces_match_their_own_parse() {
+        let docs: String = (0..5_000)
+            .map(|i| format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\n"))
+            .collect();
+        let broken = format!("{docs}---\nkind: [ConfigMap\n{docs}");
+        assert!(document_pieces(&docs, 2).is_some());
+        let text = "[plan]\nname = \"t\"\n[manifest.a]\nfile = \"a.yaml\"\n[manifest.b]\nfile = \"b.yaml\"\n";
+        let mut sources = SourceMap::new();
+        let plan_file = sources.add("plan.toml", text);
+        let (raw, diags) = crate::planfile::parse_plan(plan_file, text);
+        assert!(diags.is_empty(), "{diags:?}");
+        let mut input = BuildInput::default();
+        let a = sources.add("a.yaml", docs.as_str());
+        let b = sources.add("b.yaml", broken.as_str());
+        input
+            .files
+            .insert("a.yaml".to_owned(), LoadedFile::Loaded(a));
+        input
+            .files
+            .insert("b.yaml".to_owned(), LoadedFile::Loaded(b));
+
+        let ahead = parse_manifest_files(&raw, &input, &sources, 2);
+        assert_eq!(ahead.get(&a), Some(&parse_yaml(a, &docs, 0)));
+        assert_eq!(ahead.get(&b), None);
+
+        let (plan, diags) = build_partial(&raw, &input, &mut sources);
+        let own_error = parse_yaml(b, &broken, 0).expect_err("a broken file");
+        assert_eq!(
+            diags.iter().map(|d| &d.message).collect::<Vec<_>>(),
+            vec![&own_error.message]
+        );
+        assert_eq!(diags[0].labels.first(), own_error.labels.first());
+        let address = Address::new(NodeKind::Manifest, "a".to_owned());
+        let Some(NodeSpec::Manifest(manifest)) = plan.nodes.get(&address).map(|n| &n.spec) else {
+            panic!("{address} was not built");
+        };
+        assert_eq!(manifest.objects.len(), 5_000);
     }
 
     #[test]

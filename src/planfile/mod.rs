@@ -23,4 +23,4 @@ pub use diagnostic::{Diagnostic, DiagnosticKind, Diagnostics, RenderOptions, did
 pub use parse::{parse_plan, parse_toml};
 pub use source::{FileId, SourceFile, SourceMap, Span};
 pub use syntax::{NodeKind, RawEntry, RawKind, RawNode, RawPlan, RawSection, RawTable, RawValue};
-pub use yaml::parse_yaml;
+pub use yaml::{document_pieces, parse_yaml};

@@ -136,6 +136,74 @@ pub fn parse_yaml(file: FileId, text: &str, base: usize) -> Result<Vec<RawValue>
     }
 }
 
+/// Texts up to this size may be cut into pieces ([`document_pieces`]): far below every limit
+/// of the parser that counts over a whole text (comment bytes, events, nodes, scalar bytes).
+const MAX_CUT_TEXT: usize = 32 << 20;
+
+/// Pieces smaller than this are not worth a thread of their own.
+const MIN_PIECE: usize = 64 << 10;
+
+/// Where a YAML text can be cut into about `pieces` pieces that parse, each with
+/// [`parse_yaml`] at its own offset, to exactly the documents of the whole text, in order and
+/// with the same spans: the concatenation of the pieces' documents is the text's. None when
+/// the text is small, or when a cut could change what it means or which of the parser's
+/// limits it reaches:
+///
+/// - every cut is at the start of a line that is a document start marker (`---` at column
+///   0, then a space, a tab, a line end or the end of the text): inside any scalar or
+///   collection such a line is not content, so the document before it ends there;
+/// - no cut in a text with directives (`%` at column 0, which belong to the document after
+///   them), anchors, aliases or merge keys (`&`, `*`, `<<` anywhere: their limits count over
+///   the whole text), more marker lines than the parser's document limit, or more bytes than
+///   [`MAX_CUT_TEXT`].
+///
+/// A piece's parse error is not the text's error (the whole text may fail elsewhere, or
+/// differently): when a piece fails, parse the whole text to report it.
+pub fn document_pieces(text: &str, pieces: usize) -> Option<Vec<std::ops::Range<usize>>> {
+    if pieces < 2 || text.len() < 2 * MIN_PIECE || text.len() > MAX_CUT_TEXT {
+        return None;
+    }
+    if text.contains(['&', '*']) || text.contains("<<") {
+        return None;
+    }
+    let step = (text.len() / pieces).max(MIN_PIECE);
+    let mut cuts = vec![0];
+    let mut markers = 0usize;
+    let mut at = 0;
+    while at < text.len() {
+        let line = &text[at..];
+        if line.starts_with('%') {
+            return None;
+        }
+        if line.starts_with("---") || line.starts_with("...") {
+            markers += 1;
+            if markers >= MAX_DOCUMENTS {
+                return None;
+            }
+        }
+        let is_start_marker = line.starts_with("---")
+            && matches!(
+                line.as_bytes().get(3),
+                None | Some(b' ' | b'\t' | b'\r' | b'\n')
+            );
+        if is_start_marker
+            && at >= cuts.last().copied().unwrap_or(0) + step
+            && text.len() - at >= MIN_PIECE
+        {
+            cuts.push(at);
+        }
+        at = match line.find('\n') {
+            Some(end) => at + end + 1,
+            None => text.len(),
+        };
+    }
+    if cuts.len() < 2 {
+        return None;
+    }
+    cuts.push(text.len());
+    Some(cuts.windows(2).map(|w| w[0]..w[1]).collect())
+}
+
 /// The text being parsed on this thread, for [`Documents`] to convert each document with.
 struct Converting {
     file: FileId,
@@ -297,6 +365,50 @@ mod tests {
         assert_eq!(name.value.as_str(), Some("${var.ns}"));
         assert_eq!(&text[name.value.span.range.clone()], "\"${var.ns}\"");
         assert_eq!(line_col(text, name.key_span.range.start), (4, 3));
+    }
+
+    /// A text cut at its document markers parses, piece by piece, to the documents of the
+    /// whole text with the same spans.
+    #[test]
+    fn pieces_parse_to_the_documents_of_the_whole_text() {
+        let mut text = "# a comment before the first document\n".to_owned();
+        for i in 0..4_000 {
+            text.push_str(&match i % 5 {
+                0 => format!("---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: cm-{i}\ndata:\n  key: \"${{var.x}}\"\n"),
+                1 => format!("--- \r\nkind: B\nscript: |\n  line one {i}\n  ---not a marker\n\n  last\n"),
+                2 => format!("---\t# comment\nlist: [a, 'b c', {{d: {i}}}]\nfolded: >-\n  x\n  y\n...\n"),
+                3 => "---\n---\n# an empty document, then one\n".to_owned(),
+                _ => format!("--- {{inline: {i}, q: \"two\\\n  lines\"}}\n"),
+            });
+        }
+        let pieces = document_pieces(&text, 3).expect("a text to cut");
+        assert!(pieces.len() >= 2, "{pieces:?}");
+        assert_eq!(pieces.first().map(|p| p.start), Some(0));
+        assert_eq!(pieces.last().map(|p| p.end), Some(text.len()));
+        let whole = parse_yaml(FileId(1), &text, 7).unwrap();
+        let cut: Vec<RawValue> = pieces
+            .iter()
+            .flat_map(|p| parse_yaml(FileId(1), &text[p.clone()], 7 + p.start).unwrap())
+            .collect();
+        assert_eq!(cut.len(), whole.len());
+        assert!(cut == whole);
+    }
+
+    #[test]
+    fn texts_whose_meaning_or_limits_span_documents_are_not_cut() {
+        let docs: String = (0..20_000)
+            .map(|i| format!("---\nname: cm-{i}\n"))
+            .collect();
+        assert!(document_pieces(&docs, 2).is_some());
+        assert!(document_pieces(&docs, 1).is_none());
+        assert!(document_pieces("---\na: 1\n---\nb: 2\n", 2).is_none());
+        for spoiler in ["a: &x 1\n", "b: *x\n", "<<: {c: 1}\n", "%YAML 1.2\n"] {
+            let text = format!("{docs}{spoiler}{docs}");
+            assert!(document_pieces(&text, 2).is_none(), "{spoiler}");
+        }
+        // Markers indented or followed by text are not cuts.
+        let text: String = (0..20_000).map(|i| format!(" ---\n---x: {i}\n")).collect();
+        assert!(document_pieces(&text, 2).is_none());
     }
 
     #[test]
