@@ -4,14 +4,15 @@
 //! ```text
 //! cargo build --release --bin meshplan --example plan_bench
 //! target/release/examples/plan_bench [--configmaps 1000,10000] [--no-linkerd] [--no-kubectl]
-//!                                    [--only plan|apply] [--keep DIR]
+//!                                    [--only plan|apply] [--keep DIR] [--repeat N]
 //! ```
 //!
 //! `--configmaps 0` runs the Linkerd-like stack only. `--keep DIR`: after the warm plan and
 //! drift of each size, write the arguments of both runs (one per line) to
 //! `DIR/<objects>/plan.args` and `drift.args` and wait, with the sandbox serving and the state
 //! and plan files in place, until the file `DIR/<objects>/release` exists (to profile a run by
-//! hand).
+//! hand). `--repeat N`: the cold plan, each `helm template` and `kubectl diff` with a fresh
+//! cache run N times each, and the median is reported (see [`REPEAT`]).
 //!
 //! Three sizes: the sample Linkerd plan with the stand-in charts, and plans of 1,000 and
 //! 10,000 ConfigMaps. Per size, each on a fresh sandbox:
@@ -121,6 +122,28 @@ impl Measure {
             },
         }
     }
+}
+
+/// `--repeat N`: the cold plan and its alternative (each `helm template`, and `kubectl diff`
+/// with a fresh cache) run N times, and the median run is reported. A chart that generates RSA
+/// keys takes a random time to render (key generation searches for primes), so one run of
+/// each compares two draws rather than the two commands.
+static REPEAT: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn repeat() -> usize {
+    REPEAT.get().copied().unwrap_or(1).max(1)
+}
+
+/// The run with the median wall time (the upper one of an even count), labelled with how
+/// many runs it is the median of.
+fn median(mut runs: Vec<Measure>) -> Measure {
+    runs.sort_by(|a, b| a.seconds.total_cmp(&b.seconds));
+    let n = runs.len();
+    let mut m = runs.swap_remove(n / 2);
+    if n > 1 {
+        m.label = format!("{} (median of {n})", m.label);
+    }
+    m
 }
 
 /// Runs a command under `/usr/bin/time`, counting the sandbox requests it causes.
@@ -532,14 +555,30 @@ fn plan_runs(
     let args = meshplan_args("plan", s, &s.plan, &env.kubeconfig, &state);
     let mut json_args = args.clone();
     json_args.extend(["--output".into(), "json".into()]);
-    let cold = measure(
-        "meshplan plan, cold",
-        Some(&env.sandbox),
-        meshplan,
-        &json_args,
-        &[],
-    )?;
-    out.push("plan cold", cold);
+    let mut colds = Vec::new();
+    for i in 0..repeat() {
+        // Each cold plan with a state of its own; the first one's is the state of the runs
+        // below.
+        let mut cold_args = match i {
+            0 => args.clone(),
+            _ => meshplan_args(
+                "plan",
+                s,
+                &s.plan,
+                &env.kubeconfig,
+                &work.join(format!("plan-state-cold-{i}")),
+            ),
+        };
+        cold_args.extend(["--output".into(), "json".into()]);
+        colds.push(measure(
+            "meshplan plan, cold",
+            Some(&env.sandbox),
+            meshplan,
+            &cold_args,
+            &[],
+        )?);
+    }
+    out.push("plan cold", median(colds));
     // What the plan renders (from the cold plan's render cache), for the records below.
     let report_out = Command::new(meshplan).args(&json_args).output()?;
     let first_report: Value = serde_json::from_slice(&report_out.stdout)?;
@@ -656,7 +695,11 @@ fn plan_runs(
     let mut templates: Option<Measure> = None;
     for call in &rendered.helm_calls {
         let label = format!("helm template {}", call.get(1).map_or("", String::as_str));
-        let m = measure(&label, None, &helm, call, &[])?;
+        let m = median(
+            (0..repeat())
+                .map(|_| measure(&label, None, &helm, call, &[]))
+                .collect::<Result<Vec<_>, _>>()?,
+        );
         out.rows.push(m.clone());
         templates = Some(match templates {
             None => m,
@@ -673,13 +716,23 @@ fn plan_runs(
     let cache = work.join("kube-cache-plan");
     std::fs::create_dir_all(&cache)?;
     let env_vars = env.kubectl_env(&cache, work);
-    let k1 = measure(
-        "kubectl diff --server-side (fresh cache)",
-        Some(&env.sandbox),
-        &kubectl(),
-        &diff_args,
-        &env_vars,
-    )?;
+    let mut fresh = Vec::new();
+    for i in 0..repeat() {
+        // A fresh kubectl cache each time; the first one is the warm cache below.
+        let fresh_cache = match i {
+            0 => cache.clone(),
+            _ => work.join(format!("kube-cache-plan-{i}")),
+        };
+        std::fs::create_dir_all(&fresh_cache)?;
+        fresh.push(measure(
+            "kubectl diff --server-side (fresh cache)",
+            Some(&env.sandbox),
+            &kubectl(),
+            &diff_args,
+            &env.kubectl_env(&fresh_cache, work),
+        )?);
+    }
+    let k1 = median(fresh);
     out.push("kubectl diff fresh", k1.clone());
     let k2 = measure(
         "kubectl diff --server-side (warm cache)",
@@ -998,6 +1051,12 @@ fn main() -> Result<(), Error> {
     let with_kubectl = !args.iter().any(|a| a == "--no-kubectl");
     let with_linkerd = !args.iter().any(|a| a == "--no-linkerd");
     let keep = value("--keep").map(PathBuf::from);
+    if let Some(n) = value("--repeat") {
+        let n: usize = n
+            .parse()
+            .map_err(|_| format!("--repeat takes a number of runs, not {n:?}"))?;
+        let _ = REPEAT.set(n);
+    }
     let exe = std::env::current_exe()?;
     let meshplan = exe
         .parent()
