@@ -16,11 +16,14 @@
 //!    templates may generate material and the node has a previous render, twice at once to
 //!    find the material ([`stability`]), whose previous values are carried over. A node whose
 //!    values hold sensitive inputs is also rendered with canaries in their place, at the same
-//!    time, to find the fields derived from them ([`provenance`]); with a single real render
-//!    the generated fields differ from the canary render too and are marked sensitive as well.
+//!    time, to find the fields derived from them ([`provenance`]), from a copy of a local
+//!    chart that generates cheap keys ([`cheap_keys`]); with a single real render the
+//!    generated fields differ from the canary render too and are marked sensitive as well.
 //!    The marks are cached with the output. helm's version (part of the cache key) is cached
 //!    by the helm binary's path, size and modification time; a session asks it in the
-//!    background as it opens ([`prime_helm_version`]), and its renderers share it.
+//!    background as it opens ([`prime_helm_version`]), and its renderers share it. While it
+//!    is asked for the first time, a node without a previous render starts its renders at
+//!    once, and uses them when the cache does not have the output.
 //! 3. Kind scopes come from discovery, CRDs rendered anywhere in the plan, and the built-in
 //!    kinds ([`kinds`]). Every object is then finished ([`objects`]): namespace by scope,
 //!    ownership marks, sensitive paths (with the derived forms of sensitive values,
