@@ -2283,14 +2283,13 @@ mod tests {
         );
     }
 
-    /// Manifest files parsed ahead on several threads give each node what parsing its file
-    /// itself gives: the same objects at the same places, the same diagnostics in node order.
-    #[test]
-    fn manifest_files_are_parsed_ahead_a_batch_at_a_time() {
-        let names = ["a", "b", "c", "d", "e"];
+    /// A plan of one manifest node per file (`NAME.yaml` read by `manifest.NAME`): the raw
+    /// plan, the build input, the sources and the files' ids, in order.
+    fn manifest_plan(files: &[(&str, &str)]) -> (RawPlan, BuildInput, SourceMap, Vec<FileId>) {
         let mut text = "[plan]\nname = \"t\"\n".to_owned();
-        for name in names {
-            text.push_str(&format!("[manifest.{name}]\nfile = \"{name}.yaml\"\n"));
+        for (name, _) in files {
+            let node = name.trim_end_matches(".yaml");
+            text.push_str(&format!("[manifest.{node}]\nfile = \"{name}\"\n"));
         }
         let mut sources = SourceMap::new();
         let plan_file = sources.add("plan.toml", text.as_str());
@@ -2298,14 +2297,28 @@ mod tests {
         assert!(diags.is_empty(), "{diags:?}");
         let mut input = BuildInput::default();
         let mut ids = Vec::new();
-        for name in names {
-            let yaml = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {name}\n");
-            let id = sources.add(format!("{name}.yaml"), yaml.as_str());
+        for (name, content) in files {
+            let id = sources.add(*name, *content);
             input
                 .files
-                .insert(format!("{name}.yaml"), LoadedFile::Loaded(id));
+                .insert((*name).to_owned(), LoadedFile::Loaded(id));
             ids.push(id);
         }
+        (raw, input, sources, ids)
+    }
+
+    /// Each node takes its file's parse with the next files, as many as there are threads.
+    #[test]
+    fn manifest_files_are_parsed_ahead_a_batch_at_a_time() {
+        let yaml: Vec<(String, String)> = ["a", "b", "c", "d", "e"]
+            .iter()
+            .map(|n| {
+                let text = format!("apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: {n}\n");
+                (format!("{n}.yaml"), text)
+            })
+            .collect();
+        let files: Vec<(&str, &str)> = yaml.iter().map(|(n, t)| (n.as_str(), t.as_str())).collect();
+        let (raw, input, mut sources, ids) = manifest_plan(&files);
         let unparsed = manifest_files(&raw, &input, &sources).into();
         let mut b = Builder {
             raw: &raw,
@@ -2332,6 +2345,8 @@ mod tests {
         assert!(b.take_parsed(ids[0]).is_none());
     }
 
+    /// Manifest files parsed ahead on several threads give each node what parsing its file
+    /// itself gives: the same objects at the same places, the same diagnostics in node order.
     #[test]
     fn manifest_files_parsed_ahead_match_their_own_parse() {
         let files = [
@@ -2349,24 +2364,7 @@ mod tests {
                 "apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: d\n---\napiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: e\n",
             ),
         ];
-        let mut text = "[plan]\nname = \"t\"\n".to_owned();
-        for (name, _) in &files {
-            let node = name.trim_end_matches(".yaml");
-            text.push_str(&format!("[manifest.{node}]\nfile = \"{name}\"\n"));
-        }
-        let mut sources = SourceMap::new();
-        let plan_file = sources.add("plan.toml", text.as_str());
-        let (raw, diags) = crate::planfile::parse_plan(plan_file, &text);
-        assert!(diags.is_empty(), "{diags:?}");
-        let mut input = BuildInput::default();
-        let mut ids = Vec::new();
-        for (name, content) in &files {
-            let id = sources.add(*name, *content);
-            input
-                .files
-                .insert((*name).to_owned(), LoadedFile::Loaded(id));
-            ids.push(id);
-        }
+        let (raw, input, mut sources, ids) = manifest_plan(&files);
         let ahead = parse_manifest_files(&raw, &input, &sources, 3);
         assert_eq!(ahead.len(), files.len());
         for (id, (_, content)) in ids.iter().zip(&files) {
