@@ -213,10 +213,11 @@ pub fn read_chart(path: &Path) -> Result<ChartInfo, String> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
-    fn archive(files: &[(&str, &str)]) -> Vec<u8> {
+    /// A gzipped tar archive of `files` (path, text), as `helm package` writes a chart.
+    pub(crate) fn archive(files: &[(&str, &str)]) -> Vec<u8> {
         let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
             Vec::new(),
             flate2::Compression::fast(),

@@ -837,6 +837,18 @@ async fn an_unchanged_input_sends_no_write() {
     f.stop().await;
 }
 
+/// Applies the app namespace node (its Namespace created), as a first run does.
+async fn create_app_namespace(f: &Fixture, store: &SledStore) {
+    let (summary, _) = run_apply(
+        f,
+        store,
+        &input(vec![app_namespace_node(ObjectAction::Create)]),
+        &quick(),
+    )
+    .await;
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+}
+
 /// Nodes writing objects of one kind in one namespace, started together, share one listing
 /// (not one per node, each over what the others wrote meanwhile), and their snapshots are
 /// still exact: a rollback puts back every node's existing objects as they were.
@@ -844,14 +856,7 @@ async fn an_unchanged_input_sends_no_write() {
 async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
     let f = fixture().await;
     let store = f.open_state();
-    let (summary, _) = run_apply(
-        &f,
-        &store,
-        &input(vec![app_namespace_node(ObjectAction::Create)]),
-        &quick(),
-    )
-    .await;
-    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    create_app_namespace(&f, &store).await;
     let someone = ApplyOptions {
         field_manager: "someone".into(),
         ..ApplyOptions::default()
@@ -939,14 +944,7 @@ async fn nodes_writing_one_kind_in_one_namespace_share_one_listing() {
 async fn many_objects_of_a_kind_are_listed_once_and_journaled_as_they_were() {
     let f = fixture().await;
     let store = f.open_state();
-    let (summary, _) = run_apply(
-        &f,
-        &store,
-        &input(vec![app_namespace_node(ObjectAction::Create)]),
-        &quick(),
-    )
-    .await;
-    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    create_app_namespace(&f, &store).await;
     // Three of the node's objects exist already (another manager's), one other object is not
     // the plan's.
     let someone = ApplyOptions {
