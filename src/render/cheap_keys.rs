@@ -59,7 +59,21 @@ pub fn cheap_copy(chart: &Path, into: &Path) -> io::Result<Option<PathBuf>> {
     Ok(rewritten.then_some(copy))
 }
 
+/// How deep folders are copied: deeper is a link that leads back up (the copy is then not
+/// made, and the canary render runs with the chart itself).
+const MAX_DEPTH: usize = 32;
+
 fn copy_dir(from: &Path, to: &Path, in_templates: bool) -> io::Result<bool> {
+    copy_dir_at(from, to, in_templates, 0)
+}
+
+fn copy_dir_at(from: &Path, to: &Path, in_templates: bool, depth: usize) -> io::Result<bool> {
+    if depth > MAX_DEPTH {
+        return Err(io::Error::other(format!(
+            "{} is more than {MAX_DEPTH} folders deep (a link to a folder above it?)",
+            from.display()
+        )));
+    }
     let mut rewritten = false;
     for entry in std::fs::read_dir(from)? {
         let entry = entry?;
@@ -69,7 +83,7 @@ fn copy_dir(from: &Path, to: &Path, in_templates: bool) -> io::Result<bool> {
         if std::fs::metadata(&source)?.is_dir() {
             std::fs::create_dir(&target)?;
             let templates = in_templates || entry.file_name() == "templates";
-            rewritten |= copy_dir(&source, &target, templates)?;
+            rewritten |= copy_dir_at(&source, &target, templates, depth + 1)?;
             continue;
         }
         let bytes = std::fs::read(&source)?;
@@ -341,30 +355,30 @@ mod tests {
         assert_eq!(cheap_copy(root, again.path()).unwrap(), None);
     }
 
+    #[cfg(unix)]
+    #[test]
+    fn a_folder_linked_to_its_parent_is_refused_not_followed_forever() {
+        let chart = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(chart.path().join("templates")).unwrap();
+        std::fs::write(chart.path().join("templates/a.yaml"), "{{ genCA \"x\" 1 }}").unwrap();
+        std::os::unix::fs::symlink(chart.path(), chart.path().join("templates/loop")).unwrap();
+        let into = tempfile::tempdir().unwrap();
+        let err = cheap_copy(chart.path(), into.path()).unwrap_err();
+        assert!(err.to_string().contains("folders deep"), "{err}");
+    }
+
     #[test]
     fn a_packaged_chart_is_unpacked_and_rewritten() {
         let dir = tempfile::tempdir().unwrap();
         let archive = dir.path().join("c-1.0.0.tgz");
-        let mut builder = tar::Builder::new(flate2::write::GzEncoder::new(
-            std::fs::File::create(&archive).unwrap(),
-            flate2::Compression::fast(),
-        ));
-        for (path, text) in [
+        let packaged = crate::render::chart_info::tests::archive(&[
             ("c/Chart.yaml", "name: c\nversion: 1.0.0\n"),
             (
                 "c/templates/a.yaml",
                 "{{ genSelfSignedCert \"x\" nil nil 1 }}",
             ),
-        ] {
-            let mut header = tar::Header::new_gnu();
-            header.set_size(text.len() as u64);
-            header.set_mode(0o644);
-            header.set_cksum();
-            builder
-                .append_data(&mut header, path, text.as_bytes())
-                .unwrap();
-        }
-        builder.into_inner().unwrap().finish().unwrap();
+        ]);
+        std::fs::write(&archive, packaged).unwrap();
 
         let into = tempfile::tempdir().unwrap();
         let copy = cheap_copy(&archive, into.path()).unwrap().unwrap();
