@@ -140,7 +140,7 @@ impl Interrupt {
 }
 
 /// How many `Before` entries [`Context::prepare_writes`] journals in one commit.
-const PREPARED_PER_COMMIT: usize = 128;
+pub(crate) const PREPARED_PER_COMMIT: usize = 128;
 
 /// What one run shares with its steps.
 pub(crate) struct Context<'a> {
@@ -549,18 +549,23 @@ impl<'a> Context<'a> {
     /// delete is conditional on `live`'s resourceVersion, so the journal holds exactly what
     /// was deleted. Does not wait until it is gone ([`Deletion::Pending`]: it is not yet). [`Deletion::Changed`] when the object
     /// changed since `live` was read (nothing was deleted: read it again and retry).
+    /// `journaled`: the step whose committed `Before` entry already records `live`.
     pub(crate) async fn delete_exact(
         &self,
         node: &str,
         object: &ObjectRef,
         live: &Value,
+        journaled: Option<u64>,
         change: RecordChange,
     ) -> Result<Deletion, StepError> {
-        let step = self
-            .journal
-            .before(node, object, Mutation::Delete, Some(live))
-            .await
-            .map_err(|e| Self::state_err(node, object, e))?;
+        let step = match journaled {
+            Some(step) => step,
+            None => self
+                .journal
+                .before(node, object, Mutation::Delete, Some(live))
+                .await
+                .map_err(|e| Self::state_err(node, object, e))?,
+        };
         let resource_version = live
             .pointer("/metadata/resourceVersion")
             .and_then(Value::as_str)

@@ -471,21 +471,13 @@ pub(crate) trait HasObject {
     fn crd_kind(&self) -> Option<(String, String)>;
 }
 
-/// The (group, kind) a CRD body defines.
-pub(crate) fn crd_group_kind(body: &Value) -> Option<(String, String)> {
-    Some((
-        body.pointer("/spec/group")?.as_str()?.to_owned(),
-        body.pointer("/spec/names/kind")?.as_str()?.to_owned(),
-    ))
-}
-
 impl HasObject for RestoreStep {
     fn object(&self) -> &ObjectRef {
         &self.object
     }
     fn crd_kind(&self) -> Option<(String, String)> {
         match &self.target {
-            LiveSnapshot::Present(b) => crd_group_kind(b.redacted()),
+            LiveSnapshot::Present(b) => crate::state::crd_defines(b.redacted()),
             LiveSnapshot::Absent => None,
         }
     }

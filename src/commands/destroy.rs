@@ -51,10 +51,13 @@ async fn destroy(args: DestroyArgs, interrupt: &Interrupt) -> miette::Result<Exi
         targets,
         args.with_foreign_objects,
     );
-    let records = store.objects()?;
-    let doomed = request.preview(&records)?;
-    terminal::out(&report::apply::destroy_listing(&doomed));
-    if doomed.is_empty() {
+    let doomed = {
+        let records = store.recorded_objects()?;
+        let doomed = request.preview(&records)?;
+        terminal::out(&report::apply::destroy_listing(&doomed));
+        doomed.len()
+    };
+    if doomed == 0 {
         terminal::err("Nothing to destroy.\n");
         return Ok(ExitStatus::Success);
     }

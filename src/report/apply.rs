@@ -4,7 +4,7 @@
 use std::fmt::Write as _;
 
 use crate::apply::{KnownAfterApply, KnownValue};
-use crate::state::ObjectRecord;
+use crate::state::RecordedObject;
 
 /// `Known after apply:` and one line per node that was unknown at plan time (a read's value,
 /// `(sensitive)` for a sensitive one); nothing when there is none.
@@ -31,7 +31,7 @@ pub fn known_after_apply(known: &[KnownAfterApply]) -> String {
 }
 
 /// The objects a destroy will delete (its preview), and their count.
-pub fn destroy_listing(records: &[&ObjectRecord]) -> String {
+pub fn destroy_listing(records: &[&RecordedObject]) -> String {
     let mut out = String::from("meshplan will delete these objects the plan owns:\n");
     for r in records {
         let _ = writeln!(out, "  - {}  {}", r.node, r.object);

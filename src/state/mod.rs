@@ -99,6 +99,37 @@ pub struct ObjectRecord {
     pub last_applied: ProtectedBody,
 }
 
+/// Which object a record is of, without the body that was applied
+/// ([`StateStore::recorded_objects`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecordedObject {
+    pub node: String,
+    pub object: ObjectRef,
+    /// For a CustomResourceDefinition: the group and kind it defines, as applied.
+    pub defines: Option<(String, String)>,
+}
+
+impl From<ObjectRecord> for RecordedObject {
+    fn from(record: ObjectRecord) -> Self {
+        let defines = if record.object.defines_kinds() {
+            crd_defines(record.last_applied.redacted())
+        } else {
+            None
+        };
+        Self {
+            node: record.node,
+            object: record.object,
+            defines,
+        }
+    }
+}
+
+/// The group and kind a CustomResourceDefinition's `body` defines.
+pub fn crd_defines(body: &serde_json::Value) -> Option<(String, String)> {
+    let text = |pointer: &str| Some(body.pointer(pointer)?.as_str()?.to_owned());
+    text("/spec/group").zip(text("/spec/names/kind"))
+}
+
 /// Rendered objects of one node for one input digest.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct RenderCacheEntry {
@@ -375,6 +406,17 @@ pub trait StateStore: Send + Sync {
     /// can tell).
     fn object_nodes(&self) -> Result<std::collections::BTreeSet<String>, StateError> {
         Ok(self.objects()?.into_iter().map(|r| r.node).collect())
+    }
+
+    /// Which objects the records are of, in the order of [`StateStore::objects`], without
+    /// decoding the bodies that were applied where the store can tell (a destroy of 10,000
+    /// objects needs their names, not 60 MB of bodies).
+    fn recorded_objects(&self) -> Result<Vec<RecordedObject>, StateError> {
+        Ok(self
+            .objects()?
+            .into_iter()
+            .map(RecordedObject::from)
+            .collect())
     }
 
     /// The records of one node, in the same order.

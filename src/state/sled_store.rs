@@ -16,9 +16,9 @@ use super::migrate::{self, Formats};
 use super::snapshot::object_key;
 use super::trees::{K_FORMAT, RawWrite, TreeId, Trees, commit_raw, db_err};
 use super::{
-    DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RenderCacheEntry,
-    RunRecord, Snapshot, SnapshotMeta, StateCipher, StateError, StateMeta, StateStore,
-    UnfinishedRun, WriteBatch, WriteOp, WriterLock,
+    DiscoveryCacheEntry, JournalEntry, JournalRecord, ObjectRecord, ObjectRef, RecordedObject,
+    RenderCacheEntry, RunRecord, Snapshot, SnapshotMeta, StateCipher, StateError, StateMeta,
+    StateStore, UnfinishedRun, WriteBatch, WriteOp, WriterLock,
 };
 
 /// The database folder inside the state directory.
@@ -365,6 +365,32 @@ impl StateStore for SledStore {
 
     fn objects(&self) -> Result<Vec<ObjectRecord>, StateError> {
         self.scan_objects(b"")
+    }
+
+    fn recorded_objects(&self) -> Result<Vec<RecordedObject>, StateError> {
+        /// A record's identity; serde skips the rest of it without building it.
+        #[derive(serde::Deserialize)]
+        struct Identity {
+            node: String,
+            object: ObjectRef,
+        }
+        self.trees
+            .get(TreeId::Objects)
+            .iter()
+            .map(|item| {
+                let (k, v) = item.map_err(|e| db_err(&self.dir, e))?;
+                let identity: Identity = self.decode("object record", &k, &v)?;
+                if identity.object.defines_kinds() {
+                    let record: ObjectRecord = self.decode("object record", &k, &v)?;
+                    return Ok(RecordedObject::from(record));
+                }
+                Ok(RecordedObject {
+                    node: identity.node,
+                    object: identity.object,
+                    defines: None,
+                })
+            })
+            .collect()
     }
 
     fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
@@ -920,6 +946,59 @@ mod tests {
             .collect();
         assert_eq!(from_records.len(), 4);
         assert_eq!(store.object_nodes().unwrap(), from_records);
+    }
+
+    #[test]
+    fn recorded_objects_are_the_records_without_their_bodies() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SledStore::open(dir.path(), "apply").unwrap();
+        let crd = |name: &str, body| ObjectRecord {
+            node: "manifest.crds".into(),
+            object: ObjectRef::new(
+                "apiextensions.k8s.io/v1",
+                "CustomResourceDefinition",
+                None,
+                name,
+            ),
+            last_applied: ProtectedBody::plain(body).unwrap(),
+            ..record(name)
+        };
+        let batch = WriteBatch::new()
+            .put_object(record("b"))
+            .put_object(ObjectRecord {
+                node: "helm.z".into(),
+                ..record("a")
+            })
+            .put_object(crd(
+                "widgets.example.com",
+                serde_json::json!({"spec": {"group": "example.com", "names": {"kind": "Widget"}}}),
+            ))
+            .put_object(crd("broken.example.com", serde_json::json!({"spec": {}})));
+        store.commit(batch).unwrap();
+        let light = store.recorded_objects().unwrap();
+        let full: Vec<RecordedObject> = store
+            .objects()
+            .unwrap()
+            .into_iter()
+            .map(RecordedObject::from)
+            .collect();
+        assert_eq!(light, full);
+        let defines: Vec<(&str, Option<(String, String)>)> = light
+            .iter()
+            .map(|r| (r.object.name.as_str(), r.defines.clone()))
+            .collect();
+        assert_eq!(
+            defines,
+            [
+                ("a", None),
+                ("b", None),
+                ("broken.example.com", None),
+                (
+                    "widgets.example.com",
+                    Some(("example.com".to_owned(), "Widget".to_owned()))
+                ),
+            ]
+        );
     }
 
     #[test]

@@ -3,13 +3,19 @@
 //! namespace holding objects the plan does not own.
 
 use std::collections::BTreeSet;
+use std::sync::Mutex;
 
 use meshplan::apply::{
     self, ApplyError, DestroyNode, DestroyRequest, Event, Interrupt, ObjectAction,
     RecordingReporter, RunOutcome, StepAction,
 };
 use meshplan::cluster::{ApplyOptions, Cluster, ObjectRef};
-use meshplan::state::StateStore;
+use meshplan::state::{
+    DiscoveryCacheEntry, JournalEntry, JournalRecord, Mutation, ObjectRecord, RecordedObject,
+    RenderCacheEntry, SledStore, Snapshot, StateCipher, StateError, StateMeta, StateStore,
+    UnfinishedRun, WriteBatch, WriteOp,
+};
+use meshplan_sandbox::Sandbox;
 use serde_json::json;
 
 use crate::apply::{
@@ -289,11 +295,14 @@ async fn destroy_leaves_objects_without_the_ownership_marks() {
 /// Many objects of one kind and namespace: listed once instead of read one by one, each
 /// deleted once, and waited for through a watch, which also sees an object that a finalizer
 /// of someone else holds until it lets go.
-#[tokio::test]
-async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
-    let f = fixture().await;
-    let store = f.open_state();
-    let names: Vec<String> = (0..40).map(|i| format!("c{i:02}")).collect();
+/// Applies namespace `app` (node `manifest.ns`) and `count` ConfigMaps in it (node
+/// `manifest.app`); their names.
+async fn apply_many(
+    f: &crate::apply::Fixture,
+    store: &dyn StateStore,
+    count: usize,
+) -> Vec<String> {
+    let names: Vec<String> = (0..count).map(|i| format!("c{i:02}")).collect();
     let stack = input(vec![
         node(
             "manifest.ns",
@@ -319,8 +328,149 @@ async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
                 .collect(),
         ),
     ]);
-    let (summary, _) = run_apply(&f, &store, &stack, &quick()).await;
+    let (summary, _) = run_apply(f, store, &stack, &quick()).await;
     assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    names
+}
+
+/// The destroy of what [`apply_many`] applied.
+fn many_request() -> DestroyRequest {
+    DestroyRequest {
+        plan: PLAN.into(),
+        nodes: vec![
+            DestroyNode {
+                address: "manifest.ns".into(),
+                depends_on: BTreeSet::new(),
+                prevent_destroy: false,
+            },
+            DestroyNode {
+                address: "manifest.app".into(),
+                depends_on: BTreeSet::from(["manifest.ns".to_owned()]),
+                prevent_destroy: false,
+            },
+        ],
+        targets: None,
+        take_foreign: false,
+    }
+}
+
+/// A state that notes, for each commit, the ConfigMaps it journals a deletion of and the
+/// ConfigMaps the sandbox had already deleted by then.
+struct Watched<'a> {
+    inner: SledStore,
+    sandbox: &'a Sandbox,
+    commits: Mutex<Vec<(Vec<String>, BTreeSet<String>)>>,
+}
+
+impl Watched<'_> {
+    fn note(&self, batch: &WriteBatch) {
+        let journaled: Vec<String> = batch
+            .ops
+            .iter()
+            .filter_map(|op| match op {
+                WriteOp::Journal(JournalEntry {
+                    object,
+                    mutation: Mutation::Delete,
+                    record: JournalRecord::Before { .. },
+                    ..
+                }) if object.kind == "ConfigMap" => Some(object.name.clone()),
+                _ => None,
+            })
+            .collect();
+        let deleted = self
+            .sandbox
+            .audit()
+            .into_iter()
+            .filter(|e| e.verb == "delete" && e.resource == "configmaps")
+            .map(|e| e.name)
+            .collect();
+        self.commits.lock().unwrap().push((journaled, deleted));
+    }
+}
+
+impl StateStore for Watched<'_> {
+    fn describe(&self) -> String {
+        self.inner.describe()
+    }
+    fn export(&self) -> Result<Snapshot, StateError> {
+        self.inner.export()
+    }
+    fn meta(&self) -> Result<StateMeta, StateError> {
+        self.inner.meta()
+    }
+    fn objects(&self) -> Result<Vec<ObjectRecord>, StateError> {
+        self.inner.objects()
+    }
+    fn recorded_objects(&self) -> Result<Vec<RecordedObject>, StateError> {
+        self.inner.recorded_objects()
+    }
+    fn node_objects(&self, node: &str) -> Result<Vec<ObjectRecord>, StateError> {
+        self.inner.node_objects(node)
+    }
+    fn object(&self, node: &str, object: &ObjectRef) -> Result<Option<ObjectRecord>, StateError> {
+        self.inner.object(node, object)
+    }
+    fn render_cache(&self, digest: &str) -> Result<Option<RenderCacheEntry>, StateError> {
+        self.inner.render_cache(digest)
+    }
+    fn discovery_cache(&self) -> Result<Option<DiscoveryCacheEntry>, StateError> {
+        self.inner.discovery_cache()
+    }
+    fn unfinished_runs(&self) -> Result<Vec<UnfinishedRun>, StateError> {
+        self.inner.unfinished_runs()
+    }
+    fn commit(&self, batch: WriteBatch) -> Result<StateMeta, StateError> {
+        self.note(&batch);
+        self.inner.commit(batch)
+    }
+    fn commit_borrowed(&self, batch: &WriteBatch) -> Result<StateMeta, StateError> {
+        self.note(batch);
+        self.inner.commit_borrowed(batch)
+    }
+    fn cipher(&self) -> &StateCipher {
+        self.inner.cipher()
+    }
+    fn dump(&self) -> Result<String, StateError> {
+        self.inner.dump()
+    }
+}
+
+/// The `Before` entries of a group's deletions of listed objects are committed together,
+/// ahead of the deletes: one commit for 40 ConfigMaps (deleted ten at a time, which journaled
+/// at least one commit per round of deletes), made before any of them was deleted.
+#[tokio::test]
+async fn destroy_journals_a_group_ahead_of_its_deletes() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let names = apply_many(&f, &store, 40).await;
+    let watched = Watched {
+        inner: store,
+        sandbox: &f.sandbox,
+        commits: Mutex::new(Vec::new()),
+    };
+    let (summary, _) = run_destroy(&f, &watched, &many_request()).await.unwrap();
+    assert_eq!(summary.outcome, RunOutcome::Succeeded, "{summary:#?}");
+    assert!(watched.objects().unwrap().is_empty());
+    let commits = watched.commits.into_inner().unwrap();
+    let journaling: Vec<&(Vec<String>, BTreeSet<String>)> =
+        commits.iter().filter(|(j, _)| !j.is_empty()).collect();
+    assert_eq!(journaling.len(), 1, "{journaling:#?}");
+    let (journaled, deleted) = journaling[0];
+    assert_eq!(
+        journaled.iter().collect::<BTreeSet<_>>(),
+        names.iter().collect::<BTreeSet<_>>()
+    );
+    assert!(
+        deleted.is_empty(),
+        "deleted before their entry: {deleted:?}"
+    );
+}
+
+#[tokio::test]
+async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
+    let f = fixture().await;
+    let store = f.open_state();
+    let names = apply_many(&f, &store, 40).await;
     // Someone else's finalizer holds one of them.
     let held = ObjectRef::new("v1", "ConfigMap", Some("app"), "c07");
     let hold = |finalizers: serde_json::Value| {
@@ -337,23 +487,7 @@ async fn destroy_lists_once_deletes_each_once_and_waits_through_a_watch() {
         .unwrap();
     let since = f.audit_mark();
 
-    let request = DestroyRequest {
-        plan: PLAN.into(),
-        nodes: vec![
-            DestroyNode {
-                address: "manifest.ns".into(),
-                depends_on: BTreeSet::new(),
-                prevent_destroy: false,
-            },
-            DestroyNode {
-                address: "manifest.app".into(),
-                depends_on: BTreeSet::from(["manifest.ns".to_owned()]),
-                prevent_destroy: false,
-            },
-        ],
-        targets: None,
-        take_foreign: false,
-    };
+    let request = many_request();
     let destroy = run_destroy(&f, &store, &request);
     let release = async {
         // Once the destroy waits for the deleted ConfigMaps through a watch, the holder lets
