@@ -19,7 +19,7 @@
 //! - `GET /_sandbox/clock`, `POST /_sandbox/clock/advance` (`{"seconds": N}`): the cluster's
 //!   virtual clock (see [`crate::clock`])
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, VecDeque};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -247,7 +247,9 @@ pub(crate) struct Observer {
     rules: Vec<FaultState>,
     next_rule: u64,
     counters: BTreeMap<(String, String), u64>,
-    audit: Vec<AuditEntry>,
+    /// The latest entries, oldest first; a deque, so that dropping the oldest once the limit
+    /// is reached costs nothing (a `Vec` moved all 100,000 entries on every request).
+    audit: VecDeque<AuditEntry>,
     seq: u64,
     files: Vec<(PathBuf, std::fs::File)>,
 }
@@ -421,17 +423,16 @@ impl Observer {
                 }
             }
         }
-        self.audit.push(entry);
-        if self.audit.len() > AUDIT_MEMORY_LIMIT {
-            let excess = self.audit.len() - AUDIT_MEMORY_LIMIT;
-            self.audit.drain(..excess);
+        self.audit.push_back(entry);
+        while self.audit.len() > AUDIT_MEMORY_LIMIT {
+            self.audit.pop_front();
         }
     }
 
     /// Audit entries with a sequence number above `since`.
     pub(crate) fn audit_since(&self, since: u64) -> Vec<AuditEntry> {
         let start = self.audit.partition_point(|e| e.seq <= since);
-        self.audit[start..].to_vec()
+        self.audit.range(start..).cloned().collect()
     }
 
     /// Requests per (verb, resource).
@@ -565,6 +566,26 @@ mod tests {
         assert_eq!(e.reason, "Conflict");
         assert!(e.message.contains("configmaps \"cm1\""));
         assert_eq!(fault_error(429, &r).reason, "TooManyRequests");
+    }
+
+    #[test]
+    fn the_audit_in_memory_keeps_the_latest_entries() {
+        let mut obs = Observer::default();
+        for _ in 0..AUDIT_MEMORY_LIMIT + 5 {
+            obs.record(&req("get", "configmaps", "a"), 200, None);
+        }
+        let all = obs.audit_since(0);
+        assert_eq!(all.len(), AUDIT_MEMORY_LIMIT);
+        assert_eq!(all.first().map(|e| e.seq), Some(6));
+        assert_eq!(
+            all.last().map(|e| e.seq),
+            Some(AUDIT_MEMORY_LIMIT as u64 + 5)
+        );
+        let last = obs.audit_since(AUDIT_MEMORY_LIMIT as u64 + 3);
+        assert_eq!(
+            last.iter().map(|e| e.seq).collect::<Vec<_>>(),
+            [AUDIT_MEMORY_LIMIT as u64 + 4, AUDIT_MEMORY_LIMIT as u64 + 5]
+        );
     }
 
     #[test]
