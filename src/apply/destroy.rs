@@ -196,44 +196,52 @@ impl Listings {
             .contains(&(object.kind_ref(), object.namespace.clone()))
     }
 
+    /// The object as its kind and namespace's listing shows it, handed out once; None when it
+    /// is not listed (a kind read one by one, a listing that failed, or an object missing from
+    /// it). Sends no request but the listing.
+    async fn listed(&self, cluster: &dyn Cluster, object: &ObjectRef) -> Option<Value> {
+        let key = (object.kind_ref(), object.namespace.clone());
+        if !self.several.contains(&key) {
+            return None;
+        }
+        let cell = self
+            .lists
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .entry(key.clone())
+            .or_default()
+            .clone();
+        let listing = cell
+            .get_or_init(|| async {
+                let list = cluster.list(&key.0, key.1.as_deref(), None).await.ok()?;
+                let by_name = list
+                    .items
+                    .into_iter()
+                    .filter_map(|item| {
+                        let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
+                        Some((name, item))
+                    })
+                    .collect();
+                Some(Mutex::new(by_name))
+            })
+            .await;
+        listing.as_ref().and_then(|l| {
+            l.lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&object.name)
+        })
+    }
+
+    /// The live object (None: absent): from the listing, else read on its own.
     async fn live(
         &self,
         cluster: &dyn Cluster,
         object: &ObjectRef,
     ) -> Result<Option<Value>, ClusterError> {
-        let key = (object.kind_ref(), object.namespace.clone());
-        if self.several.contains(&key) {
-            let cell = self
-                .lists
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .entry(key.clone())
-                .or_default()
-                .clone();
-            let listing = cell
-                .get_or_init(|| async {
-                    let list = cluster.list(&key.0, key.1.as_deref(), None).await.ok()?;
-                    let by_name = list
-                        .items
-                        .into_iter()
-                        .filter_map(|item| {
-                            let name = item.pointer("/metadata/name")?.as_str()?.to_owned();
-                            Some((name, item))
-                        })
-                        .collect();
-                    Some(Mutex::new(by_name))
-                })
-                .await;
-            let found = listing.as_ref().and_then(|l| {
-                l.lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&object.name)
-            });
-            if found.is_some() {
-                return Ok(found);
-            }
+        match self.listed(cluster, object).await {
+            Some(found) => Ok(Some(found)),
+            None => read_live(cluster, object).await,
         }
-        read_live(cluster, object).await
     }
 }
 
@@ -253,8 +261,8 @@ struct DestroyRunner<'a> {
 
 /// An object read ahead of its group's deletes ([`DestroyRunner::prepare_deletes`]).
 struct Prepared {
-    /// As listed (None: absent).
-    live: Option<Value>,
+    /// As listed.
+    live: Value,
     /// The journal step whose `Before` entry records `live`, when it is committed.
     step: Option<u64>,
 }
@@ -334,15 +342,16 @@ enum Destroyed {
 }
 
 impl DestroyRunner<'_> {
-    /// Reads the objects of `steps` whose kind and namespace are listed (other than
+    /// Takes the objects of `steps` from their kind and namespace's listing (other than
     /// Namespaces, whose step looks for foreign objects first) and journals the `Before`
     /// entries of the deletions of the ones the plan owns, in one commit per
     /// [`PREPARED_PER_COMMIT`] objects instead of about one per delete: 10,000 deletions cost
     /// about 80 commits (each one flushed) instead of about 5,000. Each step then takes its
-    /// object and its journal step from here ([`DestroyRunner::destroy_one`]). An absent
-    /// object, or one without the ownership marks, is handed to its step with no entry. A read
-    /// or a commit that fails stops the preparation: the remaining steps read and journal
-    /// their objects themselves (and meet the error there).
+    /// object and its journal step from here ([`DestroyRunner::destroy_one`]). A listed object
+    /// without the ownership marks is handed to its step with no entry; an object the listing
+    /// does not show (gone already, or the listing failed) is left to its step, which reads
+    /// it on its own, concurrently with the others. A commit that fails stops the
+    /// preparation: the remaining steps journal their own entries (and meet the error there).
     async fn prepare_deletes(&self, node: &str, steps: &[DestroyStep]) {
         let objects: Vec<&ObjectRef> = steps
             .iter()
@@ -353,45 +362,41 @@ impl DestroyRunner<'_> {
             return;
         }
         for chunk in objects.chunks(PREPARED_PER_COMMIT) {
-            let mut read = Vec::with_capacity(chunk.len());
-            let mut failed = false;
+            let mut listed = Vec::with_capacity(chunk.len());
             for object in chunk {
-                match self.listings.live(self.ctx.cluster, object).await {
-                    Ok(live) => read.push((*object, live)),
-                    Err(_) => {
-                        failed = true;
-                        break;
-                    }
+                if let Some(body) = self.listings.listed(self.ctx.cluster, object).await {
+                    listed.push((*object, body));
                 }
             }
-            let entries: Vec<(&ObjectRef, Option<&Value>)> = read
+            let entries: Vec<(&ObjectRef, Option<&Value>)> = listed
                 .iter()
-                .filter(|(_, live)| live.as_ref().is_some_and(|b| is_owned(b, &self.ctx.plan)))
-                .map(|(object, live)| (*object, live.as_ref()))
+                .filter(|(_, body)| is_owned(body, &self.ctx.plan))
+                .map(|(object, body)| (*object, Some(body)))
                 .collect();
-            let wanted = !failed && !entries.is_empty();
-            let mut journaled = if wanted {
+            let mut journaled = if entries.is_empty() {
+                None
+            } else {
                 self.ctx
                     .journal
                     .before_all(node, Mutation::Delete, &entries)
                     .await
                     .ok()
                     .map(Vec::into_iter)
-            } else {
-                None
             };
+            let commit_failed = !entries.is_empty() && journaled.is_none();
             drop(entries);
-            let commit_failed = wanted && journaled.is_none();
             let mut prepared = self.prepared.lock().unwrap_or_else(|e| e.into_inner());
-            for (object, live) in read {
-                let owned = live.as_ref().is_some_and(|b| is_owned(b, &self.ctx.plan));
+            for (object, body) in listed {
                 let step = match journaled.as_mut() {
-                    Some(steps) if owned => steps.next(),
+                    Some(steps) if is_owned(&body, &self.ctx.plan) => steps.next(),
                     _ => None,
                 };
-                prepared.insert((node.to_owned(), object.clone()), Prepared { live, step });
+                prepared.insert(
+                    (node.to_owned(), object.clone()),
+                    Prepared { live: body, step },
+                );
             }
-            if failed || commit_failed {
+            if commit_failed {
                 return;
             }
         }
@@ -496,7 +501,7 @@ impl DestroyRunner<'_> {
             .unwrap_or_else(|e| e.into_inner())
             .remove(&(node.to_owned(), object.clone()));
         let (mut live, mut journaled) = match prepared {
-            Some(p) => (p.live, p.step),
+            Some(p) => (Some(p.live), p.step),
             None => (
                 self.listings
                     .live(ctx.cluster, object)
