@@ -21,7 +21,7 @@ const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 /// Sets mimalloc to give freed memory back to the system at once instead of 10 ms later
 /// (`purge_delay` 0). With the delay, freed memory stays resident while the next is taken:
 /// the peak resident memory of a 10,000-object apply was 214-217 MB; without it, 185-187 MB
-/// (196-200 MB with glibc's allocator), at the same speed (`docs/performance.md`). The build
+/// (192-200 MB with glibc's allocator), at the same speed (`docs/performance.md`). The build
 /// leaves out mimalloc's requests for transparent huge pages (feature `no_thp`), which made
 /// a 1,000-object apply resident at 117 MB instead of 46 MB. mimalloc reads its environment
 /// (`MIMALLOC_PURGE_DELAY`) before `main`, so the option is set here, before the work

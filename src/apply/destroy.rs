@@ -33,8 +33,9 @@ use serde_json::Value;
 use tokio::sync::OnceCell;
 use tokio::time::Instant;
 
-use super::context::PREPARED_PER_COMMIT;
-use super::context::{Context, Deletion, Interrupt, RunOptions, ensure_no_unfinished, finish};
+use super::context::{
+    Context, Deletion, Interrupt, PREPARED_PER_COMMIT, RunOptions, ensure_no_unfinished, finish,
+};
 use super::error::{ApplyError, StepError};
 use super::events::{Event, Reporter, RunKind, RunOutcome, StepAction, Summary};
 use super::input::ObjectClass;
