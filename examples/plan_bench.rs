@@ -280,6 +280,8 @@ fn render_objects(
             discovery: Some(discovery),
             kube_version: Some(kube_version),
             parallelism: 4,
+            // The objects the alternative applies, with real keys.
+            stand_in_keys: false,
         },
     );
     let inputs = meshplan::render::RenderInputs {

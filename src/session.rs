@@ -85,6 +85,9 @@ pub struct Session {
     /// Renders do not use the state's render cache (an adoption: the cache may hold
     /// material generated before the live one was found).
     uncached_renders: std::sync::atomic::AtomicBool,
+    /// The renders are shown, never applied: generated keys may be stand-ins
+    /// ([`RenderOptions::stand_in_keys`]).
+    stand_in_keys: bool,
     /// helm's version, shared by this session's renders; asked (or read from the state's
     /// cache) in the background from the session's opening on, when the plan has a helm node
     /// and the command renders (plan, apply).
@@ -392,10 +395,18 @@ impl Session {
             deadline,
             database_lost,
             uncached_renders: std::sync::atomic::AtomicBool::new(false),
+            stand_in_keys: false,
             helm_version,
             lint_render: std::sync::Mutex::new(None),
             ahead: std::sync::Mutex::new(None),
         })
+    }
+
+    /// Renders for a plan that is only shown (not saved for an apply): charts that generate
+    /// keys may render with cheap stand-ins ([`RenderOptions::stand_in_keys`]).
+    pub fn shown_only(mut self) -> Self {
+        self.stand_in_keys = true;
+        self
     }
 
     /// Which backend the state is in.
@@ -724,6 +735,7 @@ impl Session {
                                 discovery: Some(discovery.clone()),
                                 kube_version: Some(self.server_version.clone()),
                                 parallelism: self.parallelism,
+                                stand_in_keys: self.stand_in_keys,
                             },
                         )
                         .with_helm_version(self.helm_version.clone()),
@@ -868,6 +880,7 @@ impl Session {
                 discovery: Some(discovery.clone()),
                 kube_version: Some(self.server_version.clone()),
                 parallelism: self.parallelism,
+                stand_in_keys: self.stand_in_keys,
             },
         )
         .with_helm_version(self.helm_version.clone());

@@ -40,6 +40,8 @@ pub(super) async fn run(args: LintArgs) -> miette::Result<ExitStatus> {
             discovery: discovery.clone(),
             kube_version,
             parallelism: usize::from(args.parallelism),
+            // The lint's render is only checked, never applied.
+            stand_in_keys: true,
         },
     );
     let online = match (&cluster, &discovery) {

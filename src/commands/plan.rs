@@ -48,6 +48,12 @@ async fn plan(args: PlanArgs) -> miette::Result<ExitStatus> {
         },
     )
     .await?;
+    // A plan saved for `apply FILE` is applied as rendered: its keys must be real.
+    let session = if args.out.is_none() {
+        session.shown_only()
+    } else {
+        session
+    };
     super::terminal::err(&format!("{}\n", session.header()));
     let meta = session.store.meta()?;
     let previous = load_previous(session.store.as_ref())?;

@@ -19,6 +19,9 @@
 //!    time, to find the fields derived from them ([`provenance`]), from a copy of a local
 //!    chart that generates cheap keys ([`cheap_keys`]); with a single real render the
 //!    generated fields differ from the canary render too and are marked sensitive as well.
+//!    A render that is only shown ([`RenderOptions::stand_in_keys`]) and a render with
+//!    placeholders (never applied) run that copy instead of the chart, its generated fields
+//!    masked; the shown output is cached apart from real ones.
 //!    The marks are cached with the output. helm's version (part of the cache key) is cached
 //!    by the helm binary's path, size and modification time; a session asks it in the
 //!    background as it opens ([`prime_helm_version`]), and its renderers share it. While it
@@ -95,6 +98,12 @@ pub struct RenderOptions {
     pub kube_version: Option<String>,
     /// How many helm nodes render at once; 0 means the available parallelism.
     pub parallelism: usize,
+    /// The render is shown, never applied (a plan without `--out`, a lint): on a cache miss,
+    /// a local chart whose templates generate keys is rendered from its copy that generates
+    /// cheap ones ([`cheap_keys`]), as the canary render is. The fields those keys make are
+    /// sensitive (masked), the output is cached apart from real renders, and the apply
+    /// renders the chart itself: the plan does not pay for keys it would not apply.
+    pub stand_in_keys: bool,
 }
 
 /// What a render run knows besides the plan.
@@ -820,18 +829,25 @@ impl Renderer {
         if let Some(output) = reused_previous {
             return Ok((key, output, RenderSource::Previous, None));
         }
-        if let Some(output) = (!regenerate)
-            .then(|| self.cache.get(&key))
-            .transpose()
-            .map_err(cache_err)?
-            .flatten()
-            .as_ref()
-            .and_then(ChartOutput::from_json)
-            // Rendered once without a previous render: its generated material was not found,
-            // so it cannot be carried over from the previous render this node has now.
-            .filter(|o| !(o.volatile_unknown && has_previous))
-        {
-            return Ok((key, output, RenderSource::Cache, None));
+        // A real render serves a plan that is only shown as well as a stand-in render.
+        let stand_in_key = stand_in_cache_key(&key);
+        let cached_keys = std::iter::once(&key)
+            .chain(self.options.stand_in_keys.then_some(&stand_in_key))
+            .filter(|_| !regenerate);
+        for cached_key in cached_keys {
+            if let Some(output) = self
+                .cache
+                .get(cached_key)
+                .map_err(cache_err)?
+                .as_ref()
+                .and_then(ChartOutput::from_json)
+                // Rendered once without a previous render: its generated material was not
+                // found, so it cannot be carried over from the previous render this node has
+                // now.
+                .filter(|o| !(o.volatile_unknown && has_previous))
+            {
+                return Ok((key, output, RenderSource::Cache, None));
+            }
         }
         let generates = run.chart.generates.is_some() || values_generate(values);
         let find_volatile = generates && has_previous;
@@ -839,6 +855,7 @@ impl Renderer {
             first,
             second,
             canary,
+            stand_in,
         } = match early_renders {
             Some(renders) => renders,
             None => self.fresh_renders(run, values, has_previous).await,
@@ -851,7 +868,13 @@ impl Renderer {
         // Rendered once: the fields the canary render changes may be generated material as
         // well as derived from sensitive inputs. All are sensitive (over-masking generated
         // material is the safe direction).
-        let sensitive = canary_sensitive(&first, canary.as_deref(), &volatile);
+        let mut sensitive = canary_sensitive(&first, canary.as_deref(), &volatile);
+        if stand_in {
+            // Stand-in keys are never shown: the apply generates its own.
+            for (paths, generated) in sensitive.iter_mut().zip(&volatile) {
+                paths.extend(generated.iter().cloned());
+            }
+        }
         let mut output = chart_output(first, volatile, sensitive);
         let carry = if generates && !find_volatile {
             output.volatile_unknown = true;
@@ -867,7 +890,10 @@ impl Renderer {
             },
             other => other,
         };
-        self.cache.put(&key, &output.to_json()).map_err(cache_err)?;
+        let put_key = if stand_in { &stand_in_key } else { &key };
+        self.cache
+            .put(put_key, &output.to_json())
+            .map_err(cache_err)?;
         Ok((key, output, RenderSource::Helm, Some(carry)))
     }
 
@@ -884,24 +910,70 @@ impl Renderer {
         let generates = run.chart.generates.is_some() || values_generate(values);
         let find_volatile = generates && has_previous;
         let canary = run.canary_values(values, false);
-        let second = async {
-            if find_volatile {
+        let stand_in = self
+            .options
+            .stand_in_keys
+            .then(|| self.cheap_key_chart(run.chart))
+            .flatten();
+        // Stand-in keys are masked: the fields they make are found by the canary render, or
+        // without one by a second render.
+        let second_needed = find_volatile || (stand_in.is_some() && canary.is_none());
+        let main = stand_in.as_ref().map_or(*run, |copy| ChartRun {
+            chart: &copy.chart,
+            ..*run
+        });
+        let ((first, second), canary) = futures::future::join(
+            self.one_or_two_renders(&main, values, second_needed),
+            self.canary_render(run, canary.as_ref()),
+        )
+        .await;
+        if stand_in.is_some() && first.is_err() {
+            tracing::debug!(
+                node = %run.address,
+                "the chart refuses cheap keys: it is rendered with its own"
+            );
+            let (first, second) = self.one_or_two_renders(run, values, find_volatile).await;
+            return FreshRenders {
+                first,
+                second,
+                canary,
+                stand_in: false,
+            };
+        }
+        // The chart refused the canaries: a second render of the copy finds the stand-in
+        // material instead.
+        let second = match (&stand_in, &canary, second) {
+            (Some(_), None, Ok(None)) if first.is_ok() => {
+                self.template_with(&main, values).await.map(Some)
+            }
+            (_, _, second) => second,
+        };
+        FreshRenders {
+            first,
+            second,
+            canary,
+            stand_in: stand_in.is_some(),
+        }
+    }
+
+    /// `helm template` of `run`, and a second one at the same time when `second` is asked.
+    async fn one_or_two_renders(
+        &self,
+        run: &ChartRun<'_>,
+        values: &Json,
+        second: bool,
+    ) -> (
+        Result<Documents, RenderError>,
+        Result<Option<Documents>, RenderError>,
+    ) {
+        let again = async {
+            if second {
                 self.template_with(run, values).await.map(Some)
             } else {
                 Ok(None)
             }
         };
-        let (first, second, canary) = futures::future::join3(
-            self.template_with(run, values),
-            second,
-            self.canary_render(run, canary.as_ref()),
-        )
-        .await;
-        FreshRenders {
-            first,
-            second,
-            canary,
-        }
+        futures::future::join(self.template_with(run, values), again).await
     }
 
     /// Whether helm's version is still to be asked: neither this run nor the render cache
@@ -918,7 +990,10 @@ impl Renderer {
     /// differ in render B as its volatile paths (the fields known after apply). Cached under
     /// the key of `values_a` (placeholders never occur in real values). The inner error is
     /// why the chart cannot be planned with placeholders: helm refused them, or the objects
-    /// depend on the values.
+    /// depend on the values. The output is never applied (the apply renders the node again
+    /// with the values), so a chart that generates keys renders from its copy with cheap ones
+    /// ([`cheap_keys`]) whatever [`RenderOptions::stand_in_keys`] says: the generated fields
+    /// differ between A and B either way.
     async fn placeholder_output(
         &self,
         run: &ChartRun<'_>,
@@ -956,12 +1031,27 @@ impl Renderer {
             other => Err(other),
         };
         let canary = run.canary_values(values_a, true);
+        let stand_in = self.cheap_key_chart(run.chart);
+        let main = stand_in.as_ref().map_or(*run, |copy| ChartRun {
+            chart: &copy.chart,
+            ..*run
+        });
         let (a, b, canary) = futures::future::join3(
-            self.template_with(run, values_a),
-            self.template_with(run, values_b),
+            self.template_with(&main, values_a),
+            self.template_with(&main, values_b),
             self.canary_render(run, canary.as_ref()),
         )
         .await;
+        let (a, b) = if stand_in.is_some() && (a.is_err() || b.is_err()) {
+            // The copy refused: the chart itself says whether it refuses the placeholders.
+            futures::future::join(
+                self.template_with(run, values_a),
+                self.template_with(run, values_b),
+            )
+            .await
+        } else {
+            (a, b)
+        };
         let a = match a {
             Ok(a) => a,
             Err(e) => return refused(e).map(Err),
@@ -1147,10 +1237,20 @@ struct FreshRenders {
     first: Result<Documents, RenderError>,
     second: Result<Option<Documents>, RenderError>,
     canary: Option<Documents>,
+    /// The first and second renders are of the chart's copy with cheap keys
+    /// ([`RenderOptions::stand_in_keys`]).
+    stand_in: bool,
 }
 
 /// The documents of one `helm template`: `(source, object)`, in order.
 type Documents = Vec<(Option<String>, Json)>;
+
+/// Where the render cache keeps a chart's output with stand-in keys
+/// ([`RenderOptions::stand_in_keys`]): apart from the real output under `key`, which an
+/// apply may take.
+fn stand_in_cache_key(key: &str) -> String {
+    format!("{key}+stand-in-keys")
+}
 
 /// Asks helm's version into `version` ahead of the render that needs it (the cache key of
 /// every helm node holds it), so that `helm version` runs while the caller does other work

@@ -9,11 +9,11 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use meshplan::model::Address;
-use meshplan::render::{MemoryCache, ReadValue, RenderInputs};
+use meshplan::render::{MemoryCache, ReadValue, RenderInputs, RenderOptions, Renderer};
 use serde_json::Value;
 
 use crate::apply_cmd::{Setup, decode};
-use crate::render::{Counting, helm, load_plan, renderer};
+use crate::render::{Counting, helm, load_plan, offline_options, renderer};
 use crate::support::root;
 
 /// The secret: multi-line (so that indenting changes it), with characters that quoting and
@@ -373,9 +373,9 @@ async fn masking_marks_every_derived_field_and_keeps_the_marks_in_the_cache() {
 
 /// Runs real helm and records, for each `helm template`, the chart it was given, whether the
 /// chart's templates ask for cheap (ECDSA) keys, and whether helm succeeded.
-struct ChartRecorder {
+pub(crate) struct ChartRecorder {
     inner: meshplan::render::HelmProcess,
-    runs: std::sync::Mutex<Vec<(String, bool, bool)>>,
+    pub(crate) runs: std::sync::Mutex<Vec<(String, bool, bool)>>,
 }
 
 impl meshplan::render::HelmRunner for ChartRecorder {
@@ -408,21 +408,21 @@ impl meshplan::render::HelmRunner for ChartRecorder {
     }
 }
 
-/// A chart that generates RSA keys and takes a sensitive value: its canary render runs with a
-/// copy of the chart that generates cheap keys, and marks the same fields (the digest of the
-/// value, which only provenance finds, and the generated material: a render without a
-/// previous one cannot tell it from derived fields). A chart that refuses the
-/// cheap keys gets its canary render with the chart itself.
-#[tokio::test]
-async fn masking_canary_renders_generate_cheap_keys_and_fall_back_to_the_chart() {
-    let chart = root().join("tests/fixtures/charts/keyed-secret");
-    for rsa_only in [false, true] {
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("plan.toml");
-        std::fs::write(
-            &path,
-            format!(
-                r#"
+fn keyed_chart() -> std::path::PathBuf {
+    root().join("tests/fixtures/charts/keyed-secret")
+}
+
+/// A plan of the `keyed-secret` chart, whose password is read from the cluster; `rsa_only`:
+/// the chart fails on any key but RSA.
+fn keyed_plan(dir: &std::path::Path, rsa_only: bool) -> meshplan::load::LoadedPlan {
+    let path = dir.join("plan.toml");
+    std::fs::write(&path, keyed_plan_text(rsa_only)).unwrap();
+    load_plan(&path, &[])
+}
+
+fn keyed_plan_text(rsa_only: bool) -> String {
+    format!(
+        r#"
 [plan]
 name = "keyed"
 
@@ -440,50 +440,74 @@ namespace = "app"
 password = "${{read.creds.value}}"
 rsaOnly = {rsa_only}
 "#,
-                chart.display()
-            ),
-        )
-        .unwrap();
-        let loaded = load_plan(&path, &[]);
-        let inputs = RenderInputs {
-            reads: BTreeMap::from([(
-                Address::parse("read.creds").unwrap(),
-                ReadValue {
-                    value: "hunter2".into(),
-                    sensitive: true,
-                },
-            )]),
-            ..RenderInputs::default()
-        };
-        let helm = Arc::new(ChartRecorder {
-            inner: helm(),
-            runs: std::sync::Mutex::default(),
-        });
+        keyed_chart().display()
+    )
+}
+
+/// The read password of [`keyed_plan`].
+fn keyed_inputs() -> RenderInputs {
+    RenderInputs {
+        reads: BTreeMap::from([(
+            Address::parse("read.creds").unwrap(),
+            ReadValue {
+                value: "hunter2".into(),
+                sensitive: true,
+            },
+        )]),
+        ..RenderInputs::default()
+    }
+}
+
+pub(crate) fn recorder() -> Arc<ChartRecorder> {
+    Arc::new(ChartRecorder {
+        inner: helm(),
+        runs: std::sync::Mutex::default(),
+    })
+}
+
+/// The fields of [`keyed_plan`]'s objects that are masked: the digest of the password, which
+/// only provenance finds, and the generated material.
+fn assert_keyed_marks(render: &meshplan::render::PlanRender, context: &str) {
+    let marks: BTreeMap<String, BTreeSet<String>> = render
+        .objects()
+        .map(|(_, o)| (o.object_ref.name.clone(), o.sensitive_paths.clone()))
+        .collect();
+    assert_eq!(
+        marks["keyed-tls"],
+        BTreeSet::from(
+            [
+                "/metadata/annotations/checksum~1password",
+                "/data",
+                "/data/ca.crt",
+                "/data/tls.crt",
+                "/data/tls.key",
+            ]
+            .map(String::from)
+        ),
+        "{context}"
+    );
+    assert_eq!(
+        marks["keyed-config"],
+        BTreeSet::from(["/data/ca-bundle.crt".to_owned()]),
+        "{context}"
+    );
+}
+
+/// A chart that generates RSA keys and takes a sensitive value: its canary render runs with a
+/// copy of the chart that generates cheap keys, and marks the same fields (the digest of the
+/// value, which only provenance finds, and the generated material: a render without a
+/// previous one cannot tell it from derived fields). A chart that refuses the
+/// cheap keys gets its canary render with the chart itself.
+#[tokio::test]
+async fn masking_canary_renders_generate_cheap_keys_and_fall_back_to_the_chart() {
+    let chart = keyed_chart();
+    for rsa_only in [false, true] {
+        let dir = tempfile::tempdir().unwrap();
+        let loaded = keyed_plan(dir.path(), rsa_only);
+        let helm = recorder();
         let r = renderer(helm.clone(), Arc::new(MemoryCache::new()));
-        let render = r.render(&loaded.plan, &inputs).await.unwrap();
-        let marks: BTreeMap<String, BTreeSet<String>> = render
-            .objects()
-            .map(|(_, o)| (o.object_ref.name.clone(), o.sensitive_paths.clone()))
-            .collect();
-        assert_eq!(
-            marks["keyed-tls"],
-            BTreeSet::from(
-                [
-                    "/metadata/annotations/checksum~1password",
-                    "/data",
-                    "/data/ca.crt",
-                    "/data/tls.crt",
-                    "/data/tls.key",
-                ]
-                .map(String::from)
-            ),
-            "rsaOnly = {rsa_only}"
-        );
-        assert_eq!(
-            marks["keyed-config"],
-            BTreeSet::from(["/data/ca-bundle.crt".to_owned()]),
-            "rsaOnly = {rsa_only}"
-        );
+        let render = r.render(&loaded.plan, &keyed_inputs()).await.unwrap();
+        assert_keyed_marks(&render, &format!("rsaOnly = {rsa_only}"));
 
         let runs = helm.runs.lock().unwrap().clone();
         let original = chart.display().to_string();
@@ -515,4 +539,187 @@ rsaOnly = {rsa_only}
         drop(r);
         assert!(!std::path::Path::new(&copy).exists());
     }
+}
+
+/// The key of `keyed-tls` in a render of [`keyed_plan`], decoded.
+fn keyed_tls_key(render: &meshplan::render::PlanRender) -> String {
+    let (_, tls) = render
+        .objects()
+        .find(|(_, o)| o.object_ref.name == "keyed-tls")
+        .unwrap();
+    let encoded = tls.object["data"]["tls.key"].as_str().unwrap();
+    String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(encoded)
+            .unwrap(),
+    )
+    .unwrap()
+}
+
+/// A plan that is only shown renders a chart that generates keys from its copy with cheap
+/// keys (its first render as well as its canary render) and masks the same fields. Its output
+/// is cached apart: a render to apply runs the chart itself and gets its RSA keys, and a shown
+/// plan after it takes that real output from the cache. A chart that refuses cheap keys is
+/// rendered with its own.
+#[tokio::test]
+async fn a_shown_plan_renders_stand_in_keys_that_no_apply_takes() {
+    let original = keyed_chart().display().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let loaded = keyed_plan(dir.path(), false);
+    let cache = Arc::new(MemoryCache::new());
+    let shown = || RenderOptions {
+        stand_in_keys: true,
+        ..offline_options()
+    };
+    let runs = |helm: &ChartRecorder| -> Vec<(bool, bool, bool)> {
+        let mut kinds: Vec<(bool, bool, bool)> = helm
+            .runs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(c, cheap, ok)| (c == &original, *cheap, *ok))
+            .collect();
+        kinds.sort();
+        kinds
+    };
+
+    let helm = recorder();
+    let stand_in = Renderer::new(helm.clone(), cache.clone(), shown())
+        .render(&loaded.plan, &keyed_inputs())
+        .await
+        .unwrap();
+    assert_eq!(runs(&helm), [(false, true, true), (false, true, true)]);
+    assert!(keyed_tls_key(&stand_in).starts_with("-----BEGIN EC PRIVATE KEY-----"));
+    assert_keyed_marks(&stand_in, "stand-in keys");
+
+    // A render to apply, with the same inputs and cache: the chart itself, real keys.
+    let helm = recorder();
+    let real = Renderer::new(helm.clone(), cache.clone(), offline_options())
+        .render(&loaded.plan, &keyed_inputs())
+        .await
+        .unwrap();
+    assert_eq!(runs(&helm), [(false, true, true), (true, false, true)]);
+    assert!(keyed_tls_key(&real).contains("RSA PRIVATE KEY"));
+    assert_keyed_marks(&real, "real keys");
+
+    // A shown plan takes the real output from the cache.
+    let helm = recorder();
+    let again = Renderer::new(helm.clone(), cache.clone(), shown())
+        .render(&loaded.plan, &keyed_inputs())
+        .await
+        .unwrap();
+    assert!(runs(&helm).is_empty());
+    assert_eq!(keyed_tls_key(&again), keyed_tls_key(&real));
+
+    // The copy refused: the first render and the canary render ran with the chart.
+    let loaded = keyed_plan(dir.path(), true);
+    let helm = recorder();
+    let refused = Renderer::new(helm.clone(), Arc::new(MemoryCache::new()), shown())
+        .render(&loaded.plan, &keyed_inputs())
+        .await
+        .unwrap();
+    assert_eq!(
+        runs(&helm),
+        [
+            (false, true, false),
+            (false, true, false),
+            (true, false, true),
+            (true, false, true),
+        ]
+    );
+    assert!(keyed_tls_key(&refused).contains("RSA PRIVATE KEY"));
+    assert_keyed_marks(&refused, "refused stand-in keys");
+}
+
+/// `plan` without `--out` renders stand-in keys; `plan --out` after it renders the chart's own
+/// keys (the stand-in output is not taken from the cache), and `apply FILE` writes them.
+#[test]
+fn a_saved_plan_applies_real_keys_after_a_shown_plan() {
+    let s = Setup::with_plan(&keyed_plan_text(false));
+    s.cluster
+        .apply(
+            "creds.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata:\n  name: app\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata:\n  name: creds\n  namespace: app\n\
+             stringData:\n  password: hunter2\n",
+        )
+        .ok();
+    let (code, _, err) = s.run("plan", &[]);
+    assert_eq!(code, 0, "{err}");
+    let saved = s.cluster.dir.path().join("changes.json");
+    let (code, _, err) = s.run("plan", &["--out", saved.to_str().unwrap()]);
+    assert_eq!(code, 0, "{err}");
+    let (code, _, err) = decode(s.command("apply", &saved, &[]).output().unwrap());
+    assert_eq!(code, 0, "{err}");
+    let tls = s.cluster.get_json(&["secret", "-n", "app", "keyed-tls"]);
+    let key = base64::engine::general_purpose::STANDARD
+        .decode(tls["data"]["tls.key"].as_str().unwrap())
+        .unwrap();
+    let key = String::from_utf8(key).unwrap();
+    assert!(key.contains("RSA PRIVATE KEY"), "{key}");
+}
+
+/// A shown plan of a chart that generates keys and refuses the canary values (it checks the
+/// password): without a canary render, a second render of the copy finds the generated
+/// fields, which are masked.
+#[tokio::test]
+async fn stand_in_keys_are_masked_when_the_chart_refuses_the_canaries() {
+    let dir = tempfile::tempdir().unwrap();
+    let chart = dir.path().join("picky");
+    std::fs::create_dir_all(chart.join("templates")).unwrap();
+    std::fs::write(
+        chart.join("Chart.yaml"),
+        "apiVersion: v2\nname: picky\nversion: 0.1.0\n",
+    )
+    .unwrap();
+    std::fs::write(
+        chart.join("templates/ca.yaml"),
+        "{{- if ne .Values.password \"hunter2\" }}{{ fail \"wrong password\" }}{{ end -}}\n\
+         {{- $ca := genCA \"picky-ca\" 365 -}}\n\
+         apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: picky-ca\n\
+         data:\n  ca.crt: {{ $ca.Cert | quote }}\n  mode: plain\n",
+    )
+    .unwrap();
+    let path = dir.path().join("plan.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[plan]\nname = \"picky\"\n\
+             [read.creds]\napi_version = \"v1\"\nkind = \"Secret\"\nnamespace = \"app\"\n\
+             name = \"creds\"\nkey = \"password\"\n\
+             [helm.app]\nchart = \"{}\"\nnamespace = \"app\"\n\
+             [helm.app.values]\npassword = \"${{read.creds.value}}\"\n",
+            chart.display()
+        ),
+    )
+    .unwrap();
+    let loaded = load_plan(&path, &[]);
+    let helm = recorder();
+    let options = RenderOptions {
+        stand_in_keys: true,
+        ..offline_options()
+    };
+    let render = Renderer::new(helm.clone(), Arc::new(MemoryCache::new()), options)
+        .render(&loaded.plan, &keyed_inputs())
+        .await
+        .unwrap();
+    let (_, ca) = render.objects().next().unwrap();
+    assert_eq!(
+        ca.sensitive_paths,
+        BTreeSet::from(["/data/ca.crt".to_owned()])
+    );
+    // The first render and the second of the copy, and the refused canary render of the copy
+    // and of the chart.
+    let runs = helm.runs.lock().unwrap().clone();
+    let original = chart.display().to_string();
+    let mut kinds: Vec<(bool, bool)> = runs
+        .iter()
+        .map(|(c, _, ok)| (c == &original, *ok))
+        .collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        [(false, false), (false, true), (false, true), (true, false)],
+        "{runs:?}"
+    );
 }

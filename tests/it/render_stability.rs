@@ -509,7 +509,7 @@ pub(crate) fn helm_runs(log: &std::path::Path) -> Vec<String> {
 }
 
 #[test]
-fn a_first_install_renders_once_and_a_later_change_carries_material_over() {
+fn a_first_install_applies_one_render_and_a_later_change_carries_material_over() {
     let chart = root().join("tests/fixtures/charts/random-material");
     let s = crate::apply_cmd::Setup::with_plan(&format!(
         "[plan]\nname = \"material\"\n[vars]\ngreeting = \"hello\"\n\
@@ -529,15 +529,17 @@ fn a_first_install_renders_once_and_a_later_change_carries_material_over() {
         let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
         (out.status.code(), text(&out.stdout), text(&out.stderr))
     };
-    // A first install: no previous render, so the chart that generates material is rendered
-    // once (no second render to find the material), and helm's version asked once.
+    // A first install, only shown: no previous render, and the keys are stand-ins, so the
+    // chart's copy with cheap keys is rendered twice (to mask the generated fields), and
+    // helm's version asked once.
     let (code, out, err) = run("plan", &[]);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert_eq!(helm_runs(&log), ["template", "version"]);
-    // The apply renders what the plan rendered (from the render cache): no helm run.
+    assert_eq!(helm_runs(&log), ["template", "template", "version"]);
+    // The apply does not take the stand-in render: the chart renders once, with real keys
+    // (no second render to find the material).
     let (code, out, err) = run("apply", &["--auto-approve"]);
     assert_eq!(code, Some(0), "{out}\n{err}");
-    assert!(helm_runs(&log).is_empty());
+    assert_eq!(helm_runs(&log), ["template"]);
     let tls = || s.cluster.get_json(&["secret", "-n", "demo", "webhook-tls"])["data"].clone();
     let applied_tls = tls();
     // A plan after the apply: no change, and no process at all (the applied render and helm's
@@ -555,4 +557,69 @@ fn a_first_install_renders_once_and_a_later_change_carries_material_over() {
     assert_eq!(tls(), applied_tls);
     let greeting = s.cluster.get_json(&["configmap", "-n", "demo", "greeting"]);
     assert_eq!(greeting["data"]["greeting"], "bonjour");
+}
+
+/// A shown plan without a canary render (no sensitive input) renders the copy with cheap keys
+/// twice: the fields that differ are the generated ones, masked because their stand-in values
+/// are not what an apply would write. A render to apply runs the chart itself once and masks
+/// none of them.
+#[tokio::test]
+async fn stand_in_keys_without_a_canary_render_are_found_and_masked() {
+    let dir = tempfile::tempdir().unwrap();
+    let plan = material_plan(dir.path(), "hello");
+    let chart = root().join("tests/fixtures/charts/random-material");
+    let render = |stand_in_keys: bool| {
+        let plan = &plan;
+        async move {
+            let helm = crate::masking::recorder();
+            let options = meshplan::render::RenderOptions {
+                stand_in_keys,
+                ..crate::render::offline_options()
+            };
+            let node = meshplan::render::Renderer::new(
+                helm.clone(),
+                Arc::new(MemoryCache::new()),
+                options,
+            )
+            .render(&plan.plan, &RenderInputs::default())
+            .await
+            .unwrap()
+            .nodes[&material()]
+                .clone();
+            let charts: Vec<String> = helm
+                .runs
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|r| r.0.clone())
+                .collect();
+            (node, charts)
+        }
+    };
+    let sensitive = |node: &NodeRender, name: &str| {
+        node.objects
+            .iter()
+            .find(|o| o.object_ref.name == name)
+            .unwrap()
+            .sensitive_paths
+            .clone()
+    };
+    let original = chart.display().to_string();
+
+    let (shown, charts) = render(true).await;
+    assert_eq!(charts.len(), 2, "{charts:?}");
+    assert!(charts.iter().all(|c| c != &original), "{charts:?}");
+    assert!(
+        sensitive(&shown, "random-material-webhook").contains("/webhooks/0/clientConfig/caBundle")
+    );
+    assert!(
+        sensitive(&shown, "webhook")
+            .contains("/spec/template/metadata/annotations/checksum~1config")
+    );
+    assert!(sensitive(&shown, "greeting").is_empty());
+
+    let (applied, charts) = render(false).await;
+    assert_eq!(charts, [original]);
+    assert!(sensitive(&applied, "random-material-webhook").is_empty());
+    assert!(sensitive(&applied, "webhook").is_empty());
 }
