@@ -360,7 +360,9 @@ impl Publisher {
         interval: std::time::Duration,
     ) -> Result<Self, StateError> {
         let shared = std::sync::Arc::new(Shared::default());
-        shared.publish(dir, trees)?;
+        if !is_current(dir, trees)? {
+            shared.publish(dir, trees)?;
+        }
         let thread = {
             let (shared, owned_dir, trees) = (shared.clone(), dir.to_path_buf(), trees.clone());
             std::thread::Builder::new()
@@ -460,16 +462,18 @@ fn background(shared: &Shared, dir: &Path, trees: &Trees, interval: std::time::D
 /// and the last to read the database is the last to replace the file.
 static PUBLISHING: std::sync::Mutex<()> = std::sync::Mutex::new(());
 
-/// Publishes the snapshot of the open database `trees` (see the module overview).
-pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
-    let _one_at_a_time = PUBLISHING
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner);
-    let io = |action, source| StateError::Io {
-        action,
-        path: dir.join(SNAPSHOT_FILE),
-        source,
-    };
+/// The snapshot of the open database `trees` without its object records: what comes before
+/// them (the header, `{"kind":...,"key_check":...`) and after them (`],"runs":[...]` and
+/// `,"discovery":...}`).
+struct Edges {
+    head: Vec<u8>,
+    tail: Vec<u8>,
+}
+
+/// What opens the list of object records, between the two [`Edges`].
+const OBJECTS_OPEN: &[u8] = b",\"objects\":[";
+
+fn edges(dir: &Path, trees: &Trees) -> Result<Edges, StateError> {
     let meta = trees.get(TreeId::Meta);
     let get = |key: &[u8]| meta.get(key).map_err(|e| db_err(dir, e));
     let format = get(K_FORMAT)?
@@ -482,17 +486,77 @@ pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
         .and_then(|v| <[u8; 8]>::try_from(v.as_ref()).ok())
         .map_or(0, u64::from_be_bytes);
     let key_check = get(sled_store::K_KEY_CHECK)?.map(|v| String::from_utf8_lossy(&v).into_owned());
-    // The stored values are JSON already: they are copied as they are, streamed to the file
-    // (a snapshot of a large state is tens of megabytes).
-    let header = serde_json::json!({
+    let mut head = serde_json::json!({
         "kind": SNAPSHOT_KIND,
         "format": format,
         "lineage": lineage,
         "serial": serial,
         "key_check": key_check,
     })
-    .to_string();
+    .to_string()
+    .into_bytes();
+    head.pop();
+    // The stored values are JSON already: they are copied as they are.
+    let mut tail = b"],\"runs\":[".to_vec();
+    for (i, item) in trees.get(TreeId::Runs).iter().enumerate() {
+        let (_, value) = item.map_err(|e| db_err(dir, e))?;
+        if i > 0 {
+            tail.push(b',');
+        }
+        tail.extend_from_slice(&value);
+    }
+    tail.extend_from_slice(b"],\"discovery\":");
+    match trees
+        .get(TreeId::Discovery)
+        .get(sled_store::K_DISCOVERY)
+        .map_err(|e| db_err(dir, e))?
+    {
+        Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
+            tail.extend_from_slice(&value);
+        }
+        _ => tail.extend_from_slice(b"null"),
+    }
+    tail.push(b'}');
+    Ok(Edges { head, tail })
+}
+
+/// Whether the published snapshot is the database's: its header (format, lineage, serial and
+/// key check), runs and discovery are, and its end is there (a file cut short by a power loss
+/// is not current). The object records are not read: every commit that changes them moves
+/// the serial. Opening a state publishes only when the snapshot is not current.
+fn is_current(dir: &Path, trees: &Trees) -> Result<bool, StateError> {
+    use std::io::{Read as _, Seek as _, SeekFrom};
+    let Edges { head, tail } = edges(dir, trees)?;
+    let Ok(mut file) = std::fs::File::open(dir.join(SNAPSHOT_FILE)) else {
+        return Ok(false);
+    };
+    let mut read_at = |at: SeekFrom, len: usize| -> Option<Vec<u8>> {
+        let mut bytes = vec![0; len];
+        file.seek(at).ok()?;
+        file.read_exact(&mut bytes).ok()?;
+        Some(bytes)
+    };
+    let first = read_at(SeekFrom::Start(0), head.len() + OBJECTS_OPEN.len());
+    let last = i64::try_from(tail.len())
+        .ok()
+        .and_then(|len| read_at(SeekFrom::End(-len), tail.len()));
+    Ok(matches!((first, last), (Some(first), Some(last))
+        if first[..head.len()] == head[..] && &first[head.len()..] == OBJECTS_OPEN && last == tail))
+}
+
+/// Publishes the snapshot of the open database `trees` (see the module overview).
+pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
+    let _one_at_a_time = PUBLISHING
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner);
+    let io = |action, source| StateError::Io {
+        action,
+        path: dir.join(SNAPSHOT_FILE),
+        source,
+    };
+    let Edges { head, tail } = edges(dir, trees)?;
     let tmp = dir.join(format!(".{SNAPSHOT_FILE}.{}", std::process::id()));
+    // Streamed to the file: a snapshot of a large state is tens of megabytes.
     let written = (|| -> Result<(), StateError> {
         let file = std::fs::File::create(&tmp).map_err(|e| io("write the state snapshot", e))?;
         let mut out = std::io::BufWriter::with_capacity(256 * 1024, file);
@@ -500,30 +564,16 @@ pub(crate) fn publish(dir: &Path, trees: &Trees) -> Result<(), StateError> {
             out.write_all(bytes)
                 .map_err(|e| io("write the state snapshot", e))
         };
-        put(&header.as_bytes()[..header.len() - 1])?;
-        for (name, tree) in [("objects", TreeId::Objects), ("runs", TreeId::Runs)] {
-            put(format!(",\"{name}\":[").as_bytes())?;
-            for (i, item) in trees.get(tree).iter().enumerate() {
-                let (_, value) = item.map_err(|e| db_err(dir, e))?;
-                if i > 0 {
-                    put(b",")?;
-                }
-                put(&value)?;
+        put(&head)?;
+        put(OBJECTS_OPEN)?;
+        for (i, item) in trees.get(TreeId::Objects).iter().enumerate() {
+            let (_, value) = item.map_err(|e| db_err(dir, e))?;
+            if i > 0 {
+                put(b",")?;
             }
-            put(b"]")?;
+            put(&value)?;
         }
-        put(b",\"discovery\":")?;
-        match trees
-            .get(TreeId::Discovery)
-            .get(sled_store::K_DISCOVERY)
-            .map_err(|e| db_err(dir, e))?
-        {
-            Some(value) if serde_json::from_slice::<serde::de::IgnoredAny>(&value).is_ok() => {
-                put(&value)?;
-            }
-            _ => put(b"null")?,
-        }
-        put(b"}")?;
+        put(&tail)?;
         out.flush().map_err(|e| io("write the state snapshot", e))
     })();
     if let Err(e) = written {
@@ -769,6 +819,105 @@ mod tests {
         }
         assert_eq!(published_names(dir.path()), vec!["a".to_owned()]);
         drop(publisher);
+    }
+
+    fn published_json(dir: &Path) -> serde_json::Value {
+        serde_json::from_slice(&std::fs::read(dir.join(SNAPSHOT_FILE)).unwrap()).unwrap()
+    }
+
+    /// The names of the object records in the published snapshot.
+    fn record_names(dir: &Path) -> Vec<String> {
+        published_json(dir)["objects"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|o| o["object"]["name"].as_str().unwrap().to_owned())
+            .collect()
+    }
+
+    /// The inode of the published snapshot: publishing replaces the file (a new inode).
+    fn snapshot_inode(dir: &Path) -> u64 {
+        use std::os::unix::fs::MetadataExt as _;
+        std::fs::metadata(dir.join(SNAPSHOT_FILE)).unwrap().ino()
+    }
+
+    #[test]
+    fn an_opened_state_publishes_only_a_snapshot_that_is_not_current() {
+        let dir = tempfile::tempdir().unwrap();
+        let open = || {
+            SledStore::open_for(
+                dir.path(),
+                "plan",
+                crate::state::Access::Read(std::time::Duration::ZERO),
+            )
+            .unwrap()
+        };
+        drop({
+            let store = open();
+            store
+                .commit(WriteBatch::new().put_object(record("a")))
+                .unwrap();
+            store
+        });
+        let published = snapshot_inode(dir.path());
+        // Opened again with nothing changed: the snapshot stays.
+        drop(open());
+        assert_eq!(snapshot_inode(dir.path()), published);
+
+        // Cut short (a power loss): published again, whole.
+        let file = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.path().join(SNAPSHOT_FILE))
+            .unwrap();
+        let len = file.metadata().unwrap().len();
+        file.set_len(len - 1).unwrap();
+        drop(open());
+        let republished = snapshot_inode(dir.path());
+        assert_ne!(republished, published);
+        assert_eq!(record_names(dir.path()), ["a"]);
+
+        // A discovery cached without moving the serial: published again with it.
+        let entry = crate::state::DiscoveryCacheEntry {
+            fetched_at: jiff::Timestamp::UNIX_EPOCH,
+            discovery: meshplan_k8s::Discovery::default(),
+        };
+        {
+            let store = open();
+            store
+                .commit(WriteBatch::new().put_discovery(entry.clone()))
+                .unwrap();
+        }
+        drop(open());
+        assert_ne!(snapshot_inode(dir.path()), republished);
+        assert_eq!(
+            published_json(dir.path())["discovery"],
+            serde_json::to_value(&entry).unwrap()
+        );
+
+        // A commit of records whose publishing never came (the process was killed): the
+        // serial moved, published when opened.
+        std::fs::copy(
+            dir.path().join(SNAPSHOT_FILE),
+            dir.path().join("stale.json"),
+        )
+        .unwrap();
+        drop({
+            let store = open();
+            store
+                .commit(WriteBatch::new().put_object(record("b")))
+                .unwrap();
+            store
+        });
+        std::fs::rename(
+            dir.path().join("stale.json"),
+            dir.path().join(SNAPSHOT_FILE),
+        )
+        .unwrap();
+        let stale = snapshot_inode(dir.path());
+        assert_eq!(record_names(dir.path()), ["a"]);
+        drop(open());
+        assert_ne!(snapshot_inode(dir.path()), stale);
+        assert_eq!(record_names(dir.path()), ["a", "b"]);
     }
 
     #[test]

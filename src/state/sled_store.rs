@@ -263,6 +263,7 @@ impl SledStore {
         }
         commit_raw(&self.dir, &self.trees, &writes, self.meta()?.format)?;
         self.db.flush().map_err(|e| db_err(&self.dir, e))?;
+        self.publisher.now()?;
         self.meta()
     }
 
