@@ -300,30 +300,36 @@ impl Session {
             StateLocation::Kubernetes(at) => at.describe(),
         };
         let deadline = Instant::now() + args.lock_timeout;
-        // A local state first: its lock is the cheapest refusal.
-        let mut database_lost = false;
-        let local: Option<Arc<SledStore>> = match &resolved.location {
+        // A database missing beside the key file of an earlier one (looked at before opening
+        // creates it).
+        let database_lost = match &resolved.location {
             StateLocation::Local { dir } => {
-                // A database missing beside the key file of an earlier one (looked at before
-                // opening creates it).
-                database_lost = !SledStore::exists(dir)
+                !SledStore::exists(dir)
                     && std::env::var_os(KEY_ENV).is_none()
-                    && dir.join(KEY_FILE).is_file();
-                let access = match args.access {
-                    Access::Read => state::Access::Read(args.lock_timeout),
-                    Access::Write => state::Access::Write(args.lock_timeout),
-                };
-                let (dir, command) = (dir.clone(), args.command.to_owned());
-                let store = tokio::task::spawn_blocking(move || {
-                    SledStore::open_for(&dir, &command, access)
-                })
-                .await
-                .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))??;
-                Some(Arc::new(store))
+                    && dir.join(KEY_FILE).is_file()
             }
-            StateLocation::Kubernetes(_) => None,
+            StateLocation::Kubernetes(_) => false,
         };
-        let cluster = KubeCluster::connect(&args.connect).await?;
+        // A local state is opened while the client is made (a kubeconfig's exec plugin may take
+        // a while); its refusal (the lock) comes first when both fail.
+        let open_local = async {
+            let StateLocation::Local { dir } = &resolved.location else {
+                return Ok(None);
+            };
+            let access = match args.access {
+                Access::Read => state::Access::Read(args.lock_timeout),
+                Access::Write => state::Access::Write(args.lock_timeout),
+            };
+            let (dir, command) = (dir.clone(), args.command.to_owned());
+            let store =
+                tokio::task::spawn_blocking(move || SledStore::open_for(&dir, &command, access))
+                    .await
+                    .map_err(|e| SessionError::WorkingDirectory(std::io::Error::other(e)))??;
+            Ok::<_, SessionError>(Some(Arc::new(store)))
+        };
+        let (local, cluster) = tokio::join!(open_local, KubeCluster::connect(&args.connect));
+        let local: Option<Arc<SledStore>> = local?;
+        let cluster = cluster?;
         let needs_remote = local.is_none() || args.access == Access::Write;
         let remote = if needs_remote {
             Some(Remote::connect(cluster.kube_config().clone())?)
