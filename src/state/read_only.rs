@@ -6,7 +6,7 @@
 //!    format, lineage, serial and key check, every object record, the run records and the
 //!    discovery cache, written to a temporary file and renamed over the previous one. A
 //!    reader sees all of one serial or a later one, never a mix. It is published when the
-//!    state is opened, at once after a commit that begins or clears a run, within
+//!    state is opened (unless the published one is current, [`is_current`]), at once after a commit that begins or clears a run, within
 //!    [`PUBLISH_INTERVAL`] after commits that change object records (a [`Publisher`] thread
 //!    publishes at most once per interval, so a run's thousands of commits do not each
 //!    rewrite every record), and when the state is closed.
