@@ -591,7 +591,10 @@ fn plan_runs(
         &env.kubeconfig,
         &work.join("plan-state-saved"),
     );
-    saved_args.extend(["--out".into(), work.join("saved.json").display().to_string()]);
+    saved_args.extend([
+        "--out".into(),
+        work.join("saved.json").display().to_string(),
+    ]);
     let saved = measure(
         "meshplan plan --out FILE, cold",
         Some(&env.sandbox),
