@@ -565,61 +565,59 @@ fn keyed_tls_key(render: &meshplan::render::PlanRender) -> String {
 async fn a_shown_plan_renders_stand_in_keys_that_no_apply_takes() {
     let original = keyed_chart().display().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let loaded = keyed_plan(dir.path(), false);
     let cache = Arc::new(MemoryCache::new());
-    let shown = || RenderOptions {
+    let shown = RenderOptions {
         stand_in_keys: true,
         ..offline_options()
     };
-    let runs = |helm: &ChartRecorder| -> Vec<(bool, bool, bool)> {
-        let mut kinds: Vec<(bool, bool, bool)> = helm
-            .runs
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(c, cheap, ok)| (c == &original, *cheap, *ok))
-            .collect();
-        kinds.sort();
-        kinds
+    // A render of `loaded`, and what helm ran for it: (the chart itself, cheap keys, success),
+    // sorted.
+    let render = |loaded: meshplan::load::LoadedPlan, cache: Arc<MemoryCache>, options| {
+        let original = original.clone();
+        async move {
+            let helm = recorder();
+            let render = Renderer::new(helm.clone(), cache, options)
+                .render(&loaded.plan, &keyed_inputs())
+                .await
+                .unwrap();
+            let mut runs: Vec<(bool, bool, bool)> = helm
+                .runs
+                .lock()
+                .unwrap()
+                .iter()
+                .map(|(c, cheap, ok)| (c == &original, *cheap, *ok))
+                .collect();
+            runs.sort();
+            (render, runs)
+        }
     };
+    let keyed = || keyed_plan(dir.path(), false);
 
-    let helm = recorder();
-    let stand_in = Renderer::new(helm.clone(), cache.clone(), shown())
-        .render(&loaded.plan, &keyed_inputs())
-        .await
-        .unwrap();
-    assert_eq!(runs(&helm), [(false, true, true), (false, true, true)]);
+    let (stand_in, runs) = render(keyed(), cache.clone(), shown.clone()).await;
+    assert_eq!(runs, [(false, true, true), (false, true, true)]);
     assert!(keyed_tls_key(&stand_in).starts_with("-----BEGIN EC PRIVATE KEY-----"));
     assert_keyed_marks(&stand_in, "stand-in keys");
 
     // A render to apply, with the same inputs and cache: the chart itself, real keys.
-    let helm = recorder();
-    let real = Renderer::new(helm.clone(), cache.clone(), offline_options())
-        .render(&loaded.plan, &keyed_inputs())
-        .await
-        .unwrap();
-    assert_eq!(runs(&helm), [(false, true, true), (true, false, true)]);
+    let (real, runs) = render(keyed(), cache.clone(), offline_options()).await;
+    assert_eq!(runs, [(false, true, true), (true, false, true)]);
     assert!(keyed_tls_key(&real).contains("RSA PRIVATE KEY"));
     assert_keyed_marks(&real, "real keys");
 
     // A shown plan takes the real output from the cache.
-    let helm = recorder();
-    let again = Renderer::new(helm.clone(), cache.clone(), shown())
-        .render(&loaded.plan, &keyed_inputs())
-        .await
-        .unwrap();
-    assert!(runs(&helm).is_empty());
+    let (again, runs) = render(keyed(), cache.clone(), shown.clone()).await;
+    assert!(runs.is_empty());
     assert_eq!(keyed_tls_key(&again), keyed_tls_key(&real));
 
     // The copy refused: the first render and the canary render ran with the chart.
-    let loaded = keyed_plan(dir.path(), true);
-    let helm = recorder();
-    let refused = Renderer::new(helm.clone(), Arc::new(MemoryCache::new()), shown())
-        .render(&loaded.plan, &keyed_inputs())
-        .await
-        .unwrap();
+    let (refused, runs) = render(
+        keyed_plan(dir.path(), true),
+        Arc::new(MemoryCache::new()),
+        shown,
+    )
+    .await;
     assert_eq!(
-        runs(&helm),
+        runs,
         [
             (false, true, false),
             (false, true, false),
