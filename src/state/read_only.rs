@@ -6,10 +6,11 @@
 //!    format, lineage, serial and key check, every object record, the run records and the
 //!    discovery cache, written to a temporary file and renamed over the previous one. A
 //!    reader sees all of one serial or a later one, never a mix. It is published when the
-//!    state is opened (unless the published one is current, [`is_current`]), at once after a commit that begins or clears a run, within
-//!    [`PUBLISH_INTERVAL`] after commits that change object records (a [`Publisher`] thread
-//!    publishes at most once per interval, so a run's thousands of commits do not each
-//!    rewrite every record), and when the state is closed.
+//!    state is opened (unless the published one is current, [`is_current`]), at once after
+//!    a commit that begins or clears a run, within [`PUBLISH_INTERVAL`] after commits that
+//!    change object records (a [`Publisher`] thread publishes at most once per interval, so
+//!    a run's thousands of commits do not each rewrite every record), when the state is
+//!    closed, and after an import.
 //! 2. **Reading.** [`open_read_only`] opens the database itself when no process holds it
 //!    (sled allows one process at a time), reads everything into memory and closes it at once;
 //!    when a writer (the holder of the writer lock, [`WriterLock`]) or, after a moment, a
