@@ -927,7 +927,7 @@ impl Renderer {
             self.canary_render(run, canary.as_ref()),
         )
         .await;
-        if stand_in.is_some() && first.is_err() {
+        if stand_in.is_some() && (first.is_err() || second.is_err()) {
             tracing::debug!(
                 node = %run.address,
                 "the chart refuses cheap keys: it is rendered with its own"
