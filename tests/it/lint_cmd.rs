@@ -594,3 +594,47 @@ spec:
         "{job:#}"
     );
 }
+
+/// The lint's render is only checked, never applied: a chart that generates keys (viz) is
+/// rendered from its copy with cheap keys, never from the chart itself.
+#[test]
+fn the_lint_renders_stand_in_keys() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("helm.log");
+    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
+        .map(|d| d.join("helm"))
+        .find(|p| p.is_file())
+        .expect("helm on PATH");
+    let script = dir.path().join("helm-logging");
+    std::fs::write(
+        &script,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = template ] && echo \"$2 $3\" >> '{}'\nexec '{}' \"$@\"\n",
+            log.display(),
+            real.display()
+        ),
+    )
+    .unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let mut args = vec!["lint", "plans/linkerd.toml", "--offline"];
+    args.extend_from_slice(&STAND_IN);
+    let out = crate::support::meshplan()
+        .args(&args)
+        .env("MESHPLAN_HELM", &script)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let viz: Vec<&str> = runs
+        .lines()
+        .filter(|l| l.starts_with("linkerd-viz "))
+        .collect();
+    assert!(!viz.is_empty(), "{runs}");
+    assert!(
+        viz.iter().all(|l| l.contains("meshplan-chart-")),
+        "viz rendered with its own keys: {runs}"
+    );
+}
