@@ -918,10 +918,7 @@ impl Renderer {
         // Stand-in keys are masked: the fields they make are found by the canary render, or
         // without one by a second render.
         let second_needed = find_volatile || (stand_in.is_some() && canary.is_none());
-        let main = stand_in.as_ref().map_or(*run, |copy| ChartRun {
-            chart: &copy.chart,
-            ..*run
-        });
+        let main = stand_in.as_ref().map_or(*run, |copy| run.on(&copy.chart));
         let ((first, second), canary) = futures::future::join(
             self.one_or_two_renders(&main, values, second_needed),
             self.canary_render(run, canary.as_ref()),
@@ -1032,10 +1029,7 @@ impl Renderer {
         };
         let canary = run.canary_values(values_a, true);
         let stand_in = self.cheap_key_chart(run.chart);
-        let main = stand_in.as_ref().map_or(*run, |copy| ChartRun {
-            chart: &copy.chart,
-            ..*run
-        });
+        let main = stand_in.as_ref().map_or(*run, |copy| run.on(&copy.chart));
         let (a, b, canary) = futures::future::join3(
             self.template_with(&main, values_a),
             self.template_with(&main, values_b),
@@ -1080,11 +1074,7 @@ impl Renderer {
     ) -> Option<Vec<(Option<String>, Json)>> {
         let canary = canary?;
         if let Some(cheap) = self.cheap_key_chart(run.chart) {
-            let cheap_run = ChartRun {
-                chart: &cheap.chart,
-                ..*run
-            };
-            match self.template_with(&cheap_run, canary).await {
+            match self.template_with(&run.on(&cheap.chart), canary).await {
                 Ok(docs) => return Some(docs),
                 Err(e) => tracing::debug!(
                     node = %run.address,
@@ -1350,7 +1340,15 @@ struct ChartRun<'a> {
     secrets: &'a [String],
 }
 
-impl ChartRun<'_> {
+impl<'a> ChartRun<'a> {
+    /// This run with another chart: the copy with cheap keys ([`cheap_keys`]).
+    fn on<'b>(&self, chart: &'b ResolvedChart) -> ChartRun<'b>
+    where
+        'a: 'b,
+    {
+        ChartRun { chart, ..*self }
+    }
+
     /// `values` with canaries for the sensitive inputs (see [`provenance`]). `known_only`:
     /// only the paths that hold a known sensitive value (a placeholder render: the paths of
     /// placeholders are known after apply, not sensitive now).

@@ -853,13 +853,11 @@ mod tests {
             )
             .unwrap()
         };
-        drop({
-            let store = open();
-            store
-                .commit(WriteBatch::new().put_object(record("a")))
-                .unwrap();
-            store
-        });
+        // Opens the state, commits `batch` and closes it.
+        let commit = |batch: WriteBatch| {
+            open().commit(batch).unwrap();
+        };
+        commit(WriteBatch::new().put_object(record("a")));
         let published = snapshot_inode(dir.path());
         // Opened again with nothing changed: the snapshot stays.
         drop(open());
@@ -882,12 +880,7 @@ mod tests {
             fetched_at: jiff::Timestamp::UNIX_EPOCH,
             discovery: meshplan_k8s::Discovery::default(),
         };
-        {
-            let store = open();
-            store
-                .commit(WriteBatch::new().put_discovery(entry.clone()))
-                .unwrap();
-        }
+        commit(WriteBatch::new().put_discovery(entry.clone()));
         drop(open());
         assert_ne!(snapshot_inode(dir.path()), republished);
         assert_eq!(
@@ -902,13 +895,7 @@ mod tests {
             dir.path().join("stale.json"),
         )
         .unwrap();
-        drop({
-            let store = open();
-            store
-                .commit(WriteBatch::new().put_object(record("b")))
-                .unwrap();
-            store
-        });
+        commit(WriteBatch::new().put_object(record("b")));
         std::fs::rename(
             dir.path().join("stale.json"),
             dir.path().join(SNAPSHOT_FILE),

@@ -601,24 +601,7 @@ spec:
 fn the_lint_renders_stand_in_keys() {
     let dir = tempfile::tempdir().unwrap();
     let log = dir.path().join("helm.log");
-    let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
-        .map(|d| d.join("helm"))
-        .find(|p| p.is_file())
-        .expect("helm on PATH");
-    let script = dir.path().join("helm-logging");
-    std::fs::write(
-        &script,
-        format!(
-            "#!/bin/sh\n[ \"$1\" = template ] && echo \"$2 $3\" >> '{}'\nexec '{}' \"$@\"\n",
-            log.display(),
-            real.display()
-        ),
-    )
-    .unwrap();
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
-    }
+    let script = crate::render_stability::logging_helm_of(dir.path(), &log, "$1 $2 $3");
     let mut args = vec!["lint", "plans/linkerd.toml", "--offline"];
     args.extend_from_slice(&STAND_IN);
     let out = crate::support::meshplan()
@@ -630,7 +613,7 @@ fn the_lint_renders_stand_in_keys() {
     let runs = std::fs::read_to_string(&log).unwrap();
     let viz: Vec<&str> = runs
         .lines()
-        .filter(|l| l.starts_with("linkerd-viz "))
+        .filter(|l| l.starts_with("template linkerd-viz "))
         .collect();
     assert!(!viz.is_empty(), "{runs}");
     assert!(

@@ -421,6 +421,11 @@ fn keyed_plan(dir: &std::path::Path, rsa_only: bool) -> meshplan::load::LoadedPl
 }
 
 fn keyed_plan_text(rsa_only: bool) -> String {
+    plan_text_of(&keyed_chart(), rsa_only)
+}
+
+/// A plan of `chart` as [`keyed_plan`] writes it.
+fn plan_text_of(chart: &std::path::Path, rsa_only: bool) -> String {
     format!(
         r#"
 [plan]
@@ -440,7 +445,7 @@ namespace = "app"
 password = "${{read.creds.value}}"
 rsaOnly = {rsa_only}
 "#,
-        keyed_chart().display()
+        chart.display()
     )
 }
 
@@ -679,18 +684,7 @@ async fn stand_in_keys_are_masked_when_the_chart_refuses_the_canaries() {
     )
     .unwrap();
     let path = dir.path().join("plan.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "[plan]\nname = \"picky\"\n\
-             [read.creds]\napi_version = \"v1\"\nkind = \"Secret\"\nnamespace = \"app\"\n\
-             name = \"creds\"\nkey = \"password\"\n\
-             [helm.app]\nchart = \"{}\"\nnamespace = \"app\"\n\
-             [helm.app.values]\npassword = \"${{read.creds.value}}\"\n",
-            chart.display()
-        ),
-    )
-    .unwrap();
+    std::fs::write(&path, plan_text_of(&chart, false)).unwrap();
     let loaded = load_plan(&path, &[]);
     let helm = recorder();
     let options = RenderOptions {

@@ -477,6 +477,16 @@ async fn a_chart_that_generates_nothing_is_rendered_once() {
 /// A stand-in for helm that logs its subcommand (one line per run) to `log` and runs the real
 /// helm (the first on `PATH`).
 pub(crate) fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std::path::PathBuf {
+    logging_helm_of(dir, log, "$1")
+}
+
+/// A helm that logs `fields` (shell words, e.g. `$1 $2 $3`) of each run to `log`, then runs
+/// the helm on PATH.
+pub(crate) fn logging_helm_of(
+    dir: &std::path::Path,
+    log: &std::path::Path,
+    fields: &str,
+) -> std::path::PathBuf {
     let real = std::env::split_paths(&std::env::var_os("PATH").unwrap())
         .map(|d| d.join("helm"))
         .find(|p| p.is_file())
@@ -485,7 +495,7 @@ pub(crate) fn logging_helm(dir: &std::path::Path, log: &std::path::Path) -> std:
     std::fs::write(
         &script,
         format!(
-            "#!/bin/sh\necho \"$1\" >> '{}'\nexec '{}' \"$@\"\n",
+            "#!/bin/sh\necho \"{fields}\" >> '{}'\nexec '{}' \"$@\"\n",
             log.display(),
             real.display()
         ),
