@@ -58,6 +58,14 @@ async fn render_material_with(
     (r.nodes[&material()].clone(), counting.count())
 }
 
+/// The object of `node` named `name`.
+fn named<'n>(node: &'n NodeRender, name: &str) -> &'n meshplan::render::RenderedObject {
+    node.objects
+        .iter()
+        .find(|o| o.object_ref.name == name)
+        .unwrap()
+}
+
 fn by_name(node: &NodeRender) -> BTreeMap<String, (SincePrevious, BTreeSet<String>)> {
     node.objects
         .iter()
@@ -117,12 +125,11 @@ async fn volatile_paths_are_found_by_rendering_twice() {
     assert_eq!(helm.source, RenderSource::Helm);
     assert!(!helm.output.volatile_unknown);
     // Secrets are sensitive.
-    let token = node
-        .objects
-        .iter()
-        .find(|o| o.object_ref.name == "token")
-        .unwrap();
-    assert!(token.sensitive_paths.contains("/stringData"));
+    assert!(
+        named(&node, "token")
+            .sensitive_paths
+            .contains("/stringData")
+    );
 }
 
 #[tokio::test]
@@ -242,14 +249,7 @@ async fn changed_inputs_carry_generated_material_over() {
         assert_eq!(*since, expected, "{name}");
     }
     // The certificate and the caBundle still come from the same (previous) render.
-    let find = |n: &NodeRender, name: &str| {
-        n.objects
-            .iter()
-            .find(|o| o.object_ref.name == name)
-            .unwrap()
-            .object
-            .clone()
-    };
+    let find = |n: &NodeRender, name: &str| named(n, name).object.clone();
     assert_eq!(find(&next, "webhook-tls"), find(&applied, "webhook-tls"));
     assert_eq!(
         find(&next, "random-material-webhook"),
@@ -606,14 +606,7 @@ async fn stand_in_keys_without_a_canary_render_are_found_and_masked() {
             (node, charts)
         }
     };
-    let sensitive = |node: &NodeRender, name: &str| {
-        node.objects
-            .iter()
-            .find(|o| o.object_ref.name == name)
-            .unwrap()
-            .sensitive_paths
-            .clone()
-    };
+    let sensitive = |node: &NodeRender, name: &str| named(node, name).sensitive_paths.clone();
     let original = chart.display().to_string();
 
     let (shown, charts) = render(true).await;
