@@ -626,3 +626,42 @@ async fn stand_in_keys_without_a_canary_render_are_found_and_masked() {
     assert!(sensitive(&applied, "random-material-webhook").is_empty());
     assert!(sensitive(&applied, "webhook").is_empty());
 }
+
+/// `show` renders as `helm template` does, real keys included (viz), except a chart rendered
+/// with placeholders (the control plane, whose values read the identity issuer from the
+/// cluster): that output is never applied, so it renders from the copy with cheap keys.
+#[test]
+fn placeholder_renders_take_cheap_keys_and_show_takes_real_ones() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("helm.log");
+    let script = logging_helm_of(dir.path(), &log, "$1 $2 $3");
+    let out = crate::support::meshplan()
+        .args([
+            "show",
+            "plans/linkerd.toml",
+            "--repo-dir",
+            "linkerd=plans/charts",
+            "--repo-dir",
+            "jetstack=plans/charts",
+        ])
+        .env("MESHPLAN_HELM", &script)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{out:?}");
+    let runs = std::fs::read_to_string(&log).unwrap();
+    let charts = |release: &str| -> Vec<String> {
+        runs.lines()
+            .filter(|l| l.starts_with(&format!("template {release} ")))
+            .map(str::to_owned)
+            .collect()
+    };
+    let control_plane = charts("linkerd-control-plane");
+    assert!(!control_plane.is_empty(), "{runs}");
+    assert!(
+        control_plane.iter().all(|l| l.contains("meshplan-chart-")),
+        "{runs}"
+    );
+    let viz = charts("linkerd-viz");
+    assert!(!viz.is_empty(), "{runs}");
+    assert!(viz.iter().all(|l| !l.contains("meshplan-chart-")), "{runs}");
+}
